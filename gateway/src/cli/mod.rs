@@ -1,0 +1,4 @@
+//! The `warden` subcommands, one file each; `main.rs` only parses and dispatches.
+
+pub mod audit;
+pub mod token;

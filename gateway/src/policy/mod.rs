@@ -1,0 +1,1 @@
+//! The policy engine: loads WebAssembly policy components and asks them for verdicts.

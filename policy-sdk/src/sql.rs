@@ -1,0 +1,1 @@
+//! Small helpers over the host-parsed [`Sql`](crate::Sql) statement.
