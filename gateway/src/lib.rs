@@ -7,6 +7,7 @@
 //! commands policies judge, [`config`] is `warden.toml`, [`cli`] is the `warden` command line.
 
 pub mod audit;
+pub mod cases;
 pub mod cli;
 pub mod command;
 pub mod config;

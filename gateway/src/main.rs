@@ -1,2 +1,45 @@
-//! The `warden` command line.
-fn main() {}
+//! The `warden` command line: parses arguments and hands each subcommand to `warden::cli`.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use warden::cli;
+
+/// Warden: a policy-enforcing gateway for agents reaching production data.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Test and inspect policy modules.
+    #[command(subcommand)]
+    Policy(cli::policy::PolicyCmd),
+    /// Mint and verify development tokens.
+    #[command(subcommand)]
+    Token(cli::token::TokenCmd),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let result = match args.command {
+        Cmd::Policy(cmd) => cli::policy::run(cmd),
+        Cmd::Token(cmd) => cli::token::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("warden: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

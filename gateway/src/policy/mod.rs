@@ -1,1 +1,351 @@
-//! The policy engine: loads WebAssembly policy components and asks them for verdicts.
+//! The policy engine: loads WebAssembly policy components from a directory, keeps them
+//! current (hot reload), and asks a target's chain of policies for one combined verdict per
+//! command and for the edits to each batch of result rows.
+//!
+//! It knows WIT and wasmtime and nothing of wire protocols: adapters hand it [`Session`] and
+//! [`Command`] values and get back a [`Decision`]. Every failure is a deny (see [`PolicyError`]).
+
+mod bindings;
+mod cache;
+mod error;
+mod module;
+mod registry;
+mod runtime;
+mod verdict;
+
+pub use bindings::{
+    CellEdit, Column, Command, CopyTarget, Http, Kube, Principal, Protocol, Session, Shell, Sql,
+    SqlCopy, SqlWrite, Verdict,
+};
+pub use cache::LoadSource;
+pub use error::PolicyError;
+pub use module::PolicyModule;
+pub use registry::ScanReport;
+pub use verdict::{Decision, PolicyVerdict};
+
+use registry::Registry;
+use runtime::Runtime;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// One result row: cells as text, `None` for NULL.
+pub type Row = Vec<Option<String>>;
+
+/// `[policy]` in warden.toml: where modules live and the limits every call runs under.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Directory of `*.wasm` policy components (module name = file name without `.wasm`).
+    pub dir: PathBuf,
+    /// Where compiled artifacts are cached; default `<dir>/.cache`. `""` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Deadline of one `check` or `mask-rows` call.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+    /// Deadline of instantiating a module and running its `init`.
+    #[serde(with = "humantime_serde")]
+    pub init_deadline: Duration,
+    /// Cap on one instance's linear memory, e.g. `"16MiB"`.
+    pub memory_limit: ByteSize,
+    /// Most idle initialised instances kept per module and config.
+    pub max_idle_instances: usize,
+    /// How often the directory is polled for changes; `"0s"` disables hot reload.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            dir: PathBuf::from("policies"),
+            cache_dir: None,
+            deadline: Duration::from_millis(10),
+            init_deadline: Duration::from_secs(1),
+            memory_limit: ByteSize(16 << 20),
+            max_idle_instances: 16,
+            reload_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+impl PolicyConfig {
+    fn effective_cache_dir(&self) -> Option<PathBuf> {
+        match &self.cache_dir {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => Some(dir.clone()),
+            None => Some(self.dir.join(".cache")),
+        }
+    }
+}
+
+/// A size in bytes, written in config as a number or with a unit: `"16MiB"`, `"512KiB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl ByteSize {
+    /// Parse `"16MiB"`, `"64 KiB"`, `"1GiB"` or a plain number of bytes.
+    pub fn parse(s: &str) -> Result<ByteSize, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let n: u64 = digits.parse().map_err(|_| format!("invalid size `{s}`"))?;
+        let mult = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" | "K" => 1 << 10,
+            "MiB" | "M" => 1 << 20,
+            "GiB" | "G" => 1 << 30,
+            other => return Err(format!("unknown size unit `{other}` (use B, KiB, MiB, GiB)")),
+        };
+        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("size `{s}` too large"))
+    }
+}
+
+/// One entry of a target's policy chain: a module and the config string its `init` gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRef {
+    pub module: String,
+    pub config: Arc<str>,
+}
+
+/// What masking did to a result, for the audit trail: counts per column and rule, no values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MaskSummary {
+    /// (column name, rule) → cells changed.
+    pub cells: BTreeMap<(String, String), u64>,
+}
+
+/// A result that must not reach the client: which policy stopped it and why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{policy}: {error}")]
+pub struct MaskFailure {
+    pub policy: String,
+    pub error: PolicyError,
+}
+
+/// The engine. Cheap to share (`Arc`); calls from many tasks run concurrently.
+pub struct PolicyEngine {
+    registry: Arc<Registry>,
+    watcher: Option<Watcher>,
+    startup: ScanReport,
+}
+
+impl PolicyEngine {
+    /// Load every module in `config.dir`, initialise each with the configs in `chains`, and
+    /// start watching the directory (unless `reload_interval` is zero).
+    pub async fn start<'a>(
+        config: &PolicyConfig,
+        chains: impl IntoIterator<Item = &'a PolicyRef>,
+    ) -> Result<PolicyEngine, PolicyError> {
+        let runtime = Runtime::new(config).map_err(|e| PolicyError::Load(format!("{e:#}")))?;
+        let mut configs: HashMap<String, BTreeSet<Arc<str>>> = HashMap::new();
+        for r in chains {
+            configs.entry(r.module.clone()).or_default().insert(r.config.clone());
+        }
+        let cache = cache::ArtifactCache::new(config.effective_cache_dir());
+        let registry = Arc::new(Registry::new(runtime, config.dir.clone(), cache, configs.clone()));
+        let report = registry.scan().await;
+        let loaded = registry.modules();
+        for name in configs.keys() {
+            if !loaded.contains_key(name) {
+                tracing::error!(policy = %name, "policy used by a target is not loaded: its targets deny everything");
+            }
+        }
+        tracing::info!(loaded = report.loaded.len(), rejected = report.rejected.len(), "policies scanned");
+        let watcher = (!config.reload_interval.is_zero())
+            .then(|| Watcher::start(registry.clone(), config.reload_interval));
+        Ok(PolicyEngine { registry, watcher, startup: report })
+    }
+
+    /// An engine holding exactly one module file (for `warden policy test` and benchmarks).
+    /// Returns the engine and the module's name.
+    pub async fn single(
+        config: &PolicyConfig,
+        path: &Path,
+        policy_config: &str,
+    ) -> Result<(PolicyEngine, PolicyRef), PolicyError> {
+        let runtime = Runtime::new(config).map_err(|e| PolicyError::Load(format!("{e:#}")))?;
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("policy").to_string();
+        let reference = PolicyRef { module: name.clone(), config: policy_config.into() };
+        let configs = HashMap::from([(name.clone(), BTreeSet::from([reference.config.clone()]))]);
+        let cache = cache::ArtifactCache::new(config.effective_cache_dir());
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let registry = Arc::new(Registry::new(runtime, dir, cache, configs));
+        let module = registry.load_single(&name, path).await?;
+        let startup = ScanReport {
+            loaded: vec![(name, module.sha256().to_string(), LoadSource::Compiled)],
+            ..ScanReport::default()
+        };
+        Ok((PolicyEngine { registry, watcher: None, startup }, reference))
+    }
+
+    /// What the first scan of the policy directory loaded, served from cache, or rejected.
+    pub fn startup_report(&self) -> &ScanReport {
+        &self.startup
+    }
+
+    /// Re-scan the policy directory now (the watcher does this on its own).
+    pub async fn rescan(&self) -> ScanReport {
+        self.registry.scan().await
+    }
+
+    /// The loaded version of a module, if any.
+    pub fn module(&self, name: &str) -> Option<Arc<PolicyModule>> {
+        self.registry.modules().get(name).cloned()
+    }
+
+    /// Ask every policy of `chain`, in order, about one command and combine their verdicts.
+    pub async fn check(&self, chain: &[PolicyRef], session: &Session, command: &Command) -> Decision {
+        let modules = self.registry.modules();
+        let mut verdicts = Vec::with_capacity(chain.len());
+        for r in chain {
+            let started = Instant::now();
+            let (sha256, result, module) = match modules.get(&r.module) {
+                Some(m) => {
+                    let result = m.check(&r.config, session, command).await;
+                    (m.sha256().to_string(), result, Some((m.clone(), r.config.clone())))
+                }
+                None => (String::new(), Err(PolicyError::Missing(r.module.clone())), None),
+            };
+            let (verdict, failure) = match result {
+                Ok(v) => (v, None),
+                Err(e) => (Verdict::Deny(e.to_string()), Some(e)),
+            };
+            verdicts.push(PolicyVerdict {
+                policy: r.module.clone(),
+                sha256,
+                verdict,
+                latency: started.elapsed(),
+                failure,
+                module,
+            });
+        }
+        Decision::combine(verdicts)
+    }
+
+    /// Check every statement of one message; the strictest decision stands for the message.
+    pub async fn check_all(
+        &self,
+        chain: &[PolicyRef],
+        session: &Session,
+        commands: &[Command],
+    ) -> Vec<Decision> {
+        let mut out = Vec::with_capacity(commands.len());
+        for c in commands {
+            out.push(self.check(chain, session, c).await);
+        }
+        out
+    }
+
+    /// A decision in which every loaded policy of `chain` answered `mask`: lets offline tools
+    /// (`warden policy test`, benchmarks) run `mask-rows` without a command.
+    pub fn assume_mask(&self, chain: &[PolicyRef]) -> Decision {
+        let modules = self.registry.modules();
+        let verdicts = chain
+            .iter()
+            .filter_map(|r| modules.get(&r.module).map(|m| (r, m)))
+            .map(|(r, m)| PolicyVerdict {
+                policy: r.module.clone(),
+                sha256: m.sha256().to_string(),
+                verdict: Verdict::Mask,
+                latency: Duration::ZERO,
+                failure: None,
+                module: Some((m.clone(), r.config.clone())),
+            })
+            .collect();
+        Decision::combine(verdicts)
+    }
+
+    /// Pass one batch of rows through every policy that answered `mask` in `decision`, in chain
+    /// order, applying each one's edits before the next sees the rows. On error nothing of the
+    /// batch may be sent.
+    pub async fn mask_rows(
+        &self,
+        decision: &Decision,
+        session: &Session,
+        columns: &[Column],
+        rows: &mut [Row],
+    ) -> Result<MaskSummary, MaskFailure> {
+        let mut summary = MaskSummary::default();
+        for pv in decision.policies.iter().filter(|p| p.verdict == Verdict::Mask) {
+            let Some((module, config)) = &pv.module else { continue };
+            let edits = module
+                .mask_rows(config, session, columns, rows)
+                .await
+                .map_err(|error| MaskFailure { policy: pv.policy.clone(), error })?;
+            for edit in edits {
+                let (r, c) = (edit.row as usize, edit.column as usize);
+                // validated by the module: indices are in range
+                if let Some(cell) = rows.get_mut(r).and_then(|row| row.get_mut(c)) {
+                    *cell = edit.value;
+                }
+                let column = columns.get(c).map_or_else(|| format!("#{c}"), |col| col.name.clone());
+                *summary.cells.entry((column, edit.rule)).or_default() += 1;
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// The hot-reload poller: its own thread with a small runtime, so compiling and initialising
+/// a new module never competes with the serving runtime's workers.
+struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(registry: Arc<Registry>, interval: Duration) -> Watcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new().name("warden-policy-watch".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("policy hot reload disabled: {e}");
+                    return;
+                }
+            };
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(interval);
+                rt.block_on(registry.scan());
+            }
+        });
+        match thread {
+            Ok(t) => Watcher { stop, thread: Some(t) },
+            Err(e) => {
+                tracing::error!("policy hot reload disabled: {e}");
+                Watcher { stop, thread: None }
+            }
+        }
+    }
+}
+
+impl Drop for PolicyEngine {
+    fn drop(&mut self) {
+        if let Some(w) = &mut self.watcher {
+            w.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The on-disk layout: redb table definitions. Public so that tools (and the tamper tests) can
+//! read and write the raw file; the gateway itself goes through [`super::AuditStore`].
+//!
+//! Records other than events are JSON (`serde_json`) so that a future field is one
+//! `#[serde(default)]` away; events keep the exact bytes the hash chain covers.
+
+use redb::TableDefinition;
+
+use super::chain::Hash;
+
+/// Session id → JSON [`super::SessionRecord`]. An index over the events, maintained by the writer
+/// in the same transaction as the `session_start` / `session_end` event it derives from.
+pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+
+/// Sequence number (from 1) → (chain hash, canonical event bytes).
+pub const EVENTS: TableDefinition<u64, (Hash, &[u8])> = TableDefinition::new("events");
+
+/// Approval id → JSON [`super::ApprovalRecord`].
+pub const APPROVALS: TableDefinition<&str, &[u8]> = TableDefinition::new("approvals");
+
+/// (Session id, chunk number from 0) → recording bytes, masked by the caller.
+pub const RECORDINGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("recordings");
+
+/// Name → (sequence number, hash). See [`HEAD`].
+pub const META: TableDefinition<&str, (u64, Hash)> = TableDefinition::new("meta");
+
+/// Key in [`META`]: the last event written and its hash. Updated in the same transaction as the
+/// events, so an event removed from the tail later shows up as a head pointing past the end.
+pub const HEAD: &str = "head";

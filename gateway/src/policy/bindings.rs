@@ -1,0 +1,60 @@
+//! Host-side bindings generated from `wit/policy.wit`, and the plain-data types the rest of the
+//! gateway builds commands and sessions with. Adapters use these types without knowing Wasm.
+
+wasmtime::component::bindgen!({
+    world: "policy",
+    path: "../wit",
+    exports: { default: async },
+    additional_derives: [PartialEq, Eq],
+});
+
+// The world's `use` already brings CellEdit, Column, Command, Session and Verdict in scope.
+pub use warden::policy::types::{
+    CopyTarget, Http, Kube, Principal, Protocol, Shell, Sql, SqlCopy, SqlWrite,
+};
+
+impl From<&crate::identity::Principal> for Principal {
+    fn from(p: &crate::identity::Principal) -> Self {
+        Principal {
+            subject: p.subject.clone(),
+            issuer: p.issuer.clone(),
+            groups: p.groups.clone(),
+            actors: p.actors.clone(),
+        }
+    }
+}
+
+impl Protocol {
+    /// The lower-case name used in config, audit records and case files.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Postgres => "postgres",
+            Protocol::Ssh => "ssh",
+            Protocol::Http => "http",
+        }
+    }
+}
+
+impl Command {
+    /// The command as one line of text for logs and the audit trail.
+    pub fn text(&self) -> String {
+        match self {
+            Command::Sql(sql) => sql.text.clone(),
+            Command::Shell(shell) => shell.line.clone(),
+            Command::Http(http) if http.query.is_empty() => format!("{} {}", http.method, http.path),
+            Command::Http(http) => format!("{} {}?{}", http.method, http.path, http.query),
+        }
+    }
+
+    /// A short kind for the audit trail: the SQL statement kind, `shell`, or the HTTP method.
+    pub fn kind(&self) -> String {
+        match self {
+            Command::Sql(sql) => sql.kind.clone(),
+            Command::Shell(_) => "shell".to_string(),
+            Command::Http(http) => match &http.kube {
+                Some(kube) => format!("kube:{}", kube.verb),
+                None => http.method.to_lowercase(),
+            },
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Verdicts and how a target's chain of policies combines them into one decision.
+//!
+//! The most restrictive verdict wins: deny > require-approval > mask > allow. Every policy's own
+//! verdict is kept, with the module's sha256 and the call's latency, for the audit trail.
+
+use super::bindings::Verdict;
+use super::error::PolicyError;
+use super::module::PolicyModule;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Verdict {
+    /// Strictness rank: higher wins when a chain is combined.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Verdict::Allow => 0,
+            Verdict::Mask => 1,
+            Verdict::RequireApproval(_) => 2,
+            Verdict::Deny(_) => 3,
+        }
+    }
+
+    /// The lower-case name used in the audit trail and case files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Mask => "mask",
+            Verdict::RequireApproval(_) => "require-approval",
+            Verdict::Deny(_) => "deny",
+        }
+    }
+
+    /// The reason a deny or require-approval carries.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Verdict::Deny(reason) | Verdict::RequireApproval(reason) => Some(reason),
+            Verdict::Allow | Verdict::Mask => None,
+        }
+    }
+}
+
+/// One policy's answer within a decision.
+#[derive(Debug, Clone)]
+pub struct PolicyVerdict {
+    /// The policy module's name (its file name without `.wasm`).
+    pub policy: String,
+    /// sha256 of the module that answered (empty when the module was missing).
+    pub sha256: String,
+    /// What it said; a failed call is a `Deny` carrying the cause.
+    pub verdict: Verdict,
+    /// Wall time of the call, including taking an instance from the pool.
+    pub latency: Duration,
+    /// Set when the policy failed closed (trap, deadline, memory cap, init error, missing, ...).
+    pub failure: Option<PolicyError>,
+    /// The exact module version and config that answered, so `mask-rows` for this command runs
+    /// on the same version even if a hot reload swaps the module meanwhile.
+    pub(crate) module: Option<(Arc<PolicyModule>, Arc<str>)>,
+}
+
+/// The combined answer of a target's policy chain for one command.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The winning (most restrictive) verdict.
+    pub verdict: Verdict,
+    /// Which policy's verdict won (the first of the strictest); `None` for an empty chain.
+    pub decided_by: Option<String>,
+    /// Every policy's own verdict, in chain order.
+    pub policies: Vec<PolicyVerdict>,
+}
+
+impl Decision {
+    /// Combine per-policy verdicts. An empty chain denies: a target with no policy is closed.
+    pub fn combine(policies: Vec<PolicyVerdict>) -> Decision {
+        let mut winner: Option<usize> = None;
+        for (i, p) in policies.iter().enumerate() {
+            let stricter = match winner {
+                None => true,
+                Some(w) => p.verdict.rank() > policies[w].verdict.rank(),
+            };
+            if stricter {
+                winner = Some(i);
+            }
+        }
+        match winner {
+            Some(w) => Decision {
+                verdict: policies[w].verdict.clone(),
+                decided_by: Some(policies[w].policy.clone()),
+                policies,
+            },
+            None => Decision {
+                verdict: Verdict::Deny("no policy is configured for this target".to_string()),
+                decided_by: None,
+                policies,
+            },
+        }
+    }
+
+    /// Combine the decisions for several statements of one message (a multi-statement query):
+    /// the strictest wins, so one denied statement refuses the whole message.
+    pub fn combine_all(decisions: Vec<Decision>) -> Decision {
+        let mut best: Option<Decision> = None;
+        for d in decisions {
+            best = match best {
+                Some(b) if b.verdict.rank() >= d.verdict.rank() => Some(b),
+                _ => Some(d),
+            };
+        }
+        best.unwrap_or_else(|| Decision::combine(Vec::new()))
+    }
+
+    /// The reason to show a client: `policy: reason`.
+    pub fn display_reason(&self) -> String {
+        match (&self.decided_by, self.verdict.reason()) {
+            (Some(policy), Some(reason)) => format!("{policy}: {reason}"),
+            (None, Some(reason)) => reason.to_string(),
+            (_, None) => self.verdict.name().to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pv(name: &str, verdict: Verdict) -> PolicyVerdict {
+        PolicyVerdict {
+            policy: name.to_string(),
+            sha256: String::new(),
+            verdict,
+            latency: Duration::ZERO,
+            failure: None,
+            module: None,
+        }
+    }
+
+    #[test]
+    fn strictest_verdict_wins_and_all_are_kept() {
+        let d = Decision::combine(vec![
+            pv("a", Verdict::Allow),
+            pv("m", Verdict::Mask),
+            pv("r", Verdict::RequireApproval("big read".into())),
+            pv("m2", Verdict::Mask),
+        ]);
+        assert_eq!(d.verdict, Verdict::RequireApproval("big read".into()));
+        assert_eq!(d.decided_by.as_deref(), Some("r"));
+        assert_eq!(d.policies.len(), 4);
+
+        let d = Decision::combine(vec![
+            pv("r", Verdict::RequireApproval("x".into())),
+            pv("d", Verdict::Deny("no".into())),
+            pv("m", Verdict::Mask),
+        ]);
+        assert_eq!(d.verdict, Verdict::Deny("no".into()));
+        assert_eq!(d.display_reason(), "d: no");
+
+        let d = Decision::combine(vec![pv("a", Verdict::Allow), pv("m", Verdict::Mask)]);
+        assert_eq!(d.verdict, Verdict::Mask);
+        let d = Decision::combine(vec![pv("a", Verdict::Allow), pv("b", Verdict::Allow)]);
+        assert_eq!(d.verdict, Verdict::Allow);
+        assert_eq!(d.decided_by.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn first_of_equally_strict_verdicts_gives_the_reason() {
+        let d = Decision::combine(vec![
+            pv("first", Verdict::Deny("one".into())),
+            pv("second", Verdict::Deny("two".into())),
+        ]);
+        assert_eq!(d.display_reason(), "first: one");
+    }
+
+    #[test]
+    fn empty_chain_denies() {
+        let d = Decision::combine(Vec::new());
+        assert!(matches!(d.verdict, Verdict::Deny(_)));
+    }
+
+    #[test]
+    fn one_denied_statement_refuses_the_message() {
+        let ok = Decision::combine(vec![pv("g", Verdict::Allow)]);
+        let bad = Decision::combine(vec![pv("g", Verdict::Deny("DROP".into()))]);
+        let masked = Decision::combine(vec![pv("p", Verdict::Mask)]);
+        let d = Decision::combine_all(vec![ok, bad, masked]);
+        assert_eq!(d.verdict, Verdict::Deny("DROP".into()));
+    }
+}

@@ -1,0 +1,43 @@
+//! Shared test support: builds the policy components from source (never committed `.wasm`)
+//! and hands out their paths.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Build one policy crate for wasm32-wasip2 (once per test process; cargo makes repeat builds
+/// no-ops) into a separate target dir, so it never waits on the outer cargo's lock.
+pub fn policy_wasm(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let root = workspace_root();
+    let target = root.join("target").join("test-policies");
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let status = Command::new(cargo)
+            .current_dir(&root)
+            .args(["build", "--quiet", "--profile", "policy", "--target", "wasm32-wasip2", "-p", name])
+            .arg("--target-dir")
+            .arg(&target)
+            .status()
+            .expect("run cargo to build a policy");
+        assert!(status.success(), "building policy {name} failed");
+        built.push(name.to_string());
+    }
+    let path = target.join("wasm32-wasip2").join("policy").join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// Copy a policy into `dir` under `file_name`, atomically (write elsewhere, then rename) as an
+/// operator installing a module should.
+pub fn install(name: &str, dir: &Path, file_name: &str) {
+    let tmp = dir.join(format!(".{file_name}.tmp"));
+    std::fs::copy(policy_wasm(name), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join(file_name)).unwrap();
+}
