@@ -17,6 +17,9 @@ enum Cmd {
     /// Test and inspect policy modules.
     #[command(subcommand)]
     Policy(cli::policy::PolicyCmd),
+    /// Verify and export the audit trail.
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCmd),
     /// Mint and verify development tokens.
     #[command(subcommand)]
     Token(cli::token::TokenCmd),
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Cmd::Policy(cmd) => cli::policy::run(cmd),
+        Cmd::Audit(cmd) => cli::audit::run(cmd),
         Cmd::Token(cmd) => cli::token::run(cmd),
     };
     match result {

@@ -70,7 +70,8 @@ mod tests {
 
     #[test]
     fn canonical_bytes_are_compact_json_in_declaration_order() {
-        // A change here changes what every future chain hashes: it must be deliberate.
+        // The format auditors and outside verifiers read: change it deliberately (stored events
+        // keep their bytes, so old chains still verify).
         let bytes = canonical_bytes(&note(1, "hi")).unwrap();
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
@@ -83,7 +84,9 @@ mod tests {
         let mut event = note(2, "x");
         event.session = Some("s-1".into());
         let text = String::from_utf8(canonical_bytes(&event).unwrap()).unwrap();
-        assert!(text.starts_with(r#"{"seq":2,"time":"2023-11-14T22:13:20.000000Z","session":"s-1","#));
+        assert!(
+            text.starts_with(r#"{"seq":2,"time":"2023-11-14T22:13:20.000000Z","session":"s-1","#)
+        );
     }
 
     #[test]

@@ -17,10 +17,6 @@ pub enum AuditError {
     /// Reading an export, or writing one.
     #[error("audit I/O: {0}")]
     Io(#[from] std::io::Error),
-    /// Stored data that cannot be what this store wrote (a malformed record, a head that points
-    /// nowhere). Chain problems are reported by `verify`, not as this error.
-    #[error("audit database is inconsistent: {0}")]
-    Corrupt(String),
     /// The group commit this request was part of failed; nothing of it was written.
     #[error("audit commit failed: {0}")]
     CommitFailed(String),

@@ -36,12 +36,13 @@ impl NewEvent {
 }
 
 /// An event as recorded: these exact fields, serialised compactly in this order, are the bytes
-/// the hash chain covers (see [`super::chain`]).
+/// the hash chain covers (see `chain.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// Position in the chain, from 1, without gaps.
     pub seq: u64,
-    /// When the writer recorded it (UTC, microsecond precision).
+    /// When the writer recorded it (UTC, microsecond precision). Wall-clock time, so it can step
+    /// back with the clock; the order of events is `seq`.
     pub time: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,

@@ -1,7 +1,48 @@
 //! The audit store: sessions, hash-chained events, approvals and recordings in redb.
+//!
+//! The gateway opens one [`AuditStore`] at start-up and clones it into every session. Before a
+//! command is forwarded, its verdict goes in with [`AuditStore::append`], which returns once the
+//! event is durable; concurrent sessions share fsyncs through one group-commit writer
+//! (`writer.rs`). Every event extends a sha256 chain (`chain.rs`) that [`AuditStore::verify`]
+//! and `warden audit verify` walk; [`AuditStore::export`] writes it as JSON lines an auditor can
+//! check without warden (`export.rs`, [`verify_export`]).
+//!
+//! Files: `event.rs` is the record format auditors read, `records.rs` the session and approval
+//! listings derived from it, [`schema`] the redb tables, `store.rs` the handle and its readers,
+//! `verify.rs` the chain walk.
+//!
+//! redb locks the database file to the process that opens it. While the gateway runs, another
+//! process (such as `warden audit verify`) cannot open it: verify a copy, or use the running
+//! gateway's own [`AuditStore::verify`].
+
+mod chain;
+mod error;
+mod event;
+mod export;
+mod records;
+pub mod schema;
+mod store;
+mod verify;
+mod writer;
 
 use serde::Deserialize;
 use std::path::PathBuf;
+
+pub use chain::{GENESIS, Hash, canonical_bytes, chain_hash, parse_hash};
+pub use error::AuditError;
+pub use event::{
+    ApprovalDecided, ApprovalRequested, AuditPrincipal, AuditProtocol, AuditVerdict, CommandEvent,
+    Event, EventKind, MaskedCells, MaskedEvent, NewEvent, Note, PolicyDecision, Requester,
+    SessionCounts, SessionEnd, SessionStart, Timestamp,
+};
+pub use export::verify_export;
+pub use records::{ApprovalDecision, ApprovalRecord, SessionEndRecord, SessionRecord};
+pub use store::{AuditStore, ChainedEvent, StoreOptions};
+pub use verify::{ChainProblem, ProblemKind, VerifyReport};
+pub use writer::WriterStats;
+
+/// Default for [`AuditConfig::max_batch`].
+pub const DEFAULT_MAX_BATCH: usize = 512;
 
 /// `[audit]` in warden.toml.
 #[derive(Debug, Clone, Deserialize)]
@@ -9,4 +50,11 @@ use std::path::PathBuf;
 pub struct AuditConfig {
     /// The redb database file.
     pub path: PathBuf,
+    /// Most requests (events, approvals, recording chunks) one group commit takes.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+fn default_max_batch() -> usize {
+    DEFAULT_MAX_BATCH
 }

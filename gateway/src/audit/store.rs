@@ -1,0 +1,388 @@
+//! [`AuditStore`]: the handle the gateway holds. Opening starts the group-commit writer; writes
+//! go through it and are durable when they return; reads use their own snapshot transactions.
+//!
+//! redb locks the file for the process that opens it: while the gateway runs, no other process
+//! (`warden audit verify` included) can open the database. Verify a copy, or stop the gateway.
+
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableError};
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::{GENESIS, Hash};
+use super::event::{Event, NewEvent};
+use super::export::export_events;
+use super::records::{ApprovalRecord, SessionRecord, get_json};
+use super::schema::{APPROVALS, EVENTS, HEAD, META, RECORDINGS, SESSIONS};
+use super::verify::{VerifyReport, verify_chain};
+use super::writer::{ChainHead, Counters, Op, Reply, Request, Writer, WriterStats};
+use super::{AuditConfig, AuditError};
+
+/// How to open a store. [`AuditConfig`] gives the gateway's; the CLI opens existing files only.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Create the file when it does not exist.
+    pub create: bool,
+    /// Most requests one group commit takes. Bounds a transaction's size and the latency the
+    /// last appender of a big batch sees.
+    pub max_batch: usize,
+    /// Check every page's checksum on open: slow on a big file, meant for `warden audit verify`,
+    /// where a file altered outside redb must be reported rather than trusted.
+    pub check_integrity: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            create: true,
+            max_batch: super::DEFAULT_MAX_BATCH,
+            check_integrity: false,
+        }
+    }
+}
+
+/// A cheap-to-clone handle on the audit database, shared by every session task.
+#[derive(Clone)]
+pub struct AuditStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    tx: mpsc::UnboundedSender<Request>,
+    writer: std::thread::JoinHandle<()>,
+    counters: Arc<Counters>,
+    path: PathBuf,
+}
+
+/// A stored event with its chain hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainedEvent {
+    pub event: Event,
+    pub hash: Hash,
+}
+
+impl std::fmt::Debug for AuditStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditStore {
+    /// Open the database at `path`, creating it when missing, and start the writer.
+    pub fn open(path: impl AsRef<Path>) -> Result<AuditStore, AuditError> {
+        AuditStore::open_with(path, &StoreOptions::default())
+    }
+
+    /// Open as `[audit]` in warden.toml says.
+    pub fn from_config(config: &AuditConfig) -> Result<AuditStore, AuditError> {
+        AuditStore::open_with(
+            &config.path,
+            &StoreOptions {
+                max_batch: config.max_batch,
+                ..StoreOptions::default()
+            },
+        )
+    }
+
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: &StoreOptions,
+    ) -> Result<AuditStore, AuditError> {
+        let path = path.as_ref();
+        let mut builder = Database::builder();
+        builder.set_check_integrity_on_open(options.check_integrity);
+        let opened = if options.create {
+            builder.create(path)
+        } else {
+            builder.open(path)
+        };
+        let db = match opened {
+            Ok(db) => db,
+            Err(DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(AuditError::Locked(path.display().to_string()));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        ensure_tables(&db)?;
+        let head = load_head(&db)?;
+        let db = Arc::new(db);
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = Writer {
+            db: db.clone(),
+            rx,
+            head,
+            max_batch: options.max_batch.max(1),
+            counters: counters.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("warden-audit-writer".into())
+            .spawn(move || writer.run())?;
+        Ok(AuditStore {
+            inner: Arc::new(Inner {
+                db,
+                tx,
+                writer: handle,
+                counters,
+                path: path.to_path_buf(),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Append an event; returns its `seq` once it is durable on disk. Concurrent appends share
+    /// one commit. If the future is dropped after the request was queued, the event is still
+    /// written: an audit record is never lost because its caller gave up waiting.
+    pub async fn append(&self, event: NewEvent) -> Result<u64, AuditError> {
+        self.request(Op::Append(event)).await
+    }
+
+    /// [`Self::append`] for threads outside the runtime. Blocks until durable. Safe to call from
+    /// inside a runtime too, but it then blocks that worker thread.
+    pub fn append_blocking(&self, event: NewEvent) -> Result<u64, AuditError> {
+        self.request_blocking(Op::Append(event))
+    }
+
+    /// Insert or replace an approval record, durably. Appending `approval_requested` and
+    /// `approval_decided` events already maintains the record; this is for states the event
+    /// model does not carry.
+    pub async fn put_approval(&self, record: ApprovalRecord) -> Result<(), AuditError> {
+        self.request(Op::PutApproval(record)).await.map(|_| ())
+    }
+
+    /// Append a chunk to a session's recording, durably; returns its chunk number (from 0). The
+    /// bytes must already be masked. Recordings are not part of the hash chain.
+    pub async fn append_recording(&self, session: &str, chunk: Vec<u8>) -> Result<u64, AuditError> {
+        self.request(Op::Recording {
+            session: session.to_owned(),
+            chunk,
+        })
+        .await
+    }
+
+    async fn request(&self, op: Op) -> Result<u64, AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Request {
+                op,
+                reply: Reply::Async(tx),
+            })
+            .map_err(|_| AuditError::WriterGone)?;
+        rx.await.map_err(|_| AuditError::WriterGone)?
+    }
+
+    fn request_blocking(&self, op: Op) -> Result<u64, AuditError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.inner
+            .tx
+            .send(Request {
+                op,
+                reply: Reply::Blocking(tx),
+            })
+            .map_err(|_| AuditError::WriterGone)?;
+        rx.recv().map_err(|_| AuditError::WriterGone)?
+    }
+
+    /// Group-commit counters since open.
+    pub fn stats(&self) -> WriterStats {
+        self.inner.counters.snapshot()
+    }
+
+    // Readers. Each runs in its own read transaction (a consistent snapshot, concurrent with the
+    // writer). They block on disk reads: from async code, call them in `spawn_blocking`.
+
+    /// The last committed event's `seq` and hash (`(0, GENESIS)` when empty).
+    pub fn head(&self) -> Result<(u64, Hash), AuditError> {
+        let head = read_head(&self.read()?)?;
+        Ok(head.map_or((0, GENESIS), |h| (h.seq, h.hash)))
+    }
+
+    /// Events whose `seq` is in `range`, in order: `store.events(100..)`, `store.events(..)`.
+    pub fn events(&self, range: impl RangeBounds<u64>) -> Result<Vec<ChainedEvent>, AuditError> {
+        let txn = self.read()?;
+        let table = txn.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        for entry in
+            table.range::<u64>((range.start_bound().cloned(), range.end_bound().cloned()))?
+        {
+            let (_, value) = entry?;
+            let (hash, bytes) = value.value();
+            out.push(ChainedEvent {
+                event: serde_json::from_slice(bytes)?,
+                hash,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn session(&self, id: &str) -> Result<Option<SessionRecord>, AuditError> {
+        let txn = self.read()?;
+        get_json(&txn.open_table(SESSIONS)?, id)
+    }
+
+    /// Every session, ordered by id.
+    pub fn sessions(&self) -> Result<Vec<SessionRecord>, AuditError> {
+        all_json(&self.read()?, SESSIONS)
+    }
+
+    pub fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, AuditError> {
+        let txn = self.read()?;
+        get_json(&txn.open_table(APPROVALS)?, id)
+    }
+
+    /// Every approval, ordered by id.
+    pub fn approvals(&self) -> Result<Vec<ApprovalRecord>, AuditError> {
+        all_json(&self.read()?, APPROVALS)
+    }
+
+    /// A session's recording chunks, in order (empty when nothing was recorded).
+    pub fn recording(&self, session: &str) -> Result<Vec<Vec<u8>>, AuditError> {
+        let txn = self.read()?;
+        let table = txn.open_table(RECORDINGS)?;
+        let mut chunks = Vec::new();
+        for entry in table.range((session, 0u64)..=(session, u64::MAX))? {
+            chunks.push(entry?.1.value().to_vec());
+        }
+        Ok(chunks)
+    }
+
+    /// Walk the whole chain; see [`VerifyReport`]. Runs against a snapshot, so it may run while
+    /// the gateway appends.
+    pub fn verify(&self) -> Result<VerifyReport, AuditError> {
+        verify_chain(&self.read()?)
+    }
+
+    /// Write events from `from` (default 1) as JSON lines; returns how many. See
+    /// [`super::verify_export`] for the line format.
+    pub fn export(
+        &self,
+        from: Option<u64>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, AuditError> {
+        export_events(&self.read()?, from.unwrap_or(1), out)
+    }
+
+    fn read(&self) -> Result<ReadTransaction, AuditError> {
+        Ok(self.inner.db.begin_read()?)
+    }
+
+    /// Stop the writer after it has answered everything queued, and close the file, releasing
+    /// its lock. Fails with [`AuditError::InUse`] while other clones of this handle exist.
+    /// Dropping the last handle also stops the writer, but without waiting for it.
+    pub fn close(self) -> Result<(), AuditError> {
+        let inner = Arc::try_unwrap(self.inner)
+            .map_err(|inner| AuditError::InUse(Arc::strong_count(&inner) - 1))?;
+        let Inner { db, tx, writer, .. } = inner;
+        drop(tx);
+        // The writer answers everything already queued before it sees the channel close.
+        if writer.join().is_err() {
+            tracing::error!("audit writer thread panicked");
+        }
+        match Arc::try_unwrap(db) {
+            Ok(db) => db.close()?,
+            // Only the writer shares it, and it has stopped; if not, dropping closes it later.
+            Err(_) => tracing::warn!("audit database still referenced at close"),
+        }
+        Ok(())
+    }
+}
+
+/// Create the tables on a new file. Skipped when they exist, so opening an existing database
+/// (as `warden audit verify` does) writes nothing.
+fn ensure_tables(db: &Database) -> Result<(), AuditError> {
+    let txn = db.begin_read()?;
+    let missing = [
+        table_missing(txn.open_table(SESSIONS))?,
+        table_missing(txn.open_table(EVENTS))?,
+        table_missing(txn.open_table(APPROVALS))?,
+        table_missing(txn.open_table(RECORDINGS))?,
+        table_missing(txn.open_table(META))?,
+    ];
+    drop(txn);
+    if !missing.contains(&true) {
+        return Ok(());
+    }
+    let txn = db.begin_write()?;
+    txn.open_table(SESSIONS)?;
+    txn.open_table(EVENTS)?;
+    txn.open_table(APPROVALS)?;
+    txn.open_table(RECORDINGS)?;
+    txn.open_table(META)?;
+    txn.commit()?;
+    Ok(())
+}
+
+fn table_missing<T>(opened: Result<T, TableError>) -> Result<bool, AuditError> {
+    match opened {
+        Ok(_) => Ok(false),
+        Err(TableError::TableDoesNotExist(_)) => Ok(true),
+        Err(err) => Err(err.into()),
+    }
+}
+
+pub(crate) fn read_head(txn: &ReadTransaction) -> Result<Option<ChainHead>, AuditError> {
+    let meta = txn.open_table(META)?;
+    Ok(meta.get(HEAD)?.map(|guard| {
+        let (seq, hash) = guard.value();
+        ChainHead { seq, hash }
+    }))
+}
+
+/// Where the writer continues the chain. The head in `meta` is authoritative (it is written with
+/// the events); if it disagrees with the events table the file was altered, which `verify`
+/// reports in detail. The writer still starts, from the head, so the gateway keeps running and
+/// the evidence of the alteration stays in place.
+fn load_head(db: &Database) -> Result<ChainHead, AuditError> {
+    let txn = db.begin_read()?;
+    let head = read_head(&txn)?;
+    let last = {
+        let events = txn.open_table(EVENTS)?;
+        events.last()?.map(|(key, value)| ChainHead {
+            seq: key.value(),
+            hash: value.value().0,
+        })
+    };
+    match (head, last) {
+        (Some(head), Some(last)) if head.seq != last.seq || head.hash != last.hash => {
+            tracing::error!(
+                head = head.seq,
+                last = last.seq,
+                "audit chain head disagrees with the last stored event: run `warden audit verify`"
+            );
+            Ok(head)
+        }
+        (Some(head), _) => Ok(head),
+        (None, Some(last)) => {
+            tracing::error!(
+                last = last.seq,
+                "audit chain head is missing: continuing from the last event"
+            );
+            Ok(last)
+        }
+        (None, None) => Ok(ChainHead {
+            seq: 0,
+            hash: GENESIS,
+        }),
+    }
+}
+
+fn all_json<T: for<'de> serde::Deserialize<'de>>(
+    txn: &ReadTransaction,
+    table: redb::TableDefinition<&str, &[u8]>,
+) -> Result<Vec<T>, AuditError> {
+    let table = txn.open_table(table)?;
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        out.push(serde_json::from_slice(entry?.1.value())?);
+    }
+    Ok(out)
+}

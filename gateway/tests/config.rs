@@ -1,0 +1,52 @@
+//! The example configs load, and bad configs are refused with a message naming the problem.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use warden::config::Config;
+
+fn examples() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+#[test]
+fn example_config_loads_with_its_chains() {
+    let config = Config::load(&examples().join("warden.toml")).unwrap();
+    assert_eq!(config.policy.deadline, std::time::Duration::from_millis(10));
+    assert_eq!(config.policy.memory_limit.0, 16 << 20);
+    assert!(config.policy.dir.ends_with("examples/policies"));
+    let payments = &config.targets["payments"];
+    let chain = payments.chain();
+    let modules: Vec<_> = chain.iter().map(|r| r.module.as_str()).collect();
+    assert_eq!(modules, ["sql-guard", "cardholder-approval", "pci-mask"]);
+    // A TOML table reaches init as JSON.
+    let json: serde_json::Value = serde_json::from_str(&chain[1].config).unwrap();
+    assert_eq!(json["max_limit"], 100);
+    assert_eq!(json["tables"][0], "cards");
+    assert_eq!(&*chain[0].config, "");
+}
+
+#[test]
+fn bad_configs_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = r#"
+[audit]
+path = "a.redb"
+[identity]
+issuer = "i"
+audience = "a"
+hs256_secret_file = "s"
+"#;
+    for (extra, expect) in [
+        ("[targets.x]\nprotocol = \"gopher\"\n", "unknown variant"),
+        ("[targets.x]\nprotocol = \"postgres\"\ncolour = 1\n", "unknown field"),
+        ("[policy]\nmemory_limit = \"16 parsecs\"\n", "unknown size unit"),
+        ("[policy]\ndeadline = \"soon\"\n", "deadline"),
+        ("[targets.\"a b\"]\nprotocol = \"ssh\"\n", "without spaces"),
+        ("[targets.x]\nprotocol = \"ssh\"\npolicies = [{ module = \"../evil\" }]\n", "invalid policy module name"),
+    ] {
+        let path = dir.path().join("w.toml");
+        std::fs::write(&path, format!("{base}{extra}")).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains(expect), "{extra}: {err}");
+    }
+}

@@ -1,0 +1,82 @@
+//! `warden policy test` as a security engineer runs it: the real binary against components
+//! built from source and case files, with per-case PASS/FAIL, the diff, and the exit status.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+
+fn warden() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+}
+
+/// Every shipped policy passes its own case file.
+#[test]
+fn shipped_policies_pass_their_case_files() {
+    let root = common::workspace_root();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("policies")).unwrap() {
+        let dir = entry.unwrap().path();
+        let cases = dir.join("cases.toml");
+        if !cases.exists() {
+            continue;
+        }
+        let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+        let out = warden().arg("policy").arg("test").arg(common::policy_wasm(&name)).arg(&cases).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains(" passed, 0 failed"), "{name}: {stdout}");
+        checked += 1;
+    }
+    assert!(checked >= 4, "expected case files for the shipped policies, found {checked}");
+}
+
+/// A failing case is reported with what was expected and what came back, and the exit status
+/// says so.
+#[test]
+fn failures_show_the_diff_and_fail_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases.toml");
+    std::fs::write(
+        &cases,
+        r#"
+config = "check:error"
+[[case]]
+name = "expects allow but the policy denies"
+sql = "SELECT 1"
+expect = "allow"
+[[case]]
+name = "deny with the right reason"
+shell = "ls"
+expect = "deny"
+reason = "deliberate"
+[[case]]
+name = "rows left alone"
+columns = ["a", { name = "b", type = "varchar" }]
+rows = [['x', '\N']]
+expect_rows = [['y', '\N']]
+"#,
+    )
+    .unwrap();
+    let out = warden().args(["policy", "test"]).arg(common::policy_wasm("misbehave")).arg(&cases).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("FAIL  expects allow but the policy denies"), "{stdout}");
+    assert!(stdout.contains(r#"verdict: expected allow, got deny "misbehave: deliberate error""#), "{stdout}");
+    assert!(stdout.contains("PASS  deny with the right reason"), "{stdout}");
+    assert!(stdout.contains(r#"row 0: expected ["y", "\\N"], got ["x", "\\N"]"#), "{stdout}");
+    assert!(stdout.ends_with("1 passed, 2 failed\n"), "{stdout}");
+}
+
+/// A module that cannot load is an error, not a pass.
+#[test]
+fn unloadable_module_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("junk.wasm");
+    std::fs::write(&module, b"\0asm junk").unwrap();
+    let cases = dir.path().join("cases.toml");
+    std::fs::write(&cases, "[[case]]\nname = \"x\"\nsql = \"SELECT 1\"\nexpect = \"allow\"\n").unwrap();
+    let out = warden().args(["policy", "test"]).arg(&module).arg(&cases).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot load the policy"));
+}
