@@ -32,20 +32,35 @@ fn session() -> Session {
 }
 
 fn statement() -> Command {
-    let sql = "SELECT id, name, pan, email, note FROM cards WHERE owner_id = $1 ORDER BY id LIMIT 50";
+    let sql =
+        "SELECT id, name, pan, email, note FROM cards WHERE owner_id = $1 ORDER BY id LIMIT 50";
     Command::Sql(warden::command::sql::parse(sql).remove(0))
 }
 
 fn pref(module: &str, config: &str) -> PolicyRef {
-    PolicyRef { module: module.into(), config: config.into() }
+    PolicyRef {
+        module: module.into(),
+        config: config.into(),
+    }
 }
 
 /// 5-column rows like a cardholder table: one PAN per row, in rotating formats, and text that
 /// has digits but no PAN.
 fn rows(n: usize) -> (Vec<Column>, Vec<Row>) {
     let names = ["id", "name", "pan", "email", "note"];
-    let columns = names.iter().map(|n| Column { name: n.to_string(), type_name: "text".into() }).collect();
-    let pans = ["4111111111111111", "5500 0055 5555 5559", "3782-822463-10005", "6011111111111117"];
+    let columns = names
+        .iter()
+        .map(|n| Column {
+            name: n.to_string(),
+            type_name: "text".into(),
+        })
+        .collect();
+    let pans = [
+        "4111111111111111",
+        "5500 0055 5555 5559",
+        "3782-822463-10005",
+        "6011111111111117",
+    ];
     let rows = (0..n)
         .map(|i| {
             vec![
@@ -53,7 +68,12 @@ fn rows(n: usize) -> (Vec<Column>, Vec<Row>) {
                 Some(format!("Customer {i}")),
                 Some(pans[i % pans.len()].to_string()),
                 Some(format!("customer{i}@example.com")),
-                Some(format!("order 2024-{:02}-{:02}, ref {}", i % 12 + 1, i % 28 + 1, 100000 + i)),
+                Some(format!(
+                    "order 2024-{:02}-{:02}, ref {}",
+                    i % 12 + 1,
+                    i % 28 + 1,
+                    100000 + i
+                )),
             ]
         })
         .collect();
@@ -87,11 +107,17 @@ async fn percentiles(engine: &PolicyEngine, chain: &[PolicyRef], n: usize) -> (D
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let shipped = vec![
         pref("sql-guard", ""),
-        pref("cardholder-approval", r#"{"tables":["cards"],"max_limit":100}"#),
+        pref(
+            "cardholder-approval",
+            r#"{"tables":["cards"],"max_limit":100}"#,
+        ),
         pref("pci-mask", ""),
     ];
     let allow = vec![pref("allow-all", "")];
@@ -108,7 +134,12 @@ fn main() {
     rt.block_on(async {
         for (name, chain, eng, n) in [
             ("allow-all (reused instance)", &allow, &engine, 200_000),
-            ("sql-guard + cardholder-approval + pci-mask", &shipped, &engine, 200_000),
+            (
+                "sql-guard + cardholder-approval + pci-mask",
+                &shipped,
+                &engine,
+                200_000,
+            ),
             ("allow-all (fresh instance per call)", &allow, &fresh, 5_000),
         ] {
             let (p50, p99) = percentiles(eng, chain, n).await;
@@ -120,19 +151,30 @@ fn main() {
         let mut total = 0usize;
         while started.elapsed() < Duration::from_secs(3) {
             let mut b = batch.clone();
-            engine.mask_rows(&decision, &session(), &columns, &mut b).await.unwrap();
+            engine
+                .mask_rows(&decision, &session(), &columns, &mut b)
+                .await
+                .unwrap();
             total += b.len();
         }
         let rate = total as f64 / started.elapsed().as_secs_f64();
-        println!("mask-rows through pci-mask, 1000-row batches of 5 columns: {rate:.0} rows/s (one core)");
+        println!(
+            "mask-rows through pci-mask, 1000-row batches of 5 columns: {rate:.0} rows/s (one core)"
+        );
     });
 
     let mut c = Criterion::default().configure_from_args();
     let (s, cmd) = (session(), statement());
     let mut g = c.benchmark_group("check");
-    g.bench_function("allow-all", |b| b.iter(|| rt.block_on(engine.check(&allow, &s, &cmd))));
-    g.bench_function("shipped-chain", |b| b.iter(|| rt.block_on(engine.check(&shipped, &s, &cmd))));
-    g.bench_function("allow-all-fresh-instance", |b| b.iter(|| rt.block_on(fresh.check(&allow, &s, &cmd))));
+    g.bench_function("allow-all", |b| {
+        b.iter(|| rt.block_on(engine.check(&allow, &s, &cmd)))
+    });
+    g.bench_function("shipped-chain", |b| {
+        b.iter(|| rt.block_on(engine.check(&shipped, &s, &cmd)))
+    });
+    g.bench_function("allow-all-fresh-instance", |b| {
+        b.iter(|| rt.block_on(fresh.check(&allow, &s, &cmd)))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("mask-rows");
@@ -143,7 +185,10 @@ fn main() {
         g.bench_function(format!("pci-mask/{n}x5"), |b| {
             b.iter_batched(
                 || batch.clone(),
-                |mut rows| rt.block_on(engine.mask_rows(&decision, &s, &columns, &mut rows)).unwrap(),
+                |mut rows| {
+                    rt.block_on(engine.mask_rows(&decision, &s, &columns, &mut rows))
+                        .unwrap()
+                },
                 criterion::BatchSize::LargeInput,
             )
         });

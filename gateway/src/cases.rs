@@ -152,12 +152,20 @@ pub async fn run(
     for case in &file.cases {
         let session = session(&file.session, case.session.as_ref());
         let diffs = run_case(&engine, &policy, &session, case).await;
-        results.push(CaseResult { name: case.name.clone(), diffs });
+        results.push(CaseResult {
+            name: case.name.clone(),
+            diffs,
+        });
     }
     Ok(results)
 }
 
-async fn run_case(engine: &PolicyEngine, policy: &PolicyRef, session: &Session, case: &Case) -> Vec<String> {
+async fn run_case(
+    engine: &PolicyEngine,
+    policy: &PolicyRef,
+    session: &Session,
+    case: &Case,
+) -> Vec<String> {
     let mut diffs = Vec::new();
     let chain = std::slice::from_ref(policy);
     let commands = match commands(case) {
@@ -186,7 +194,11 @@ async fn run_case(engine: &PolicyEngine, policy: &PolicyRef, session: &Session, 
 }
 
 fn commands(case: &Case) -> Result<Vec<Command>, String> {
-    let given = [case.sql.is_some(), case.shell.is_some(), case.http.is_some()];
+    let given = [
+        case.sql.is_some(),
+        case.shell.is_some(),
+        case.http.is_some(),
+    ];
     if given.iter().filter(|g| **g).count() > 1 {
         return Err("a case takes only one of `sql`, `shell`, `http`".to_string());
     }
@@ -198,7 +210,10 @@ fn commands(case: &Case) -> Result<Vec<Command>, String> {
         return Ok(statements.into_iter().map(Command::Sql).collect());
     }
     if let Some(line) = &case.shell {
-        return Ok(vec![Command::Shell(crate::command::shell(line, case.interactive))]);
+        return Ok(vec![Command::Shell(crate::command::shell(
+            line,
+            case.interactive,
+        ))]);
     }
     if let Some(h) = &case.http {
         let kube = h.kube.as_ref().map(|k| Kube {
@@ -213,7 +228,11 @@ fn commands(case: &Case) -> Result<Vec<Command>, String> {
             method: h.method.to_uppercase(),
             path: h.path.clone(),
             query: h.query.clone(),
-            headers: h.headers.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect(),
+            headers: h
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                .collect(),
             body: h.body.clone().into_bytes(),
             kube,
         })]);
@@ -223,17 +242,25 @@ fn commands(case: &Case) -> Result<Vec<Command>, String> {
 
 fn compare_verdict(case: &Case, got: &Decision, diffs: &mut Vec<String>) {
     let Some(expect) = &case.expect else {
-        diffs.push(format!("no `expect` for the command (it got {})", describe(got)));
+        diffs.push(format!(
+            "no `expect` for the command (it got {})",
+            describe(got)
+        ));
         return;
     };
     if !["allow", "mask", "deny", "require-approval"].contains(&expect.as_str()) {
-        diffs.push(format!("unknown expect `{expect}` (allow, mask, deny, require-approval)"));
+        diffs.push(format!(
+            "unknown expect `{expect}` (allow, mask, deny, require-approval)"
+        ));
         return;
     }
     let name_ok = got.verdict.name() == expect;
     let reason_ok = match &case.reason {
         None => true,
-        Some(want) => got.verdict.reason().is_some_and(|r| r.contains(want.as_str())),
+        Some(want) => got
+            .verdict
+            .reason()
+            .is_some_and(|r| r.contains(want.as_str())),
     };
     if !name_ok || !reason_ok {
         let mut want = expect.clone();
@@ -250,7 +277,12 @@ fn describe(d: &Decision) -> String {
         let _ = write!(s, " {r:?}");
     }
     for p in d.policies.iter().filter(|p| p.failure.is_some()) {
-        let _ = write!(s, " [{} failed: {}]", p.policy, p.failure.as_ref().map(|f| f.cause()).unwrap_or(""));
+        let _ = write!(
+            s,
+            " [{} failed: {}]",
+            p.policy,
+            p.failure.as_ref().map(|f| f.cause()).unwrap_or("")
+        );
     }
     s
 }
@@ -267,26 +299,45 @@ async fn compare_rows(
         Some(cols) => cols.iter().map(column).collect(),
         None => {
             let width = rows.first().map_or(0, Vec::len);
-            (0..width).map(|i| Column { name: format!("column{i}"), type_name: "text".into() }).collect()
+            (0..width)
+                .map(|i| Column {
+                    name: format!("column{i}"),
+                    type_name: "text".into(),
+                })
+                .collect()
         }
     };
-    let mut batch: Vec<Row> = rows.iter().map(|r| r.iter().map(|c| from_cell(c)).collect()).collect();
-    let result = engine.mask_rows(decision, session, &columns, &mut batch).await;
+    let mut batch: Vec<Row> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| from_cell(c)).collect())
+        .collect();
+    let result = engine
+        .mask_rows(decision, session, &columns, &mut batch)
+        .await;
     match (result, &case.expect_error) {
-        (Ok(_), Some(want)) => diffs.push(format!("rows: expected an error containing {want:?}, got rows")),
+        (Ok(_), Some(want)) => diffs.push(format!(
+            "rows: expected an error containing {want:?}, got rows"
+        )),
         (Err(e), None) => diffs.push(format!("rows: expected rows, got error: {e}")),
-        (Err(e), Some(want)) if !e.to_string().contains(want.as_str()) => {
-            diffs.push(format!("rows: expected an error containing {want:?}, got: {e}"))
-        }
+        (Err(e), Some(want)) if !e.to_string().contains(want.as_str()) => diffs.push(format!(
+            "rows: expected an error containing {want:?}, got: {e}"
+        )),
         (Err(_), Some(_)) => {}
         (Ok(_), None) => {
             let Some(expected) = &case.expect_rows else {
                 diffs.push("rows given without `expect_rows` or `expect_error`".to_string());
                 return;
             };
-            let got: Vec<Vec<String>> = batch.iter().map(|r| r.iter().map(to_cell).collect()).collect();
+            let got: Vec<Vec<String>> = batch
+                .iter()
+                .map(|r| r.iter().map(to_cell).collect())
+                .collect();
             if got.len() != expected.len() {
-                diffs.push(format!("rows: expected {} rows, got {}", expected.len(), got.len()));
+                diffs.push(format!(
+                    "rows: expected {} rows, got {}",
+                    expected.len(),
+                    got.len()
+                ));
             }
             for (i, (want, have)) in expected.iter().zip(&got).enumerate() {
                 if want != have {
@@ -299,8 +350,14 @@ async fn compare_rows(
 
 fn column(spec: &ColumnSpec) -> Column {
     match spec {
-        ColumnSpec::Name(name) => Column { name: name.clone(), type_name: "text".into() },
-        ColumnSpec::Typed { name, type_name } => Column { name: name.clone(), type_name: type_name.clone() },
+        ColumnSpec::Name(name) => Column {
+            name: name.clone(),
+            type_name: "text".into(),
+        },
+        ColumnSpec::Typed { name, type_name } => Column {
+            name: name.clone(),
+            type_name: type_name.clone(),
+        },
     }
 }
 
@@ -314,20 +371,33 @@ fn to_cell(c: &Option<String>) -> String {
 
 fn session(defaults: &SessionSpec, over: Option<&SessionSpec>) -> Session {
     let pick = |f: fn(&SessionSpec) -> Option<String>, fallback: &str| {
-        over.and_then(f).or_else(|| f(defaults)).unwrap_or_else(|| fallback.to_string())
+        over.and_then(f)
+            .or_else(|| f(defaults))
+            .unwrap_or_else(|| fallback.to_string())
     };
     let subject = pick(|s| s.subject.clone(), "tester");
-    let groups = over.and_then(|s| s.groups.clone()).or_else(|| defaults.groups.clone()).unwrap_or_default();
+    let groups = over
+        .and_then(|s| s.groups.clone())
+        .or_else(|| defaults.groups.clone())
+        .unwrap_or_default();
     let actors = over
         .and_then(|s| s.actors.clone())
         .or_else(|| defaults.actors.clone())
         .unwrap_or_else(|| vec![subject.clone()]);
-    let protocol = over.and_then(|s| s.protocol).or(defaults.protocol).unwrap_or(ProtocolName::Postgres);
+    let protocol = over
+        .and_then(|s| s.protocol)
+        .or(defaults.protocol)
+        .unwrap_or(ProtocolName::Postgres);
     Session {
         id: "policy-test".to_string(),
         protocol: Protocol::from(protocol),
         target: pick(|s| s.target.clone(), "test"),
-        principal: Principal { subject, issuer: pick(|s| s.issuer.clone(), "warden-policy-test"), groups, actors },
+        principal: Principal {
+            subject,
+            issuer: pick(|s| s.issuer.clone(), "warden-policy-test"),
+            groups,
+            actors,
+        },
         client_addr: pick(|s| s.client_addr.clone(), "127.0.0.1:0"),
     }
 }

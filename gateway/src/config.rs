@@ -80,7 +80,10 @@ impl PolicyEntry {
     }
 
     pub fn to_ref(&self) -> PolicyRef {
-        PolicyRef { module: self.module.clone(), config: Arc::from(self.config_string()) }
+        PolicyRef {
+            module: self.module.clone(),
+            config: Arc::from(self.config_string()),
+        }
     }
 }
 
@@ -95,9 +98,15 @@ impl TargetConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -105,15 +114,20 @@ pub enum ConfigError {
 impl Config {
     /// Read, parse, validate, and make relative paths relative to the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let mut config: Config = toml::from_str(&text)
-            .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
-        config
-            .validate()
-            .map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -132,17 +146,24 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        self.identity.validate().map_err(|e| format!("[identity]: {e}"))?;
+        self.identity
+            .validate()
+            .map_err(|e| format!("[identity]: {e}"))?;
         if self.policy.deadline.is_zero() {
             return Err("policy.deadline must be greater than zero".into());
         }
         for (name, target) in &self.targets {
             if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '@') {
-                return Err(format!("target name `{name}` must be non-empty, without spaces or `@`"));
+                return Err(format!(
+                    "target name `{name}` must be non-empty, without spaces or `@`"
+                ));
             }
             for entry in &target.policies {
                 if entry.module.is_empty() || entry.module.contains(['/', '\\']) {
-                    return Err(format!("target `{name}`: invalid policy module name `{}`", entry.module));
+                    return Err(format!(
+                        "target `{name}`: invalid policy module name `{}`",
+                        entry.module
+                    ));
                 }
             }
         }
@@ -151,6 +172,9 @@ impl Config {
 
     /// Every (module, config) pair some target uses: what the engine initialises at load.
     pub fn all_policy_refs(&self) -> Vec<PolicyRef> {
-        self.targets.values().flat_map(TargetConfig::chain).collect()
+        self.targets
+            .values()
+            .flat_map(TargetConfig::chain)
+            .collect()
     }
 }

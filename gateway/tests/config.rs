@@ -38,11 +38,20 @@ hs256_secret_file = "s"
 "#;
     for (extra, expect) in [
         ("[targets.x]\nprotocol = \"gopher\"\n", "unknown variant"),
-        ("[targets.x]\nprotocol = \"postgres\"\ncolour = 1\n", "unknown field"),
-        ("[policy]\nmemory_limit = \"16 parsecs\"\n", "unknown size unit"),
+        (
+            "[targets.x]\nprotocol = \"postgres\"\ncolour = 1\n",
+            "unknown field",
+        ),
+        (
+            "[policy]\nmemory_limit = \"16 parsecs\"\n",
+            "unknown size unit",
+        ),
         ("[policy]\ndeadline = \"soon\"\n", "deadline"),
         ("[targets.\"a b\"]\nprotocol = \"ssh\"\n", "without spaces"),
-        ("[targets.x]\nprotocol = \"ssh\"\npolicies = [{ module = \"../evil\" }]\n", "invalid policy module name"),
+        (
+            "[targets.x]\nprotocol = \"ssh\"\npolicies = [{ module = \"../evil\" }]\n",
+            "invalid policy module name",
+        ),
     ] {
         let path = dir.path().join("w.toml");
         std::fs::write(&path, format!("{base}{extra}")).unwrap();

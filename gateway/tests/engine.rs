@@ -35,7 +35,10 @@ fn select() -> Command {
 }
 
 fn pref(module: &str, config: &str) -> PolicyRef {
-    PolicyRef { module: module.into(), config: config.into() }
+    PolicyRef {
+        module: module.into(),
+        config: config.into(),
+    }
 }
 
 fn limits(dir: &Path) -> PolicyConfig {
@@ -58,15 +61,26 @@ async fn engine_with(dir: &Path, modules: &[(&str, &str)], chains: &[PolicyRef])
 async fn chain_combines_and_records_every_policy() {
     let dir = tempfile::tempdir().unwrap();
     let chain = vec![pref("allow-all", ""), pref("misbehave", "check:error")];
-    let engine =
-        engine_with(dir.path(), &[("allow-all", "allow-all"), ("misbehave", "misbehave")], &chain).await;
+    let engine = engine_with(
+        dir.path(),
+        &[("allow-all", "allow-all"), ("misbehave", "misbehave")],
+        &chain,
+    )
+    .await;
     let d = engine.check(&chain, &session(), &select()).await;
-    assert_eq!(d.verdict, Verdict::Deny("misbehave: deliberate error".into()));
+    assert_eq!(
+        d.verdict,
+        Verdict::Deny("misbehave: deliberate error".into())
+    );
     assert_eq!(d.decided_by.as_deref(), Some("misbehave"));
     assert_eq!(d.policies.len(), 2);
     assert_eq!(d.policies[0].verdict, Verdict::Allow);
     for p in &d.policies {
-        assert_eq!(p.sha256.len(), 64, "every verdict names its module's sha256");
+        assert_eq!(
+            p.sha256.len(),
+            64,
+            "every verdict names its module's sha256"
+        );
         assert!(p.failure.is_none());
     }
     // The allow-all module alone allows.
@@ -93,8 +107,12 @@ async fn misbehaving_policies_fail_closed() {
     ];
     let mut chains: Vec<PolicyRef> = cases.iter().map(|(c, _)| pref("misbehave", c)).collect();
     chains.push(pref("allow-all", ""));
-    let engine =
-        engine_with(dir.path(), &[("allow-all", "allow-all"), ("misbehave", "misbehave")], &chains).await;
+    let engine = engine_with(
+        dir.path(),
+        &[("allow-all", "allow-all"), ("misbehave", "misbehave")],
+        &chains,
+    )
+    .await;
     let good = [pref("allow-all", "")];
     for (config, cause) in cases {
         let chain = [pref("misbehave", config)];
@@ -102,16 +120,37 @@ async fn misbehaving_policies_fail_closed() {
         for round in 0..2 {
             let d = engine.check(&chain, &session(), &select()).await;
             let failure = d.policies[0].failure.clone();
-            assert!(matches!(d.verdict, Verdict::Deny(_)), "{config} round {round}: {:?}", d.verdict);
-            assert_eq!(failure.map(|f| f.cause()), Some(*cause), "{config} round {round}");
-            assert_eq!(engine.check(&good, &session(), &select()).await.verdict, Verdict::Allow);
+            assert!(
+                matches!(d.verdict, Verdict::Deny(_)),
+                "{config} round {round}: {:?}",
+                d.verdict
+            );
+            assert_eq!(
+                failure.map(|f| f.cause()),
+                Some(*cause),
+                "{config} round {round}"
+            );
+            assert_eq!(
+                engine.check(&good, &session(), &select()).await.verdict,
+                Verdict::Allow
+            );
         }
         let module = engine.module("misbehave").unwrap();
-        assert_eq!(module.idle_instances(config), 0, "{config}: a failed instance is never reused");
+        assert_eq!(
+            module.idle_instances(config),
+            0,
+            "{config}: a failed instance is never reused"
+        );
     }
     // The stack-overflow trap says so.
-    let d = engine.check(&[pref("misbehave", "check:recurse")], &session(), &select()).await;
-    assert!(d.verdict.reason().unwrap().contains("stack"), "{:?}", d.verdict);
+    let d = engine
+        .check(&[pref("misbehave", "check:recurse")], &session(), &select())
+        .await;
+    assert!(
+        d.verdict.reason().unwrap().contains("stack"),
+        "{:?}",
+        d.verdict
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,13 +168,24 @@ async fn oversized_and_malformed_answers_are_refused() {
     let d = engine.check(&chains[..1], &session(), &select()).await;
     assert!(d.verdict.reason().unwrap().len() <= 1100);
 
-    let columns = vec![Column { name: "pan".into(), type_name: "text".into() }];
-    for (chain, cause) in [(&chains[1], "malformed"), (&chains[2], "malformed"), (&chains[3], "refused"), (&chains[4], "deadline")] {
+    let columns = vec![Column {
+        name: "pan".into(),
+        type_name: "text".into(),
+    }];
+    for (chain, cause) in [
+        (&chains[1], "malformed"),
+        (&chains[2], "malformed"),
+        (&chains[3], "refused"),
+        (&chains[4], "deadline"),
+    ] {
         let chain = std::slice::from_ref(chain);
         let d = engine.check(chain, &session(), &select()).await;
         assert_eq!(d.verdict, Verdict::Mask);
         let mut rows = vec![vec![Some("4111111111111111".to_string())]];
-        let err = engine.mask_rows(&d, &session(), &columns, &mut rows).await.unwrap_err();
+        let err = engine
+            .mask_rows(&d, &session(), &columns, &mut rows)
+            .await
+            .unwrap_err();
         assert_eq!(err.error.cause(), cause, "{}: {err}", chain[0].config);
         assert_eq!(err.policy, "misbehave");
     }
@@ -147,9 +197,18 @@ async fn missing_module_denies_and_others_keep_serving() {
     let chain = [pref("allow-all", ""), pref("not-there", "")];
     let engine = engine_with(dir.path(), &[("allow-all", "allow-all")], &chain).await;
     let d = engine.check(&chain, &session(), &select()).await;
-    assert_eq!(d.policies[1].failure, Some(PolicyError::Missing("not-there".into())));
+    assert_eq!(
+        d.policies[1].failure,
+        Some(PolicyError::Missing("not-there".into()))
+    );
     assert!(matches!(d.verdict, Verdict::Deny(ref r) if r.contains("not loaded")));
-    assert_eq!(engine.check(&chain[..1], &session(), &select()).await.verdict, Verdict::Allow);
+    assert_eq!(
+        engine
+            .check(&chain[..1], &session(), &select())
+            .await
+            .verdict,
+        Verdict::Allow
+    );
 }
 
 /// The sandbox grants nothing: no files, no environment, a frozen clock, no sockets.
@@ -174,9 +233,14 @@ async fn compiled_artifacts_are_cached_across_restarts() {
     let first = engine_with(dir.path(), &[("allow-all", "allow-all")], &chain).await;
     assert_eq!(first.startup_report().loaded[0].2, LoadSource::Compiled);
     drop(first);
-    let second = PolicyEngine::start(&limits(dir.path()), &chain).await.unwrap();
+    let second = PolicyEngine::start(&limits(dir.path()), &chain)
+        .await
+        .unwrap();
     assert_eq!(second.startup_report().loaded[0].2, LoadSource::Cache);
-    assert_eq!(second.check(&chain, &session(), &select()).await.verdict, Verdict::Allow);
+    assert_eq!(
+        second.check(&chain, &session(), &select()).await.verdict,
+        Verdict::Allow
+    );
 }
 
 /// Replace a module while tasks call it: no call fails, and once a task sees the new sha256 it
@@ -199,7 +263,8 @@ async fn hot_reload_under_load() {
     let calls = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        let (engine, chain, stop, calls) = (engine.clone(), chain.clone(), stop.clone(), calls.clone());
+        let (engine, chain, stop, calls) =
+            (engine.clone(), chain.clone(), stop.clone(), calls.clone());
         tasks.push(tokio::spawn(async move {
             let mut seen_new = false;
             let mut shas = HashSet::new();
@@ -207,9 +272,17 @@ async fn hot_reload_under_load() {
                 let d = engine.check(&chain, &session(), &select()).await;
                 calls.fetch_add(1, Ordering::Relaxed);
                 let p = &d.policies[0];
-                assert!(p.failure.is_none(), "a call failed during reload: {:?}", p.failure);
+                assert!(
+                    p.failure.is_none(),
+                    "a call failed during reload: {:?}",
+                    p.failure
+                );
                 if seen_new {
-                    assert_ne!(p.verdict, Verdict::Allow, "old version answered after the new one");
+                    assert_ne!(
+                        p.verdict,
+                        Verdict::Allow,
+                        "old version answered after the new one"
+                    );
                 }
                 if p.verdict != Verdict::Allow {
                     seen_new = true;
@@ -232,14 +305,19 @@ async fn hot_reload_under_load() {
     assert!(calls.load(Ordering::Relaxed) > 100);
     assert_eq!(all, HashSet::from([old_sha.clone(), new_sha.clone()]));
     let d = engine.check(&chain, &session(), &select()).await;
-    assert_eq!(d.verdict, Verdict::Deny("misbehave: deliberate error".into()));
+    assert_eq!(
+        d.verdict,
+        Verdict::Deny("misbehave: deliberate error".into())
+    );
 
     // A file that is not a component, then a module whose init refuses the target's config:
     // both rejected, the working version stays. (A second engine without a watcher, so the
     // rescan reports deterministically.)
     let q_chain = vec![pref("q", "init:error")];
     install("allow-all", dir.path(), "q.wasm");
-    let engine2 = PolicyEngine::start(&limits(dir.path()), &q_chain).await.unwrap();
+    let engine2 = PolicyEngine::start(&limits(dir.path()), &q_chain)
+        .await
+        .unwrap();
     let q_sha = engine2.module("q").unwrap().sha256().to_string();
     std::fs::write(dir.path().join("q.wasm"), b"not wasm").unwrap();
     let report = engine2.rescan().await;
@@ -250,21 +328,27 @@ async fn hot_reload_under_load() {
     assert_eq!(report.rejected.len(), 1, "{report:?}");
     assert!(report.rejected[0].1.contains("init"), "{report:?}");
     assert_eq!(engine2.module("q").unwrap().sha256(), q_sha);
-    assert_eq!(engine2.check(&q_chain, &session(), &select()).await.verdict, Verdict::Allow);
+    assert_eq!(
+        engine2.check(&q_chain, &session(), &select()).await.verdict,
+        Verdict::Allow
+    );
 
     // Removing the file unloads the module: its targets deny.
     std::fs::remove_file(dir.path().join("p.wasm")).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let d = engine.check(&chain, &session(), &select()).await;
-    assert_eq!(d.policies[0].failure, Some(PolicyError::Missing("p".into())));
+    assert_eq!(
+        d.policies[0].failure,
+        Some(PolicyError::Missing("p".into()))
+    );
 }
 
 async fn wait_for_sha_change(engine: &PolicyEngine, old: &str) -> String {
     for _ in 0..200 {
-        if let Some(m) = engine.module("p") {
-            if m.sha256() != old {
-                return m.sha256().to_string();
-            }
+        if let Some(m) = engine.module("p")
+            && m.sha256() != old
+        {
+            return m.sha256().to_string();
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

@@ -22,13 +22,26 @@ fn shipped_policies_pass_their_case_files() {
             continue;
         }
         let name = dir.file_name().unwrap().to_str().unwrap().to_string();
-        let out = warden().arg("policy").arg("test").arg(common::policy_wasm(&name)).arg(&cases).output().unwrap();
+        let out = warden()
+            .arg("policy")
+            .arg("test")
+            .arg(common::policy_wasm(&name))
+            .arg(&cases)
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{name}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.contains(" passed, 0 failed"), "{name}: {stdout}");
         checked += 1;
     }
-    assert!(checked >= 4, "expected case files for the shipped policies, found {checked}");
+    assert!(
+        checked >= 4,
+        "expected case files for the shipped policies, found {checked}"
+    );
 }
 
 /// A failing case is reported with what was expected and what came back, and the exit status
@@ -58,13 +71,30 @@ expect_rows = [['y', '\N']]
 "#,
     )
     .unwrap();
-    let out = warden().args(["policy", "test"]).arg(common::policy_wasm("misbehave")).arg(&cases).output().unwrap();
+    let out = warden()
+        .args(["policy", "test"])
+        .arg(common::policy_wasm("misbehave"))
+        .arg(&cases)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
-    assert!(stdout.contains("FAIL  expects allow but the policy denies"), "{stdout}");
-    assert!(stdout.contains(r#"verdict: expected allow, got deny "misbehave: deliberate error""#), "{stdout}");
-    assert!(stdout.contains("PASS  deny with the right reason"), "{stdout}");
-    assert!(stdout.contains(r#"row 0: expected ["y", "\\N"], got ["x", "\\N"]"#), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  expects allow but the policy denies"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"verdict: expected allow, got deny "misbehave: deliberate error""#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("PASS  deny with the right reason"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"row 0: expected ["y", "\\N"], got ["x", "\\N"]"#),
+        "{stdout}"
+    );
     assert!(stdout.ends_with("1 passed, 2 failed\n"), "{stdout}");
 }
 
@@ -75,8 +105,17 @@ fn unloadable_module_fails() {
     let module = dir.path().join("junk.wasm");
     std::fs::write(&module, b"\0asm junk").unwrap();
     let cases = dir.path().join("cases.toml");
-    std::fs::write(&cases, "[[case]]\nname = \"x\"\nsql = \"SELECT 1\"\nexpect = \"allow\"\n").unwrap();
-    let out = warden().args(["policy", "test"]).arg(&module).arg(&cases).output().unwrap();
+    std::fs::write(
+        &cases,
+        "[[case]]\nname = \"x\"\nsql = \"SELECT 1\"\nexpect = \"allow\"\n",
+    )
+    .unwrap();
+    let out = warden()
+        .args(["policy", "test"])
+        .arg(&module)
+        .arg(&cases)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot load the policy"));
 }

@@ -31,10 +31,17 @@ pub enum PolicyCmd {
 }
 
 pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         match cmd {
-            PolicyCmd::Test { module, cases, deadline, memory_limit } => {
+            PolicyCmd::Test {
+                module,
+                cases,
+                deadline,
+                memory_limit,
+            } => {
                 let file = CaseFile::load(&cases)?;
                 let limits = PolicyConfig {
                     deadline: deadline.into(),
@@ -48,7 +55,11 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
                 let results = cases::run(&limits, &module, &file).await?;
                 print!("{}", cases::report(&results));
                 let failed = results.iter().any(|r| !r.diffs.is_empty());
-                Ok(if failed || results.is_empty() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+                Ok(if failed || results.is_empty() {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                })
             }
             PolicyCmd::List { config } => {
                 let config = Config::load(&config)?;
@@ -64,12 +75,19 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
                             Some(m) => println!("  {:<24} sha256 {}", r.module, m.sha256()),
                             None => {
                                 missing = true;
-                                println!("  {:<24} NOT LOADED (the target denies everything)", r.module)
+                                println!(
+                                    "  {:<24} NOT LOADED (the target denies everything)",
+                                    r.module
+                                )
                             }
                         }
                     }
                 }
-                Ok(if missing { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+                Ok(if missing {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                })
             }
         }
     })

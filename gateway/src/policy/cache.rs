@@ -26,11 +26,14 @@ pub enum LoadSource {
 
 impl ArtifactCache {
     pub fn new(dir: Option<PathBuf>) -> ArtifactCache {
-        if let Some(dir) = &dir {
-            if let Err(e) = create_private_dir(dir) {
-                tracing::warn!("policy cache {} unusable, compiling every load: {e}", dir.display());
-                return ArtifactCache { dir: None };
-            }
+        if let Some(dir) = &dir
+            && let Err(e) = create_private_dir(dir)
+        {
+            tracing::warn!(
+                "policy cache {} unusable, compiling every load: {e}",
+                dir.display()
+            );
+            return ArtifactCache { dir: None };
         }
         ArtifactCache { dir }
     }
@@ -43,21 +46,21 @@ impl ArtifactCache {
         sha256: &str,
     ) -> Result<(Component, LoadSource), PolicyError> {
         let path = self.dir.as_ref().map(|d| d.join(format!("{sha256}.cwasm")));
-        if let Some(path) = &path {
-            if path.exists() {
-                match deserialize(engine, path) {
-                    Ok(component) => return Ok((component, LoadSource::Cache)),
-                    // Another wasmtime version or config wrote it: recompile and overwrite.
-                    Err(e) => tracing::info!("recompiling {}: {e:#}", path.display()),
-                }
+        if let Some(path) = &path
+            && path.exists()
+        {
+            match deserialize(engine, path) {
+                Ok(component) => return Ok((component, LoadSource::Cache)),
+                // Another wasmtime version or config wrote it: recompile and overwrite.
+                Err(e) => tracing::info!("recompiling {}: {e:#}", path.display()),
             }
         }
         let component =
             Component::new(engine, bytes).map_err(|e| PolicyError::Load(format!("{e:#}")))?;
-        if let Some(path) = &path {
-            if let Err(e) = store(&component, path) {
-                tracing::warn!("cannot write {}: {e}", path.display());
-            }
+        if let Some(path) = &path
+            && let Err(e) = store(&component, path)
+        {
+            tracing::warn!("cannot write {}: {e}", path.display());
         }
         Ok((component, LoadSource::Compiled))
     }
@@ -73,7 +76,9 @@ fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
 }
 
 fn store(component: &Component, path: &Path) -> std::io::Result<()> {
-    let bytes = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    let bytes = component
+        .serialize()
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
     // Write then rename, so a crash never leaves a truncated artifact under the final name.
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;

@@ -113,9 +113,15 @@ impl ByteSize {
             "KiB" | "K" => 1 << 10,
             "MiB" | "M" => 1 << 20,
             "GiB" | "G" => 1 << 30,
-            other => return Err(format!("unknown size unit `{other}` (use B, KiB, MiB, GiB)")),
+            other => {
+                return Err(format!(
+                    "unknown size unit `{other}` (use B, KiB, MiB, GiB)"
+                ));
+            }
         };
-        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("size `{s}` too large"))
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size `{s}` too large"))
     }
 }
 
@@ -158,10 +164,18 @@ impl PolicyEngine {
         let runtime = Runtime::new(config).map_err(|e| PolicyError::Load(format!("{e:#}")))?;
         let mut configs: HashMap<String, BTreeSet<Arc<str>>> = HashMap::new();
         for r in chains {
-            configs.entry(r.module.clone()).or_default().insert(r.config.clone());
+            configs
+                .entry(r.module.clone())
+                .or_default()
+                .insert(r.config.clone());
         }
         let cache = cache::ArtifactCache::new(config.effective_cache_dir());
-        let registry = Arc::new(Registry::new(runtime, config.dir.clone(), cache, configs.clone()));
+        let registry = Arc::new(Registry::new(
+            runtime,
+            config.dir.clone(),
+            cache,
+            configs.clone(),
+        ));
         let report = registry.scan().await;
         let loaded = registry.modules();
         for name in configs.keys() {
@@ -169,10 +183,18 @@ impl PolicyEngine {
                 tracing::error!(policy = %name, "policy used by a target is not loaded: its targets deny everything");
             }
         }
-        tracing::info!(loaded = report.loaded.len(), rejected = report.rejected.len(), "policies scanned");
+        tracing::info!(
+            loaded = report.loaded.len(),
+            rejected = report.rejected.len(),
+            "policies scanned"
+        );
         let watcher = (!config.reload_interval.is_zero())
             .then(|| Watcher::start(registry.clone(), config.reload_interval));
-        Ok(PolicyEngine { registry, watcher, startup: report })
+        Ok(PolicyEngine {
+            registry,
+            watcher,
+            startup: report,
+        })
     }
 
     /// An engine holding exactly one module file (for `warden policy test` and benchmarks).
@@ -183,8 +205,15 @@ impl PolicyEngine {
         policy_config: &str,
     ) -> Result<(PolicyEngine, PolicyRef), PolicyError> {
         let runtime = Runtime::new(config).map_err(|e| PolicyError::Load(format!("{e:#}")))?;
-        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("policy").to_string();
-        let reference = PolicyRef { module: name.clone(), config: policy_config.into() };
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("policy")
+            .to_string();
+        let reference = PolicyRef {
+            module: name.clone(),
+            config: policy_config.into(),
+        };
         let configs = HashMap::from([(name.clone(), BTreeSet::from([reference.config.clone()]))]);
         let cache = cache::ArtifactCache::new(config.effective_cache_dir());
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -194,7 +223,14 @@ impl PolicyEngine {
             loaded: vec![(name, module.sha256().to_string(), LoadSource::Compiled)],
             ..ScanReport::default()
         };
-        Ok((PolicyEngine { registry, watcher: None, startup }, reference))
+        Ok((
+            PolicyEngine {
+                registry,
+                watcher: None,
+                startup,
+            },
+            reference,
+        ))
     }
 
     /// What the first scan of the policy directory loaded, served from cache, or rejected.
@@ -213,7 +249,12 @@ impl PolicyEngine {
     }
 
     /// Ask every policy of `chain`, in order, about one command and combine their verdicts.
-    pub async fn check(&self, chain: &[PolicyRef], session: &Session, command: &Command) -> Decision {
+    pub async fn check(
+        &self,
+        chain: &[PolicyRef],
+        session: &Session,
+        command: &Command,
+    ) -> Decision {
         let modules = self.registry.modules();
         let mut verdicts = Vec::with_capacity(chain.len());
         for r in chain {
@@ -221,9 +262,17 @@ impl PolicyEngine {
             let (sha256, result, module) = match modules.get(&r.module) {
                 Some(m) => {
                     let result = m.check(&r.config, session, command).await;
-                    (m.sha256().to_string(), result, Some((m.clone(), r.config.clone())))
+                    (
+                        m.sha256().to_string(),
+                        result,
+                        Some((m.clone(), r.config.clone())),
+                    )
                 }
-                None => (String::new(), Err(PolicyError::Missing(r.module.clone())), None),
+                None => (
+                    String::new(),
+                    Err(PolicyError::Missing(r.module.clone())),
+                    None,
+                ),
             };
             let (verdict, failure) = match result {
                 Ok(v) => (v, None),
@@ -285,19 +334,30 @@ impl PolicyEngine {
         rows: &mut [Row],
     ) -> Result<MaskSummary, MaskFailure> {
         let mut summary = MaskSummary::default();
-        for pv in decision.policies.iter().filter(|p| p.verdict == Verdict::Mask) {
-            let Some((module, config)) = &pv.module else { continue };
+        for pv in decision
+            .policies
+            .iter()
+            .filter(|p| p.verdict == Verdict::Mask)
+        {
+            let Some((module, config)) = &pv.module else {
+                continue;
+            };
             let edits = module
                 .mask_rows(config, session, columns, rows)
                 .await
-                .map_err(|error| MaskFailure { policy: pv.policy.clone(), error })?;
+                .map_err(|error| MaskFailure {
+                    policy: pv.policy.clone(),
+                    error,
+                })?;
             for edit in edits {
                 let (r, c) = (edit.row as usize, edit.column as usize);
                 // validated by the module: indices are in range
                 if let Some(cell) = rows.get_mut(r).and_then(|row| row.get_mut(c)) {
                     *cell = edit.value;
                 }
-                let column = columns.get(c).map_or_else(|| format!("#{c}"), |col| col.name.clone());
+                let column = columns
+                    .get(c)
+                    .map_or_else(|| format!("#{c}"), |col| col.name.clone());
                 *summary.cells.entry((column, edit.rule)).or_default() += 1;
             }
         }
@@ -316,21 +376,29 @@ impl Watcher {
     fn start(registry: Arc<Registry>, interval: Duration) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new().name("warden-policy-watch".into()).spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!("policy hot reload disabled: {e}");
-                    return;
+        let thread = std::thread::Builder::new()
+            .name("warden-policy-watch".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("policy hot reload disabled: {e}");
+                        return;
+                    }
+                };
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(interval);
+                    rt.block_on(registry.scan());
                 }
-            };
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(interval);
-                rt.block_on(registry.scan());
-            }
-        });
+            });
         match thread {
-            Ok(t) => Watcher { stop, thread: Some(t) },
+            Ok(t) => Watcher {
+                stop,
+                thread: Some(t),
+            },
             Err(e) => {
                 tracing::error!("policy hot reload disabled: {e}");
                 Watcher { stop, thread: None }

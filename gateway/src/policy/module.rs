@@ -27,7 +27,10 @@ pub struct PolicyModule {
 
 impl std::fmt::Debug for PolicyModule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyModule").field("name", &self.name).field("sha256", &self.sha256).finish()
+        f.debug_struct("PolicyModule")
+            .field("name", &self.name)
+            .field("sha256", &self.sha256)
+            .finish()
     }
 }
 
@@ -51,7 +54,13 @@ impl PolicyModule {
             .instantiate_pre(component)
             .and_then(PolicyPre::new)
             .map_err(|e| PolicyError::Load(format!("{e:#}")))?;
-        Ok(PolicyModule { name: name.into(), sha256, pre, runtime, pools: Mutex::new(HashMap::new()) })
+        Ok(PolicyModule {
+            name: name.into(),
+            sha256,
+            pre,
+            runtime,
+            pools: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -79,7 +88,11 @@ impl PolicyModule {
     ) -> Result<Verdict, PolicyError> {
         let mut inst = self.take(config).await?;
         self.runtime.arm(&mut inst.store, self.runtime.deadline);
-        match inst.bindings.call_check(&mut inst.store, session, command).await {
+        match inst
+            .bindings
+            .call_check(&mut inst.store, session, command)
+            .await
+        {
             Ok(verdict) => {
                 self.put_back(config, inst);
                 Ok(match verdict {
@@ -102,7 +115,10 @@ impl PolicyModule {
     ) -> Result<Vec<CellEdit>, PolicyError> {
         let mut inst = self.take(config).await?;
         self.runtime.arm(&mut inst.store, self.runtime.deadline);
-        let result = inst.bindings.call_mask_rows(&mut inst.store, session, columns, rows).await;
+        let result = inst
+            .bindings
+            .call_mask_rows(&mut inst.store, session, columns, rows)
+            .await;
         match result {
             Ok(Ok(edits)) => {
                 self.put_back(config, inst);
@@ -119,7 +135,10 @@ impl PolicyModule {
 
     /// Number of idle instances for `config` (for tests and metrics).
     pub fn idle_instances(&self, config: &str) -> usize {
-        self.pools.lock().map(|p| p.get(config).map_or(0, Vec::len)).unwrap_or(0)
+        self.pools
+            .lock()
+            .map(|p| p.get(config).map_or(0, Vec::len))
+            .unwrap_or(0)
     }
 
     async fn take(&self, config: &Arc<str>) -> Result<Instance, PolicyError> {
@@ -157,7 +176,12 @@ impl PolicyModule {
     }
 
     /// Turn a wasmtime error into the cause the audit trail records.
-    fn classify(&self, e: wasmtime::Error, store: &Store<HostState>, deadline: Duration) -> PolicyError {
+    fn classify(
+        &self,
+        e: wasmtime::Error,
+        store: &Store<HostState>,
+        deadline: Duration,
+    ) -> PolicyError {
         let err = if store.data().limiter.hit {
             PolicyError::MemoryCap(self.runtime.memory_limit as u64)
         } else {

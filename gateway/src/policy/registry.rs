@@ -88,13 +88,19 @@ impl Registry {
             }
         }
         for (name, (path, stamp)) in &files {
-            let unchanged = self.seen.lock().map(|s| s.get(name) == Some(stamp)).unwrap_or(false);
+            let unchanged = self
+                .seen
+                .lock()
+                .map(|s| s.get(name) == Some(stamp))
+                .unwrap_or(false);
             if unchanged {
                 continue;
             }
             match self.load_file(name, path, current.get(name)).await {
                 Ok(Some((module, source))) => {
-                    report.loaded.push((name.clone(), module.sha256().to_string(), source));
+                    report
+                        .loaded
+                        .push((name.clone(), module.sha256().to_string(), source));
                     self.swap(|m| {
                         m.insert(name.clone(), module.clone());
                     });
@@ -201,7 +207,9 @@ fn list_wasm(dir: &Path) -> std::io::Result<HashMap<String, (PathBuf, Stamp)>> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
-        let Some(name) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+        let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
         if name.starts_with('.') || path.extension().is_none_or(|e| e != "wasm") {
             continue;
         }
@@ -209,7 +217,10 @@ fn list_wasm(dir: &Path) -> std::io::Result<HashMap<String, (PathBuf, Stamp)>> {
             Ok(meta) if meta.is_file() => meta,
             _ => continue,
         };
-        let stamp = Stamp { len: meta.len(), modified: meta.modified().ok() };
+        let stamp = Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        };
         files.insert(name.to_string(), (path, stamp));
     }
     Ok(files)

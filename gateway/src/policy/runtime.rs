@@ -66,7 +66,11 @@ impl Runtime {
         let state = HostState {
             wasi: sandbox_wasi(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { cap: self.memory_limit, used: 0, hit: false },
+            limiter: MemoryLimiter {
+                cap: self.memory_limit,
+                used: 0,
+                hit: false,
+            },
             policy,
         };
         let mut store = Store::new(&self.engine, state);
@@ -135,7 +139,10 @@ pub(crate) struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -205,7 +212,10 @@ impl ResourceLimiter for MemoryLimiter {
         if total > self.cap {
             self.hit = true;
             // An error (not `Ok(false)`) traps at once: a policy does not get to limp on.
-            return Err(wasmtime::format_err!("memory cap of {} bytes reached", self.cap));
+            return Err(wasmtime::format_err!(
+                "memory cap of {} bytes reached",
+                self.cap
+            ));
         }
         self.used = total;
         Ok(true)

@@ -7,7 +7,10 @@ use std::process::Command;
 use std::sync::Mutex;
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Build one policy crate for wasm32-wasip2 (once per test process; cargo makes repeat builds
@@ -21,7 +24,16 @@ pub fn policy_wasm(name: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let status = Command::new(cargo)
             .current_dir(&root)
-            .args(["build", "--quiet", "--profile", "policy", "--target", "wasm32-wasip2", "-p", name])
+            .args([
+                "build",
+                "--quiet",
+                "--profile",
+                "policy",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                name,
+            ])
             .arg("--target-dir")
             .arg(&target)
             .status()
@@ -29,7 +41,10 @@ pub fn policy_wasm(name: &str) -> PathBuf {
         assert!(status.success(), "building policy {name} failed");
         built.push(name.to_string());
     }
-    let path = target.join("wasm32-wasip2").join("policy").join(format!("{}.wasm", name.replace('-', "_")));
+    let path = target
+        .join("wasm32-wasip2")
+        .join("policy")
+        .join(format!("{}.wasm", name.replace('-', "_")));
     assert!(path.exists(), "{} was not built", path.display());
     path
 }

@@ -52,14 +52,20 @@ fn recurse(n: u64) -> u64 {
 
 /// What the sandbox lets through: every probe should come back empty or fixed.
 fn probe_sandbox() -> String {
-    let file = std::fs::read_to_string("/etc/passwd").map(|s| s.len()).map_err(|e| e.kind());
-    let dir = std::fs::read_dir(".").map(|d| d.count()).map_err(|e| e.kind());
+    let file = std::fs::read_to_string("/etc/passwd")
+        .map(|s| s.len())
+        .map_err(|e| e.kind());
+    let dir = std::fs::read_dir(".")
+        .map(|d| d.count())
+        .map_err(|e| e.kind());
     let env = std::env::vars().count();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(u64::MAX);
-    let socket = std::net::TcpStream::connect("127.0.0.1:5432").map(|_| ()).map_err(|e| e.kind());
+    let socket = std::net::TcpStream::connect("127.0.0.1:5432")
+        .map(|_| ())
+        .map_err(|e| e.kind());
     let mut map = std::collections::HashMap::new();
     map.insert(1, 1);
     format!("file={file:?} dir={dir:?} env={env} clock={now} socket={socket:?}")
@@ -68,7 +74,10 @@ fn probe_sandbox() -> String {
 impl Policy for Misbehave {
     fn init(config: &str) -> Result<Self, String> {
         let (phase, behaviour) = config.split_once(':').unwrap_or(("", ""));
-        let me = Misbehave { phase: phase.to_string(), behaviour: behaviour.to_string() };
+        let me = Misbehave {
+            phase: phase.to_string(),
+            behaviour: behaviour.to_string(),
+        };
         match me.act("init") {
             Some(message) => Err(message),
             None => Ok(me),
@@ -85,10 +94,20 @@ impl Policy for Misbehave {
 
     fn mask_rows(&self, _: &Session, _: &[Column], rows: &[Row]) -> Result<Vec<CellEdit>, String> {
         if self.phase == "mask" && self.behaviour == "bad-edit" {
-            return Ok(vec![CellEdit { row: rows.len() as u32, column: 0, value: None, rule: "bad".into() }]);
+            return Ok(vec![CellEdit {
+                row: rows.len() as u32,
+                column: 0,
+                value: None,
+                rule: "bad".into(),
+            }]);
         }
         if self.phase == "mask" && self.behaviour == "huge" {
-            let edit = CellEdit { row: 0, column: 0, value: None, rule: "huge".into() };
+            let edit = CellEdit {
+                row: 0,
+                column: 0,
+                value: None,
+                rule: "huge".into(),
+            };
             return Ok(vec![edit; 1024]);
         }
         match self.act("mask") {

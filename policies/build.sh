@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Build every shipped policy from source for wasm32-wasip2 and copy the components into a
+# directory as NAME.wasm (module names use dashes: pci-mask.wasm).
+#   policies/build.sh [OUT_DIR]     (default: target/policies)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-target/policies}
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    rustup target add wasm32-wasip2
+fi
+
+names=()
+for manifest in policies/*/Cargo.toml; do
+    names+=("$(basename "$(dirname "$manifest")")")
+done
+args=()
+for n in "${names[@]}"; do args+=(-p "$n"); done
+cargo build --quiet --profile policy --target wasm32-wasip2 "${args[@]}"
+
+mkdir -p "$out"
+for n in "${names[@]}"; do
+    # Copy then rename, so a gateway watching $out never loads a half-written file.
+    cp "target/wasm32-wasip2/policy/${n//-/_}.wasm" "$out/.$n.wasm.tmp"
+    mv "$out/.$n.wasm.tmp" "$out/$n.wasm"
+    echo "built $out/$n.wasm ($(stat -c %s "$out/$n.wasm") bytes)"
+done
