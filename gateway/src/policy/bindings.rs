@@ -9,7 +9,7 @@ wasmtime::component::bindgen!({
 });
 
 // The world's `use` already brings CellEdit, Column, Command, Session and Verdict in scope.
-pub use warden::policy::types::{
+pub use self::warden::policy::types::{
     CopyTarget, Http, Kube, Principal, Protocol, Shell, Sql, SqlCopy, SqlWrite,
 };
 
