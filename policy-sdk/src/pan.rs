@@ -38,7 +38,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Byte ranges of every PAN in `text`, in order. Each range starts and ends on a digit.
