@@ -9,39 +9,16 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use common::{pref, session};
 use criterion::{Criterion, Throughput};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use warden::policy::{
-    Column, Command, PolicyConfig, PolicyEngine, PolicyRef, Principal, Protocol, Row, Session,
-};
-
-fn session() -> Session {
-    Session {
-        id: "bench".into(),
-        protocol: Protocol::Postgres,
-        target: "payments".into(),
-        principal: Principal {
-            subject: "alice".into(),
-            issuer: "bench".into(),
-            groups: vec!["agents".into()],
-            actors: vec!["alice".into(), "agent-7".into()],
-        },
-        client_addr: "127.0.0.1:5555".into(),
-    }
-}
+use warden::policy::{Column, Command, PolicyConfig, PolicyEngine, PolicyRef, Row};
 
 fn statement() -> Command {
     let sql =
         "SELECT id, name, pan, email, note FROM cards WHERE owner_id = $1 ORDER BY id LIMIT 50";
     Command::Sql(warden::command::sql::parse(sql).remove(0))
-}
-
-fn pref(module: &str, config: &str) -> PolicyRef {
-    PolicyRef {
-        module: module.into(),
-        config: config.into(),
-    }
 }
 
 /// 5-column rows like a cardholder table: one PAN per row, in rotating formats, and text that

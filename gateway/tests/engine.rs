@@ -4,41 +4,18 @@
 
 mod common;
 
-use common::{install, policy_wasm};
+use common::{install, policy_wasm, pref, session};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use warden::policy::{
-    Column, Command, LoadSource, PolicyConfig, PolicyEngine, PolicyError, PolicyRef, Principal,
-    Protocol, Session, Verdict,
+    Column, Command, LoadSource, PolicyConfig, PolicyEngine, PolicyError, PolicyRef, Verdict,
 };
-
-fn session() -> Session {
-    Session {
-        id: "s-1".into(),
-        protocol: Protocol::Postgres,
-        target: "payments".into(),
-        principal: Principal {
-            subject: "alice".into(),
-            issuer: "test".into(),
-            groups: vec!["agents".into()],
-            actors: vec!["alice".into(), "agent-7".into()],
-        },
-        client_addr: "127.0.0.1:5555".into(),
-    }
-}
 
 fn select() -> Command {
     Command::Sql(warden::command::sql::parse("SELECT name FROM cards WHERE id = 1").remove(0))
-}
-
-fn pref(module: &str, config: &str) -> PolicyRef {
-    PolicyRef {
-        module: module.into(),
-        config: config.into(),
-    }
 }
 
 fn limits(dir: &Path) -> PolicyConfig {

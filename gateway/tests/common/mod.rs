@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
+use warden::policy::{PolicyRef, Principal, Protocol, Session};
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -55,4 +56,28 @@ pub fn install(name: &str, dir: &Path, file_name: &str) {
     let tmp = dir.join(format!(".{file_name}.tmp"));
     std::fs::copy(policy_wasm(name), &tmp).unwrap();
     std::fs::rename(&tmp, dir.join(file_name)).unwrap();
+}
+
+/// A Postgres session for alice, driven by agent-7.
+pub fn session() -> Session {
+    Session {
+        id: "s-1".into(),
+        protocol: Protocol::Postgres,
+        target: "payments".into(),
+        principal: Principal {
+            subject: "alice".into(),
+            issuer: "test".into(),
+            groups: vec!["agents".into()],
+            actors: vec!["alice".into(), "agent-7".into()],
+        },
+        client_addr: "127.0.0.1:5555".into(),
+    }
+}
+
+/// A chain entry.
+pub fn pref(module: &str, config: &str) -> PolicyRef {
+    PolicyRef {
+        module: module.into(),
+        config: config.into(),
+    }
 }
