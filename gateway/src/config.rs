@@ -21,6 +21,12 @@ pub struct Config {
     pub audit: AuditConfig,
     /// How client tokens are verified.
     pub identity: IdentityConfig,
+    /// The PostgreSQL listener (absent: no PostgreSQL listener).
+    #[serde(default)]
+    pub postgres: Option<PostgresListener>,
+    /// Approvals and the local admin API.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// What clients can reach, by name (the Postgres database name, the SSH login's target,
     /// the HTTP route).
     #[serde(default, rename = "targets")]
@@ -37,6 +43,105 @@ pub struct TargetConfig {
     /// everything: use the `allow-all` policy to opt out of checks explicitly.
     #[serde(default)]
     pub policies: Vec<PolicyEntry>,
+    /// Where a `postgres` target's connections go, with the gateway's own credentials.
+    #[serde(default)]
+    pub postgres: Option<PostgresUpstream>,
+}
+
+/// `[postgres]`: where clients connect with psql, pgbench or any libpq driver.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresListener {
+    /// `ip:port` to listen on.
+    pub listen: std::net::SocketAddr,
+    /// PEM certificate chain and private key for TLS (SSLRequest). Without them, TLS is refused.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Accept the token as a cleartext password without TLS. Only for loopback demos: the token
+    /// would cross the network in the clear.
+    #[serde(default)]
+    pub allow_plaintext_password: bool,
+    /// Close a session idle this long.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: std::time::Duration,
+    /// Largest client message accepted; larger ones end the session with an error.
+    #[serde(default = "default_max_message")]
+    pub max_message_size: crate::policy::ByteSize,
+    /// Result rows per `mask-rows` batch, and bytes per batch, whichever fills first.
+    #[serde(default = "default_batch_rows")]
+    pub mask_batch_rows: usize,
+    #[serde(default = "default_batch_bytes")]
+    pub mask_batch_bytes: crate::policy::ByteSize,
+}
+
+fn default_idle_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(30 * 60)
+}
+fn default_max_message() -> crate::policy::ByteSize {
+    crate::policy::ByteSize(64 << 20)
+}
+fn default_batch_rows() -> usize {
+    512
+}
+fn default_batch_bytes() -> crate::policy::ByteSize {
+    crate::policy::ByteSize(1 << 20)
+}
+
+/// `[targets.NAME.postgres]`: the real server behind a target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresUpstream {
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    /// The database on the server (the client's database name picks the target instead).
+    pub database: String,
+    /// The gateway's own login on the server; clients never learn it.
+    pub user: String,
+    /// File holding the password (SCRAM-SHA-256 or md5); absent for `trust`.
+    pub password_file: Option<PathBuf>,
+    /// `disable` (default), `require` (TLS, any certificate: test setups only) or `verify`
+    /// (TLS with the server certificate checked against `ca_file`).
+    #[serde(default)]
+    pub tls: UpstreamTls,
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+/// TLS towards a PostgreSQL upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamTls {
+    #[default]
+    Disable,
+    Require,
+    Verify,
+}
+
+/// `[admin]`: approvals and the local admin API (`warden approvals ...` talks to it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Loopback address of the admin API.
+    pub listen: std::net::SocketAddr,
+    /// Token groups allowed to decide approvals.
+    pub approver_groups: Vec<String>,
+    /// How long a held command waits for a decision before it is refused.
+    #[serde(with = "humantime_serde")]
+    pub approval_timeout: std::time::Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9190)),
+            approver_groups: vec!["approvers".to_string()],
+            approval_timeout: std::time::Duration::from_secs(300),
+        }
+    }
 }
 
 /// The protocol names accepted in config.
@@ -143,12 +248,37 @@ impl Config {
         }
         fix(&mut self.audit.path);
         self.identity.resolve_relative_to(base);
+        if let Some(pg) = &mut self.postgres {
+            for p in [&mut pg.tls_cert, &mut pg.tls_key].into_iter().flatten() {
+                fix(p);
+            }
+        }
+        for target in self.targets.values_mut() {
+            if let Some(up) = &mut target.postgres {
+                for p in [&mut up.password_file, &mut up.ca_file].into_iter().flatten() {
+                    fix(p);
+                }
+            }
+        }
     }
 
     fn validate(&self) -> Result<(), String> {
         self.identity
             .validate()
             .map_err(|e| format!("[identity]: {e}"))?;
+        if let Some(pg) = &self.postgres {
+            if pg.tls_cert.is_some() != pg.tls_key.is_some() {
+                return Err("[postgres]: tls_cert and tls_key go together".into());
+            }
+            if pg.tls_cert.is_none() && !pg.allow_plaintext_password {
+                return Err("[postgres]: without tls_cert/tls_key, tokens would cross the network in the clear; \
+                            configure TLS or set allow_plaintext_password = true (loopback demos only)"
+                    .into());
+            }
+        }
+        if !self.admin.listen.ip().is_loopback() {
+            return Err("[admin]: listen must be a loopback address".into());
+        }
         if self.policy.deadline.is_zero() {
             return Err("policy.deadline must be greater than zero".into());
         }
@@ -157,6 +287,12 @@ impl Config {
                 return Err(format!(
                     "target name `{name}` must be non-empty, without spaces or `@`"
                 ));
+            }
+            if target.protocol == ProtocolName::Postgres && target.postgres.is_none() {
+                return Err(format!("target `{name}`: a postgres target needs [targets.{name}.postgres]"));
+            }
+            if target.postgres.as_ref().is_some_and(|u| u.tls == UpstreamTls::Verify && u.ca_file.is_none()) {
+                return Err(format!("target `{name}`: tls = \"verify\" needs ca_file"));
             }
             for entry in &target.policies {
                 if entry.module.is_empty() || entry.module.contains(['/', '\\']) {

@@ -6,6 +6,8 @@
 //! verifies JWTs into a [`identity::Principal`], [`command`] turns protocol requests into the
 //! commands policies judge, [`config`] is `warden.toml`, [`cli`] is the `warden` command line.
 
+pub mod admin;
+pub mod approvals;
 pub mod audit;
 pub mod cases;
 pub mod cli;
@@ -13,3 +15,6 @@ pub mod command;
 pub mod config;
 pub mod identity;
 pub mod policy;
+pub mod proxy;
+pub mod recording;
+pub mod session;

@@ -14,6 +14,14 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Run the gateway.
+    Serve(cli::serve::ServeArgs),
+    /// List, approve and deny held commands.
+    Approvals(cli::approvals::ApprovalsArgs),
+    /// List recorded sessions.
+    Sessions(cli::sessions::SessionsArgs),
+    /// Replay a session's recording.
+    Replay(cli::replay::ReplayArgs),
     /// Test and inspect policy modules.
     #[command(subcommand)]
     Policy(cli::policy::PolicyCmd),
@@ -35,6 +43,10 @@ fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     let result = match args.command {
+        Cmd::Serve(args) => cli::serve::run(args),
+        Cmd::Approvals(args) => cli::approvals::run(args),
+        Cmd::Sessions(args) => cli::sessions::run(args),
+        Cmd::Replay(args) => cli::replay::run(args),
         Cmd::Policy(cmd) => cli::policy::run(cmd),
         Cmd::Audit(cmd) => cli::audit::run(cmd),
         Cmd::Token(cmd) => cli::token::run(cmd),

@@ -39,25 +39,25 @@ pub fn may_return_rows(sql: &Sql) -> bool {
 
 /// Whether `table` appears in the statement. Names match with or without a schema: `cards`
 /// matches `cards` and `public.cards`; `public.cards` matches `cards` and `public.cards` but not
-/// `audit.cards`.
+/// `audit.cards`. ASCII case is ignored (see [`same_table`]).
 pub fn touches_table(sql: &Sql, table: &str) -> bool {
     sql.tables.iter().any(|t| same_table(t, table))
 }
 
 /// Whether two table names denote the same table, allowing either side to omit the schema.
+///
+/// ASCII case is ignored: PostgreSQL tells `cards` from a quoted `"Cards"`, but a policy
+/// configured with either spelling should rather cover both than miss the one it meant.
 pub fn same_table(a: &str, b: &str) -> bool {
-    if a == b {
+    if a.eq_ignore_ascii_case(b) {
         return true;
     }
-    let base = |s: &str| {
-        s.rsplit_once('.')
-            .map_or(s.to_string(), |(_, t)| t.to_string())
-    };
-    let qualified = |s: &str| s.contains('.');
-    match (qualified(a), qualified(b)) {
-        (true, true) => false,
-        _ => base(a) == base(b),
+    // Two qualified names that differ are different tables; otherwise compare the bare names.
+    // (Checked on every statement, so no allocation.)
+    fn base(s: &str) -> &str {
+        s.rsplit_once('.').map_or(s, |(_, t)| t)
     }
+    !(a.contains('.') && b.contains('.')) && base(a).eq_ignore_ascii_case(base(b))
 }
 
 /// UPDATE and DELETE operations without a WHERE clause, anywhere in the statement.
@@ -75,23 +75,37 @@ pub fn copy_program(sql: &Sql) -> Option<&str> {
     }
 }
 
+/// A statement of `kind` with every other field empty, for unit tests of policies: set the
+/// fields a test needs on the result.
+///
+/// ```
+/// let mut s = warden_policy::sql::blank("select");
+/// s.tables.push("cards".into());
+/// assert!(warden_policy::sql::is_read(&s));
+/// ```
+pub fn blank(kind: &str) -> Sql {
+    Sql {
+        text: String::new(),
+        kind: kind.to_string(),
+        tables: Vec::new(),
+        writes: Vec::new(),
+        has_where: false,
+        limit: None,
+        functions: Vec::new(),
+        copy: None,
+        parse_error: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::SqlCopy;
 
     fn sql(kind: &str, tables: &[&str]) -> Sql {
-        Sql {
-            text: String::new(),
-            kind: kind.into(),
-            tables: tables.iter().map(|t| t.to_string()).collect(),
-            writes: Vec::new(),
-            has_where: false,
-            limit: None,
-            functions: Vec::new(),
-            copy: None,
-            parse_error: None,
-        }
+        let mut s = blank(kind);
+        s.tables = tables.iter().map(|t| t.to_string()).collect();
+        s
     }
 
     #[test]
@@ -102,6 +116,13 @@ mod tests {
         assert!(!touches_table(&s, "audit.cards"));
         assert!(touches_table(&s, "public.owners"));
         assert!(!touches_table(&s, "card"));
+        assert!(touches_table(&sql("select", &["cards"]), "public.cards"));
+        assert!(!touches_table(&sql("select", &["cards"]), "ards"));
+        assert!(!touches_table(&sql("select", &["xcards"]), "public.cards"));
+        assert!(!same_table("a.cards", "b.cards"));
+        assert!(same_table("a.cards", "a.cards"));
+        assert!(same_table("Cards", "public.cards"));
+        assert!(same_table("PUBLIC.CARDS", "public.cards"));
     }
 
     #[test]
@@ -131,5 +152,42 @@ mod tests {
         assert_eq!(copy_program(&c), None);
         assert!(!may_return_rows(&sql("begin", &[])));
         assert!(may_return_rows(&sql("insert", &["cards"])));
+    }
+
+    #[test]
+    fn only_update_and_delete_without_where_are_reported() {
+        let mut s = sql("select", &["cards", "log"]);
+        for (kind, table, has_where) in [
+            ("insert", "log", true),
+            ("update", "cards", true),
+            ("delete", "log", false),
+            ("merge", "cards", true),
+            ("update", "cards", false),
+        ] {
+            s.writes.push(SqlWrite {
+                kind: kind.into(),
+                table: table.into(),
+                has_where,
+            });
+        }
+        let found: Vec<_> = writes_without_where(&s)
+            .map(|w| (w.kind.as_str(), w.table.as_str()))
+            .collect();
+        assert_eq!(found, [("delete", "log"), ("update", "cards")]);
+    }
+
+    #[test]
+    fn unknown_and_other_kinds_may_return_rows() {
+        // Fail closed: a kind not known to be row-less (FETCH is `other`) may return rows.
+        for kind in [
+            "select", "other", "unknown", "fetch", "execute", "call", "explain",
+        ] {
+            assert!(may_return_rows(&sql(kind, &[])), "{kind}");
+        }
+        for kind in ["commit", "rollback", "set", "prepare"] {
+            assert!(!may_return_rows(&sql(kind, &[])), "{kind}");
+        }
+        assert!(is_read(&sql("show", &[])));
+        assert!(!is_read(&sql("insert", &["cards"])));
     }
 }

@@ -1,5 +1,9 @@
 //! The `warden` subcommands, one file each; `main.rs` only parses and dispatches.
 
+pub mod approvals;
 pub mod audit;
 pub mod policy;
+pub mod replay;
+pub mod serve;
+pub mod sessions;
 pub mod token;

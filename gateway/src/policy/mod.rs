@@ -137,6 +137,8 @@ pub struct PolicyRef {
 pub struct MaskSummary {
     /// (column name, rule) → cells changed.
     pub cells: BTreeMap<(String, String), u64>,
+    /// Every edited cell as (row, column), so an adapter re-encodes only those.
+    pub edited: Vec<(u32, u32)>,
 }
 
 /// A result that must not reach the client: which policy stopped it and why.
@@ -355,6 +357,7 @@ impl PolicyEngine {
                 if let Some(cell) = rows.get_mut(r).and_then(|row| row.get_mut(c)) {
                     *cell = edit.value;
                 }
+                summary.edited.push((edit.row, edit.column));
                 let column = columns
                     .get(c)
                     .map_or_else(|| format!("#{c}"), |col| col.name.clone());

@@ -2,6 +2,9 @@
 //! and hands out their paths.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod gateway;
+pub mod pg;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;

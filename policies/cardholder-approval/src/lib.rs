@@ -1,16 +1,32 @@
 //! `cardholder-approval`: holds large reads of cardholder tables for a human approver.
 //!
-//! A read (SELECT without data-changing CTEs, COPY ... TO, EXPLAIN) that touches a configured
-//! table and has no literal LIMIT at or below `max_limit` gets `require-approval`, with a
-//! reason naming the table and the limit. Smaller reads, writes, other tables and non-SQL
-//! commands are allowed (other policies judge those).
+//! A SQL statement that reads a configured table and has no literal LIMIT at or below
+//! `max_limit` gets `require-approval`, with a reason naming the table and the limit. Everything
+//! else is allowed: smaller reads, writes, other tables, non-SQL commands (other policies judge
+//! those; `sql-guard` refuses destructive SQL).
 //!
-//! Config (JSON, required): `{ "tables": ["cards", "billing.accounts"], "max_limit": 100 }` —
-//! `tables` (names match with or without a schema: `cards` also covers `public.cards`),
-//! `max_limit` (default 100). Unknown keys are refused.
+//! "Reads" is meant broadly, since rows can leave a table by more ways than SELECT: any statement
+//! naming the table reads it, except
+//! - statements that move no rows: DROP, TRUNCATE, ALTER, GRANT, REVOKE, session and
+//!   transaction control;
+//! - `COPY ... FROM` (it loads the table);
+//! - INSERT, UPDATE, DELETE and MERGE into that very table (writes, not reads, though RETURNING
+//!   can show the rows written: `pci-mask` masks those).
+//!
+//! So `SELECT`, `COPY ... TO`, `EXPLAIN SELECT`, `CREATE TABLE x AS SELECT ... FROM cards`,
+//! `INSERT INTO x SELECT ... FROM cards` and `WITH d AS (DELETE FROM cards ... RETURNING *)
+//! SELECT * FROM d` all read `cards`. Only SELECT (and EXPLAIN of one) carries the top-level
+//! LIMIT the host reports (`LIMIT n` or `FETCH FIRST n ROWS`); the other reads always need
+//! approval. A `CREATE INDEX` on a cardholder table needs approval too: the host does not tell
+//! it from `CREATE TABLE ... AS`, and holding it is the safe side.
+//!
+//! Config (JSON, required; unknown keys are refused):
+//! `{ "tables": ["cards", "billing.accounts"], "max_limit": 100 }` — `tables` (names match with
+//! or without a schema and in any case: `cards` also covers `public.cards`), `max_limit`
+//! (default 100).
 
 use serde::Deserialize;
-use warden_policy::{Command, Policy, Session, Verdict, export_policy, sql};
+use warden_policy::{Command, Policy, Session, Sql, Verdict, export_policy, sql};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +40,14 @@ fn default_max_limit() -> u64 {
     100
 }
 
+/// Statement kinds that move no rows anywhere (besides [`sql::CONTROL_KINDS`]).
+const NO_ROWS_MOVED: &[&str] = &["drop", "truncate", "alter", "grant", "revoke"];
+
+/// Statement kinds that write into their target table.
+const WRITE_KINDS: &[&str] = &["insert", "update", "delete", "merge"];
+
+const EXAMPLE: &str = r#"expected {"tables": ["cards"], "max_limit": 100}"#;
+
 struct CardholderApproval {
     tables: Vec<String>,
     max_limit: u64,
@@ -31,42 +55,191 @@ struct CardholderApproval {
 
 impl Policy for CardholderApproval {
     fn init(config: &str) -> Result<Self, String> {
-        let config: Config = serde_json::from_str(config).map_err(|e| {
-            format!("cardholder-approval config: {e} (expected {{\"tables\": [\"cards\"], \"max_limit\": 100}})")
-        })?;
-        if config.tables.is_empty() {
-            return Err(
-                "cardholder-approval config: `tables` must name at least one table".to_string(),
-            );
+        let config: Config = serde_json::from_str(config)
+            .map_err(|e| format!("cardholder-approval config: {e} ({EXAMPLE})"))?;
+        if config.tables.is_empty() || config.tables.iter().any(|t| t.trim().is_empty()) {
+            return Err(format!(
+                "cardholder-approval config: `tables` must name at least one table, none empty ({EXAMPLE})"
+            ));
         }
-        let tables = config.tables.iter().map(|t| t.to_lowercase()).collect();
         Ok(CardholderApproval {
-            tables,
+            tables: config.tables,
             max_limit: config.max_limit,
         })
     }
 
     fn check(&self, _session: &Session, command: &Command) -> Verdict {
-        let Command::Sql(s) = command else {
-            return Verdict::Allow;
-        };
-        if !sql::is_read(s) || s.limit.is_some_and(|l| l <= self.max_limit) {
-            return Verdict::Allow;
-        }
-        match self.tables.iter().find(|t| sql::touches_table(s, t)) {
-            Some(table) => Verdict::RequireApproval(match s.limit {
-                Some(l) => format!(
-                    "reads up to {l} rows of cardholder table {table}; more than {} needs approval",
-                    self.max_limit
-                ),
-                None => format!(
-                    "reads cardholder table {table} without LIMIT; reads of more than {} rows need approval",
-                    self.max_limit
-                ),
-            }),
-            None => Verdict::Allow,
+        match command {
+            Command::Sql(s) => self.check_sql(s),
+            _ => Verdict::Allow,
         }
     }
 }
 
+impl CardholderApproval {
+    fn check_sql(&self, s: &Sql) -> Verdict {
+        if s.limit.is_some_and(|l| l <= self.max_limit) {
+            return Verdict::Allow;
+        }
+        let Some(table) = self.read_table(s) else {
+            return Verdict::Allow;
+        };
+        Verdict::RequireApproval(match s.limit {
+            Some(l) => format!(
+                "reads up to {l} rows of cardholder table {table}; more than {} needs approval",
+                self.max_limit
+            ),
+            None => format!(
+                "reads cardholder table {table} without LIMIT; reads of more than {} rows need approval",
+                self.max_limit
+            ),
+        })
+    }
+
+    /// The first configured table the statement reads (see the crate docs for "reads").
+    fn read_table(&self, s: &Sql) -> Option<&str> {
+        let kind = s.kind.as_str();
+        if NO_ROWS_MOVED.contains(&kind) || sql::CONTROL_KINDS.contains(&kind) {
+            return None;
+        }
+        if s.copy.as_ref().is_some_and(|c| c.is_from) {
+            return None;
+        }
+        let written = |t: &str| {
+            WRITE_KINDS.contains(&kind) && s.writes.iter().any(|w| sql::same_table(&w.table, t))
+        };
+        self.tables
+            .iter()
+            .map(String::as_str)
+            .find(|t| sql::touches_table(s, t) && !written(t))
+    }
+}
+
 export_policy!(CardholderApproval);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)]
+    use super::*;
+    use warden_policy::{CopyTarget, SqlCopy, SqlWrite, sql::blank};
+
+    fn policy() -> CardholderApproval {
+        CardholderApproval::init(r#"{"tables": ["cards"], "max_limit": 100}"#)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn stmt(kind: &str, tables: &[&str], limit: Option<u64>) -> Sql {
+        let mut s = blank(kind);
+        s.tables = tables.iter().map(|t| t.to_string()).collect();
+        s.limit = limit;
+        s
+    }
+
+    fn with_write(mut s: Sql, kind: &str, table: &str) -> Sql {
+        s.writes.push(SqlWrite {
+            kind: kind.into(),
+            table: table.into(),
+            has_where: true,
+        });
+        s
+    }
+
+    fn approval(s: &Sql) -> Option<String> {
+        match policy().check_sql(s) {
+            Verdict::RequireApproval(reason) => Some(reason),
+            Verdict::Allow => None,
+            v => panic!("{s:?}: unexpected {v:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_without_a_small_limit_need_approval() {
+        assert_eq!(
+            approval(&stmt("select", &["cards"], None)).as_deref(),
+            Some(
+                "reads cardholder table cards without LIMIT; reads of more than 100 rows need approval"
+            )
+        );
+        assert_eq!(
+            approval(&stmt("select", &["cards"], Some(5000))).as_deref(),
+            Some("reads up to 5000 rows of cardholder table cards; more than 100 needs approval")
+        );
+        assert_eq!(approval(&stmt("select", &["cards"], Some(100))), None);
+        assert_eq!(approval(&stmt("select", &["cards"], Some(0))), None);
+        assert!(approval(&stmt("explain", &["cards"], None)).is_some());
+    }
+
+    #[test]
+    fn names_match_qualified_joined_and_in_any_case() {
+        assert!(approval(&stmt("select", &["public.cards"], None)).is_some());
+        assert!(approval(&stmt("select", &["owners", "cards"], None)).is_some());
+        assert!(approval(&stmt("select", &["Cards"], None)).is_some());
+        assert_eq!(approval(&stmt("select", &["owners"], None)), None);
+        assert_eq!(approval(&stmt("select", &["audit.cards_log"], None)), None);
+    }
+
+    #[test]
+    fn copy_to_reads_copy_from_loads() {
+        let mut s = stmt("copy", &["cards"], None);
+        s.copy = Some(SqlCopy {
+            is_from: false,
+            target: CopyTarget::Stdio,
+        });
+        assert!(approval(&s).is_some());
+        s.copy = Some(SqlCopy {
+            is_from: true,
+            target: CopyTarget::Stdio,
+        });
+        assert_eq!(approval(&s), None);
+    }
+
+    #[test]
+    fn writes_into_cards_are_not_reads_but_copying_cards_elsewhere_is() {
+        let insert = with_write(stmt("insert", &["cards"], None), "insert", "cards");
+        assert_eq!(approval(&insert), None);
+        let update = with_write(
+            stmt("update", &["public.cards"], None),
+            "update",
+            "public.cards",
+        );
+        assert_eq!(approval(&update), None);
+        let archive = with_write(
+            stmt("insert", &["archive", "cards"], None),
+            "insert",
+            "archive",
+        );
+        assert!(approval(&archive).is_some());
+        let ctas = stmt("create", &["archive", "cards"], None);
+        assert!(approval(&ctas).is_some());
+        let cte = with_write(stmt("select", &["cards"], None), "delete", "cards");
+        assert!(
+            approval(&cte).is_some(),
+            "rows returned from a DML CTE are read"
+        );
+    }
+
+    #[test]
+    fn statements_that_move_no_rows_are_allowed() {
+        for kind in [
+            "drop", "truncate", "alter", "grant", "revoke", "begin", "set",
+        ] {
+            assert_eq!(approval(&stmt(kind, &["cards"], None)), None, "{kind}");
+        }
+    }
+
+    #[test]
+    fn config_is_validated() {
+        for bad in [
+            "",
+            "{}",
+            r#"{"tables": []}"#,
+            r#"{"tables": [""]}"#,
+            r#"{"tables": ["cards"], "max_limt": 5}"#,
+            r#"{"tables": ["cards"], "max_limit": -1}"#,
+        ] {
+            assert!(CardholderApproval::init(bad).is_err(), "{bad}");
+        }
+        let p = CardholderApproval::init(r#"{"tables": ["cards"]}"#);
+        assert_eq!(p.map(|p| p.max_limit).ok(), Some(100));
+    }
+}

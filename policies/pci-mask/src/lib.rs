@@ -48,14 +48,9 @@ impl Policy for PciMask {
         if config.rule.is_empty() {
             return Err("pci-mask config: `rule` must not be empty".to_string());
         }
-        let exempt = config
-            .exempt_columns
-            .iter()
-            .map(|c| c.to_lowercase())
-            .collect();
         Ok(PciMask {
             rule: config.rule,
-            exempt,
+            exempt: config.exempt_columns,
         })
     }
 
@@ -72,16 +67,128 @@ impl Policy for PciMask {
         columns: &[Column],
         rows: &[Row],
     ) -> Result<Vec<CellEdit>, String> {
-        let mut edits = pan::mask_rows(rows, &self.rule);
-        if !self.exempt.is_empty() {
-            edits.retain(|e| {
-                columns
-                    .get(e.column as usize)
-                    .is_none_or(|c| !self.exempt.contains(&c.name.to_lowercase()))
-            });
+        if self.exempt.is_empty() {
+            return Ok(pan::mask_rows(rows, &self.rule));
         }
-        Ok(edits)
+        // Decide once per batch which columns to scan, so exempt cells are never scanned and
+        // no name is compared per cell. A cell beyond the described columns is masked.
+        let scan: Vec<bool> = columns
+            .iter()
+            .map(|c| !self.exempt.iter().any(|e| e.eq_ignore_ascii_case(&c.name)))
+            .collect();
+        Ok(pan::mask_rows_where(rows, &self.rule, |c| {
+            scan.get(c).copied().unwrap_or(true)
+        }))
     }
 }
 
 export_policy!(PciMask);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)]
+    use super::*;
+    use warden_policy::{Principal, Protocol, Shell, sql::blank};
+
+    fn session() -> Session {
+        Session {
+            id: "s1".into(),
+            protocol: Protocol::Postgres,
+            target: "payments".into(),
+            principal: Principal {
+                subject: "alice".into(),
+                issuer: "test".into(),
+                groups: Vec::new(),
+                actors: vec!["alice".into()],
+            },
+            client_addr: "127.0.0.1:5000".into(),
+        }
+    }
+
+    fn policy(config: &str) -> PciMask {
+        match PciMask::init(config) {
+            Ok(p) => p,
+            Err(e) => panic!("init({config}): {e}"),
+        }
+    }
+
+    fn text_columns(names: &[&str]) -> Vec<Column> {
+        names
+            .iter()
+            .map(|n| Column {
+                name: n.to_string(),
+                type_name: "text".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn row_returning_statements_are_masked_control_is_allowed() {
+        let p = policy("");
+        for kind in [
+            "select", "copy", "insert", "update", "delete", "merge", "explain", "show", "execute",
+            "call", "other", "unknown",
+        ] {
+            let v = p.check(&session(), &Command::Sql(blank(kind)));
+            assert!(matches!(v, Verdict::Mask), "{kind}: {v:?}");
+        }
+        for kind in ["begin", "commit", "rollback", "set", "prepare", "discard"] {
+            let v = p.check(&session(), &Command::Sql(blank(kind)));
+            assert!(matches!(v, Verdict::Allow), "{kind}: {v:?}");
+        }
+        let shell = Command::Shell(Shell {
+            line: "cat log".into(),
+            argv: vec!["cat".into(), "log".into()],
+            interactive: false,
+        });
+        assert!(matches!(p.check(&session(), &shell), Verdict::Mask));
+    }
+
+    #[test]
+    fn masks_pans_with_the_configured_rule() {
+        let p = policy(r#"{"rule": "card"}"#);
+        let rows = vec![
+            vec![Some("alice".into()), Some("4111 1111 1111 1111".into())],
+            vec![Some("bob".into()), None],
+        ];
+        let edits = p
+            .mask_rows(&session(), &text_columns(&["name", "pan"]), &rows)
+            .unwrap_or_default();
+        assert_eq!(edits.len(), 1);
+        assert_eq!(edits[0].value.as_deref(), Some("**** **** **** 1111"));
+        assert_eq!(edits[0].rule, "card");
+    }
+
+    #[test]
+    fn exempt_columns_are_not_masked() {
+        let p = policy(r#"{"exempt_columns": ["Token"]}"#);
+        let rows = vec![vec![
+            Some("4111111111111111".into()),
+            Some("4111111111111111".into()),
+            Some("5500005555555559".into()),
+        ]];
+        let edits = p
+            .mask_rows(&session(), &text_columns(&["token", "pan"]), &rows)
+            .unwrap_or_default();
+        let cols: Vec<_> = edits.iter().map(|e| e.column).collect();
+        assert_eq!(
+            cols,
+            [1, 2],
+            "column 0 is exempt; an undescribed column is masked"
+        );
+    }
+
+    #[test]
+    fn bad_config_is_refused() {
+        for bad in [
+            r#"{"rules": "pan"}"#,
+            r#"{"rule": ""}"#,
+            "pan",
+            r#"{"exempt_columns": "x"}"#,
+        ] {
+            assert!(PciMask::init(bad).is_err(), "{bad}");
+        }
+        assert!(PciMask::init("  ").is_ok());
+        assert!(PciMask::init("{}").is_ok());
+    }
+}

@@ -1,0 +1,415 @@
+//! The local admin API: HTTP/1.1 on a loopback address, for `warden approvals` and compliance.
+//!
+//! | route                              | who                        | answer                      |
+//! |------------------------------------|----------------------------|-----------------------------|
+//! | `GET /v1/health`                   | anyone                     | `{"status":"ok"}`           |
+//! | `GET /v1/approvals`                | approvers                  | `{"approvals":[PendingInfo]}` |
+//! | `POST /v1/approvals/{id}/approve`  | approvers, not the parties | `{"id",..,"decision"}`      |
+//! | `POST /v1/approvals/{id}/deny`     | approvers, not the parties | `{"id",..,"decision"}`      |
+//! | `GET /v1/audit/verify`             | any valid token            | the chain report            |
+//!
+//! Everything but health needs `Authorization: Bearer <JWT>`, checked by the gateway's own
+//! [`Verifier`]. Decision bodies are `{"reason": "..."}`, at most [`MAX_BODY`] bytes. Errors
+//! are `{"error": "..."}` with 400, 401, 403, 404, 405, 410, 413 or 500. Tokens are never
+//! logged. The pending list is for approvers only: it shows other principals' commands.
+//!
+//! `audit/verify` exists because redb locks the database to the gateway's process: while the
+//! gateway runs, this is how compliance checks the chain without stopping it.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::approvals::{ApprovalError, Approvals};
+use crate::audit::{AuditStore, VerifyReport};
+use crate::identity::{Principal, Verifier};
+
+/// Largest request body read.
+pub const MAX_BODY: usize = 64 * 1024;
+/// A client that has not sent its headers by then is dropped: slow clients cannot pin slots.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent connections; more are closed at once.
+const MAX_CONNECTIONS: usize = 64;
+/// How long shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    pub approvals: Approvals,
+    pub verifier: Arc<Verifier>,
+    pub audit: AuditStore,
+}
+
+/// Why the admin API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("the admin API must listen on a loopback address, not {0}")]
+    NotLoopback(SocketAddr),
+    #[error("admin API: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Bind `[admin] listen`, refusing anything but loopback (config validation checks it too;
+/// this keeps the rule where the socket is made).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, AdminError> {
+    if !addr.ip().is_loopback() {
+        return Err(AdminError::NotLoopback(addr));
+    }
+    Ok(TcpListener::bind(addr).await?)
+}
+
+/// Serve until `shutdown` resolves, then let requests in flight finish (up to a few seconds).
+/// Spawn it: `tokio::spawn(admin::serve(listener, state, shutdown))`.
+pub async fn serve(
+    listener: TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AdminError> {
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() {
+        return Err(AdminError::NotLoopback(local));
+    }
+    tracing::info!(%local, "admin API listening");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        connections.spawn(connection(stream, state.clone(), stop_rx.clone(), slot));
+                    }
+                    Err(_) => tracing::warn!("admin API: too many connections, closing one"),
+                },
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("admin API accept: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        connections.abort_all();
+    }
+    Ok(())
+}
+
+async fn connection(
+    stream: TcpStream,
+    state: AdminState,
+    mut stop: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!("admin API connection: {err}");
+                }
+                return;
+            }
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+enum Route<'a> {
+    Health,
+    List,
+    Decide { id: &'a str, approve: bool },
+    Verify,
+}
+
+async fn handle(state: &AdminState, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_owned();
+    let route = match route(req.method(), &path) {
+        Ok(route) => route,
+        Err(RouteError::NotFound) => return error(StatusCode::NOT_FOUND, "no such endpoint"),
+        Err(RouteError::Method(allowed)) => {
+            let mut reply = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            reply
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allowed));
+            return reply;
+        }
+    };
+    if let Route::Health = route {
+        return reply(StatusCode::OK, &json!({"status": "ok"}));
+    }
+    let principal = match authenticate(&state.verifier, req.headers()) {
+        Ok(principal) => principal,
+        Err(message) => {
+            let mut reply = error(StatusCode::UNAUTHORIZED, &message);
+            reply
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return reply;
+        }
+    };
+    match route {
+        Route::Health => reply(StatusCode::OK, &json!({"status": "ok"})),
+        Route::List => list(state, &principal),
+        Route::Decide { id, approve } => decide(state, &principal, id, approve, req).await,
+        Route::Verify => verify(state).await,
+    }
+}
+
+#[derive(Debug)]
+enum RouteError {
+    NotFound,
+    /// The path exists with this method only.
+    Method(&'static str),
+}
+
+fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, RouteError> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (route, allowed) = match segments.as_slice() {
+        ["v1", "health"] => (Route::Health, Method::GET),
+        ["v1", "approvals"] => (Route::List, Method::GET),
+        ["v1", "approvals", id, "approve"] if !id.is_empty() => {
+            (Route::Decide { id, approve: true }, Method::POST)
+        }
+        ["v1", "approvals", id, "deny"] if !id.is_empty() => {
+            (Route::Decide { id, approve: false }, Method::POST)
+        }
+        ["v1", "audit", "verify"] => (Route::Verify, Method::GET),
+        _ => return Err(RouteError::NotFound),
+    };
+    if *method != allowed {
+        return Err(RouteError::Method(if allowed == Method::GET {
+            "GET"
+        } else {
+            "POST"
+        }));
+    }
+    Ok(route)
+}
+
+/// The bearer token's principal, or why not (for a 401). The token itself goes nowhere but
+/// the verifier.
+fn authenticate(verifier: &Verifier, headers: &HeaderMap) -> Result<Principal, String> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or("missing Authorization: Bearer token")?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+        .ok_or("the Authorization header must be `Bearer <token>`")?;
+    verifier
+        .verify(token)
+        .map_err(|err| format!("token rejected: {err}"))
+}
+
+fn list(state: &AdminState, principal: &Principal) -> Reply {
+    if !state.approvals.is_approver(principal) {
+        let err = ApprovalError::NotAnApprover(principal.subject.clone());
+        return error(StatusCode::FORBIDDEN, &err.to_string());
+    }
+    reply(
+        StatusCode::OK,
+        &json!({ "approvals": state.approvals.pending() }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideBody {
+    reason: String,
+}
+
+async fn decide(
+    state: &AdminState,
+    principal: &Principal,
+    id: &str,
+    approve: bool,
+    req: Request<Incoming>,
+) -> Reply {
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            let message = format!("request body larger than {MAX_BODY} bytes");
+            return error(StatusCode::PAYLOAD_TOO_LARGE, &message);
+        }
+        Err(_) => return error(StatusCode::BAD_REQUEST, "cannot read the request body"),
+    };
+    let body: DecideBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(err) => {
+            let message = format!("the body must be {{\"reason\": \"...\"}}: {err}");
+            return error(StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    let reason = body.reason.trim().to_owned();
+    match state
+        .approvals
+        .decide(id, principal, approve, reason.clone())
+        .await
+    {
+        Ok(()) => {
+            let decision = if approve { "approved" } else { "denied" };
+            tracing::info!(approval = %id, approver = %principal.subject, decision, "approval decided");
+            reply(
+                StatusCode::OK,
+                &json!({
+                    "id": id,
+                    "decision": decision,
+                    "approver": principal.subject,
+                    "reason": reason,
+                }),
+            )
+        }
+        Err(err) => error(status_of(&err), &err.to_string()),
+    }
+}
+
+fn status_of(err: &ApprovalError) -> StatusCode {
+    match err {
+        ApprovalError::NotFound(_) => StatusCode::NOT_FOUND,
+        ApprovalError::Expired(_) => StatusCode::GONE,
+        ApprovalError::EmptyReason | ApprovalError::ReasonTooLong => StatusCode::BAD_REQUEST,
+        ApprovalError::NotAnApprover(_)
+        | ApprovalError::ReservedApprover
+        | ApprovalError::SelfApproval(_)
+        | ApprovalError::ApproverInRequesterChain { .. }
+        | ApprovalError::RequesterInApproverChain { .. }
+        | ApprovalError::SharedAgent { .. }
+        | ApprovalError::DelegatedApprover(_) => StatusCode::FORBIDDEN,
+        ApprovalError::Audit(_) | ApprovalError::Background(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+async fn verify(state: &AdminState) -> Reply {
+    let audit = state.audit.clone();
+    match tokio::task::spawn_blocking(move || audit.verify()).await {
+        Ok(Ok(report)) => reply(StatusCode::OK, &report_json(&report)),
+        Ok(Err(err)) => error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
+    }
+}
+
+/// The report as JSON: `ok` is the verdict; `head_hash` is what to anchor outside the file.
+pub fn report_json(report: &VerifyReport) -> Value {
+    let problem = report.problem.as_ref().map(|p| {
+        json!({
+            "seq": p.seq,
+            "kind": snake_case(&format!("{:?}", p.kind)),
+            "message": p.message,
+        })
+    });
+    json!({
+        "ok": report.is_ok(),
+        "events": report.events,
+        "head_seq": report.head_seq,
+        "head_hash": report.head_hex(),
+        "problem": problem,
+    })
+}
+
+/// `HashChanged` → `hash_changed`, for JSON readers.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+fn reply(status: StatusCode, body: &Value) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from(body.to_string())));
+    *reply.status_mut() = status;
+    let headers = reply.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    // Pending commands and chain heads are not for caches.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    reply
+}
+
+fn error(status: StatusCode, message: &str) -> Reply {
+    reply(status, &json!({ "error": message }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert!(matches!(
+            route(&Method::GET, "/v1/health"),
+            Ok(Route::Health)
+        ));
+        assert!(matches!(
+            route(&Method::POST, "/v1/approvals/apr-1/deny"),
+            Ok(Route::Decide {
+                id: "apr-1",
+                approve: false
+            })
+        ));
+        assert!(matches!(
+            route(&Method::GET, "/v1/approvals/apr-1/approve"),
+            Err(RouteError::Method("POST"))
+        ));
+        assert!(matches!(
+            route(&Method::POST, "/v1/approvals//approve"),
+            Err(RouteError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn problem_kinds_are_snake_case() {
+        assert_eq!(snake_case("HashChanged"), "hash_changed");
+        assert_eq!(snake_case("Missing"), "missing");
+    }
+}

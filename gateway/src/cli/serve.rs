@@ -1,0 +1,86 @@
+//! `warden serve --config warden.toml`: the gateway. Loads policies, opens the audit store,
+//! starts the protocol listeners and the loopback admin API, and runs until SIGINT/SIGTERM.
+//!
+//! Prints one line per listener to stdout once it accepts connections
+//! (`postgres listening on 127.0.0.1:6432`, `admin listening on ...`), so scripts and tests can
+//! wait for readiness and learn ports chosen with `:0`.
+
+use crate::admin::{self, AdminState};
+use crate::approvals::Approvals;
+use crate::audit::AuditStore;
+use crate::config::Config;
+use crate::identity::Verifier;
+use crate::policy::PolicyEngine;
+use crate::session::Gateway;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The configuration file.
+    #[arg(long, default_value = "warden.toml")]
+    pub config: PathBuf,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let engine = PolicyEngine::start(&config.policy, &config.all_policy_refs()).await?;
+    let audit = AuditStore::from_config(&config.audit)?;
+    let verifier = Verifier::from_config(&config.identity)?;
+    let approvals = Approvals::new(audit.clone(), &config.admin);
+    let admin_listener = admin::bind(config.admin.listen).await?;
+    let pg_listener = match &config.postgres {
+        Some(pg) => Some(tokio::net::TcpListener::bind(pg.listen).await?),
+        None => None,
+    };
+    let gw = Arc::new(Gateway { config, engine, audit: audit.clone(), verifier, approvals: approvals.clone() });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut out = std::io::stdout();
+    if let Some(listener) = pg_listener {
+        writeln!(out, "postgres listening on {}", listener.local_addr()?)?;
+        tasks.spawn(crate::proxy::postgres::serve(listener, gw.clone(), stopped(stop_rx.clone())));
+    }
+    writeln!(out, "admin listening on {}", admin_listener.local_addr()?)?;
+    out.flush()?;
+    let state = AdminState { approvals, verifier: Arc::new(Verifier::from_config(&gw.config.identity)?), audit };
+    let admin_stop = stopped(stop_rx.clone());
+    tasks.spawn(async move {
+        if let Err(e) = admin::serve(admin_listener, state, admin_stop).await {
+            tracing::error!("admin API: {e}");
+        }
+    });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

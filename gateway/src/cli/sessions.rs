@@ -1,0 +1,157 @@
+//! `warden sessions`: list the sessions in an audit database, oldest first, as a table or as
+//! JSON lines.
+//!
+//! Like every command that opens the database file, it needs the file to itself: redb locks it
+//! to one process, so stop the gateway first or point `--db` at a copy.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::audit::{AuditError, AuditProtocol, AuditStore, SessionRecord, StoreOptions, Timestamp};
+use crate::recording::table::{Align, Table};
+
+/// `warden sessions --db PATH [--json]`
+#[derive(Debug, clap::Args)]
+pub struct SessionsArgs {
+    /// The audit database (`[audit] path` in warden.toml).
+    #[arg(long)]
+    pub db: PathBuf,
+    /// One JSON object per line (the stored session records) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// List the sessions on standard output.
+pub fn run(args: SessionsArgs) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    list_to(&args, &mut out)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// [`run`], writing to `out`.
+pub fn list_to(args: &SessionsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let store = open_db(&args.db)?;
+    let listed = store.sessions().context("reading sessions");
+    store.close().context("closing the audit database")?;
+    let mut sessions = listed?;
+    // Ids are random; the order people expect is the order sessions started in.
+    sessions.sort_by_key(|s| s.start_seq);
+    if args.json {
+        for session in &sessions {
+            serde_json::to_writer(&mut *out, session)?;
+            out.write_all(b"\n")?;
+        }
+        return Ok(());
+    }
+    out.write_all(render_table(&sessions).as_bytes())?;
+    Ok(())
+}
+
+const HEADERS: [&str; 14] = [
+    "id",
+    "principal",
+    "chain",
+    "protocol",
+    "target",
+    "client",
+    "started",
+    "ended",
+    "commands",
+    "allowed",
+    "denied",
+    "masked",
+    "approvals",
+    "end reason",
+];
+
+/// The sessions as a psql-style table with a `(N sessions)` footer.
+pub fn render_table(sessions: &[SessionRecord]) -> String {
+    let headers: Vec<String> = HEADERS.iter().map(|h| (*h).to_owned()).collect();
+    let mut aligns = vec![Align::Left; HEADERS.len()];
+    for align in &mut aligns[8..13] {
+        *align = Align::Right;
+    }
+    let rows: Vec<Vec<Option<String>>> = sessions.iter().map(row).collect();
+    let mut out = String::new();
+    Table {
+        headers: Some(&headers),
+        aligns: &aligns,
+        rows: &rows,
+    }
+    .draw(&mut out);
+    out.push_str(&match sessions.len() {
+        1 => "(1 session)\n".to_owned(),
+        n => format!("({n} sessions)\n"),
+    });
+    out
+}
+
+fn row(s: &SessionRecord) -> Vec<Option<String>> {
+    let mut cells = vec![
+        Some(s.id.clone()),
+        Some(s.principal.subject.clone()),
+        Some(chain(s)),
+        Some(protocol(s.protocol).to_owned()),
+        Some(s.target.clone()),
+        Some(s.client_addr.clone()),
+        Some(time(s.started)),
+    ];
+    match &s.end {
+        Some(end) => {
+            let c = end.counts;
+            cells.push(Some(time(end.ended)));
+            cells.extend(
+                [c.commands, c.allowed, c.denied, c.masked, c.approvals]
+                    .map(|n| Some(n.to_string())),
+            );
+            cells.push(Some(end.reason.clone()));
+        }
+        // Counts are written with the end event; a session still running has none yet.
+        None => cells.push(Some("open".to_owned())),
+    }
+    cells
+}
+
+/// `alice > agent-7`: who handed work to whom, outermost first.
+fn chain(s: &SessionRecord) -> String {
+    if s.principal.actors.is_empty() {
+        s.principal.subject.clone()
+    } else {
+        s.principal.actors.join(" > ")
+    }
+}
+
+fn protocol(p: AuditProtocol) -> &'static str {
+    match p {
+        AuditProtocol::Postgres => "postgres",
+        AuditProtocol::Ssh => "ssh",
+        AuditProtocol::Http => "http",
+    }
+}
+
+/// Seconds are enough to find a session; `--json` has the microseconds.
+fn time(t: Timestamp) -> String {
+    humantime::format_rfc3339_seconds(t.to_system_time()).to_string()
+}
+
+/// Open an existing database for reading: never create one (a mistyped path must not list as
+/// empty), and say plainly when the gateway holds the lock.
+pub(crate) fn open_db(path: &Path) -> anyhow::Result<AuditStore> {
+    if !path.is_file() {
+        anyhow::bail!("no audit database at {}", path.display());
+    }
+    let options = StoreOptions {
+        create: false,
+        ..StoreOptions::default()
+    };
+    match AuditStore::open_with(path, &options) {
+        Ok(store) => Ok(store),
+        Err(err @ AuditError::Locked(_)) => Err(err.into()),
+        Err(err) => Err(anyhow::Error::new(err).context(format!("opening {}", path.display()))),
+    }
+}

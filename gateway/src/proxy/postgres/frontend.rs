@@ -1,0 +1,297 @@
+//! Client messages: every statement is judged before a byte of it reaches the server.
+//!
+//! Simple Query: all statements of the message are checked; one refusal refuses the message and
+//! nothing is forwarded. Extended protocol: messages are held until Sync (or Flush); the verdict
+//! is taken on Parse, and Bind / Describe / Execute of a statement that was not allowed are
+//! refused; a refusal drops the held batch and discards the client's messages up to its Sync,
+//! exactly as the server would after an error.
+
+use super::relay::{End, Expect, Portal, Prepared, Relay, Results};
+use super::wire::{self, Frame, WireError, sqlstate};
+use crate::approvals::ApprovalOutcome;
+use crate::command;
+use crate::policy::{Command, Verdict};
+use crate::session::Ruling;
+use bytes::BytesMut;
+use pgwire::messages::extendedquery::{Bind, Close, Describe, Execute, Parse};
+use pgwire::messages::{DecodeContext, Message, ProtocolVersion};
+use std::sync::Arc;
+
+/// The extended-protocol batch since the last Sync: what to undo if it is refused.
+#[derive(Default)]
+pub(super) struct Batch {
+    /// Length of the expectation queue when the batch began.
+    expect_mark: usize,
+    /// Statement and portal names this batch registered.
+    statements: Vec<String>,
+    portals: Vec<String>,
+    /// Whether part of it already went to the server (a Flush).
+    forwarded: bool,
+    /// A refusal happened: discard client messages until Sync.
+    skipping: bool,
+    open: bool,
+}
+
+fn decode<M: Message>(frame: &Frame) -> Result<M, End> {
+    let mut buf = BytesMut::from(&frame.raw[5..]);
+    let ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
+    M::decode_body(&mut buf, frame.raw.len() - 1, &ctx).map_err(|e| End::Error(format!("malformed client message: {e}")))
+}
+
+impl Relay {
+    /// One client message.
+    pub(super) async fn on_client(&mut self, frame: Frame) -> Result<(), End> {
+        tracing::trace!(tag = %(frame.tag as char), skipping = self.batch.skipping, "client message");
+        if self.batch.skipping && frame.tag != b'S' {
+            return Ok(());
+        }
+        match frame.tag {
+            b'Q' => self.on_query(frame).await,
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' => self.on_extended(frame).await,
+            b'd' | b'c' | b'f' if self.copy_in => {
+                self.to_upstream.extend_from_slice(&frame.raw);
+                self.flush_upstream().await
+            }
+            b'd' | b'c' | b'f' => Ok(()), // stray COPY data: the server ignores it too
+            b'X' => {
+                self.to_upstream.extend_from_slice(&frame.raw);
+                let _ = self.flush_upstream().await;
+                Err(End::ClientClosed)
+            }
+            other => {
+                let msg = format!("unsupported message type `{}`", other as char);
+                let _ = self.fatal(sqlstate::PROTOCOL_VIOLATION, &msg).await;
+                Err(End::Error(msg))
+            }
+        }
+    }
+
+    async fn on_query(&mut self, frame: Frame) -> Result<(), End> {
+        let text = wire::cstring(frame.body());
+        let statements = command::sql::parse(&text);
+        if statements.is_empty() {
+            // Only whitespace or comments: the server answers EmptyQueryResponse.
+            self.expect.push_back(Expect::Query(Results::new(None)));
+            self.to_upstream.extend_from_slice(&frame.raw);
+            return self.flush_upstream().await;
+        }
+        let commands: Vec<Command> = statements.into_iter().map(Command::Sql).collect();
+        let Some(ruling) = self.judge(&text, &commands).await? else {
+            let rfq = wire::ready_for_query(self.status);
+            self.local(rfq);
+            return self.flush_client().await;
+        };
+        let ruling = Arc::new(ruling);
+        let mask = ruling.needs_mask().then(|| ruling.clone());
+        self.expect.push_back(Expect::Query(Results::new(mask)));
+        self.to_upstream.extend_from_slice(&frame.raw);
+        self.flush_upstream().await
+    }
+
+    /// Decide, and hold for approval when asked. `None`: refused (the client has the error).
+    async fn judge(&mut self, text: &str, commands: &[Command]) -> Result<Option<Ruling>, End> {
+        let ruling = match self.session.decide(text, commands).await {
+            Ok(r) => r,
+            Err(e) => {
+                // No audit, no forwarding.
+                self.refuse(sqlstate::INSUFFICIENT_PRIVILEGE, &format!("warden: {e}"));
+                return Ok(None);
+            }
+        };
+        match &ruling.decision.verdict {
+            Verdict::Allow | Verdict::Mask => Ok(Some(ruling)),
+            Verdict::Deny(_) => {
+                self.refuse(sqlstate::INSUFFICIENT_PRIVILEGE, &format!("warden: denied by {}", ruling.decision.display_reason()));
+                Ok(None)
+            }
+            Verdict::RequireApproval(_) => {
+                self.settle().await?;
+                self.hold(text, ruling).await
+            }
+        }
+    }
+
+    /// Wait for an approver; the client can cancel meanwhile.
+    async fn hold(&mut self, text: &str, ruling: Ruling) -> Result<Option<Ruling>, End> {
+        let pending = match self.session.request_approval(text, &ruling).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.refuse(sqlstate::INSUFFICIENT_PRIVILEGE, &format!("warden: cannot hold for approval: {e}"));
+                return Ok(None);
+            }
+        };
+        let id = pending.id.clone();
+        let notice = format!(
+            "warden: held for approval {id}: {}; waiting for an approver",
+            ruling.decision.display_reason()
+        );
+        let hint = format!("an approver runs: warden approvals approve {id} --reason \"...\" (or deny)");
+        self.to_client.extend_from_slice(&wire::notice(&notice, Some(&hint)));
+        self.flush_client().await?;
+        let cancel = self.cancel.clone();
+        let outcome = tokio::select! {
+            outcome = pending.wait() => outcome,
+            _ = cancel.notified() => {
+                self.refuse(sqlstate::QUERY_CANCELED, "canceling statement due to user request");
+                return Ok(None);
+            }
+            frame = self.client_r.next() => {
+                // A client may only Terminate or vanish while waiting.
+                return Err(match frame {
+                    Err(WireError::Closed) | Ok(Frame { tag: b'X', .. }) => End::ClientClosed,
+                    Ok(f) => End::Error(format!("message `{}` while waiting for approval", f.tag as char)),
+                    Err(e) => End::Error(e.to_string()),
+                });
+            }
+        };
+        self.session.note_approval(&outcome);
+        match outcome {
+            ApprovalOutcome::Approved { .. } => Ok(Some(ruling)),
+            ApprovalOutcome::Denied { approver, reason } => {
+                self.refuse(sqlstate::INSUFFICIENT_PRIVILEGE, &format!("warden: approval {id} denied by {approver}: {reason}"));
+                Ok(None)
+            }
+            ApprovalOutcome::TimedOut => {
+                self.refuse(sqlstate::INSUFFICIENT_PRIVILEGE, &format!("warden: approval {id} timed out"));
+                Ok(None)
+            }
+        }
+    }
+
+    fn refuse(&mut self, code: &str, text: &str) {
+        self.session.recorder().error(text);
+        self.local(wire::error("ERROR", code, text));
+    }
+
+    async fn on_extended(&mut self, frame: Frame) -> Result<(), End> {
+        if !self.batch.open {
+            self.batch = super::frontend::Batch { expect_mark: self.expect.len(), open: true, ..Default::default() };
+        }
+        match frame.tag {
+            b'P' => {
+                let parse: Parse = decode(&frame)?;
+                let name = parse.name.unwrap_or_default();
+                let statements = command::sql::parse(&parse.query);
+                let commands: Vec<Command> = statements.into_iter().map(Command::Sql).collect();
+                let ruling = if commands.is_empty() {
+                    None
+                } else {
+                    match self.judge(&parse.query, &commands).await? {
+                        Some(r) => Some(r),
+                        None => return self.refuse_batch().await,
+                    }
+                };
+                let ruling = Arc::new(ruling.unwrap_or_else(empty_ruling));
+                self.statements.insert(name.clone(), Prepared { ruling, fields: Vec::new() });
+                self.batch.statements.push(name);
+                self.expect.push_back(Expect::Parse);
+            }
+            b'B' => {
+                let bind: Bind = decode(&frame)?;
+                let statement = bind.statement_name.unwrap_or_default();
+                if !self.statements.contains_key(&statement) {
+                    return self.unknown_statement(&statement).await;
+                }
+                let portal = bind.portal_name.unwrap_or_default();
+                let formats = bind.result_column_format_codes;
+                self.portals.insert(portal.clone(), Portal { statement, formats, fields: None });
+                self.batch.portals.push(portal);
+                self.expect.push_back(Expect::Bind);
+            }
+            b'D' => {
+                let d: Describe = decode(&frame)?;
+                let name = d.name.unwrap_or_default();
+                if d.target_type == b'S' {
+                    if !self.statements.contains_key(&name) {
+                        return self.unknown_statement(&name).await;
+                    }
+                    self.expect.push_back(Expect::DescribeStatement(name));
+                } else {
+                    self.expect.push_back(Expect::DescribePortal(name));
+                }
+            }
+            b'E' => {
+                let e: Execute = decode(&frame)?;
+                let name = e.name.unwrap_or_default();
+                let Some(portal) = self.portals.get(&name) else {
+                    return self.unknown_statement(&format!("portal {name}")).await;
+                };
+                let Some(prepared) = self.statements.get(&portal.statement) else {
+                    return self.unknown_statement(&portal.statement.clone()).await;
+                };
+                let mut results = Results::new(prepared.ruling.needs_mask().then(|| prepared.ruling.clone()));
+                results.fields = portal.fields.clone().unwrap_or_else(|| prepared.fields.clone());
+                results.formats = portal.formats.clone();
+                if !results.fields.is_empty() {
+                    let cols: Vec<(String, u32)> = results.fields.iter().map(|f| (f.name.clone(), f.type_oid)).collect();
+                    self.session.recorder().columns_typed(&cols);
+                }
+                self.expect.push_back(Expect::Execute(results));
+            }
+            b'C' => {
+                let c: Close = decode(&frame)?;
+                let name = c.name.unwrap_or_default();
+                if c.target_type == b'S' {
+                    self.statements.remove(&name);
+                } else {
+                    self.portals.remove(&name);
+                }
+                self.expect.push_back(Expect::Close);
+            }
+            b'H' => {
+                self.to_upstream.extend_from_slice(&frame.raw);
+                self.batch.forwarded = true;
+                return self.flush_upstream().await;
+            }
+            _ => {
+                // Sync ends the batch.
+                let skipping = self.batch.skipping;
+                let forwarded = self.batch.forwarded;
+                self.batch = Batch::default();
+                if skipping && !forwarded {
+                    // Nothing reached the server: answer the Sync ourselves, in turn.
+                    let rfq = wire::ready_for_query(self.status);
+                    self.local(rfq);
+                    return self.flush_client().await;
+                }
+                self.to_upstream.extend_from_slice(&frame.raw);
+                self.expect.push_back(Expect::Sync);
+                return self.flush_upstream().await;
+            }
+        }
+        self.to_upstream.extend_from_slice(&frame.raw);
+        Ok(())
+    }
+
+    async fn unknown_statement(&mut self, name: &str) -> Result<(), End> {
+        self.refuse(
+            sqlstate::INVALID_STATEMENT_NAME,
+            &format!("warden: prepared statement \"{name}\" does not exist or was refused by policy"),
+        );
+        self.refuse_batch().await
+    }
+
+    /// Undo the held batch (nothing of it is forwarded) and skip to the client's Sync.
+    async fn refuse_batch(&mut self) -> Result<(), End> {
+        if !self.batch.forwarded {
+            self.to_upstream.clear();
+        }
+        // Drop what this batch expected from the server, keeping composed responses (the
+        // refusal itself) in their place.
+        let tail: Vec<Expect> = self.expect.drain(self.batch.expect_mark.min(self.expect.len())..).collect();
+        self.expect.extend(tail.into_iter().filter(|e| matches!(e, Expect::Local(_))));
+        for s in std::mem::take(&mut self.batch.statements) {
+            self.statements.remove(&s);
+        }
+        for p in std::mem::take(&mut self.batch.portals) {
+            self.portals.remove(&p);
+        }
+        self.batch.skipping = true;
+        self.flush_client().await
+    }
+}
+
+/// The ruling of an empty statement: nothing to mask.
+fn empty_ruling() -> Ruling {
+    Ruling { decision: crate::policy::Decision::combine_all(Vec::new()), per_command: Vec::new(), seq: 0 }
+}

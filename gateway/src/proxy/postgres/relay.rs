@@ -1,0 +1,451 @@
+//! One relayed PostgreSQL session: a `select!` over client messages, server messages, the
+//! idle timeout and shutdown. Client messages are judged in `frontend.rs`; server messages are
+//! matched to what the client asked (a queue of expected responses) so result rows can be
+//! masked per statement, and are otherwise forwarded as the bytes they arrived as.
+
+use super::rows::{self, RowBatch};
+use super::wire::{self, FieldDesc, Frame, FrameReader, WireError, sqlstate};
+use crate::config::PostgresListener;
+use crate::policy::Decision;
+use crate::proxy::BoxedIo;
+use crate::session::{Ruling, Session};
+use bytes::BytesMut;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::Notify;
+
+/// What a forwarded client message will get back, in order.
+pub(super) enum Expect {
+    /// A simple Query: results of each statement, then ReadyForQuery.
+    Query(Results),
+    Parse,
+    Bind,
+    Close,
+    DescribeStatement(String),
+    DescribePortal(String),
+    Execute(Results),
+    Sync,
+    /// A response the gateway composed (a refusal, a ReadyForQuery): sent when everything
+    /// queued before it has been answered, so the client sees responses in request order.
+    Local(bytes::Bytes),
+}
+
+/// How to treat the result rows of one Query or Execute.
+pub(super) struct Results {
+    /// The ruling, when some policy asked for masking.
+    pub ruling: Option<Arc<Ruling>>,
+    /// Statement index within a simple Query.
+    pub stmt: usize,
+    pub fields: Vec<FieldDesc>,
+    /// Result format codes from Bind (empty: as the RowDescription says).
+    pub formats: Vec<i16>,
+    pub copy: bool,
+    /// Refusing this result: drop server messages until it completes.
+    pub swallow: bool,
+}
+
+impl Results {
+    pub fn new(ruling: Option<Arc<Ruling>>) -> Results {
+        Results { ruling, stmt: 0, fields: Vec::new(), formats: Vec::new(), copy: false, swallow: false }
+    }
+
+    /// The decision whose masking applies to the current statement's rows.
+    fn mask_decision(&self) -> Option<(u64, &Decision)> {
+        let ruling = self.ruling.as_ref()?;
+        let needs = |d: &Decision| d.policies.iter().any(|p| p.verdict == crate::policy::Verdict::Mask);
+        let d = match ruling.per_command.get(self.stmt) {
+            Some(d) => d,
+            // The server split the message differently than the gateway: mask with any
+            // decision that masks (stricter, never looser).
+            None => ruling.per_command.iter().find(|d| needs(d))?,
+        };
+        needs(d).then_some((ruling.seq, d))
+    }
+}
+
+/// A prepared statement the policies allowed.
+pub(super) struct Prepared {
+    pub ruling: Arc<Ruling>,
+    pub fields: Vec<FieldDesc>,
+}
+
+pub(super) struct Portal {
+    pub statement: String,
+    pub formats: Vec<i16>,
+    pub fields: Option<Vec<FieldDesc>>,
+}
+
+/// The state of one relayed session.
+pub(super) struct Relay {
+    pub session: Session,
+    pub cfg: PostgresListener,
+    pub client_r: FrameReader<ReadHalf<BoxedIo>>,
+    pub client_w: WriteHalf<BoxedIo>,
+    pub up_r: FrameReader<ReadHalf<BoxedIo>>,
+    pub up_w: WriteHalf<BoxedIo>,
+    pub to_client: BytesMut,
+    pub to_upstream: BytesMut,
+    pub expect: VecDeque<Expect>,
+    pub statements: HashMap<String, Prepared>,
+    pub portals: HashMap<String, Portal>,
+    /// The extended-protocol batch being assembled (since the last Sync).
+    pub batch: super::frontend::Batch,
+    /// Last transaction status the server reported.
+    pub status: u8,
+    pub rows: RowBatch,
+    pub copy_in: bool,
+    pub cancel: Arc<Notify>,
+}
+
+/// How a session ended.
+pub(super) enum End {
+    ClientClosed,
+    ServerClosed(String),
+    Idle,
+    Error(String),
+}
+
+impl End {
+    pub fn reason(&self) -> String {
+        match self {
+            End::ClientClosed => "client closed".into(),
+            End::ServerClosed(e) => format!("server closed: {e}"),
+            End::Idle => "idle timeout".into(),
+            End::Error(e) => e.clone(),
+        }
+    }
+}
+
+impl Relay {
+    /// The relay loop.
+    pub async fn run(&mut self) -> End {
+        let idle = self.cfg.idle_timeout;
+        loop {
+            let deadline = tokio::time::sleep(idle);
+            tokio::select! {
+                frame = self.client_r.next() => match frame {
+                    Ok(frame) => {
+                        if let Err(end) = self.on_client(frame).await {
+                            return end;
+                        }
+                    }
+                    Err(WireError::Closed) => return End::ClientClosed,
+                    Err(e @ WireError::TooLarge(..)) => {
+                        let _ = self.fatal(sqlstate::PROGRAM_LIMIT, &e.to_string()).await;
+                        return End::Error(e.to_string());
+                    }
+                    Err(e) => {
+                        let _ = self.fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string()).await;
+                        return End::Error(e.to_string());
+                    }
+                },
+                frame = self.up_r.next() => match frame {
+                    Ok(frame) => {
+                        if let Err(end) = self.on_server(frame).await {
+                            return end;
+                        }
+                        if let Err(end) = self.drain_local().await {
+                            return end;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = self.fatal(sqlstate::CONNECTION_FAILURE, "the database closed the connection").await;
+                        return End::ServerClosed(e.to_string());
+                    }
+                },
+                _ = deadline => {
+                    let _ = self.fatal(sqlstate::IDLE_TIMEOUT, "terminating connection due to idle timeout").await;
+                    return End::Idle;
+                }
+            }
+        }
+    }
+
+    /// One server message: match it to the front expectation, mask rows when asked.
+    async fn on_server(&mut self, frame: Frame) -> Result<(), End> {
+        tracing::trace!(tag = %(frame.tag as char), expect = self.expect.len(), "server message");
+        match frame.tag {
+            b'D' => return self.on_data_row(frame).await,
+            b'T' => {
+                let fields = wire::parse_row_description(frame.body()).map_err(|e| End::Error(e.to_string()))?;
+                match self.expect.front_mut() {
+                    Some(Expect::Query(r)) | Some(Expect::Execute(r)) => {
+                        let cols: Vec<(String, u32)> = fields.iter().map(|f| (f.name.clone(), f.type_oid)).collect();
+                        self.session.recorder().columns_typed(&cols);
+                        r.fields = fields;
+                    }
+                    Some(Expect::DescribeStatement(name)) => {
+                        let name = name.clone();
+                        if let Some(p) = self.statements.get_mut(&name) {
+                            p.fields = fields;
+                        }
+                        self.expect.pop_front();
+                    }
+                    Some(Expect::DescribePortal(name)) => {
+                        let name = name.clone();
+                        if let Some(p) = self.portals.get_mut(&name) {
+                            p.fields = Some(fields);
+                        }
+                        self.expect.pop_front();
+                    }
+                    _ => {}
+                }
+            }
+            b'n' => {
+                if matches!(self.expect.front(), Some(Expect::DescribeStatement(_) | Expect::DescribePortal(_))) {
+                    self.expect.pop_front();
+                }
+            }
+            b'1' | b'2' | b'3' => {
+                self.expect.pop_front();
+            }
+            b'C' | b'I' | b's' => {
+                self.flush_rows().await?;
+                let swallowed = self.results().is_some_and(|r| r.swallow);
+                if frame.tag == b'C' {
+                    self.session.recorder().complete(&wire::cstring(frame.body()));
+                }
+                match self.expect.front_mut() {
+                    Some(Expect::Query(r)) => {
+                        r.stmt += 1;
+                        r.copy = false;
+                        r.swallow = false;
+                        r.fields.clear();
+                    }
+                    Some(Expect::Execute(_)) => {
+                        self.expect.pop_front();
+                    }
+                    _ => {}
+                }
+                if swallowed {
+                    return Ok(());
+                }
+            }
+            b'E' => {
+                self.flush_rows().await?;
+                let (_, text) = wire::parse_error_fields(frame.body());
+                self.session.recorder().error(&text);
+                // After an error the server skips the rest of the batch until Sync.
+                while let Some(front) = self.expect.front() {
+                    match front {
+                        Expect::Sync | Expect::Query(_) => break,
+                        _ => {
+                            self.expect.pop_front();
+                        }
+                    }
+                }
+                self.copy_in = false;
+            }
+            b'Z' => {
+                self.flush_rows().await?;
+                self.status = frame.body().first().copied().unwrap_or(b'I');
+                self.expect.pop_front();
+                self.copy_in = false;
+            }
+            b'H' => {
+                // CopyOutResponse: binary COPY cannot be masked line by line.
+                let binary = frame.body().first() == Some(&1);
+                if let Some(r) = self.results_mut() {
+                    r.copy = true;
+                    if binary && r.mask_decision().is_some() {
+                        r.swallow = true;
+                        self.to_client.extend_from_slice(&wire::error(
+                            "ERROR",
+                            sqlstate::FEATURE_NOT_SUPPORTED,
+                            "warden: binary COPY cannot be masked; use the text or CSV format",
+                        ));
+                        return Ok(());
+                    }
+                }
+            }
+            b'd' => {
+                if self.results().is_some_and(|r| r.swallow) {
+                    return Ok(());
+                }
+                if self.results().and_then(Results::mask_decision).is_some() {
+                    self.rows.push_copy_line(frame.raw.slice(5..));
+                    return self.maybe_flush_rows().await;
+                }
+            }
+            b'c' => {
+                self.flush_rows().await?;
+                if self.results().is_some_and(|r| r.swallow) {
+                    return Ok(());
+                }
+            }
+            b'G' => self.copy_in = true,
+            b'N' => {
+                let (_, text) = wire::parse_error_fields(frame.body());
+                self.session.recorder().notice(&text);
+            }
+            _ => {}
+        }
+        self.to_client.extend_from_slice(&frame.raw);
+        self.flush_client_if_idle().await
+    }
+
+    async fn on_data_row(&mut self, frame: Frame) -> Result<(), End> {
+        let Some(r) = self.results() else {
+            self.to_client.extend_from_slice(&frame.raw);
+            return self.flush_client_if_idle().await;
+        };
+        if r.swallow {
+            return Ok(());
+        }
+        if r.mask_decision().is_none() {
+            self.record_plain_row(&frame);
+            self.to_client.extend_from_slice(&frame.raw);
+            return self.flush_client_if_idle().await;
+        }
+        let (fields, formats) = (r.fields.clone(), r.formats.clone());
+        self.rows
+            .push_data_row(&frame.raw, &fields, &formats)
+            .map_err(|e| End::Error(e.to_string()))?;
+        self.maybe_flush_rows().await
+    }
+
+    fn record_plain_row(&self, frame: &Frame) {
+        let Some(r) = self.results() else { return };
+        if let Ok(cells) = wire::parse_data_row(frame.body()) {
+            let row: Vec<Option<String>> = cells
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    c.map(|v| match r.formats.get(i).or(r.formats.first()).copied().unwrap_or(0) {
+                        0 => String::from_utf8_lossy(v).into_owned(),
+                        _ => format!("<{} binary bytes>", v.len()),
+                    })
+                })
+                .collect();
+            self.session.recorder().rows(&[row]);
+        }
+    }
+
+    async fn maybe_flush_rows(&mut self) -> Result<(), End> {
+        if self.rows.len() >= self.cfg.mask_batch_rows || self.rows.bytes() as u64 >= self.cfg.mask_batch_bytes.0 {
+            self.flush_rows().await?;
+        }
+        self.flush_client_if_idle().await
+    }
+
+    /// Mask the held rows and queue them for the client; a policy failure refuses the result.
+    async fn flush_rows(&mut self) -> Result<(), End> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let Some(r) = self.expect.front() else { return Ok(()) };
+        let r = match r {
+            Expect::Query(r) | Expect::Execute(r) => r,
+            _ => return Ok(()),
+        };
+        let Some((seq, decision)) = r.mask_decision() else { return Ok(()) };
+        let decision = decision.clone();
+        let (fields, formats, copy) = (r.fields.clone(), r.formats.clone(), r.copy);
+        let columns = if copy {
+            vec![crate::policy::Column { name: "copy".into(), type_name: "text".into() }]
+        } else {
+            rows::columns(&fields)
+        };
+        let mut text = std::mem::take(&mut self.rows.text);
+        match self.session.mask(seq, &decision, &columns, &mut text).await {
+            Ok(edited) => {
+                self.session.recorder().rows(&text);
+                self.rows.text = text;
+                self.rows.encode(&edited, &fields, &formats, copy, &mut self.to_client);
+                Ok(())
+            }
+            Err(failure) => {
+                // Nothing of this result may reach the client: refuse it and drop the rest.
+                self.rows = RowBatch::default();
+                if let Some(r) = self.results_mut() {
+                    r.swallow = true;
+                }
+                let msg = format!("warden: result refused by {failure}");
+                self.session.recorder().error(&msg);
+                self.to_client.extend_from_slice(&wire::error("ERROR", sqlstate::INSUFFICIENT_PRIVILEGE, &msg));
+                Ok(())
+            }
+        }
+    }
+
+    /// Send composed responses that have reached the front of the queue.
+    async fn drain_local(&mut self) -> Result<(), End> {
+        let mut sent = false;
+        while let Some(Expect::Local(_)) = self.expect.front() {
+            if let Some(Expect::Local(bytes)) = self.expect.pop_front() {
+                self.to_client.extend_from_slice(&bytes);
+                sent = true;
+            }
+        }
+        if sent {
+            self.flush_client().await?;
+        }
+        Ok(())
+    }
+
+    /// Queue a composed response behind everything still expected from the server.
+    pub fn local(&mut self, bytes: bytes::Bytes) {
+        if self.expect.is_empty() {
+            self.to_client.extend_from_slice(&bytes);
+        } else {
+            self.expect.push_back(Expect::Local(bytes));
+        }
+    }
+
+    /// Relay server messages until every expected response has arrived (before holding a
+    /// statement for approval, so the client has seen all earlier results).
+    pub async fn settle(&mut self) -> Result<(), End> {
+        while !self.expect.is_empty() {
+            let frame = self.up_r.next().await.map_err(|e| End::ServerClosed(e.to_string()))?;
+            self.on_server(frame).await?;
+            self.drain_local().await?;
+        }
+        self.flush_client().await
+    }
+
+    fn results(&self) -> Option<&Results> {
+        match self.expect.front() {
+            Some(Expect::Query(r)) | Some(Expect::Execute(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn results_mut(&mut self) -> Option<&mut Results> {
+        match self.expect.front_mut() {
+            Some(Expect::Query(r)) | Some(Expect::Execute(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Write queued client bytes when no further server message is already buffered, so a
+    /// stream of rows goes out in large writes.
+    async fn flush_client_if_idle(&mut self) -> Result<(), End> {
+        if self.to_client.len() >= 64 * 1024 || !self.up_r.has_frame() {
+            self.flush_client().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush_client(&mut self) -> Result<(), End> {
+        if !self.to_client.is_empty() {
+            let out = self.to_client.split();
+            self.client_w.write_all(&out).await.map_err(|_| End::ClientClosed)?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush_upstream(&mut self) -> Result<(), End> {
+        if !self.to_upstream.is_empty() {
+            let out = self.to_upstream.split();
+            self.up_w.write_all(&out).await.map_err(|e| End::ServerClosed(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Tell the client why the session ends.
+    pub async fn fatal(&mut self, code: &str, text: &str) -> Result<(), End> {
+        self.to_client.extend_from_slice(&wire::error("FATAL", code, text));
+        self.flush_client().await
+    }
+}

@@ -1,0 +1,136 @@
+//! The client's side of connection start-up: SSLRequest (TLS via rustls, or `N`),
+//! GSSENCRequest (always `N`), CancelRequest, and the StartupMessage with its parameters; then
+//! the password exchange, whose password is the client's JWT.
+
+use super::wire::{self, Frame, FrameReader, WireError, sqlstate};
+use crate::proxy::BoxedIo;
+use std::collections::BTreeMap;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+const SSL_REQUEST: i32 = 80877103;
+const GSSENC_REQUEST: i32 = 80877104;
+const CANCEL_REQUEST: i32 = 80877102;
+const PROTOCOL_3_0: i32 = 196608;
+/// Start-up messages are small; a bigger one is an attack or garbage.
+const MAX_STARTUP: usize = 10_000;
+
+/// What a new connection turned out to be.
+pub enum Opening {
+    /// A client that wants a session: its stream (TLS or not) and startup parameters.
+    Startup { io: BoxedIo, tls: bool, params: BTreeMap<String, String> },
+    /// A cancel request for the session holding this key.
+    Cancel { process_id: i32, secret_key: i32 },
+}
+
+/// Why start-up failed; the client has been told when it could be.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("TLS handshake: {0}")]
+    Tls(std::io::Error),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// Read the opening messages of a connection, upgrading to TLS when asked and configured.
+pub async fn open(tcp: TcpStream, tls: Option<&TlsAcceptor>) -> Result<Opening, StartupError> {
+    let mut io: BoxedIo = Box::new(tcp);
+    let mut is_tls = false;
+    loop {
+        let mut reader = FrameReader::new(&mut io, MAX_STARTUP);
+        let frame = reader.next_startup().await?;
+        let leftover = reader.buffered();
+        let body = frame.body();
+        if body.len() < 4 {
+            return Err(StartupError::Protocol("short start-up message".into()));
+        }
+        let code = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+        match code {
+            SSL_REQUEST if !is_tls => {
+                if leftover > 0 {
+                    // Bytes after SSLRequest before the handshake would be read in the clear.
+                    return Err(StartupError::Protocol("data after SSLRequest".into()));
+                }
+                match tls {
+                    Some(acceptor) => {
+                        io.write_all(b"S").await.map_err(WireError::Io)?;
+                        let stream = acceptor.accept(io).await.map_err(StartupError::Tls)?;
+                        io = Box::new(stream);
+                        is_tls = true;
+                    }
+                    None => io.write_all(b"N").await.map_err(WireError::Io)?,
+                }
+            }
+            GSSENC_REQUEST if !is_tls => io.write_all(b"N").await.map_err(WireError::Io)?,
+            CANCEL_REQUEST if body.len() >= 12 => {
+                let pid = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+                let key = i32::from_be_bytes([body[8], body[9], body[10], body[11]]);
+                return Ok(Opening::Cancel { process_id: pid, secret_key: key });
+            }
+            PROTOCOL_3_0 => {
+                if leftover > 0 {
+                    return Err(StartupError::Protocol("data after StartupMessage".into()));
+                }
+                let params = parse_params(&body[4..])?;
+                return Ok(Opening::Startup { io, tls: is_tls, params });
+            }
+            other => {
+                let msg = format!("unsupported frontend protocol or request code {other}");
+                let _ = io.write_all(&wire::error("FATAL", sqlstate::PROTOCOL_VIOLATION, &msg)).await;
+                return Err(StartupError::Protocol(msg));
+            }
+        }
+    }
+}
+
+/// `key\0value\0...\0` into a map.
+fn parse_params(mut b: &[u8]) -> Result<BTreeMap<String, String>, StartupError> {
+    let mut params = BTreeMap::new();
+    let next = |b: &mut &[u8]| -> Result<String, StartupError> {
+        let end = b
+            .iter()
+            .position(|&c| c == 0)
+            .ok_or_else(|| StartupError::Protocol("unterminated start-up parameter".into()))?;
+        let s = String::from_utf8(b[..end].to_vec())
+            .map_err(|_| StartupError::Protocol("start-up parameter is not UTF-8".into()))?;
+        *b = &b[end + 1..];
+        Ok(s)
+    };
+    loop {
+        let key = next(&mut b)?;
+        if key.is_empty() {
+            return Ok(params);
+        }
+        let value = next(&mut b)?;
+        params.insert(key, value);
+    }
+}
+
+/// Ask for the password and read it: the client's token.
+pub async fn read_password(io: &mut BoxedIo) -> Result<String, StartupError> {
+    io.write_all(&wire::auth_cleartext_request()).await.map_err(WireError::Io)?;
+    let mut reader = FrameReader::new(io, MAX_STARTUP * 2);
+    let frame: Frame = reader.next().await?;
+    if frame.tag != b'p' {
+        return Err(StartupError::Protocol(format!("expected a password message, got `{}`", frame.tag as char)));
+    }
+    Ok(wire::cstring(frame.body()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn params_parse() {
+        let p = parse_params(b"user\0alice\0database\0payments\0\0").unwrap();
+        assert_eq!(p["user"], "alice");
+        assert_eq!(p["database"], "payments");
+        assert!(parse_params(b"user\0alice").is_err());
+        assert!(parse_params(b"\0").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,202 @@
+//! The gateway's own connection to the real PostgreSQL server: TCP, optional TLS (with the
+//! server certificate pinned to a CA file, or not checked for test setups), and the login with
+//! the gateway's credentials — SCRAM-SHA-256, md5, cleartext or trust. Clients never see these
+//! credentials; they only see the server's ParameterStatus messages.
+
+use super::wire::{Frame, FrameReader, WireError};
+use crate::config::{PostgresUpstream, UpstreamTls};
+use crate::proxy::{BoxedIo, tls};
+use bytes::{Bytes, BytesMut};
+use postgres_protocol::authentication::{md5_hash, sasl};
+use postgres_protocol::message::{backend, frontend};
+use std::collections::BTreeMap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+
+/// Why the upstream login failed. Messages are for the gateway's log; clients get a generic
+/// "cannot reach the database" so they learn nothing about the gateway's credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: String, source: std::io::Error },
+    #[error("the server refused TLS")]
+    TlsRefused,
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("cannot read the password file: {0}")]
+    PasswordFile(std::io::Error),
+    #[error("the server asks for a password and none is configured")]
+    NoPassword,
+    #[error("unsupported authentication request from the server ({0})")]
+    UnsupportedAuth(String),
+    #[error("login refused: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// A logged-in upstream connection.
+pub struct Upstream {
+    pub reader: FrameReader<ReadHalf<BoxedIo>>,
+    pub writer: WriteHalf<BoxedIo>,
+    /// The server's ParameterStatus frames, to replay to the client.
+    pub parameters: Vec<Frame>,
+    pub process_id: i32,
+    pub secret_key: i32,
+}
+
+/// Connect and log in. `params` are the client's startup parameters to pass on (encoding,
+/// DateStyle, application_name, options...), without `user` and `database`.
+pub async fn connect(
+    cfg: &PostgresUpstream,
+    params: &BTreeMap<String, String>,
+    max_message: usize,
+) -> Result<Upstream, UpstreamError> {
+    let addr = format!("{}:{}", cfg.host, cfg.port);
+    let mut tcp = TcpStream::connect(&addr)
+        .await
+        .map_err(|source| UpstreamError::Connect { addr: addr.clone(), source })?;
+    tcp.set_nodelay(true)?;
+    let io: BoxedIo = match cfg.tls {
+        UpstreamTls::Disable => Box::new(tcp),
+        UpstreamTls::Require | UpstreamTls::Verify => {
+            let mut buf = BytesMut::new();
+            frontend::ssl_request(&mut buf);
+            tcp.write_all(&buf).await?;
+            let answer = tcp.read_u8().await?;
+            if answer != b'S' {
+                return Err(UpstreamError::TlsRefused);
+            }
+            let connector = tls::client(cfg.tls, cfg.ca_file.as_deref()).map_err(UpstreamError::Tls)?;
+            let name = tls::server_name(&cfg.host).map_err(UpstreamError::Tls)?;
+            Box::new(connector.connect(name, tcp).await.map_err(|e| UpstreamError::Tls(e.to_string()))?)
+        }
+    };
+    let (r, mut writer) = tokio::io::split(io);
+    let mut reader = FrameReader::new(r, max_message);
+
+    let mut startup: Vec<(&str, &str)> = vec![("user", &cfg.user), ("database", &cfg.database)];
+    startup.extend(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut buf = BytesMut::new();
+    frontend::startup_message(startup, &mut buf)?;
+    writer.write_all(&buf).await?;
+
+    let password = match &cfg.password_file {
+        Some(path) => Some(read_password(path)?),
+        None => None,
+    };
+    authenticate(&mut reader, &mut writer, &cfg.user, password.as_deref()).await?;
+
+    let mut parameters = Vec::new();
+    let (mut process_id, mut secret_key) = (0, 0);
+    loop {
+        let frame = reader.next().await?;
+        match frame.tag {
+            b'S' => parameters.push(frame),
+            b'K' => {
+                if let Some(backend::Message::BackendKeyData(k)) = parse(&frame)? {
+                    process_id = k.process_id();
+                    secret_key = k.secret_key();
+                }
+            }
+            b'Z' => break,
+            b'E' => return Err(UpstreamError::Refused(super::wire::parse_error_fields(frame.body()).1)),
+            _ => {} // NoticeResponse during start-up: nothing the client needs
+        }
+    }
+    Ok(Upstream { reader, writer, parameters, process_id, secret_key })
+}
+
+async fn authenticate(
+    reader: &mut FrameReader<ReadHalf<BoxedIo>>,
+    writer: &mut WriteHalf<BoxedIo>,
+    user: &str,
+    password: Option<&[u8]>,
+) -> Result<(), UpstreamError> {
+    let mut scram: Option<sasl::ScramSha256> = None;
+    loop {
+        let frame = reader.next().await?;
+        if frame.tag == b'E' {
+            return Err(UpstreamError::Refused(super::wire::parse_error_fields(frame.body()).1));
+        }
+        let mut buf = BytesMut::new();
+        match parse(&frame)? {
+            Some(backend::Message::AuthenticationOk) => return Ok(()),
+            Some(backend::Message::AuthenticationCleartextPassword) => {
+                frontend::password_message(password.ok_or(UpstreamError::NoPassword)?, &mut buf)?;
+            }
+            Some(backend::Message::AuthenticationMd5Password(body)) => {
+                let hash = md5_hash(user.as_bytes(), password.ok_or(UpstreamError::NoPassword)?, body.salt());
+                frontend::password_message(hash.as_bytes(), &mut buf)?;
+            }
+            Some(backend::Message::AuthenticationSasl(body)) => {
+                let mut mechanisms = body.mechanisms();
+                let mut has_scram = false;
+                while let Some(m) = fallible_iterator::FallibleIterator::next(&mut mechanisms)? {
+                    has_scram |= m == sasl::SCRAM_SHA_256;
+                }
+                if !has_scram {
+                    return Err(UpstreamError::UnsupportedAuth("SASL without SCRAM-SHA-256".into()));
+                }
+                // Channel binding is not offered: TLS to the upstream, when used, is verified
+                // separately, and plain loopback has no channel to bind.
+                let s = sasl::ScramSha256::new(
+                    password.ok_or(UpstreamError::NoPassword)?,
+                    sasl::ChannelBinding::unsupported(),
+                );
+                frontend::sasl_initial_response(sasl::SCRAM_SHA_256, s.message(), &mut buf)?;
+                scram = Some(s);
+            }
+            Some(backend::Message::AuthenticationSaslContinue(body)) => {
+                let s = scram.as_mut().ok_or_else(|| UpstreamError::UnsupportedAuth("SASL out of order".into()))?;
+                s.update(body.data())?;
+                frontend::sasl_response(s.message(), &mut buf)?;
+            }
+            Some(backend::Message::AuthenticationSaslFinal(body)) => {
+                let s = scram.as_mut().ok_or_else(|| UpstreamError::UnsupportedAuth("SASL out of order".into()))?;
+                // Verifies the server's signature: a server that does not know the password
+                // cannot complete the exchange.
+                s.finish(body.data())?;
+                continue;
+            }
+            _ => return Err(UpstreamError::UnsupportedAuth(format!("message `{}`", frame.tag as char))),
+        }
+        writer.write_all(&buf).await?;
+    }
+}
+
+fn parse(frame: &Frame) -> Result<Option<backend::Message>, UpstreamError> {
+    let mut b = BytesMut::from(&frame.raw[..]);
+    Ok(backend::Message::parse(&mut b)?)
+}
+
+fn read_password(path: &std::path::Path) -> Result<Vec<u8>, UpstreamError> {
+    let mut p = std::fs::read(path).map_err(UpstreamError::PasswordFile)?;
+    while p.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
+        p.pop();
+    }
+    Ok(p)
+}
+
+/// Send a CancelRequest for an upstream backend (a new connection, as the protocol wants).
+pub async fn cancel(cfg: &PostgresUpstream, process_id: i32, secret_key: i32) -> std::io::Result<()> {
+    let mut tcp = TcpStream::connect((cfg.host.as_str(), cfg.port)).await?;
+    let mut buf = BytesMut::new();
+    frontend::cancel_request(process_id, secret_key, &mut buf);
+    tcp.write_all(&buf).await?;
+    // The server closes the connection when done; wait for that briefly.
+    let mut sink = [0u8; 1];
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tcp.read(&mut sink)).await;
+    Ok(())
+}
+
+/// Raw bytes of frames, for writing.
+pub fn concat(frames: &[Frame]) -> Bytes {
+    let mut b = BytesMut::new();
+    for f in frames {
+        b.extend_from_slice(&f.raw);
+    }
+    b.freeze()
+}

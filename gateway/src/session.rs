@@ -1,0 +1,292 @@
+//! The session path every protocol adapter drives: open (audited) → for each command: decide
+//! (policy chain, then a durable audit event) → the adapter forwards, refuses or holds → results
+//! pass through masking → close (audited). Adapters know their wire format; this file knows
+//! the order of things and nothing of wires.
+//!
+//! Nothing reaches the audit store or a recording with a clear card number: command texts are
+//! scrubbed with the same PAN detector `pci-mask` uses, whatever the target's policies say.
+
+use crate::approvals::{ApprovalOutcome, ApprovalRequest, Approvals, PendingApproval};
+use crate::audit::{
+    AuditError, AuditPrincipal, AuditProtocol, AuditStore, AuditVerdict, CommandEvent, EventKind,
+    MaskedCells, MaskedEvent, NewEvent, PolicyDecision, SessionCounts, SessionEnd, SessionStart,
+};
+use crate::config::Config;
+use crate::identity::{Principal, Verifier};
+use crate::policy::{
+    self, Column, Command, Decision, MaskFailure, PolicyEngine, PolicyRef, Protocol, Row, Verdict,
+};
+use crate::recording::Recorder;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Everything sessions share: config, policy engine, audit store, token verifier, approvals.
+pub struct Gateway {
+    pub config: Config,
+    pub engine: PolicyEngine,
+    pub audit: AuditStore,
+    pub verifier: Verifier,
+    pub approvals: Approvals,
+}
+
+/// Why a session could not start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("unknown target `{0}`")]
+    UnknownTarget(String),
+    #[error("target `{target}` is not a {protocol} target")]
+    WrongProtocol { target: String, protocol: &'static str },
+    #[error("audit store unavailable: {0}")]
+    Audit(#[from] AuditError),
+}
+
+/// The ruling on one client message (one or more commands).
+#[derive(Debug, Clone)]
+pub struct Ruling {
+    /// The strictest decision over all commands of the message.
+    pub decision: Decision,
+    /// Each command's own decision, in order (masking uses the one of its statement).
+    pub per_command: Vec<Decision>,
+    /// The audit event's sequence number, to tie masked-cell counts to it.
+    pub seq: u64,
+}
+
+impl Ruling {
+    /// Whether results must go through `mask-rows`: some policy answered `mask`. After an
+    /// approval this still holds: approving a read does not unmask it.
+    pub fn needs_mask(&self) -> bool {
+        self.decision.policies.iter().any(|p| p.verdict == Verdict::Mask)
+    }
+}
+
+/// One client connection's session.
+pub struct Session {
+    gw: Arc<Gateway>,
+    /// What policies see.
+    pub info: policy::Session,
+    pub principal: Principal,
+    chain: Vec<PolicyRef>,
+    recorder: Recorder,
+    counts: SessionCounts,
+    /// Masked cells per (column, rule) for the command whose results are flowing.
+    masked: BTreeMap<(String, String), u64>,
+    masked_seq: Option<u64>,
+}
+
+impl Session {
+    /// Open a session for an authenticated principal on `target`; audited before it returns.
+    pub async fn open(
+        gw: Arc<Gateway>,
+        principal: Principal,
+        target: &str,
+        protocol: Protocol,
+        client_addr: String,
+    ) -> Result<Session, SessionError> {
+        let t = gw
+            .config
+            .targets
+            .get(target)
+            .ok_or_else(|| SessionError::UnknownTarget(target.to_string()))?;
+        if Protocol::from(t.protocol) != protocol {
+            return Err(SessionError::WrongProtocol {
+                target: target.to_string(),
+                protocol: protocol.as_str(),
+            });
+        }
+        let chain = t.chain();
+        let id = new_session_id();
+        let info = policy::Session {
+            id: id.clone(),
+            protocol,
+            target: target.to_string(),
+            principal: policy::Principal::from(&principal),
+            client_addr: client_addr.clone(),
+        };
+        let start = SessionStart {
+            protocol: audit_protocol(protocol),
+            target: target.to_string(),
+            client_addr,
+            principal: audit_principal(&principal),
+        };
+        gw.audit.append(NewEvent::session(&id, EventKind::SessionStart(start))).await?;
+        let recorder = Recorder::start(gw.audit.clone(), &id);
+        Ok(Session {
+            gw,
+            info,
+            principal,
+            chain,
+            recorder,
+            counts: SessionCounts::default(),
+            masked: BTreeMap::new(),
+            masked_seq: None,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.info.id
+    }
+
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gw
+    }
+
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// Ask the chain about every command of one message and write the decision to the audit
+    /// store. Returns only once the event is durable: the caller may then forward (or refuse).
+    /// `text` is the message as the client sent it (scrubbed of PANs before it is stored).
+    pub async fn decide(&mut self, text: &str, commands: &[Command]) -> Result<Ruling, SessionError> {
+        self.flush_masked().await?;
+        let per_command = self.gw.engine.check_all(&self.chain, &self.info, commands).await;
+        let decision = Decision::combine_all(per_command.clone());
+        let kind = commands.iter().map(Command::kind).collect::<Vec<_>>().join(";");
+        let policies = per_command.iter().flat_map(|d| d.policies.iter()).map(policy_decision).collect();
+        let event = CommandEvent {
+            command: scrub(text),
+            kind,
+            verdict: audit_verdict(&decision.verdict),
+            reason: decision.verdict.reason().map(|_| scrub(&decision.display_reason())),
+            policies,
+        };
+        let seq = self.gw.audit.append(NewEvent::session(self.id(), EventKind::Command(event))).await?;
+        self.counts.commands += 1;
+        match decision.verdict {
+            Verdict::Allow => self.counts.allowed += 1,
+            Verdict::Mask => self.counts.masked += 1,
+            Verdict::Deny(_) => self.counts.denied += 1,
+            Verdict::RequireApproval(_) => self.counts.approvals += 1,
+        }
+        let reason = match &decision.verdict {
+            Verdict::Mask => decision.decided_by.clone(),
+            v => v.reason().map(|_| decision.display_reason()),
+        };
+        self.recorder.command(text, decision.verdict.name(), reason.as_deref());
+        Ok(Ruling { decision, per_command, seq })
+    }
+
+    /// Hold a command for an approver (the request is audited before this returns the id).
+    pub async fn request_approval(&mut self, text: &str, ruling: &Ruling) -> Result<PendingApproval, SessionError> {
+        let reason = ruling.decision.display_reason();
+        let request = ApprovalRequest {
+            session_id: self.id().to_string(),
+            target: self.info.target.clone(),
+            requester: self.principal.clone(),
+            command: scrub(text),
+            reason: scrub(&reason),
+        };
+        self.gw.approvals.request(request).await.map_err(|e| match e {
+            crate::approvals::ApprovalError::Audit(a) => SessionError::Audit(a),
+            other => SessionError::Audit(AuditError::Io(std::io::Error::other(other.to_string()))),
+        })
+    }
+
+    /// Record what an approval wait came to.
+    pub fn note_approval(&self, outcome: &ApprovalOutcome) {
+        let line = match outcome {
+            ApprovalOutcome::Approved { approver, reason } => format!("approved by {approver}: {reason}"),
+            ApprovalOutcome::Denied { approver, reason } => format!("denied by {approver}: {reason}"),
+            ApprovalOutcome::TimedOut => "approval timed out".to_string(),
+        };
+        self.recorder.notice(&line);
+    }
+
+    /// Mask one batch of result rows under `decision` (the statement's own); returns the edited
+    /// cells as (row, column). On error nothing of the batch may be sent. Cell counts are written to the audit when the next command
+    /// starts or the session ends.
+    pub async fn mask(
+        &mut self,
+        seq: u64,
+        decision: &Decision,
+        columns: &[Column],
+        rows: &mut [Row],
+    ) -> Result<Vec<(u32, u32)>, MaskFailure> {
+        let summary = self.gw.engine.mask_rows(decision, &self.info, columns, rows).await?;
+        if !summary.cells.is_empty() {
+            if self.masked_seq != Some(seq) {
+                // A new command's results: the previous one's counts are complete.
+                let _ = self.flush_masked().await;
+                self.masked_seq = Some(seq);
+            }
+            for (key, n) in summary.cells {
+                *self.masked.entry(key).or_default() += n;
+            }
+        }
+        Ok(summary.edited)
+    }
+
+    /// Write the pending masked-cell counts (column, rule, count; never values).
+    async fn flush_masked(&mut self) -> Result<(), SessionError> {
+        let Some(seq) = self.masked_seq.take() else { return Ok(()) };
+        let cells = std::mem::take(&mut self.masked)
+            .into_iter()
+            .map(|((column, rule), count)| MaskedCells { column, rule, count })
+            .collect();
+        let event = MaskedEvent { command_seq: seq, cells };
+        self.gw.audit.append(NewEvent::session(self.id(), EventKind::Masked(event))).await?;
+        Ok(())
+    }
+
+    /// End the session: pending counts, the recording and the end event, all durable.
+    pub async fn close(mut self, reason: &str) {
+        if let Err(e) = self.flush_masked().await {
+            tracing::error!(session = %self.info.id, "cannot write masked counts: {e}");
+        }
+        let Session { gw, info, recorder, counts, .. } = self;
+        // The last copy of the recorder: `finish` also waits for its writer to end.
+        recorder.finish().await;
+        let end = SessionEnd { reason: reason.to_string(), counts };
+        if let Err(e) = gw.audit.append(NewEvent::session(&info.id, EventKind::SessionEnd(end))).await {
+            tracing::error!(session = %info.id, "cannot write session end: {e}");
+        }
+    }
+}
+
+/// Replace every PAN in `text` (defence in depth for audit records and recordings).
+pub fn scrub(text: &str) -> String {
+    warden_policy::pan::mask_pans(text).unwrap_or_else(|| text.to_string())
+}
+
+fn new_session_id() -> String {
+    use rand::Rng;
+    let n: u64 = rand::rng().random();
+    format!("ses-{n:016x}")
+}
+
+fn policy_decision(p: &policy::PolicyVerdict) -> PolicyDecision {
+    PolicyDecision {
+        policy: p.policy.clone(),
+        module_sha256: (!p.sha256.is_empty()).then(|| p.sha256.clone()),
+        verdict: audit_verdict(&p.verdict),
+        reason: p.verdict.reason().map(scrub),
+        latency_us: p.latency.as_micros() as u64,
+        error: p.failure.as_ref().map(|f| f.cause().to_string()),
+    }
+}
+
+fn audit_verdict(v: &Verdict) -> AuditVerdict {
+    match v {
+        Verdict::Allow => AuditVerdict::Allow,
+        Verdict::Mask => AuditVerdict::Mask,
+        Verdict::Deny(_) => AuditVerdict::Deny,
+        Verdict::RequireApproval(_) => AuditVerdict::RequireApproval,
+    }
+}
+
+fn audit_protocol(p: Protocol) -> AuditProtocol {
+    match p {
+        Protocol::Postgres => AuditProtocol::Postgres,
+        Protocol::Ssh => AuditProtocol::Ssh,
+        Protocol::Http => AuditProtocol::Http,
+    }
+}
+
+fn audit_principal(p: &Principal) -> AuditPrincipal {
+    AuditPrincipal {
+        subject: p.subject.clone(),
+        issuer: p.issuer.clone(),
+        groups: p.groups.clone(),
+        actors: p.actors.clone(),
+    }
+}

@@ -1,0 +1,205 @@
+//! A running `warden serve` for end-to-end tests: policies built from source into a temp
+//! policy dir, a config pointing at a real PostgreSQL, ports chosen by the OS (`:0`) and read
+//! back from the gateway's stdout, tokens minted with the same secret.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::pg::PgServer;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use warden::identity::{IdentityConfig, MintRequest};
+
+pub const ISSUER: &str = "https://idp.test";
+pub const AUDIENCE: &str = "warden";
+/// The gateway's own login on the test server.
+pub const GATEWAY_ROLE: &str = "warden_gw";
+pub const GATEWAY_PASSWORD: &str = "gw-secret-not-for-clients";
+
+pub struct Gateway {
+    pub dir: tempfile::TempDir,
+    pub pg_port: u16,
+    pub admin_port: u16,
+    child: Option<Child>,
+    pub config_path: PathBuf,
+}
+
+/// Extra `[targets.*]` TOML and policy crates to install, on top of the standard `payments`
+/// (sql-guard, cardholder-approval with max_limit 5, pci-mask) and `open` (allow-all) targets.
+pub struct Extra<'a> {
+    pub targets: &'a str,
+    pub policies: &'a [&'a str],
+    pub approval_timeout: &'a str,
+}
+
+impl Default for Extra<'_> {
+    fn default() -> Self {
+        Extra { targets: "", policies: &[], approval_timeout: "30s" }
+    }
+}
+
+/// A target block for `database` on the test server with the given chain.
+pub fn target(name: &str, pg: &PgServer, database: &str, chain: &str) -> String {
+    format!(
+        r#"
+[targets.{name}]
+protocol = "postgres"
+policies = [{chain}]
+[targets.{name}.postgres]
+host = "127.0.0.1"
+port = {port}
+database = "{database}"
+user = "{GATEWAY_ROLE}"
+password_file = "pg-password"
+"#,
+        port = pg.port
+    )
+}
+
+impl Gateway {
+    pub fn start(pg: &PgServer, database: &str, extra: Extra<'_>) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(&policies).unwrap();
+        for p in ["allow-all", "pci-mask", "sql-guard", "cardholder-approval"].iter().chain(extra.policies) {
+            super::install(p, &policies, &format!("{p}.wasm"));
+        }
+        std::fs::write(dir.path().join("secret"), "test-secret-0123456789-abcdefghijklmnop\n").unwrap();
+        std::fs::write(dir.path().join("pg-password"), format!("{GATEWAY_PASSWORD}\n")).unwrap();
+        let mut config = format!(
+            r#"
+[policy]
+dir = "policies"
+reload_interval = "100ms"
+[audit]
+path = "audit.redb"
+[identity]
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+hs256_secret_file = "secret"
+[postgres]
+listen = "127.0.0.1:0"
+allow_plaintext_password = true
+mask_batch_rows = 3
+[admin]
+listen = "127.0.0.1:0"
+approver_groups = ["approvers"]
+approval_timeout = "{timeout}"
+"#,
+            timeout = extra.approval_timeout
+        );
+        config.push_str(&target(
+            "payments",
+            pg,
+            database,
+            r#"{ module = "sql-guard" }, { module = "cardholder-approval", config = { tables = ["cards"], max_limit = 5 } }, { module = "pci-mask" }"#,
+        ));
+        config.push_str(&target("open", pg, database, r#"{ module = "allow-all" }"#));
+        config.push_str(extra.targets);
+        let config_path = dir.path().join("warden.toml");
+        std::fs::write(&config_path, config).unwrap();
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("WARDEN_LOG", std::env::var("WARDEN_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut pg_port, mut admin_port) = (0, 0);
+        while pg_port == 0 || admin_port == 0 {
+            let line = lines.next().expect("warden exited before listening").unwrap();
+            let port = || line.rsplit(':').next().unwrap().trim().parse::<u16>().unwrap();
+            if line.starts_with("postgres listening on") {
+                pg_port = port();
+            } else if line.starts_with("admin listening on") {
+                admin_port = port();
+            }
+        }
+        Gateway { dir, pg_port, admin_port, child: Some(child), config_path }
+    }
+
+    /// A token for `sub` acting through `actors`, with `groups`.
+    pub fn token(&self, sub: &str, actors: &[&str], groups: &[&str]) -> String {
+        let mut req = MintRequest::new(sub);
+        req.actors = actors.iter().map(|s| s.to_string()).collect();
+        req.groups = groups.iter().map(|s| s.to_string()).collect();
+        req.ttl = Duration::from_secs(300);
+        warden::identity::mint(&self.identity(), &req).unwrap()
+    }
+
+    pub fn identity(&self) -> IdentityConfig {
+        IdentityConfig {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            leeway: Duration::from_secs(30),
+            hs256_secret_file: Some(self.dir.path().join("secret")),
+            jwks_file: None,
+            max_ttl: None,
+        }
+    }
+
+    /// libpq-style connection string through the gateway to `target`.
+    pub fn conninfo(&self, target: &str, token: &str) -> String {
+        format!("host=127.0.0.1 port={} dbname={target} user=agent password={token} sslmode=disable", self.pg_port)
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.path().join("audit.redb")
+    }
+
+    pub fn policy_dir(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
+    /// Stop the gateway (SIGTERM, then wait) so its audit database can be opened.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            for _ in 0..100 {
+                if child.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the gateway process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Run `psql` with a conninfo and SQL; returns (success, stdout, stderr).
+pub fn psql(conninfo: &str, sql: &str, extra: &[&str]) -> (bool, String, String) {
+    let out = Command::new("psql")
+        .arg(conninfo)
+        .args(["-X", "-v", "ON_ERROR_STOP=1"])
+        .args(extra)
+        .args(["-c", sql])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Scan a file's bytes for `needle`.
+pub fn file_contains(path: &Path, needle: &str) -> bool {
+    let bytes = std::fs::read(path).unwrap();
+    bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
