@@ -10,6 +10,8 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     exit 1
 fi
 command -v openssl >/dev/null || { echo "missing openssl (apt-get install openssl)" >&2; exit 1; }
+command -v psql >/dev/null && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 ||
+    { echo "missing PostgreSQL (apt-get install postgresql postgresql-client)" >&2; exit 1; }
 
 out=target/policies
 policies/build.sh "$out"

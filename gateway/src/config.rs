@@ -255,7 +255,10 @@ impl Config {
         }
         for target in self.targets.values_mut() {
             if let Some(up) = &mut target.postgres {
-                for p in [&mut up.password_file, &mut up.ca_file].into_iter().flatten() {
+                for p in [&mut up.password_file, &mut up.ca_file]
+                    .into_iter()
+                    .flatten()
+                {
                     fix(p);
                 }
             }
@@ -289,9 +292,15 @@ impl Config {
                 ));
             }
             if target.protocol == ProtocolName::Postgres && target.postgres.is_none() {
-                return Err(format!("target `{name}`: a postgres target needs [targets.{name}.postgres]"));
+                return Err(format!(
+                    "target `{name}`: a postgres target needs [targets.{name}.postgres]"
+                ));
             }
-            if target.postgres.as_ref().is_some_and(|u| u.tls == UpstreamTls::Verify && u.ca_file.is_none()) {
+            if target
+                .postgres
+                .as_ref()
+                .is_some_and(|u| u.tls == UpstreamTls::Verify && u.ca_file.is_none())
+            {
                 return Err(format!("target `{name}`: tls = \"verify\" needs ca_file"));
             }
             for entry in &target.policies {

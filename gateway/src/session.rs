@@ -35,7 +35,10 @@ pub enum SessionError {
     #[error("unknown target `{0}`")]
     UnknownTarget(String),
     #[error("target `{target}` is not a {protocol} target")]
-    WrongProtocol { target: String, protocol: &'static str },
+    WrongProtocol {
+        target: String,
+        protocol: &'static str,
+    },
     #[error("audit store unavailable: {0}")]
     Audit(#[from] AuditError),
 }
@@ -55,7 +58,10 @@ impl Ruling {
     /// Whether results must go through `mask-rows`: some policy answered `mask`. After an
     /// approval this still holds: approving a read does not unmask it.
     pub fn needs_mask(&self) -> bool {
-        self.decision.policies.iter().any(|p| p.verdict == Verdict::Mask)
+        self.decision
+            .policies
+            .iter()
+            .any(|p| p.verdict == Verdict::Mask)
     }
 }
 
@@ -108,7 +114,9 @@ impl Session {
             client_addr,
             principal: audit_principal(&principal),
         };
-        gw.audit.append(NewEvent::session(&id, EventKind::SessionStart(start))).await?;
+        gw.audit
+            .append(NewEvent::session(&id, EventKind::SessionStart(start)))
+            .await?;
         let recorder = Recorder::start(gw.audit.clone(), &id);
         Ok(Session {
             gw,
@@ -137,20 +145,43 @@ impl Session {
     /// Ask the chain about every command of one message and write the decision to the audit
     /// store. Returns only once the event is durable: the caller may then forward (or refuse).
     /// `text` is the message as the client sent it (scrubbed of PANs before it is stored).
-    pub async fn decide(&mut self, text: &str, commands: &[Command]) -> Result<Ruling, SessionError> {
+    pub async fn decide(
+        &mut self,
+        text: &str,
+        commands: &[Command],
+    ) -> Result<Ruling, SessionError> {
         self.flush_masked().await?;
-        let per_command = self.gw.engine.check_all(&self.chain, &self.info, commands).await;
+        let per_command = self
+            .gw
+            .engine
+            .check_all(&self.chain, &self.info, commands)
+            .await;
         let decision = Decision::combine_all(per_command.clone());
-        let kind = commands.iter().map(Command::kind).collect::<Vec<_>>().join(";");
-        let policies = per_command.iter().flat_map(|d| d.policies.iter()).map(policy_decision).collect();
+        let kind = commands
+            .iter()
+            .map(Command::kind)
+            .collect::<Vec<_>>()
+            .join(";");
+        let policies = per_command
+            .iter()
+            .flat_map(|d| d.policies.iter())
+            .map(policy_decision)
+            .collect();
         let event = CommandEvent {
             command: scrub(text),
             kind,
             verdict: audit_verdict(&decision.verdict),
-            reason: decision.verdict.reason().map(|_| scrub(&decision.display_reason())),
+            reason: decision
+                .verdict
+                .reason()
+                .map(|_| scrub(&decision.display_reason())),
             policies,
         };
-        let seq = self.gw.audit.append(NewEvent::session(self.id(), EventKind::Command(event))).await?;
+        let seq = self
+            .gw
+            .audit
+            .append(NewEvent::session(self.id(), EventKind::Command(event)))
+            .await?;
         self.counts.commands += 1;
         match decision.verdict {
             Verdict::Allow => self.counts.allowed += 1,
@@ -162,12 +193,21 @@ impl Session {
             Verdict::Mask => decision.decided_by.clone(),
             v => v.reason().map(|_| decision.display_reason()),
         };
-        self.recorder.command(text, decision.verdict.name(), reason.as_deref());
-        Ok(Ruling { decision, per_command, seq })
+        self.recorder
+            .command(text, decision.verdict.name(), reason.as_deref());
+        Ok(Ruling {
+            decision,
+            per_command,
+            seq,
+        })
     }
 
     /// Hold a command for an approver (the request is audited before this returns the id).
-    pub async fn request_approval(&mut self, text: &str, ruling: &Ruling) -> Result<PendingApproval, SessionError> {
+    pub async fn request_approval(
+        &mut self,
+        text: &str,
+        ruling: &Ruling,
+    ) -> Result<PendingApproval, SessionError> {
         let reason = ruling.decision.display_reason();
         let request = ApprovalRequest {
             session_id: self.id().to_string(),
@@ -176,17 +216,27 @@ impl Session {
             command: scrub(text),
             reason: scrub(&reason),
         };
-        self.gw.approvals.request(request).await.map_err(|e| match e {
-            crate::approvals::ApprovalError::Audit(a) => SessionError::Audit(a),
-            other => SessionError::Audit(AuditError::Io(std::io::Error::other(other.to_string()))),
-        })
+        self.gw
+            .approvals
+            .request(request)
+            .await
+            .map_err(|e| match e {
+                crate::approvals::ApprovalError::Audit(a) => SessionError::Audit(a),
+                other => {
+                    SessionError::Audit(AuditError::Io(std::io::Error::other(other.to_string())))
+                }
+            })
     }
 
     /// Record what an approval wait came to.
     pub fn note_approval(&self, outcome: &ApprovalOutcome) {
         let line = match outcome {
-            ApprovalOutcome::Approved { approver, reason } => format!("approved by {approver}: {reason}"),
-            ApprovalOutcome::Denied { approver, reason } => format!("denied by {approver}: {reason}"),
+            ApprovalOutcome::Approved { approver, reason } => {
+                format!("approved by {approver}: {reason}")
+            }
+            ApprovalOutcome::Denied { approver, reason } => {
+                format!("denied by {approver}: {reason}")
+            }
             ApprovalOutcome::TimedOut => "approval timed out".to_string(),
         };
         self.recorder.notice(&line);
@@ -202,7 +252,11 @@ impl Session {
         columns: &[Column],
         rows: &mut [Row],
     ) -> Result<Vec<(u32, u32)>, MaskFailure> {
-        let summary = self.gw.engine.mask_rows(decision, &self.info, columns, rows).await?;
+        let summary = self
+            .gw
+            .engine
+            .mask_rows(decision, &self.info, columns, rows)
+            .await?;
         if !summary.cells.is_empty() {
             if self.masked_seq != Some(seq) {
                 // A new command's results: the previous one's counts are complete.
@@ -218,13 +272,25 @@ impl Session {
 
     /// Write the pending masked-cell counts (column, rule, count; never values).
     async fn flush_masked(&mut self) -> Result<(), SessionError> {
-        let Some(seq) = self.masked_seq.take() else { return Ok(()) };
+        let Some(seq) = self.masked_seq.take() else {
+            return Ok(());
+        };
         let cells = std::mem::take(&mut self.masked)
             .into_iter()
-            .map(|((column, rule), count)| MaskedCells { column, rule, count })
+            .map(|((column, rule), count)| MaskedCells {
+                column,
+                rule,
+                count,
+            })
             .collect();
-        let event = MaskedEvent { command_seq: seq, cells };
-        self.gw.audit.append(NewEvent::session(self.id(), EventKind::Masked(event))).await?;
+        let event = MaskedEvent {
+            command_seq: seq,
+            cells,
+        };
+        self.gw
+            .audit
+            .append(NewEvent::session(self.id(), EventKind::Masked(event)))
+            .await?;
         Ok(())
     }
 
@@ -233,11 +299,24 @@ impl Session {
         if let Err(e) = self.flush_masked().await {
             tracing::error!(session = %self.info.id, "cannot write masked counts: {e}");
         }
-        let Session { gw, info, recorder, counts, .. } = self;
+        let Session {
+            gw,
+            info,
+            recorder,
+            counts,
+            ..
+        } = self;
         // The last copy of the recorder: `finish` also waits for its writer to end.
         recorder.finish().await;
-        let end = SessionEnd { reason: reason.to_string(), counts };
-        if let Err(e) = gw.audit.append(NewEvent::session(&info.id, EventKind::SessionEnd(end))).await {
+        let end = SessionEnd {
+            reason: reason.to_string(),
+            counts,
+        };
+        if let Err(e) = gw
+            .audit
+            .append(NewEvent::session(&info.id, EventKind::SessionEnd(end)))
+            .await
+        {
             tracing::error!(session = %info.id, "cannot write session end: {e}");
         }
     }

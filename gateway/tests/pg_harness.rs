@@ -48,7 +48,10 @@ async fn starts_with_logging_on_loopback_and_answers_psql_and_tcp() {
     assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
     // psql answers multi-row output as lines.
     assert_eq!(pg.psql("SELECT g FROM generate_series(1, 3) g"), "1\n2\n3");
-    assert!(pg.try_psql_db("postgres", "SELECT * FROM no_such_table").is_err());
+    assert!(
+        pg.try_psql_db("postgres", "SELECT * FROM no_such_table")
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -107,7 +110,10 @@ async fn trust_role_needs_no_password() {
     assert_eq!(current_user(&client).await, "gw_trust");
     // A trust login has no authenticated identity to log.
     assert!(pg.authenticated("gw_trust").is_empty());
-    assert!(pg.log_text().contains("connection authorized: user=gw_trust"));
+    assert!(
+        pg.log_text()
+            .contains("connection authorized: user=gw_trust")
+    );
 
     // A password role without its password is refused.
     pg.create_role("gw_pw", "pw", Auth::Scram);
@@ -127,10 +133,7 @@ async fn statements_logged_shows_what_ran_and_nothing_else() {
         .await
         .unwrap();
     // Simple query protocol.
-    client
-        .simple_query("SELECT 'marker-simple'")
-        .await
-        .unwrap();
+    client.simple_query("SELECT 'marker-simple'").await.unwrap();
     // Extended protocol (parse/bind/execute), with a parameter.
     let row = client
         .query_one("SELECT 'marker-extended-' || $1::text", &[&"p1"])
@@ -143,19 +146,32 @@ async fn statements_logged_shows_what_ran_and_nothing_else() {
         .await
         .unwrap();
     // A failing statement still ran (and is logged).
-    assert!(client.simple_query("SELECT * FROM marker_missing").await.is_err());
+    assert!(
+        client
+            .simple_query("SELECT * FROM marker_missing")
+            .await
+            .is_err()
+    );
 
     let all = pg.statements_logged();
-    assert!(all.iter().any(|s| s == "SELECT 'marker-simple'"), "{all:#?}");
     assert!(
-        all.iter().any(|s| s == "SELECT 'marker-extended-' || $1::text"),
+        all.iter().any(|s| s == "SELECT 'marker-simple'"),
         "{all:#?}"
     );
     assert!(
-        all.iter().any(|s| s == "SELECT 1 AS a,\n       'marker-multi' AS b"),
+        all.iter()
+            .any(|s| s == "SELECT 'marker-extended-' || $1::text"),
         "{all:#?}"
     );
-    assert!(all.iter().any(|s| s == "SELECT * FROM marker_missing"), "{all:#?}");
+    assert!(
+        all.iter()
+            .any(|s| s == "SELECT 1 AS a,\n       'marker-multi' AS b"),
+        "{all:#?}"
+    );
+    assert!(
+        all.iter().any(|s| s == "SELECT * FROM marker_missing"),
+        "{all:#?}"
+    );
     assert!(!all.iter().any(|s| s.contains("DROP")), "{all:#?}");
 
     // Per role: the harness's own psql calls are not the gateway's.
@@ -163,9 +179,19 @@ async fn statements_logged_shows_what_ran_and_nothing_else() {
     assert_eq!(by_gw.len(), 4, "{by_gw:#?}");
     assert!(by_gw.iter().all(|s| s.contains("marker")), "{by_gw:#?}");
     let log = pg.statement_log();
-    let simple = log.iter().find(|s| s.text == "SELECT 'marker-simple'").unwrap();
-    assert_eq!((simple.user.as_str(), simple.database.as_str()), ("gw", "postgres"));
-    assert!(pg.statements_by("postgres").iter().any(|s| s.contains("CREATE ROLE")));
+    let simple = log
+        .iter()
+        .find(|s| s.text == "SELECT 'marker-simple'")
+        .unwrap();
+    assert_eq!(
+        (simple.user.as_str(), simple.database.as_str()),
+        ("gw", "postgres")
+    );
+    assert!(
+        pg.statements_by("postgres")
+            .iter()
+            .any(|s| s.contains("CREATE ROLE"))
+    );
 }
 
 #[tokio::test]
@@ -176,7 +202,11 @@ async fn hba_rewrite_locks_tcp_out_but_not_the_harness() {
         .await
         .err()
         .expect("reject must refuse");
-    assert_eq!(err.code(), Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION), "{err}");
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION),
+        "{err}"
+    );
     // The harness keeps its unix-socket trust line.
     assert_eq!(pg.psql("SELECT 1"), "1");
 
@@ -212,7 +242,10 @@ async fn sample_cards_schema_loads_and_the_gateway_role_reads_but_cannot_drop() 
     assert_eq!(merchants, 5);
     // Formats the masking demo relies on.
     let pans: Vec<String> = client
-        .query("SELECT pan FROM cards WHERE pan IS NOT NULL ORDER BY id", &[])
+        .query(
+            "SELECT pan FROM cards WHERE pan IS NOT NULL ORDER BY id",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -226,7 +259,10 @@ async fn sample_cards_schema_loads_and_the_gateway_role_reads_but_cannot_drop() 
         "6011000000000000001",
         "4111111111111112",
     ] {
-        assert!(pans.iter().any(|p| p == expected), "{expected} missing: {pans:?}");
+        assert!(
+            pans.iter().any(|p| p == expected),
+            "{expected} missing: {pans:?}"
+        );
     }
     let nulls: i64 = client
         .query_one("SELECT count(*) FROM cards WHERE pan IS NULL", &[])
@@ -274,7 +310,10 @@ fn dropping_the_server_stops_it_and_removes_its_dir() {
         if !running {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "postmaster {pid} still runs: {state}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "postmaster {pid} still runs: {state}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
@@ -285,8 +324,14 @@ fn two_servers_run_side_by_side() {
     let b = PgServer::start();
     assert_ne!(a.port, b.port);
     a.create_database("only_in_a");
-    assert_eq!(a.psql("SELECT count(*) FROM pg_database WHERE datname = 'only_in_a'"), "1");
-    assert_eq!(b.psql("SELECT count(*) FROM pg_database WHERE datname = 'only_in_a'"), "0");
+    assert_eq!(
+        a.psql("SELECT count(*) FROM pg_database WHERE datname = 'only_in_a'"),
+        "1"
+    );
+    assert_eq!(
+        b.psql("SELECT count(*) FROM pg_database WHERE datname = 'only_in_a'"),
+        "0"
+    );
 }
 
 #[test]
@@ -300,7 +345,10 @@ fn quickstart_config_loads() {
     assert_eq!(approval["tables"][0], "cards");
     assert_eq!(approval["max_limit"], 5);
     let upstream = payments.postgres.as_ref().unwrap();
-    assert_eq!((upstream.database.as_str(), upstream.user.as_str()), ("payments", "warden"));
+    assert_eq!(
+        (upstream.database.as_str(), upstream.user.as_str()),
+        ("payments", "warden")
+    );
     let listener = config.postgres.as_ref().unwrap();
     assert!(listener.allow_plaintext_password);
     assert!(listener.listen.ip().is_loopback());

@@ -30,7 +30,10 @@ async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, tokio_postgre
 }
 
 fn direct(pg: &PgServer) -> String {
-    format!("host=127.0.0.1 port={} dbname=payments user={GATEWAY_ROLE} password={GATEWAY_PASSWORD}", pg.port)
+    format!(
+        "host=127.0.0.1 port={} dbname=payments user={GATEWAY_ROLE} password={GATEWAY_PASSWORD}",
+        pg.port
+    )
 }
 
 fn sqlstate(e: &tokio_postgres::Error) -> String {
@@ -59,18 +62,44 @@ async fn allowed_statements_match_a_direct_connection() {
         assert_eq!(format!("{a:?}").len(), format!("{b:?}").len(), "{sql}");
     }
     // Parameters, prepared statements reused, a transaction.
-    let stmt = through.prepare("SELECT name FROM owners WHERE id = $1").await.unwrap();
+    let stmt = through
+        .prepare("SELECT name FROM owners WHERE id = $1")
+        .await
+        .unwrap();
     for id in 1..3i32 {
-        let a: Vec<String> = through.query(&stmt, &[&id]).await.unwrap().iter().map(|r| r.get(0)).collect();
-        let b: Vec<String> = straight.query("SELECT name FROM owners WHERE id = $1", &[&id]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        let a: Vec<String> = through
+            .query(&stmt, &[&id])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let b: Vec<String> = straight
+            .query("SELECT name FROM owners WHERE id = $1", &[&id])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         assert_eq!(a, b);
     }
-    through.batch_execute("BEGIN; UPDATE owners SET note = 'x' WHERE id = 1; ROLLBACK").await.unwrap();
+    through
+        .batch_execute("BEGIN; UPDATE owners SET note = 'x' WHERE id = 1; ROLLBACK")
+        .await
+        .unwrap();
 
     // psql, through the gateway and direct, prints the same thing.
-    let (ok, out_gw, err) = psql(&gw.conninfo("open", &token), "SELECT name, phone FROM owners ORDER BY id", &[]);
+    let (ok, out_gw, err) = psql(
+        &gw.conninfo("open", &token),
+        "SELECT name, phone FROM owners ORDER BY id",
+        &[],
+    );
     assert!(ok, "{err}");
-    let (_, out_direct, _) = psql(&direct(&pg), "SELECT name, phone FROM owners ORDER BY id", &[]);
+    let (_, out_direct, _) = psql(
+        &direct(&pg),
+        "SELECT name, phone FROM owners ORDER BY id",
+        &[],
+    );
     assert_eq!(out_gw, out_direct);
 }
 
@@ -80,7 +109,12 @@ async fn destructive_statements_are_refused_and_nothing_reaches_the_server() {
     let gw = Gateway::start(&pg, "payments", Extra::default());
     let token = gw.token("alice", &["agent-7"], &["agents"]);
     let c = connect(&gw.conninfo("payments", &token)).await.unwrap();
-    for sql in ["DROP TABLE cards", "TRUNCATE cards", "DELETE FROM owners", "UPDATE cards SET pan = NULL"] {
+    for sql in [
+        "DROP TABLE cards",
+        "TRUNCATE cards",
+        "DELETE FROM owners",
+        "UPDATE cards SET pan = NULL",
+    ] {
         let e = c.simple_query(sql).await.unwrap_err();
         assert_eq!(sqlstate(&e), "42501", "{sql}: {e:?}");
         let msg = e.as_db_error().unwrap().message().to_string();
@@ -93,17 +127,33 @@ async fn destructive_statements_are_refused_and_nothing_reaches_the_server() {
     assert_eq!(sqlstate(&e), "42501");
     c.query("SELECT 1", &[]).await.unwrap();
     // A multi-statement message with one bad statement runs nothing.
-    let e = c.batch_execute("INSERT INTO owners (name) VALUES ('mallory'); DROP TABLE cards").await.unwrap_err();
+    let e = c
+        .batch_execute("INSERT INTO owners (name) VALUES ('mallory'); DROP TABLE cards")
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&e), "42501", "{e:?}");
 
     // Checked as the superuser, so the gateway role's statement log holds only what it sent.
-    let n = pg.psql_db("payments", "SELECT count(*) FROM owners WHERE name = 'mallory'");
+    let n = pg.psql_db(
+        "payments",
+        "SELECT count(*) FROM owners WHERE name = 'mallory'",
+    );
     assert_eq!(n.trim(), "0", "no part of the refused message ran");
-    let n: i64 = pg.psql_db("payments", "SELECT count(*) FROM cards WHERE pan IS NOT NULL").trim().parse().unwrap();
+    let n: i64 = pg
+        .psql_db(
+            "payments",
+            "SELECT count(*) FROM cards WHERE pan IS NOT NULL",
+        )
+        .trim()
+        .parse()
+        .unwrap();
     assert!(n > 10, "cards untouched");
     let logged = pg.statements_by(GATEWAY_ROLE).join("\n");
     for bad in ["DROP TABLE", "TRUNCATE", "mallory", "DELETE FROM owners"] {
-        assert!(!logged.contains(bad), "`{bad}` reached the server:\n{logged}");
+        assert!(
+            !logged.contains(bad),
+            "`{bad}` reached the server:\n{logged}"
+        );
     }
 }
 
@@ -128,29 +178,62 @@ async fn card_numbers_are_masked_in_every_result_path() {
     assert_eq!(amount.as_deref(), Some("12.50"), "non-PAN values unchanged");
     // Simple protocol, text results; PAN inside longer text; NULLs and look-alikes unchanged.
     let text = c.simple_query("SELECT pan, note FROM cards WHERE holder IN ('Heidi Notes', 'Frank Lookalike', 'Grace Pending') ORDER BY id LIMIT 5").await.unwrap();
-    let rows: Vec<_> = text.iter().filter_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(r) => Some((r.get(0).map(str::to_string), r.get(1).map(str::to_string))),
-        _ => None,
-    }).collect();
-    assert_eq!(rows[0].0.as_deref(), Some("4111111111111112"), "Luhn-invalid look-alike kept");
+    let rows: Vec<_> = text
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((r.get(0).map(str::to_string), r.get(1).map(str::to_string)))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rows[0].0.as_deref(),
+        Some("4111111111111112"),
+        "Luhn-invalid look-alike kept"
+    );
     assert_eq!(rows[1].0, None, "NULL kept");
-    assert!(rows[1].1.as_deref().unwrap().contains("+1 415 555 0100"), "phone kept");
-    assert_eq!(rows[2].1.as_deref(), Some("customer called from +1 415 555 0132 about card ************1881 on 2024-03-14"));
+    assert!(
+        rows[1].1.as_deref().unwrap().contains("+1 415 555 0100"),
+        "phone kept"
+    );
+    assert_eq!(
+        rows[2].1.as_deref(),
+        Some("customer called from +1 415 555 0132 about card ************1881 on 2024-03-14")
+    );
     // COPY TO STDOUT through psql.
-    let (ok, out, err) = psql(&gw.conninfo("payments", &token), "COPY (SELECT pan, note FROM cards ORDER BY id LIMIT 5) TO STDOUT", &[]);
+    let (ok, out, err) = psql(
+        &gw.conninfo("payments", &token),
+        "COPY (SELECT pan, note FROM cards ORDER BY id LIMIT 5) TO STDOUT",
+        &[],
+    );
     assert!(ok, "{err}");
     assert!(out.contains("************1111"), "{out}");
     assert!(!out.contains("4111111111111111"), "{out}");
     // psql's own output.
-    let (ok, out, err) = psql(&gw.conninfo("payments", &token), "SELECT pan FROM cards ORDER BY id LIMIT 3", &["-At"]);
+    let (ok, out, err) = psql(
+        &gw.conninfo("payments", &token),
+        "SELECT pan FROM cards ORDER BY id LIMIT 3",
+        &["-At"],
+    );
     assert!(ok, "{err}");
-    assert_eq!(out, "************1111\n**** **** **** 5559\n****-******-*0005\n");
+    assert_eq!(
+        out,
+        "************1111\n**** **** **** 5559\n****-******-*0005\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_statement_runs_after_approval_and_fails_after_denial() {
     let pg = server();
-    let gw = Gateway::start(&pg, "payments", Extra { approval_timeout: "2s", ..Extra::default() });
+    let gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            approval_timeout: "2s",
+            ..Extra::default()
+        },
+    );
     let token = gw.token("alice", &["agent-7"], &["agents"]);
     let approver = gw.token("bob", &[], &["approvers"]);
     let conninfo = gw.conninfo("payments", &token);
@@ -178,16 +261,33 @@ async fn held_statement_runs_after_approval_and_fails_after_denial() {
     // Approve: the held SELECT (no LIMIT on a cardholder table) returns its (masked) rows.
     let held = {
         let conninfo = conninfo.clone();
-        std::thread::spawn(move || psql(&conninfo, "SELECT holder, pan FROM cards ORDER BY id", &["-At"]))
+        std::thread::spawn(move || {
+            psql(
+                &conninfo,
+                "SELECT holder, pan FROM cards ORDER BY id",
+                &["-At"],
+            )
+        })
     };
     let id = pending_id();
     // The requester (or an agent of its chain) cannot approve.
     let own = approvals(&["approve", &id, "--reason", "mine"], &token);
     assert!(!own.status.success());
     let agent = gw.token("agent-7", &[], &["approvers"]);
-    assert!(!approvals(&["approve", &id, "--reason", "agent"], &agent).status.success());
-    let ok = approvals(&["approve", &id, "--reason", "quarterly reconciliation"], &approver);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        !approvals(&["approve", &id, "--reason", "agent"], &agent)
+            .status
+            .success()
+    );
+    let ok = approvals(
+        &["approve", &id, "--reason", "quarterly reconciliation"],
+        &approver,
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let (ok, out, err) = held.join().unwrap();
     assert!(ok, "{err}");
     assert!(err.contains("held for approval"), "{err}");
@@ -199,7 +299,11 @@ async fn held_statement_runs_after_approval_and_fails_after_denial() {
         std::thread::spawn(move || psql(&conninfo, "SELECT holder FROM cards", &["-At"]))
     };
     let id = pending_id();
-    assert!(approvals(&["deny", &id, "--reason", "not today"], &approver).status.success());
+    assert!(
+        approvals(&["deny", &id, "--reason", "not today"], &approver)
+            .status
+            .success()
+    );
     let (ok, _, err) = held.join().unwrap();
     assert!(!ok);
     assert!(err.contains("denied by bob: not today"), "{err}");
@@ -214,12 +318,35 @@ async fn held_statement_runs_after_approval_and_fails_after_denial() {
 async fn failing_policies_refuse_everything_and_other_targets_keep_working() {
     let pg = server();
     let targets = [
-        gateway::target("trapping", &pg, "payments", r#"{ module = "misbehave", config = "check:trap" }"#),
-        gateway::target("looping", &pg, "payments", r#"{ module = "misbehave", config = "check:loop" }"#),
-        gateway::target("masktrap", &pg, "payments", r#"{ module = "misbehave", config = "mask:trap" }"#),
+        gateway::target(
+            "trapping",
+            &pg,
+            "payments",
+            r#"{ module = "misbehave", config = "check:trap" }"#,
+        ),
+        gateway::target(
+            "looping",
+            &pg,
+            "payments",
+            r#"{ module = "misbehave", config = "check:loop" }"#,
+        ),
+        gateway::target(
+            "masktrap",
+            &pg,
+            "payments",
+            r#"{ module = "misbehave", config = "mask:trap" }"#,
+        ),
     ]
     .concat();
-    let gw = Gateway::start(&pg, "payments", Extra { targets: &targets, policies: &["misbehave"], ..Extra::default() });
+    let gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            targets: &targets,
+            policies: &["misbehave"],
+            ..Extra::default()
+        },
+    );
     let token = gw.token("alice", &[], &[]);
     for target in ["trapping", "looping"] {
         let c = connect(&gw.conninfo(target, &token)).await.unwrap();
@@ -242,7 +369,9 @@ async fn hot_reload_changes_the_next_verdict_in_an_open_session() {
     let gw = Gateway::start(&pg, "payments", Extra::default());
     let token = gw.token("alice", &[], &[]);
     let c = connect(&gw.conninfo("open", &token)).await.unwrap();
-    c.simple_query("SELECT count(*) FROM merchants").await.unwrap();
+    c.simple_query("SELECT count(*) FROM merchants")
+        .await
+        .unwrap();
     // Replace allow-all with sql-guard under the same name: DROP is now refused.
     common::install("sql-guard", &gw.policy_dir(), "allow-all.wasm");
     let mut refused = false;
@@ -265,15 +394,24 @@ async fn every_executed_statement_was_audited_first_and_no_pan_is_stored() {
     let mut gw = Gateway::start(&pg, "payments", Extra::default());
     let token = gw.token("alice", &["agent-7"], &["agents"]);
     let c = connect(&gw.conninfo("payments", &token)).await.unwrap();
-    c.simple_query("SELECT holder, pan, note FROM cards ORDER BY id LIMIT 5").await.unwrap();
-    c.query("SELECT pan FROM cards WHERE pan = $1 LIMIT 1", &[&"4111111111111111"]).await.unwrap();
-    c.simple_query("UPDATE owners SET note = 'card 4111111111111111' WHERE id = 2").await.unwrap();
+    c.simple_query("SELECT holder, pan, note FROM cards ORDER BY id LIMIT 5")
+        .await
+        .unwrap();
+    c.query(
+        "SELECT pan FROM cards WHERE pan = $1 LIMIT 1",
+        &[&"4111111111111111"],
+    )
+    .await
+    .unwrap();
+    c.simple_query("UPDATE owners SET note = 'card 4111111111111111' WHERE id = 2")
+        .await
+        .unwrap();
     let _ = c.simple_query("DROP TABLE cards").await;
     drop(c);
     tokio::time::sleep(Duration::from_millis(300)).await;
     gw.stop();
 
-    let audit = warden::audit::AuditStore::open(&gw.audit_path()).unwrap();
+    let audit = warden::audit::AuditStore::open(gw.audit_path()).unwrap();
     let report = audit.verify().unwrap();
     assert!(report.problem.is_none(), "{report:?}");
     let mut export = Vec::new();
@@ -286,11 +424,24 @@ async fn every_executed_statement_was_audited_first_and_no_pan_is_stored() {
     for s in &ran {
         let key = warden::session::scrub(s);
         let key = key.split_whitespace().take(4).collect::<Vec<_>>().join(" ");
-        assert!(export.contains(&key.replace('"', "\\\"")), "no audit event for `{s}`");
+        assert!(
+            export.contains(&key.replace('"', "\\\"")),
+            "no audit event for `{s}`"
+        );
     }
-    assert!(export.contains("\"type\":\"masked\""), "masked-cell counts recorded");
-    for pan in ["4111111111111111", "5500 0055 5555 5559", "3782-822463-10005"] {
-        assert!(!gateway::file_contains(&gw.audit_path(), pan), "clear PAN {pan} in the audit DB");
+    assert!(
+        export.contains("\"type\":\"masked\""),
+        "masked-cell counts recorded"
+    );
+    for pan in [
+        "4111111111111111",
+        "5500 0055 5555 5559",
+        "3782-822463-10005",
+    ] {
+        assert!(
+            !gateway::file_contains(&gw.audit_path(), pan),
+            "clear PAN {pan} in the audit DB"
+        );
     }
 }
 
@@ -314,14 +465,22 @@ async fn bad_clients_get_clear_errors_and_the_gateway_stays_up() {
         let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
     }
     // A wrong token, an expired-looking token, an unknown database.
-    let e = connect(&gw.conninfo("payments", "not-a-token")).await.unwrap_err();
+    let e = connect(&gw.conninfo("payments", "not-a-token"))
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&e), "28P01");
     let other = tempfile::tempdir().unwrap();
-    std::fs::write(other.path().join("s"), "another-secret-0123456789-abcdefghijkl").unwrap();
+    std::fs::write(
+        other.path().join("s"),
+        "another-secret-0123456789-abcdefghijkl",
+    )
+    .unwrap();
     let mut id = gw.identity();
     id.hs256_secret_file = Some(other.path().join("s"));
     let forged = warden::identity::mint(&id, &warden::identity::MintRequest::new("alice")).unwrap();
-    let e = connect(&gw.conninfo("payments", &forged)).await.unwrap_err();
+    let e = connect(&gw.conninfo("payments", &forged))
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&e), "28P01");
     let token = gw.token("alice", &[], &[]);
     let e = connect(&gw.conninfo("nope", &token)).await.unwrap_err();

@@ -27,7 +27,9 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(serve(config))
 }
 
@@ -41,7 +43,13 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         Some(pg) => Some(tokio::net::TcpListener::bind(pg.listen).await?),
         None => None,
     };
-    let gw = Arc::new(Gateway { config, engine, audit: audit.clone(), verifier, approvals: approvals.clone() });
+    let gw = Arc::new(Gateway {
+        config,
+        engine,
+        audit: audit.clone(),
+        verifier,
+        approvals: approvals.clone(),
+    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -51,11 +59,19 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout();
     if let Some(listener) = pg_listener {
         writeln!(out, "postgres listening on {}", listener.local_addr()?)?;
-        tasks.spawn(crate::proxy::postgres::serve(listener, gw.clone(), stopped(stop_rx.clone())));
+        tasks.spawn(crate::proxy::postgres::serve(
+            listener,
+            gw.clone(),
+            stopped(stop_rx.clone()),
+        ));
     }
     writeln!(out, "admin listening on {}", admin_listener.local_addr()?)?;
     out.flush()?;
-    let state = AdminState { approvals, verifier: Arc::new(Verifier::from_config(&gw.config.identity)?), audit };
+    let state = AdminState {
+        approvals,
+        verifier: Arc::new(Verifier::from_config(&gw.config.identity)?),
+        audit,
+    };
     let admin_stop = stopped(stop_rx.clone());
     tasks.spawn(async move {
         if let Err(e) = admin::serve(admin_listener, state, admin_stop).await {

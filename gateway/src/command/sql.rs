@@ -213,7 +213,10 @@ fn top_level_filters(statement: &Statement) -> (bool, Option<u64>) {
         Statement::Delete(d) => (d.selection.is_some(), None),
         Statement::Explain { statement, .. } => top_level_filters(statement),
         // COPY (query) TO ...: the query's own LIMIT bounds what leaves.
-        Statement::Copy { source: ast::CopySource::Query(q), .. } => {
+        Statement::Copy {
+            source: ast::CopySource::Query(q),
+            ..
+        } => {
             let has_where = matches!(&*q.body, SetExpr::Select(s) if s.selection.is_some());
             (has_where, literal_limit(q))
         }
@@ -445,7 +448,10 @@ mod tests {
         assert_eq!(s.copy.unwrap().target, CopyTarget::Stdio);
         assert_eq!(s.tables, ["cards"]);
         assert_eq!(one("COPY Cards TO STDOUT").tables, ["cards"]);
-        assert_eq!(one("COPY (SELECT pan FROM cards LIMIT 5) TO STDOUT").limit, Some(5));
+        assert_eq!(
+            one("COPY (SELECT pan FROM cards LIMIT 5) TO STDOUT").limit,
+            Some(5)
+        );
 
         let s = one("SELECT pg_read_file('/etc/passwd'), lower(name) FROM cards");
         assert_eq!(s.functions, ["pg_read_file", "lower"]);

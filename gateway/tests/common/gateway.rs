@@ -30,16 +30,41 @@ pub struct Extra<'a> {
     pub targets: &'a str,
     pub policies: &'a [&'a str],
     pub approval_timeout: &'a str,
+    /// More `[postgres]` lines (TLS, idle timeout...).
+    pub listener: &'a str,
+    /// `allow_plaintext_password`.
+    pub plaintext: bool,
 }
 
 impl Default for Extra<'_> {
     fn default() -> Self {
-        Extra { targets: "", policies: &[], approval_timeout: "30s" }
+        Extra {
+            targets: "",
+            policies: &[],
+            approval_timeout: "30s",
+            listener: "",
+            plaintext: true,
+        }
     }
 }
 
 /// A target block for `database` on the test server with the given chain.
 pub fn target(name: &str, pg: &PgServer, database: &str, chain: &str) -> String {
+    target_as(name, pg, database, chain, GATEWAY_ROLE, Some("pg-password"))
+}
+
+/// A target block logging in as `user` (with `password_file`, or none for trust).
+pub fn target_as(
+    name: &str,
+    pg: &PgServer,
+    database: &str,
+    chain: &str,
+    user: &str,
+    password_file: Option<&str>,
+) -> String {
+    let password = password_file
+        .map(|f| format!("password_file = \"{f}\""))
+        .unwrap_or_default();
     format!(
         r#"
 [targets.{name}]
@@ -49,8 +74,8 @@ policies = [{chain}]
 host = "127.0.0.1"
 port = {port}
 database = "{database}"
-user = "{GATEWAY_ROLE}"
-password_file = "pg-password"
+user = "{user}"
+{password}
 "#,
         port = pg.port
     )
@@ -61,11 +86,22 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let policies = dir.path().join("policies");
         std::fs::create_dir_all(&policies).unwrap();
-        for p in ["allow-all", "pci-mask", "sql-guard", "cardholder-approval"].iter().chain(extra.policies) {
+        for p in ["allow-all", "pci-mask", "sql-guard", "cardholder-approval"]
+            .iter()
+            .chain(extra.policies)
+        {
             super::install(p, &policies, &format!("{p}.wasm"));
         }
-        std::fs::write(dir.path().join("secret"), "test-secret-0123456789-abcdefghijklmnop\n").unwrap();
-        std::fs::write(dir.path().join("pg-password"), format!("{GATEWAY_PASSWORD}\n")).unwrap();
+        std::fs::write(
+            dir.path().join("secret"),
+            "test-secret-0123456789-abcdefghijklmnop\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("pg-password"),
+            format!("{GATEWAY_PASSWORD}\n"),
+        )
+        .unwrap();
         let mut config = format!(
             r#"
 [policy]
@@ -79,14 +115,17 @@ audience = "{AUDIENCE}"
 hs256_secret_file = "secret"
 [postgres]
 listen = "127.0.0.1:0"
-allow_plaintext_password = true
+allow_plaintext_password = {plaintext}
 mask_batch_rows = 3
+{listener}
 [admin]
 listen = "127.0.0.1:0"
 approver_groups = ["approvers"]
 approval_timeout = "{timeout}"
 "#,
-            timeout = extra.approval_timeout
+            timeout = extra.approval_timeout,
+            plaintext = extra.plaintext,
+            listener = extra.listener,
         );
         config.push_str(&target(
             "payments",
@@ -102,7 +141,10 @@ approval_timeout = "{timeout}"
         let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
             .args(["serve", "--config"])
             .arg(&config_path)
-            .env("WARDEN_LOG", std::env::var("WARDEN_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "WARDEN_LOG",
+                std::env::var("WARDEN_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -111,15 +153,31 @@ approval_timeout = "{timeout}"
         let mut lines = BufReader::new(stdout).lines();
         let (mut pg_port, mut admin_port) = (0, 0);
         while pg_port == 0 || admin_port == 0 {
-            let line = lines.next().expect("warden exited before listening").unwrap();
-            let port = || line.rsplit(':').next().unwrap().trim().parse::<u16>().unwrap();
+            let line = lines
+                .next()
+                .expect("warden exited before listening")
+                .unwrap();
+            let port = || {
+                line.rsplit(':')
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .parse::<u16>()
+                    .unwrap()
+            };
             if line.starts_with("postgres listening on") {
                 pg_port = port();
             } else if line.starts_with("admin listening on") {
                 admin_port = port();
             }
         }
-        Gateway { dir, pg_port, admin_port, child: Some(child), config_path }
+        Gateway {
+            dir,
+            pg_port,
+            admin_port,
+            child: Some(child),
+            config_path,
+        }
     }
 
     /// A token for `sub` acting through `actors`, with `groups`.
@@ -144,7 +202,10 @@ approval_timeout = "{timeout}"
 
     /// libpq-style connection string through the gateway to `target`.
     pub fn conninfo(&self, target: &str, token: &str) -> String {
-        format!("host=127.0.0.1 port={} dbname={target} user=agent password={token} sslmode=disable", self.pg_port)
+        format!(
+            "host=127.0.0.1 port={} dbname={target} user=agent password={token} sslmode=disable",
+            self.pg_port
+        )
     }
 
     pub fn audit_path(&self) -> PathBuf {
@@ -158,7 +219,10 @@ approval_timeout = "{timeout}"
     /// Stop the gateway (SIGTERM, then wait) so its audit database can be opened.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             for _ in 0..100 {
                 if child.try_wait().unwrap().is_some() {
                     return;
@@ -172,7 +236,9 @@ approval_timeout = "{timeout}"
 
     /// Whether the gateway process is still running.
     pub fn alive(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 }
 

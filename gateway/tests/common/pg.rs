@@ -140,7 +140,13 @@ pub fn literal(value: &str) -> String {
 }
 
 /// Run a command under `timeout`, so a hung server or client cannot hang the test.
-fn run(secs: u32, program: &Path, args: &[&str], env: &[(&str, &str)], as_postgres: bool) -> Output {
+fn run(
+    secs: u32,
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    as_postgres: bool,
+) -> Output {
     let mut cmd = Command::new("timeout");
     cmd.arg("--kill-after=5").arg(secs.to_string());
     if as_postgres && is_root() {
@@ -151,7 +157,15 @@ fn run(secs: u32, program: &Path, args: &[&str], env: &[(&str, &str)], as_postgr
         cmd.env(k, v);
     }
     // Never pick up the caller's libpq settings.
-    for var in ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGSERVICE", "PGOPTIONS"] {
+    for var in [
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSWORD",
+        "PGSERVICE",
+        "PGOPTIONS",
+    ] {
         if !env.iter().any(|(k, _)| *k == var) {
             cmd.env_remove(var);
         }
@@ -200,7 +214,10 @@ impl PgServer {
     /// server log when anything fails.
     pub fn start() -> PgServer {
         let bin = pg_bin();
-        let dir = tempfile::Builder::new().prefix("warden-pg-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("warden-pg-")
+            .tempdir()
+            .unwrap();
         give_to_postgres(dir.path());
         let data = dir.path().join("data");
         let log = dir.path().join("server.log");
@@ -264,7 +281,10 @@ impl PgServer {
                 }
             }
         }
-        panic!("PostgreSQL did not start:\n{last}\n--- server log ---\n{}", server.log_text());
+        panic!(
+            "PostgreSQL did not start:\n{last}\n--- server log ---\n{}",
+            server.log_text()
+        );
     }
 
     fn try_start(&self) -> Result<(), String> {
@@ -348,7 +368,10 @@ impl PgServer {
             self.port
         );
         if let Some(p) = password {
-            s.push_str(&format!(" password='{}'", p.replace('\\', "\\\\").replace('\'', "\\'")));
+            s.push_str(&format!(
+                " password='{}'",
+                p.replace('\\', "\\\\").replace('\'', "\\'")
+            ));
         }
         s
     }
@@ -368,7 +391,10 @@ impl PgServer {
     pub fn psql_db(&self, dbname: &str, sql: &str) -> String {
         match self.try_psql_db(dbname, sql) {
             Ok(out) => out,
-            Err(e) => panic!("psql failed: {e}\nSQL: {sql}\n--- server log (tail) ---\n{}", self.log_tail(40)),
+            Err(e) => panic!(
+                "psql failed: {e}\nSQL: {sql}\n--- server log (tail) ---\n{}",
+                self.log_tail(40)
+            ),
         }
     }
 
@@ -382,7 +408,17 @@ impl PgServer {
         let out = run(
             PSQL_TIMEOUT_SECS,
             &self.bin.join("psql"),
-            &["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-d", &conninfo, "-c", sql],
+            &[
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-d",
+                &conninfo,
+                "-c",
+                sql,
+            ],
             &[],
             false,
         );
@@ -444,7 +480,10 @@ impl PgServer {
             let mut lines = self.hba_lines.lock().unwrap_or_else(|e| e.into_inner());
             // Role lines go first: pg_hba.conf is first-match.
             lines.insert(0, format!("host all {role} ::1/128 {}", auth.hba_method()));
-            lines.insert(0, format!("host all {role} 127.0.0.1/32 {}", auth.hba_method()));
+            lines.insert(
+                0,
+                format!("host all {role} 127.0.0.1/32 {}", auth.hba_method()),
+            );
         }
         self.reload_hba();
     }
@@ -463,8 +502,13 @@ impl PgServer {
     }
 
     fn write_hba(&self) {
-        let lines = self.hba_lines.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut body = String::from("# written by gateway/tests/common/pg.rs\nlocal all all trust\n");
+        let lines = self
+            .hba_lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut body =
+            String::from("# written by gateway/tests/common/pg.rs\nlocal all all trust\n");
         for l in lines {
             body.push_str(&l);
             body.push('\n');
@@ -491,16 +535,27 @@ impl PgServer {
                 std::thread::sleep(Duration::from_millis(50));
                 break;
             }
-            assert!(Instant::now() < deadline, "the server did not reload:\n{}", self.log_tail(20));
+            assert!(
+                Instant::now() < deadline,
+                "the server did not reload:\n{}",
+                self.log_tail(20)
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         let errors = self.psql("SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL");
-        assert_eq!(errors, "0", "pg_hba.conf has errors:\n{}", self.psql("TABLE pg_hba_file_rules"));
+        assert_eq!(
+            errors,
+            "0",
+            "pg_hba.conf has errors:\n{}",
+            self.psql("TABLE pg_hba_file_rules")
+        );
     }
 
     /// The whole server log.
     pub fn log_text(&self) -> String {
-        std::fs::read(&self.log).map(|b| text(&b)).unwrap_or_default()
+        std::fs::read(&self.log)
+            .map(|b| text(&b))
+            .unwrap_or_default()
     }
 
     /// The last `n` lines of the server log.
@@ -552,7 +607,11 @@ impl PgServer {
                 } else {
                     return None;
                 };
-                Some(LoggedStatement { user, database, text })
+                Some(LoggedStatement {
+                    user,
+                    database,
+                    text,
+                })
             })
             .collect()
     }
@@ -597,7 +656,16 @@ impl PgServer {
         let out = run(
             40,
             &self.bin.join("pg_ctl"),
-            &["-D", self.data.to_str().unwrap(), "-m", "immediate", "-w", "-t", "30", "stop"],
+            &[
+                "-D",
+                self.data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                "30",
+                "stop",
+            ],
             &[],
             true,
         );

@@ -35,7 +35,8 @@ pub(super) struct Batch {
 fn decode<M: Message>(frame: &Frame) -> Result<M, End> {
     let mut buf = BytesMut::from(&frame.raw[5..]);
     let ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
-    M::decode_body(&mut buf, frame.raw.len() - 1, &ctx).map_err(|e| End::Error(format!("malformed client message: {e}")))
+    M::decode_body(&mut buf, frame.raw.len() - 1, &ctx)
+        .map_err(|e| End::Error(format!("malformed client message: {e}")))
 }
 
 impl Relay {
@@ -101,7 +102,10 @@ impl Relay {
         match &ruling.decision.verdict {
             Verdict::Allow | Verdict::Mask => Ok(Some(ruling)),
             Verdict::Deny(_) => {
-                self.refuse(sqlstate::INSUFFICIENT_PRIVILEGE, &format!("warden: denied by {}", ruling.decision.display_reason()));
+                self.refuse(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    &format!("warden: denied by {}", ruling.decision.display_reason()),
+                );
                 Ok(None)
             }
             Verdict::RequireApproval(_) => {
@@ -116,7 +120,10 @@ impl Relay {
         let pending = match self.session.request_approval(text, &ruling).await {
             Ok(p) => p,
             Err(e) => {
-                self.refuse(sqlstate::INSUFFICIENT_PRIVILEGE, &format!("warden: cannot hold for approval: {e}"));
+                self.refuse(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    &format!("warden: cannot hold for approval: {e}"),
+                );
                 return Ok(None);
             }
         };
@@ -125,8 +132,10 @@ impl Relay {
             "warden: held for approval {id}: {}; waiting for an approver",
             ruling.decision.display_reason()
         );
-        let hint = format!("an approver runs: warden approvals approve {id} --reason \"...\" (or deny)");
-        self.to_client.extend_from_slice(&wire::notice(&notice, Some(&hint)));
+        let hint =
+            format!("an approver runs: warden approvals approve {id} --reason \"...\" (or deny)");
+        self.to_client
+            .extend_from_slice(&wire::notice(&notice, Some(&hint)));
         self.flush_client().await?;
         let cancel = self.cancel.clone();
         let outcome = tokio::select! {
@@ -148,11 +157,17 @@ impl Relay {
         match outcome {
             ApprovalOutcome::Approved { .. } => Ok(Some(ruling)),
             ApprovalOutcome::Denied { approver, reason } => {
-                self.refuse(sqlstate::INSUFFICIENT_PRIVILEGE, &format!("warden: approval {id} denied by {approver}: {reason}"));
+                self.refuse(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    &format!("warden: approval {id} denied by {approver}: {reason}"),
+                );
                 Ok(None)
             }
             ApprovalOutcome::TimedOut => {
-                self.refuse(sqlstate::INSUFFICIENT_PRIVILEGE, &format!("warden: approval {id} timed out"));
+                self.refuse(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    &format!("warden: approval {id} timed out"),
+                );
                 Ok(None)
             }
         }
@@ -165,7 +180,11 @@ impl Relay {
 
     async fn on_extended(&mut self, frame: Frame) -> Result<(), End> {
         if !self.batch.open {
-            self.batch = super::frontend::Batch { expect_mark: self.expect.len(), open: true, ..Default::default() };
+            self.batch = super::frontend::Batch {
+                expect_mark: self.expect.len(),
+                open: true,
+                ..Default::default()
+            };
         }
         match frame.tag {
             b'P' => {
@@ -182,7 +201,13 @@ impl Relay {
                     }
                 };
                 let ruling = Arc::new(ruling.unwrap_or_else(empty_ruling));
-                self.statements.insert(name.clone(), Prepared { ruling, fields: Vec::new() });
+                self.statements.insert(
+                    name.clone(),
+                    Prepared {
+                        ruling,
+                        fields: Vec::new(),
+                    },
+                );
                 self.batch.statements.push(name);
                 self.expect.push_back(Expect::Parse);
             }
@@ -194,7 +219,14 @@ impl Relay {
                 }
                 let portal = bind.portal_name.unwrap_or_default();
                 let formats = bind.result_column_format_codes;
-                self.portals.insert(portal.clone(), Portal { statement, formats, fields: None });
+                self.portals.insert(
+                    portal.clone(),
+                    Portal {
+                        statement,
+                        formats,
+                        fields: None,
+                    },
+                );
                 self.batch.portals.push(portal);
                 self.expect.push_back(Expect::Bind);
             }
@@ -219,11 +251,23 @@ impl Relay {
                 let Some(prepared) = self.statements.get(&portal.statement) else {
                     return self.unknown_statement(&portal.statement.clone()).await;
                 };
-                let mut results = Results::new(prepared.ruling.needs_mask().then(|| prepared.ruling.clone()));
-                results.fields = portal.fields.clone().unwrap_or_else(|| prepared.fields.clone());
+                let mut results = Results::new(
+                    prepared
+                        .ruling
+                        .needs_mask()
+                        .then(|| prepared.ruling.clone()),
+                );
+                results.fields = portal
+                    .fields
+                    .clone()
+                    .unwrap_or_else(|| prepared.fields.clone());
                 results.formats = portal.formats.clone();
                 if !results.fields.is_empty() {
-                    let cols: Vec<(String, u32)> = results.fields.iter().map(|f| (f.name.clone(), f.type_oid)).collect();
+                    let cols: Vec<(String, u32)> = results
+                        .fields
+                        .iter()
+                        .map(|f| (f.name.clone(), f.type_oid))
+                        .collect();
                     self.session.recorder().columns_typed(&cols);
                 }
                 self.expect.push_back(Expect::Execute(results));
@@ -266,7 +310,9 @@ impl Relay {
     async fn unknown_statement(&mut self, name: &str) -> Result<(), End> {
         self.refuse(
             sqlstate::INVALID_STATEMENT_NAME,
-            &format!("warden: prepared statement \"{name}\" does not exist or was refused by policy"),
+            &format!(
+                "warden: prepared statement \"{name}\" does not exist or was refused by policy"
+            ),
         );
         self.refuse_batch().await
     }
@@ -278,8 +324,12 @@ impl Relay {
         }
         // Drop what this batch expected from the server, keeping composed responses (the
         // refusal itself) in their place.
-        let tail: Vec<Expect> = self.expect.drain(self.batch.expect_mark.min(self.expect.len())..).collect();
-        self.expect.extend(tail.into_iter().filter(|e| matches!(e, Expect::Local(_))));
+        let tail: Vec<Expect> = self
+            .expect
+            .drain(self.batch.expect_mark.min(self.expect.len())..)
+            .collect();
+        self.expect
+            .extend(tail.into_iter().filter(|e| matches!(e, Expect::Local(_))));
         for s in std::mem::take(&mut self.batch.statements) {
             self.statements.remove(&s);
         }
@@ -293,5 +343,9 @@ impl Relay {
 
 /// The ruling of an empty statement: nothing to mask.
 fn empty_ruling() -> Ruling {
-    Ruling { decision: crate::policy::Decision::combine_all(Vec::new()), per_command: Vec::new(), seq: 0 }
+    Ruling {
+        decision: crate::policy::Decision::combine_all(Vec::new()),
+        per_command: Vec::new(),
+        seq: 0,
+    }
 }

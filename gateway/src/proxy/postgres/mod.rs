@@ -41,8 +41,14 @@ struct CancelTarget {
 struct CancelMap(Arc<Mutex<HashMap<(i32, i32), CancelTarget>>>);
 
 /// Accept PostgreSQL clients until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, shutdown: impl std::future::Future<Output = ()>) {
-    let Some(cfg) = gw.config.postgres.clone() else { return };
+pub async fn serve(
+    listener: TcpListener,
+    gw: Arc<Gateway>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let Some(cfg) = gw.config.postgres.clone() else {
+        return;
+    };
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => match crate::proxy::tls::acceptor(cert, key) {
             Ok(a) => Some(a),
@@ -85,35 +91,69 @@ async fn handle(
     cancels: CancelMap,
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
-    let Some(cfg) = gw.config.postgres.clone() else { return Ok(()) };
-    let opening = tokio::time::timeout(std::time::Duration::from_secs(30), startup::open(tcp, tls.as_ref()))
-        .await
-        .map_err(|_| "start-up timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+    let Some(cfg) = gw.config.postgres.clone() else {
+        return Ok(());
+    };
+    let opening = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        startup::open(tcp, tls.as_ref()),
+    )
+    .await
+    .map_err(|_| "start-up timed out".to_string())?
+    .map_err(|e| e.to_string())?;
     let (mut io, is_tls, params) = match opening {
-        Opening::Cancel { process_id, secret_key } => return cancel(&cancels, process_id, secret_key).await,
+        Opening::Cancel {
+            process_id,
+            secret_key,
+        } => return cancel(&cancels, process_id, secret_key).await,
         Opening::Startup { io, tls, params } => (io, tls, params),
     };
     let fatal = |code: &str, msg: &str| wire::error("FATAL", code, msg);
     if params.contains_key("replication") {
-        let _ = io.write_all(&fatal(sqlstate::FEATURE_NOT_SUPPORTED, "replication connections are not proxied")).await;
+        let _ = io
+            .write_all(&fatal(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "replication connections are not proxied",
+            ))
+            .await;
         return Err("replication refused".into());
     }
     if !is_tls && !cfg.allow_plaintext_password {
         let msg = "warden requires TLS: connect with sslmode=require (the password is a token)";
-        let _ = io.write_all(&fatal(sqlstate::INVALID_AUTHORIZATION, msg)).await;
+        let _ = io
+            .write_all(&fatal(sqlstate::INVALID_AUTHORIZATION, msg))
+            .await;
         return Err("plaintext refused".into());
     }
-    let database = params.get("database").or_else(|| params.get("user")).cloned().unwrap_or_default();
-    let token = startup::read_password(&mut io).await.map_err(|e| e.to_string())?;
+    let database = params
+        .get("database")
+        .or_else(|| params.get("user"))
+        .cloned()
+        .unwrap_or_default();
+    let token = startup::read_password(&mut io)
+        .await
+        .map_err(|e| e.to_string())?;
     let principal = match gw.verifier.verify(&token) {
         Ok(p) => p,
         Err(e) => {
-            let _ = io.write_all(&fatal(sqlstate::INVALID_PASSWORD, &format!("token rejected: {e}"))).await;
+            let _ = io
+                .write_all(&fatal(
+                    sqlstate::INVALID_PASSWORD,
+                    &format!("token rejected: {e}"),
+                ))
+                .await;
             return Err(format!("token rejected: {e}"));
         }
     };
-    let session = match Session::open(gw.clone(), principal, &database, Protocol::Postgres, addr.to_string()).await {
+    let session = match Session::open(
+        gw.clone(),
+        principal,
+        &database,
+        Protocol::Postgres,
+        addr.to_string(),
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e @ (SessionError::UnknownTarget(_) | SessionError::WrongProtocol { .. })) => {
             let msg = format!("database \"{database}\" does not exist ({e})");
@@ -121,11 +161,21 @@ async fn handle(
             return Err(e.to_string());
         }
         Err(e) => {
-            let _ = io.write_all(&fatal(sqlstate::CONNECTION_FAILURE, "warden: audit store unavailable")).await;
+            let _ = io
+                .write_all(&fatal(
+                    sqlstate::CONNECTION_FAILURE,
+                    "warden: audit store unavailable",
+                ))
+                .await;
             return Err(e.to_string());
         }
     };
-    let Some(up_cfg) = gw.config.targets.get(&database).and_then(|t| t.postgres.clone()) else {
+    let Some(up_cfg) = gw
+        .config
+        .targets
+        .get(&database)
+        .and_then(|t| t.postgres.clone())
+    else {
         session.close("target has no upstream").await;
         return Err("no upstream".into());
     };
@@ -139,7 +189,12 @@ async fn handle(
         Ok(up) => up,
         Err(e) => {
             tracing::error!(target = %database, "upstream login failed: {e}");
-            let _ = io.write_all(&fatal(sqlstate::CONNECTION_FAILURE, "warden: cannot reach the database")).await;
+            let _ = io
+                .write_all(&fatal(
+                    sqlstate::CONNECTION_FAILURE,
+                    "warden: cannot reach the database",
+                ))
+                .await;
             session.close(&format!("upstream: {e}")).await;
             return Err(e.to_string());
         }
@@ -150,8 +205,8 @@ async fn handle(
     let key = loop {
         let key: (i32, i32) = (rand::random(), rand::random());
         let mut map = cancels.0.lock().map_err(|_| "cancel map poisoned")?;
-        if !map.contains_key(&key) {
-            map.insert(key, CancelTarget {
+        if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(key) {
+            slot.insert(CancelTarget {
                 upstream: up_cfg.clone(),
                 process_id: up.process_id,
                 secret_key: up.secret_key,
@@ -203,12 +258,19 @@ async fn handle(
 
 /// Relay a CancelRequest: wake an approval wait, and cancel the server's running statement.
 async fn cancel(cancels: &CancelMap, process_id: i32, secret_key: i32) -> Result<(), String> {
-    let target = cancels.0.lock().map_err(|_| "cancel map poisoned")?.get(&(process_id, secret_key)).map(|t| {
-        t.notify.notify_waiters();
-        (t.upstream.clone(), t.process_id, t.secret_key)
-    });
+    let target = cancels
+        .0
+        .lock()
+        .map_err(|_| "cancel map poisoned")?
+        .get(&(process_id, secret_key))
+        .map(|t| {
+            t.notify.notify_waiters();
+            (t.upstream.clone(), t.process_id, t.secret_key)
+        });
     match target {
-        Some((cfg, pid, key)) => upstream::cancel(&cfg, pid, key).await.map_err(|e| e.to_string()),
+        Some((cfg, pid, key)) => upstream::cancel(&cfg, pid, key)
+            .await
+            .map_err(|e| e.to_string()),
         // An unknown key gets no answer, as with the server itself.
         None => Ok(()),
     }

@@ -47,13 +47,24 @@ pub(super) struct Results {
 
 impl Results {
     pub fn new(ruling: Option<Arc<Ruling>>) -> Results {
-        Results { ruling, stmt: 0, fields: Vec::new(), formats: Vec::new(), copy: false, swallow: false }
+        Results {
+            ruling,
+            stmt: 0,
+            fields: Vec::new(),
+            formats: Vec::new(),
+            copy: false,
+            swallow: false,
+        }
     }
 
     /// The decision whose masking applies to the current statement's rows.
     fn mask_decision(&self) -> Option<(u64, &Decision)> {
         let ruling = self.ruling.as_ref()?;
-        let needs = |d: &Decision| d.policies.iter().any(|p| p.verdict == crate::policy::Verdict::Mask);
+        let needs = |d: &Decision| {
+            d.policies
+                .iter()
+                .any(|p| p.verdict == crate::policy::Verdict::Mask)
+        };
         let d = match ruling.per_command.get(self.stmt) {
             Some(d) => d,
             // The server split the message differently than the gateway: mask with any
@@ -168,10 +179,14 @@ impl Relay {
         match frame.tag {
             b'D' => return self.on_data_row(frame).await,
             b'T' => {
-                let fields = wire::parse_row_description(frame.body()).map_err(|e| End::Error(e.to_string()))?;
+                let fields = wire::parse_row_description(frame.body())
+                    .map_err(|e| End::Error(e.to_string()))?;
                 match self.expect.front_mut() {
                     Some(Expect::Query(r)) | Some(Expect::Execute(r)) => {
-                        let cols: Vec<(String, u32)> = fields.iter().map(|f| (f.name.clone(), f.type_oid)).collect();
+                        let cols: Vec<(String, u32)> = fields
+                            .iter()
+                            .map(|f| (f.name.clone(), f.type_oid))
+                            .collect();
                         self.session.recorder().columns_typed(&cols);
                         r.fields = fields;
                     }
@@ -193,7 +208,10 @@ impl Relay {
                 }
             }
             b'n' => {
-                if matches!(self.expect.front(), Some(Expect::DescribeStatement(_) | Expect::DescribePortal(_))) {
+                if matches!(
+                    self.expect.front(),
+                    Some(Expect::DescribeStatement(_) | Expect::DescribePortal(_))
+                ) {
                     self.expect.pop_front();
                 }
             }
@@ -204,7 +222,9 @@ impl Relay {
                 self.flush_rows().await?;
                 let swallowed = self.results().is_some_and(|r| r.swallow);
                 if frame.tag == b'C' {
-                    self.session.recorder().complete(&wire::cstring(frame.body()));
+                    self.session
+                        .recorder()
+                        .complete(&wire::cstring(frame.body()));
                 }
                 match self.expect.front_mut() {
                     Some(Expect::Query(r)) => {
@@ -312,10 +332,12 @@ impl Relay {
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    c.map(|v| match r.formats.get(i).or(r.formats.first()).copied().unwrap_or(0) {
-                        0 => String::from_utf8_lossy(v).into_owned(),
-                        _ => format!("<{} binary bytes>", v.len()),
-                    })
+                    c.map(
+                        |v| match r.formats.get(i).or(r.formats.first()).copied().unwrap_or(0) {
+                            0 => String::from_utf8_lossy(v).into_owned(),
+                            _ => format!("<{} binary bytes>", v.len()),
+                        },
+                    )
                 })
                 .collect();
             self.session.recorder().rows(&[row]);
@@ -323,7 +345,9 @@ impl Relay {
     }
 
     async fn maybe_flush_rows(&mut self) -> Result<(), End> {
-        if self.rows.len() >= self.cfg.mask_batch_rows || self.rows.bytes() as u64 >= self.cfg.mask_batch_bytes.0 {
+        if self.rows.len() >= self.cfg.mask_batch_rows
+            || self.rows.bytes() as u64 >= self.cfg.mask_batch_bytes.0
+        {
             self.flush_rows().await?;
         }
         self.flush_client_if_idle().await
@@ -334,16 +358,23 @@ impl Relay {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let Some(r) = self.expect.front() else { return Ok(()) };
+        let Some(r) = self.expect.front() else {
+            return Ok(());
+        };
         let r = match r {
             Expect::Query(r) | Expect::Execute(r) => r,
             _ => return Ok(()),
         };
-        let Some((seq, decision)) = r.mask_decision() else { return Ok(()) };
+        let Some((seq, decision)) = r.mask_decision() else {
+            return Ok(());
+        };
         let decision = decision.clone();
         let (fields, formats, copy) = (r.fields.clone(), r.formats.clone(), r.copy);
         let columns = if copy {
-            vec![crate::policy::Column { name: "copy".into(), type_name: "text".into() }]
+            vec![crate::policy::Column {
+                name: "copy".into(),
+                type_name: "text".into(),
+            }]
         } else {
             rows::columns(&fields)
         };
@@ -352,7 +383,8 @@ impl Relay {
             Ok(edited) => {
                 self.session.recorder().rows(&text);
                 self.rows.text = text;
-                self.rows.encode(&edited, &fields, &formats, copy, &mut self.to_client);
+                self.rows
+                    .encode(&edited, &fields, &formats, copy, &mut self.to_client);
                 Ok(())
             }
             Err(failure) => {
@@ -363,7 +395,11 @@ impl Relay {
                 }
                 let msg = format!("warden: result refused by {failure}");
                 self.session.recorder().error(&msg);
-                self.to_client.extend_from_slice(&wire::error("ERROR", sqlstate::INSUFFICIENT_PRIVILEGE, &msg));
+                self.to_client.extend_from_slice(&wire::error(
+                    "ERROR",
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    &msg,
+                ));
                 Ok(())
             }
         }
@@ -397,7 +433,11 @@ impl Relay {
     /// statement for approval, so the client has seen all earlier results).
     pub async fn settle(&mut self) -> Result<(), End> {
         while !self.expect.is_empty() {
-            let frame = self.up_r.next().await.map_err(|e| End::ServerClosed(e.to_string()))?;
+            let frame = self
+                .up_r
+                .next()
+                .await
+                .map_err(|e| End::ServerClosed(e.to_string()))?;
             self.on_server(frame).await?;
             self.drain_local().await?;
         }
@@ -430,7 +470,10 @@ impl Relay {
     pub async fn flush_client(&mut self) -> Result<(), End> {
         if !self.to_client.is_empty() {
             let out = self.to_client.split();
-            self.client_w.write_all(&out).await.map_err(|_| End::ClientClosed)?;
+            self.client_w
+                .write_all(&out)
+                .await
+                .map_err(|_| End::ClientClosed)?;
         }
         Ok(())
     }
@@ -438,14 +481,18 @@ impl Relay {
     pub async fn flush_upstream(&mut self) -> Result<(), End> {
         if !self.to_upstream.is_empty() {
             let out = self.to_upstream.split();
-            self.up_w.write_all(&out).await.map_err(|e| End::ServerClosed(e.to_string()))?;
+            self.up_w
+                .write_all(&out)
+                .await
+                .map_err(|e| End::ServerClosed(e.to_string()))?;
         }
         Ok(())
     }
 
     /// Tell the client why the session ends.
     pub async fn fatal(&mut self, code: &str, text: &str) -> Result<(), End> {
-        self.to_client.extend_from_slice(&wire::error("FATAL", code, text));
+        self.to_client
+            .extend_from_slice(&wire::error("FATAL", code, text));
         self.flush_client().await
     }
 }

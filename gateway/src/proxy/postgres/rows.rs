@@ -43,7 +43,13 @@ pub fn type_name(oid: u32) -> String {
 
 /// Columns for the policies from a RowDescription and the result formats a Bind asked for.
 pub fn columns(fields: &[FieldDesc]) -> Vec<Column> {
-    fields.iter().map(|f| Column { name: f.name.clone(), type_name: type_name(f.type_oid) }).collect()
+    fields
+        .iter()
+        .map(|f| Column {
+            name: f.name.clone(),
+            type_name: type_name(f.type_oid),
+        })
+        .collect()
 }
 
 /// Whether column `i` arrives as text (format codes as in Bind: none = all text, one = all).
@@ -53,7 +59,10 @@ fn is_text(fields: &[FieldDesc], formats: &[i16], i: usize) -> bool {
         1 => formats[0],
         _ => formats.get(i).copied().unwrap_or(0),
     };
-    format == 0 || fields.get(i).is_some_and(|f| TEXTLIKE_OIDS.contains(&f.type_oid))
+    format == 0
+        || fields
+            .get(i)
+            .is_some_and(|f| TEXTLIKE_OIDS.contains(&f.type_oid))
 }
 
 /// A batch of rows waiting for their masking.
@@ -80,7 +89,12 @@ impl RowBatch {
     }
 
     /// Add a DataRow (its whole frame, so cells are zero-copy slices of it).
-    pub fn push_data_row(&mut self, frame: &Bytes, fields: &[FieldDesc], formats: &[i16]) -> Result<(), wire::WireError> {
+    pub fn push_data_row(
+        &mut self,
+        frame: &Bytes,
+        fields: &[FieldDesc],
+        formats: &[i16],
+    ) -> Result<(), wire::WireError> {
         let body = frame.slice(5..);
         let cells = wire::parse_data_row(&body)?;
         let mut raw = Vec::with_capacity(cells.len());
@@ -93,7 +107,10 @@ impl RowBatch {
                 }
                 Some(v) => {
                     raw.push(Some(body.slice_ref(v)));
-                    text.push(is_text(fields, formats, i).then(|| String::from_utf8_lossy(v).into_owned()));
+                    text.push(
+                        is_text(fields, formats, i)
+                            .then(|| String::from_utf8_lossy(v).into_owned()),
+                    );
                 }
             }
         }
@@ -106,7 +123,8 @@ impl RowBatch {
     /// Add one COPY OUT line (a CopyData payload) as a one-cell row.
     pub fn push_copy_line(&mut self, payload: Bytes) {
         self.bytes += payload.len();
-        self.text.push(vec![Some(String::from_utf8_lossy(&payload).into_owned())]);
+        self.text
+            .push(vec![Some(String::from_utf8_lossy(&payload).into_owned())]);
         self.raw.push(vec![Some(payload)]);
     }
 

@@ -19,7 +19,11 @@ const MAX_STARTUP: usize = 10_000;
 /// What a new connection turned out to be.
 pub enum Opening {
     /// A client that wants a session: its stream (TLS or not) and startup parameters.
-    Startup { io: BoxedIo, tls: bool, params: BTreeMap<String, String> },
+    Startup {
+        io: BoxedIo,
+        tls: bool,
+        params: BTreeMap<String, String>,
+    },
     /// A cancel request for the session holding this key.
     Cancel { process_id: i32, secret_key: i32 },
 }
@@ -68,18 +72,27 @@ pub async fn open(tcp: TcpStream, tls: Option<&TlsAcceptor>) -> Result<Opening, 
             CANCEL_REQUEST if body.len() >= 12 => {
                 let pid = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
                 let key = i32::from_be_bytes([body[8], body[9], body[10], body[11]]);
-                return Ok(Opening::Cancel { process_id: pid, secret_key: key });
+                return Ok(Opening::Cancel {
+                    process_id: pid,
+                    secret_key: key,
+                });
             }
             PROTOCOL_3_0 => {
                 if leftover > 0 {
                     return Err(StartupError::Protocol("data after StartupMessage".into()));
                 }
                 let params = parse_params(&body[4..])?;
-                return Ok(Opening::Startup { io, tls: is_tls, params });
+                return Ok(Opening::Startup {
+                    io,
+                    tls: is_tls,
+                    params,
+                });
             }
             other => {
                 let msg = format!("unsupported frontend protocol or request code {other}");
-                let _ = io.write_all(&wire::error("FATAL", sqlstate::PROTOCOL_VIOLATION, &msg)).await;
+                let _ = io
+                    .write_all(&wire::error("FATAL", sqlstate::PROTOCOL_VIOLATION, &msg))
+                    .await;
                 return Err(StartupError::Protocol(msg));
             }
         }
@@ -111,11 +124,16 @@ fn parse_params(mut b: &[u8]) -> Result<BTreeMap<String, String>, StartupError> 
 
 /// Ask for the password and read it: the client's token.
 pub async fn read_password(io: &mut BoxedIo) -> Result<String, StartupError> {
-    io.write_all(&wire::auth_cleartext_request()).await.map_err(WireError::Io)?;
+    io.write_all(&wire::auth_cleartext_request())
+        .await
+        .map_err(WireError::Io)?;
     let mut reader = FrameReader::new(io, MAX_STARTUP * 2);
     let frame: Frame = reader.next().await?;
     if frame.tag != b'p' {
-        return Err(StartupError::Protocol(format!("expected a password message, got `{}`", frame.tag as char)));
+        return Err(StartupError::Protocol(format!(
+            "expected a password message, got `{}`",
+            frame.tag as char
+        )));
     }
     Ok(wire::cstring(frame.body()))
 }

@@ -18,7 +18,10 @@ use tokio::net::TcpStream;
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("the server refused TLS")]
     TlsRefused,
     #[error("TLS: {0}")]
@@ -57,7 +60,10 @@ pub async fn connect(
     let addr = format!("{}:{}", cfg.host, cfg.port);
     let mut tcp = TcpStream::connect(&addr)
         .await
-        .map_err(|source| UpstreamError::Connect { addr: addr.clone(), source })?;
+        .map_err(|source| UpstreamError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
     tcp.set_nodelay(true)?;
     let io: BoxedIo = match cfg.tls {
         UpstreamTls::Disable => Box::new(tcp),
@@ -69,9 +75,15 @@ pub async fn connect(
             if answer != b'S' {
                 return Err(UpstreamError::TlsRefused);
             }
-            let connector = tls::client(cfg.tls, cfg.ca_file.as_deref()).map_err(UpstreamError::Tls)?;
+            let connector =
+                tls::client(cfg.tls, cfg.ca_file.as_deref()).map_err(UpstreamError::Tls)?;
             let name = tls::server_name(&cfg.host).map_err(UpstreamError::Tls)?;
-            Box::new(connector.connect(name, tcp).await.map_err(|e| UpstreamError::Tls(e.to_string()))?)
+            Box::new(
+                connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| UpstreamError::Tls(e.to_string()))?,
+            )
         }
     };
     let (r, mut writer) = tokio::io::split(io);
@@ -102,11 +114,21 @@ pub async fn connect(
                 }
             }
             b'Z' => break,
-            b'E' => return Err(UpstreamError::Refused(super::wire::parse_error_fields(frame.body()).1)),
+            b'E' => {
+                return Err(UpstreamError::Refused(
+                    super::wire::parse_error_fields(frame.body()).1,
+                ));
+            }
             _ => {} // NoticeResponse during start-up: nothing the client needs
         }
     }
-    Ok(Upstream { reader, writer, parameters, process_id, secret_key })
+    Ok(Upstream {
+        reader,
+        writer,
+        parameters,
+        process_id,
+        secret_key,
+    })
 }
 
 async fn authenticate(
@@ -119,7 +141,9 @@ async fn authenticate(
     loop {
         let frame = reader.next().await?;
         if frame.tag == b'E' {
-            return Err(UpstreamError::Refused(super::wire::parse_error_fields(frame.body()).1));
+            return Err(UpstreamError::Refused(
+                super::wire::parse_error_fields(frame.body()).1,
+            ));
         }
         let mut buf = BytesMut::new();
         match parse(&frame)? {
@@ -128,7 +152,11 @@ async fn authenticate(
                 frontend::password_message(password.ok_or(UpstreamError::NoPassword)?, &mut buf)?;
             }
             Some(backend::Message::AuthenticationMd5Password(body)) => {
-                let hash = md5_hash(user.as_bytes(), password.ok_or(UpstreamError::NoPassword)?, body.salt());
+                let hash = md5_hash(
+                    user.as_bytes(),
+                    password.ok_or(UpstreamError::NoPassword)?,
+                    body.salt(),
+                );
                 frontend::password_message(hash.as_bytes(), &mut buf)?;
             }
             Some(backend::Message::AuthenticationSasl(body)) => {
@@ -138,7 +166,9 @@ async fn authenticate(
                     has_scram |= m == sasl::SCRAM_SHA_256;
                 }
                 if !has_scram {
-                    return Err(UpstreamError::UnsupportedAuth("SASL without SCRAM-SHA-256".into()));
+                    return Err(UpstreamError::UnsupportedAuth(
+                        "SASL without SCRAM-SHA-256".into(),
+                    ));
                 }
                 // Channel binding is not offered: TLS to the upstream, when used, is verified
                 // separately, and plain loopback has no channel to bind.
@@ -150,18 +180,27 @@ async fn authenticate(
                 scram = Some(s);
             }
             Some(backend::Message::AuthenticationSaslContinue(body)) => {
-                let s = scram.as_mut().ok_or_else(|| UpstreamError::UnsupportedAuth("SASL out of order".into()))?;
+                let s = scram
+                    .as_mut()
+                    .ok_or_else(|| UpstreamError::UnsupportedAuth("SASL out of order".into()))?;
                 s.update(body.data())?;
                 frontend::sasl_response(s.message(), &mut buf)?;
             }
             Some(backend::Message::AuthenticationSaslFinal(body)) => {
-                let s = scram.as_mut().ok_or_else(|| UpstreamError::UnsupportedAuth("SASL out of order".into()))?;
+                let s = scram
+                    .as_mut()
+                    .ok_or_else(|| UpstreamError::UnsupportedAuth("SASL out of order".into()))?;
                 // Verifies the server's signature: a server that does not know the password
                 // cannot complete the exchange.
                 s.finish(body.data())?;
                 continue;
             }
-            _ => return Err(UpstreamError::UnsupportedAuth(format!("message `{}`", frame.tag as char))),
+            _ => {
+                return Err(UpstreamError::UnsupportedAuth(format!(
+                    "message `{}`",
+                    frame.tag as char
+                )));
+            }
         }
         writer.write_all(&buf).await?;
     }
@@ -181,7 +220,11 @@ fn read_password(path: &std::path::Path) -> Result<Vec<u8>, UpstreamError> {
 }
 
 /// Send a CancelRequest for an upstream backend (a new connection, as the protocol wants).
-pub async fn cancel(cfg: &PostgresUpstream, process_id: i32, secret_key: i32) -> std::io::Result<()> {
+pub async fn cancel(
+    cfg: &PostgresUpstream,
+    process_id: i32,
+    secret_key: i32,
+) -> std::io::Result<()> {
     let mut tcp = TcpStream::connect((cfg.host.as_str(), cfg.port)).await?;
     let mut buf = BytesMut::new();
     frontend::cancel_request(process_id, secret_key, &mut buf);

@@ -47,7 +47,11 @@ pub struct FrameReader<R> {
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R, max: usize) -> FrameReader<R> {
-        FrameReader { inner, buf: BytesMut::with_capacity(16 * 1024), max }
+        FrameReader {
+            inner,
+            buf: BytesMut::with_capacity(16 * 1024),
+            max,
+        }
     }
 
     /// A tagged message (`tag`, `i32` length including itself, body).
@@ -91,7 +95,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Ok(None);
         }
         let off = usize::from(tagged);
-        let len = i32::from_be_bytes([self.buf[off], self.buf[off + 1], self.buf[off + 2], self.buf[off + 3]]);
+        let len = i32::from_be_bytes([
+            self.buf[off],
+            self.buf[off + 1],
+            self.buf[off + 2],
+            self.buf[off + 3],
+        ]);
         if len < 4 {
             return Err(WireError::Malformed(format!("length {len}")));
         }
@@ -104,7 +113,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Ok(None);
         }
         let tag = if tagged { self.buf[0] } else { 0 };
-        Ok(Some(Frame { tag, raw: self.buf.split_to(total).freeze() }))
+        Ok(Some(Frame {
+            tag,
+            raw: self.buf.split_to(total).freeze(),
+        }))
     }
 
     async fn fill(&mut self) -> Result<(), WireError> {
@@ -151,7 +163,12 @@ fn cstr(b: &mut BytesMut, s: &str) {
 }
 
 fn fields(b: &mut BytesMut, severity: &str, code: &str, text: &str, hint: Option<&str>) {
-    for (t, v) in [(b'S', severity), (b'V', severity), (b'C', code), (b'M', text)] {
+    for (t, v) in [
+        (b'S', severity),
+        (b'V', severity),
+        (b'C', code),
+        (b'M', text),
+    ] {
         b.put_u8(t);
         cstr(b, v);
     }
@@ -270,7 +287,11 @@ pub fn parse_row_description(body: &[u8]) -> Result<Vec<FieldDesc>, WireError> {
         let _len = b.get_i16();
         let _typmod = b.get_i32();
         let format = b.get_i16();
-        out.push(FieldDesc { name, type_oid, format });
+        out.push(FieldDesc {
+            name,
+            type_oid,
+            format,
+        });
     }
     Ok(out)
 }
@@ -305,8 +326,8 @@ pub fn cstring(body: &[u8]) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
-    use postgres_protocol::message::backend::{ErrorFields, Message};
     use fallible_iterator::FallibleIterator;
+    use postgres_protocol::message::backend::{ErrorFields, Message};
 
     fn parse(b: Bytes) -> Message {
         let mut buf = BytesMut::from(&b[..]);
@@ -316,40 +337,72 @@ mod tests {
     }
 
     fn fields_of(f: ErrorFields<'_>) -> Vec<(u8, String)> {
-        f.map(|f| Ok((f.type_(), String::from_utf8_lossy(f.value_bytes()).into_owned()))).collect().unwrap()
+        f.map(|f| {
+            Ok((
+                f.type_(),
+                String::from_utf8_lossy(f.value_bytes()).into_owned(),
+            ))
+        })
+        .collect()
+        .unwrap()
     }
 
     #[test]
     fn error_and_notice_round_trip() {
-        let Message::ErrorResponse(e) = parse(error("ERROR", "42501", "sql-guard: DROP\0x")) else { panic!() };
+        let Message::ErrorResponse(e) = parse(error("ERROR", "42501", "sql-guard: DROP\0x")) else {
+            panic!()
+        };
         let f = fields_of(e.fields());
         assert!(f.contains(&(b'C', "42501".into())));
         assert!(f.contains(&(b'M', "sql-guard: DROP x".into())));
         let raw = error("ERROR", "42501", "m");
         let frame = Frame { tag: b'E', raw };
-        assert_eq!(parse_error_fields(frame.body()), ("42501".into(), "m".into()));
-        let Message::NoticeResponse(n) = parse(notice("held", Some("warden approvals approve x"))) else { panic!() };
+        assert_eq!(
+            parse_error_fields(frame.body()),
+            ("42501".into(), "m".into())
+        );
+        let Message::NoticeResponse(n) = parse(notice("held", Some("warden approvals approve x")))
+        else {
+            panic!()
+        };
         assert!(fields_of(n.fields()).contains(&(b'H', "warden approvals approve x".into())));
     }
 
     #[test]
     fn small_messages_round_trip() {
-        let Message::ReadyForQuery(r) = parse(ready_for_query(b'T')) else { panic!() };
+        let Message::ReadyForQuery(r) = parse(ready_for_query(b'T')) else {
+            panic!()
+        };
         assert_eq!(r.status(), b'T');
         assert!(matches!(parse(auth_ok()), Message::AuthenticationOk));
-        assert!(matches!(parse(auth_cleartext_request()), Message::AuthenticationCleartextPassword));
-        let Message::BackendKeyData(k) = parse(backend_key_data(7, -9)) else { panic!() };
+        assert!(matches!(
+            parse(auth_cleartext_request()),
+            Message::AuthenticationCleartextPassword
+        ));
+        let Message::BackendKeyData(k) = parse(backend_key_data(7, -9)) else {
+            panic!()
+        };
         assert_eq!((k.process_id(), k.secret_key()), (7, -9));
-        let Message::CopyData(c) = parse(copy_data(b"a\tb\n")) else { panic!() };
+        let Message::CopyData(c) = parse(copy_data(b"a\tb\n")) else {
+            panic!()
+        };
         assert_eq!(c.data(), b"a\tb\n");
     }
 
     #[test]
     fn data_row_round_trip() {
         let raw = data_row(&[Some(b"4111"), None, Some(b"")]);
-        let frame = Frame { tag: b'D', raw: raw.clone() };
-        assert_eq!(parse_data_row(frame.body()).unwrap(), vec![Some(&b"4111"[..]), None, Some(&b""[..])]);
-        let Message::DataRow(d) = parse(raw) else { panic!() };
+        let frame = Frame {
+            tag: b'D',
+            raw: raw.clone(),
+        };
+        assert_eq!(
+            parse_data_row(frame.body()).unwrap(),
+            vec![Some(&b"4111"[..]), None, Some(&b""[..])]
+        );
+        let Message::DataRow(d) = parse(raw) else {
+            panic!()
+        };
         let ranges: Vec<_> = d.ranges().collect().unwrap();
         assert_eq!(ranges.len(), 3);
         assert!(ranges[1].is_none());

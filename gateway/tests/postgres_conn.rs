@@ -1,0 +1,222 @@
+//! PostgreSQL connection handling through the gateway: TLS to clients, every upstream login
+//! method, cancel requests, the idle timeout, and what `warden sessions` / `warden replay`
+//! show afterwards. Real server, real gateway, real clients.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::gateway::{self, Extra, GATEWAY_PASSWORD, GATEWAY_ROLE, Gateway, psql};
+use common::pg::{Auth, PgServer};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio_postgres::NoTls;
+
+fn server() -> PgServer {
+    let pg = PgServer::start();
+    pg.create_role(GATEWAY_ROLE, GATEWAY_PASSWORD, Auth::Scram);
+    pg.create_database("payments");
+    let cards = common::workspace_root().join("examples/cards.sql");
+    pg.psql_file("payments", &cards, &[("gateway_role", GATEWAY_ROLE)]);
+    pg
+}
+
+async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(conninfo, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+#[test]
+fn clients_use_tls_and_plaintext_tokens_are_refused() {
+    let pg = server();
+    let certs = tempfile::tempdir().unwrap();
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(certs.path().join("key.pem"))
+        .arg("-out")
+        .arg(certs.path().join("cert.pem"))
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let listener = format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"",
+        certs.path().join("cert.pem").display(),
+        certs.path().join("key.pem").display()
+    );
+    let gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            listener: &listener,
+            plaintext: false,
+            ..Extra::default()
+        },
+    );
+    let token = gw.token("alice", &[], &[]);
+    let tls = gw
+        .conninfo("open", &token)
+        .replace("sslmode=disable", "sslmode=require");
+    let (ok, out, err) = psql(
+        &tls,
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        &["-At"],
+    );
+    assert!(ok, "{err}");
+    // The gateway's own connection to this server is plain; the client's leg was TLS.
+    assert_eq!(out.trim(), "f");
+    let (ok, out, err) = psql(&tls, "SHOW ssl", &["-At"]);
+    assert!(ok && !out.is_empty(), "{err}");
+    let (ok, _, err) = psql(&gw.conninfo("open", &token), "SELECT 1", &[]);
+    assert!(!ok);
+    assert!(err.contains("requires TLS"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_logins_with_scram_md5_and_trust() {
+    let pg = server();
+    pg.create_role("gw_md5", "md5-secret", Auth::Md5);
+    pg.create_role("gw_trust", "", Auth::Trust);
+    pg.psql_db("payments", "GRANT SELECT ON owners TO gw_md5, gw_trust");
+    let targets = [
+        gateway::target_as(
+            "md5",
+            &pg,
+            "payments",
+            r#"{ module = "allow-all" }"#,
+            "gw_md5",
+            Some("md5-password"),
+        ),
+        gateway::target_as(
+            "trust",
+            &pg,
+            "payments",
+            r#"{ module = "allow-all" }"#,
+            "gw_trust",
+            None,
+        ),
+    ]
+    .concat();
+    let gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            targets: &targets,
+            ..Extra::default()
+        },
+    );
+    std::fs::write(gw.dir.path().join("md5-password"), "md5-secret\n").unwrap();
+    let token = gw.token("alice", &[], &[]);
+    for target in ["open", "md5", "trust"] {
+        let c = connect(&gw.conninfo(target, &token)).await.unwrap();
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM owners", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(n > 0, "{target}");
+    }
+    assert!(
+        pg.authenticated(GATEWAY_ROLE)
+            .iter()
+            .any(|m| m == "scram-sha-256")
+    );
+    assert!(pg.authenticated("gw_md5").iter().any(|m| m == "md5"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_requests_reach_the_server_through_the_gateway() {
+    let pg = server();
+    let gw = Gateway::start(&pg, "payments", Extra::default());
+    let token = gw.token("alice", &[], &[]);
+    let c = connect(&gw.conninfo("open", &token)).await.unwrap();
+    let cancel = c.cancel_token();
+    let started = Instant::now();
+    let sleeper = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cancel.cancel_query(NoTls).await.unwrap();
+    let e = sleeper.await.unwrap().unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("57014"), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_are_closed() {
+    let pg = server();
+    let gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            listener: "idle_timeout = \"1s\"",
+            ..Extra::default()
+        },
+    );
+    let token = gw.token("alice", &[], &[]);
+    let c = connect(&gw.conninfo("open", &token)).await.unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(c.simple_query("SELECT 1").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_replay_show_what_happened() {
+    let pg = server();
+    let mut gw = Gateway::start(&pg, "payments", Extra::default());
+    let token = gw.token("alice", &["agent-7"], &["agents"]);
+    let c = connect(&gw.conninfo("payments", &token)).await.unwrap();
+    c.simple_query("SELECT holder, pan FROM cards ORDER BY id LIMIT 2")
+        .await
+        .unwrap();
+    let _ = c.simple_query("DROP TABLE cards").await;
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gw.stop();
+
+    let db = gw.audit_path();
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["sessions", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let sessions = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{sessions}");
+    assert!(sessions.contains("alice > agent-7"), "{sessions}");
+    assert!(sessions.contains("payments"), "{sessions}");
+    let id = sessions
+        .split_whitespace()
+        .find(|w| w.starts_with("ses-"))
+        .unwrap()
+        .to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["replay", &id, "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let replay = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{replay}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        replay.contains("payments=> SELECT holder, pan FROM cards ORDER BY id LIMIT 2"),
+        "{replay}"
+    );
+    assert!(replay.contains("************1111"), "{replay}");
+    assert!(!replay.contains("4111111111111111"), "{replay}");
+    assert!(replay.contains("(2 rows)"), "{replay}");
+    assert!(replay.contains("DROP"), "{replay}");
+    assert!(replay.contains("ERROR:"), "{replay}");
+}
