@@ -3,8 +3,13 @@
 # directory as NAME.wasm (module names use dashes: pci-mask.wasm).
 #   policies/build.sh [OUT_DIR]     (default: target/policies)
 set -euo pipefail
+# Resolve OUT_DIR against the caller's directory before moving to the workspace root.
+if [ $# -gt 0 ]; then
+    mkdir -p "$1"
+    out=$(cd "$1" && pwd)
+fi
 cd "$(dirname "$0")/.."
-out=${1:-target/policies}
+out=${out:-$PWD/target/policies}
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2

@@ -18,6 +18,14 @@ async fn connect(conn: &str) -> Result<Client, tokio_postgres::Error> {
     Ok(client)
 }
 
+/// The error of a connection attempt that must fail.
+async fn connect_err(conn: &str, why: &str) -> tokio_postgres::Error {
+    match connect(conn).await {
+        Ok(_) => panic!("connected, but {why}"),
+        Err(e) => e,
+    }
+}
+
 async fn current_user(client: &Client) -> String {
     client
         .query_one("SELECT current_user::text", &[])
@@ -41,10 +49,11 @@ async fn starts_with_logging_on_loopback_and_answers_psql_and_tcp() {
     // The superuser over TCP needs its password.
     let client = connect(&pg.superuser_conn_str("postgres")).await.unwrap();
     assert_eq!(current_user(&client).await, "postgres");
-    let err = connect(&pg.conn_str("postgres", Some("wrong"), "postgres"))
-        .await
-        .err()
-        .expect("a wrong superuser password must fail");
+    let err = connect_err(
+        &pg.conn_str("postgres", Some("wrong"), "postgres"),
+        "a wrong superuser password must fail",
+    )
+    .await;
     assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
     // psql answers multi-row output as lines.
     assert_eq!(pg.psql("SELECT g FROM generate_series(1, 3) g"), "1\n2\n3");
@@ -67,10 +76,11 @@ async fn scram_role_logs_in_with_scram() {
     assert_eq!(current_user(&client).await, "gw_scram");
     assert_eq!(pg.authenticated("gw_scram"), ["scram-sha-256"]);
 
-    let err = connect(&pg.conn_str("gw_scram", Some("nope"), "postgres"))
-        .await
-        .err()
-        .expect("a wrong password must fail");
+    let err = connect_err(
+        &pg.conn_str("gw_scram", Some("nope"), "postgres"),
+        "a wrong password must fail",
+    )
+    .await;
     assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
 }
 
@@ -88,10 +98,11 @@ async fn md5_role_logs_in_with_md5() {
     // The server used the MD5 exchange, not SCRAM.
     assert_eq!(pg.authenticated("gw_md5"), ["md5"]);
 
-    let err = connect(&pg.conn_str("gw_md5", Some("nope"), "postgres"))
-        .await
-        .err()
-        .expect("a wrong password must fail");
+    let err = connect_err(
+        &pg.conn_str("gw_md5", Some("nope"), "postgres"),
+        "a wrong password must fail",
+    )
+    .await;
     assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
     // Other roles still need SCRAM.
     assert_eq!(
@@ -117,10 +128,11 @@ async fn trust_role_needs_no_password() {
 
     // A password role without its password is refused.
     pg.create_role("gw_pw", "pw", Auth::Scram);
-    let err = connect(&pg.conn_str("gw_pw", None, "postgres"))
-        .await
-        .err()
-        .expect("no password must fail");
+    let err = connect_err(
+        &pg.conn_str("gw_pw", None, "postgres"),
+        "no password must fail",
+    )
+    .await;
     assert!(format!("{err:?}").contains("password"), "{err:?}");
     assert!(!pg.log_text().contains("connection authorized: user=gw_pw"));
 }
@@ -198,10 +210,7 @@ async fn statements_logged_shows_what_ran_and_nothing_else() {
 async fn hba_rewrite_locks_tcp_out_but_not_the_harness() {
     let pg = PgServer::start();
     pg.hba(&["host all all 127.0.0.1/32 reject"]);
-    let err = connect(&pg.superuser_conn_str("postgres"))
-        .await
-        .err()
-        .expect("reject must refuse");
+    let err = connect_err(&pg.superuser_conn_str("postgres"), "reject must refuse").await;
     assert_eq!(
         err.code(),
         Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION),
@@ -276,11 +285,9 @@ async fn sample_cards_schema_loads_and_the_gateway_role_reads_but_cannot_drop() 
         .await
         .unwrap();
     // ...but owns nothing: a DROP that got past the policies would still fail.
-    let err = client
-        .simple_query("DROP TABLE cards")
-        .await
-        .err()
-        .expect("warden must not own the tables");
+    let Err(err) = client.simple_query("DROP TABLE cards").await else {
+        panic!("warden must not own the tables");
+    };
     assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
     assert_eq!(pg.psql_db("payments", "SELECT count(*) FROM cards"), "20");
 }

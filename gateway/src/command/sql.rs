@@ -58,11 +58,12 @@ fn describe(text: &str) -> Sql {
     let mut facts = Facts::default();
     let _ = statement.visit(&mut facts);
     let cte_names = facts.cte_names;
+    let table_functions = facts.table_functions;
     let mut seen = HashSet::new();
     let tables = facts
         .relations
         .into_iter()
-        .filter(|t| !cte_names.contains(t))
+        .filter(|t| !cte_names.contains(t) && !table_functions.contains(t))
         .filter(|t| seen.insert(t.clone()))
         .collect();
     let (has_where, limit) = top_level_filters(&statement);
@@ -100,6 +101,8 @@ struct Facts {
     cte_names: HashSet<String>,
     writes: Vec<SqlWrite>,
     functions: Vec<String>,
+    /// Set-returning functions in FROM (`FROM dblink(...)`): calls, not tables.
+    table_functions: HashSet<String>,
 }
 
 impl Visitor for Facts {
@@ -116,6 +119,18 @@ impl Visitor for Facts {
 
     fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
         self.relations.push(object_name(relation));
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &ast::TableFactor) -> ControlFlow<()> {
+        match factor {
+            ast::TableFactor::Table { name, args: Some(_), .. } | ast::TableFactor::Function { name, .. } => {
+                let name = object_name(name);
+                self.functions.push(name.clone());
+                self.table_functions.insert(name);
+            }
+            _ => {}
+        }
         ControlFlow::Continue(())
     }
 
@@ -455,6 +470,13 @@ mod tests {
 
         let s = one("SELECT pg_read_file('/etc/passwd'), lower(name) FROM cards");
         assert_eq!(s.functions, ["pg_read_file", "lower"]);
+        // Set-returning functions in FROM are calls, not tables.
+        let s = one("SELECT * FROM dblink('host=evil', 'SELECT 1') AS t(x int)");
+        assert!(s.tables.is_empty(), "{:?}", s.tables);
+        assert_eq!(s.functions, ["dblink"]);
+        let s = one("SELECT * FROM pg_ls_dir('/') JOIN cards ON true");
+        assert_eq!(s.tables, ["cards"]);
+        assert_eq!(s.functions, ["pg_ls_dir"]);
     }
 
     #[test]
