@@ -369,30 +369,6 @@ ratio() { # a / b with two decimals, or "—"
 fmt0() { if [[ -n $1 ]]; then printf '%.0f' "$1"; else echo "failed"; fi; }
 
 # ---------------------------------------------------------------------------------------------
-# The large read: psql prints every row; awk counts bytes, rows and card numbers left unmasked.
-READ_PATHS=("direct|$PGPORT|bench|bench|$BENCH_PW")
-if ((WITH_WARDEN)); then
-    READ_PATHS+=("warden allow-all|$WPORT|allow|bench|$ALLOW_TOKEN" "warden sql-guard+pci-mask (masked)|$WPORT|guard|bench|$GUARD_TOKEN")
-fi
-declare -A READ_S READ_BYTES READ_ROWS READ_PANS
-for p in "${READ_PATHS[@]}"; do
-    IFS='|' read -r name port db user pw <<<"$p"
-    log "$name: SELECT $ROWS rows × 5 columns"
-    start=$(date +%s.%N)
-    if res=$(PGPASSWORD=$pw timeout 900 psql -X -At -c 'SELECT id, holder, pan, note, amount FROM big_read' \
-        "host=127.0.0.1 port=$port dbname=$db user=$user sslmode=disable" |
-        LC_ALL=C awk '{ b += length($0) + 1 } /4111 1111 1111 1111|5500005555555559|6011111111111117/ { u++ }
-                      END { printf "%d %d %d\n", NR, b, u }'); then
-        end=$(date +%s.%N)
-        read -r "READ_ROWS[$name]" "READ_BYTES[$name]" "READ_PANS[$name]" <<<"$res"
-        READ_S[$name]=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
-    else
-        log "$name: the read failed"
-        READ_S[$name]=''
-    fi
-done
-
-# ---------------------------------------------------------------------------------------------
 # Idle sessions: a Python client logs N sessions in (cleartext, md5 or trust), then holds them.
 cat >"$DIR/idle.py" <<'PY'
 import asyncio, hashlib, struct, sys
@@ -443,6 +419,8 @@ idle_run() { # name pid port db user password
     local name=$1 pid=$2 port=$3 db=$4 user=$5 pw=$6 out
     log "$name: opening $IDLE idle sessions"
     IDLE_BEFORE[$name]=$(rss_kib "$pid")
+    local backends_before
+    backends_before=$(psql_admin postgres -Atc "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'")
     out=$DIR/idle-$port-$db.out
     timeout 600 python3 "$DIR/idle.py" 127.0.0.1 "$port" "$user" "$db" "$pw" "$IDLE" 300 >"$out" 2>&1 &
     IDLE_PID=$!
@@ -454,7 +432,7 @@ idle_run() { # name pid port db user password
     sleep 2
     IDLE_AFTER[$name]=$(rss_kib "$pid")
     IDLE_OK[$name]=$(awk '/^ready/ {print $2}' "$out")
-    IDLE_BACKENDS[$name]=$(psql_admin postgres -Atc "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'")
+    IDLE_BACKENDS[$name]=$(($(psql_admin postgres -Atc "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'") - backends_before))
     if [[ -z ${IDLE_OK[$name]} ]]; then
         log "$name: the idle client failed: $(tail -n 3 "$out" | tr '\n' ' ')"
     elif [[ ${IDLE_OK[$name]} != "$IDLE" ]]; then
@@ -474,6 +452,34 @@ idle_run pgbouncer "$BOUNCER_PID" "$BPORT" bench bench ""
 if ((WITH_WARDEN)); then
     IDLE_NAMES+=(warden)
     idle_run warden "$WARDEN_PID" "$WPORT" guard bench "$GUARD_TOKEN"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# The large read: psql prints every row; awk counts bytes, rows and card numbers left unmasked.
+READ_PATHS=("direct|$PGPORT|bench|bench|$BENCH_PW")
+if ((WITH_WARDEN)); then
+    READ_PATHS+=("warden allow-all|$WPORT|allow|bench|$ALLOW_TOKEN" "warden sql-guard+pci-mask (masked)|$WPORT|guard|bench|$GUARD_TOKEN")
+fi
+declare -A READ_S READ_BYTES READ_ROWS READ_PANS
+for p in "${READ_PATHS[@]}"; do
+    IFS='|' read -r name port db user pw <<<"$p"
+    log "$name: SELECT $ROWS rows × 5 columns"
+    start=$(date +%s.%N)
+    if res=$(PGPASSWORD=$pw timeout 900 psql -X -At -c 'SELECT id, holder, pan, note, amount FROM big_read' \
+        "host=127.0.0.1 port=$port dbname=$db user=$user sslmode=disable" |
+        LC_ALL=C awk '{ b += length($0) + 1 } /4111 1111 1111 1111|5500005555555559|6011111111111117/ { u++ }
+                      END { printf "%d %d %d\n", NR, b, u }'); then
+        end=$(date +%s.%N)
+        read -r "READ_ROWS[$name]" "READ_BYTES[$name]" "READ_PANS[$name]" <<<"$res"
+        READ_S[$name]=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
+    else
+        log "$name: the read failed"
+        READ_S[$name]=''
+    fi
+done
+WARDEN_AFTER_READ=''
+if ((WITH_WARDEN)); then
+    WARDEN_AFTER_READ=$(awk '/^VmRSS:/ {r = $2} /^VmHWM:/ {h = $2} END { printf "%.1f MiB resident, peak %.1f MiB", r / 1024, h / 1024 }' "/proc/$WARDEN_PID/status")
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -525,12 +531,13 @@ for p in "${READ_PATHS[@]}"; do
 done
 echo
 echo '"vs direct" is throughput relative to direct (direct seconds / these seconds).'
+[[ -n $WARDEN_AFTER_READ ]] && echo "Warden after the reads: $WARDEN_AFTER_READ."
 
 cat <<EOF
 
 ### Memory with $IDLE idle sessions (resident set size)
 
-| process | RSS before (MiB) | RSS with idle sessions (MiB) | per session (KiB) | sessions opened | PostgreSQL backends held |
+| process | RSS before (MiB) | RSS with idle sessions (MiB) | per session (KiB) | sessions opened | PostgreSQL backends added |
 |---|---:|---:|---:|---:|---:|
 EOF
 for name in "${IDLE_NAMES[@]}"; do

@@ -84,12 +84,14 @@ async fn misbehaving_policies_fail_closed() {
     ];
     let mut chains: Vec<PolicyRef> = cases.iter().map(|(c, _)| pref("misbehave", c)).collect();
     chains.push(pref("allow-all", ""));
-    let engine = engine_with(
-        dir.path(),
-        &[("allow-all", "allow-all"), ("misbehave", "misbehave")],
-        &chains,
-    )
-    .await;
+    for (crate_name, file) in [("allow-all", "allow-all"), ("misbehave", "misbehave")] {
+        install(crate_name, dir.path(), &format!("{file}.wasm"));
+    }
+    // The deadline is wall time: on a loaded 2-core machine, filling 16 MiB can take longer
+    // than 10 ms and would be stopped by the deadline instead of the cap. A longer deadline
+    // keeps each misbehaviour's own cause observable.
+    let config = PolicyConfig { deadline: Duration::from_millis(500), ..limits(dir.path()) };
+    let engine = PolicyEngine::start(&config, &chains).await.unwrap();
     let good = [pref("allow-all", "")];
     for (config, cause) in cases {
         let chain = [pref("misbehave", config)];
