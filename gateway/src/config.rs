@@ -72,6 +72,14 @@ pub struct PostgresListener {
     pub mask_batch_rows: usize,
     #[serde(default = "default_batch_bytes")]
     pub mask_batch_bytes: crate::policy::ByteSize,
+    /// Rows of each result kept in the session recording (the rest are counted, not stored):
+    /// recordings are evidence of what was seen, not a copy of the database.
+    #[serde(default = "default_recorded_rows")]
+    pub recorded_rows_per_result: u64,
+}
+
+fn default_recorded_rows() -> u64 {
+    1000
 }
 
 fn default_idle_timeout() -> std::time::Duration {

@@ -64,9 +64,16 @@ hs256_secret_file = "s"
 fn quickstart_config_loads() {
     let config = Config::load(&examples().join("quickstart.toml")).unwrap();
     let pg = config.postgres.as_ref().unwrap();
-    assert!(pg.allow_plaintext_password, "the loopback demo logs in without TLS");
+    assert!(
+        pg.allow_plaintext_password,
+        "the loopback demo logs in without TLS"
+    );
     assert!(pg.listen.ip().is_loopback());
-    let chain: Vec<_> = config.targets["payments"].chain().into_iter().map(|r| r.module).collect();
+    let chain: Vec<_> = config.targets["payments"]
+        .chain()
+        .into_iter()
+        .map(|r| r.module)
+        .collect();
     assert_eq!(chain, ["sql-guard", "cardholder-approval", "pci-mask"]);
     assert!(config.targets["payments"].postgres.is_some());
 }

@@ -90,7 +90,10 @@ async fn misbehaving_policies_fail_closed() {
     // The deadline is wall time: on a loaded 2-core machine, filling 16 MiB can take longer
     // than 10 ms and would be stopped by the deadline instead of the cap. A longer deadline
     // keeps each misbehaviour's own cause observable.
-    let config = PolicyConfig { deadline: Duration::from_millis(500), ..limits(dir.path()) };
+    let config = PolicyConfig {
+        deadline: Duration::from_millis(500),
+        ..limits(dir.path())
+    };
     let engine = PolicyEngine::start(&config, &chains).await.unwrap();
     let good = [pref("allow-all", "")];
     for (config, cause) in cases {

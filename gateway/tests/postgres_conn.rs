@@ -228,12 +228,29 @@ fn copy_from_stdin_loads_through_the_gateway() {
     let token = gw.token("alice", &[], &[]);
     let mut out = Command::new("psql")
         .arg(gw.conninfo("payments", &token))
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", "COPY merchants (name, city) FROM STDIN"])
+        .args([
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "COPY merchants (name, city) FROM STDIN",
+        ])
         .stdin(std::process::Stdio::piped())
         .output_with_stdin(b"Copy Shop\tBerlin\nSecond Shop\tParis\n\\.\n");
     let out = out.take().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(pg.psql_db("payments", "SELECT count(*) FROM merchants WHERE name LIKE '% Shop'").trim(), "2");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        pg.psql_db(
+            "payments",
+            "SELECT count(*) FROM merchants WHERE name LIKE '% Shop'"
+        )
+        .trim(),
+        "2"
+    );
 }
 
 /// Spawn with piped stdin, write it all, wait for the output.
@@ -244,7 +261,11 @@ trait OutputWithStdin {
 impl OutputWithStdin for Command {
     fn output_with_stdin(&mut self, input: &[u8]) -> Option<std::process::Output> {
         use std::io::Write;
-        let mut child = self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().ok()?;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
         child.stdin.take()?.write_all(input).ok()?;
         child.wait_with_output().ok()
     }
@@ -260,6 +281,10 @@ async fn a_client_can_cancel_while_its_statement_waits_for_approval() {
     let held = tokio::spawn(async move { c.simple_query("SELECT * FROM cards").await });
     tokio::time::sleep(Duration::from_millis(700)).await;
     cancel.cancel_query(NoTls).await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(10), held).await.unwrap().unwrap().unwrap_err();
+    let e = tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
     assert_eq!(e.code().map(|c| c.code()), Some("57014"), "{e:?}");
 }

@@ -293,7 +293,7 @@ async fn a_full_queue_drops_rows_keeps_the_rest_and_says_so() {
         expected += &format!(" row-{i:02}\n");
     }
     expected += &format!(
-        "(50 rows)\n-- warden: {dropped} of these rows were not recorded (recording queue full)\n\n"
+        "(50 rows)\n-- warden: {dropped} of these rows were not recorded (recording limit or full queue)\n\n"
     );
     expected += "ERROR:  canceling statement due to user request\n";
     expected += "db=> SELECT 1 AS one;\n one \n-----\n   1\n(1 row)\n\n";

@@ -96,6 +96,9 @@ impl AuditStore {
         let path = path.as_ref();
         let mut builder = Database::builder();
         builder.set_check_integrity_on_open(options.check_integrity);
+        // redb's default cache (1 GiB) would grow with every recording written; the store is
+        // append-mostly and read rarely, so a small cache costs nothing.
+        builder.set_cache_size(64 << 20);
         let opened = if options.create {
             builder.create(path)
         } else {

@@ -124,7 +124,12 @@ impl Visitor for Facts {
 
     fn pre_visit_table_factor(&mut self, factor: &ast::TableFactor) -> ControlFlow<()> {
         match factor {
-            ast::TableFactor::Table { name, args: Some(_), .. } | ast::TableFactor::Function { name, .. } => {
+            ast::TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            }
+            | ast::TableFactor::Function { name, .. } => {
                 let name = object_name(name);
                 self.functions.push(name.clone());
                 self.table_functions.insert(name);

@@ -89,7 +89,9 @@ impl Renderer<'_> {
             }
             Entry::Dropped { rows } => match &mut self.result {
                 Some(pending) => pending.dropped += rows,
-                None => self.comment(&format!("{rows} rows not recorded (recording queue full)")),
+                None => self.comment(&format!(
+                    "{rows} rows not recorded (recording limit or full queue)"
+                )),
             },
             Entry::Complete { tag } => self.finish_result(End::Complete(tag)),
             Entry::Error { message } => {
@@ -151,7 +153,7 @@ impl Renderer<'_> {
         self.out.push('\n');
         if pending.dropped > 0 {
             self.comment(&format!(
-                "{} of these rows were not recorded (recording queue full)",
+                "{} of these rows were not recorded (recording limit or full queue)",
                 pending.dropped
             ));
         }

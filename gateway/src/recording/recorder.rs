@@ -302,6 +302,12 @@ impl Recorder {
         queued > 0 && queued.saturating_add(extra) > self.shared.queue_limit
     }
 
+    /// Rows the client received that the caller chose not to record (a per-result cap);
+    /// replay reports them like rows dropped by a full queue.
+    pub fn omit_rows(&self, count: u64) {
+        self.drop_rows(count);
+    }
+
     fn drop_rows(&self, count: u64) {
         self.shared
             .unreported_drops

@@ -107,6 +107,9 @@ impl Gateway {
 [policy]
 dir = "policies"
 reload_interval = "100ms"
+# Wall-clock deadline: generous, because these tests run a debug build on a shared 2-core
+# machine; the deadline's own behaviour is tested in engine.rs.
+deadline = "250ms"
 [audit]
 path = "audit.redb"
 [identity]

@@ -43,6 +43,8 @@ pub(super) struct Results {
     pub copy: bool,
     /// Refusing this result: drop server messages until it completes.
     pub swallow: bool,
+    /// Rows of the current result recorded so far.
+    pub recorded: u64,
 }
 
 impl Results {
@@ -54,6 +56,7 @@ impl Results {
             formats: Vec::new(),
             copy: false,
             swallow: false,
+            recorded: 0,
         }
     }
 
@@ -231,6 +234,7 @@ impl Relay {
                         r.stmt += 1;
                         r.copy = false;
                         r.swallow = false;
+                        r.recorded = 0;
                         r.fields.clear();
                     }
                     Some(Expect::Execute(_)) => {
@@ -325,7 +329,25 @@ impl Relay {
         self.maybe_flush_rows().await
     }
 
-    fn record_plain_row(&self, frame: &Frame) {
+    /// Whether the next `n` rows of the current result go into the recording (up to the
+    /// per-result cap; the rest are counted as not recorded).
+    fn take_recording_quota(&mut self, n: u64) -> bool {
+        let cap = self.cfg.recorded_rows_per_result;
+        let Some(r) = self.results_mut() else {
+            return false;
+        };
+        let keep = r.recorded < cap;
+        r.recorded += n;
+        if !keep {
+            self.session.recorder().omit_rows(n);
+        }
+        keep
+    }
+
+    fn record_plain_row(&mut self, frame: &Frame) {
+        if !self.take_recording_quota(1) {
+            return;
+        }
         let Some(r) = self.results() else { return };
         if let Ok(cells) = wire::parse_data_row(frame.body()) {
             let row: Vec<Option<String>> = cells
@@ -381,7 +403,9 @@ impl Relay {
         let mut text = std::mem::take(&mut self.rows.text);
         match self.session.mask(seq, &decision, &columns, &mut text).await {
             Ok(edited) => {
-                self.session.recorder().rows(&text);
+                if self.take_recording_quota(text.len() as u64) {
+                    self.session.recorder().rows(&text);
+                }
                 self.rows.text = text;
                 self.rows
                     .encode(&edited, &fields, &formats, copy, &mut self.to_client);
