@@ -288,3 +288,164 @@ async fn a_client_can_cancel_while_its_statement_waits_for_approval() {
         .unwrap_err();
     assert_eq!(e.code().map(|c| c.code()), Some("57014"), "{e:?}");
 }
+
+fn openssl(args: &[&str], dir: &std::path::Path) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`: (ca, cert, key).
+fn ca_and_server(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=warden-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+        dir,
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.crt",
+        ],
+        dir,
+    );
+    (
+        dir.join("ca.crt"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_is_used_and_the_server_certificate_is_pinned() {
+    let pg = server();
+    // Turn TLS on in the server with its own certificate (owned by the server's OS user).
+    let (ca, cert, key) = ca_and_server(pg.dir.path());
+    for f in [&cert, &key] {
+        assert!(
+            Command::new("chown")
+                .arg("postgres")
+                .arg(f)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    pg.psql(&format!(
+        "ALTER SYSTEM SET ssl_cert_file = '{}'",
+        cert.display()
+    ));
+    pg.psql(&format!(
+        "ALTER SYSTEM SET ssl_key_file = '{}'",
+        key.display()
+    ));
+    pg.psql("ALTER SYSTEM SET ssl = on");
+    pg.psql("SELECT pg_reload_conf()");
+    std::thread::sleep(Duration::from_millis(500));
+    let other = tempfile::tempdir().unwrap();
+    let (wrong_ca, _, _) = ca_and_server(other.path());
+    let tls_target = |name: &str, mode: &str, ca: Option<&std::path::Path>| {
+        let mut t = gateway::target(name, &pg, "payments", r#"{ module = "allow-all" }"#);
+        t.push_str(&format!("tls = \"{mode}\"\n"));
+        if let Some(ca) = ca {
+            t.push_str(&format!("ca_file = \"{}\"\n", ca.display()));
+        }
+        t
+    };
+    let targets = [
+        tls_target("required", "require", None),
+        tls_target("pinned", "verify", Some(&ca)),
+        tls_target("mismatch", "verify", Some(&wrong_ca)),
+    ]
+    .concat();
+    let gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            targets: &targets,
+            ..Extra::default()
+        },
+    );
+    let token = gw.token("alice", &[], &[]);
+    for target in ["required", "pinned"] {
+        let c = connect(&gw.conninfo(target, &token)).await.unwrap();
+        let ssl: bool = c
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(ssl, "{target}: the gateway's leg to the server is TLS");
+    }
+    // A server certificate that does not chain to the pinned CA: refused, nothing forwarded.
+    let e = connect(&gw.conninfo("mismatch", &token)).await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("08006"), "{e:?}");
+    let c = connect(&gw.conninfo("open", &token)).await.unwrap();
+    let ssl: bool = c
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!ssl, "tls = disable stays plain");
+}
