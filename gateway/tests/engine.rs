@@ -341,3 +341,32 @@ async fn wait_for_sha_change(engine: &PolicyEngine, old: &str) -> String {
 fn policies_build_from_source() {
     assert!(policy_wasm("allow-all").exists());
 }
+
+/// `[policy.modules.NAME]` overrides one module's limits and leaves the others alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_module_limits_override_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    install("misbehave", dir.path(), "slow.wasm");
+    install("misbehave", dir.path(), "fast.wasm");
+    let mut config = limits(dir.path());
+    config.deadline = Duration::from_millis(20);
+    config.modules.insert(
+        "slow".into(),
+        warden::policy::ModuleLimits {
+            deadline: Some(Duration::from_millis(300)),
+            ..Default::default()
+        },
+    );
+    let chains = [pref("slow", "check:loop"), pref("fast", "check:loop")];
+    let engine = PolicyEngine::start(&config, &chains).await.unwrap();
+    let d = engine.check(&chains[..1], &session(), &select()).await;
+    assert_eq!(
+        d.policies[0].failure,
+        Some(PolicyError::Deadline(Duration::from_millis(300)))
+    );
+    let d = engine.check(&chains[1..], &session(), &select()).await;
+    assert_eq!(
+        d.policies[0].failure,
+        Some(PolicyError::Deadline(Duration::from_millis(20)))
+    );
+}

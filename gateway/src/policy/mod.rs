@@ -56,6 +56,20 @@ pub struct PolicyConfig {
     /// How often the directory is polled for changes; `"0s"` disables hot reload.
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
+    /// Per-module overrides, `[policy.modules.NAME]`: an interpreted policy (Python,
+    /// JavaScript) carries its runtime and needs a larger memory cap.
+    pub modules: BTreeMap<String, ModuleLimits>,
+}
+
+/// `[policy.modules.NAME]`: limits for one module; what is left out takes the `[policy]` value.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleLimits {
+    #[serde(default, with = "humantime_serde")]
+    pub deadline: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub init_deadline: Option<Duration>,
+    pub memory_limit: Option<ByteSize>,
 }
 
 impl Default for PolicyConfig {
@@ -68,6 +82,7 @@ impl Default for PolicyConfig {
             memory_limit: ByteSize(16 << 20),
             max_idle_instances: 16,
             reload_interval: Duration::from_millis(250),
+            modules: BTreeMap::new(),
         }
     }
 }

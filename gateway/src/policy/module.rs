@@ -6,7 +6,7 @@
 
 use super::bindings::{CellEdit, Column, Command, Policy, PolicyPre, Session, Verdict};
 use super::error::PolicyError;
-use super::runtime::{HostState, Runtime};
+use super::runtime::{HostState, Limits, Runtime};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +22,7 @@ pub struct PolicyModule {
     sha256: String,
     pre: PolicyPre<HostState>,
     runtime: Arc<Runtime>,
+    limits: Limits,
     pools: Mutex<HashMap<Arc<str>, Vec<Instance>>>,
 }
 
@@ -54,11 +55,13 @@ impl PolicyModule {
             .instantiate_pre(component)
             .and_then(PolicyPre::new)
             .map_err(|e| PolicyError::Load(format!("{e:#}")))?;
+        let limits = runtime.limits_for(name);
         Ok(PolicyModule {
             name: name.into(),
             sha256,
             pre,
             runtime,
+            limits,
             pools: Mutex::new(HashMap::new()),
         })
     }
@@ -87,7 +90,7 @@ impl PolicyModule {
         command: &Command,
     ) -> Result<Verdict, PolicyError> {
         let mut inst = self.take(config).await?;
-        self.runtime.arm(&mut inst.store, self.runtime.deadline);
+        self.runtime.arm(&mut inst.store, self.limits.deadline);
         match inst
             .bindings
             .call_check(&mut inst.store, session, command)
@@ -101,7 +104,7 @@ impl PolicyModule {
                     v => v,
                 })
             }
-            Err(e) => Err(self.classify(e, &inst.store, self.runtime.deadline)),
+            Err(e) => Err(self.classify(e, &inst.store, self.limits.deadline)),
         }
     }
 
@@ -114,7 +117,7 @@ impl PolicyModule {
         rows: &[Vec<Option<String>>],
     ) -> Result<Vec<CellEdit>, PolicyError> {
         let mut inst = self.take(config).await?;
-        self.runtime.arm(&mut inst.store, self.runtime.deadline);
+        self.runtime.arm(&mut inst.store, self.limits.deadline);
         let result = inst
             .bindings
             .call_mask_rows(&mut inst.store, session, columns, rows)
@@ -129,7 +132,7 @@ impl PolicyModule {
                 self.put_back(config, inst);
                 Err(PolicyError::Refused(truncate(&message, MAX_TEXT)))
             }
-            Err(e) => Err(self.classify(e, &inst.store, self.runtime.deadline)),
+            Err(e) => Err(self.classify(e, &inst.store, self.limits.deadline)),
         }
     }
 
@@ -162,16 +165,16 @@ impl PolicyModule {
     }
 
     async fn instantiate(&self, config: &Arc<str>) -> Result<Instance, PolicyError> {
-        let mut store = self.runtime.store(self.name.clone());
-        self.runtime.arm(&mut store, self.runtime.init_deadline);
+        let mut store = self.runtime.store(self.name.clone(), &self.limits);
+        self.runtime.arm(&mut store, self.limits.init_deadline);
         let bindings = match self.pre.instantiate_async(&mut store).await {
             Ok(b) => b,
-            Err(e) => return Err(self.classify(e, &store, self.runtime.init_deadline)),
+            Err(e) => return Err(self.classify(e, &store, self.limits.init_deadline)),
         };
         match bindings.call_init(&mut store, config).await {
             Ok(Ok(())) => Ok(Instance { store, bindings }),
             Ok(Err(message)) => Err(PolicyError::Init(truncate(&message, MAX_TEXT))),
-            Err(e) => Err(self.classify(e, &store, self.runtime.init_deadline)),
+            Err(e) => Err(self.classify(e, &store, self.limits.init_deadline)),
         }
     }
 
@@ -183,7 +186,7 @@ impl PolicyModule {
         deadline: Duration,
     ) -> PolicyError {
         let err = if store.data().limiter.hit {
-            PolicyError::MemoryCap(self.runtime.memory_limit as u64)
+            PolicyError::MemoryCap(self.limits.memory_limit as u64)
         } else {
             match e.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => PolicyError::Deadline(deadline),

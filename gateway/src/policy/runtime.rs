@@ -20,16 +20,25 @@ use wasmtime_wasi::{
 /// How often the epoch advances; deadlines are measured in these ticks.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// The shared wasmtime engine, linker and limits for every policy module.
-pub(crate) struct Runtime {
-    pub engine: Engine,
-    pub linker: Linker<HostState>,
+/// The limits one module's calls run under.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
     /// Deadline of one `check` or `mask-rows` call.
     pub deadline: Duration,
     /// Deadline of instantiation plus `init` (interpreters start slower than they answer).
     pub init_deadline: Duration,
     /// Cap on the linear memory of one instance, in bytes.
     pub memory_limit: usize,
+}
+
+/// The shared wasmtime engine, linker and limits for every policy module.
+pub(crate) struct Runtime {
+    pub engine: Engine,
+    pub linker: Linker<HostState>,
+    /// Limits of modules without an override.
+    defaults: Limits,
+    /// `[policy.modules.NAME]` overrides (an interpreted policy needs more memory).
+    overrides: std::collections::BTreeMap<String, Limits>,
     /// Most idle instances kept per module and config.
     pub max_idle: usize,
     ticker: Option<EpochTicker>,
@@ -50,24 +59,46 @@ impl Runtime {
         super::bindings::Policy::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
 
         let ticker = EpochTicker::start(engine.clone());
+        let bytes = |b: super::ByteSize| usize::try_from(b.0).unwrap_or(usize::MAX);
+        let defaults = Limits {
+            deadline: config.deadline,
+            init_deadline: config.init_deadline,
+            memory_limit: bytes(config.memory_limit),
+        };
+        let overrides = config
+            .modules
+            .iter()
+            .map(|(name, o)| {
+                let limits = Limits {
+                    deadline: o.deadline.unwrap_or(defaults.deadline),
+                    init_deadline: o.init_deadline.unwrap_or(defaults.init_deadline),
+                    memory_limit: o.memory_limit.map_or(defaults.memory_limit, bytes),
+                };
+                (name.clone(), limits)
+            })
+            .collect();
         Ok(Arc::new(Runtime {
             engine,
             linker,
-            deadline: config.deadline,
-            init_deadline: config.init_deadline,
-            memory_limit: usize::try_from(config.memory_limit.0).unwrap_or(usize::MAX),
+            defaults,
+            overrides,
             max_idle: config.max_idle_instances,
             ticker: Some(ticker),
         }))
     }
 
+    /// The limits of module `name`.
+    pub fn limits_for(&self, name: &str) -> Limits {
+        self.overrides.get(name).copied().unwrap_or(self.defaults)
+    }
+
     /// A fresh store for one policy instance: empty sandbox, memory cap, no deadline yet.
-    pub fn store(&self, policy: Arc<str>) -> Store<HostState> {
+    pub fn store(&self, policy: Arc<str>, limits: &Limits) -> Store<HostState> {
         let state = HostState {
             wasi: sandbox_wasi(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
-                cap: self.memory_limit,
+                cap: limits.memory_limit,
                 used: 0,
                 hit: false,
             },
