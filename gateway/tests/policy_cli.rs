@@ -119,3 +119,52 @@ fn unloadable_module_fails() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot load the policy"));
 }
+
+/// `warden policy new` makes a project that builds on its own and passes its own cases.
+#[test]
+fn new_rust_policy_builds_and_passes_its_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("first-policy");
+    let out = warden()
+        .args(["policy", "new", "--lang", "rust", "first-policy", "--dir"])
+        .arg(&project)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wasm = dir.path().join("first.wasm");
+    let build = Command::new(project.join("build.sh"))
+        .arg(&wasm)
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let test = warden()
+        .args(["policy", "test"])
+        .arg(&wasm)
+        .arg(project.join("cases.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&test.stdout);
+    assert!(test.status.success(), "{stdout}");
+    assert!(stdout.ends_with("2 passed, 0 failed\n"), "{stdout}");
+    // Refuses to overwrite, and refuses bad names.
+    let again = warden()
+        .args(["policy", "new", "--lang", "rust", "first-policy", "--dir"])
+        .arg(&project)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let bad = warden()
+        .args(["policy", "new", "--lang", "rust", "Bad Name"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}

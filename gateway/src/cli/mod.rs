@@ -4,6 +4,7 @@ pub mod approvals;
 pub mod audit;
 pub mod policy;
 pub mod replay;
+pub mod scaffold;
 pub mod serve;
 pub mod sessions;
 pub mod token;

@@ -22,6 +22,18 @@ pub enum PolicyCmd {
         #[arg(long, default_value = "16MiB")]
         memory_limit: String,
     },
+    /// Create a new policy project NAME (in ./NAME, or --dir) that builds with its build.sh
+    /// and passes its own cases.toml unchanged.
+    New {
+        /// The language of the policy.
+        #[arg(long, value_enum)]
+        lang: super::scaffold::Lang,
+        /// The policy's name (lower-case letters, digits, dashes).
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Load the policy directory of a config and print every module with its sha256, and each
     /// target's chain.
     List {
@@ -31,6 +43,16 @@ pub enum PolicyCmd {
 }
 
 pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
+    if let PolicyCmd::New { lang, name, dir } = &cmd {
+        let dir = dir.clone().unwrap_or_else(|| PathBuf::from(name));
+        super::scaffold::create(&dir, name, *lang)?;
+        println!(
+            "created {}: build with {}/build.sh, then warden policy test {name}.wasm cases.toml",
+            dir.display(),
+            dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -61,6 +83,7 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
                     ExitCode::SUCCESS
                 })
             }
+            PolicyCmd::New { .. } => Ok(ExitCode::SUCCESS),
             PolicyCmd::List { config } => {
                 let config = Config::load(&config)?;
                 let refs = config.all_policy_refs();
