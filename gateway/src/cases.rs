@@ -29,6 +29,10 @@ pub struct CaseFile {
     /// Defaults for every case's session.
     #[serde(default)]
     pub session: SessionSpec,
+    /// Limits the policy needs, as its `[policy.modules.NAME]` entry would give them (an
+    /// interpreted policy needs a bigger memory cap); they override the command line's.
+    #[serde(default)]
+    pub limits: crate::policy::ModuleLimits,
     #[serde(default, rename = "case")]
     pub cases: Vec<Case>,
 }
@@ -147,7 +151,17 @@ pub async fn run(
     module: &Path,
     file: &CaseFile,
 ) -> Result<Vec<CaseResult>, CasesError> {
-    let (engine, policy) = PolicyEngine::single(limits, module, &file.config_string()).await?;
+    let mut limits = limits.clone();
+    if let Some(d) = file.limits.deadline {
+        limits.deadline = d;
+    }
+    if let Some(d) = file.limits.init_deadline {
+        limits.init_deadline = d;
+    }
+    if let Some(m) = file.limits.memory_limit {
+        limits.memory_limit = m;
+    }
+    let (engine, policy) = PolicyEngine::single(&limits, module, &file.config_string()).await?;
     let mut results = Vec::with_capacity(file.cases.len());
     for case in &file.cases {
         let session = session(&file.session, case.session.as_ref());

@@ -168,3 +168,23 @@ fn new_rust_policy_builds_and_passes_its_cases() {
         .unwrap();
     assert!(!bad.status.success());
 }
+
+/// A case file can state the limits its policy needs; they apply to the run.
+#[test]
+fn case_file_limits_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases.toml");
+    std::fs::write(
+        &cases,
+        "config = \"check:loop\"\n[limits]\ndeadline = \"300ms\"\n[[case]]\nname = \"runaway\"\nsql = \"SELECT 1\"\nexpect = \"deny\"\nreason = \"300ms deadline\"\n",
+    )
+    .unwrap();
+    let out = warden()
+        .args(["policy", "test"])
+        .arg(common::policy_wasm("misbehave"))
+        .arg(&cases)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+}
