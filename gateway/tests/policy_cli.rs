@@ -10,7 +10,7 @@ fn warden() -> Command {
     Command::new(env!("CARGO_BIN_EXE_warden"))
 }
 
-/// Every shipped policy passes its own case file.
+/// Every shipped Rust policy passes its own case file.
 #[test]
 fn shipped_policies_pass_their_case_files() {
     let root = common::workspace_root();
@@ -18,7 +18,8 @@ fn shipped_policies_pass_their_case_files() {
     for entry in std::fs::read_dir(root.join("policies")).unwrap() {
         let dir = entry.unwrap().path();
         let cases = dir.join("cases.toml");
-        if !cases.exists() {
+        // Policies in other languages are built and checked by their own tests (lang_*.rs).
+        if !cases.exists() || !dir.join("Cargo.toml").exists() {
             continue;
         }
         let name = dir.file_name().unwrap().to_str().unwrap().to_string();
