@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build every shipped policy from source for wasm32-wasip2 and copy the components into a
+# Build every shipped policy from source for wasm32-wasip2 (Rust crates here, other languages
+# through their own build.sh) and copy the components into a
 # directory as NAME.wasm (module names use dashes: pci-mask.wasm).
 #   policies/build.sh [OUT_DIR]     (default: target/policies)
 set -euo pipefail
@@ -28,5 +29,15 @@ for n in "${names[@]}"; do
     # Copy then rename, so a gateway watching $out never loads a half-written file.
     cp "target/wasm32-wasip2/policy/${n//-/_}.wasm" "$out/.$n.wasm.tmp"
     mv "$out/.$n.wasm.tmp" "$out/$n.wasm"
+    echo "built $out/$n.wasm ($(stat -c %s "$out/$n.wasm") bytes)"
+done
+
+# Policies in other languages: each folder without a Cargo.toml has its own build.sh, which
+# installs its toolchain (PyPI, npm, Debian, crates.io) on first use.
+for script in policies/*/build.sh; do
+    dir=$(dirname "$script")
+    [ -f "$dir/Cargo.toml" ] && continue
+    n=$(basename "$dir")
+    "$script" "$out/$n.wasm"
     echo "built $out/$n.wasm ($(stat -c %s "$out/$n.wasm") bytes)"
 done
