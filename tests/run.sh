@@ -22,5 +22,8 @@ for cases in policies/*/cases.toml; do
     echo "== warden policy test $out/$name.wasm $cases"
     target/debug/warden policy test "$out/$name.wasm" "$cases"
 done
+# The Python port of pci-mask must pass the Rust one's case file (same verdicts, same edits).
+echo "== warden policy test $out/pci-mask-py.wasm policies/pci-mask/cases.toml"
+target/debug/warden policy test --memory-limit 64MiB "$out/pci-mask-py.wasm" policies/pci-mask/cases.toml
 
 cargo test --workspace "$@"
