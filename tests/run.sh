@@ -24,6 +24,6 @@ for cases in policies/*/cases.toml; do
 done
 # The Python port of pci-mask must pass the Rust one's case file (same verdicts, same edits).
 echo "== warden policy test $out/pci-mask-py.wasm policies/pci-mask/cases.toml"
-target/debug/warden policy test --memory-limit 64MiB "$out/pci-mask-py.wasm" policies/pci-mask/cases.toml
+target/debug/warden policy test --memory-limit 24MiB --deadline 500ms "$out/pci-mask-py.wasm" policies/pci-mask/cases.toml
 
 cargo test --workspace "$@"
