@@ -4,29 +4,12 @@
 
 mod common;
 
-use common::gateway::{self, Extra, GATEWAY_PASSWORD, GATEWAY_ROLE, Gateway, psql};
-use common::pg::{Auth, PgServer};
+use common::gateway::{self, Extra, GATEWAY_PASSWORD, GATEWAY_ROLE, Gateway, connect, psql};
+use common::pg::PgServer;
 use std::time::Duration;
-use tokio_postgres::NoTls;
 
-/// A server with the sample card data, owned by the gateway's role (so a DROP that reached the
-/// server would succeed: refusals must come from the gateway).
 fn server() -> PgServer {
-    let pg = PgServer::start();
-    pg.create_role(GATEWAY_ROLE, GATEWAY_PASSWORD, Auth::Scram);
-    pg.create_database("payments");
-    let cards = common::workspace_root().join("examples/cards.sql");
-    pg.psql_file("payments", &cards, &[("gateway_role", GATEWAY_ROLE)]);
-    pg.psql_db("payments", &format!("ALTER TABLE cards OWNER TO {GATEWAY_ROLE}; ALTER TABLE owners OWNER TO {GATEWAY_ROLE}; ALTER TABLE merchants OWNER TO {GATEWAY_ROLE}"));
-    pg
-}
-
-async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, conn) = tokio_postgres::connect(conninfo, NoTls).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
+    gateway::card_server()
 }
 
 fn direct(pg: &PgServer) -> String {

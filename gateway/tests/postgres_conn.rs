@@ -5,27 +5,14 @@
 
 mod common;
 
-use common::gateway::{self, Extra, GATEWAY_PASSWORD, GATEWAY_ROLE, Gateway, psql};
+use common::gateway::{self, Extra, GATEWAY_ROLE, Gateway, connect, psql};
 use common::pg::{Auth, PgServer};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
 
 fn server() -> PgServer {
-    let pg = PgServer::start();
-    pg.create_role(GATEWAY_ROLE, GATEWAY_PASSWORD, Auth::Scram);
-    pg.create_database("payments");
-    let cards = common::workspace_root().join("examples/cards.sql");
-    pg.psql_file("payments", &cards, &[("gateway_role", GATEWAY_ROLE)]);
-    pg
-}
-
-async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, conn) = tokio_postgres::connect(conninfo, NoTls).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
+    gateway::card_server()
 }
 
 #[test]

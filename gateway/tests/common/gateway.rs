@@ -3,7 +3,7 @@
 //! back from the gateway's stdout, tokens minted with the same secret.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::pg::PgServer;
+use super::pg::{Auth, PgServer};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -271,4 +271,29 @@ pub fn psql(conninfo: &str, sql: &str, extra: &[&str]) -> (bool, String, String)
 pub fn file_contains(path: &Path, needle: &str) -> bool {
     let bytes = std::fs::read(path).unwrap();
     bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// A server with the sample card data (examples/cards.sql) in `payments`, owned by the
+/// gateway's role, so a DROP that reached the server would succeed: refusals must come from
+/// the gateway.
+pub fn card_server() -> PgServer {
+    let pg = PgServer::start();
+    pg.create_role(GATEWAY_ROLE, GATEWAY_PASSWORD, Auth::Scram);
+    pg.create_database("payments");
+    let cards = super::workspace_root().join("examples/cards.sql");
+    pg.psql_file("payments", &cards, &[("gateway_role", GATEWAY_ROLE)]);
+    pg.psql_db(
+        "payments",
+        &format!("ALTER TABLE cards OWNER TO {GATEWAY_ROLE}; ALTER TABLE owners OWNER TO {GATEWAY_ROLE}; ALTER TABLE merchants OWNER TO {GATEWAY_ROLE}"),
+    );
+    pg
+}
+
+/// A tokio-postgres client (no TLS) whose connection task runs in the background.
+pub async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
 }
