@@ -289,6 +289,10 @@ fn copy_of(statement: &Statement) -> Option<SqlCopy> {
 /// The statement kind policies match on (documented in the WIT).
 fn kind(statement: &Statement) -> &'static str {
     match statement {
+        // SELECT ... INTO creates a table: it is DDL, whatever it looks like.
+        Statement::Query(q) if matches!(&*q.body, SetExpr::Select(s) if s.into.is_some()) => {
+            "create"
+        }
         Statement::Query(_) => "select",
         Statement::Insert(_) => "insert",
         Statement::Update(_) => "update",
@@ -421,6 +425,7 @@ mod tests {
             assert_eq!(one(sql).kind, kind, "{sql}");
         }
         assert_eq!(one("DROP TABLE cards").tables, ["cards"]);
+        assert_eq!(one("SELECT * INTO copy_of_cards FROM cards").kind, "create");
     }
 
     #[test]
