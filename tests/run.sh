@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
 # The test suite, as the README gives it: builds every policy from source for wasm32-wasip2,
 # checks each shipped policy against its case file with `warden policy test`, then runs the
-# workspace's unit and integration tests. Needs: rustup's wasm32-wasip2 target, openssl.
+# workspace's unit and integration tests. Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
-    echo "missing the wasm32-wasip2 target: rustup target add wasm32-wasip2" >&2
-    exit 1
+# What the suite needs, installed when missing (as root on Debian): PostgreSQL server and psql
+# (the tests start their own servers), openssl (test keys), clang + wasi-libc (C policies),
+# python3-venv (Python policies), and rustup's wasm32-wasip2 target.
+need=()
+command -v openssl >/dev/null || need+=(openssl)
+command -v psql >/dev/null || need+=(postgresql-client)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v clang >/dev/null && command -v wasm-ld >/dev/null && [ -f /usr/lib/wasm32-wasi/libc.a ] ||
+    need+=(clang lld wasi-libc libclang-rt-dev-wasm32)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
+if ((${#need[@]})); then
+    if [ "$(id -u)" != 0 ]; then
+        echo "missing packages: ${need[*]} (apt-get install them as root)" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-command -v openssl >/dev/null || { echo "missing openssl (apt-get install openssl)" >&2; exit 1; }
-command -v psql >/dev/null && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 ||
-    { echo "missing PostgreSQL (apt-get install postgresql postgresql-client)" >&2; exit 1; }
+rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
 out=target/policies
 policies/build.sh "$out"
