@@ -188,7 +188,7 @@ async fn run_case(
     };
     let mut decision: Option<Decision> = None;
     if !commands.is_empty() {
-        let d = Decision::combine_all(engine.check_all(chain, session, &commands).await);
+        let d = Decision::combine_all(&engine.check_all(chain, session, &commands).await);
         compare_verdict(case, &d, &mut diffs);
         decision = Some(d);
     } else if case.expect.is_some() {

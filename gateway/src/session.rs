@@ -156,7 +156,7 @@ impl Session {
             .engine
             .check_all(&self.chain, &self.info, commands)
             .await;
-        let decision = Decision::combine_all(per_command.clone());
+        let decision = Decision::combine_all(&per_command);
         let kind = commands
             .iter()
             .map(Command::kind)

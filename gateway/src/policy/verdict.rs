@@ -97,15 +97,18 @@ impl Decision {
 
     /// Combine the decisions for several statements of one message (a multi-statement query):
     /// the strictest wins, so one denied statement refuses the whole message.
-    pub fn combine_all(decisions: Vec<Decision>) -> Decision {
-        let mut best: Option<Decision> = None;
+    /// Borrows the decisions: the caller keeps each statement's own (masking needs them) and
+    /// only the winner is copied.
+    pub fn combine_all(decisions: &[Decision]) -> Decision {
+        let mut best: Option<&Decision> = None;
         for d in decisions {
             best = match best {
                 Some(b) if b.verdict.rank() >= d.verdict.rank() => Some(b),
                 _ => Some(d),
             };
         }
-        best.unwrap_or_else(|| Decision::combine(Vec::new()))
+        best.cloned()
+            .unwrap_or_else(|| Decision::combine(Vec::new()))
     }
 
     /// The reason to show a client: `policy: reason`.
@@ -180,7 +183,7 @@ mod tests {
         let ok = Decision::combine(vec![pv("g", Verdict::Allow)]);
         let bad = Decision::combine(vec![pv("g", Verdict::Deny("DROP".into()))]);
         let masked = Decision::combine(vec![pv("p", Verdict::Mask)]);
-        let d = Decision::combine_all(vec![ok, bad, masked]);
+        let d = Decision::combine_all(&[ok, bad, masked]);
         assert_eq!(d.verdict, Verdict::Deny("DROP".into()));
     }
 }

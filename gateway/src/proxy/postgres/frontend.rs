@@ -344,7 +344,7 @@ impl Relay {
 /// The ruling of an empty statement: nothing to mask.
 fn empty_ruling() -> Ruling {
     Ruling {
-        decision: crate::policy::Decision::combine_all(Vec::new()),
+        decision: crate::policy::Decision::combine_all(&[]),
         per_command: Vec::new(),
         seq: 0,
     }

@@ -322,10 +322,12 @@ impl Relay {
             self.to_client.extend_from_slice(&frame.raw);
             return self.flush_client_if_idle().await;
         }
-        let (fields, formats) = (r.fields.clone(), r.formats.clone());
-        self.rows
-            .push_data_row(&frame.raw, &fields, &formats)
-            .map_err(|e| End::Error(e.to_string()))?;
+        // Borrow the result's columns and the row batch side by side: no per-row copies.
+        let Relay { expect, rows, .. } = &mut *self;
+        if let Some(Expect::Query(r) | Expect::Execute(r)) = expect.front() {
+            rows.push_data_row(&frame.raw, &r.fields, &r.formats)
+                .map_err(|e| End::Error(e.to_string()))?;
+        }
         self.maybe_flush_rows().await
     }
 
