@@ -4,13 +4,13 @@
 //! a faithful rehearsal.
 //!
 //! Format (TOML): top-level `config` (the policy's init config) and `[session]` defaults, then
-//! `[[case]]` entries with one of `sql`, `shell`, `http` and an `expect`ed verdict, and/or
+//! `[[case]]` entries with one of `sql`, `shell`, `http`, `file`, `forward` and an `expect`ed verdict, and/or
 //! `columns` + `rows` with `expect_rows` or `expect_error`. A cell written `'\N'` is NULL.
 
 use crate::config::ProtocolName;
 use crate::policy::{
-    Column, Command, Decision, Http, Kube, PolicyConfig, PolicyEngine, PolicyError, PolicyRef,
-    Principal, Protocol, Row, Session, Verdict,
+    Column, Command, Decision, FileOp, Forward, Http, Kube, PolicyConfig, PolicyEngine,
+    PolicyError, PolicyRef, Principal, Protocol, Row, Session, Verdict,
 };
 use serde::Deserialize;
 use std::fmt::Write as _;
@@ -60,6 +60,10 @@ pub struct Case {
     #[serde(default)]
     pub interactive: bool,
     pub http: Option<HttpSpec>,
+    /// An SFTP operation: `{ op = "open-write", path = "/etc/x", to = "..." }`.
+    pub file: Option<FileSpec>,
+    /// A port forward: `{ direction = "local", host = "db", port = 5432 }`.
+    pub forward: Option<ForwardSpec>,
     /// `allow`, `mask`, `deny` or `require-approval`.
     pub expect: Option<String>,
     /// Text the deny / require-approval reason must contain.
@@ -84,6 +88,25 @@ pub struct HttpSpec {
     #[serde(default)]
     pub body: String,
     pub kube: Option<KubeSpec>,
+}
+
+/// An SFTP file operation in a case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    pub op: String,
+    pub path: String,
+    pub to: Option<String>,
+}
+
+/// A port-forwarding request in a case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardSpec {
+    pub direction: String,
+    #[serde(default)]
+    pub host: String,
+    pub port: u32,
 }
 
 /// Kubernetes request info in a case.
@@ -192,7 +215,7 @@ async fn run_case(
         compare_verdict(case, &d, &mut diffs);
         decision = Some(d);
     } else if case.expect.is_some() {
-        diffs.push("`expect` needs one of `sql`, `shell` or `http`".to_string());
+        diffs.push("`expect` needs one of `sql`, `shell`, `http`, `file` or `forward`".to_string());
     }
     if let Some(rows) = &case.rows {
         // Without a command (or when it was not answered `mask`), ask as if it had been.
@@ -212,9 +235,27 @@ fn commands(case: &Case) -> Result<Vec<Command>, String> {
         case.sql.is_some(),
         case.shell.is_some(),
         case.http.is_some(),
+        case.file.is_some(),
+        case.forward.is_some(),
     ];
     if given.iter().filter(|g| **g).count() > 1 {
-        return Err("a case takes only one of `sql`, `shell`, `http`".to_string());
+        return Err(
+            "a case takes only one of `sql`, `shell`, `http`, `file`, `forward`".to_string(),
+        );
+    }
+    if let Some(f) = &case.file {
+        return Ok(vec![Command::File(FileOp {
+            op: f.op.clone(),
+            path: f.path.clone(),
+            to: f.to.clone(),
+        })]);
+    }
+    if let Some(f) = &case.forward {
+        return Ok(vec![Command::Forward(Forward {
+            direction: f.direction.clone(),
+            host: f.host.clone(),
+            port: f.port,
+        })]);
     }
     if let Some(sql) = &case.sql {
         let statements = crate::command::sql::parse(sql);

@@ -5,6 +5,7 @@
 use crate::audit::AuditConfig;
 use crate::identity::IdentityConfig;
 use crate::policy::{PolicyConfig, PolicyRef, Protocol};
+pub use crate::proxy::ssh::config::{KeyPrincipal, SshListener, SshUpstream};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,9 @@ pub struct Config {
     /// The PostgreSQL listener (absent: no PostgreSQL listener).
     #[serde(default)]
     pub postgres: Option<PostgresListener>,
+    /// The SSH listener (absent: no SSH listener).
+    #[serde(default)]
+    pub ssh: Option<SshListener>,
     /// Approvals and the local admin API.
     #[serde(default)]
     pub admin: AdminConfig,
@@ -46,6 +50,9 @@ pub struct TargetConfig {
     /// Where a `postgres` target's connections go, with the gateway's own credentials.
     #[serde(default)]
     pub postgres: Option<PostgresUpstream>,
+    /// Where an `ssh` target's sessions go, with the gateway's own key or password.
+    #[serde(default)]
+    pub ssh: Option<SshUpstream>,
 }
 
 /// `[postgres]`: where clients connect with psql, pgbench or any libpq driver.
@@ -261,7 +268,13 @@ impl Config {
                 fix(p);
             }
         }
+        if let Some(ssh) = &mut self.ssh {
+            ssh.paths_mut().for_each(&fix);
+        }
         for target in self.targets.values_mut() {
+            if let Some(up) = &mut target.ssh {
+                up.paths_mut().for_each(&fix);
+            }
             if let Some(up) = &mut target.postgres {
                 for p in [&mut up.password_file, &mut up.ca_file]
                     .into_iter()
@@ -303,6 +316,13 @@ impl Config {
                 return Err(format!(
                     "target `{name}`: a postgres target needs [targets.{name}.postgres]"
                 ));
+            }
+            if target.protocol == ProtocolName::Ssh {
+                let up = target.ssh.as_ref().ok_or_else(|| {
+                    format!("target `{name}`: an ssh target needs [targets.{name}.ssh]")
+                })?;
+                up.validate()
+                    .map_err(|e| format!("[targets.{name}.ssh]: {e}"))?;
             }
             if target
                 .postgres

@@ -58,9 +58,11 @@ impl Ruling {
     /// Whether results must go through `mask-rows`: some policy answered `mask`. After an
     /// approval this still holds: approving a read does not unmask it.
     pub fn needs_mask(&self) -> bool {
-        self.decision
-            .policies
-            .iter()
+        // Every statement's decision counts: when another statement of the message wins with
+        // require-approval, a SELECT's `mask` must still apply once the message is approved.
+        std::iter::once(&self.decision)
+            .chain(&self.per_command)
+            .flat_map(|d| &d.policies)
             .any(|p| p.verdict == Verdict::Mask)
     }
 }
@@ -200,6 +202,34 @@ impl Session {
             per_command,
             seq,
         })
+    }
+
+    /// Refuse a command the gateway itself cannot let through (an editing sequence it could
+    /// not follow, an extension it cannot check), without asking the chain; audited like a
+    /// policy's deny, with `warden` as the one deciding.
+    pub async fn refuse(
+        &mut self,
+        text: &str,
+        kind: &str,
+        reason: &str,
+    ) -> Result<u64, SessionError> {
+        self.flush_masked().await?;
+        let event = CommandEvent {
+            command: scrub(text),
+            kind: kind.to_string(),
+            verdict: AuditVerdict::Deny,
+            reason: Some(scrub(reason)),
+            policies: Vec::new(),
+        };
+        let seq = self
+            .gw
+            .audit
+            .append(NewEvent::session(self.id(), EventKind::Command(event)))
+            .await?;
+        self.counts.commands += 1;
+        self.counts.denied += 1;
+        self.recorder.command(text, "deny", Some(reason));
+        Ok(seq)
     }
 
     /// Hold a command for an approver (the request is audited before this returns the id).

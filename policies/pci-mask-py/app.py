@@ -371,8 +371,11 @@ class PciMask:
         return cls(rule=rule, exempt=exempt)
 
     def check(self, command: wit.Command) -> wit.Verdict:
-        """``mask`` unless the command is a SQL statement that cannot return rows."""
+        """``mask`` unless the command is a SQL statement that cannot return rows, an SFTP
+        file operation or a port forward (byte streams, not rows: nothing to mask)."""
         if isinstance(command, wit.Command_Sql) and command.value.kind in CONTROL_KINDS:
+            return wit.Verdict_Allow()
+        if isinstance(command, (wit.Command_File, wit.Command_Forward)):
             return wit.Verdict_Allow()
         return wit.Verdict_Mask()
 

@@ -2,7 +2,7 @@
 //! starts the protocol listeners and the loopback admin API, and runs until SIGINT/SIGTERM.
 //!
 //! Prints one line per listener to stdout once it accepts connections
-//! (`postgres listening on 127.0.0.1:6432`, `admin listening on ...`), so scripts and tests can
+//! (`postgres listening on 127.0.0.1:6432`, `ssh listening on ...`, `admin listening on ...`), so scripts and tests can
 //! wait for readiness and learn ports chosen with `:0`.
 
 use crate::admin::{self, AdminState};
@@ -43,6 +43,10 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         Some(pg) => Some(tokio::net::TcpListener::bind(pg.listen).await?),
         None => None,
     };
+    let ssh_listener = match &config.ssh {
+        Some(ssh) => Some(tokio::net::TcpListener::bind(ssh.listen).await?),
+        None => None,
+    };
     let gw = Arc::new(Gateway {
         config,
         engine,
@@ -60,6 +64,14 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     if let Some(listener) = pg_listener {
         writeln!(out, "postgres listening on {}", listener.local_addr()?)?;
         tasks.spawn(crate::proxy::postgres::serve(
+            listener,
+            gw.clone(),
+            stopped(stop_rx.clone()),
+        ));
+    }
+    if let Some(listener) = ssh_listener {
+        writeln!(out, "ssh listening on {}", listener.local_addr()?)?;
+        tasks.spawn(crate::proxy::ssh::serve(
             listener,
             gw.clone(),
             stopped(stop_rx.clone()),

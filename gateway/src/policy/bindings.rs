@@ -10,7 +10,7 @@ wasmtime::component::bindgen!({
 
 // The world's `use` already brings CellEdit, Column, Command, Session and Verdict in scope.
 pub use self::warden::policy::types::{
-    CopyTarget, Http, Kube, Principal, Protocol, Shell, Sql, SqlCopy, SqlWrite,
+    CopyTarget, FileOp, Forward, Http, Kube, Principal, Protocol, Shell, Sql, SqlCopy, SqlWrite,
 };
 
 impl From<&crate::identity::Principal> for Principal {
@@ -45,10 +45,16 @@ impl Command {
                 format!("{} {}", http.method, http.path)
             }
             Command::Http(http) => format!("{} {}?{}", http.method, http.path, http.query),
+            Command::File(f) => match &f.to {
+                Some(to) => format!("sftp {} {} {}", f.op, f.path, to),
+                None => format!("sftp {} {}", f.op, f.path),
+            },
+            Command::Forward(f) => format!("forward {} {}:{}", f.direction, f.host, f.port),
         }
     }
 
-    /// A short kind for the audit trail: the SQL statement kind, `shell`, or the HTTP method.
+    /// A short kind for the audit trail: the SQL statement kind, `shell`, the HTTP method,
+    /// `sftp:OP` or `forward:DIRECTION`.
     pub fn kind(&self) -> String {
         match self {
             Command::Sql(sql) => sql.kind.clone(),
@@ -57,6 +63,8 @@ impl Command {
                 Some(kube) => format!("kube:{}", kube.verb),
                 None => http.method.to_lowercase(),
             },
+            Command::File(f) => format!("sftp:{}", f.op),
+            Command::Forward(f) => format!("forward:{}", f.direction),
         }
     }
 }

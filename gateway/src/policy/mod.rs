@@ -14,8 +14,8 @@ mod runtime;
 mod verdict;
 
 pub use bindings::{
-    CellEdit, Column, Command, CopyTarget, Http, Kube, Principal, Protocol, Session, Shell, Sql,
-    SqlCopy, SqlWrite, Verdict,
+    CellEdit, Column, Command, CopyTarget, FileOp, Forward, Http, Kube, Principal, Protocol,
+    Session, Shell, Sql, SqlCopy, SqlWrite, Verdict,
 };
 pub use cache::LoadSource;
 pub use error::PolicyError;

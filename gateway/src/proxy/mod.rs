@@ -2,6 +2,7 @@
 //! format and nothing of Wasm or redb.
 
 pub mod postgres;
+pub mod ssh;
 pub mod tls;
 
 use tokio::io::{AsyncRead, AsyncWrite};

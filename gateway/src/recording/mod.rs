@@ -40,12 +40,31 @@
 //! - `complete`: the CommandComplete tag (`SELECT 3`, `INSERT 0 1`).
 //! - `error`, `notice`: the message text the client was shown.
 //!
+//! # Transcript format (SSH additions)
+//! ```text
+//! {"t":10,"type":"terminal","width":80,"height":24,"term":"xterm-256color"}
+//! {"t":900,"type":"output","stream":"o","data":"total 8\r\n"}
+//! {"t":950,"type":"input","data":"ls -l\r"}
+//! {"t":990,"type":"resize","width":120,"height":40}
+//! {"t":2000,"type":"exit","status":0}
+//! ```
+//! - `terminal`: a pty was granted (an interactive session, or `ssh -t host cmd`).
+//! - `output`: bytes the client was shown, as text (invalid UTF-8 replaced), after masking;
+//!   `stream` is `o` (stdout, or the terminal) or `e` (stderr).
+//! - `input`: a line the user submitted in a terminal, recorded at Enter (scrubbed as a whole
+//!   line, so a card number typed one key at a time is still caught); keystrokes of a line that
+//!   was never submitted are not recorded.
+//! - `resize`: the client's window changed.
+//! - `exit`: the command's exit status, or the signal that ended it.
+//! - `command` also carries SSH exec lines, interactive lines and SFTP operations.
+//!
 //! Readers skip entries whose `type` they do not know, so new types can be added without
 //! breaking older `warden replay` binaries; fields are only ever added, never renamed.
 
 mod psql;
 mod recorder;
 pub mod table;
+pub mod terminal;
 
 use std::borrow::Cow;
 
@@ -104,6 +123,28 @@ pub enum Entry<'a> {
     },
     Notice {
         message: Cow<'a, str>,
+    },
+    Terminal {
+        width: u32,
+        height: u32,
+        term: Cow<'a, str>,
+    },
+    Output {
+        stream: Cow<'a, str>,
+        data: Cow<'a, str>,
+    },
+    Input {
+        data: Cow<'a, str>,
+    },
+    Resize {
+        width: u32,
+        height: u32,
+    },
+    Exit {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<Cow<'a, str>>,
     },
     /// A `type` this version does not know (written by a newer gateway): skipped on replay.
     #[serde(other)]

@@ -100,7 +100,14 @@ impl Renderer<'_> {
             }
             // psql prints notices as they arrive, before the result they came with.
             Entry::Notice { message } => self.message("NOTICE", message),
-            Entry::Start { .. } | Entry::Unknown => {}
+            // Terminal entries come from SSH sessions, which have their own renderer.
+            Entry::Start { .. }
+            | Entry::Terminal { .. }
+            | Entry::Output { .. }
+            | Entry::Input { .. }
+            | Entry::Resize { .. }
+            | Entry::Exit { .. }
+            | Entry::Unknown => {}
         }
     }
 

@@ -17,6 +17,7 @@
 //! commands, and each command already waits for its durable audit event before it is
 //! forwarded, so they cannot outrun the writer by much.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -251,6 +252,55 @@ impl Recorder {
         self.push(
             &Entry::Notice {
                 message: scrub(message),
+            },
+            0,
+        );
+    }
+
+    /// A pty was granted: its size and terminal type.
+    pub fn terminal(&self, width: u32, height: u32, term: &str) {
+        self.push(
+            &Entry::Terminal {
+                width,
+                height,
+                term: scrub(term),
+            },
+            0,
+        );
+    }
+
+    /// Output the client was shown (already masked where the verdict said so); `stderr`
+    /// selects the stream. Scrubbed again like every text.
+    pub fn output(&self, stderr: bool, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(data);
+        self.push(
+            &Entry::Output {
+                stream: Cow::Borrowed(if stderr { "e" } else { "o" }),
+                data: scrub(&text),
+            },
+            0,
+        );
+    }
+
+    /// A line the user submitted in a terminal.
+    pub fn input(&self, line: &str) {
+        self.push(&Entry::Input { data: scrub(line) }, 0);
+    }
+
+    /// The client's terminal changed size.
+    pub fn resize(&self, width: u32, height: u32) {
+        self.push(&Entry::Resize { width, height }, 0);
+    }
+
+    /// How a command ended: its exit status, or the signal that ended it.
+    pub fn exit(&self, status: Option<u32>, signal: Option<&str>) {
+        self.push(
+            &Entry::Exit {
+                status,
+                signal: signal.map(Cow::Borrowed),
             },
             0,
         );

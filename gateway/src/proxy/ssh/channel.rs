@@ -1,0 +1,308 @@
+//! One session channel: collect pty and env requests, then judge what the client starts. An
+//! `exec` line is a command for the chain before anything runs upstream; a `shell` is checked
+//! as an interactive session, then line by line; the `sftp` subsystem operation by operation.
+//! Refusals reach the client the way a failing command would: a reason on stderr and a
+//! non-zero exit status.
+
+use super::relay::{Mode, Relay};
+use super::{Conn, REFUSED_EXIT, UNREACHABLE_EXIT};
+use crate::approvals::ApprovalOutcome;
+use crate::policy::{Command, Verdict};
+use crate::session::Ruling;
+use russh::server::{Handle, Msg};
+use russh::{Channel, ChannelMsg, Pty};
+use std::sync::Arc;
+
+/// A pty as the client asked for it.
+#[derive(Debug, Clone)]
+pub struct PtyRequest {
+    pub term: String,
+    pub cols: u32,
+    pub rows: u32,
+    pub pix_width: u32,
+    pub pix_height: u32,
+    pub modes: Vec<(Pty, u32)>,
+}
+
+/// Run one session channel to its end.
+pub async fn run(conn: Arc<Conn>, mut client: Channel<Msg>, server: Handle) {
+    let id = client.id();
+    let mut pty: Option<PtyRequest> = None;
+    let mut env: Vec<(String, String)> = Vec::new();
+    while let Some(msg) = client.wait().await {
+        match msg {
+            ChannelMsg::RequestPty {
+                term,
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+                terminal_modes,
+                ..
+            } => {
+                pty = Some(PtyRequest {
+                    term,
+                    cols: col_width,
+                    rows: row_height,
+                    pix_width,
+                    pix_height,
+                    modes: terminal_modes,
+                });
+                let _ = server.channel_success(id).await;
+            }
+            ChannelMsg::SetEnv {
+                variable_name,
+                variable_value,
+                ..
+            } => {
+                // Passed on; the host's AcceptEnv decides (clients get no error either way).
+                env.push((variable_name, variable_value));
+                let _ = server.channel_success(id).await;
+            }
+            ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                ..
+            } => {
+                if let Some(p) = &mut pty {
+                    p.cols = col_width;
+                    p.rows = row_height;
+                }
+            }
+            ChannelMsg::Exec { command, .. } => {
+                let _ = server.channel_success(id).await;
+                let line = String::from_utf8_lossy(&command).into_owned();
+                let start = Start::Exec { line, raw: command };
+                return start.run(conn, client, server, pty, env).await;
+            }
+            ChannelMsg::RequestShell { .. } => {
+                let _ = server.channel_success(id).await;
+                return Start::Shell.run(conn, client, server, pty, env).await;
+            }
+            ChannelMsg::RequestSubsystem { name, .. } => {
+                if name == "sftp" {
+                    let _ = server.channel_success(id).await;
+                    return Start::Sftp.run(conn, client, server, pty, env).await;
+                }
+                let _ = conn
+                    .refuse(
+                        &format!("subsystem {name}"),
+                        "subsystem",
+                        "warden: only the sftp subsystem is supported",
+                    )
+                    .await;
+                let _ = server.channel_failure(id).await;
+            }
+            ChannelMsg::Eof | ChannelMsg::Close => return,
+            _ => {}
+        }
+    }
+}
+
+/// What the client started on the channel.
+enum Start {
+    Exec { line: String, raw: Vec<u8> },
+    Shell,
+    Sftp,
+}
+
+impl Start {
+    async fn run(
+        self,
+        conn: Arc<Conn>,
+        client: Channel<Msg>,
+        server: Handle,
+        pty: Option<PtyRequest>,
+        env: Vec<(String, String)>,
+    ) {
+        let recorder = conn.recorder.clone();
+        if let Some(p) = &pty {
+            recorder.terminal(p.cols, p.rows, &p.term);
+        }
+        // The exec line, or the interactive session itself, is judged before the host sees
+        // anything. SFTP is judged per operation.
+        let ruling = match &self {
+            Start::Exec { line, .. } => {
+                let command = crate::command::shell(line, false);
+                match judge(&conn, &client, line, Command::Shell(command), pty.is_some()).await {
+                    Some(r) => Some(r),
+                    None => return finish(&client, REFUSED_EXIT).await,
+                }
+            }
+            Start::Shell => {
+                let command = crate::command::shell("", true);
+                match judge(
+                    &conn,
+                    &client,
+                    "(interactive shell)",
+                    Command::Shell(command),
+                    pty.is_some(),
+                )
+                .await
+                {
+                    Some(r) => Some(r),
+                    None => return finish(&client, REFUSED_EXIT).await,
+                }
+            }
+            Start::Sftp => None,
+        };
+        let upstream = match conn.upstream().await {
+            Ok(u) => u,
+            Err(e) => {
+                let _ = stderr(
+                    &client,
+                    &format!("warden: cannot reach {}: {e}", conn.target),
+                    pty.is_some(),
+                )
+                .await;
+                return finish(&client, UNREACHABLE_EXIT).await;
+            }
+        };
+        let up = match upstream.channel_open_session().await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = stderr(
+                    &client,
+                    &format!("warden: {}: {e}", conn.target),
+                    pty.is_some(),
+                )
+                .await;
+                return finish(&client, UNREACHABLE_EXIT).await;
+            }
+        };
+        let mut ok = true;
+        if let Some(p) = &pty {
+            ok &= up
+                .request_pty(
+                    false,
+                    &p.term,
+                    p.cols,
+                    p.rows,
+                    p.pix_width,
+                    p.pix_height,
+                    &p.modes,
+                )
+                .await
+                .is_ok();
+        }
+        for (k, v) in env {
+            ok &= up.set_env(false, k, v).await.is_ok();
+        }
+        let mode = match self {
+            Start::Exec { raw, .. } => {
+                ok &= up.exec(false, raw).await.is_ok();
+                Mode::Exec
+            }
+            Start::Shell => {
+                ok &= up.request_shell(false).await.is_ok();
+                Mode::Shell(Box::default())
+            }
+            Start::Sftp => {
+                ok &= up.request_subsystem(false, "sftp").await.is_ok();
+                Mode::Sftp(Box::default())
+            }
+        };
+        if !ok {
+            let _ = stderr(
+                &client,
+                &format!("warden: {} closed the channel", conn.target),
+                pty.is_some(),
+            )
+            .await;
+            return finish(&client, UNREACHABLE_EXIT).await;
+        }
+        Relay::new(conn, client, server, up, mode, ruling)
+            .run()
+            .await;
+    }
+}
+
+/// Ask the chain about one command; `None` when it may not run (the client has been told why).
+/// A held command waits here for its approver.
+pub(super) async fn judge(
+    conn: &Conn,
+    client: &Channel<Msg>,
+    text: &str,
+    command: Command,
+    crlf: bool,
+) -> Option<Ruling> {
+    let ruling = match conn.decide(text, command).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = stderr(client, &format!("warden: refused: {e}"), crlf).await;
+            return None;
+        }
+    };
+    match &ruling.decision.verdict {
+        Verdict::Allow | Verdict::Mask => Some(ruling),
+        Verdict::Deny(_) => {
+            let msg = format!("warden: denied: {}", ruling.decision.display_reason());
+            conn.recorder.error(&msg);
+            let _ = stderr(client, &msg, crlf).await;
+            None
+        }
+        Verdict::RequireApproval(_) => {
+            let pending = match conn.request_approval(text, &ruling).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = stderr(
+                        client,
+                        &format!("warden: cannot hold for approval: {e}"),
+                        crlf,
+                    )
+                    .await;
+                    return None;
+                }
+            };
+            let id = pending.id.clone();
+            let notice = format!(
+                "warden: held for approval {id}: {}; waiting for an approver \
+                 (warden approvals approve {id} --reason \"...\")",
+                ruling.decision.display_reason()
+            );
+            let _ = stderr(client, &notice, crlf).await;
+            let outcome = pending.wait().await;
+            conn.note_approval(&outcome).await;
+            match outcome {
+                ApprovalOutcome::Approved { approver, .. } => {
+                    let _ = stderr(
+                        client,
+                        &format!("warden: approval {id} granted by {approver}"),
+                        crlf,
+                    )
+                    .await;
+                    Some(ruling)
+                }
+                ApprovalOutcome::Denied { approver, reason } => {
+                    let msg = format!("warden: approval {id} denied by {approver}: {reason}");
+                    conn.recorder.error(&msg);
+                    let _ = stderr(client, &msg, crlf).await;
+                    None
+                }
+                ApprovalOutcome::TimedOut => {
+                    let msg = format!("warden: approval {id} timed out");
+                    conn.recorder.error(&msg);
+                    let _ = stderr(client, &msg, crlf).await;
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// A line on the client's stderr (the terminal, in a pty: then it ends in CR LF).
+pub(super) async fn stderr(
+    client: &Channel<Msg>,
+    line: &str,
+    crlf: bool,
+) -> Result<(), russh::Error> {
+    let text = format!("{line}{}", if crlf { "\r\n" } else { "\n" });
+    client.extended_data(1, text.as_bytes()).await
+}
+
+/// End the channel with an exit status.
+pub(super) async fn finish(client: &Channel<Msg>, status: u32) {
+    let _ = client.exit_status(status).await;
+    let _ = client.eof().await;
+    let _ = client.close().await;
+}

@@ -1,0 +1,314 @@
+//! russh's server callbacks for one connection: authentication (token as password or as the
+//! keyboard-interactive answer, or a registered public key), the target from the login name,
+//! session channels handed to [`super::channel`], and port-forwarding requests checked as
+//! commands.
+
+use super::Conn;
+use crate::identity::Principal;
+use crate::policy::{Command, Forward, Protocol, Verdict};
+use crate::session::{Gateway, Session};
+use russh::server::{Auth, ChannelOpenHandle, Msg, Response, Session as SshSession};
+use russh::{Channel, ChannelOpenFailure, MethodKind, MethodSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Where the connection task finds the authenticated connection when the client is gone.
+#[derive(Clone, Default)]
+pub struct Slot(Arc<std::sync::Mutex<Option<Arc<Conn>>>>);
+
+impl Slot {
+    fn set(&self, conn: Arc<Conn>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+    }
+    pub fn take(&self) -> Option<Arc<Conn>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+pub struct Handler {
+    gw: Arc<Gateway>,
+    peer: SocketAddr,
+    slot: Slot,
+    conn: Option<Arc<Conn>>,
+    expires_at: u64,
+}
+
+impl Handler {
+    pub fn new(gw: Arc<Gateway>, peer: SocketAddr, slot: Slot) -> Handler {
+        Handler {
+            gw,
+            peer,
+            slot,
+            conn: None,
+            expires_at: u64::MAX,
+        }
+    }
+
+    /// The login name is the target; it must be an `ssh` target.
+    fn target(&self, user: &str) -> Option<crate::config::SshUpstream> {
+        let t = self.gw.config.targets.get(user)?;
+        (Protocol::from(t.protocol) == Protocol::Ssh)
+            .then(|| t.ssh.clone())
+            .flatten()
+    }
+
+    /// Open the audited session for an authenticated principal.
+    async fn login(&mut self, user: &str, principal: Principal) -> Auth {
+        let Some(upstream) = self.target(user) else {
+            tracing::info!(client = %self.peer, target = user, "ssh login refused: unknown target");
+            return Auth::reject();
+        };
+        let expires_at = principal.expires_at;
+        match Session::open(
+            self.gw.clone(),
+            principal,
+            user,
+            Protocol::Ssh,
+            self.peer.to_string(),
+        )
+        .await
+        {
+            Ok(session) => {
+                let conn = Arc::new(Conn::new(
+                    self.gw.clone(),
+                    user.to_string(),
+                    upstream,
+                    session,
+                ));
+                self.slot.set(conn.clone());
+                self.conn = Some(conn);
+                self.expires_at = expires_at;
+                Auth::Accept
+            }
+            Err(e) => {
+                tracing::error!(client = %self.peer, "ssh session refused: {e}");
+                Auth::reject()
+            }
+        }
+    }
+
+    async fn login_token(&mut self, user: &str, token: &str) -> Auth {
+        if self.conn.is_some() || self.target(user).is_none() {
+            tracing::info!(client = %self.peer, target = user, "ssh login refused: unknown target");
+            return Auth::reject();
+        }
+        match self.gw.verifier.verify(token.trim()) {
+            Ok(principal) => self.login(user, principal).await,
+            Err(e) => {
+                tracing::info!(client = %self.peer, target = user, "ssh token refused: {e}");
+                Auth::reject()
+            }
+        }
+    }
+
+    fn registered(&self, key: &russh::keys::PublicKey) -> Option<&crate::config::KeyPrincipal> {
+        let listener = self.gw.config.ssh.as_ref()?;
+        listener.keys.iter().find(|k| {
+            russh::keys::PublicKey::from_openssh(k.key.trim())
+                .is_ok_and(|registered| registered.key_data() == key.key_data())
+        })
+    }
+}
+
+impl russh::server::Handler for Handler {
+    type Error = russh::Error;
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        Ok(self.login_token(user, password).await)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(mut response) = response else {
+            return Ok(Auth::Partial {
+                name: "warden".into(),
+                instructions: "Paste your access token.".into(),
+                prompts: vec![("Token: ".into(), false)].into(),
+            });
+        };
+        let token = response
+            .next()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        Ok(self.login_token(user, &token).await)
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: russh::server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // Spare the signature when the key would be refused anyway.
+        Ok(
+            if self.registered(offer.public_key).is_some() && self.target(user).is_some() {
+                Auth::Accept
+            } else {
+                Auth::reject()
+            },
+        )
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: russh::server::VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(registered) = self.registered(key.public_key).cloned() else {
+            return Ok(Auth::reject());
+        };
+        if self.conn.is_some() {
+            return Ok(Auth::reject());
+        }
+        let principal = Principal {
+            subject: registered.subject.clone(),
+            issuer: "warden:ssh-key".to_string(),
+            groups: registered.groups.clone(),
+            actors: vec![registered.subject.clone()],
+            expires_at: u64::MAX,
+        };
+        Ok(self.login(user, principal).await)
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut SshSession) -> Result<(), Self::Error> {
+        // Sessions must not outlive the token that opened them.
+        if self.expires_at != u64::MAX {
+            let handle = session.handle();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let left = std::time::Duration::from_secs(self.expires_at.saturating_sub(now));
+            tokio::spawn(async move {
+                tokio::time::sleep(left).await;
+                let _ = handle
+                    .disconnect(
+                        russh::Disconnect::ByApplication,
+                        "warden: the access token expired".into(),
+                        String::new(),
+                    )
+                    .await;
+            });
+        }
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        let Some(conn) = self.conn.clone() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        reply.accept().await;
+        tokio::spawn(super::channel::run(conn, channel, session.handle()));
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        let Some(conn) = self.conn.clone() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        let forward = Forward {
+            direction: "local".to_string(),
+            host: host_to_connect.to_string(),
+            port: port_to_connect,
+        };
+        let text = format!("forward local {host_to_connect}:{port_to_connect}");
+        let allowed = match conn.decide(&text, Command::Forward(forward)).await {
+            Ok(r) => matches!(r.decision.verdict, Verdict::Allow),
+            Err(e) => {
+                tracing::error!("ssh forward refused: {e}");
+                false
+            }
+        };
+        if !allowed {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        let upstream = match conn.upstream().await {
+            Ok(u) => u,
+            Err(_) => {
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                return Ok(());
+            }
+        };
+        match upstream
+            .channel_open_direct_tcpip(
+                host_to_connect,
+                port_to_connect,
+                originator_address,
+                originator_port,
+            )
+            .await
+        {
+            Ok(up) => {
+                reply.accept().await;
+                tokio::spawn(async move {
+                    let mut a = channel.into_stream();
+                    let mut b = up.into_stream();
+                    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                });
+            }
+            Err(_) => reply.reject(ChannelOpenFailure::ConnectFailed).await,
+        }
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut SshSession,
+    ) -> Result<bool, Self::Error> {
+        let Some(conn) = self.conn.clone() else {
+            return Ok(false);
+        };
+        let text = format!("forward remote {address}:{port}");
+        let forward = Forward {
+            direction: "remote".to_string(),
+            host: address.to_string(),
+            port: *port,
+        };
+        match conn.decide(&text, Command::Forward(forward)).await {
+            Ok(r) if matches!(r.decision.verdict, Verdict::Allow) => {
+                // Allowed by policy, but the gateway does not carry remote forwards (yet).
+                tracing::warn!("remote port forwarding allowed by policy but not supported");
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+}
+
+/// Methods offered to clients.
+pub fn methods() -> MethodSet {
+    [
+        MethodKind::Password,
+        MethodKind::PublicKey,
+        MethodKind::KeyboardInteractive,
+    ]
+    .as_slice()
+    .into()
+}

@@ -1,0 +1,401 @@
+//! Moving one channel's bytes both ways once the host side is open: client input to the host
+//! (line by line through the chain in a shell, operation by operation under SFTP), host output
+//! to the client (masked line by line when a verdict said `mask`), window changes, signals, EOF,
+//! exit status and exit signal passed on as they come. Output and submitted lines are recorded.
+
+use super::channel::{finish, judge, stderr};
+use super::output::Lines;
+use super::sftp::{self, Packet};
+use super::terminal::{Key, LineEditor};
+use super::{Conn, REFUSED_EXIT};
+use crate::policy::{Command, Decision, Verdict};
+use crate::session::Ruling;
+use russh::server::{Handle, Msg};
+use russh::{Channel, ChannelMsg, client};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a partial output line waits for its end before it is masked and sent anyway (a
+/// prompt, a progress bar).
+const PARTIAL_LINE_WAIT: Duration = Duration::from_millis(50);
+
+/// What runs on the channel.
+pub enum Mode {
+    Exec,
+    Shell(Box<LineEditor>),
+    Sftp(Box<sftp::Reader>),
+}
+
+pub struct Relay {
+    conn: Arc<Conn>,
+    client: Channel<Msg>,
+    server: Handle,
+    up: Channel<client::Msg>,
+    mode: Mode,
+    /// The ruling whose `mask` applies to output (`seq`, decision), if any.
+    mask: Option<(u64, Decision)>,
+    lines: [Lines; 2],
+    /// Output bytes still to be recorded for the current command.
+    record_budget: usize,
+    unrecorded: u64,
+    crlf: bool,
+}
+
+enum Flow {
+    Go,
+    End,
+}
+
+impl Relay {
+    pub fn new(
+        conn: Arc<Conn>,
+        client: Channel<Msg>,
+        server: Handle,
+        up: Channel<client::Msg>,
+        mode: Mode,
+        ruling: Option<Ruling>,
+    ) -> Relay {
+        let max_line = conn.max_line();
+        let record_budget = conn.recorded_output_budget();
+        let crlf = matches!(mode, Mode::Shell(_));
+        let mut relay = Relay {
+            conn,
+            client,
+            server,
+            up,
+            mode,
+            mask: None,
+            lines: [Lines::new(max_line), Lines::new(max_line)],
+            record_budget,
+            unrecorded: 0,
+            crlf,
+        };
+        if let Some(r) = ruling {
+            relay.apply(&r);
+        }
+        relay
+    }
+
+    /// A new ruling's `mask` (or its absence) governs the output that follows.
+    fn apply(&mut self, ruling: &Ruling) {
+        if ruling.needs_mask() {
+            self.mask = Some((ruling.seq, ruling.decision.clone()));
+        } else if matches!(self.mode, Mode::Exec) {
+            self.mask = None;
+        }
+        // In a shell, once a line's output had to be masked, later output stays masked: the
+        // relay cannot tell which command's output a byte belongs to.
+    }
+
+    pub async fn run(mut self) {
+        loop {
+            let partial = self.mask.is_some() && self.lines.iter().any(Lines::has_partial);
+            let flow = tokio::select! {
+                msg = self.client.wait() => self.from_client(msg).await,
+                msg = self.up.wait() => self.from_host(msg).await,
+                _ = tokio::time::sleep(PARTIAL_LINE_WAIT), if partial => self.flush_partial().await,
+            };
+            if matches!(flow, Flow::End) {
+                break;
+            }
+        }
+        if self.unrecorded > 0 {
+            self.conn.recorder.notice(&format!(
+                "{} more output bytes were shown but not recorded",
+                self.unrecorded
+            ));
+        }
+    }
+
+    async fn from_client(&mut self, msg: Option<ChannelMsg>) -> Flow {
+        match msg {
+            Some(ChannelMsg::Data { data }) => match &mut self.mode {
+                Mode::Exec => self.to_host(&data).await,
+                Mode::Shell(editor) => {
+                    let keys = editor.feed(&data);
+                    for key in keys {
+                        if let Flow::End = self.key(key).await {
+                            return Flow::End;
+                        }
+                    }
+                    Flow::Go
+                }
+                Mode::Sftp(reader) => match reader.push(&data) {
+                    Ok(packets) => {
+                        for p in packets {
+                            if let Flow::End = self.sftp_packet(p).await {
+                                return Flow::End;
+                            }
+                        }
+                        Flow::Go
+                    }
+                    Err(e) => {
+                        tracing::info!("sftp: {e}");
+                        let _ = self.up.close().await;
+                        finish(&self.client, REFUSED_EXIT).await;
+                        Flow::End
+                    }
+                },
+            },
+            Some(ChannelMsg::Eof) => {
+                let _ = self.up.eof().await;
+                Flow::Go
+            }
+            Some(ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+            }) => {
+                self.conn.recorder.resize(col_width, row_height);
+                let _ = self
+                    .up
+                    .window_change(col_width, row_height, pix_width, pix_height)
+                    .await;
+                Flow::Go
+            }
+            Some(ChannelMsg::Signal { signal }) => {
+                let _ = self.up.signal(signal).await;
+                Flow::Go
+            }
+            Some(ChannelMsg::Close) | None => {
+                let _ = self.up.close().await;
+                Flow::End
+            }
+            Some(_) => Flow::Go,
+        }
+    }
+
+    async fn from_host(&mut self, msg: Option<ChannelMsg>) -> Flow {
+        match msg {
+            Some(ChannelMsg::Data { data }) => self.output(false, &data).await,
+            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => self.output(true, &data).await,
+            Some(ChannelMsg::Eof) => {
+                if let Flow::End = self.flush_partial().await {
+                    return Flow::End;
+                }
+                let _ = self.client.eof().await;
+                Flow::Go
+            }
+            Some(ChannelMsg::ExitStatus { exit_status }) => {
+                if let Flow::End = self.flush_partial().await {
+                    return Flow::End;
+                }
+                self.conn.recorder.exit(Some(exit_status), None);
+                let _ = self.client.exit_status(exit_status).await;
+                Flow::Go
+            }
+            Some(ChannelMsg::ExitSignal {
+                signal_name,
+                core_dumped,
+                error_message,
+                lang_tag,
+            }) => {
+                if let Flow::End = self.flush_partial().await {
+                    return Flow::End;
+                }
+                self.conn
+                    .recorder
+                    .exit(None, Some(&format!("{signal_name:?}")));
+                let _ = self
+                    .server
+                    .exit_signal_request(
+                        self.client.id(),
+                        signal_name,
+                        core_dumped,
+                        error_message,
+                        lang_tag,
+                    )
+                    .await;
+                Flow::Go
+            }
+            Some(ChannelMsg::Close) | None => {
+                let _ = self.flush_partial().await;
+                let _ = self.client.close().await;
+                Flow::End
+            }
+            Some(_) => Flow::Go,
+        }
+    }
+
+    async fn to_host(&mut self, data: &[u8]) -> Flow {
+        match self.up.data(data).await {
+            Ok(()) => Flow::Go,
+            Err(_) => {
+                let _ = self.client.close().await;
+                Flow::End
+            }
+        }
+    }
+
+    /// Host output: masked by lines when a verdict said so, then sent and recorded.
+    async fn output(&mut self, is_stderr: bool, data: &[u8]) -> Flow {
+        let Some((seq, decision)) = &self.mask else {
+            return self.send(is_stderr, data.to_vec()).await;
+        };
+        let lines = self.lines[usize::from(is_stderr)].push(data);
+        if lines.is_empty() {
+            return Flow::Go;
+        }
+        let (seq, decision) = (*seq, decision.clone());
+        self.masked(seq, &decision, is_stderr, lines).await
+    }
+
+    async fn masked(
+        &mut self,
+        seq: u64,
+        decision: &Decision,
+        is_stderr: bool,
+        lines: Vec<Vec<u8>>,
+    ) -> Flow {
+        match self.conn.mask(seq, decision, is_stderr, lines).await {
+            Ok(bytes) => self.send(is_stderr, bytes).await,
+            Err(refused) => {
+                // Fail closed: nothing of the batch is sent, and the command is stopped.
+                let msg = format!("warden: output refused: {}", refused.0);
+                self.conn.recorder.error(&msg);
+                let _ = stderr(&self.client, &msg, self.crlf).await;
+                let _ = self.up.close().await;
+                finish(&self.client, REFUSED_EXIT).await;
+                Flow::End
+            }
+        }
+    }
+
+    async fn flush_partial(&mut self) -> Flow {
+        let Some((seq, decision)) = self.mask.clone() else {
+            return Flow::Go;
+        };
+        for is_stderr in [false, true] {
+            if let Some(partial) = self.lines[usize::from(is_stderr)].take_partial()
+                && let Flow::End = self.masked(seq, &decision, is_stderr, vec![partial]).await
+            {
+                return Flow::End;
+            }
+        }
+        Flow::Go
+    }
+
+    async fn send(&mut self, is_stderr: bool, bytes: Vec<u8>) -> Flow {
+        if bytes.is_empty() {
+            return Flow::Go;
+        }
+        let keep = bytes.len().min(self.record_budget);
+        if !matches!(self.mode, Mode::Sftp(_)) {
+            self.conn.recorder.output(is_stderr, &bytes[..keep]);
+            self.record_budget -= keep;
+            self.unrecorded += (bytes.len() - keep) as u64;
+        }
+        let sent = if is_stderr {
+            self.client.extended_data(1, &bytes[..]).await
+        } else {
+            self.client.data(&bytes[..]).await
+        };
+        match sent {
+            Ok(()) => Flow::Go,
+            Err(_) => {
+                let _ = self.up.close().await;
+                Flow::End
+            }
+        }
+    }
+
+    /// A keystroke batch in a shell: forwarded, or (Enter) checked first.
+    async fn key(&mut self, key: Key) -> Flow {
+        match key {
+            Key::Forward(bytes) => self.to_host(&bytes).await,
+            Key::Submit {
+                line,
+                uncertain,
+                enter,
+            } => {
+                if line.trim().is_empty() {
+                    return self.to_host(&enter).await;
+                }
+                let allowed = if uncertain {
+                    let reason = "warden: this line was edited with keys the gateway cannot follow \
+                                  (history, completion, cursor movement); type it out in full";
+                    let _ = self.conn.refuse(&line, "shell", reason).await;
+                    let _ = stderr(&self.client, &format!("\r\n{reason}"), true).await;
+                    None
+                } else {
+                    let command = Command::Shell(crate::command::shell(&line, true));
+                    judge(&self.conn, &self.client, &line, command, true).await
+                };
+                match allowed {
+                    Some(ruling) => {
+                        self.conn.recorder.input(&format!("{line}\r"));
+                        self.apply(&ruling);
+                        // A new command: its output gets a fresh recording budget.
+                        self.record_budget = self.conn.recorded_output_budget();
+                        self.to_host(&enter).await
+                    }
+                    // Abandon the typed line on the host: Ctrl-C clears it in any shell.
+                    None => self.to_host(b"\x03").await,
+                }
+            }
+        }
+    }
+
+    /// One SFTP request: forwarded, or checked first.
+    async fn sftp_packet(&mut self, packet: Packet) -> Flow {
+        match packet {
+            Packet::Forward(bytes) => self.to_host(&bytes).await,
+            Packet::Unsupported { id, name } => {
+                let reason = format!("warden: the sftp extension `{name}` cannot be checked");
+                let _ = self
+                    .conn
+                    .refuse(&format!("sftp extended {name}"), "sftp:extended", &reason)
+                    .await;
+                self.sftp_reply(sftp::status(id, sftp::OP_UNSUPPORTED, &reason))
+                    .await
+            }
+            Packet::Check { id, op, bytes } => {
+                let text = Command::File(op.clone()).text();
+                let ruling = match self.conn.decide(&text, Command::File(op)).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let reason = format!("warden: refused: {e}");
+                        return self
+                            .sftp_reply(sftp::status(id, sftp::PERMISSION_DENIED, &reason))
+                            .await;
+                    }
+                };
+                let refusal = match &ruling.decision.verdict {
+                    Verdict::Allow => None,
+                    // File transfers are bytes, not rows: a `mask` cannot be honoured.
+                    Verdict::Mask => Some(format!(
+                        "warden: {} asked to mask a file transfer, which cannot be masked",
+                        ruling.decision.display_reason()
+                    )),
+                    Verdict::Deny(_) => Some(format!(
+                        "warden: denied: {}",
+                        ruling.decision.display_reason()
+                    )),
+                    Verdict::RequireApproval(_) => Some(format!(
+                        "warden: needs approval, which sftp cannot wait for; run it with ssh: {}",
+                        ruling.decision.display_reason()
+                    )),
+                };
+                match refusal {
+                    None => self.to_host(&bytes).await,
+                    Some(reason) => {
+                        self.conn.recorder.error(&reason);
+                        self.sftp_reply(sftp::status(id, sftp::PERMISSION_DENIED, &reason))
+                            .await
+                    }
+                }
+            }
+        }
+    }
+
+    async fn sftp_reply(&mut self, bytes: Vec<u8>) -> Flow {
+        match self.client.data(&bytes[..]).await {
+            Ok(()) => Flow::Go,
+            Err(_) => {
+                let _ = self.up.close().await;
+                Flow::End
+            }
+        }
+    }
+}
