@@ -4,6 +4,7 @@
 
 pub mod gateway;
 pub mod pg;
+pub mod ssh;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,361 @@
+//! The SSH path end to end: real OpenSSH `sshd` (started here on a free loopback port), the
+//! real `warden serve`, and real clients: OpenSSH `ssh`, `scp`, `sftp`, and a russh client.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::gateway::file_contains;
+use common::ssh::{SshGateway, Sshd, run, ssh_target};
+use std::process::Output;
+use std::time::Duration;
+
+const ALLOW: &str = r#"{ module = "allow-all" }"#;
+const MASK: &str = r#"{ module = "allow-all" }, { module = "pci-mask" }"#;
+const GUARD: &str = r#"{ module = "ssh-guard" }, { module = "pci-mask" }"#;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    )
+}
+
+/// The audit trail as JSON lines (the gateway must be stopped).
+fn export(gw: &SshGateway) -> String {
+    let audit = warden::audit::AuditStore::open(gw.audit_path()).unwrap();
+    let report = audit.verify().unwrap();
+    assert!(report.problem.is_none(), "{report:?}");
+    let mut out = Vec::new();
+    audit.export(None, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn exec_through_warden_matches_a_direct_connection() {
+    let sshd = Sshd::start();
+    let gw = SshGateway::start(&sshd, ALLOW, &["allow-all"], "");
+    let input: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let cases: Vec<(Vec<&str>, Option<&[u8]>)> = vec![
+        (vec!["echo hello"], None),
+        (
+            vec!["printf 'a\\nb'; printf 'to stderr\\n' >&2; exit 7"],
+            None,
+        ),
+        (vec!["seq 1 200000"], None),
+        (vec!["cat"], Some(&input)),
+        (vec!["wc", "-c"], Some(&input)),
+        (vec!["sh", "-c", "'kill -TERM $$'"], None),
+        (vec!["echo \"$0 quoted 'args'\" | tr a-z A-Z"], None),
+    ];
+    for (remote, stdin) in cases {
+        let direct = sshd.direct(&remote, stdin);
+        let through = gw.ssh("web-1", &[], &remote, stdin);
+        assert_eq!(through.stdout, direct.stdout, "stdout of {remote:?}");
+        assert_eq!(
+            text(&through.stderr),
+            text(&direct.stderr),
+            "stderr of {remote:?}"
+        );
+        assert_eq!(
+            through.status.code(),
+            direct.status.code(),
+            "status of {remote:?}"
+        );
+    }
+}
+
+#[test]
+fn a_denied_command_never_runs_and_the_client_sees_why() {
+    let sshd = Sshd::start();
+    let gw = SshGateway::start(&sshd, GUARD, &["ssh-guard", "pci-mask"], "");
+    let marker = sshd.dir.path().join("marker");
+    // Writing under /etc is denied; the marker is created first in the same line, so it would
+    // exist if any of the line ran.
+    let line = format!(
+        "touch {} && echo x > /etc/warden-test-marker",
+        marker.display()
+    );
+    let o = gw.ssh("web-1", &[], &[&line], None);
+    assert_eq!(o.status.code(), Some(126), "{}", show(&o));
+    assert!(text(&o.stderr).contains("warden: denied"), "{}", show(&o));
+    assert!(text(&o.stderr).contains("ssh-guard"), "{}", show(&o));
+    assert!(!marker.exists(), "the denied line ran");
+    assert!(!std::path::Path::new("/etc/warden-test-marker").exists());
+    assert!(
+        !sshd.log().contains("warden-test-marker"),
+        "sshd saw the denied command"
+    );
+    // An allowed command on the same connection path still works.
+    let o = gw.ssh("web-1", &[], &["echo allowed"], None);
+    assert_eq!(text(&o.stdout), "allowed\n", "{}", show(&o));
+}
+
+#[test]
+fn card_numbers_in_output_are_masked_and_never_recorded() {
+    let sshd = Sshd::start();
+    let mut gw = SshGateway::start(&sshd, MASK, &["allow-all", "pci-mask"], "");
+    let file = sshd.dir.path().join("payments.log");
+    let mut body = String::new();
+    for i in 0..3000 {
+        body.push_str(&format!(
+            "{i} charge card 4111 1111 1111 1111 amount 12.50\n"
+        ));
+    }
+    body.push_str("stderr-free tail 5500005555555559 without newline");
+    std::fs::write(&file, &body).unwrap();
+    let cat = format!("cat {}", file.display());
+    let direct = sshd.direct(&[&cat], None);
+    assert!(text(&direct.stdout).contains("4111 1111 1111 1111"));
+    let o = gw.ssh("web-1", &[], &[&cat], None);
+    assert!(o.status.success(), "{}", show(&o));
+    let out = text(&o.stdout);
+    assert!(
+        !out.contains("4111 1111 1111 1111"),
+        "clear PAN through warden"
+    );
+    assert!(
+        !out.contains("5500005555555559"),
+        "clear PAN in the partial last line"
+    );
+    assert_eq!(out.lines().count(), 3001);
+    assert!(
+        out.contains("0 charge card **** **** **** 1111 amount 12.50\n"),
+        "{}",
+        &out[..200]
+    );
+    assert!(out.ends_with("stderr-free tail ************5559 without newline"));
+    // Binary output passes byte for byte when there is nothing to mask.
+    let bin = gw.ssh(
+        "web-1",
+        &[],
+        &["head -c 100000 /dev/zero | tr '\\0' '\\377'"],
+        None,
+    );
+    assert_eq!(bin.stdout, vec![0xff; 100000]);
+    gw.stop();
+    let audit = export(&gw);
+    assert!(
+        audit.contains("\"type\":\"masked\""),
+        "masked-cell counts audited"
+    );
+    assert!(!file_contains(&gw.audit_path(), "4111 1111 1111 1111"));
+    assert!(!file_contains(&gw.audit_path(), "5500005555555559"));
+}
+
+#[test]
+fn scp_and_sftp_transfer_byte_identical_files_with_each_operation_audited() {
+    let sshd = Sshd::start();
+    let mut gw = SshGateway::start(&sshd, ALLOW, &["allow-all"], "");
+    let local = gw.dir.path().join("big.bin");
+    let data: Vec<u8> = (0..6_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&local, &data).unwrap();
+    let remote = sshd.dir.path().join("uploaded.bin");
+    let token = gw.token("alice", &["agent-7"], &[]);
+    // scp upload and download (OpenSSH 9 scp speaks SFTP).
+    let mut up = gw.with_token("scp", &token);
+    up.args(["-P", &gw.port.to_string()])
+        .arg(&local)
+        .arg(format!("web-1@127.0.0.1:{}", remote.display()));
+    let o = run(up, None);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(std::fs::read(&remote).unwrap(), data);
+    let back = gw.dir.path().join("back.bin");
+    let mut down = gw.with_token("scp", &token);
+    down.args(["-P", &gw.port.to_string()])
+        .arg(format!("web-1@127.0.0.1:{}", remote.display()))
+        .arg(&back);
+    let o = run(down, None);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    // sftp in batch mode with the registered key: put, get, rename, mkdir, rm.
+    let got = gw.dir.path().join("got.bin");
+    let dir = sshd.dir.path();
+    let batch = format!(
+        "put {local} {d}/sf.bin\nget {d}/sf.bin {got}\nrename {d}/sf.bin {d}/sf2.bin\nmkdir {d}/newdir\nrm {d}/sf2.bin\n",
+        local = local.display(),
+        d = dir.display(),
+        got = got.display()
+    );
+    let batch_file = gw.dir.path().join("batch");
+    std::fs::write(&batch_file, batch).unwrap();
+    let mut sftp = gw.with_key("sftp");
+    sftp.args(["-P", &gw.port.to_string(), "-b"])
+        .arg(&batch_file)
+        .arg("web-1@127.0.0.1");
+    let o = run(sftp, None);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(std::fs::read(&got).unwrap(), data);
+    assert!(dir.join("newdir").is_dir());
+    assert!(!dir.join("sf2.bin").exists());
+    gw.stop();
+    let audit = export(&gw);
+    for op in [
+        format!("sftp open-write {}", remote.display()),
+        format!("sftp open-read {}", remote.display()),
+        format!("sftp open-write {}/sf.bin", dir.display()),
+        format!("sftp rename {d}/sf.bin {d}/sf2.bin", d = dir.display()),
+        format!("sftp mkdir {}/newdir", dir.display()),
+        format!("sftp remove {}/sf2.bin", dir.display()),
+    ] {
+        assert!(audit.contains(&op), "no audit event for `{op}`");
+    }
+    // The key's principal is on the sftp session.
+    assert!(audit.contains("deploy-bot"));
+}
+
+#[test]
+fn sftp_and_port_forwarding_are_denied_unless_a_policy_allows() {
+    let sshd = Sshd::start();
+    let mut gw = SshGateway::start(&sshd, GUARD, &["ssh-guard", "pci-mask"], "");
+    // sftp: the first operation is refused with the reason.
+    let batch_file = gw.dir.path().join("batch");
+    std::fs::write(&batch_file, "ls /\n").unwrap();
+    let mut sftp = gw.with_key("sftp");
+    sftp.args(["-P", &gw.port.to_string(), "-b"])
+        .arg(&batch_file)
+        .arg("web-1@127.0.0.1");
+    let o = run(sftp, None);
+    assert!(!o.status.success(), "{}", show(&o));
+    // Local forwarding: the channel open is refused.
+    let local_port = common::pg::free_port();
+    let mut fwd = gw.with_key("ssh");
+    fwd.args(["-p", &gw.port.to_string(), "-N", "-L"])
+        .arg(format!("{local_port}:127.0.0.1:{}", sshd.port))
+        .arg("web-1@127.0.0.1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = fwd.spawn().unwrap();
+    let mut banner = Vec::new();
+    for _ in 0..100 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", local_port)) {
+            use std::io::Read;
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s.read_to_end(&mut banner);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !text(&banner).starts_with("SSH-"),
+        "the forward reached sshd: {}",
+        text(&banner)
+    );
+    gw.stop();
+    let audit = export(&gw);
+    assert!(
+        audit.contains(&format!("forward local 127.0.0.1:{}", sshd.port)),
+        "forward audited"
+    );
+    assert!(audit.contains("sftp "), "sftp operation audited");
+}
+
+#[test]
+fn refused_logins_and_targets() {
+    let sshd = Sshd::start();
+    // Pinned to another key: a mismatch refuses the session.
+    let other = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(other.path().join("k"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let other_pub = std::fs::read_to_string(other.path().join("k.pub")).unwrap();
+    let wrong = other.path().join("known_hosts");
+    let other_pub: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    std::fs::write(
+        &wrong,
+        format!("[127.0.0.1]:{} {}\n", sshd.port, other_pub.join(" ")),
+    )
+    .unwrap();
+    let extra = ssh_target(
+        "web-bad",
+        &sshd,
+        ALLOW,
+        &format!("known_hosts = \"{}\"", wrong.display()),
+    ) + &ssh_target(
+        "web-fp",
+        &sshd,
+        ALLOW,
+        &format!("host_key_fingerprint = \"{}\"", fingerprint(&sshd)),
+    ) + "\n[targets.db]\nprotocol = \"postgres\"\npolicies = []\n[targets.db.postgres]\nhost = \"127.0.0.1\"\ndatabase = \"x\"\nuser = \"x\"\n";
+    let gw = SshGateway::start(&sshd, ALLOW, &["allow-all"], &extra);
+    let marker = sshd.dir.path().join("mismatch-marker");
+    let cmd = format!("touch {}", marker.display());
+    let o = gw.ssh("web-bad", &[], &[&cmd], None);
+    assert_eq!(o.status.code(), Some(255), "{}", show(&o));
+    assert!(
+        text(&o.stderr).contains("does not match") || text(&o.stderr).contains("refused"),
+        "{}",
+        show(&o)
+    );
+    assert!(!marker.exists());
+    // The fingerprint pin works.
+    let o = gw.ssh("web-fp", &[], &["echo pinned"], None);
+    assert_eq!(text(&o.stdout), "pinned\n", "{}", show(&o));
+    // Wrong token, expired token, unknown target, a target of another protocol.
+    for (token, target) in [
+        ("not-a-token".to_string(), "web-1"),
+        (expired_token(&gw), "web-1"),
+        (gw.token("alice", &[], &[]), "nope"),
+        (gw.token("alice", &[], &[]), "db"),
+    ] {
+        let o = gw.ssh_as(
+            &token,
+            target,
+            &["-o", "NumberOfPasswordPrompts=1"],
+            &["echo no"],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(255), "{target}: {}", show(&o));
+        assert!(
+            text(&o.stderr).contains("Permission denied"),
+            "{}",
+            show(&o)
+        );
+        assert!(o.stdout.is_empty());
+    }
+}
+
+fn fingerprint(sshd: &Sshd) -> String {
+    let o = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(sshd.dir.path().join("host_ed25519.pub"))
+        .output()
+        .unwrap();
+    text(&o.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+fn expired_token(gw: &SshGateway) -> String {
+    use jsonwebtoken::{EncodingKey, Header};
+    let secret = std::fs::read_to_string(gw.dir.path().join("secret")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "sub": "alice", "iss": common::ssh::ISSUER, "aud": common::ssh::AUDIENCE,
+        "iat": now - 7200, "exp": now - 3600,
+    });
+    jsonwebtoken::encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.trim_end().as_bytes()),
+    )
+    .unwrap()
+}
