@@ -359,3 +359,303 @@ fn expired_token(gw: &SshGateway) -> String {
     )
     .unwrap()
 }
+
+/// Lines typed into `ssh -tt`, with pauses so each is echoed before the next.
+fn interactive(gw: &SshGateway, lines: &[&str]) -> Output {
+    let token = gw.token("alice", &["agent-7"], &[]);
+    let mut cmd = gw.with_token("ssh", &token);
+    cmd.args(["-tt", "-p", &gw.port.to_string(), "web-1@127.0.0.1"]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let lines: Vec<String> = lines.iter().map(|l| format!("{l}\n")).collect();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        std::thread::sleep(Duration::from_millis(1500));
+        for l in lines {
+            stdin.write_all(l.as_bytes()).unwrap();
+            stdin.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        stdin
+    });
+    let _stdin = writer.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    out
+}
+
+#[test]
+fn interactive_lines_are_checked_and_the_session_recorded() {
+    let sshd = Sshd::start();
+    let mut gw = SshGateway::start(&sshd, GUARD, &["ssh-guard", "pci-mask"], "");
+    let marker = sshd.dir.path().join("tty-marker");
+    let denied = format!(
+        "touch {} && echo x > /etc/warden-tty-marker",
+        marker.display()
+    );
+    let o = interactive(
+        &gw,
+        &[
+            "echo first-$((6*7))",
+            &denied,
+            "echo card 4111111111111111",
+            "echo after-$((2*3))",
+            "exit",
+        ],
+    );
+    let out = text(&o.stdout);
+    assert!(out.contains("first-42"), "{}", show(&o));
+    assert!(out.contains("warden: denied"), "{}", show(&o));
+    assert!(out.contains("after-6"), "{}", show(&o));
+    assert!(out.contains("************1111"), "{}", show(&o));
+    assert!(
+        !out.contains("4111111111111111"),
+        "clear PAN on the terminal"
+    );
+    assert!(!marker.exists(), "the denied line ran");
+    gw.stop();
+    let audit = export(&gw);
+    assert!(audit.contains("(interactive shell)"));
+    assert!(audit.contains("echo first-$((6*7))"));
+    assert!(
+        audit.contains("warden-tty-marker"),
+        "the denied line is audited"
+    );
+    // The recording holds the terminal session, masked.
+    let sessions = gw.warden(&["sessions", "--db", gw.audit_path().to_str().unwrap()]);
+    let listing = text(&sessions.stdout);
+    let id = listing
+        .split_whitespace()
+        .find(|w| w.starts_with("ses-"))
+        .unwrap_or_else(|| panic!("no session in {listing}"));
+    let raw = gw.warden(&[
+        "replay",
+        id,
+        "--db",
+        gw.audit_path().to_str().unwrap(),
+        "--raw",
+    ]);
+    let raw = text(&raw.stdout);
+    assert!(raw.contains("\"type\":\"terminal\""), "{raw}");
+    assert!(raw.contains("\"type\":\"input\""), "{raw}");
+    assert!(raw.contains("first-42"), "{raw}");
+    assert!(!file_contains(&gw.audit_path(), "4111111111111111"));
+}
+
+#[test]
+fn sudo_waits_for_an_approver() {
+    let sshd = Sshd::start();
+    let gw = SshGateway::start(&sshd, GUARD, &["ssh-guard", "pci-mask"], "");
+    let admin = format!("http://127.0.0.1:{}", gw.admin_port);
+    let approver = gw.token("bob", &[], &["approvers"]);
+    let approvals = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["approvals", "--admin", &admin, "--token", &approver])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let pending_id = || -> String {
+        for _ in 0..200 {
+            let out = text(&approvals(&["list"]).stdout);
+            if let Some(id) = out.split_whitespace().find(|w| w.starts_with("apr-")) {
+                return id.to_string();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no pending approval appeared");
+    };
+    let marker = sshd.dir.path().join("sudo-marker");
+    let line = format!(
+        "sudo -n true 2>/dev/null; touch {}; echo ran",
+        marker.display()
+    );
+    for (decision, reason) in [("approve", "maintenance window"), ("deny", "not now")] {
+        let held = {
+            let token = gw.token("alice", &["agent-7"], &[]);
+            let line = line.clone();
+            let port = gw.port;
+            let cmd = gw.with_token("ssh", &token);
+            std::thread::spawn(move || {
+                let mut cmd = cmd;
+                cmd.args(["-p", &port.to_string(), "web-1@127.0.0.1", &line]);
+                run(cmd, None)
+            })
+        };
+        let id = pending_id();
+        assert!(!marker.exists(), "ran before approval");
+        let o = approvals(&[decision, &id, "--reason", reason]);
+        assert!(o.status.success(), "{}", show(&o));
+        let o = held.join().unwrap();
+        assert!(
+            text(&o.stderr).contains("held for approval"),
+            "{}",
+            show(&o)
+        );
+        if decision == "approve" {
+            assert_eq!(text(&o.stdout), "ran\n", "{}", show(&o));
+            assert!(marker.exists());
+            std::fs::remove_file(&marker).unwrap();
+        } else {
+            assert_eq!(o.status.code(), Some(126), "{}", show(&o));
+            assert!(
+                text(&o.stderr).contains("denied by bob: not now"),
+                "{}",
+                show(&o)
+            );
+            assert!(!marker.exists());
+        }
+    }
+}
+
+#[test]
+fn every_command_the_host_ran_was_audited_first() {
+    // A wrapper on the host logs each command, with the time, before running it.
+    let wrapper_dir = tempfile::tempdir().unwrap();
+    let log = wrapper_dir.path().join("ran.log");
+    let wrapper = wrapper_dir.path().join("wrapper.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\t%s\\n' \"$(date +%s%N)\" \"$SSH_ORIGINAL_COMMAND\" >> {log}\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let sshd = Sshd::start_with(&format!("ForceCommand {}", wrapper.display()));
+    let mut gw = SshGateway::start(&sshd, GUARD, &["ssh-guard", "pci-mask"], "");
+    for line in [
+        "echo one",
+        "uname -s",
+        "echo x > /etc/nope",
+        "ls / | wc -l",
+        "reboot",
+        "echo 4111111111111111",
+    ] {
+        let _ = gw.ssh("web-1", &[], &[line], None);
+    }
+    gw.stop();
+    let audit = export(&gw);
+    let ran = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(ran.lines().count(), 4, "{ran}");
+    assert!(
+        !ran.contains("/etc/nope") && !ran.contains("reboot"),
+        "{ran}"
+    );
+    for line in ran.lines() {
+        let (nanos, command) = line.split_once('\t').unwrap();
+        let ran_at: u128 = nanos.parse().unwrap();
+        let command = warden::session::scrub(command);
+        let event = audit
+            .lines()
+            .find(|l| {
+                l.contains("\"type\":\"command\"")
+                    && l.contains(&format!("\"command\":\"{command}\""))
+            })
+            .unwrap_or_else(|| panic!("no audit event for `{command}`"));
+        let v: serde_json::Value = serde_json::from_str(event).unwrap();
+        let time = v["event"]["time"].as_str().unwrap();
+        let audited_at = humantime::parse_rfc3339(time)
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        assert!(
+            audited_at < ran_at,
+            "`{command}` ran before its audit event"
+        );
+    }
+    assert!(!file_contains(&gw.audit_path(), "4111111111111111"));
+}
+
+/// A russh client: accepts the key it is given to expect.
+struct Client {
+    expect: russh::keys::PublicKey,
+}
+
+impl russh::client::Handler for Client {
+    type Error = russh::Error;
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(
+            matches!(key, russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } if key.key_data() == self.expect.key_data()),
+        )
+    }
+}
+
+/// Run `command` over russh; (stdout, stderr, exit status).
+async fn russh_exec(
+    port: u16,
+    expect: russh::keys::PublicKey,
+    login: impl AsyncFnOnce(&mut russh::client::Handle<Client>) -> bool,
+    command: &str,
+) -> (Vec<u8>, Vec<u8>, Option<u32>) {
+    let config = std::sync::Arc::new(russh::client::Config::default());
+    let mut h = russh::client::connect(config, ("127.0.0.1", port), Client { expect })
+        .await
+        .unwrap();
+    assert!(login(&mut h).await, "login refused");
+    let mut ch = h.channel_open_session().await.unwrap();
+    ch.exec(true, command).await.unwrap();
+    let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), None);
+    while let Some(msg) = ch.wait().await {
+        match msg {
+            russh::ChannelMsg::Data { data } => out.extend_from_slice(&data),
+            russh::ChannelMsg::ExtendedData { data, ext: 1 } => err.extend_from_slice(&data),
+            russh::ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+            _ => {}
+        }
+    }
+    (out, err, status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_russh_client_gets_what_a_direct_connection_gets() {
+    let sshd = Sshd::start();
+    let gw = SshGateway::start(&sshd, ALLOW, &["allow-all"], "");
+    // The client sees the gateway's host key, never the host's.
+    let gw_key = russh::keys::load_secret_key(gw.dir.path().join("host_key"), None)
+        .unwrap()
+        .public_key()
+        .clone();
+    let host_key = russh::keys::PublicKey::from_openssh(&sshd.host_pub).unwrap();
+    assert_ne!(gw_key.key_data(), host_key.key_data());
+    let token = gw.token("alice", &["agent-7"], &[]);
+    let cmd = "echo out; seq 1 50000 | tail -1; echo err >&2; exit 5";
+    let through = russh_exec(
+        gw.port,
+        gw_key,
+        async |h| {
+            h.authenticate_password("web-1", &token)
+                .await
+                .unwrap()
+                .success()
+        },
+        cmd,
+    )
+    .await;
+    let key = std::sync::Arc::new(russh::keys::load_secret_key(&sshd.gw_key, None).unwrap());
+    let direct = russh_exec(
+        sshd.port,
+        host_key,
+        async |h| {
+            h.authenticate_publickey("root", russh::keys::PrivateKeyWithHashAlg::new(key, None))
+                .await
+                .unwrap()
+                .success()
+        },
+        cmd,
+    )
+    .await;
+    assert_eq!(through, direct);
+    assert_eq!(through.2, Some(5));
+}

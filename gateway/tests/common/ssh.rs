@@ -37,6 +37,11 @@ pub struct Sshd {
 
 impl Sshd {
     pub fn start() -> Sshd {
+        Sshd::start_with("")
+    }
+
+    /// [`Sshd::start`] with more `sshd_config` lines.
+    pub fn start_with(extra_config: &str) -> Sshd {
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(
             sshd.exists(),
@@ -64,7 +69,7 @@ impl Sshd {
                      PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
                      StrictModes no\nPermitRootLogin prohibit-password\nLogLevel VERBOSE\n\
                      Subsystem sftp internal-sftp\nAllowTcpForwarding yes\nMaxSessions 100\n\
-                     MaxStartups 100:30:200\n",
+                     MaxStartups 100:30:200\n{extra_config}\n",
                     d = d.display()
                 ),
             )

@@ -215,7 +215,7 @@ mod tests {
         let read = packet(5, 4, &[b"handle"], &[0; 12]);
         let ext = packet(EXTENDED, 5, &[b"posix-rename@openssh.com", b"x", b"y"], &[]);
         let odd = packet(EXTENDED, 6, &[b"frobnicate@example.com"], &[]);
-        let all: Vec<u8> = [&open_r, &open_w, &rename, &read, &ext, &odd].concat();
+        let all: Vec<u8> = [&open_r[..], &open_w, &rename, &read, &ext, &odd].concat();
         let mut r = Reader::default();
         let mut got = Vec::new();
         for chunk in all.chunks(7) {
