@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 # What the suite needs, installed when missing (as root on Debian): PostgreSQL server and psql
 # (the tests start their own servers), openssl (test keys), clang + wasi-libc (C policies),
-# python3-venv (Python policies), and rustup's wasm32-wasip2 target.
+# python3-venv (Python policies), OpenSSH server and clients (the SSH tests start their own
+# sshd), asciinema (replayed recordings are checked with it), and rustup's wasm32-wasip2 target.
 need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v psql >/dev/null || need+=(postgresql-client)
@@ -15,6 +16,10 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v clang >/dev/null && command -v wasm-ld >/dev/null && [ -f /usr/lib/wasm32-wasi/libc.a ] ||
     need+=(clang lld wasi-libc libclang-rt-dev-wasm32)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null && command -v scp >/dev/null && command -v sftp >/dev/null || need+=(openssh-client)
+command -v asciinema >/dev/null || need+=(asciinema)
+command -v script >/dev/null || need+=(bsdutils)
 if ((${#need[@]})); then
     if [ "$(id -u)" != 0 ]; then
         echo "missing packages: ${need[*]} (apt-get install them as root)" >&2

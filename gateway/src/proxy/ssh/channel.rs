@@ -110,7 +110,7 @@ impl Start {
     async fn run(
         self,
         conn: Arc<Conn>,
-        client: Channel<Msg>,
+        mut client: Channel<Msg>,
         server: Handle,
         pty: Option<PtyRequest>,
         env: Vec<(String, String)>,
@@ -121,35 +121,32 @@ impl Start {
         }
         // The exec line, or the interactive session itself, is judged before the host sees
         // anything. SFTP is judged per operation.
-        let ruling = match &self {
-            Start::Exec { line, .. } => {
-                let command = crate::command::shell(line, false);
-                match judge(&conn, &client, line, Command::Shell(command), pty.is_some()).await {
-                    Some(r) => Some(r),
-                    None => return finish(&client, REFUSED_EXIT).await,
-                }
+        let (text, command) = match &self {
+            Start::Exec { line, .. } => (line.clone(), crate::command::shell(line, false)),
+            Start::Shell => (
+                "(interactive shell)".to_string(),
+                crate::command::shell("", true),
+            ),
+            Start::Sftp => (String::new(), crate::command::shell("", false)),
+        };
+        let (ruling, held) = if matches!(self, Start::Sftp) {
+            (None, Vec::new())
+        } else {
+            let crlf = pty.is_some();
+            let judged = judge(&conn, &mut client, &text, Command::Shell(command), crlf).await;
+            if judged.closed {
+                return;
             }
-            Start::Shell => {
-                let command = crate::command::shell("", true);
-                match judge(
-                    &conn,
-                    &client,
-                    "(interactive shell)",
-                    Command::Shell(command),
-                    pty.is_some(),
-                )
-                .await
-                {
-                    Some(r) => Some(r),
-                    None => return finish(&client, REFUSED_EXIT).await,
-                }
+            match judged.ruling {
+                Some(r) => (Some(r), judged.held),
+                None => return finish(&client, REFUSED_EXIT).await,
             }
-            Start::Sftp => None,
         };
         let upstream = match conn.upstream().await {
             Ok(u) => u,
             Err(e) => {
                 let _ = stderr(
+                    &conn,
                     &client,
                     &format!("warden: cannot reach {}: {e}", conn.target),
                     pty.is_some(),
@@ -162,6 +159,7 @@ impl Start {
             Ok(c) => c,
             Err(e) => {
                 let _ = stderr(
+                    &conn,
                     &client,
                     &format!("warden: {}: {e}", conn.target),
                     pty.is_some(),
@@ -204,6 +202,7 @@ impl Start {
         };
         if !ok {
             let _ = stderr(
+                &conn,
                 &client,
                 &format!("warden: {} closed the channel", conn.target),
                 pty.is_some(),
@@ -212,46 +211,57 @@ impl Start {
             return finish(&client, UNREACHABLE_EXIT).await;
         }
         Relay::new(conn, client, server, up, mode, ruling)
-            .run()
+            .run(held)
             .await;
     }
 }
 
-/// Ask the chain about one command; `None` when it may not run (the client has been told why).
-/// A held command waits here for its approver.
+/// What came of judging one command.
+pub(super) struct Judged {
+    /// The ruling, when the command may run.
+    pub ruling: Option<Ruling>,
+    /// Client messages that arrived while the command waited for an approver (stdin data, EOF,
+    /// window changes), to be relayed once it runs.
+    pub held: Vec<ChannelMsg>,
+    /// The client went away meanwhile (the approval request was withdrawn).
+    pub closed: bool,
+}
+
+/// Ask the chain about one command; no ruling when it may not run (the client has been told
+/// why). A held command waits here for its approver, while the client may still send input
+/// (kept for later) or leave (which withdraws the request).
 pub(super) async fn judge(
     conn: &Conn,
-    client: &Channel<Msg>,
+    client: &mut Channel<Msg>,
     text: &str,
     command: Command,
     crlf: bool,
-) -> Option<Ruling> {
+) -> Judged {
+    let mut judged = Judged {
+        ruling: None,
+        held: Vec::new(),
+        closed: false,
+    };
     let ruling = match conn.decide(text, command).await {
         Ok(r) => r,
         Err(e) => {
-            let _ = stderr(client, &format!("warden: refused: {e}"), crlf).await;
-            return None;
+            let _ = stderr(conn, client, &format!("warden: refused: {e}"), crlf).await;
+            return judged;
         }
     };
     match &ruling.decision.verdict {
-        Verdict::Allow | Verdict::Mask => Some(ruling),
+        Verdict::Allow | Verdict::Mask => judged.ruling = Some(ruling),
         Verdict::Deny(_) => {
             let msg = format!("warden: denied: {}", ruling.decision.display_reason());
-            conn.recorder.error(&msg);
-            let _ = stderr(client, &msg, crlf).await;
-            None
+            let _ = stderr(conn, client, &msg, crlf).await;
         }
         Verdict::RequireApproval(_) => {
             let pending = match conn.request_approval(text, &ruling).await {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = stderr(
-                        client,
-                        &format!("warden: cannot hold for approval: {e}"),
-                        crlf,
-                    )
-                    .await;
-                    return None;
+                    let msg = format!("warden: cannot hold for approval: {e}");
+                    let _ = stderr(conn, client, &msg, crlf).await;
+                    return judged;
                 }
             };
             let id = pending.id.clone();
@@ -260,43 +270,63 @@ pub(super) async fn judge(
                  (warden approvals approve {id} --reason \"...\")",
                 ruling.decision.display_reason()
             );
-            let _ = stderr(client, &notice, crlf).await;
-            let outcome = pending.wait().await;
+            let _ = stderr(conn, client, &notice, crlf).await;
+            let wait = pending.wait();
+            tokio::pin!(wait);
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut wait => break outcome,
+                    msg = client.wait() => match msg {
+                        Some(ChannelMsg::Close) | None => {
+                            // Dropping the wait withdraws the request.
+                            judged.closed = true;
+                            return judged;
+                        }
+                        // Ctrl-C in a terminal abandons the held line.
+                        Some(ChannelMsg::Data { data }) if crlf && data.contains(&0x03) => {
+                            let msg = format!("warden: approval {id} withdrawn");
+                            let _ = stderr(conn, client, &msg, crlf).await;
+                            return judged;
+                        }
+                        Some(msg) => judged.held.push(msg),
+                    },
+                }
+            };
             conn.note_approval(&outcome).await;
             match outcome {
                 ApprovalOutcome::Approved { approver, .. } => {
-                    let _ = stderr(
-                        client,
-                        &format!("warden: approval {id} granted by {approver}"),
-                        crlf,
-                    )
-                    .await;
-                    Some(ruling)
+                    let msg = format!("warden: approval {id} granted by {approver}");
+                    let _ = stderr(conn, client, &msg, crlf).await;
+                    judged.ruling = Some(ruling);
                 }
                 ApprovalOutcome::Denied { approver, reason } => {
                     let msg = format!("warden: approval {id} denied by {approver}: {reason}");
-                    conn.recorder.error(&msg);
-                    let _ = stderr(client, &msg, crlf).await;
-                    None
+                    let _ = stderr(conn, client, &msg, crlf).await;
                 }
                 ApprovalOutcome::TimedOut => {
                     let msg = format!("warden: approval {id} timed out");
-                    conn.recorder.error(&msg);
-                    let _ = stderr(client, &msg, crlf).await;
-                    None
+                    let _ = stderr(conn, client, &msg, crlf).await;
                 }
             }
         }
     }
+    judged
 }
 
-/// A line on the client's stderr (the terminal, in a pty: then it ends in CR LF).
+/// A line on the client's stderr, recorded as shown. In a terminal it starts on a line of its
+/// own (the user's line was echoed without its Enter) and ends in CR LF.
 pub(super) async fn stderr(
+    conn: &Conn,
     client: &Channel<Msg>,
     line: &str,
     crlf: bool,
 ) -> Result<(), russh::Error> {
-    let text = format!("{line}{}", if crlf { "\r\n" } else { "\n" });
+    let text = if crlf {
+        format!("\r\n{line}\r\n")
+    } else {
+        format!("{line}\n")
+    };
+    conn.recorder.output(true, text.as_bytes());
     client.extended_data(1, text.as_bytes()).await
 }
 

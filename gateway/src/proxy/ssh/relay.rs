@@ -39,6 +39,8 @@ pub struct Relay {
     record_budget: usize,
     unrecorded: u64,
     crlf: bool,
+    /// Client messages to handle before reading more.
+    backlog: std::collections::VecDeque<ChannelMsg>,
 }
 
 enum Flow {
@@ -69,6 +71,7 @@ impl Relay {
             record_budget,
             unrecorded: 0,
             crlf,
+            backlog: std::collections::VecDeque::new(),
         };
         if let Some(r) = ruling {
             relay.apply(&r);
@@ -87,8 +90,17 @@ impl Relay {
         // relay cannot tell which command's output a byte belongs to.
     }
 
-    pub async fn run(mut self) {
+    /// Relay until either side closes; `held` is client input that arrived while the command
+    /// waited for approval, relayed first.
+    pub async fn run(mut self, held: Vec<ChannelMsg>) {
+        self.backlog.extend(held);
         loop {
+            if let Some(msg) = self.backlog.pop_front() {
+                if let Flow::End = self.from_client(Some(msg)).await {
+                    break;
+                }
+                continue;
+            }
             let partial = self.mask.is_some() && self.lines.iter().any(Lines::has_partial);
             let flow = tokio::select! {
                 msg = self.client.wait() => self.from_client(msg).await,
@@ -253,8 +265,7 @@ impl Relay {
             Err(refused) => {
                 // Fail closed: nothing of the batch is sent, and the command is stopped.
                 let msg = format!("warden: output refused: {}", refused.0);
-                self.conn.recorder.error(&msg);
-                let _ = stderr(&self.client, &msg, self.crlf).await;
+                let _ = stderr(&self.conn, &self.client, &msg, self.crlf).await;
                 let _ = self.up.close().await;
                 finish(&self.client, REFUSED_EXIT).await;
                 Flow::End
@@ -316,11 +327,18 @@ impl Relay {
                     let reason = "warden: this line was edited with keys the gateway cannot follow \
                                   (history, completion, cursor movement); type it out in full";
                     let _ = self.conn.refuse(&line, "shell", reason).await;
-                    let _ = stderr(&self.client, &format!("\r\n{reason}"), true).await;
+                    let _ = stderr(&self.conn, &self.client, reason, true).await;
                     None
                 } else {
                     let command = Command::Shell(crate::command::shell(&line, true));
-                    judge(&self.conn, &self.client, &line, command, true).await
+                    let judged =
+                        judge(&self.conn, &mut self.client, &line, command, self.crlf).await;
+                    if judged.closed {
+                        let _ = self.up.close().await;
+                        return Flow::End;
+                    }
+                    self.backlog.extend(judged.held);
+                    judged.ruling
                 };
                 match allowed {
                     Some(ruling) => {
