@@ -35,7 +35,9 @@ out=target/policies
 policies/build.sh "$out"
 
 cargo build --quiet -p warden-gateway --bin warden
-for cases in policies/*/cases.toml; do
+# A policy with more than one config has a case file per config: cases.toml, cases-NAME.toml.
+for cases in policies/*/cases.toml policies/*/cases-*.toml; do
+    [ -e "$cases" ] || continue
     name=$(basename "$(dirname "$cases")")
     echo "== warden policy test $out/$name.wasm $cases"
     target/debug/warden policy test "$out/$name.wasm" "$cases"

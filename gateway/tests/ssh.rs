@@ -33,6 +33,8 @@ fn export(gw: &SshGateway) -> String {
     assert!(report.problem.is_none(), "{report:?}");
     let mut out = Vec::new();
     audit.export(None, &mut out).unwrap();
+    // Release the file before a `warden` subcommand opens it.
+    audit.close().unwrap();
     String::from_utf8(out).unwrap()
 }
 
@@ -429,7 +431,7 @@ fn interactive_lines_are_checked_and_the_session_recorded() {
     let id = listing
         .split_whitespace()
         .find(|w| w.starts_with("ses-"))
-        .unwrap_or_else(|| panic!("no session in {listing}"));
+        .unwrap_or_else(|| panic!("no session in {listing}: {}", show(&sessions)));
     let raw = gw.warden(&[
         "replay",
         id,

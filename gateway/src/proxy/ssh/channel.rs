@@ -313,21 +313,24 @@ pub(super) async fn judge(
     judged
 }
 
-/// A line on the client's stderr, recorded as shown. In a terminal it starts on a line of its
-/// own (the user's line was echoed without its Enter) and ends in CR LF.
+/// A line for the client: on stderr, or in a terminal on the terminal itself (as the host's
+/// own messages are: a pty has one stream), starting on a line of its own (the user's line was
+/// echoed without its Enter) and ending in CR LF. Recorded as shown.
 pub(super) async fn stderr(
     conn: &Conn,
     client: &Channel<Msg>,
     line: &str,
-    crlf: bool,
+    pty: bool,
 ) -> Result<(), russh::Error> {
-    let text = if crlf {
-        format!("\r\n{line}\r\n")
+    if pty {
+        let text = format!("\r\n{line}\r\n");
+        conn.recorder.output(false, text.as_bytes());
+        client.data(text.as_bytes()).await
     } else {
-        format!("{line}\n")
-    };
-    conn.recorder.output(true, text.as_bytes());
-    client.extended_data(1, text.as_bytes()).await
+        let text = format!("{line}\n");
+        conn.recorder.output(true, text.as_bytes());
+        client.extended_data(1, text.as_bytes()).await
+    }
 }
 
 /// End the channel with an exit status.
