@@ -384,8 +384,7 @@ fn interactive(gw: &SshGateway, lines: &[&str]) -> Output {
         stdin
     });
     let _stdin = writer.join().unwrap();
-    let out = child.wait_with_output().unwrap();
-    out
+    child.wait_with_output().unwrap()
 }
 
 #[test]

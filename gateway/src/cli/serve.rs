@@ -44,7 +44,10 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let ssh_listener = match &config.ssh {
-        Some(ssh) => Some(tokio::net::TcpListener::bind(ssh.listen).await?),
+        Some(ssh) => Some((
+            tokio::net::TcpListener::bind(ssh.listen).await?,
+            crate::proxy::ssh::server_config(ssh)?,
+        )),
         None => None,
     };
     let gw = Arc::new(Gateway {
@@ -69,11 +72,12 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             stopped(stop_rx.clone()),
         ));
     }
-    if let Some(listener) = ssh_listener {
+    if let Some((listener, ssh_config)) = ssh_listener {
         writeln!(out, "ssh listening on {}", listener.local_addr()?)?;
         tasks.spawn(crate::proxy::ssh::serve(
             listener,
             gw.clone(),
+            ssh_config,
             stopped(stop_rx.clone()),
         ));
     }

@@ -34,27 +34,15 @@ pub const REFUSED_EXIT: u32 = 126;
 /// Exit status when the target host cannot be reached (as `ssh` itself uses for its errors).
 pub const UNREACHABLE_EXIT: u32 = 255;
 
-/// Accept SSH clients until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    gw: Arc<Gateway>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let Some(cfg) = gw.config.ssh.clone() else {
-        return;
-    };
-    let key = match keys::load_or_create_host_key(&cfg.host_key) {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::error!("ssh listener disabled: {e}");
-            return;
-        }
-    };
+/// The SSH server's settings, with the host key loaded (or created, on first start): done
+/// before the listener is announced, so a bad key stops the gateway at start-up.
+pub fn server_config(cfg: &SshListener) -> anyhow::Result<Arc<russh::server::Config>> {
+    let key = keys::load_or_create_host_key(&cfg.host_key)?;
     tracing::info!(
         fingerprint = %keys::fingerprint(key.public_key()),
         "ssh host key"
     );
-    let config = Arc::new(russh::server::Config {
+    Ok(Arc::new(russh::server::Config {
         server_id: russh::SshId::Standard("SSH-2.0-warden".into()),
         keys: vec![key],
         inactivity_timeout: Some(cfg.idle_timeout),
@@ -64,7 +52,16 @@ pub async fn serve(
         nodelay: true,
         methods: handler::methods(),
         ..Default::default()
-    });
+    }))
+}
+
+/// Accept SSH clients until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    gw: Arc<Gateway>,
+    config: Arc<russh::server::Config>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -20,35 +20,61 @@ impl Lines {
         }
     }
 
-    /// Add output; returns the complete lines (with their `\n`), and lines cut at the bound.
+    /// Add output; returns the complete lines (with their `\n`), and pieces of lines longer
+    /// than the bound, cut where no number is split when there is such a place.
     pub fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
         self.buf.extend_from_slice(data);
         let mut out = Vec::new();
         let mut start = 0;
-        while let Some(i) = self.buf[start..].iter().position(|&b| b == b'\n') {
-            let end = start + i + 1;
-            let mut from = start;
-            while end - from > self.max_line {
-                out.push(self.buf[from..from + self.max_line].to_vec());
-                from += self.max_line;
-            }
-            out.push(self.buf[from..end].to_vec());
-            start = end;
+        loop {
+            let rest = &self.buf[start..];
+            let len = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) if i < self.max_line => i + 1,
+                _ if rest.len() > self.max_line => match safe_cut(&rest[..self.max_line]) {
+                    0 => self.max_line,
+                    n => n,
+                },
+                _ => break,
+            };
+            out.push(rest[..len].to_vec());
+            start += len;
         }
         self.buf.drain(..start);
-        while self.buf.len() > self.max_line {
-            out.push(self.buf.drain(..self.max_line).collect());
-        }
         out
     }
 
-    /// The partial line held back (a prompt, or output at EOF).
-    pub fn take_partial(&mut self) -> Option<Vec<u8>> {
-        (!self.buf.is_empty()).then(|| std::mem::take(&mut self.buf))
+    /// The partial line held back (a prompt, or output at EOF), up to where a number might go
+    /// on: a card number printed in two writes with a pause between must not be masked as two
+    /// harmless halves. `at_end` (EOF) takes everything.
+    pub fn take_partial(&mut self, at_end: bool) -> Option<Vec<u8>> {
+        let n = if at_end {
+            self.buf.len()
+        } else {
+            safe_cut(&self.buf)
+        };
+        (n > 0).then(|| self.buf.drain(..n).collect())
     }
 
-    pub fn has_partial(&self) -> bool {
-        !self.buf.is_empty()
+    /// Whether a pause would send something ([`Self::take_partial`] without `at_end`).
+    pub fn can_flush(&self) -> bool {
+        safe_cut(&self.buf) > 0
+    }
+}
+
+/// How much of `bytes` can be masked on its own: all of it, unless it ends in a run of digits,
+/// spaces and dashes (a number that may go on, in the forms the PAN detector knows); then
+/// everything before that run.
+fn safe_cut(bytes: &[u8]) -> usize {
+    let run = bytes
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit() || **b == b' ' || **b == b'-')
+        .count();
+    let tail = &bytes[bytes.len() - run..];
+    if tail.iter().any(u8::is_ascii_digit) {
+        bytes.len() - run
+    } else {
+        bytes.len()
     }
 }
 
@@ -122,15 +148,35 @@ mod tests {
     fn lines_split_hold_partial_and_cut_long() {
         let mut l = Lines::new(8);
         assert_eq!(l.push(b"ab\ncd"), vec![b"ab\n".to_vec()]);
-        assert!(l.has_partial());
+        assert!(l.can_flush());
         assert_eq!(l.push(b"e\r\n"), vec![b"cde\r\n".to_vec()]);
         assert_eq!(
             l.push(b"0123456789abcdefXY\n"),
             vec![b"01234567".to_vec(), b"89abcdef".to_vec(), b"XY\n".to_vec()]
         );
         assert_eq!(l.push(b"0123456789"), vec![b"01234567".to_vec()]);
-        assert_eq!(l.take_partial(), Some(b"89".to_vec()));
-        assert_eq!(l.take_partial(), None);
+        assert_eq!(l.take_partial(true), Some(b"89".to_vec()));
+        assert_eq!(l.take_partial(true), None);
+    }
+
+    #[test]
+    fn a_number_is_never_split_by_a_pause_or_a_long_line() {
+        let mut l = Lines::new(64);
+        assert!(l.push(b"card 4111 11").is_empty());
+        // A pause: only what cannot be part of the number goes out.
+        assert_eq!(l.take_partial(false), Some(b"card".to_vec()));
+        assert_eq!(l.take_partial(false), None);
+        assert_eq!(
+            l.push(b"11 1111 1111\n"),
+            vec![b" 4111 1111 1111 1111\n".to_vec()]
+        );
+        assert!(l.push(b"Password: ").is_empty());
+        assert_eq!(l.take_partial(false), Some(b"Password: ".to_vec()));
+        // A long line is cut before a number that straddles the bound.
+        let mut l = Lines::new(16);
+        let cut = l.push(b"abcdefgh 4111 1111 1111 1111\n");
+        assert_eq!(cut[0], b"abcdefgh".to_vec());
+        assert_eq!(cut.concat(), b"abcdefgh 4111 1111 1111 1111\n".to_vec());
     }
 
     #[test]

@@ -96,16 +96,16 @@ impl Relay {
         self.backlog.extend(held);
         loop {
             if let Some(msg) = self.backlog.pop_front() {
-                if let Flow::End = self.from_client(Some(msg)).await {
+                if let Flow::End = self.on_client(Some(msg)).await {
                     break;
                 }
                 continue;
             }
-            let partial = self.mask.is_some() && self.lines.iter().any(Lines::has_partial);
+            let partial = self.mask.is_some() && self.lines.iter().any(Lines::can_flush);
             let flow = tokio::select! {
-                msg = self.client.wait() => self.from_client(msg).await,
-                msg = self.up.wait() => self.from_host(msg).await,
-                _ = tokio::time::sleep(PARTIAL_LINE_WAIT), if partial => self.flush_partial().await,
+                msg = self.client.wait() => self.on_client(msg).await,
+                msg = self.up.wait() => self.on_host(msg).await,
+                _ = tokio::time::sleep(PARTIAL_LINE_WAIT), if partial => self.flush_partial(false).await,
             };
             if matches!(flow, Flow::End) {
                 break;
@@ -119,10 +119,10 @@ impl Relay {
         }
     }
 
-    async fn from_client(&mut self, msg: Option<ChannelMsg>) -> Flow {
+    async fn on_client(&mut self, msg: Option<ChannelMsg>) -> Flow {
         match msg {
             Some(ChannelMsg::Data { data }) => match &mut self.mode {
-                Mode::Exec => self.to_host(&data).await,
+                Mode::Exec => self.send_host(&data).await,
                 Mode::Shell(editor) => {
                     let keys = editor.feed(&data);
                     for key in keys {
@@ -178,19 +178,19 @@ impl Relay {
         }
     }
 
-    async fn from_host(&mut self, msg: Option<ChannelMsg>) -> Flow {
+    async fn on_host(&mut self, msg: Option<ChannelMsg>) -> Flow {
         match msg {
             Some(ChannelMsg::Data { data }) => self.output(false, &data).await,
             Some(ChannelMsg::ExtendedData { data, ext: 1 }) => self.output(true, &data).await,
             Some(ChannelMsg::Eof) => {
-                if let Flow::End = self.flush_partial().await {
+                if let Flow::End = self.flush_partial(true).await {
                     return Flow::End;
                 }
                 let _ = self.client.eof().await;
                 Flow::Go
             }
             Some(ChannelMsg::ExitStatus { exit_status }) => {
-                if let Flow::End = self.flush_partial().await {
+                if let Flow::End = self.flush_partial(true).await {
                     return Flow::End;
                 }
                 self.conn.recorder.exit(Some(exit_status), None);
@@ -203,7 +203,7 @@ impl Relay {
                 error_message,
                 lang_tag,
             }) => {
-                if let Flow::End = self.flush_partial().await {
+                if let Flow::End = self.flush_partial(true).await {
                     return Flow::End;
                 }
                 self.conn
@@ -222,7 +222,7 @@ impl Relay {
                 Flow::Go
             }
             Some(ChannelMsg::Close) | None => {
-                let _ = self.flush_partial().await;
+                let _ = self.flush_partial(true).await;
                 let _ = self.client.close().await;
                 Flow::End
             }
@@ -230,7 +230,7 @@ impl Relay {
         }
     }
 
-    async fn to_host(&mut self, data: &[u8]) -> Flow {
+    async fn send_host(&mut self, data: &[u8]) -> Flow {
         match self.up.data(data).await {
             Ok(()) => Flow::Go,
             Err(_) => {
@@ -273,12 +273,14 @@ impl Relay {
         }
     }
 
-    async fn flush_partial(&mut self) -> Flow {
+    /// Send held partial lines: after a pause (`at_end` false) only what cannot be part of a
+    /// number; at EOF, exit or close, everything.
+    async fn flush_partial(&mut self, at_end: bool) -> Flow {
         let Some((seq, decision)) = self.mask.clone() else {
             return Flow::Go;
         };
         for is_stderr in [false, true] {
-            if let Some(partial) = self.lines[usize::from(is_stderr)].take_partial()
+            if let Some(partial) = self.lines[usize::from(is_stderr)].take_partial(at_end)
                 && let Flow::End = self.masked(seq, &decision, is_stderr, vec![partial]).await
             {
                 return Flow::End;
@@ -314,14 +316,14 @@ impl Relay {
     /// A keystroke batch in a shell: forwarded, or (Enter) checked first.
     async fn key(&mut self, key: Key) -> Flow {
         match key {
-            Key::Forward(bytes) => self.to_host(&bytes).await,
+            Key::Forward(bytes) => self.send_host(&bytes).await,
             Key::Submit {
                 line,
                 uncertain,
                 enter,
             } => {
                 if line.trim().is_empty() {
-                    return self.to_host(&enter).await;
+                    return self.send_host(&enter).await;
                 }
                 let allowed = if uncertain {
                     let reason = "warden: this line was edited with keys the gateway cannot follow \
@@ -346,10 +348,10 @@ impl Relay {
                         self.apply(&ruling);
                         // A new command: its output gets a fresh recording budget.
                         self.record_budget = self.conn.recorded_output_budget();
-                        self.to_host(&enter).await
+                        self.send_host(&enter).await
                     }
                     // Abandon the typed line on the host: Ctrl-C clears it in any shell.
-                    None => self.to_host(b"\x03").await,
+                    None => self.send_host(b"\x03").await,
                 }
             }
         }
@@ -358,7 +360,7 @@ impl Relay {
     /// One SFTP request: forwarded, or checked first.
     async fn sftp_packet(&mut self, packet: Packet) -> Flow {
         match packet {
-            Packet::Forward(bytes) => self.to_host(&bytes).await,
+            Packet::Forward(bytes) => self.send_host(&bytes).await,
             Packet::Unsupported { id, name } => {
                 let reason = format!("warden: the sftp extension `{name}` cannot be checked");
                 let _ = self
@@ -396,7 +398,7 @@ impl Relay {
                     )),
                 };
                 match refusal {
-                    None => self.to_host(&bytes).await,
+                    None => self.send_host(&bytes).await,
                     Some(reason) => {
                         self.conn.recorder.error(&reason);
                         self.sftp_reply(sftp::status(id, sftp::PERMISSION_DENIED, &reason))

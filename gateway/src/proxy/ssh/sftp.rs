@@ -57,8 +57,7 @@ impl Reader {
     pub fn push(&mut self, data: &[u8]) -> Result<Vec<Packet>, String> {
         self.buf.extend_from_slice(data);
         let mut out = Vec::new();
-        loop {
-            let Some(len) = self.buf.get(..4) else { break };
+        while let Some(len) = self.buf.get(..4) {
             let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
             if len == 0 || len > MAX_PACKET {
                 return Err(format!("sftp packet of {len} bytes refused"));
