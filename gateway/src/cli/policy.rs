@@ -22,8 +22,9 @@ pub enum PolicyCmd {
         #[arg(long, default_value = "16MiB")]
         memory_limit: String,
     },
-    /// Create a new policy project NAME (in ./NAME, or --dir) that builds with its build.sh
-    /// and passes its own cases.toml unchanged.
+    /// Create a new policy project NAME in Rust, Python, JavaScript or C (in ./NAME, or --dir):
+    /// a starter policy that denies SQL DROP, the WIT, a build.sh that installs its toolchain
+    /// on first use, and a cases.toml the built module passes unchanged.
     New {
         /// The language of the policy.
         #[arg(long, value_enum)]
@@ -47,7 +48,7 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
         let dir = dir.clone().unwrap_or_else(|| PathBuf::from(name));
         super::scaffold::create(&dir, name, *lang)?;
         println!(
-            "created {}: build with {}/build.sh, then warden policy test {name}.wasm cases.toml",
+            "created {}; build and test it with:\n  cd {} && ./build.sh && warden policy test {name}.wasm cases.toml",
             dir.display(),
             dir.display()
         );

@@ -1,19 +1,95 @@
-//! `warden policy new --lang rust NAME`: a policy project that builds and passes its own case
-//! file unchanged. The SDK and the WIT are written into the project (embedded in the `warden`
-//! binary), so the project builds anywhere, without this repository.
+//! `warden policy new --lang rust|python|js|c NAME`: a policy project that builds with its own
+//! `build.sh` and passes its own `cases.toml` unchanged. What the project needs from this
+//! repository (the WIT; for Rust, the SDK; for JS, the lock file of `kube-guard-js`) is embedded
+//! in the `warden` binary and written into it, so the project builds anywhere.
+//!
+//! The templates are the files under `scaffold/`, modelled on the shipped policies of each
+//! language and pinned to the same tool versions (the tests below keep the pins in step).
+//! `__POLICY_NAME__`, `__CRATE_NAME__` and `__TYPE_NAME__` stand for the policy's name, its
+//! Rust crate name and its Rust type name. Files that tools would take for the real thing inside
+//! this repository are stored under another name (`Cargo.toml.tmpl`, `gitignore`).
 
+use std::borrow::Cow;
 use std::path::Path;
 
-/// The SDK and WIT this binary was built with.
+/// Languages `policy new` can scaffold. (The doc comments are the `--help` text.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// Rust and the Warden policy SDK (vendored); needs rustup
+    Rust,
+    /// Python, componentize-py 0.25.1 (build.sh installs it); needs python3 >= 3.9 with venv
+    Python,
+    /// JavaScript, ComponentizeJS 0.23.0 (build.sh runs npm ci); needs node >= 18 and npm
+    Js,
+    /// C, wit-bindgen 0.61.1 and wasm-tools (build.sh cargo-installs them); needs clang, lld, wasi-libc
+    C,
+}
+
+/// One file of a new project: where it goes, and its text before the names are filled in.
+type Template = (&'static str, Cow<'static, str>);
+
+macro_rules! template {
+    ($path:literal, $file:literal) => {
+        (
+            $path,
+            Cow::Borrowed(include_str!(concat!("scaffold/", $file))),
+        )
+    };
+}
+
+/// The WIT and the Rust SDK this binary was built with.
+const WIT: &str = include_str!("../../../wit/policy.wit");
 const SDK_LIB: &str = include_str!("../../../policy-sdk/src/lib.rs");
 const SDK_PAN: &str = include_str!("../../../policy-sdk/src/pan.rs");
 const SDK_SQL: &str = include_str!("../../../policy-sdk/src/sql.rs");
-const WIT: &str = include_str!("../../../wit/policy.wit");
+/// The case file of the Rust, JS and C starters (they decide alike).
+const CASES: &str = include_str!("scaffold/cases.toml");
+/// The lock file of the shipped JS policy: the scaffold pins exactly what it was built with.
+const JS_LOCK: &str = include_str!("../../../policies/kube-guard-js/package-lock.json");
+const JS_LOCK_NAME: &str = "\"warden-policy-kube-guard-js\"";
 
-/// Languages `policy new` can scaffold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Lang {
-    Rust,
+/// Every file of a new `lang` project.
+fn templates(lang: Lang) -> Vec<Template> {
+    let mut files = vec![("wit/policy.wit", Cow::Borrowed(WIT))];
+    match lang {
+        Lang::Rust => files.extend([
+            template!("Cargo.toml", "rust/Cargo.toml.tmpl"),
+            template!("src/lib.rs", "rust/lib.rs"),
+            template!("build.sh", "rust/build.sh"),
+            template!(".gitignore", "rust/gitignore"),
+            ("cases.toml", Cow::Borrowed(CASES)),
+            // The SDK's bindings read `../wit` from its own directory.
+            template!("warden-policy-sdk/Cargo.toml", "rust/sdk.Cargo.toml.tmpl"),
+            ("warden-policy-sdk/src/lib.rs", Cow::Borrowed(SDK_LIB)),
+            ("warden-policy-sdk/src/pan.rs", Cow::Borrowed(SDK_PAN)),
+            ("warden-policy-sdk/src/sql.rs", Cow::Borrowed(SDK_SQL)),
+        ]),
+        Lang::Python => files.extend([
+            template!("app.py", "python/app.py"),
+            template!("build.sh", "python/build.sh"),
+            template!(".gitignore", "python/gitignore"),
+            template!("cases.toml", "python/cases.toml"),
+        ]),
+        Lang::Js => files.extend([
+            template!("policy.js", "js/policy.js"),
+            template!("build.mjs", "js/build.mjs"),
+            template!("build.sh", "js/build.sh"),
+            template!("package.json", "js/package.json"),
+            (
+                "package-lock.json",
+                Cow::Owned(JS_LOCK.replace(JS_LOCK_NAME, "\"warden-policy-__POLICY_NAME__\"")),
+            ),
+            template!(".gitignore", "js/gitignore"),
+            ("cases.toml", Cow::Borrowed(CASES)),
+        ]),
+        Lang::C => files.extend([
+            template!("policy.c", "c/policy.c"),
+            template!("build.sh", "c/build.sh"),
+            template!(".gitignore", "c/gitignore"),
+            ("cases.toml", Cow::Borrowed(CASES)),
+        ]),
+    }
+    files
 }
 
 /// Write a new policy project into `dir` (which must not exist yet).
@@ -26,9 +102,21 @@ pub fn create(dir: &Path, name: &str, lang: Lang) -> anyhow::Result<()> {
         "policy names start with a letter and use lower-case letters, digits and dashes"
     );
     anyhow::ensure!(!dir.exists(), "{} already exists", dir.display());
-    match lang {
-        Lang::Rust => rust(dir, name),
+    let written = templates(lang)
+        .iter()
+        .try_for_each(|(rel, text)| write(dir, rel, &render(text, name)));
+    if written.is_err() {
+        // The directory did not exist before: leave nothing half-made behind.
+        let _ = std::fs::remove_dir_all(dir);
     }
+    written
+}
+
+/// `text` with the name placeholders filled in.
+fn render(text: &str, name: &str) -> String {
+    text.replace("__POLICY_NAME__", name)
+        .replace("__CRATE_NAME__", &name.replace('-', "_"))
+        .replace("__TYPE_NAME__", &type_name(name))
 }
 
 fn write(dir: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
@@ -37,128 +125,10 @@ fn write(dir: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     std::fs::write(&path, text)?;
-    Ok(())
-}
-
-fn rust(dir: &Path, name: &str) -> anyhow::Result<()> {
-    let crate_name = name.replace('-', "_");
-    // The SDK's bindings read `../wit` from its own directory.
-    write(dir, "wit/policy.wit", WIT)?;
-    write(dir, "warden-policy-sdk/src/lib.rs", SDK_LIB)?;
-    write(dir, "warden-policy-sdk/src/pan.rs", SDK_PAN)?;
-    write(dir, "warden-policy-sdk/src/sql.rs", SDK_SQL)?;
-    write(
-        dir,
-        "warden-policy-sdk/Cargo.toml",
-        r#"[package]
-name = "warden-policy-sdk"
-version = "0.1.0"
-edition = "2024"
-description = "Write Warden policy modules in Rust (vendored by `warden policy new`)."
-
-[lib]
-name = "warden_policy"
-
-[dependencies]
-wit-bindgen = { version = "0.61", default-features = false, features = ["macros", "realloc"] }
-"#,
-    )?;
-    write(
-        dir,
-        "Cargo.toml",
-        &format!(
-            r#"[package]
-name = "{name}"
-version = "0.1.0"
-edition = "2024"
-publish = false
-
-[lib]
-crate-type = ["cdylib"]
-
-[dependencies]
-warden-policy-sdk = {{ path = "warden-policy-sdk" }}
-
-# A workspace of its own, so the project builds wherever it is put.
-[workspace]
-
-[profile.release]
-opt-level = 3
-lto = true
-codegen-units = 1
-strip = true
-"#
-        ),
-    )?;
-    write(
-        dir,
-        "src/lib.rs",
-        &format!(
-            r#"//! `{name}`: a Warden policy. Edit `check` (and `mask_rows`) to decide; keep it a pure
-//! function of its inputs. Build with `./build.sh`, test with the command it prints.
-
-use warden_policy::{{Command, Policy, Session, Verdict, export_policy}};
-
-struct {ty};
-
-impl Policy for {ty} {{
-    fn init(_config: &str) -> Result<Self, String> {{
-        Ok({ty})
-    }}
-
-    fn check(&self, _session: &Session, command: &Command) -> Verdict {{
-        match command {{
-            Command::Sql(sql) if sql.kind == "drop" => {{
-                Verdict::Deny("DROP is not allowed here".to_string())
-            }}
-            _ => Verdict::Allow,
-        }}
-    }}
-}}
-
-export_policy!({ty});
-"#,
-            ty = type_name(name)
-        ),
-    )?;
-    write(
-        dir,
-        "cases.toml",
-        r#"# Cases for `warden policy test`; see the Warden policies README for the format.
-config = ""
-
-[[case]]
-name = "reads are allowed"
-sql = "SELECT 1"
-expect = "allow"
-
-[[case]]
-name = "DROP is denied"
-sql = "DROP TABLE t"
-expect = "deny"
-reason = "DROP"
-"#,
-    )?;
-    write(
-        dir,
-        "build.sh",
-        &format!(
-            r#"#!/usr/bin/env bash
-# Build the policy component: ./build.sh [OUT.wasm]
-set -euo pipefail
-cd "$(dirname "$0")"
-out=${{1:-{name}.wasm}}
-rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
-cargo build --quiet --release --target wasm32-wasip2
-cp target/wasm32-wasip2/release/{crate_name}.wasm "$out"
-echo "built $out; test it with: warden policy test $out cases.toml"
-"#
-        ),
-    )?;
     #[cfg(unix)]
-    {
+    if rel.ends_with(".sh") {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.join("build.sh"), std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
     }
     Ok(())
 }
@@ -174,4 +144,114 @@ fn type_name(name: &str) -> String {
                 .unwrap_or_default()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use clap::ValueEnum;
+
+    /// The line of `script` that sets `var`, e.g. `COMPONENTIZE_PY_VERSION=0.25.1`.
+    fn pin<'a>(script: &'a str, var: &str) -> &'a str {
+        script
+            .lines()
+            .find(|l| l.starts_with(&format!("{var}=")))
+            .unwrap_or_else(|| panic!("no {var}= line"))
+    }
+
+    fn file(lang: Lang, path: &str) -> String {
+        let (_, text) = templates(lang)
+            .into_iter()
+            .find(|(p, _)| *p == path)
+            .unwrap_or_else(|| panic!("{lang:?} has no {path}"));
+        render(&text, "my-first-policy")
+    }
+
+    #[test]
+    fn every_project_is_complete_and_fully_rendered() {
+        for lang in Lang::value_variants() {
+            let files = templates(*lang);
+            for needed in ["wit/policy.wit", "build.sh", "cases.toml", ".gitignore"] {
+                assert!(
+                    files.iter().any(|(p, _)| *p == needed),
+                    "{lang:?} lacks {needed}"
+                );
+            }
+            for (path, text) in &files {
+                let text = render(text, "my-first-policy");
+                for placeholder in ["__POLICY_NAME__", "__CRATE_NAME__", "__TYPE_NAME__"] {
+                    assert!(
+                        !text.contains(placeholder),
+                        "{lang:?} {path}: {placeholder}"
+                    );
+                }
+            }
+            assert!(file(*lang, "build.sh").contains("my-first-policy.wasm"));
+        }
+        assert!(file(Lang::Rust, "src/lib.rs").contains("struct MyFirstPolicy;"));
+        assert!(file(Lang::Rust, "build.sh").contains("release/my_first_policy.wasm"));
+    }
+
+    /// The starters use the toolchains the shipped policies are built and tested with.
+    #[test]
+    fn pins_match_the_shipped_policies() {
+        let py = include_str!("../../../policies/pci-mask-py/build.sh");
+        let var = "COMPONENTIZE_PY_VERSION";
+        assert_eq!(pin(&file(Lang::Python, "build.sh"), var), pin(py, var));
+
+        let c = include_str!("../../../policies/allowlist-c/build.sh");
+        for var in ["WIT_BINDGEN_VERSION", "WASM_TOOLS_VERSION"] {
+            assert_eq!(pin(&file(Lang::C, "build.sh"), var), pin(c, var));
+        }
+
+        let shipped: serde_json::Value =
+            serde_json::from_str(include_str!("../../../policies/kube-guard-js/package.json"))
+                .unwrap();
+        let ours: serde_json::Value =
+            serde_json::from_str(&file(Lang::Js, "package.json")).unwrap();
+        let lock: serde_json::Value =
+            serde_json::from_str(&file(Lang::Js, "package-lock.json")).unwrap();
+        let deps = &shipped["devDependencies"];
+        assert!(deps.is_object());
+        assert_eq!(&ours["devDependencies"], deps);
+        assert_eq!(&lock["packages"][""]["devDependencies"], deps);
+        assert_eq!(lock["name"], "warden-policy-my-first-policy");
+        assert_eq!(
+            lock["packages"][""]["name"],
+            "warden-policy-my-first-policy"
+        );
+        assert_eq!(ours["name"], "warden-policy-my-first-policy");
+    }
+
+    #[test]
+    fn creates_an_executable_build_script_and_refuses_bad_names_and_existing_dirs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("p");
+        create(&dir, "p-1", Lang::C).unwrap();
+        assert!(dir.join("policy.c").exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("build.sh"))
+                .unwrap()
+                .permissions();
+            assert_eq!(mode.mode() & 0o111, 0o111);
+        }
+        assert!(create(&dir, "p-1", Lang::C).is_err());
+        for bad in ["Bad", "1st", "-x", "a_b", "a b", ""] {
+            assert!(
+                create(&tmp.path().join("q"), bad, Lang::Js).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(!tmp.path().join("q").exists());
+    }
+
+    #[test]
+    fn type_names() {
+        assert_eq!(type_name("first-policy"), "FirstPolicy");
+        assert_eq!(type_name("a--b2"), "AB2");
+    }
 }
