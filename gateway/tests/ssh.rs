@@ -292,7 +292,7 @@ fn refused_logins_and_targets() {
         ALLOW,
         &format!("host_key_fingerprint = \"{}\"", fingerprint(&sshd)),
     ) + "\n[targets.db]\nprotocol = \"postgres\"\npolicies = []\n[targets.db.postgres]\nhost = \"127.0.0.1\"\ndatabase = \"x\"\nuser = \"x\"\n";
-    let gw = SshGateway::start(&sshd, ALLOW, &["allow-all"], &extra);
+    let mut gw = SshGateway::start(&sshd, ALLOW, &["allow-all"], &extra);
     let marker = sshd.dir.path().join("mismatch-marker");
     let cmd = format!("touch {}", marker.display());
     let o = gw.ssh("web-bad", &[], &[&cmd], None);
@@ -328,6 +328,17 @@ fn refused_logins_and_targets() {
         );
         assert!(o.stdout.is_empty());
     }
+    // Refused logins are audited (PCI DSS 10.2.4), without the token.
+    gw.stop();
+    let audit = export(&gw);
+    let refused: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("login-refused"))
+        .collect();
+    assert_eq!(refused.len(), 4, "{refused:?}");
+    assert!(refused.iter().any(|l| l.contains("unknown target")));
+    assert!(refused.iter().any(|l| l.contains("token refused")));
+    assert!(!audit.contains("not-a-token"));
 }
 
 fn fingerprint(sshd: &Sshd) -> String {
@@ -634,7 +645,7 @@ async fn a_russh_client_gets_what_a_direct_connection_gets() {
     let cmd = "echo out; seq 1 50000 | tail -1; echo err >&2; exit 5";
     let through = russh_exec(
         gw.port,
-        gw_key,
+        gw_key.clone(),
         async |h| {
             h.authenticate_password("web-1", &token)
                 .await
@@ -659,4 +670,28 @@ async fn a_russh_client_gets_what_a_direct_connection_gets() {
     .await;
     assert_eq!(through, direct);
     assert_eq!(through.2, Some(5));
+    // The token as the answer of keyboard-interactive authentication.
+    let kbd = russh_exec(
+        gw.port,
+        gw_key,
+        async |h| {
+            use russh::client::KeyboardInteractiveAuthResponse as R;
+            let start = h
+                .authenticate_keyboard_interactive_start("web-1", None::<String>)
+                .await
+                .unwrap();
+            let R::InfoRequest { prompts, .. } = start else {
+                return false;
+            };
+            assert_eq!(prompts.len(), 1);
+            let done = h
+                .authenticate_keyboard_interactive_respond(vec![token.clone()])
+                .await
+                .unwrap();
+            matches!(done, R::Success)
+        },
+        cmd,
+    )
+    .await;
+    assert_eq!(kbd, direct);
 }

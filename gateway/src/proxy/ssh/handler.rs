@@ -55,7 +55,7 @@ impl Handler {
     /// Open the audited session for an authenticated principal.
     async fn login(&mut self, user: &str, principal: Principal) -> Auth {
         let Some(upstream) = self.target(user) else {
-            tracing::info!(client = %self.peer, target = user, "ssh login refused: unknown target");
+            self.refused(user, "unknown target").await;
             return Auth::reject();
         };
         let expires_at = principal.expires_at;
@@ -88,16 +88,37 @@ impl Handler {
     }
 
     async fn login_token(&mut self, user: &str, token: &str) -> Auth {
-        if self.conn.is_some() || self.target(user).is_none() {
-            tracing::info!(client = %self.peer, target = user, "ssh login refused: unknown target");
+        if self.conn.is_some() {
+            return Auth::reject();
+        }
+        if self.target(user).is_none() {
+            self.refused(user, "unknown target").await;
             return Auth::reject();
         }
         match self.gw.verifier.verify(token.trim()) {
             Ok(principal) => self.login(user, principal).await,
             Err(e) => {
-                tracing::info!(client = %self.peer, target = user, "ssh token refused: {e}");
+                self.refused(user, &format!("token refused: {e}")).await;
                 Auth::reject()
             }
+        }
+    }
+
+    /// A refused login is logged and audited (PCI DSS 10.2.4: invalid access attempts); the
+    /// token itself never is.
+    async fn refused(&self, target: &str, why: &str) {
+        tracing::info!(client = %self.peer, target, "ssh login refused: {why}");
+        let note = crate::audit::Note {
+            topic: "login-refused".to_string(),
+            message: format!(
+                "ssh login from {} to target `{}` refused: {why}",
+                self.peer,
+                crate::session::scrub(target)
+            ),
+        };
+        let event = crate::audit::NewEvent::global(crate::audit::EventKind::Note(note));
+        if let Err(e) = self.gw.audit.append(event).await {
+            tracing::error!("cannot audit a refused login: {e}");
         }
     }
 
