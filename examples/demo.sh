@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
-# examples/demo.sh — Warden in front of a throwaway PostgreSQL with sample card data.
+# examples/demo.sh — Warden in front of a throwaway PostgreSQL and sshd with sample card data.
 #
 #   examples/demo.sh             run the demo, then keep Warden up for you until Ctrl-C
 #   examples/demo.sh --no-wait   run the demo and exit (CI, a quick look)
 #   examples/demo.sh --keep      keep the run directory and the PostgreSQL data after exit
 #
 # On a fresh Debian machine as root it installs what is missing (PostgreSQL server and client,
-# curl; set DEMO_NO_INSTALL=1 to only be told) and adds rustup's wasm32-wasip2 target. Rust
-# itself (rustup) must be there. Then it:
+# OpenSSH server and client, sudo, curl; set DEMO_NO_INSTALL=1 to only be told) and adds
+# rustup's wasm32-wasip2 target. Rust itself (rustup) must be there. Then it:
 #   1. builds `warden` and the shipped policies (policies/build.sh),
 #   2. starts PostgreSQL on a free loopback port in a temp dir, loaded with examples/cards.sql,
+#      and an sshd (the host `web-1`) on another, holding a log file with card numbers,
 #   3. writes a run directory from examples/quickstart.toml (free ports, a fresh HS256 secret,
-#      the gateway's own database password, the policies),
+#      the gateway's own database password and SSH key, web-1's pinned host key, the policies),
 #   4. starts `warden serve`, mints a token for agent-7 acting for alice and one for bob, an
-#      approver, and prints psql lines to paste,
-#   5. shows an allowed query, a masked one, a denied DROP (SQLSTATE 42501; the server never
-#      sees it), a read held for approval and approved by bob, then the audit trail
-#      (sessions, replay, hash-chain verification).
+#      approver, and prints psql and ssh lines to paste,
+#   5. shows, with psql, an allowed query, a masked one, a denied DROP (SQLSTATE 42501; the
+#      server never sees it) and a read held for approval and approved by bob; with ssh, an
+#      allowed command, masked output, a denied write under /etc (exit status 126; the host
+#      never runs it), a sudo held for approval and approved by bob, and scp refused; then the
+#      audit trail (sessions, replay, hash-chain verification).
 # Everything listens on 127.0.0.1 only; everything it started is stopped and removed on exit.
 set -euo pipefail
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 WAIT=1
 KEEP=0
@@ -61,11 +64,18 @@ missing=()
 [[ -n $PGBIN && -x $PGBIN/initdb && -x $PGBIN/pg_ctl ]] || missing+=(postgresql)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v curl >/dev/null || missing+=(curl)
+SSHD=/usr/sbin/sshd
+[[ -x $SSHD ]] || missing+=(openssh-server)
+for tool in ssh ssh-keygen scp; do
+    command -v $tool >/dev/null || { missing+=(openssh-client); break; }
+done
+# The approval step on web-1 runs `sudo`.
+command -v sudo >/dev/null || missing+=(sudo)
 if ((${#missing[@]})); then
     info "missing Debian packages: ${missing[*]}"
     if ((IS_ROOT)) && [[ -z ${DEMO_NO_INSTALL:-} ]] && command -v apt-get >/dev/null; then
         info "installing them: apt-get install -y ${missing[*]}"
-        info "(the postgresql package may also start its own cluster on port 5432; the demo does not use it)"
+        info "(the postgresql and openssh-server packages may also start their own servers on ports 5432 and 22; the demo uses neither)"
         timeout 900 apt-get update -qq
         DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq "${missing[@]}" >/dev/null
         PGBIN=$(find_pgbin)
@@ -83,11 +93,12 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     info "adding the wasm32-wasip2 target: rustup target add wasm32-wasip2"
     timeout 900 rustup target add wasm32-wasip2 || die "rustup target add wasm32-wasip2 failed"
 fi
-ok "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') in $PGBIN, $(psql --version), $(cargo --version | cut -d' ' -f1-2), wasm32-wasip2"
+[[ -x $SSHD ]] || die "no $SSHD (apt-get install -y openssh-server)"
+ok "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') in $PGBIN, $(psql --version), $(ssh -V 2>&1 | cut -d, -f1), $(cargo --version | cut -d' ' -f1-2), wasm32-wasip2"
 
 # ---------------------------------------------------------------------------------------------
 # State for the clean-up trap: it stops what was started and removes what was made.
-RUN='' PGDIR='' PG_STARTED=0 WARDEN_PID='' HELD_PID='' WARDEN=''
+RUN='' PGDIR='' PG_STARTED=0 SSHDIR='' WARDEN_PID='' HELD_PID='' WARDEN=''
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
     local rc=$?
@@ -111,6 +122,9 @@ cleanup() {
         as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m fast -w -t 30 stop >/dev/null 2>&1 ||
             as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate -w -t 30 stop >/dev/null 2>&1
         info "PostgreSQL stopped"
+    fi
+    if [[ -s $SSHDIR/sshd.pid ]]; then
+        kill "$(cat "$SSHDIR/sshd.pid")" 2>/dev/null && info "sshd stopped"
     fi
     if ((KEEP)); then
         [[ -n $RUN ]] && info "kept the run directory $RUN"
@@ -209,22 +223,101 @@ psql_admin payments -v gateway_role=warden -f examples/cards.sql
 ok "database payments: $(psql_admin payments -Atc 'SELECT count(*) FROM cards') cards, role warden (SCRAM-SHA-256) owns nothing, reads and writes rows"
 
 # ---------------------------------------------------------------------------------------------
+step "Starting a throwaway sshd on loopback: the host web-1"
+# The host's files live in $SSHDIR; the gateway's own key and web-1's pinned host key go in
+# the run directory, where quickstart.toml names them.
+SSHDIR=$RUN/sshd
+SSH_USER=$(id -un)
+mkdir -m 700 "$SSHDIR"
+ssh-keygen -q -t ed25519 -N '' -C web-1 -f "$SSHDIR/host_ed25519"
+ssh-keygen -q -t ed25519 -N '' -C warden-gateway -f "$RUN/ssh-upstream-key"
+cp "$RUN/ssh-upstream-key.pub" "$SSHDIR/authorized_keys"
+cat >"$SSHDIR/payments.log" <<'EOF_LOG'
+2025-11-27T09:14:07Z INFO  charge approved card=4111 1111 1111 1111 amount=12.50 EUR merchant="Blue Fern Cafe"
+2025-11-27T09:14:09Z WARN  charge declined card=5500-0055-5555-5559 amount=80.00 EUR reason="do not honour"
+2025-11-27T09:15:31Z INFO  refund issued   card=378282246310005 amount=5.00 EUR merchant="Blue Fern Cafe"
+2025-11-27T09:16:02Z INFO  charge approved card=4000056655665556 amount=230.00 EUR merchant="Harbour Tools"
+2025-11-27T09:16:40Z ERROR retry order=10442 customer note: "please use my other card 6011 1111 1111 1117"
+EOF_LOG
+# sshd runs every command through this (ForceCommand), which writes it down first: the host's
+# own record of what reached it, as log_statement = all is PostgreSQL's.
+cat >"$SSHDIR/run-logged" <<EOF_WRAP
+#!/bin/sh
+case \$SSH_ORIGINAL_COMMAND in
+    '') exec "\${SHELL:-/bin/sh}" -l ;;
+    internal-sftp) echo "\$(date +%T.%3N) (sftp session)" >>"$SSHDIR/ran.log"; exec /usr/lib/openssh/sftp-server ;;
+esac
+printf '%s %s\n' "\$(date +%T.%3N)" "\$SSH_ORIGINAL_COMMAND" >>"$SSHDIR/ran.log"
+exec "\${SHELL:-/bin/sh}" -c "\$SSH_ORIGINAL_COMMAND"
+EOF_WRAP
+chmod 755 "$SSHDIR/run-logged"
+# Privilege separation needs this directory when sshd runs as root.
+((IS_ROOT)) && mkdir -p /run/sshd
+SSHD_PORT=''
+for attempt in 1 2 3 4 5; do
+    port=$(free_port)
+    cat >"$SSHDIR/sshd_config" <<EOF_CFG
+Port $port
+ListenAddress 127.0.0.1
+HostKey $SSHDIR/host_ed25519
+PidFile $SSHDIR/sshd.pid
+AuthorizedKeysFile $SSHDIR/authorized_keys
+AllowUsers $SSH_USER
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+ForceCommand $SSHDIR/run-logged
+Subsystem sftp internal-sftp
+LogLevel VERBOSE
+EOF_CFG
+    # sshd binds before it daemonises: a taken port is a failed start, and the next port is tried.
+    if "$SSHD" -f "$SSHDIR/sshd_config" -E "$SSHDIR/sshd.log" 2>"$SSHDIR/sshd.err"; then
+        SSHD_PORT=$port
+        break
+    fi
+    [[ $attempt -lt 5 ]] || { tail -n 20 "$SSHDIR/sshd.err" "$SSHDIR/sshd.log" >&2; die "sshd did not start"; }
+done
+printf '[127.0.0.1]:%s %s\n' "$SSHD_PORT" "$(cut -d' ' -f1-2 "$SSHDIR/host_ed25519.pub")" >"$RUN/ssh-known-hosts"
+# A direct login with the gateway's key, host key pinned: the host works before warden is in front.
+for _ in $(seq 50); do
+    timeout 10 ssh -F none -i "$RUN/ssh-upstream-key" -o IdentitiesOnly=yes -o BatchMode=yes \
+        -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$RUN/ssh-known-hosts" -o LogLevel=ERROR \
+        -p "$SSHD_PORT" "$SSH_USER@127.0.0.1" true </dev/null 2>"$SSHDIR/direct.err" && break
+    sleep 0.2
+done
+[[ -s $SSHDIR/ran.log ]] || { cat "$SSHDIR/direct.err" "$SSHDIR/sshd.log" >&2; die "could not log in to sshd on port $SSHD_PORT with the gateway's key"; }
+: >"$SSHDIR/ran.log"
+ok "sshd on 127.0.0.1:$SSHD_PORT, login $SSH_USER with the gateway's key only, files and log in $SSHDIR"
+info "$SSHDIR/payments.log, as it is on the host:"
+indent <"$SSHDIR/payments.log"
+
+# ---------------------------------------------------------------------------------------------
 step "Writing the run directory $RUN"
 WPORT=$(free_port)
+SPORT=$(free_port)
 APORT=$(free_port)
 sed -e "s/127\.0\.0\.1:6432/127.0.0.1:$WPORT/" \
+    -e "s/127\.0\.0\.1:2222/127.0.0.1:$SPORT/" \
     -e "s/127\.0\.0\.1:9190/127.0.0.1:$APORT/" \
     -e "s/^port = 5432\$/port = $PGPORT/" \
+    -e "s/^port = 22\$/port = $SSHD_PORT/" \
+    -e "s/^user = \"root\"\$/user = \"$SSH_USER\"/" \
     examples/quickstart.toml >"$CFG"
 if ! grep -q "^listen = \"127.0.0.1:$WPORT\"" "$CFG" || ! grep -q "^listen = \"127.0.0.1:$APORT\"" "$CFG" ||
-    ! grep -q "^port = $PGPORT\$" "$CFG"; then
+    ! grep -q "^listen = \"127.0.0.1:$SPORT\"" "$CFG" || ! grep -q "^port = $PGPORT\$" "$CFG" ||
+    ! grep -q "^port = $SSHD_PORT\$" "$CFG" || ! grep -q "^user = \"$SSH_USER\"\$" "$CFG"; then
     die "examples/quickstart.toml changed: could not set the ports in $CFG"
 fi
 (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$RUN/dev-secret")
 (umask 077 && printf '%s' "$GW_PW" >"$RUN/pg-password")
-info "quickstart.toml  ports: postgres listener $WPORT, admin $APORT, upstream $PGPORT"
+info "quickstart.toml  ports: postgres listener $WPORT, ssh listener $SPORT, admin $APORT, upstreams $PGPORT (postgres) and $SSHD_PORT (sshd)"
 info "dev-secret       HS256 secret for development tokens"
 info "pg-password      warden's own PostgreSQL password (clients never see it)"
+info "ssh-upstream-key warden's own SSH key for web-1 (clients never see it)"
+info "ssh-known-hosts  web-1's pinned host key: $(cut -d' ' -f2- "$RUN/ssh-known-hosts" | cut -c1-40)…"
 info "policies/        $(cd "$RUN/policies" && ls -- *.wasm | tr '\n' ' ')"
 
 # ---------------------------------------------------------------------------------------------
@@ -242,14 +335,30 @@ step "Starting warden"
 show "warden serve --config $CFG"
 WARDEN_LOG=${WARDEN_LOG:-info} "$WARDEN" serve --config "$CFG" >"$RUN/warden.log" 2>&1 &
 WARDEN_PID=$!
-for _ in $(seq 300); do
+# On first start warden compiles every policy in the directory to native code (the
+# interpreted ones, with their language runtimes, take longest); later starts use the cache.
+for i in $(seq 3000); do
     grep -q "^postgres listening on" "$RUN/warden.log" 2>/dev/null &&
+        grep -q "^ssh listening on" "$RUN/warden.log" 2>/dev/null &&
         grep -q "^admin listening on" "$RUN/warden.log" 2>/dev/null && break
     kill -0 "$WARDEN_PID" 2>/dev/null || { tail -n 30 "$RUN/warden.log" >&2; WARDEN_PID=''; die "warden exited"; }
+    ((i == 50)) && info "compiling the policies (first start only; cached in $RUN/policies/.cache) ..."
     sleep 0.2
 done
-grep -q "^postgres listening on" "$RUN/warden.log" || { tail -n 30 "$RUN/warden.log" >&2; die "warden did not start listening within 60 s"; }
+grep -q "^ssh listening on" "$RUN/warden.log" || { tail -n 30 "$RUN/warden.log" >&2; die "warden did not start listening within 10 minutes"; }
 ok "$(grep -h "listening on" "$RUN/warden.log" | tr '\n' ';' | sed 's/;$//; s/;/, /g') (pid $WARDEN_PID, log $RUN/warden.log)"
+# Warden made its own SSH host key on first start; clients pin it, as warden pins web-1's.
+for _ in $(seq 50); do
+    GW_HOST_KEY=$(ssh-keygen -y -f "$RUN/ssh-host-key" 2>/dev/null) && break
+    sleep 0.2
+done
+[[ -n ${GW_HOST_KEY:-} ]] || die "warden did not create its SSH host key $RUN/ssh-host-key"
+printf '[127.0.0.1]:%s %s\n' "$SPORT" "$GW_HOST_KEY" >"$RUN/gateway-known-hosts"
+ok "warden's SSH host key $(ssh-keygen -lf "$RUN/gateway-known-hosts" | cut -d' ' -f2), pinned for clients in $RUN/gateway-known-hosts"
+# The token is the SSH password; this helper answers ssh's prompt with it.
+(umask 077 && printf '%s\n' "$ALICE_TOKEN" >"$RUN/alice.token")
+printf '#!/bin/sh\ncat %q\n' "$RUN/alice.token" >"$RUN/alice-askpass"
+chmod 700 "$RUN/alice-askpass"
 
 ADMIN=http://127.0.0.1:$APORT
 CONN="host=127.0.0.1 port=$WPORT dbname=payments user=alice sslmode=disable"
@@ -260,7 +369,13 @@ database's own credentials):
 
   PGPASSWORD=$ALICE_TOKEN psql "$CONN"
 
-${BOLD}Approve or deny held statements as bob:${OFF}
+${BOLD}Or log in to web-1 through Warden${OFF} (the login name is the target; the password is the same
+token, answered here by $RUN/alice-askpass; warden logs in to the host with its own key):
+
+  SSH_ASKPASS=$RUN/alice-askpass SSH_ASKPASS_REQUIRE=force ssh -p $SPORT -o UserKnownHostsFile=$RUN/gateway-known-hosts web-1@127.0.0.1
+  SSH_ASKPASS=$RUN/alice-askpass SSH_ASKPASS_REQUIRE=force ssh -p $SPORT -o UserKnownHostsFile=$RUN/gateway-known-hosts web-1@127.0.0.1 cat $SSHDIR/payments.log
+
+${BOLD}Approve or deny held statements and commands as bob:${OFF}
 
   WARDEN_TOKEN=$BOB_TOKEN $WARDEN approvals --admin $ADMIN list
   WARDEN_TOKEN=$BOB_TOKEN $WARDEN approvals --admin $ADMIN approve apr-... --reason "ticket 123"
@@ -273,6 +388,30 @@ psql_alice() {
         psql -X -v VERBOSITY=verbose "$CONN" "$@"
 }
 approvals() { WARDEN_TOKEN=$BOB_TOKEN timeout 60 "$WARDEN" approvals --admin "$ADMIN" "$@"; }
+# Wait until the client in the background (pid $1) is held: sets APR (its id) and LISTING.
+await_approval() {
+    APR='' LISTING=''
+    for _ in $(seq 120); do
+        LISTING=$(approvals list 2>&1 || true)
+        APR=$(grep -o 'apr-[0-9a-zA-Z]\+' <<<"$LISTING" | head -n 1 || true)
+        [[ -n $APR ]] && return 0
+        kill -0 "$1" 2>/dev/null || return 1
+        sleep 0.5
+    done
+    return 1
+}
+# ssh, scp as alice through warden. The askpass helper gives the token; under setsid there is
+# no terminal for ssh to ask instead. -F none: your ~/.ssh/config plays no part.
+# shellcheck disable=SC2054  # the comma is part of one option's value
+SSH_OPTS=(-F none -o UserKnownHostsFile="$RUN/gateway-known-hosts" -o StrictHostKeyChecking=yes
+    -o PubkeyAuthentication=no -o PreferredAuthentications=keyboard-interactive,password -o LogLevel=ERROR)
+as_alice() {
+    local prog=$1
+    shift
+    env -u DISPLAY SSH_ASKPASS="$RUN/alice-askpass" SSH_ASKPASS_REQUIRE=force \
+        timeout "${SSH_TIMEOUT:-60}" setsid -w "$prog" "${SSH_OPTS[@]}" "$@" </dev/null
+}
+ssh_alice() { as_alice ssh -p "$SPORT" web-1@127.0.0.1 "$@"; }
 
 FAILED=()
 
@@ -322,17 +461,9 @@ step "4. Approval: a read of all cards waits for a human"
 show "psql -c 'SELECT * FROM cards'   # in the background: it is held"
 PSQL_TIMEOUT=300 psql_alice -c 'SELECT * FROM cards' >"$RUN/held.out" 2>&1 &
 HELD_PID=$!
-APR=''
-for _ in $(seq 120); do
-    listing=$(approvals list 2>&1 || true)
-    APR=$(grep -o 'apr-[0-9a-zA-Z]\+' <<<"$listing" | head -n 1 || true)
-    [[ -n $APR ]] && break
-    kill -0 "$HELD_PID" 2>/dev/null || break
-    sleep 0.5
-done
-if [[ -n $APR ]]; then
+if await_approval "$HELD_PID"; then
     show "WARDEN_TOKEN=<bob> warden approvals --admin $ADMIN list"
-    printf '%s\n' "$listing" | indent
+    printf '%s\n' "$LISTING" | indent
     show "WARDEN_TOKEN=<bob> warden approvals --admin $ADMIN approve $APR --reason \"demo: reconciliation ticket 4711\""
     approvals approve "$APR" --reason "demo: reconciliation ticket 4711" 2>&1 | indent || true
     if wait "$HELD_PID"; then held_rc=0; else held_rc=$?; fi
@@ -346,7 +477,7 @@ if [[ -n $APR ]]; then
     fi
 else
     warn "no pending approval appeared"
-    printf '%s\n' "${listing:-}" | indent
+    printf '%s\n' "$LISTING" | indent
     kill "$HELD_PID" 2>/dev/null || true
     wait "$HELD_PID" 2>/dev/null || true
     HELD_PID=''
@@ -354,7 +485,94 @@ else
     FAILED+=("approval")
 fi
 
-step "5. The audit trail"
+LOG=$SSHDIR/payments.log
+step "5. ssh: an allowed command on web-1"
+show "ssh -p $SPORT web-1@127.0.0.1 'uname -a'"
+out=$(ssh_alice 'uname -a' 2>&1) && rc=0 || rc=$?
+printf '%s\n' "$out" | indent
+if ((rc == 0)) && grep -q "$(uname -s)" <<<"$out"; then
+    ok "ran on the host, with warden's key; ssh only ever saw warden's host key"
+else
+    warn "expected uname's answer (ssh exit $rc)"; FAILED+=("ssh allowed")
+fi
+
+step "6. ssh: masked output: card numbers leave web-1 only as their last four digits"
+show "ssh -p $SPORT web-1@127.0.0.1 'cat $LOG'"
+out=$(ssh_alice "cat $LOG" 2>&1) && rc=0 || rc=$?
+printf '%s\n' "$out" | indent
+if ((rc != 0)) || ! grep -q 'card=\*\*\*\* \*\*\*\* \*\*\*\* 1111' <<<"$out"; then
+    warn "expected the log with masked card numbers (ssh exit $rc)"; FAILED+=("ssh masking")
+elif grep -q '4111 1111 1111 1111\|5500-0055-5555-5559\|378282246310005\|4000056655665556\|6011 1111 1111 1117' <<<"$out"; then
+    warn "an unmasked PAN reached the client"; FAILED+=("ssh masking")
+else
+    ok "PANs masked by pci-mask, line by line, separators kept (the file on the host is unchanged)"
+fi
+
+step "7. ssh: a denied command: ssh-guard refuses a write under /etc"
+BAD='echo pwned > /etc/warden-demo'
+[[ -e /etc/warden-demo ]] && warn "/etc/warden-demo exists already (a previous run?)"
+show "ssh -p $SPORT web-1@127.0.0.1 '$BAD'"
+out=$(ssh_alice "$BAD" 2>&1) && rc=0 || rc=$?
+printf '%s\n' "$out" | indent
+info "exit status $rc"
+if ((rc == 126)) && grep -q 'warden: denied.*ssh-guard' <<<"$out"; then
+    ok "refused by ssh-guard with exit status 126 (the conventional \"cannot execute\")"
+else
+    warn "expected 'warden: denied ... ssh-guard' and exit status 126"; FAILED+=("ssh deny")
+fi
+show "cat $SSHDIR/ran.log   # every command the host ran, written down by sshd's ForceCommand"
+indent <"$SSHDIR/ran.log"
+if grep -qF '/etc/warden-demo' "$SSHDIR/ran.log" || [[ -e /etc/warden-demo ]]; then
+    warn "the host ran the denied command"; FAILED+=("ssh deny never forwarded")
+else
+    ok "the host ran uname and cat, never the write: it never arrived (and there is no /etc/warden-demo)"
+fi
+
+step "8. ssh: sudo waits for a human"
+SUDO_CMD="sudo -n tail -n 2 $LOG"
+show "ssh -p $SPORT web-1@127.0.0.1 '$SUDO_CMD'   # in the background: it is held"
+SSH_TIMEOUT=300 ssh_alice "$SUDO_CMD" >"$RUN/held-ssh.out" 2>&1 &
+HELD_PID=$!
+if await_approval "$HELD_PID"; then
+    show "WARDEN_TOKEN=<bob> warden approvals --admin $ADMIN list"
+    printf '%s\n' "$LISTING" | indent
+    if grep -qF "$SUDO_CMD" "$SSHDIR/ran.log"; then
+        warn "the host ran it before approval"; FAILED+=("ssh approval")
+    fi
+    show "WARDEN_TOKEN=<bob> warden approvals --admin $ADMIN approve $APR --reason \"demo: incident 815, read the card log as root\""
+    approvals approve "$APR" --reason "demo: incident 815, read the card log as root" 2>&1 | indent || true
+    if wait "$HELD_PID"; then held_rc=0; else held_rc=$?; fi
+    HELD_PID=''
+    info "alice's ssh, which had been waiting (exit status $held_rc):"
+    indent <"$RUN/held-ssh.out"
+    if ((held_rc == 0)) && grep -q 'held for approval' "$RUN/held-ssh.out" &&
+        grep -q '\*\*\*\* 1117' "$RUN/held-ssh.out" && ! grep -q '6011 1111 1111 1117' "$RUN/held-ssh.out"; then
+        ok "approved by bob; sudo ran on the host, and its output came back masked"
+    else
+        warn "the held command did not complete as expected after approval"; FAILED+=("ssh approval")
+    fi
+else
+    warn "no pending approval appeared"
+    printf '%s\n' "$LISTING" | indent
+    kill "$HELD_PID" 2>/dev/null || true
+    wait "$HELD_PID" 2>/dev/null || true
+    HELD_PID=''
+    indent <"$RUN/held-ssh.out"
+    FAILED+=("ssh approval")
+fi
+
+step "9. scp: file transfer is off on web-1 (a copied file would skip the line-by-line masking)"
+show "scp -P $SPORT web-1@127.0.0.1:$LOG $RUN/copied.log"
+out=$(as_alice scp -P "$SPORT" "web-1@127.0.0.1:$LOG" "$RUN/copied.log" 2>&1) && rc=0 || rc=$?
+printf '%s\n' "$out" | indent
+if ((rc != 0)) && [[ ! -e $RUN/copied.log ]]; then
+    ok "refused, nothing copied: scp speaks SFTP, which ssh-guard allows only with allow_sftp = true"
+    info "(scp reports any refused lookup as \"No such file\"; warden's reason is in the audit trail, replayed below)"
+else
+    warn "expected scp to be refused (exit $rc)"; FAILED+=("scp refused")
+fi
+
+step "10. The audit trail"
 if command -v curl >/dev/null; then
     show "curl -H 'Authorization: Bearer <bob>' $ADMIN/v1/audit/verify"
     verify=$(timeout 30 curl -sS -H "Authorization: Bearer $BOB_TOKEN" "$ADMIN/v1/audit/verify" 2>&1 || true)
@@ -393,7 +611,7 @@ if ((${#FAILED[@]})); then
     warn "steps that did not behave as described: ${FAILED[*]}"
     DEMO_RC=1
 else
-    ok "allowed, masked, denied, approved: each verdict is in the audit log"
+    ok "allowed, masked, denied, approved, with psql and with ssh: each verdict is in the audit log"
     DEMO_RC=0
 fi
 
@@ -405,7 +623,12 @@ ${BOLD}Warden keeps running.${OFF} Paste the psql line above into another termin
   SELECT * FROM cards LIMIT 5;                          -- small reads of cards pass
   SELECT count(*) FROM cards;                           -- no LIMIT: held for bob
   DELETE FROM merchants;                                -- no WHERE: denied
+Or the first ssh line, for a shell on web-1 where every line you type is checked:
+  grep declined $LOG     # masked
+  rm -rf /usr/lib        # denied, and the shell stays open
+  sudo -i                # held for bob (Ctrl-C withdraws it)
 Warden's log: $RUN/warden.log    PostgreSQL's log: $PGDIR/server.log
+What web-1 ran: $SSHDIR/ran.log    sshd's log: $SSHDIR/sshd.log
 Press Ctrl-C to stop and clean up.
 EOF
     while kill -0 "$WARDEN_PID" 2>/dev/null; do sleep 1; done

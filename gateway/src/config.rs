@@ -300,6 +300,9 @@ impl Config {
                     .into());
             }
         }
+        if let Some(ssh) = &self.ssh {
+            ssh.validate().map_err(|e| format!("[ssh]: {e}"))?;
+        }
         if !self.admin.listen.ip().is_loopback() {
             return Err("[admin]: listen must be a loopback address".into());
         }
@@ -317,6 +320,14 @@ impl Config {
                     "target `{name}`: a postgres target needs [targets.{name}.postgres]"
                 ));
             }
+            for entry in &target.policies {
+                if entry.module.is_empty() || entry.module.contains(['/', '\\']) {
+                    return Err(format!(
+                        "target `{name}`: invalid policy module name `{}`",
+                        entry.module
+                    ));
+                }
+            }
             if target.protocol == ProtocolName::Ssh {
                 let up = target.ssh.as_ref().ok_or_else(|| {
                     format!("target `{name}`: an ssh target needs [targets.{name}.ssh]")
@@ -330,14 +341,6 @@ impl Config {
                 .is_some_and(|u| u.tls == UpstreamTls::Verify && u.ca_file.is_none())
             {
                 return Err(format!("target `{name}`: tls = \"verify\" needs ca_file"));
-            }
-            for entry in &target.policies {
-                if entry.module.is_empty() || entry.module.contains(['/', '\\']) {
-                    return Err(format!(
-                        "target `{name}`: invalid policy module name `{}`",
-                        entry.module
-                    ));
-                }
             }
         }
         Ok(())

@@ -52,6 +52,22 @@ hs256_secret_file = "s"
             "[targets.x]\nprotocol = \"ssh\"\npolicies = [{ module = \"../evil\" }]\n",
             "invalid policy module name",
         ),
+        (
+            "[targets.x]\nprotocol = \"ssh\"\n",
+            "an ssh target needs [targets.x.ssh]",
+        ),
+        (
+            "[targets.x]\nprotocol = \"ssh\"\n[targets.x.ssh]\nhost = \"h\"\nuser = \"u\"\nkey_file = \"k\"\n",
+            "never trusted on first use",
+        ),
+        (
+            "[targets.x]\nprotocol = \"ssh\"\n[targets.x.ssh]\nhost = \"h\"\nuser = \"u\"\nknown_hosts = \"kh\"\n",
+            "exactly one of key_file and password_file",
+        ),
+        (
+            "[ssh]\nlisten = \"127.0.0.1:0\"\nhost_key = \"hk\"\n[[ssh.keys]]\nkey = \"ssh-ed25519 garbage\"\nsubject = \"bot\"\n",
+            "key of `bot` is not an OpenSSH public key",
+        ),
     ] {
         let path = dir.path().join("w.toml");
         std::fs::write(&path, format!("{base}{extra}")).unwrap();

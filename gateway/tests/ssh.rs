@@ -414,6 +414,8 @@ fn interactive_lines_are_checked_and_the_session_recorded() {
             &denied,
             "echo card 4111111111111111",
             "echo after-$((2*3))",
+            "read -s -p 'Password: ' pw; echo len-${#pw}",
+            "hunter2-secret",
             "exit",
         ],
     );
@@ -427,9 +429,13 @@ fn interactive_lines_are_checked_and_the_session_recorded() {
         "clear PAN on the terminal"
     );
     assert!(!marker.exists(), "the denied line ran");
+    assert!(out.contains("len-14"), "{}", show(&o));
     gw.stop();
     let audit = export(&gw);
     assert!(audit.contains("(interactive shell)"));
+    // What was typed at the password prompt is neither audited nor recorded.
+    assert!(audit.contains("typed at a password prompt"));
+    assert!(!file_contains(&gw.audit_path(), "hunter2-secret"));
     assert!(audit.contains("echo first-$((6*7))"));
     assert!(
         audit.contains("warden-tty-marker"),

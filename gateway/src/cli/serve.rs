@@ -74,6 +74,14 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     }
     if let Some((listener, ssh_config)) = ssh_listener {
         writeln!(out, "ssh listening on {}", listener.local_addr()?)?;
+        if let Some(key) = ssh_config.keys.first() {
+            // Clients pin this (known_hosts), as they would a host's own key.
+            writeln!(
+                out,
+                "ssh host key {}",
+                key.public_key().fingerprint(Default::default())
+            )?;
+        }
         tasks.spawn(crate::proxy::ssh::serve(
             listener,
             gw.clone(),

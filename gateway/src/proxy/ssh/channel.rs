@@ -93,6 +93,10 @@ pub async fn run(conn: Arc<Conn>, mut client: Channel<Msg>, server: Handle) {
                     .await;
                 let _ = server.channel_failure(id).await;
             }
+            // X11 forwarding is not carried (agent forwarding is refused by the handler).
+            ChannelMsg::RequestX11 { .. } => {
+                let _ = server.channel_failure(id).await;
+            }
             ChannelMsg::Eof | ChannelMsg::Close => return,
             _ => {}
         }

@@ -101,6 +101,15 @@ impl SshUpstream {
 }
 
 impl SshListener {
+    /// Config errors the `[ssh]` section can have: every registered key must parse.
+    pub fn validate(&self) -> Result<(), String> {
+        for k in &self.keys {
+            russh::keys::PublicKey::from_openssh(k.key.trim())
+                .map_err(|e| format!("key of `{}` is not an OpenSSH public key: {e}", k.subject))?;
+        }
+        Ok(())
+    }
+
     pub fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
         std::iter::once(&mut self.host_key)
     }

@@ -41,6 +41,22 @@ pub struct Relay {
     crlf: bool,
     /// Client messages to handle before reading more.
     backlog: std::collections::VecDeque<ChannelMsg>,
+    /// The last bytes of terminal output.
+    tail: Vec<u8>,
+}
+
+/// Output bytes kept to recognise a prompt.
+const TAIL: usize = 128;
+
+/// Whether the terminal's last output is a password prompt (`Password:`, `[sudo] password for
+/// x:`, `Enter passphrase for key ...:`), after which typed text is a secret.
+fn at_password_prompt(tail: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(tail).to_lowercase();
+    let last = text.rsplit(['\n', '\r']).next().unwrap_or("").trim_end();
+    last.ends_with(':')
+        && ["password", "passphrase", "passcode"]
+            .iter()
+            .any(|w| last.contains(w))
 }
 
 enum Flow {
@@ -72,6 +88,7 @@ impl Relay {
             unrecorded: 0,
             crlf,
             backlog: std::collections::VecDeque::new(),
+            tail: Vec::new(),
         };
         if let Some(r) = ruling {
             relay.apply(&r);
@@ -293,6 +310,13 @@ impl Relay {
         if bytes.is_empty() {
             return Flow::Go;
         }
+        if matches!(self.mode, Mode::Shell(_)) {
+            // The end of what the terminal shows, to tell a password prompt.
+            self.tail
+                .extend_from_slice(&bytes[bytes.len().saturating_sub(TAIL)..]);
+            let excess = self.tail.len().saturating_sub(TAIL);
+            self.tail.drain(..excess);
+        }
         let keep = bytes.len().min(self.record_budget);
         if !matches!(self.mode, Mode::Sftp(_)) {
             self.conn.recorder.output(is_stderr, &bytes[..keep]);
@@ -325,16 +349,25 @@ impl Relay {
                 if line.trim().is_empty() {
                     return self.send_host(&enter).await;
                 }
+                // A line typed at a password prompt is still checked (a fake prompt must not
+                // open a way around the chain), but its text is kept out of the audit trail and
+                // the recording.
+                let secret = at_password_prompt(&self.tail);
+                let shown = if secret {
+                    "(typed at a password prompt; not recorded)".to_string()
+                } else {
+                    line.clone()
+                };
                 let allowed = if uncertain {
                     let reason = "warden: this line was edited with keys the gateway cannot follow \
                                   (history, completion, cursor movement); type it out in full";
-                    let _ = self.conn.refuse(&line, "shell", reason).await;
+                    let _ = self.conn.refuse(&shown, "shell", reason).await;
                     let _ = stderr(&self.conn, &self.client, reason, true).await;
                     None
                 } else {
                     let command = Command::Shell(crate::command::shell(&line, true));
                     let judged =
-                        judge(&self.conn, &mut self.client, &line, command, self.crlf).await;
+                        judge(&self.conn, &mut self.client, &shown, command, self.crlf).await;
                     if judged.closed {
                         let _ = self.up.close().await;
                         return Flow::End;
@@ -344,7 +377,7 @@ impl Relay {
                 };
                 match allowed {
                     Some(ruling) => {
-                        self.conn.recorder.input(&format!("{line}\r"));
+                        self.conn.recorder.input(&format!("{shown}\r"));
                         self.apply(&ruling);
                         // A new command: its output gets a fresh recording budget.
                         self.record_budget = self.conn.recorded_output_budget();
@@ -416,6 +449,25 @@ impl Relay {
                 let _ = self.up.close().await;
                 Flow::End
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::at_password_prompt;
+
+    #[test]
+    fn password_prompts_are_recognised() {
+        for prompt in [
+            "[sudo] password for alice: ",
+            "Password:",
+            "last line\r\nEnter passphrase for key '/root/.ssh/id': ",
+        ] {
+            assert!(at_password_prompt(prompt.as_bytes()), "{prompt}");
+        }
+        for prompt in ["root@web-1:~# ", "password changed\r\n$ ", "Name: "] {
+            assert!(!at_password_prompt(prompt.as_bytes()), "{prompt}");
         }
     }
 }
