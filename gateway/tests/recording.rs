@@ -5,6 +5,8 @@
 //! files that a real `asciinema` reads.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::asciinema_cat;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -770,37 +772,6 @@ async fn ssh_sessions_export_as_asciicast_v2() {
     };
     let err = replay_to(&args, &mut Vec::new()).unwrap_err().to_string();
     assert!(err.contains("--asciicast is for SSH sessions"), "{err}");
-}
-
-/// `asciinema cat FILE`, under `script` because asciinema opens /dev/tty, which a test run
-/// (CI, cargo's harness) does not have. A missing asciinema fails the test: CI installs it.
-fn asciinema_cat(file: &Path) -> String {
-    let found = std::process::Command::new("asciinema")
-        .arg("--version")
-        .output();
-    assert!(
-        found.is_ok_and(|o| o.status.success()),
-        "`asciinema` is not installed: this test checks that a real player reads warden's \
-         asciicast files (Debian: apt-get install asciinema)"
-    );
-    let out = std::process::Command::new("script")
-        .args([
-            "-qec",
-            &format!("asciinema cat '{}'", file.display()),
-            "/dev/null",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("`script` (util-linux / bsdutils) runs asciinema under a pty");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "asciinema cat {} failed: {}\n{stdout}{}",
-        file.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 #[tokio::test]

@@ -460,6 +460,32 @@ fn interactive_lines_are_checked_and_the_session_recorded() {
     assert!(raw.contains("\"type\":\"input\""), "{raw}");
     assert!(raw.contains("first-42"), "{raw}");
     assert!(!file_contains(&gw.audit_path(), "4111111111111111"));
+    // Replayed, the terminal shows what the client was shown.
+    let db = gw.audit_path();
+    let db = db.to_str().unwrap();
+    let replay = gw.warden(&["replay", id, "--db", db, "--no-wait"]);
+    assert!(replay.status.success(), "{}", show(&replay));
+    assert_eq!(
+        text(&replay.stdout),
+        out,
+        "replay differs from the client's screen"
+    );
+    // Exported, asciinema plays it.
+    let cast = gw.dir.path().join("session.cast");
+    let export = gw.warden(&[
+        "replay",
+        id,
+        "--db",
+        db,
+        "--asciicast",
+        cast.to_str().unwrap(),
+    ]);
+    assert!(export.status.success(), "{}", show(&export));
+    let played = common::asciinema_cat(&cast);
+    assert!(
+        played.contains("first-42") && played.contains("warden: denied"),
+        "{played}"
+    );
 }
 
 #[test]

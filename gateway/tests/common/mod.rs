@@ -85,3 +85,34 @@ pub fn pref(module: &str, config: &str) -> PolicyRef {
         config: config.into(),
     }
 }
+
+/// `asciinema cat FILE`, under `script` because asciinema opens /dev/tty, which a test run
+/// (CI, cargo's harness) does not have. A missing asciinema fails the test: CI installs it.
+pub fn asciinema_cat(file: &Path) -> String {
+    let found = std::process::Command::new("asciinema")
+        .arg("--version")
+        .output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "`asciinema` is not installed: this test checks that a real player reads warden's \
+         asciicast files (Debian: apt-get install asciinema)"
+    );
+    let out = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("asciinema cat '{}'", file.display()),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("`script` (util-linux / bsdutils) runs asciinema under a pty");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "asciinema cat {} failed: {}\n{stdout}{}",
+        file.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

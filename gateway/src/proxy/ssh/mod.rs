@@ -209,6 +209,11 @@ impl Conn {
     }
 
     async fn close(&self, reason: &str) {
+        if let Some(Ok(up)) = self.upstream.get() {
+            let _ = up
+                .disconnect(russh::Disconnect::ByApplication, "", "")
+                .await;
+        }
         let session = self.session.lock().await.take();
         if let Some(session) = session {
             session.close(reason).await;
