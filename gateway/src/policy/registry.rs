@@ -167,8 +167,10 @@ impl Registry {
         let bytes = bytes.to_vec();
         let name = name.to_string();
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let (component, source) = cache.load(&runtime.engine, &bytes, &sha256)?;
-            let module = PolicyModule::new(runtime, &name, sha256, &component)?;
+            let load_time = started.elapsed();
+            let module = PolicyModule::new(runtime, &name, sha256, &component, load_time)?;
             Ok((Arc::new(module), source))
         })
         .await

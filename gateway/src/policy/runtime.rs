@@ -232,6 +232,13 @@ pub(crate) struct MemoryLimiter {
     pub hit: bool,
 }
 
+impl MemoryLimiter {
+    /// Bytes of linear memory the instance has now (linear memory never shrinks).
+    pub fn used(&self) -> usize {
+        self.used
+    }
+}
+
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,

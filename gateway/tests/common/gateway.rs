@@ -4,14 +4,11 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::pg::{Auth, PgServer};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-use warden::identity::{IdentityConfig, MintRequest};
+use std::process::{Child, Command};
+use warden::identity::IdentityConfig;
 
-pub const ISSUER: &str = "https://idp.test";
-pub const AUDIENCE: &str = "warden";
+pub use super::serve::{AUDIENCE, ISSUER};
 /// The gateway's own login on the test server.
 pub const GATEWAY_ROLE: &str = "warden_gw";
 pub const GATEWAY_PASSWORD: &str = "gw-secret-not-for-clients";
@@ -92,11 +89,7 @@ impl Gateway {
         {
             super::install(p, &policies, &format!("{p}.wasm"));
         }
-        std::fs::write(
-            dir.path().join("secret"),
-            "test-secret-0123456789-abcdefghijklmnop\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("secret"), super::serve::SECRET).unwrap();
         std::fs::write(
             dir.path().join("pg-password"),
             format!("{GATEWAY_PASSWORD}\n"),
@@ -141,39 +134,8 @@ approval_timeout = "{timeout}"
         let config_path = dir.path().join("warden.toml");
         std::fs::write(&config_path, config).unwrap();
 
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .env(
-                "WARDEN_LOG",
-                std::env::var("WARDEN_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let (mut pg_port, mut admin_port) = (0, 0);
-        while pg_port == 0 || admin_port == 0 {
-            let line = lines
-                .next()
-                .expect("warden exited before listening")
-                .unwrap();
-            let port = || {
-                line.rsplit(':')
-                    .next()
-                    .unwrap()
-                    .trim()
-                    .parse::<u16>()
-                    .unwrap()
-            };
-            if line.starts_with("postgres listening on") {
-                pg_port = port();
-            } else if line.starts_with("admin listening on") {
-                admin_port = port();
-            }
-        }
+        let (child, ports) = super::serve::start(&config_path);
+        let (pg_port, admin_port) = (ports["postgres"], ports["admin"]);
         Gateway {
             dir,
             pg_port,
@@ -185,22 +147,11 @@ approval_timeout = "{timeout}"
 
     /// A token for `sub` acting through `actors`, with `groups`.
     pub fn token(&self, sub: &str, actors: &[&str], groups: &[&str]) -> String {
-        let mut req = MintRequest::new(sub);
-        req.actors = actors.iter().map(|s| s.to_string()).collect();
-        req.groups = groups.iter().map(|s| s.to_string()).collect();
-        req.ttl = Duration::from_secs(300);
-        warden::identity::mint(&self.identity(), &req).unwrap()
+        super::serve::token(self.dir.path(), sub, actors, groups)
     }
 
     pub fn identity(&self) -> IdentityConfig {
-        IdentityConfig {
-            issuer: ISSUER.into(),
-            audience: AUDIENCE.into(),
-            leeway: Duration::from_secs(30),
-            hs256_secret_file: Some(self.dir.path().join("secret")),
-            jwks_file: None,
-            max_ttl: None,
-        }
+        super::serve::identity(self.dir.path())
     }
 
     /// libpq-style connection string through the gateway to `target`.
@@ -221,20 +172,7 @@ approval_timeout = "{timeout}"
 
     /// Stop the gateway (SIGTERM, then wait) so its audit database can be opened.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            for _ in 0..100 {
-                if child.try_wait().unwrap().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        super::serve::stop(&mut self.child);
     }
 
     /// Whether the gateway process is still running.

@@ -4,6 +4,7 @@
 
 pub mod gateway;
 pub mod pg;
+pub mod serve;
 pub mod ssh;
 
 use std::path::{Path, PathBuf};

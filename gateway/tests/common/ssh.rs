@@ -5,14 +5,11 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::pg::free_port;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
-use warden::identity::{IdentityConfig, MintRequest};
 
-pub const ISSUER: &str = "https://idp.test";
-pub const AUDIENCE: &str = "warden";
+pub use super::serve::{AUDIENCE, ISSUER};
 
 fn keygen(path: &Path) {
     let ok = Command::new("ssh-keygen")
@@ -234,32 +231,8 @@ approval_timeout = "30s"
         config.push_str(extra);
         let config_path = d.join("warden.toml");
         std::fs::write(&config_path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .env(
-                "WARDEN_LOG",
-                std::env::var("WARDEN_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let (mut port, mut admin_port) = (0, 0);
-        while port == 0 || admin_port == 0 {
-            let line = lines
-                .next()
-                .expect("warden exited before listening")
-                .unwrap();
-            let p = line.rsplit(':').next().unwrap().trim().parse::<u16>().ok();
-            if line.starts_with("ssh listening on") {
-                port = p.unwrap();
-            } else if line.starts_with("admin listening on") {
-                admin_port = p.unwrap();
-            }
-        }
+        let (child, ports) = super::serve::start(&config_path);
+        let (port, admin_port) = (ports["ssh"], ports["admin"]);
         SshGateway {
             client_key: d.join("client_ed25519"),
             dir,
@@ -270,24 +243,9 @@ approval_timeout = "30s"
         }
     }
 
-    pub fn identity(&self) -> IdentityConfig {
-        IdentityConfig {
-            issuer: ISSUER.into(),
-            audience: AUDIENCE.into(),
-            leeway: Duration::from_secs(30),
-            hs256_secret_file: Some(self.dir.path().join("secret")),
-            jwks_file: None,
-            max_ttl: None,
-        }
-    }
-
     /// A token for `sub` acting through `actors`, with `groups`.
     pub fn token(&self, sub: &str, actors: &[&str], groups: &[&str]) -> String {
-        let mut req = MintRequest::new(sub);
-        req.actors = actors.iter().map(|s| s.to_string()).collect();
-        req.groups = groups.iter().map(|s| s.to_string()).collect();
-        req.ttl = Duration::from_secs(300);
-        warden::identity::mint(&self.identity(), &req).unwrap()
+        super::serve::token(self.dir.path(), sub, actors, groups)
     }
 
     /// Common client options: the gateway's host key is not pinned by the tests.
@@ -387,20 +345,7 @@ approval_timeout = "30s"
 
     /// Stop the gateway (SIGTERM, then wait) so its audit database can be opened.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            for _ in 0..100 {
-                if child.try_wait().unwrap().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        super::serve::stop(&mut self.child);
     }
 
     /// Run a `warden` subcommand (sessions, replay, audit, approvals) and return its output.
