@@ -727,3 +727,103 @@ async fn a_russh_client_gets_what_a_direct_connection_gets() {
     .await;
     assert_eq!(kbd, direct);
 }
+
+/// What a russh client saw on one channel.
+#[derive(Debug, Default, PartialEq)]
+struct Seen {
+    out: Vec<u8>,
+    status: Option<u32>,
+    signal: Option<String>,
+}
+
+/// Run `command` on a fresh channel and act on it meanwhile: `pty` asks for a 80x24 terminal
+/// first, then after 300 ms the window becomes 100x40 and `signal` (if any) is sent.
+async fn russh_channel(
+    h: &russh::client::Handle<Client>,
+    command: &str,
+    pty: bool,
+    signal: Option<russh::Sig>,
+) -> Seen {
+    let mut ch = h.channel_open_session().await.unwrap();
+    if pty {
+        ch.request_pty(true, "xterm", 80, 24, 0, 0, &[])
+            .await
+            .unwrap();
+    }
+    ch.exec(true, command).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ch.window_change(100, 40, 0, 0).await.unwrap();
+    if let Some(sig) = signal {
+        ch.signal(sig).await.unwrap();
+    }
+    let mut seen = Seen::default();
+    while let Some(msg) = ch.wait().await {
+        match msg {
+            russh::ChannelMsg::Data { data } => seen.out.extend_from_slice(&data),
+            russh::ChannelMsg::ExitStatus { exit_status } => seen.status = Some(exit_status),
+            russh::ChannelMsg::ExitSignal { signal_name, .. } => {
+                seen.signal = Some(format!("{signal_name:?}"))
+            }
+            _ => {}
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_changes_signals_and_eof_pass_through_as_directly() {
+    let sshd = Sshd::start();
+    let gw = SshGateway::start(&sshd, ALLOW, &["allow-all"], "");
+    let gw_key = russh::keys::load_secret_key(gw.dir.path().join("host_key"), None)
+        .unwrap()
+        .public_key()
+        .clone();
+    let host_key = russh::keys::PublicKey::from_openssh(&sshd.host_pub).unwrap();
+    let config = std::sync::Arc::new(russh::client::Config::default());
+    let mut through = russh::client::connect(
+        config.clone(),
+        ("127.0.0.1", gw.port),
+        Client { expect: gw_key },
+    )
+    .await
+    .unwrap();
+    let token = gw.token("alice", &["agent-7"], &[]);
+    assert!(
+        through
+            .authenticate_password("web-1", &token)
+            .await
+            .unwrap()
+            .success()
+    );
+    let mut direct = russh::client::connect(
+        config,
+        ("127.0.0.1", sshd.port),
+        Client { expect: host_key },
+    )
+    .await
+    .unwrap();
+    let key = std::sync::Arc::new(russh::keys::load_secret_key(&sshd.gw_key, None).unwrap());
+    assert!(
+        direct
+            .authenticate_publickey("root", russh::keys::PrivateKeyWithHashAlg::new(key, None))
+            .await
+            .unwrap()
+            .success()
+    );
+    // Several channels on one connection, each compared with the direct connection.
+    for (command, pty, signal) in [
+        ("sleep 1; stty size", true, None),
+        // Whatever the host does with a signal request (this sshd ignores it), the client
+        // sees the same through Warden.
+        ("sleep 2; echo after", false, Some(russh::Sig::TERM)),
+        ("sleep 2; echo after", true, Some(russh::Sig::INT)),
+        ("kill -TERM $$", false, None),
+        ("echo ok; exit 3", false, None),
+    ] {
+        let a = russh_channel(&through, command, pty, signal.clone()).await;
+        let b = russh_channel(&direct, command, pty, signal).await;
+        assert_eq!(a, b, "{command}");
+    }
+    let resized = russh_channel(&through, "sleep 1; stty size", true, None).await;
+    assert!(text(&resized.out).contains("40 100"), "{resized:?}");
+}
