@@ -155,7 +155,7 @@ fn scp_and_sftp_transfer_byte_identical_files_with_each_operation_audited() {
     let sshd = Sshd::start();
     let mut gw = SshGateway::start(&sshd, ALLOW, &["allow-all"], "");
     let local = gw.dir.path().join("big.bin");
-    let data: Vec<u8> = (0..6_000_000u32)
+    let data: Vec<u8> = (0..48_000_000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     std::fs::write(&local, &data).unwrap();

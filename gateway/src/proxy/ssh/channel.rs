@@ -4,7 +4,8 @@
 //! Refusals reach the client the way a failing command would: a reason on stderr and a
 //! non-zero exit status.
 
-use super::relay::{Mode, Relay};
+use super::downstream::Shared;
+use super::relay::{self, Mode};
 use super::{Conn, REFUSED_EXIT, UNREACHABLE_EXIT};
 use crate::approvals::ApprovalOutcome;
 use crate::policy::{Command, Verdict};
@@ -12,6 +13,10 @@ use crate::session::Ruling;
 use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelMsg, Pty};
 use std::sync::Arc;
+
+/// The client's side of a channel, split: reading and writing go on in different tasks.
+pub type ClientTx = russh::ChannelWriteHalf<Msg>;
+pub type ClientRx = russh::ChannelReadHalf;
 
 /// A pty as the client asked for it.
 #[derive(Debug, Clone)]
@@ -114,11 +119,13 @@ impl Start {
     async fn run(
         self,
         conn: Arc<Conn>,
-        mut client: Channel<Msg>,
+        client: Channel<Msg>,
         server: Handle,
         pty: Option<PtyRequest>,
         env: Vec<(String, String)>,
     ) {
+        let id = client.id();
+        let (mut rx, client) = client.split();
         let recorder = conn.recorder.clone();
         if let Some(p) = &pty {
             recorder.terminal(p.cols, p.rows, &p.term);
@@ -137,7 +144,15 @@ impl Start {
             (None, Vec::new())
         } else {
             let crlf = pty.is_some();
-            let judged = judge(&conn, &mut client, &text, Command::Shell(command), crlf).await;
+            let judged = judge(
+                &conn,
+                &client,
+                &mut rx,
+                &text,
+                Command::Shell(command),
+                crlf,
+            )
+            .await;
             if judged.closed {
                 return;
             }
@@ -214,9 +229,10 @@ impl Start {
             .await;
             return finish(&client, UNREACHABLE_EXIT).await;
         }
-        Relay::new(conn, client, server, up, mode, ruling)
-            .run(held)
-            .await;
+        let (up_rx, up) = up.split();
+        let sftp = matches!(mode, Mode::Sftp(_));
+        let shared = Shared::new(conn, client, up, server, id, pty.is_some(), sftp);
+        relay::run(shared, rx, up_rx, mode, ruling, held).await;
     }
 }
 
@@ -236,7 +252,8 @@ pub(super) struct Judged {
 /// (kept for later) or leave (which withdraws the request).
 pub(super) async fn judge(
     conn: &Conn,
-    client: &mut Channel<Msg>,
+    client: &ClientTx,
+    rx: &mut ClientRx,
     text: &str,
     command: Command,
     crlf: bool,
@@ -280,7 +297,7 @@ pub(super) async fn judge(
             let outcome = loop {
                 tokio::select! {
                     outcome = &mut wait => break outcome,
-                    msg = client.wait() => match msg {
+                    msg = rx.wait() => match msg {
                         Some(ChannelMsg::Close) | None => {
                             // Dropping the wait withdraws the request.
                             judged.closed = true;
@@ -322,7 +339,7 @@ pub(super) async fn judge(
 /// echoed without its Enter) and ending in CR LF. Recorded as shown.
 pub(super) async fn stderr(
     conn: &Conn,
-    client: &Channel<Msg>,
+    client: &ClientTx,
     line: &str,
     pty: bool,
 ) -> Result<(), russh::Error> {
@@ -338,7 +355,7 @@ pub(super) async fn stderr(
 }
 
 /// End the channel with an exit status.
-pub(super) async fn finish(client: &Channel<Msg>, status: u32) {
+pub(super) async fn finish(client: &ClientTx, status: u32) {
     let _ = client.exit_status(status).await;
     let _ = client.eof().await;
     let _ = client.close().await;

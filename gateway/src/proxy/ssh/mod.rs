@@ -5,12 +5,13 @@
 //!
 //! Files: `config.rs` (its part of warden.toml), `keys.rs` (host key, pins), `upstream.rs`
 //! (the gateway's login to the host), `handler.rs` (authentication, channel opens, port
-//! forwarding), `channel.rs` (a session channel: exec, shell, subsystem), `relay.rs` (moving
-//! bytes both ways, masking, recording), `output.rs` (output lines for `mask-rows`),
+//! forwarding), `channel.rs` (a session channel: exec, shell, subsystem), `relay.rs` (client to host:
+//! line and SFTP checks), `downstream.rs` (host to client: masking, recording), `output.rs` (output lines for `mask-rows`),
 //! `terminal.rs` (line reconstruction in a pty), `sftp.rs` (SFTP operations).
 
 mod channel;
 pub mod config;
+mod downstream;
 mod handler;
 mod keys;
 mod output;

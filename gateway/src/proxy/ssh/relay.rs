@@ -1,23 +1,22 @@
-//! Moving one channel's bytes both ways once the host side is open: client input to the host
-//! (line by line through the chain in a shell, operation by operation under SFTP), host output
-//! to the client (masked line by line when a verdict said `mask`), window changes, signals, EOF,
-//! exit status and exit signal passed on as they come. Output and submitted lines are recorded.
+//! Client → host: what the client sends, passed on once it may be. Exec input goes straight
+//! through; in a shell each line is checked at Enter; under SFTP each file operation is checked.
+//! Window changes, signals and EOF are passed on. The host → client direction runs in its own
+//! task (`downstream.rs`), so neither direction waits on the other.
 
-use super::channel::{finish, judge, stderr};
-use super::output::Lines;
+use super::REFUSED_EXIT;
+use super::channel::{ClientRx, judge, stderr};
+use super::downstream::{self, Shared};
 use super::sftp::{self, Packet};
 use super::terminal::{Key, LineEditor};
-use super::{Conn, REFUSED_EXIT};
-use crate::policy::{Command, Decision, Verdict};
+use crate::policy::{Command, Verdict};
 use crate::session::Ruling;
-use russh::server::{Handle, Msg};
-use russh::{Channel, ChannelMsg, client};
+use russh::ChannelMsg;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a partial output line waits for its end before it is masked and sent anyway (a
-/// prompt, a progress bar).
-const PARTIAL_LINE_WAIT: Duration = Duration::from_millis(50);
+/// How long the host side may take to wind down after the client closed.
+const HOST_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// What runs on the channel.
 pub enum Mode {
@@ -25,28 +24,6 @@ pub enum Mode {
     Shell(Box<LineEditor>),
     Sftp(Box<sftp::Reader>),
 }
-
-pub struct Relay {
-    conn: Arc<Conn>,
-    client: Channel<Msg>,
-    server: Handle,
-    up: Channel<client::Msg>,
-    mode: Mode,
-    /// The ruling whose `mask` applies to output (`seq`, decision), if any.
-    mask: Option<(u64, Decision)>,
-    lines: [Lines; 2],
-    /// Output bytes still to be recorded for the current command.
-    record_budget: usize,
-    unrecorded: u64,
-    crlf: bool,
-    /// Client messages to handle before reading more.
-    backlog: std::collections::VecDeque<ChannelMsg>,
-    /// The last bytes of terminal output.
-    tail: Vec<u8>,
-}
-
-/// Output bytes kept to recognise a prompt.
-const TAIL: usize = 128;
 
 /// Whether the terminal's last output is a password prompt (`Password:`, `[sudo] password for
 /// x:`, `Enter passphrase for key ...:`), after which typed text is a secret.
@@ -64,78 +41,59 @@ enum Flow {
     End,
 }
 
-impl Relay {
-    pub fn new(
-        conn: Arc<Conn>,
-        client: Channel<Msg>,
-        server: Handle,
-        up: Channel<client::Msg>,
-        mode: Mode,
-        ruling: Option<Ruling>,
-    ) -> Relay {
-        let max_line = conn.max_line();
-        let record_budget = conn.recorded_output_budget();
-        let crlf = matches!(mode, Mode::Shell(_));
-        let mut relay = Relay {
-            conn,
-            client,
-            server,
-            up,
-            mode,
-            mask: None,
-            lines: [Lines::new(max_line), Lines::new(max_line)],
-            record_budget,
-            unrecorded: 0,
-            crlf,
-            backlog: std::collections::VecDeque::new(),
-            tail: Vec::new(),
+/// Relay a channel both ways until it closes. `ruling` is the one the command ran under (its
+/// `mask` applies to the output); `held` is client input that arrived while it waited for
+/// approval, passed on first.
+pub async fn run(
+    shared: Shared,
+    rx: ClientRx,
+    up_rx: russh::ChannelReadHalf,
+    mode: Mode,
+    ruling: Option<Ruling>,
+    held: Vec<ChannelMsg>,
+) {
+    if let Some(r) = ruling.filter(Ruling::needs_mask) {
+        shared.mask_with(r.seq, &r.decision);
+    }
+    let shared = Arc::new(shared);
+    let mut host = tokio::spawn(downstream::run(shared.clone(), up_rx));
+    let mut input = Input {
+        shared,
+        rx,
+        mode,
+        backlog: held.into(),
+    };
+    loop {
+        let flow = if let Some(msg) = input.backlog.pop_front() {
+            input.on_client(Some(msg)).await
+        } else {
+            tokio::select! {
+                msg = input.rx.wait() => input.on_client(msg).await,
+                // The host closed the channel (and the client was told): nothing more to pass.
+                _ = &mut host => return,
+            }
         };
-        if let Some(r) = ruling {
-            relay.apply(&r);
-        }
-        relay
-    }
-
-    /// A new ruling's `mask` (or its absence) governs the output that follows.
-    fn apply(&mut self, ruling: &Ruling) {
-        if ruling.needs_mask() {
-            self.mask = Some((ruling.seq, ruling.decision.clone()));
-        } else if matches!(self.mode, Mode::Exec) {
-            self.mask = None;
-        }
-        // In a shell, once a line's output had to be masked, later output stays masked: the
-        // relay cannot tell which command's output a byte belongs to.
-    }
-
-    /// Relay until either side closes; `held` is client input that arrived while the command
-    /// waited for approval, relayed first.
-    pub async fn run(mut self, held: Vec<ChannelMsg>) {
-        self.backlog.extend(held);
-        loop {
-            if let Some(msg) = self.backlog.pop_front() {
-                if let Flow::End = self.on_client(Some(msg)).await {
-                    break;
-                }
-                continue;
-            }
-            let partial = self.mask.is_some() && self.lines.iter().any(Lines::can_flush);
-            let flow = tokio::select! {
-                msg = self.client.wait() => self.on_client(msg).await,
-                msg = self.up.wait() => self.on_host(msg).await,
-                _ = tokio::time::sleep(PARTIAL_LINE_WAIT), if partial => self.flush_partial(false).await,
-            };
-            if matches!(flow, Flow::End) {
-                break;
-            }
-        }
-        if self.unrecorded > 0 {
-            self.conn.recorder.notice(&format!(
-                "{} more output bytes were shown but not recorded",
-                self.unrecorded
-            ));
+        if let Flow::End = flow {
+            break;
         }
     }
+    if tokio::time::timeout(HOST_CLOSE_WAIT, &mut host)
+        .await
+        .is_err()
+    {
+        host.abort();
+    }
+}
 
+struct Input {
+    shared: Arc<Shared>,
+    rx: ClientRx,
+    mode: Mode,
+    /// Client messages to handle before reading more.
+    backlog: VecDeque<ChannelMsg>,
+}
+
+impl Input {
     async fn on_client(&mut self, msg: Option<ChannelMsg>) -> Flow {
         match msg {
             Some(ChannelMsg::Data { data }) => match &mut self.mode {
@@ -160,14 +118,14 @@ impl Relay {
                     }
                     Err(e) => {
                         tracing::info!("sftp: {e}");
-                        let _ = self.up.close().await;
-                        finish(&self.client, REFUSED_EXIT).await;
+                        let _ = self.shared.up.close().await;
+                        super::channel::finish(&self.shared.client, REFUSED_EXIT).await;
                         Flow::End
                     }
                 },
             },
             Some(ChannelMsg::Eof) => {
-                let _ = self.up.eof().await;
+                let _ = self.shared.up.eof().await;
                 Flow::Go
             }
             Some(ChannelMsg::WindowChange {
@@ -176,71 +134,20 @@ impl Relay {
                 pix_width,
                 pix_height,
             }) => {
-                self.conn.recorder.resize(col_width, row_height);
+                self.shared.conn.recorder.resize(col_width, row_height);
                 let _ = self
+                    .shared
                     .up
                     .window_change(col_width, row_height, pix_width, pix_height)
                     .await;
                 Flow::Go
             }
             Some(ChannelMsg::Signal { signal }) => {
-                let _ = self.up.signal(signal).await;
+                let _ = self.shared.up.signal(signal).await;
                 Flow::Go
             }
             Some(ChannelMsg::Close) | None => {
-                let _ = self.up.close().await;
-                Flow::End
-            }
-            Some(_) => Flow::Go,
-        }
-    }
-
-    async fn on_host(&mut self, msg: Option<ChannelMsg>) -> Flow {
-        match msg {
-            Some(ChannelMsg::Data { data }) => self.output(false, &data).await,
-            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => self.output(true, &data).await,
-            Some(ChannelMsg::Eof) => {
-                if let Flow::End = self.flush_partial(true).await {
-                    return Flow::End;
-                }
-                let _ = self.client.eof().await;
-                Flow::Go
-            }
-            Some(ChannelMsg::ExitStatus { exit_status }) => {
-                if let Flow::End = self.flush_partial(true).await {
-                    return Flow::End;
-                }
-                self.conn.recorder.exit(Some(exit_status), None);
-                let _ = self.client.exit_status(exit_status).await;
-                Flow::Go
-            }
-            Some(ChannelMsg::ExitSignal {
-                signal_name,
-                core_dumped,
-                error_message,
-                lang_tag,
-            }) => {
-                if let Flow::End = self.flush_partial(true).await {
-                    return Flow::End;
-                }
-                self.conn
-                    .recorder
-                    .exit(None, Some(&format!("{signal_name:?}")));
-                let _ = self
-                    .server
-                    .exit_signal_request(
-                        self.client.id(),
-                        signal_name,
-                        core_dumped,
-                        error_message,
-                        lang_tag,
-                    )
-                    .await;
-                Flow::Go
-            }
-            Some(ChannelMsg::Close) | None => {
-                let _ = self.flush_partial(true).await;
-                let _ = self.client.close().await;
+                let _ = self.shared.up.close().await;
                 Flow::End
             }
             Some(_) => Flow::Go,
@@ -248,90 +155,10 @@ impl Relay {
     }
 
     async fn send_host(&mut self, data: &[u8]) -> Flow {
-        match self.up.data(data).await {
+        match self.shared.up.data(data).await {
             Ok(()) => Flow::Go,
             Err(_) => {
-                let _ = self.client.close().await;
-                Flow::End
-            }
-        }
-    }
-
-    /// Host output: masked by lines when a verdict said so, then sent and recorded.
-    async fn output(&mut self, is_stderr: bool, data: &[u8]) -> Flow {
-        let Some((seq, decision)) = &self.mask else {
-            return self.send(is_stderr, data.to_vec()).await;
-        };
-        let lines = self.lines[usize::from(is_stderr)].push(data);
-        if lines.is_empty() {
-            return Flow::Go;
-        }
-        let (seq, decision) = (*seq, decision.clone());
-        self.masked(seq, &decision, is_stderr, lines).await
-    }
-
-    async fn masked(
-        &mut self,
-        seq: u64,
-        decision: &Decision,
-        is_stderr: bool,
-        lines: Vec<Vec<u8>>,
-    ) -> Flow {
-        match self.conn.mask(seq, decision, is_stderr, lines).await {
-            Ok(bytes) => self.send(is_stderr, bytes).await,
-            Err(refused) => {
-                // Fail closed: nothing of the batch is sent, and the command is stopped.
-                let msg = format!("warden: output refused: {}", refused.0);
-                let _ = stderr(&self.conn, &self.client, &msg, self.crlf).await;
-                let _ = self.up.close().await;
-                finish(&self.client, REFUSED_EXIT).await;
-                Flow::End
-            }
-        }
-    }
-
-    /// Send held partial lines: after a pause (`at_end` false) only what cannot be part of a
-    /// number; at EOF, exit or close, everything.
-    async fn flush_partial(&mut self, at_end: bool) -> Flow {
-        let Some((seq, decision)) = self.mask.clone() else {
-            return Flow::Go;
-        };
-        for is_stderr in [false, true] {
-            if let Some(partial) = self.lines[usize::from(is_stderr)].take_partial(at_end)
-                && let Flow::End = self.masked(seq, &decision, is_stderr, vec![partial]).await
-            {
-                return Flow::End;
-            }
-        }
-        Flow::Go
-    }
-
-    async fn send(&mut self, is_stderr: bool, bytes: Vec<u8>) -> Flow {
-        if bytes.is_empty() {
-            return Flow::Go;
-        }
-        if matches!(self.mode, Mode::Shell(_)) {
-            // The end of what the terminal shows, to tell a password prompt.
-            self.tail
-                .extend_from_slice(&bytes[bytes.len().saturating_sub(TAIL)..]);
-            let excess = self.tail.len().saturating_sub(TAIL);
-            self.tail.drain(..excess);
-        }
-        let keep = bytes.len().min(self.record_budget);
-        if !matches!(self.mode, Mode::Sftp(_)) {
-            self.conn.recorder.output(is_stderr, &bytes[..keep]);
-            self.record_budget -= keep;
-            self.unrecorded += (bytes.len() - keep) as u64;
-        }
-        let sent = if is_stderr {
-            self.client.extended_data(1, &bytes[..]).await
-        } else {
-            self.client.data(&bytes[..]).await
-        };
-        match sent {
-            Ok(()) => Flow::Go,
-            Err(_) => {
-                let _ = self.up.close().await;
+                let _ = self.shared.client.close().await;
                 Flow::End
             }
         }
@@ -352,7 +179,7 @@ impl Relay {
                 // A line typed at a password prompt is still checked (a fake prompt must not
                 // open a way around the chain), but its text is kept out of the audit trail and
                 // the recording.
-                let secret = at_password_prompt(&self.tail);
+                let secret = at_password_prompt(&self.shared.tail());
                 let shown = if secret {
                     "(typed at a password prompt; not recorded)".to_string()
                 } else {
@@ -361,15 +188,17 @@ impl Relay {
                 let allowed = if uncertain {
                     let reason = "warden: this line was edited with keys the gateway cannot follow \
                                   (history, completion, cursor movement); type it out in full";
-                    let _ = self.conn.refuse(&shown, "shell", reason).await;
-                    let _ = stderr(&self.conn, &self.client, reason, true).await;
+                    let _ = self.shared.conn.refuse(&shown, "shell", reason).await;
+                    let s = &self.shared;
+                    let _ = stderr(&s.conn, &s.client, reason, s.pty).await;
                     None
                 } else {
                     let command = Command::Shell(crate::command::shell(&line, true));
+                    let s = &self.shared;
                     let judged =
-                        judge(&self.conn, &mut self.client, &shown, command, self.crlf).await;
+                        judge(&s.conn, &s.client, &mut self.rx, &shown, command, s.pty).await;
                     if judged.closed {
-                        let _ = self.up.close().await;
+                        let _ = self.shared.up.close().await;
                         return Flow::End;
                     }
                     self.backlog.extend(judged.held);
@@ -377,10 +206,11 @@ impl Relay {
                 };
                 match allowed {
                     Some(ruling) => {
-                        self.conn.recorder.input(&format!("{shown}\r"));
-                        self.apply(&ruling);
-                        // A new command: its output gets a fresh recording budget.
-                        self.record_budget = self.conn.recorded_output_budget();
+                        self.shared.conn.recorder.input(&format!("{shown}\r"));
+                        if ruling.needs_mask() {
+                            self.shared.mask_with(ruling.seq, &ruling.decision);
+                        }
+                        self.shared.new_command();
                         self.send_host(&enter).await
                     }
                     // Abandon the typed line on the host: Ctrl-C clears it in any shell.
@@ -397,6 +227,7 @@ impl Relay {
             Packet::Unsupported { id, name } => {
                 let reason = format!("warden: the sftp extension `{name}` cannot be checked");
                 let _ = self
+                    .shared
                     .conn
                     .refuse(&format!("sftp extended {name}"), "sftp:extended", &reason)
                     .await;
@@ -405,7 +236,7 @@ impl Relay {
             }
             Packet::Check { id, op, bytes } => {
                 let text = Command::File(op.clone()).text();
-                let ruling = match self.conn.decide(&text, Command::File(op)).await {
+                let ruling = match self.shared.conn.decide(&text, Command::File(op)).await {
                     Ok(r) => r,
                     Err(e) => {
                         let reason = format!("warden: refused: {e}");
@@ -433,7 +264,7 @@ impl Relay {
                 match refusal {
                     None => self.send_host(&bytes).await,
                     Some(reason) => {
-                        self.conn.recorder.error(&reason);
+                        self.shared.conn.recorder.error(&reason);
                         self.sftp_reply(sftp::status(id, sftp::PERMISSION_DENIED, &reason))
                             .await
                     }
@@ -443,10 +274,10 @@ impl Relay {
     }
 
     async fn sftp_reply(&mut self, bytes: Vec<u8>) -> Flow {
-        match self.client.data(&bytes[..]).await {
+        match self.shared.client.data(&bytes[..]).await {
             Ok(()) => Flow::Go,
             Err(_) => {
-                let _ = self.up.close().await;
+                let _ = self.shared.up.close().await;
                 Flow::End
             }
         }
