@@ -58,6 +58,17 @@ pub async fn connect(cfg: &SshUpstream) -> Result<Upstream, String> {
         refused: refused.clone(),
     };
     let config = Arc::new(client::Config {
+        // The gateway picks this leg's cipher: AES-GCM first, because ring's AES-GCM runs on
+        // the CPU's AES and carry-less-multiply instructions while its Poly1305 is portable C,
+        // and every byte of a session is decrypted and encrypted again here.
+        preferred: russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(&[
+                russh::cipher::AES_256_GCM,
+                russh::cipher::AES_128_GCM,
+                russh::cipher::CHACHA20_POLY1305,
+            ]),
+            ..Default::default()
+        },
         inactivity_timeout: None,
         keepalive_interval: Some(std::time::Duration::from_secs(30)),
         nodelay: true,
