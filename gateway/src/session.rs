@@ -20,13 +20,56 @@ use crate::recording::Recorder;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Everything sessions share: config, policy engine, audit store, token verifier, approvals.
+/// Everything sessions share: config, policy engine, audit store, token verifier, approvals,
+/// and the shutdown signal.
 pub struct Gateway {
     pub config: Config,
     pub engine: PolicyEngine,
     pub audit: AuditStore,
     pub verifier: Verifier,
     pub approvals: Approvals,
+    pub lifecycle: Lifecycle,
+}
+
+/// Shutdown without losing the end of a session: adapters watch [`Lifecycle::stopping`], end
+/// their sessions with [`Session::close`] (audited), and `warden serve` waits for the count of
+/// open sessions to reach zero before it exits.
+pub struct Lifecycle {
+    stop: tokio::sync::watch::Receiver<bool>,
+    open: std::sync::atomic::AtomicUsize,
+    closed: tokio::sync::Notify,
+}
+
+impl Lifecycle {
+    pub fn new(stop: tokio::sync::watch::Receiver<bool>) -> Lifecycle {
+        Lifecycle {
+            stop,
+            open: std::sync::atomic::AtomicUsize::new(0),
+            closed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Resolves once the gateway is shutting down.
+    pub async fn stopping(&self) {
+        let mut rx = self.stop.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Sessions opened and not yet closed.
+    pub fn open_sessions(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Wait until every open session has been closed.
+    pub async fn all_closed(&self) {
+        loop {
+            let notified = self.closed.notified();
+            if self.open_sessions() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// Why a session could not start or go on.
@@ -120,6 +163,9 @@ impl Session {
             .append(NewEvent::session(&id, EventKind::SessionStart(start)))
             .await?;
         let recorder = Recorder::start(gw.audit.clone(), &id);
+        gw.lifecycle
+            .open
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(Session {
             gw,
             info,
@@ -349,6 +395,10 @@ impl Session {
         {
             tracing::error!(session = %info.id, "cannot write session end: {e}");
         }
+        gw.lifecycle
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        gw.lifecycle.closed.notify_waiters();
     }
 }
 

@@ -158,6 +158,44 @@ async fn idle_sessions_are_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_sessions_with_an_audited_end() {
+    let pg = server();
+    let mut gw = Gateway::start(&pg, "payments", Extra::default());
+    let token = gw.token("alice", &[], &[]);
+    let c = connect(&gw.conninfo("open", &token)).await.unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+    // SIGTERM with the session open: the client is told (57P01), the session's end is audited.
+    let stopping = std::thread::spawn(move || {
+        gw.stop();
+        gw
+    });
+    let err = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Err(e) = c.simple_query("SELECT 1").await {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the session outlived the gateway");
+    let gw = stopping.join().unwrap();
+    let code = err.as_db_error().map(|d| d.code().code().to_string());
+    assert!(
+        code.as_deref() == Some("57P01") || err.is_closed(),
+        "{err:?}"
+    );
+    let audit = warden::audit::AuditStore::open(gw.audit_path()).unwrap();
+    let mut export = Vec::new();
+    audit.export(None, &mut export).unwrap();
+    let export = String::from_utf8(export).unwrap();
+    assert!(
+        export.contains("\"type\":\"session_end\"") && export.contains("gateway shutting down"),
+        "no audited session end"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_and_replay_show_what_happened() {
     let pg = server();
     let mut gw = Gateway::start(&pg, "payments", Extra::default());

@@ -827,3 +827,36 @@ async fn window_changes_signals_and_eof_pass_through_as_directly() {
     let resized = russh_channel(&through, "sleep 1; stty size", true, None).await;
     assert!(text(&resized.out).contains("40 100"), "{resized:?}");
 }
+
+#[test]
+fn shutdown_ends_open_ssh_sessions_with_an_audited_end() {
+    let sshd = Sshd::start();
+    let mut gw = SshGateway::start(&sshd, ALLOW, &["allow-all"], "");
+    let token = gw.token("alice", &["agent-7"], &[]);
+    let mut cmd = gw.with_token("ssh", &token);
+    cmd.args([
+        "-p",
+        &gw.port.to_string(),
+        "web-1@127.0.0.1",
+        "echo started; sleep 30",
+    ])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    gw.stop();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the client outlived the gateway"
+    );
+    assert_eq!(text(&o.stdout), "started\n", "{}", show(&o));
+    assert!(!o.status.success());
+    let audit = export(&gw);
+    assert!(
+        audit.contains("gateway shutting down"),
+        "no audited session end"
+    );
+}

@@ -11,12 +11,15 @@ use crate::audit::AuditStore;
 use crate::config::Config;
 use crate::identity::Verifier;
 use crate::policy::PolicyEngine;
-use crate::session::Gateway;
+use crate::session::{Gateway, Lifecycle};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::watch;
+
+/// How long shutdown waits for open sessions to close.
+const SESSION_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -50,15 +53,16 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         )),
         None => None,
     };
+    let (stop_tx, stop_rx) = watch::channel(false);
     let gw = Arc::new(Gateway {
         config,
         engine,
         audit: audit.clone(),
         verifier,
         approvals: approvals.clone(),
+        lifecycle: Lifecycle::new(stop_rx.clone()),
     });
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -107,6 +111,20 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    // Open sessions are told and closed (each with its audited end) by their adapters.
+    let open = gw.lifecycle.open_sessions();
+    if open > 0 {
+        tracing::info!("closing {open} open sessions");
+        if tokio::time::timeout(SESSION_CLOSE_WAIT, gw.lifecycle.all_closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "{} sessions did not close in time (approval waits, stuck clients)",
+                gw.lifecycle.open_sessions()
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -251,7 +251,7 @@ async fn handle(
     let reason = end.reason();
     relay.session.close(&reason).await;
     match end {
-        End::ClientClosed | End::Idle => Ok(()),
+        End::ClientClosed | End::Idle | End::Shutdown => Ok(()),
         End::ServerClosed(e) | End::Error(e) => Err(e),
     }
 }

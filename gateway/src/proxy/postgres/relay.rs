@@ -117,6 +117,8 @@ pub(super) enum End {
     ClientClosed,
     ServerClosed(String),
     Idle,
+    /// The gateway is shutting down.
+    Shutdown,
     Error(String),
 }
 
@@ -126,6 +128,7 @@ impl End {
             End::ClientClosed => "client closed".into(),
             End::ServerClosed(e) => format!("server closed: {e}"),
             End::Idle => "idle timeout".into(),
+            End::Shutdown => "gateway shutting down".into(),
             End::Error(e) => e.clone(),
         }
     }
@@ -135,6 +138,7 @@ impl Relay {
     /// The relay loop.
     pub async fn run(&mut self) -> End {
         let idle = self.cfg.idle_timeout;
+        let gw = self.session.gateway().clone();
         loop {
             let deadline = tokio::time::sleep(idle);
             tokio::select! {
@@ -171,6 +175,10 @@ impl Relay {
                 _ = deadline => {
                     let _ = self.fatal(sqlstate::IDLE_TIMEOUT, "terminating connection due to idle timeout").await;
                     return End::Idle;
+                }
+                _ = gw.lifecycle.stopping() => {
+                    let _ = self.fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command (warden is shutting down)").await;
+                    return End::Shutdown;
                 }
             }
         }

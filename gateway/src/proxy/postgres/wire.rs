@@ -141,6 +141,7 @@ pub mod sqlstate {
     pub const CONNECTION_FAILURE: &str = "08006";
     pub const QUERY_CANCELED: &str = "57014";
     pub const IDLE_TIMEOUT: &str = "57P05";
+    pub const ADMIN_SHUTDOWN: &str = "57P01";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const INVALID_STATEMENT_NAME: &str = "26000";
     pub const PROGRAM_LIMIT: &str = "54000";

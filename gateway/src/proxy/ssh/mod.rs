@@ -89,12 +89,32 @@ async fn handle(
     config: Arc<russh::server::Config>,
 ) {
     let slot = handler::Slot::default();
-    let handler = handler::Handler::new(gw, addr, slot.clone());
+    let handler = handler::Handler::new(gw.clone(), addr, slot.clone());
+    let mut stopped = false;
     let result = match russh::server::run_stream(config, tcp, handler).await {
-        Ok(running) => running.await,
+        Ok(running) => {
+            let ssh = running.handle();
+            tokio::pin!(running);
+            tokio::select! {
+                r = &mut running => r,
+                _ = gw.lifecycle.stopping() => {
+                    stopped = true;
+                    let _ = ssh
+                        .disconnect(
+                            russh::Disconnect::ByApplication,
+                            "warden is shutting down".into(),
+                            String::new(),
+                        )
+                        .await;
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), running).await;
+                    Ok(())
+                }
+            }
+        }
         Err(e) => Err(e),
     };
     let reason = match &result {
+        _ if stopped => "gateway shutting down".to_string(),
         Ok(()) => "client closed the connection".to_string(),
         Err(e) => format!("connection ended: {e}"),
     };
