@@ -164,7 +164,11 @@ async fn shutdown_ends_open_sessions_with_an_audited_end() {
     let token = gw.token("alice", &[], &[]);
     let c = connect(&gw.conninfo("open", &token)).await.unwrap();
     c.simple_query("SELECT 1").await.unwrap();
-    // SIGTERM with the session open: the client is told (57P01), the session's end is audited.
+    // A second session waits for an approver (a read of cards without LIMIT).
+    let waiting = connect(&gw.conninfo("payments", &token)).await.unwrap();
+    let held = tokio::spawn(async move { waiting.simple_query("SELECT holder FROM cards").await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // SIGTERM with the sessions open: the clients are told (57P01), each end is audited.
     let stopping = std::thread::spawn(move || {
         gw.stop();
         gw
@@ -185,13 +189,24 @@ async fn shutdown_ends_open_sessions_with_an_audited_end() {
         code.as_deref() == Some("57P01") || err.is_closed(),
         "{err:?}"
     );
+    let held = tokio::time::timeout(Duration::from_secs(20), held)
+        .await
+        .expect("the held statement outlived the gateway")
+        .unwrap();
+    let err = held.expect_err("a held statement ran during shutdown");
+    let code = err.as_db_error().map(|d| d.code().code().to_string());
+    assert!(
+        code.as_deref() == Some("57P01") || err.is_closed(),
+        "{err:?}"
+    );
     let audit = warden::audit::AuditStore::open(gw.audit_path()).unwrap();
     let mut export = Vec::new();
     audit.export(None, &mut export).unwrap();
     let export = String::from_utf8(export).unwrap();
-    assert!(
-        export.contains("\"type\":\"session_end\"") && export.contains("gateway shutting down"),
-        "no audited session end"
+    assert_eq!(
+        export.matches("gateway shutting down").count(),
+        2,
+        "both sessions' ends are audited"
     );
 }
 

@@ -831,32 +831,42 @@ async fn window_changes_signals_and_eof_pass_through_as_directly() {
 #[test]
 fn shutdown_ends_open_ssh_sessions_with_an_audited_end() {
     let sshd = Sshd::start();
-    let mut gw = SshGateway::start(&sshd, ALLOW, &["allow-all"], "");
-    let token = gw.token("alice", &["agent-7"], &[]);
-    let mut cmd = gw.with_token("ssh", &token);
-    cmd.args([
-        "-p",
-        &gw.port.to_string(),
-        "web-1@127.0.0.1",
-        "echo started; sleep 30",
-    ])
-    .stdin(std::process::Stdio::null())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut gw = SshGateway::start(&sshd, GUARD, &["ssh-guard", "pci-mask"], "");
+    let spawn = |remote: &str| {
+        let token = gw.token("alice", &["agent-7"], &[]);
+        let mut cmd = gw.with_token("ssh", &token);
+        cmd.args(["-p", &gw.port.to_string(), "web-1@127.0.0.1", remote])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    // One command running, one held for an approver.
+    let running = spawn("echo started; sleep 30");
+    let held = spawn("sudo -n true");
+    std::thread::sleep(Duration::from_millis(2000));
     let started = std::time::Instant::now();
     gw.stop();
-    let o = child.wait_with_output().unwrap();
+    let running = running.wait_with_output().unwrap();
+    let held = held.wait_with_output().unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(20),
-        "the client outlived the gateway"
+        "a client outlived the gateway"
     );
-    assert_eq!(text(&o.stdout), "started\n", "{}", show(&o));
-    assert!(!o.status.success());
-    let audit = export(&gw);
+    assert_eq!(text(&running.stdout), "started\n", "{}", show(&running));
+    assert!(!running.status.success());
     assert!(
-        audit.contains("gateway shutting down"),
-        "no audited session end"
+        text(&held.stderr).contains("held for approval"),
+        "{}",
+        show(&held)
     );
+    assert!(
+        text(&held.stderr).contains("shutting down"),
+        "{}",
+        show(&held)
+    );
+    assert!(!held.status.success());
+    let audit = export(&gw);
+    let ends = audit.matches("gateway shutting down").count();
+    assert_eq!(ends, 2, "both sessions' ends are audited");
 }

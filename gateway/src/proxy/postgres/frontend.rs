@@ -138,8 +138,14 @@ impl Relay {
             .extend_from_slice(&wire::notice(&notice, Some(&hint)));
         self.flush_client().await?;
         let cancel = self.cancel.clone();
+        let gw = self.session.gateway().clone();
         let outcome = tokio::select! {
             outcome = pending.wait() => outcome,
+            // Shutting down: the request is withdrawn (dropped) and the session ends.
+            _ = gw.lifecycle.stopping() => {
+                let _ = self.fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command (warden is shutting down)").await;
+                return Err(End::Shutdown);
+            }
             _ = cancel.notified() => {
                 self.refuse(sqlstate::QUERY_CANCELED, "canceling statement due to user request");
                 return Ok(None);

@@ -297,6 +297,12 @@ pub(super) async fn judge(
             let outcome = loop {
                 tokio::select! {
                     outcome = &mut wait => break outcome,
+                    // Shutting down: the request is withdrawn and the command never runs.
+                    _ = conn.gw.lifecycle.stopping() => {
+                        let msg = format!("warden: approval {id} withdrawn: warden is shutting down");
+                        let _ = stderr(conn, client, &msg, crlf).await;
+                        return judged;
+                    }
                     msg = rx.wait() => match msg {
                         Some(ChannelMsg::Close) | None => {
                             // Dropping the wait withdraws the request.

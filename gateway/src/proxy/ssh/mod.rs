@@ -99,6 +99,8 @@ async fn handle(
                 r = &mut running => r,
                 _ = gw.lifecycle.stopping() => {
                     stopped = true;
+                    // A moment for the channels' own last words (a withdrawn approval).
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     let _ = ssh
                         .disconnect(
                             russh::Disconnect::ByApplication,
