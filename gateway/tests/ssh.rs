@@ -619,6 +619,16 @@ fn every_command_the_host_ran_was_audited_first() {
     assert!(!file_contains(&gw.audit_path(), "4111111111111111"));
 }
 
+/// The gateway's host key (what clients must see) and the host's own (what they must not).
+fn host_keys(gw: &SshGateway, sshd: &Sshd) -> (russh::keys::PublicKey, russh::keys::PublicKey) {
+    let gw_key = russh::keys::load_secret_key(gw.dir.path().join("host_key"), None)
+        .unwrap()
+        .public_key()
+        .clone();
+    let host_key = russh::keys::PublicKey::from_openssh(&sshd.host_pub).unwrap();
+    (gw_key, host_key)
+}
+
 /// A russh client: accepts the key it is given to expect.
 struct Client {
     expect: russh::keys::PublicKey,
@@ -667,11 +677,7 @@ async fn a_russh_client_gets_what_a_direct_connection_gets() {
     let sshd = Sshd::start();
     let gw = SshGateway::start(&sshd, ALLOW, &["allow-all"], "");
     // The client sees the gateway's host key, never the host's.
-    let gw_key = russh::keys::load_secret_key(gw.dir.path().join("host_key"), None)
-        .unwrap()
-        .public_key()
-        .clone();
-    let host_key = russh::keys::PublicKey::from_openssh(&sshd.host_pub).unwrap();
+    let (gw_key, host_key) = host_keys(&gw, &sshd);
     assert_ne!(gw_key.key_data(), host_key.key_data());
     let token = gw.token("alice", &["agent-7"], &[]);
     let cmd = "echo out; seq 1 50000 | tail -1; echo err >&2; exit 5";
@@ -774,11 +780,7 @@ async fn russh_channel(
 async fn window_changes_signals_and_eof_pass_through_as_directly() {
     let sshd = Sshd::start();
     let gw = SshGateway::start(&sshd, ALLOW, &["allow-all"], "");
-    let gw_key = russh::keys::load_secret_key(gw.dir.path().join("host_key"), None)
-        .unwrap()
-        .public_key()
-        .clone();
-    let host_key = russh::keys::PublicKey::from_openssh(&sshd.host_pub).unwrap();
+    let (gw_key, host_key) = host_keys(&gw, &sshd);
     let config = std::sync::Arc::new(russh::client::Config::default());
     let mut through = russh::client::connect(
         config.clone(),
