@@ -19,8 +19,8 @@ use std::process::Command as Process;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden::policy::{
-    ByteSize, Column, Command, Http, Kube, LoadSource, ModuleLimits, PolicyConfig, PolicyEngine,
-    PolicyRef, Principal, Protocol, Row, Session,
+    ByteSize, Command, Http, Kube, LoadSource, ModuleLimits, PolicyConfig, PolicyEngine, PolicyRef,
+    Principal, Protocol, Row, Session,
 };
 
 /// Timed `check` calls per module, after [`WARMUP`] untimed ones.
@@ -133,40 +133,6 @@ fn list_pods() -> Command {
             name: String::new(),
         }),
     })
-}
-
-/// The `policy` bench's rows: 5 text columns, one PAN per row in rotating formats.
-fn rows(n: usize) -> (Vec<Column>, Vec<Row>) {
-    let columns = ["id", "name", "pan", "email", "note"]
-        .iter()
-        .map(|n| Column {
-            name: n.to_string(),
-            type_name: "text".into(),
-        })
-        .collect();
-    let pans = [
-        "4111111111111111",
-        "5500 0055 5555 5559",
-        "3782-822463-10005",
-        "6011111111111117",
-    ];
-    let rows = (0..n)
-        .map(|i| {
-            vec![
-                Some(i.to_string()),
-                Some(format!("Customer {i}")),
-                Some(pans[i % pans.len()].to_string()),
-                Some(format!("customer{i}@example.com")),
-                Some(format!(
-                    "order 2024-{:02}-{:02}, ref {}",
-                    i % 12 + 1,
-                    i % 28 + 1,
-                    100000 + i
-                )),
-            ]
-        })
-        .collect();
-    (columns, rows)
 }
 
 /// The process's resident set, in bytes.
@@ -333,7 +299,7 @@ fn main() {
 
         // mask-rows: every module on the same batches (the non-masking ones return no edits,
         // which shows what passing 5,000 cells costs by itself).
-        let (columns, batch) = rows(BATCH);
+        let (columns, batch) = common::card_rows(BATCH);
         let mut masked: BTreeMap<&str, Vec<Row>> = BTreeMap::new();
         for (s, f) in subjects.iter().zip(&mut figures) {
             let chain = [common::pref(s.module, s.config)];

@@ -13,48 +13,12 @@ use common::{pref, session};
 use criterion::{Criterion, Throughput};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use warden::policy::{Column, Command, PolicyConfig, PolicyEngine, PolicyRef, Row};
+use warden::policy::{Command, PolicyConfig, PolicyEngine, PolicyRef};
 
 fn statement() -> Command {
     let sql =
         "SELECT id, name, pan, email, note FROM cards WHERE owner_id = $1 ORDER BY id LIMIT 50";
     Command::Sql(warden::command::sql::parse(sql).remove(0))
-}
-
-/// 5-column rows like a cardholder table: one PAN per row, in rotating formats, and text that
-/// has digits but no PAN.
-fn rows(n: usize) -> (Vec<Column>, Vec<Row>) {
-    let names = ["id", "name", "pan", "email", "note"];
-    let columns = names
-        .iter()
-        .map(|n| Column {
-            name: n.to_string(),
-            type_name: "text".into(),
-        })
-        .collect();
-    let pans = [
-        "4111111111111111",
-        "5500 0055 5555 5559",
-        "3782-822463-10005",
-        "6011111111111117",
-    ];
-    let rows = (0..n)
-        .map(|i| {
-            vec![
-                Some(i.to_string()),
-                Some(format!("Customer {i}")),
-                Some(pans[i % pans.len()].to_string()),
-                Some(format!("customer{i}@example.com")),
-                Some(format!(
-                    "order 2024-{:02}-{:02}, ref {}",
-                    i % 12 + 1,
-                    i % 28 + 1,
-                    100000 + i
-                )),
-            ]
-        })
-        .collect();
-    (columns, rows)
 }
 
 async fn engine(dir: &Path, chain: &[PolicyRef], max_idle: usize) -> PolicyEngine {
@@ -122,7 +86,7 @@ fn main() {
             let (p50, p99) = percentiles(eng, chain, n).await;
             println!("check latency, {name}: p50 {p50:?}  p99 {p99:?}  ({n} calls)");
         }
-        let (columns, batch) = rows(1000);
+        let (columns, batch) = common::card_rows(1000);
         let decision = engine.assume_mask(&mask);
         let started = Instant::now();
         let mut total = 0usize;
@@ -156,7 +120,7 @@ fn main() {
 
     let mut g = c.benchmark_group("mask-rows");
     for n in [100usize, 1000] {
-        let (columns, batch) = rows(n);
+        let (columns, batch) = common::card_rows(n);
         let decision = engine.assume_mask(&mask);
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("pci-mask/{n}x5"), |b| {

@@ -225,24 +225,11 @@ impl Session {
                 .map(|_| scrub(&decision.display_reason())),
             policies,
         };
-        let seq = self
-            .gw
-            .audit
-            .append(NewEvent::session(self.id(), EventKind::Command(event)))
-            .await?;
-        self.counts.commands += 1;
-        match decision.verdict {
-            Verdict::Allow => self.counts.allowed += 1,
-            Verdict::Mask => self.counts.masked += 1,
-            Verdict::Deny(_) => self.counts.denied += 1,
-            Verdict::RequireApproval(_) => self.counts.approvals += 1,
-        }
-        let reason = match &decision.verdict {
+        let shown = match &decision.verdict {
             Verdict::Mask => decision.decided_by.clone(),
             v => v.reason().map(|_| decision.display_reason()),
         };
-        self.recorder
-            .command(text, decision.verdict.name(), reason.as_deref());
+        let seq = self.record_command(text, event, shown.as_deref()).await?;
         Ok(Ruling {
             decision,
             per_command,
@@ -267,14 +254,31 @@ impl Session {
             reason: Some(scrub(reason)),
             policies: Vec::new(),
         };
+        self.record_command(text, event, Some(reason)).await
+    }
+
+    /// Append a command's event (durable before this returns), count its verdict, and put it
+    /// in the recording with the reason the client was shown.
+    async fn record_command(
+        &mut self,
+        text: &str,
+        event: CommandEvent,
+        shown: Option<&str>,
+    ) -> Result<u64, SessionError> {
+        let verdict = event.verdict;
         let seq = self
             .gw
             .audit
             .append(NewEvent::session(self.id(), EventKind::Command(event)))
             .await?;
         self.counts.commands += 1;
-        self.counts.denied += 1;
-        self.recorder.command(text, "deny", Some(reason));
+        match verdict {
+            AuditVerdict::Allow => self.counts.allowed += 1,
+            AuditVerdict::Mask => self.counts.masked += 1,
+            AuditVerdict::Deny => self.counts.denied += 1,
+            AuditVerdict::RequireApproval => self.counts.approvals += 1,
+        }
+        self.recorder.command(text, verdict.as_str(), shown);
         Ok(seq)
     }
 

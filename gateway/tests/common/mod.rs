@@ -10,7 +10,7 @@ pub mod ssh;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
-use warden::policy::{PolicyRef, Principal, Protocol, Session};
+use warden::policy::{Column, PolicyRef, Principal, Protocol, Row, Session};
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -116,4 +116,39 @@ pub fn asciinema_cat(file: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// Result rows for masking benchmarks: 5 text columns (id, name, pan, email, note), one card
+/// number per row in rotating formats; the note has digits but no card number.
+pub fn card_rows(n: usize) -> (Vec<Column>, Vec<Row>) {
+    let columns = ["id", "name", "pan", "email", "note"]
+        .iter()
+        .map(|n| Column {
+            name: n.to_string(),
+            type_name: "text".into(),
+        })
+        .collect();
+    let pans = [
+        "4111111111111111",
+        "5500 0055 5555 5559",
+        "3782-822463-10005",
+        "6011111111111117",
+    ];
+    let rows = (0..n)
+        .map(|i| {
+            vec![
+                Some(i.to_string()),
+                Some(format!("Customer {i}")),
+                Some(pans[i % pans.len()].to_string()),
+                Some(format!("customer{i}@example.com")),
+                Some(format!(
+                    "order 2024-{:02}-{:02}, ref {}",
+                    i % 12 + 1,
+                    i % 28 + 1,
+                    100000 + i
+                )),
+            ]
+        })
+        .collect();
+    (columns, rows)
 }

@@ -132,33 +132,24 @@ impl Start {
         }
         // The exec line, or the interactive session itself, is judged before the host sees
         // anything. SFTP is judged per operation.
-        let (text, command) = match &self {
-            Start::Exec { line, .. } => (line.clone(), crate::command::shell(line, false)),
-            Start::Shell => (
-                "(interactive shell)".to_string(),
-                crate::command::shell("", true),
-            ),
-            Start::Sftp => (String::new(), crate::command::shell("", false)),
+        let opening = match &self {
+            Start::Exec { line, .. } => Some((line.as_str(), crate::command::shell(line, false))),
+            Start::Shell => Some(("(interactive shell)", crate::command::shell("", true))),
+            Start::Sftp => None,
         };
-        let (ruling, held) = if matches!(self, Start::Sftp) {
-            (None, Vec::new())
-        } else {
-            let crlf = pty.is_some();
-            let judged = judge(
-                &conn,
-                &client,
-                &mut rx,
-                &text,
-                Command::Shell(command),
-                crlf,
-            )
-            .await;
-            if judged.closed {
-                return;
-            }
-            match judged.ruling {
-                Some(r) => (Some(r), judged.held),
-                None => return finish(&client, REFUSED_EXIT).await,
+        let (ruling, held) = match opening {
+            None => (None, Vec::new()),
+            Some((text, command)) => {
+                let crlf = pty.is_some();
+                let judged =
+                    judge(&conn, &client, &mut rx, text, Command::Shell(command), crlf).await;
+                if judged.closed {
+                    return;
+                }
+                match judged.ruling {
+                    Some(r) => (Some(r), judged.held),
+                    None => return finish(&client, REFUSED_EXIT).await,
+                }
             }
         };
         let upstream = match conn.upstream().await {

@@ -35,8 +35,9 @@ pub struct Shared {
     /// A terminal: messages go to the terminal, lines end in CR LF.
     pub pty: bool,
     pub sftp: bool,
-    /// The ruling whose `mask` applies to output (`seq`, decision), if any.
-    mask: Mutex<Option<(u64, Decision)>>,
+    /// The ruling whose `mask` applies to output (`seq`, decision), if any. Shared, not
+    /// copied, per output chunk.
+    mask: Mutex<Option<Arc<(u64, Decision)>>>,
     /// The last bytes of terminal output (to tell a password prompt).
     tail: Mutex<Vec<u8>>,
     /// Output bytes still to be recorded for the current command, and those shown beyond.
@@ -76,7 +77,7 @@ impl Shared {
     /// Output from now on is masked under this ruling. Nothing unmasks it again: in a shell
     /// the relay cannot tell which command's output a byte belongs to.
     pub fn mask_with(&self, seq: u64, decision: &Decision) {
-        *lock(&self.mask) = Some((seq, decision.clone()));
+        *lock(&self.mask) = Some(Arc::new((seq, decision.clone())));
     }
 
     /// A new command: its output gets a fresh recording budget.
@@ -157,7 +158,7 @@ struct Output {
 }
 
 impl Output {
-    fn masking(&self) -> Option<(u64, Decision)> {
+    fn masking(&self) -> Option<Arc<(u64, Decision)>> {
         lock(&self.shared.mask).clone()
     }
 
@@ -225,14 +226,15 @@ impl Output {
 
     /// Host output: masked by lines when a verdict said so, then sent and recorded.
     async fn output(&mut self, is_stderr: bool, data: &[u8]) -> bool {
-        let Some((seq, decision)) = self.masking() else {
+        let Some(mask) = self.masking() else {
             return self.sent(self.shared.send(is_stderr, data).await).await;
         };
         let lines = self.lines[usize::from(is_stderr)].push(data);
         if lines.is_empty() {
             return true;
         }
-        self.masked(seq, &decision, is_stderr, lines).await
+        let (seq, decision) = &*mask;
+        self.masked(*seq, decision, is_stderr, lines).await
     }
 
     async fn masked(
@@ -267,12 +269,13 @@ impl Output {
     /// Send held partial lines: after a pause (`at_end` false) only what cannot be part of a
     /// number; at EOF, exit or close, everything.
     async fn flush(&mut self, at_end: bool) -> bool {
-        let Some((seq, decision)) = self.masking() else {
+        let Some(mask) = self.masking() else {
             return true;
         };
+        let (seq, decision) = &*mask;
         for is_stderr in [false, true] {
             if let Some(partial) = self.lines[usize::from(is_stderr)].take_partial(at_end)
-                && !self.masked(seq, &decision, is_stderr, vec![partial]).await
+                && !self.masked(*seq, decision, is_stderr, vec![partial]).await
             {
                 return false;
             }

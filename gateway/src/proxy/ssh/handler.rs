@@ -249,20 +249,7 @@ impl russh::server::Handler for Handler {
                 .await;
             return Ok(());
         };
-        let forward = Forward {
-            direction: "local".to_string(),
-            host: host_to_connect.to_string(),
-            port: port_to_connect,
-        };
-        let text = format!("forward local {host_to_connect}:{port_to_connect}");
-        let allowed = match conn.decide(&text, Command::Forward(forward)).await {
-            Ok(r) => matches!(r.decision.verdict, Verdict::Allow),
-            Err(e) => {
-                tracing::error!("ssh forward refused: {e}");
-                false
-            }
-        };
-        if !allowed {
+        if !forward_allowed(&conn, "local", host_to_connect, port_to_connect).await {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -306,20 +293,29 @@ impl russh::server::Handler for Handler {
         let Some(conn) = self.conn.clone() else {
             return Ok(false);
         };
-        let text = format!("forward remote {address}:{port}");
-        let forward = Forward {
-            direction: "remote".to_string(),
-            host: address.to_string(),
-            port: *port,
-        };
-        match conn.decide(&text, Command::Forward(forward)).await {
-            Ok(r) if matches!(r.decision.verdict, Verdict::Allow) => {
-                // Allowed by policy, but the gateway does not carry remote forwards (yet).
-                tracing::warn!("remote port forwarding allowed by policy but not supported");
-            }
-            _ => {}
+        if forward_allowed(&conn, "remote", address, *port).await {
+            // Allowed by policy, but the gateway does not carry remote forwards (yet).
+            tracing::warn!("remote port forwarding allowed by policy but not supported");
         }
         Ok(false)
+    }
+}
+
+/// Check (and audit) a port-forwarding request; only a plain `allow` lets it through (a
+/// forwarded stream can be neither masked nor held).
+async fn forward_allowed(conn: &Conn, direction: &str, host: &str, port: u32) -> bool {
+    let forward = Forward {
+        direction: direction.to_string(),
+        host: host.to_string(),
+        port,
+    };
+    let command = Command::Forward(forward);
+    match conn.decide(&command.text(), command).await {
+        Ok(r) => matches!(r.decision.verdict, Verdict::Allow),
+        Err(e) => {
+            tracing::error!("ssh forward refused: {e}");
+            false
+        }
     }
 }
 
