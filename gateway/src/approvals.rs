@@ -555,6 +555,7 @@ mod tests {
                 groups: vec![],
                 actors: names(a),
                 expires_at: 0,
+                targets: None,
             };
             check_parties(&req, &approver).map_err(|e| format!("{e:?}"))
         };

@@ -5,7 +5,10 @@
 use crate::audit::AuditConfig;
 use crate::identity::IdentityConfig;
 use crate::policy::{PolicyConfig, PolicyRef, Protocol};
-pub use crate::proxy::ssh::config::{KeyPrincipal, SshListener, SshUpstream};
+use crate::proxy::accept::ConnectionLimits;
+use crate::proxy::postgres::config::{PostgresListener, PostgresUpstream, UpstreamTls};
+use crate::proxy::ssh::config::{SshListener, SshUpstream};
+use crate::session::SessionLimits;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +34,12 @@ pub struct Config {
     /// Approvals and the local admin API.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Bounds on connections, shared by every listener (`[connections]`).
+    #[serde(default)]
+    pub connections: ConnectionLimits,
+    /// Bounds on authenticated sessions (`[sessions]`).
+    #[serde(default)]
+    pub sessions: SessionLimits,
     /// What clients can reach, by name (the Postgres database name, the SSH login's target,
     /// the HTTP route).
     #[serde(default, rename = "targets")]
@@ -53,87 +62,40 @@ pub struct TargetConfig {
     /// Where an `ssh` target's sessions go, with the gateway's own key or password.
     #[serde(default)]
     pub ssh: Option<SshUpstream>,
-}
-
-/// `[postgres]`: where clients connect with psql, pgbench or any libpq driver.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresListener {
-    /// `ip:port` to listen on.
-    pub listen: std::net::SocketAddr,
-    /// PEM certificate chain and private key for TLS (SSLRequest). Without them, TLS is refused.
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    /// Accept the token as a cleartext password without TLS. Only for loopback demos: the token
-    /// would cross the network in the clear.
+    /// Who may reach the target: a principal in one of these token groups ...
     #[serde(default)]
-    pub allow_plaintext_password: bool,
-    /// Close a session idle this long.
-    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
-    pub idle_timeout: std::time::Duration,
-    /// Largest client message accepted; larger ones end the session with an error.
-    #[serde(default = "default_max_message")]
-    pub max_message_size: crate::policy::ByteSize,
-    /// Result rows per `mask-rows` batch, and bytes per batch, whichever fills first.
-    #[serde(default = "default_batch_rows")]
-    pub mask_batch_rows: usize,
-    #[serde(default = "default_batch_bytes")]
-    pub mask_batch_bytes: crate::policy::ByteSize,
-    /// Rows of each result kept in the session recording (the rest are counted, not stored):
-    /// recordings are evidence of what was seen, not a copy of the database.
-    #[serde(default = "default_recorded_rows")]
-    pub recorded_rows_per_result: u64,
-}
-
-fn default_recorded_rows() -> u64 {
-    1000
-}
-
-fn default_idle_timeout() -> std::time::Duration {
-    std::time::Duration::from_secs(30 * 60)
-}
-fn default_max_message() -> crate::policy::ByteSize {
-    crate::policy::ByteSize(64 << 20)
-}
-fn default_batch_rows() -> usize {
-    512
-}
-fn default_batch_bytes() -> crate::policy::ByteSize {
-    crate::policy::ByteSize(1 << 20)
-}
-
-/// `[targets.NAME.postgres]`: the real server behind a target.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresUpstream {
-    pub host: String,
-    #[serde(default = "default_pg_port")]
-    pub port: u16,
-    /// The database on the server (the client's database name picks the target instead).
-    pub database: String,
-    /// The gateway's own login on the server; clients never learn it.
-    pub user: String,
-    /// File holding the password (SCRAM-SHA-256 or md5); absent for `trust`.
-    pub password_file: Option<PathBuf>,
-    /// `disable` (default), `require` (TLS, any certificate: test setups only) or `verify`
-    /// (TLS with the server certificate checked against `ca_file`).
+    pub allow_groups: Vec<String>,
+    /// ... or with one of these subjects (`sub`). `["*"]` in either admits every verified
+    /// token. A target must name at least one: none reaches it by default.
     #[serde(default)]
-    pub tls: UpstreamTls,
-    pub ca_file: Option<PathBuf>,
+    pub allow_subjects: Vec<String>,
+    /// Sessions open on this target at once, all principals together (absent: unbounded
+    /// beyond the connection caps).
+    #[serde(default)]
+    pub max_sessions: Option<usize>,
+    /// Sessions one principal (`sub`) may hold on this target at once; overrides
+    /// `[sessions] max_per_principal`.
+    #[serde(default)]
+    pub max_sessions_per_principal: Option<usize>,
+    /// Let the gateway log in upstream as a PostgreSQL superuser or as SSH `root`. Off:
+    /// such an upstream is refused (at start for SSH `root`, at login for a superuser role),
+    /// because a privileged upstream makes every policy and approval bypassable.
+    #[serde(default)]
+    pub allow_privileged_upstream: bool,
 }
 
-fn default_pg_port() -> u16 {
-    5432
-}
-
-/// TLS towards a PostgreSQL upstream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UpstreamTls {
-    #[default]
-    Disable,
-    Require,
-    Verify,
+impl TargetConfig {
+    /// Whether `principal` may reach this target by its allow lists (the token's own
+    /// `targets` claim is checked separately, by the session path).
+    pub fn admits(&self, principal: &crate::identity::Principal) -> bool {
+        let any = |list: &[String], has: &dyn Fn(&str) -> bool| {
+            list.iter().any(|entry| entry == "*" || has(entry))
+        };
+        any(&self.allow_subjects, &|s| s == principal.subject)
+            || any(&self.allow_groups, &|g| {
+                principal.groups.iter().any(|pg| pg == g)
+            })
+    }
 }
 
 /// `[admin]`: approvals and the local admin API (`warden approvals ...` talks to it).
@@ -264,9 +226,7 @@ impl Config {
         fix(&mut self.audit.path);
         self.identity.resolve_relative_to(base);
         if let Some(pg) = &mut self.postgres {
-            for p in [&mut pg.tls_cert, &mut pg.tls_key].into_iter().flatten() {
-                fix(p);
-            }
+            pg.paths_mut().for_each(&fix);
         }
         if let Some(ssh) = &mut self.ssh {
             ssh.paths_mut().for_each(&fix);
@@ -276,12 +236,7 @@ impl Config {
                 up.paths_mut().for_each(&fix);
             }
             if let Some(up) = &mut target.postgres {
-                for p in [&mut up.password_file, &mut up.ca_file]
-                    .into_iter()
-                    .flatten()
-                {
-                    fix(p);
-                }
+                up.paths_mut().for_each(&fix);
             }
         }
     }
@@ -291,15 +246,14 @@ impl Config {
             .validate()
             .map_err(|e| format!("[identity]: {e}"))?;
         if let Some(pg) = &self.postgres {
-            if pg.tls_cert.is_some() != pg.tls_key.is_some() {
-                return Err("[postgres]: tls_cert and tls_key go together".into());
-            }
-            if pg.tls_cert.is_none() && !pg.allow_plaintext_password {
-                return Err("[postgres]: without tls_cert/tls_key, tokens would cross the network in the clear; \
-                            configure TLS or set allow_plaintext_password = true (loopback demos only)"
-                    .into());
-            }
+            pg.validate().map_err(|e| format!("[postgres]: {e}"))?;
         }
+        self.connections
+            .validate()
+            .map_err(|e| format!("[connections]: {e}"))?;
+        self.sessions
+            .validate()
+            .map_err(|e| format!("[sessions]: {e}"))?;
         if let Some(ssh) = &self.ssh {
             ssh.validate().map_err(|e| format!("[ssh]: {e}"))?;
         }
@@ -341,6 +295,27 @@ impl Config {
                 .is_some_and(|u| u.tls == UpstreamTls::Verify && u.ca_file.is_none())
             {
                 return Err(format!("target `{name}`: tls = \"verify\" needs ca_file"));
+            }
+            if target.allow_groups.is_empty() && target.allow_subjects.is_empty() {
+                return Err(format!(
+                    "target `{name}`: say who may reach it with allow_groups and/or \
+                     allow_subjects (`[\"*\"]` admits every verified token)"
+                ));
+            }
+            if target.max_sessions == Some(0) || target.max_sessions_per_principal == Some(0) {
+                return Err(format!(
+                    "target `{name}`: a session cap of 0 would refuse every session"
+                ));
+            }
+            if target.protocol == ProtocolName::Ssh
+                && !target.allow_privileged_upstream
+                && target.ssh.as_ref().is_some_and(|u| u.user == "root")
+            {
+                return Err(format!(
+                    "target `{name}`: the gateway would log in to the host as root, which makes \
+                     every policy and approval bypassable; use an unprivileged user (with sudo \
+                     rules for what needs approval) or set allow_privileged_upstream = true"
+                ));
             }
         }
         Ok(())

@@ -18,3 +18,4 @@ pub mod policy;
 pub mod proxy;
 pub mod recording;
 pub mod session;
+pub mod units;

@@ -80,6 +80,7 @@ impl Harness {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             actors: actors.iter().map(|a| a.to_string()).collect(),
             ttl: Duration::from_secs(300),
+            targets: Vec::new(),
         };
         mint(&self.identity, &request).unwrap()
     }

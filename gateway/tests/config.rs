@@ -68,6 +68,21 @@ hs256_secret_file = "s"
             "[ssh]\nlisten = \"127.0.0.1:0\"\nhost_key = \"hk\"\n[[ssh.keys]]\nkey = \"ssh-ed25519 garbage\"\nsubject = \"bot\"\n",
             "key of `bot` is not an OpenSSH public key",
         ),
+        // Nobody reaches a target that does not say who may.
+        (
+            "[targets.x]\nprotocol = \"ssh\"\n[targets.x.ssh]\nhost = \"h\"\nuser = \"u\"\nkey_file = \"k\"\nknown_hosts = \"kh\"\n",
+            "say who may reach it",
+        ),
+        // The gateway never logs in as root unless the target says so.
+        (
+            "[targets.x]\nprotocol = \"ssh\"\nallow_groups = [\"ops\"]\n[targets.x.ssh]\nhost = \"h\"\nuser = \"root\"\nkey_file = \"k\"\nknown_hosts = \"kh\"\n",
+            "log in to the host as root",
+        ),
+        (
+            "[targets.x]\nprotocol = \"ssh\"\nallow_groups = [\"ops\"]\nmax_sessions = 0\n[targets.x.ssh]\nhost = \"h\"\nuser = \"u\"\nkey_file = \"k\"\nknown_hosts = \"kh\"\n",
+            "session cap of 0",
+        ),
+        ("[connections]\nper_address = 0\n", "at least 1"),
     ] {
         let path = dir.path().join("w.toml");
         std::fs::write(&path, format!("{base}{extra}")).unwrap();

@@ -472,10 +472,16 @@ fn mint_round_trips() {
         groups: vec!["dba".into()],
         actors: vec!["planner".into(), "sql-agent".into()],
         ttl: Duration::from_secs(120),
+        targets: vec!["payments".into(), "web-1".into()],
     };
     let token = mint(&f.config, &request).unwrap();
     let p = f.accept(&token);
     assert_eq!(p.actors, ["alice", "planner", "sql-agent"]);
+    assert_eq!(
+        p.targets.as_deref(),
+        Some(&["payments".to_string(), "web-1".to_string()][..])
+    );
+    assert!(p.token_allows("web-1") && !p.token_allows("ledger"));
     assert_eq!(p.groups, ["dba"]);
     assert_eq!(p.issuer, ISSUER);
     assert!(p.expires_at.abs_diff(now() + 120) <= 2);

@@ -16,7 +16,8 @@ use std::path::PathBuf;
 use std::process::Command as Process;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use warden::policy::{ByteSize, Command, PolicyConfig, PolicyEngine, Protocol, Verdict};
+use warden::policy::{Command, PolicyConfig, PolicyEngine, Protocol, Verdict};
+use warden::units::ByteSize;
 
 /// Build the policy (or, with `probe`, the sandbox probe) with build.sh into
 /// target/test-policies. One build at a time: the tests of this file run in parallel.

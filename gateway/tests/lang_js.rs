@@ -70,7 +70,7 @@ fn limits(cache: &Path, memory: &str, deadline: Duration) -> PolicyConfig {
         dir: cache.to_path_buf(),
         cache_dir: Some(cache.to_path_buf()),
         reload_interval: Duration::ZERO,
-        memory_limit: warden::policy::ByteSize::parse(memory).unwrap(),
+        memory_limit: warden::units::ByteSize::parse(memory).unwrap(),
         deadline,
         ..PolicyConfig::default()
     }
@@ -474,9 +474,7 @@ async fn large_bodies_are_not_denied_for_memory_a_fresh_instance_has() {
 
     // A body larger than the cap: the reused instance fails, the retry on a fresh instance
     // fails too, and the call is denied with cause memory-cap (what the audit records).
-    let cap = warden::policy::ByteSize::parse(BODY_MEMORY_LIMIT)
-        .unwrap()
-        .0 as usize;
+    let cap = warden::units::ByteSize::parse(BODY_MEMORY_LIMIT).unwrap().0 as usize;
     assert_eq!(module.idle_instances(&policy.config), 1);
     let d = engine
         .check(&chain, &session, &create_configmap(cap + (1 << 20)))

@@ -26,9 +26,10 @@ use std::process::Command as Process;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use warden::policy::{
-    ByteSize, Column, Command, Http, Kube, ModuleLimits, PolicyConfig, PolicyEngine, PolicyRef,
-    Protocol, Row, Session, Shell, Verdict,
+    Column, Command, Http, Kube, ModuleLimits, PolicyConfig, PolicyEngine, PolicyRef, Protocol,
+    Row, Session, Shell, Verdict,
 };
+use warden::units::ByteSize;
 
 /// Memory cap for `warden policy test` on the case file. The smallest that passes, found in
 /// 64 KiB steps, is 13056 KiB (12.75 MiB): the interpreter's pre-initialised heap snapshot is

@@ -291,7 +291,7 @@ fn refused_logins_and_targets() {
         &sshd,
         ALLOW,
         &format!("host_key_fingerprint = \"{}\"", fingerprint(&sshd)),
-    ) + "\n[targets.db]\nprotocol = \"postgres\"\npolicies = []\n[targets.db.postgres]\nhost = \"127.0.0.1\"\ndatabase = \"x\"\nuser = \"x\"\n";
+    ) + "\n[targets.db]\nprotocol = \"postgres\"\npolicies = []\nallow_subjects = [\"*\"]\n[targets.db.postgres]\nhost = \"127.0.0.1\"\ndatabase = \"x\"\nuser = \"x\"\n";
     let mut gw = SshGateway::start(&sshd, ALLOW, &["allow-all"], &extra);
     let marker = sshd.dir.path().join("mismatch-marker");
     let cmd = format!("touch {}", marker.display());

@@ -20,6 +20,7 @@ mod error;
 mod event;
 mod export;
 mod records;
+mod recover;
 pub mod schema;
 mod store;
 mod verify;
@@ -37,6 +38,7 @@ pub use event::{
 };
 pub use export::verify_export;
 pub use records::{ApprovalDecision, ApprovalRecord, SessionEndRecord, SessionRecord};
+pub use recover::Orphan;
 pub use store::{AuditStore, ChainedEvent, StoreOptions};
 pub use verify::{ChainProblem, ProblemKind, VerifyReport};
 pub use writer::WriterStats;

@@ -274,6 +274,10 @@ impl AuditStore {
         export_events(&self.read()?, from.unwrap_or(1), out)
     }
 
+    pub(super) fn db(&self) -> &Database {
+        &self.inner.db
+    }
+
     fn read(&self) -> Result<ReadTransaction, AuditError> {
         Ok(self.inner.db.begin_read()?)
     }

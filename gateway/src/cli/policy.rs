@@ -68,7 +68,7 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
                 let file = CaseFile::load(&cases)?;
                 let limits = PolicyConfig {
                     deadline: deadline.into(),
-                    memory_limit: crate::policy::ByteSize::parse(&memory_limit)
+                    memory_limit: crate::units::ByteSize::parse(&memory_limit)
                         .map_err(anyhow::Error::msg)?,
                     // Offline runs compile fresh: a test must not trust a stale cache.
                     cache_dir: Some(PathBuf::new()),

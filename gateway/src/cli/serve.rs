@@ -11,7 +11,10 @@ use crate::audit::AuditStore;
 use crate::config::Config;
 use crate::identity::Verifier;
 use crate::policy::PolicyEngine;
-use crate::session::{Gateway, Lifecycle};
+use crate::proxy::accept::FrontDoor;
+use crate::proxy::postgres::Postgres;
+use crate::proxy::ssh::Ssh;
+use crate::session::Gateway;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,65 +42,76 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let engine = PolicyEngine::start(&config.policy, &config.all_policy_refs()).await?;
     let audit = AuditStore::from_config(&config.audit)?;
+    // Sessions a crashed gateway left open get their audited end before anyone connects.
+    for orphan in audit.close_orphans().await? {
+        tracing::warn!(
+            session = %orphan.session,
+            "session left open by a gateway that stopped unexpectedly (last event at {}): ended",
+            orphan.last_event
+        );
+    }
+    crate::proxy::postgres::check_upstreams(&config).await?;
     let verifier = Verifier::from_config(&config.identity)?;
     let approvals = Approvals::new(audit.clone(), &config.admin);
     let admin_listener = admin::bind(config.admin.listen).await?;
     let pg_listener = match &config.postgres {
-        Some(pg) => Some(tokio::net::TcpListener::bind(pg.listen).await?),
+        Some(pg) => Some((
+            tokio::net::TcpListener::bind(pg.listen).await?,
+            pg.max_connections,
+        )),
         None => None,
     };
     let ssh_listener = match &config.ssh {
         Some(ssh) => Some((
             tokio::net::TcpListener::bind(ssh.listen).await?,
-            crate::proxy::ssh::server_config(ssh)?,
+            ssh.max_connections,
         )),
         None => None,
     };
+    for (name, t) in &config.targets {
+        if t.allow_privileged_upstream {
+            tracing::warn!(target = %name, "allow_privileged_upstream: the upstream login may be privileged");
+        }
+    }
+    let door = Arc::new(FrontDoor::new(&config.connections));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let gw = Arc::new(Gateway {
+    let gw = Arc::new(Gateway::new(
         config,
         engine,
-        audit: audit.clone(),
+        audit.clone(),
         verifier,
-        approvals: approvals.clone(),
-        lifecycle: Lifecycle::new(stop_rx.clone()),
-    });
+        approvals.clone(),
+        stop_rx.clone(),
+    ));
 
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     let mut tasks = tokio::task::JoinSet::new();
     let mut out = std::io::stdout();
-    if let Some(listener) = pg_listener {
+    if let (Some((listener, max)), Some(pg)) = (pg_listener, Postgres::new(gw.clone())?) {
         writeln!(out, "postgres listening on {}", listener.local_addr()?)?;
-        tasks.spawn(crate::proxy::postgres::serve(
-            listener,
-            gw.clone(),
-            stopped(stop_rx.clone()),
-        ));
+        tasks.spawn(
+            door.clone()
+                .serve(listener, max, Arc::new(pg), stopped(stop_rx.clone())),
+        );
     }
-    if let Some((listener, ssh_config)) = ssh_listener {
+    if let (Some((listener, max)), Some(ssh)) = (ssh_listener, Ssh::new(gw.clone())?) {
         writeln!(out, "ssh listening on {}", listener.local_addr()?)?;
-        if let Some(key) = ssh_config.keys.first() {
+        if let Some(fingerprint) = ssh.fingerprint() {
             // Clients pin this (known_hosts), as they would a host's own key.
-            writeln!(
-                out,
-                "ssh host key {}",
-                key.public_key().fingerprint(Default::default())
-            )?;
+            writeln!(out, "ssh host key {fingerprint}")?;
         }
-        tasks.spawn(crate::proxy::ssh::serve(
-            listener,
-            gw.clone(),
-            ssh_config,
-            stopped(stop_rx.clone()),
-        ));
+        tasks.spawn(
+            door.clone()
+                .serve(listener, max, Arc::new(ssh), stopped(stop_rx.clone())),
+        );
     }
     writeln!(out, "admin listening on {}", admin_listener.local_addr()?)?;
     out.flush()?;
     let state = AdminState {
         approvals,
-        verifier: Arc::new(Verifier::from_config(&gw.config.identity)?),
+        verifier: Arc::new(Verifier::from_config(&gw.config().identity)?),
         audit,
     };
     let admin_stop = stopped(stop_rx.clone());
@@ -112,16 +126,16 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     // Open sessions are told and closed (each with its audited end) by their adapters.
-    let open = gw.lifecycle.open_sessions();
+    let open = gw.lifecycle().open_sessions();
     if open > 0 {
         tracing::info!("closing {open} open sessions");
-        if tokio::time::timeout(SESSION_CLOSE_WAIT, gw.lifecycle.all_closed())
+        if tokio::time::timeout(SESSION_CLOSE_WAIT, gw.lifecycle().all_closed())
             .await
             .is_err()
         {
             tracing::warn!(
                 "{} sessions did not close in time (approval waits, stuck clients)",
-                gw.lifecycle.open_sessions()
+                gw.lifecycle().open_sessions()
             );
         }
     }

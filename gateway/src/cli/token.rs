@@ -30,6 +30,10 @@ pub enum TokenCmd {
         /// Lifetime, for example `15m` or `1h` (at most 24h, and at most `max_ttl`).
         #[arg(long, default_value = "15m")]
         ttl: humantime::Duration,
+        /// A target the token may reach (the `targets` claim); repeat for several. Without
+        /// it, each target's allow list decides alone.
+        #[arg(long = "target")]
+        targets: Vec<String>,
     },
     /// Verify a token and print its principal as JSON; exit status 1 when it is rejected.
     Verify {
@@ -53,6 +57,7 @@ pub fn run(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
             groups,
             actors,
             ttl,
+            targets,
         } => {
             let identity = load_identity(&config)?;
             let request = MintRequest {
@@ -60,6 +65,7 @@ pub fn run(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
                 groups,
                 actors,
                 ttl: ttl.into(),
+                targets,
             };
             let token = mint(&identity, &request)?;
             println!("{token}");
@@ -195,6 +201,7 @@ hs256_secret_file = "secret"
             groups: vec![],
             actors: vec!["agent".into()],
             ttl: "5m".parse().unwrap(),
+            targets: vec!["payments".into()],
         })
         .unwrap();
         assert_eq!(code, ExitCode::SUCCESS);

@@ -27,6 +27,8 @@ pub struct MintRequest {
     pub actors: Vec<String>,
     /// Lifetime: `exp - iat`. At most [`MAX_MINT_TTL`] and the config's `max_ttl`.
     pub ttl: Duration,
+    /// `targets`: the only targets the token may reach (empty: no claim).
+    pub targets: Vec<String>,
 }
 
 impl MintRequest {
@@ -37,6 +39,7 @@ impl MintRequest {
             groups: Vec::new(),
             actors: Vec::new(),
             ttl: DEFAULT_MINT_TTL,
+            targets: Vec::new(),
         }
     }
 }
@@ -87,6 +90,9 @@ pub fn mint(config: &IdentityConfig, request: &MintRequest) -> Result<String, Id
     claims.insert("exp".into(), json!(now.saturating_add(ttl)));
     if !request.groups.is_empty() {
         claims.insert("groups".into(), json!(request.groups));
+    }
+    if !request.targets.is_empty() {
+        claims.insert("targets".into(), json!(request.targets));
     }
     if let Some(act) = act_claim(&request.actors) {
         claims.insert("act".into(), act);

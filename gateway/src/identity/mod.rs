@@ -42,6 +42,10 @@ pub struct Principal {
     pub actors: Vec<String>,
     /// The token's `exp`, in seconds since the Unix epoch: sessions must not outlive it.
     pub expires_at: u64,
+    /// The token's `targets` claim: the only targets it may reach (`None`: the claim is
+    /// absent, and each target's own allow list decides alone).
+    #[serde(default)]
+    pub targets: Option<Vec<String>>,
 }
 
 impl Principal {
@@ -51,6 +55,13 @@ impl Principal {
         self.actors
             .last()
             .map_or(self.subject.as_str(), String::as_str)
+    }
+
+    /// Whether the token's own `targets` claim lets it reach `target` (no claim: yes).
+    pub fn token_allows(&self, target: &str) -> bool {
+        self.targets
+            .as_ref()
+            .is_none_or(|ts| ts.iter().any(|t| t == target))
     }
 
     /// Whether `name` appears anywhere in the delegation chain, subject included.
@@ -84,6 +95,7 @@ mod tests {
             groups: vec![],
             actors: actors.iter().map(|s| s.to_string()).collect(),
             expires_at: 0,
+            targets: None,
         }
     }
 

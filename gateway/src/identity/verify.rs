@@ -208,6 +208,21 @@ fn principal_from_claims(
         Some(_) => return Err(IdentityError::InvalidClaim("groups")),
     };
 
+    // `targets` narrows what the token reaches: a string or an array of target names. An
+    // empty array reaches nothing (it is not read as "no claim").
+    let targets = match claims.get("targets") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(vec![t.clone()]),
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|t| t.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or(IdentityError::InvalidClaim("targets"))?,
+        ),
+        Some(_) => return Err(IdentityError::InvalidClaim("targets")),
+    };
+
     let mut actors = vec![subject.to_owned()];
     actors.extend(delegation_chain(claims.get("act"))?);
     Ok(Principal {
@@ -216,6 +231,7 @@ fn principal_from_claims(
         groups,
         actors,
         expires_at,
+        targets,
     })
 }
 

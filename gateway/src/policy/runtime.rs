@@ -59,7 +59,7 @@ impl Runtime {
         super::bindings::Policy::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
 
         let ticker = EpochTicker::start(engine.clone());
-        let bytes = |b: super::ByteSize| usize::try_from(b.0).unwrap_or(usize::MAX);
+        let bytes = |b: crate::units::ByteSize| usize::try_from(b.0).unwrap_or(usize::MAX);
         let defaults = Limits {
             deadline: config.deadline,
             init_deadline: config.init_deadline,

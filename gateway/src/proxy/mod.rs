@@ -1,6 +1,7 @@
 //! Protocol adapters, one per protocol, all driving [`crate::session`]. Each knows its wire
 //! format and nothing of Wasm or redb.
 
+pub mod accept;
 pub mod postgres;
 pub mod ssh;
 pub mod tls;

@@ -1,7 +1,7 @@
 //! rustls set-up for the listeners (certificate and key from config) and for upstream
 //! connections (a pinned CA file, or no verification for `tls = "require"` test setups).
 
-use crate::config::UpstreamTls;
+use crate::proxy::postgres::config::UpstreamTls;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};

@@ -67,6 +67,7 @@ pub fn target_as(
 [targets.{name}]
 protocol = "postgres"
 policies = [{chain}]
+allow_subjects = ["*"]
 [targets.{name}.postgres]
 host = "127.0.0.1"
 port = {port}

@@ -171,6 +171,9 @@ pub fn ssh_target(name: &str, sshd: &Sshd, chain: &str, pin: &str) -> String {
 [targets.{name}]
 protocol = "ssh"
 policies = [{chain}]
+allow_subjects = ["*"]
+# The test sshd lets only root in; the refusal of a root upstream is tested in front_door.rs.
+allow_privileged_upstream = true
 [targets.{name}.ssh]
 host = "127.0.0.1"
 port = {port}

@@ -142,7 +142,7 @@ impl Relay {
         let outcome = tokio::select! {
             outcome = pending.wait() => outcome,
             // Shutting down: the request is withdrawn (dropped) and the session ends.
-            _ = gw.lifecycle.stopping() => {
+            _ = gw.lifecycle().stopping() => {
                 let _ = self.fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command (warden is shutting down)").await;
                 return Err(End::Shutdown);
             }

@@ -6,6 +6,7 @@
 //! `frontend.rs` (judging client messages), `relay.rs` (the session loop and server messages),
 //! `rows.rs` (masking result rows), `wire.rs` (framing and composed messages).
 
+pub mod config;
 mod frontend;
 mod relay;
 mod rows;
@@ -13,16 +14,17 @@ mod startup;
 mod upstream;
 mod wire;
 
-use crate::config::PostgresUpstream;
 use crate::policy::Protocol;
-use crate::session::{Gateway, Session, SessionError};
+use crate::proxy::accept::{Adapter, Incoming};
+use crate::session::{Credential, Gateway, Login, RefusalKind};
+use config::PostgresListener;
+use config::PostgresUpstream;
 use relay::{End, Relay};
 use startup::Opening;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use wire::sqlstate;
@@ -40,72 +42,98 @@ struct CancelTarget {
 #[derive(Default, Clone)]
 struct CancelMap(Arc<Mutex<HashMap<(i32, i32), CancelTarget>>>);
 
-/// Accept PostgreSQL clients until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    gw: Arc<Gateway>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let Some(cfg) = gw.config.postgres.clone() else {
-        return;
-    };
-    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => match crate::proxy::tls::acceptor(cert, key) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                tracing::error!("postgres TLS disabled: {e}");
-                None
+/// At start: log in once to each PostgreSQL target's server, and refuse to start when the
+/// gateway's role there is a superuser (unless the target allows it). A server that cannot be
+/// reached now is only warned about: every later login makes the same check.
+pub async fn check_upstreams(config: &crate::config::Config) -> anyhow::Result<()> {
+    for (name, target) in &config.targets {
+        let Some(up) = &target.postgres else { continue };
+        let none = std::collections::BTreeMap::new();
+        let probe = upstream::connect(up, &none, 1 << 20, target.allow_privileged_upstream);
+        match tokio::time::timeout(std::time::Duration::from_secs(5), probe).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e @ upstream::UpstreamError::Privileged(_))) => {
+                anyhow::bail!("target `{name}`: {e}")
             }
-        },
-        _ => None,
-    };
-    let cancels = CancelMap::default();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, addr)) => {
-                    let (gw, tls, cancels) = (gw.clone(), tls.clone(), cancels.clone());
-                    tokio::spawn(async move {
-                        if let Err(e) = handle(tcp, addr, gw, tls, cancels).await {
-                            tracing::info!(client = %addr, "postgres connection ended: {e}");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            _ = &mut shutdown => return,
+            Ok(Err(e)) => tracing::warn!(target = %name, "upstream not reachable at start: {e}"),
+            Err(_) => tracing::warn!(target = %name, "upstream not reachable at start: timed out"),
+        }
+    }
+    Ok(())
+}
+
+/// The PostgreSQL adapter behind the front door ([`crate::proxy::accept`]).
+pub struct Postgres {
+    gw: Arc<Gateway>,
+    cfg: PostgresListener,
+    tls: Option<TlsAcceptor>,
+    cancels: CancelMap,
+}
+
+impl Postgres {
+    /// The adapter for `[postgres]`; TLS material is loaded here, so a bad certificate stops
+    /// the gateway at start-up.
+    pub fn new(gw: Arc<Gateway>) -> anyhow::Result<Option<Postgres>> {
+        let Some(cfg) = gw.config().postgres.clone() else {
+            return Ok(None);
+        };
+        let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                crate::proxy::tls::acceptor(cert, key)
+                    .map_err(|e| anyhow::anyhow!("[postgres] TLS: {e}"))?,
+            ),
+            _ => None,
+        };
+        Ok(Some(Postgres {
+            gw,
+            cfg,
+            tls,
+            cancels: CancelMap::default(),
+        }))
+    }
+}
+
+impl Adapter for Postgres {
+    fn protocol(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn serve(self: Arc<Self>, conn: Incoming) {
+        let addr = conn.addr;
+        if let Err(e) = handle(&self, conn).await {
+            tracing::info!(client = %addr, "postgres connection ended: {e}");
+        }
+    }
+
+    /// As the server says it when `max_connections` is reached: after TLS and start-up, a
+    /// `FATAL 53300`, so libpq shows the reason.
+    async fn refuse(self: Arc<Self>, tcp: TcpStream, why: String) {
+        if let Ok(Opening::Startup { mut io, .. }) = startup::open(tcp, self.tls.as_ref()).await {
+            let msg = format!("sorry, too many clients already: {why}");
+            let _ = io
+                .write_all(&wire::error("FATAL", sqlstate::TOO_MANY_CONNECTIONS, &msg))
+                .await;
+            let _ = io.shutdown().await;
         }
     }
 }
 
 /// One client connection, from its first byte to its session's end.
-async fn handle(
-    tcp: TcpStream,
-    addr: SocketAddr,
-    gw: Arc<Gateway>,
-    tls: Option<TlsAcceptor>,
-    cancels: CancelMap,
-) -> Result<(), String> {
-    let _ = tcp.set_nodelay(true);
-    let Some(cfg) = gw.config.postgres.clone() else {
-        return Ok(());
-    };
-    let opening = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        startup::open(tcp, tls.as_ref()),
-    )
-    .await
-    .map_err(|_| "start-up timed out".to_string())?
-    .map_err(|e| e.to_string())?;
+async fn handle(pg: &Postgres, conn: Incoming) -> Result<(), String> {
+    let Incoming {
+        tcp,
+        addr,
+        mut admission,
+    } = conn;
+    let (gw, cfg) = (&pg.gw, &pg.cfg);
+    let opening = startup::open(tcp, pg.tls.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
     let (mut io, is_tls, params) = match opening {
         Opening::Cancel {
             process_id,
             secret_key,
-        } => return cancel(&cancels, process_id, secret_key).await,
+        } => return cancel(&pg.cancels, process_id, secret_key).await,
         Opening::Startup { io, tls, params } => (io, tls, params),
     };
     let fatal = |code: &str, msg: &str| wire::error("FATAL", code, msg);
@@ -133,45 +161,38 @@ async fn handle(
     let token = startup::read_password(&mut io)
         .await
         .map_err(|e| e.to_string())?;
-    let principal = match gw.verifier.verify(&token) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = io
-                .write_all(&fatal(
-                    sqlstate::INVALID_PASSWORD,
-                    &format!("token rejected: {e}"),
-                ))
-                .await;
-            return Err(format!("token rejected: {e}"));
-        }
+    let login = Login {
+        protocol: Protocol::Postgres,
+        target: &database,
+        client_addr: addr.to_string(),
+        credential: Credential::Token(&token),
     };
-    let session = match Session::open(
-        gw.clone(),
-        principal,
-        &database,
-        Protocol::Postgres,
-        addr.to_string(),
-    )
-    .await
-    {
+    let session = match gw.authenticate(login).await {
         Ok(s) => s,
-        Err(e @ (SessionError::UnknownTarget(_) | SessionError::WrongProtocol { .. })) => {
-            let msg = format!("database \"{database}\" does not exist ({e})");
-            let _ = io.write_all(&fatal(sqlstate::INVALID_CATALOG, &msg)).await;
-            return Err(e.to_string());
-        }
-        Err(e) => {
-            let _ = io
-                .write_all(&fatal(
-                    sqlstate::CONNECTION_FAILURE,
-                    "warden: audit store unavailable",
-                ))
-                .await;
-            return Err(e.to_string());
+        Err(refusal) => {
+            let (code, msg) = match refusal.kind {
+                RefusalKind::Credential => (sqlstate::INVALID_PASSWORD, refusal.message.clone()),
+                RefusalKind::UnknownTarget => (
+                    sqlstate::INVALID_CATALOG,
+                    format!("database \"{database}\" does not exist ({refusal})"),
+                ),
+                RefusalKind::NotPermitted => {
+                    (sqlstate::INVALID_AUTHORIZATION, refusal.message.clone())
+                }
+                RefusalKind::TooManySessions => {
+                    (sqlstate::TOO_MANY_CONNECTIONS, refusal.message.clone())
+                }
+                RefusalKind::Unavailable => {
+                    (sqlstate::CANNOT_CONNECT_NOW, format!("warden: {refusal}"))
+                }
+            };
+            let _ = io.write_all(&fatal(code, &msg)).await;
+            return Err(refusal.message);
         }
     };
+    admission.authenticated();
     let Some(up_cfg) = gw
-        .config
+        .config()
         .targets
         .get(&database)
         .and_then(|t| t.postgres.clone())
@@ -185,7 +206,12 @@ async fn handle(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let max = usize::try_from(cfg.max_message_size.0).unwrap_or(usize::MAX);
-    let up = match upstream::connect(&up_cfg, &forward, max).await {
+    let privileged_ok = gw
+        .config()
+        .targets
+        .get(&database)
+        .is_some_and(|t| t.allow_privileged_upstream);
+    let up = match upstream::connect(&up_cfg, &forward, max, privileged_ok).await {
         Ok(up) => up,
         Err(e) => {
             tracing::error!(target = %database, "upstream login failed: {e}");
@@ -204,7 +230,7 @@ async fn handle(
     let notify = Arc::new(Notify::new());
     let key = loop {
         let key: (i32, i32) = (rand::random(), rand::random());
-        let mut map = cancels.0.lock().map_err(|_| "cancel map poisoned")?;
+        let mut map = pg.cancels.0.lock().map_err(|_| "cancel map poisoned")?;
         if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(key) {
             slot.insert(CancelTarget {
                 upstream: up_cfg.clone(),
@@ -221,7 +247,7 @@ async fn handle(
     hello.extend_from_slice(&wire::backend_key_data(key.0, key.1));
     hello.extend_from_slice(&wire::ready_for_query(b'I'));
     if io.write_all(&hello).await.is_err() {
-        cancels.0.lock().map(|mut m| m.remove(&key)).ok();
+        pg.cancels.0.lock().map(|mut m| m.remove(&key)).ok();
         session.close("client closed").await;
         return Ok(());
     }
@@ -247,11 +273,11 @@ async fn handle(
     };
     let end = relay.run().await;
     let _ = relay.flush_client().await;
-    cancels.0.lock().map(|mut m| m.remove(&key)).ok();
+    pg.cancels.0.lock().map(|mut m| m.remove(&key)).ok();
     let reason = end.reason();
     relay.session.close(&reason).await;
     match end {
-        End::ClientClosed | End::Idle | End::Shutdown => Ok(()),
+        End::ClientClosed | End::Idle | End::Shutdown | End::Expired => Ok(()),
         End::ServerClosed(e) | End::Error(e) => Err(e),
     }
 }

@@ -3,13 +3,14 @@
 //! matched to what the client asked (a queue of expected responses) so result rows can be
 //! masked per statement, and are otherwise forwarded as the bytes they arrived as.
 
+use super::config::PostgresListener;
 use super::rows::{self, RowBatch};
 use super::wire::{self, FieldDesc, Frame, FrameReader, WireError, sqlstate};
-use crate::config::PostgresListener;
 use crate::policy::Decision;
 use crate::proxy::BoxedIo;
 use crate::session::{Ruling, Session};
 use bytes::BytesMut;
+use futures_util::FutureExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
@@ -119,6 +120,8 @@ pub(super) enum End {
     Idle,
     /// The gateway is shutting down.
     Shutdown,
+    /// The session's token expired.
+    Expired,
     Error(String),
 }
 
@@ -129,6 +132,7 @@ impl End {
             End::ServerClosed(e) => format!("server closed: {e}"),
             End::Idle => "idle timeout".into(),
             End::Shutdown => "gateway shutting down".into(),
+            End::Expired => crate::session::EXPIRED.into(),
             End::Error(e) => e.clone(),
         }
     }
@@ -139,13 +143,24 @@ impl Relay {
     pub async fn run(&mut self) -> End {
         let idle = self.cfg.idle_timeout;
         let gw = self.session.gateway().clone();
+        let expired = self.session.expired();
+        tokio::pin!(expired);
         loop {
             let deadline = tokio::time::sleep(idle);
             tokio::select! {
                 frame = self.client_r.next() => match frame {
                     Ok(frame) => {
-                        if let Err(end) = self.on_client(frame).await {
-                            return end;
+                        // A panic while handling one message ends this session in the
+                        // protocol's words (and audited), never as a silent close.
+                        let handled = std::panic::AssertUnwindSafe(self.on_client(frame)).catch_unwind().await;
+                        match handled {
+                            Ok(Ok(())) => {}
+                            Ok(Err(end)) => return end,
+                            Err(_) => {
+                                let msg = "warden: internal error handling this message; the session is closed";
+                                let _ = self.fatal(sqlstate::INTERNAL_ERROR, msg).await;
+                                return End::Error("panic while handling a client message".into());
+                            }
                         }
                     }
                     Err(WireError::Closed) => return End::ClientClosed,
@@ -176,9 +191,13 @@ impl Relay {
                     let _ = self.fatal(sqlstate::IDLE_TIMEOUT, "terminating connection due to idle timeout").await;
                     return End::Idle;
                 }
-                _ = gw.lifecycle.stopping() => {
+                _ = gw.lifecycle().stopping() => {
                     let _ = self.fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command (warden is shutting down)").await;
                     return End::Shutdown;
+                }
+                _ = &mut expired => {
+                    let _ = self.fatal(sqlstate::INVALID_AUTHORIZATION, "terminating connection: the access token expired; reconnect with a fresh token").await;
+                    return End::Expired;
                 }
             }
         }

@@ -3,8 +3,8 @@
 //! the gateway's credentials — SCRAM-SHA-256, md5, cleartext or trust. Clients never see these
 //! credentials; they only see the server's ParameterStatus messages.
 
+use super::config::{PostgresUpstream, UpstreamTls};
 use super::wire::{Frame, FrameReader, WireError};
-use crate::config::{PostgresUpstream, UpstreamTls};
 use crate::proxy::{BoxedIo, tls};
 use bytes::{Bytes, BytesMut};
 use postgres_protocol::authentication::{md5_hash, sasl};
@@ -34,6 +34,11 @@ pub enum UpstreamError {
     UnsupportedAuth(String),
     #[error("login refused: {0}")]
     Refused(String),
+    #[error(
+        "the upstream role `{0}` is a superuser: every policy could be bypassed through it; use an \
+         unprivileged role or set allow_privileged_upstream = true on the target"
+    )]
+    Privileged(String),
     #[error(transparent)]
     Wire(#[from] WireError),
     #[error(transparent)]
@@ -50,12 +55,19 @@ pub struct Upstream {
     pub secret_key: i32,
 }
 
+/// Whether a ParameterStatus frame says `is_superuser = on`.
+fn is_superuser(frame: &Frame) -> bool {
+    let mut parts = frame.body().split(|&b| b == 0);
+    parts.next() == Some(b"is_superuser") && parts.next() == Some(b"on")
+}
+
 /// Connect and log in. `params` are the client's startup parameters to pass on (encoding,
 /// DateStyle, application_name, options...), without `user` and `database`.
 pub async fn connect(
     cfg: &PostgresUpstream,
     params: &BTreeMap<String, String>,
     max_message: usize,
+    allow_privileged: bool,
 ) -> Result<Upstream, UpstreamError> {
     let addr = format!("{}:{}", cfg.host, cfg.port);
     let mut tcp = TcpStream::connect(&addr)
@@ -106,7 +118,14 @@ pub async fn connect(
     loop {
         let frame = reader.next().await?;
         match frame.tag {
-            b'S' => parameters.push(frame),
+            b'S' => {
+                // The server reports `is_superuser` at login: the gateway's own role must not
+                // be one unless the target says so.
+                if !allow_privileged && is_superuser(&frame) {
+                    return Err(UpstreamError::Privileged(cfg.user.clone()));
+                }
+                parameters.push(frame)
+            }
             b'K' => {
                 if let Some(backend::Message::BackendKeyData(k)) = parse(&frame)? {
                     process_id = k.process_id();

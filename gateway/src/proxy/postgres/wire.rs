@@ -145,6 +145,9 @@ pub mod sqlstate {
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const INVALID_STATEMENT_NAME: &str = "26000";
     pub const PROGRAM_LIMIT: &str = "54000";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    pub const INTERNAL_ERROR: &str = "XX000";
 }
 
 fn message(tag: u8, body: impl FnOnce(&mut BytesMut)) -> Bytes {

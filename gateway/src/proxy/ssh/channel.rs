@@ -289,7 +289,7 @@ pub(super) async fn judge(
                 tokio::select! {
                     outcome = &mut wait => break outcome,
                     // Shutting down: the request is withdrawn and the command never runs.
-                    _ = conn.gw.lifecycle.stopping() => {
+                    _ = conn.gw.lifecycle().stopping() => {
                         let msg = format!("warden: approval {id} withdrawn: warden is shutting down");
                         let _ = stderr(conn, client, &msg, crlf).await;
                         return judged;

@@ -22,10 +22,14 @@ pub struct SshListener {
     /// Under a `mask` verdict, output is masked line by line; a line longer than this is cut
     /// and masked in pieces (a card number across a cut is not seen).
     #[serde(default = "default_max_line")]
-    pub mask_max_line: crate::policy::ByteSize,
+    pub mask_max_line: crate::units::ByteSize,
     /// Output bytes of each command kept in the session recording (the rest are counted).
     #[serde(default = "default_recorded_output")]
-    pub recorded_output_per_command: crate::policy::ByteSize,
+    pub recorded_output_per_command: crate::units::ByteSize,
+    /// Connections this listener holds at once (authenticated or not); one more is sent an
+    /// SSH disconnect, "too many connections".
+    #[serde(default = "crate::proxy::accept::default_listener_max")]
+    pub max_connections: usize,
 }
 
 /// `[[ssh.keys]]`: `key = "ssh-ed25519 AAAA... comment"`, the principal it logs in as.
@@ -43,11 +47,11 @@ pub struct KeyPrincipal {
 fn default_idle_timeout() -> std::time::Duration {
     std::time::Duration::from_secs(30 * 60)
 }
-fn default_max_line() -> crate::policy::ByteSize {
-    crate::policy::ByteSize(64 << 10)
+fn default_max_line() -> crate::units::ByteSize {
+    crate::units::ByteSize(64 << 10)
 }
-fn default_recorded_output() -> crate::policy::ByteSize {
-    crate::policy::ByteSize(256 << 10)
+fn default_recorded_output() -> crate::units::ByteSize {
+    crate::units::ByteSize(256 << 10)
 }
 
 /// `[targets.NAME.ssh]`: the real host behind an `ssh` target, with the gateway's own login.

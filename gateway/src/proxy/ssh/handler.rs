@@ -6,7 +6,8 @@
 use super::Conn;
 use crate::identity::Principal;
 use crate::policy::{Command, Forward, Protocol, Verdict};
-use crate::session::{Gateway, Session};
+use crate::proxy::accept::Admission;
+use crate::session::{Credential, Gateway, Login};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Response, Session as SshSession};
 use russh::{Channel, ChannelOpenFailure, MethodKind, MethodSet};
 use std::net::SocketAddr;
@@ -30,100 +31,70 @@ pub struct Handler {
     peer: SocketAddr,
     slot: Slot,
     conn: Option<Arc<Conn>>,
-    expires_at: u64,
+    admission: Admission,
+    /// Resolves when the session's token expires (set at login).
+    expiry: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 impl Handler {
-    pub fn new(gw: Arc<Gateway>, peer: SocketAddr, slot: Slot) -> Handler {
+    pub fn new(gw: Arc<Gateway>, peer: SocketAddr, slot: Slot, admission: Admission) -> Handler {
         Handler {
             gw,
             peer,
             slot,
             conn: None,
-            expires_at: u64::MAX,
+            admission,
+            expiry: None,
         }
     }
 
     /// The login name is the target; it must be an `ssh` target.
-    fn target(&self, user: &str) -> Option<crate::config::SshUpstream> {
-        let t = self.gw.config.targets.get(user)?;
+    fn target(&self, user: &str) -> Option<super::config::SshUpstream> {
+        let t = self.gw.config().targets.get(user)?;
         (Protocol::from(t.protocol) == Protocol::Ssh)
             .then(|| t.ssh.clone())
             .flatten()
     }
 
-    /// Open the audited session for an authenticated principal.
-    async fn login(&mut self, user: &str, principal: Principal) -> Auth {
-        let Some(upstream) = self.target(user) else {
-            self.refused(user, "unknown target").await;
-            return Auth::reject();
-        };
-        let expires_at = principal.expires_at;
-        match Session::open(
-            self.gw.clone(),
-            principal,
-            user,
-            Protocol::Ssh,
-            self.peer.to_string(),
-        )
-        .await
-        {
-            Ok(session) => {
-                let conn = Arc::new(Conn::new(
-                    self.gw.clone(),
-                    user.to_string(),
-                    upstream,
-                    session,
-                ));
-                self.slot.set(conn.clone());
-                self.conn = Some(conn);
-                self.expires_at = expires_at;
-                Auth::Accept
-            }
-            Err(e) => {
-                tracing::error!(client = %self.peer, "ssh session refused: {e}");
-                Auth::reject()
-            }
-        }
-    }
-
-    async fn login_token(&mut self, user: &str, token: &str) -> Auth {
+    /// Open the audited session through the session path's one `authenticate` (which audits
+    /// a refusal with its reason, never the token).
+    async fn login(&mut self, user: &str, credential: Credential<'_>) -> Auth {
         if self.conn.is_some() {
             return Auth::reject();
         }
-        if self.target(user).is_none() {
-            self.refused(user, "unknown target").await;
-            return Auth::reject();
-        }
-        match self.gw.verifier.verify(token.trim()) {
-            Ok(principal) => self.login(user, principal).await,
-            Err(e) => {
-                self.refused(user, &format!("token refused: {e}")).await;
-                Auth::reject()
-            }
-        }
-    }
-
-    /// A refused login is logged and audited (PCI DSS 10.2.4: invalid access attempts); the
-    /// token itself never is.
-    async fn refused(&self, target: &str, why: &str) {
-        tracing::info!(client = %self.peer, target, "ssh login refused: {why}");
-        let note = crate::audit::Note {
-            topic: "login-refused".to_string(),
-            message: format!(
-                "ssh login from {} to target `{}` refused: {why}",
-                self.peer,
-                crate::session::scrub(target)
-            ),
+        let login = Login {
+            protocol: Protocol::Ssh,
+            target: user,
+            client_addr: self.peer.to_string(),
+            credential,
         };
-        let event = crate::audit::NewEvent::global(crate::audit::EventKind::Note(note));
-        if let Err(e) = self.gw.audit.append(event).await {
-            tracing::error!("cannot audit a refused login: {e}");
-        }
+        let session = match self.gw.authenticate(login).await {
+            Ok(s) => s,
+            Err(_) => return Auth::reject(),
+        };
+        let Some(upstream) = self.target(user) else {
+            session.close("target has no upstream").await;
+            return Auth::reject();
+        };
+        self.expiry = Some(Box::pin(session.expired()));
+        let conn = Arc::new(Conn::new(
+            self.gw.clone(),
+            user.to_string(),
+            upstream,
+            session,
+        ));
+        self.slot.set(conn.clone());
+        self.conn = Some(conn);
+        self.admission.authenticated();
+        Auth::Accept
     }
 
-    fn registered(&self, key: &russh::keys::PublicKey) -> Option<&crate::config::KeyPrincipal> {
-        let listener = self.gw.config.ssh.as_ref()?;
+    async fn login_token(&mut self, user: &str, token: &str) -> Auth {
+        self.login(user, Credential::Token(token)).await
+    }
+
+    fn registered(&self, key: &russh::keys::PublicKey) -> Option<&super::config::KeyPrincipal> {
+        let listener = self.gw.config().ssh.as_ref()?;
         listener.keys.iter().find(|k| {
             russh::keys::PublicKey::from_openssh(k.key.trim())
                 .is_ok_and(|registered| registered.key_data() == key.key_data())
@@ -181,33 +152,32 @@ impl russh::server::Handler for Handler {
         let Some(registered) = self.registered(key.public_key).cloned() else {
             return Ok(Auth::reject());
         };
-        if self.conn.is_some() {
-            return Ok(Auth::reject());
-        }
         let principal = Principal {
             subject: registered.subject.clone(),
             issuer: "warden:ssh-key".to_string(),
             groups: registered.groups.clone(),
             actors: vec![registered.subject.clone()],
             expires_at: u64::MAX,
+            targets: None,
         };
-        Ok(self.login(user, principal).await)
+        Ok(self.login(user, Credential::Registered(principal)).await)
     }
 
     async fn auth_succeeded(&mut self, session: &mut SshSession) -> Result<(), Self::Error> {
-        // Sessions must not outlive the token that opened them.
-        if self.expires_at != u64::MAX {
+        // Sessions must not outlive the token that opened them (plus the leeway).
+        if let (Some(expiry), Some(conn)) = (self.expiry.take(), self.conn.as_ref()) {
             let handle = session.handle();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let left = std::time::Duration::from_secs(self.expires_at.saturating_sub(now));
+            // Weak: a connection that ends first is not kept alive by this timer.
+            let conn = Arc::downgrade(conn);
             tokio::spawn(async move {
-                tokio::time::sleep(left).await;
+                expiry.await;
+                let Some(conn) = conn.upgrade() else { return };
+                conn.expired
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 let _ = handle
                     .disconnect(
                         russh::Disconnect::ByApplication,
-                        "warden: the access token expired".into(),
+                        "warden: the access token expired; reconnect with a fresh token".into(),
                         String::new(),
                     )
                     .await;

@@ -21,13 +21,13 @@ mod terminal;
 mod upstream;
 
 use crate::approvals::{ApprovalOutcome, PendingApproval};
-use crate::config::{SshListener, SshUpstream};
 use crate::policy::{Command, Decision};
+use crate::proxy::accept::{Adapter, Incoming};
 use crate::recording::Recorder;
 use crate::session::{Gateway, Ruling, Session};
-use std::net::SocketAddr;
+use config::{SshListener, SshUpstream};
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use upstream::Upstream;
 
 /// Exit status of a command the gateway refused (shells use 126 for "cannot execute").
@@ -35,9 +35,35 @@ pub const REFUSED_EXIT: u32 = 126;
 /// Exit status when the target host cannot be reached (as `ssh` itself uses for its errors).
 pub const UNREACHABLE_EXIT: u32 = 255;
 
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::disconnect_packet;
+
+    /// The packet parses as RFC 4253 frames it: the right length, padding of 4 or more, a
+    /// multiple of 8, and the payload's fields in order.
+    #[test]
+    fn disconnect_packet_is_well_formed() {
+        for why in ["", "x", "too many connections from 127.0.0.1 (64 at once)"] {
+            let p = disconnect_packet(12, why);
+            let len = u32::from_be_bytes(p[..4].try_into().unwrap()) as usize;
+            assert_eq!(p.len(), 4 + len);
+            assert_eq!(p.len() % 8, 0);
+            let pad = p[4] as usize;
+            assert!(pad >= 4);
+            let payload = &p[5..p.len() - pad];
+            assert_eq!(payload[0], 1);
+            assert_eq!(u32::from_be_bytes(payload[1..5].try_into().unwrap()), 12);
+            let n = u32::from_be_bytes(payload[5..9].try_into().unwrap()) as usize;
+            assert_eq!(&payload[9..9 + n], why.as_bytes());
+            assert_eq!(&payload[9 + n..], &[0, 0, 0, 0]);
+        }
+    }
+}
+
 /// The SSH server's settings, with the host key loaded (or created, on first start): done
 /// before the listener is announced, so a bad key stops the gateway at start-up.
-pub fn server_config(cfg: &SshListener) -> anyhow::Result<Arc<russh::server::Config>> {
+fn server_config(cfg: &SshListener) -> anyhow::Result<Arc<russh::server::Config>> {
     let key = keys::load_or_create_host_key(&cfg.host_key)?;
     tracing::info!(
         fingerprint = %keys::fingerprint(key.public_key()),
@@ -56,40 +82,101 @@ pub fn server_config(cfg: &SshListener) -> anyhow::Result<Arc<russh::server::Con
     }))
 }
 
-/// Accept SSH clients until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
+/// The SSH adapter behind the front door ([`crate::proxy::accept`]).
+pub struct Ssh {
     gw: Arc<Gateway>,
     config: Arc<russh::server::Config>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, addr)) => {
-                    let _ = tcp.set_nodelay(true);
-                    tokio::spawn(handle(tcp, addr, gw.clone(), config.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            _ = &mut shutdown => return,
-        }
+}
+
+impl Ssh {
+    /// The adapter for `[ssh]`, its host key loaded (or created) now.
+    pub fn new(gw: Arc<Gateway>) -> anyhow::Result<Option<Ssh>> {
+        let Some(listener) = &gw.config().ssh else {
+            return Ok(None);
+        };
+        let config = server_config(listener)?;
+        Ok(Some(Ssh { gw, config }))
+    }
+
+    /// The host key's fingerprint, which clients pin (known_hosts).
+    pub fn fingerprint(&self) -> Option<String> {
+        self.config
+            .keys
+            .first()
+            .map(|k| k.public_key().fingerprint(Default::default()).to_string())
     }
 }
 
+impl Adapter for Ssh {
+    fn protocol(&self) -> &'static str {
+        "ssh"
+    }
+
+    async fn serve(self: Arc<Self>, conn: Incoming) {
+        handle(conn, self.gw.clone(), self.config.clone()).await
+    }
+
+    /// Before key exchange, as a server at its limit would: our identification, then an
+    /// unencrypted SSH_MSG_DISCONNECT "too many connections" (which `ssh` prints), then close.
+    async fn refuse(self: Arc<Self>, mut tcp: TcpStream, why: String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        if tcp.write_all(b"SSH-2.0-warden\r\n").await.is_err() {
+            return;
+        }
+        // Wait for the client's identification line (bounded), so it reads ours first.
+        let mut seen = 0usize;
+        let mut buf = [0u8; 512];
+        while seen < 4096 {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    seen += n;
+                    if buf[..n].contains(&b'\n') {
+                        break;
+                    }
+                }
+            }
+        }
+        let packet = disconnect_packet(DISCONNECT_TOO_MANY_CONNECTIONS, &format!("warden: {why}"));
+        let _ = tcp.write_all(&packet).await;
+        let _ = tcp.shutdown().await;
+    }
+}
+
+/// RFC 4253 §11.1: SSH_DISCONNECT_TOO_MANY_CONNECTIONS.
+const DISCONNECT_TOO_MANY_CONNECTIONS: u32 = 12;
+
+/// An SSH_MSG_DISCONNECT in the binary packet form used before keys are exchanged (no
+/// encryption, no MAC): length, padding length, payload, at least 4 bytes of padding, the whole
+/// a multiple of 8 (RFC 4253 §6).
+fn disconnect_packet(reason: u32, description: &str) -> Vec<u8> {
+    let mut payload = vec![1u8]; // SSH_MSG_DISCONNECT
+    payload.extend_from_slice(&reason.to_be_bytes());
+    payload.extend_from_slice(&(description.len() as u32).to_be_bytes());
+    payload.extend_from_slice(description.as_bytes());
+    payload.extend_from_slice(&0u32.to_be_bytes()); // language tag: empty
+    let mut padding = 8 - (5 + payload.len()) % 8;
+    if padding < 4 {
+        padding += 8;
+    }
+    let length = (1 + payload.len() + padding) as u32;
+    let mut out = Vec::with_capacity(4 + length as usize);
+    out.extend_from_slice(&length.to_be_bytes());
+    out.push(padding as u8);
+    out.extend_from_slice(&payload);
+    out.resize(out.len() + padding, 0);
+    out
+}
+
 /// One client connection: run the SSH session, then close the warden session it opened.
-async fn handle(
-    tcp: tokio::net::TcpStream,
-    addr: SocketAddr,
-    gw: Arc<Gateway>,
-    config: Arc<russh::server::Config>,
-) {
+async fn handle(conn: Incoming, gw: Arc<Gateway>, config: Arc<russh::server::Config>) {
+    let Incoming {
+        tcp,
+        addr,
+        admission,
+    } = conn;
     let slot = handler::Slot::default();
-    let handler = handler::Handler::new(gw.clone(), addr, slot.clone());
+    let handler = handler::Handler::new(gw.clone(), addr, slot.clone(), admission);
     let mut stopped = false;
     let result = match russh::server::run_stream(config, tcp, handler).await {
         Ok(running) => {
@@ -97,7 +184,7 @@ async fn handle(
             tokio::pin!(running);
             tokio::select! {
                 r = &mut running => r,
-                _ = gw.lifecycle.stopping() => {
+                _ = gw.lifecycle().stopping() => {
                     stopped = true;
                     // A moment for the channels' own last words (a withdrawn approval).
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -115,13 +202,18 @@ async fn handle(
         }
         Err(e) => Err(e),
     };
+    let conn = slot.take();
+    let expired = conn
+        .as_ref()
+        .is_some_and(|c| c.expired.load(std::sync::atomic::Ordering::SeqCst));
     let reason = match &result {
         _ if stopped => "gateway shutting down".to_string(),
+        _ if expired => crate::session::EXPIRED.to_string(),
         Ok(()) => "client closed the connection".to_string(),
         Err(e) => format!("connection ended: {e}"),
     };
     tracing::debug!(client = %addr, "ssh connection ended: {reason}");
-    if let Some(conn) = slot.take() {
+    if let Some(conn) = conn {
         conn.close(&reason).await;
     }
 }
@@ -134,6 +226,8 @@ pub(crate) struct Conn {
     session: tokio::sync::Mutex<Option<Session>>,
     recorder: Recorder,
     upstream: tokio::sync::OnceCell<Result<Arc<Upstream>, String>>,
+    /// The token expired and the connection was ended for it.
+    expired: std::sync::atomic::AtomicBool,
 }
 
 impl Conn {
@@ -145,11 +239,12 @@ impl Conn {
             upstream_cfg,
             session: tokio::sync::Mutex::new(Some(session)),
             upstream: tokio::sync::OnceCell::new(),
+            expired: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     fn listener(&self) -> Option<&SshListener> {
-        self.gw.config.ssh.as_ref()
+        self.gw.config().ssh.as_ref()
     }
 
     fn max_line(&self) -> usize {

@@ -1,8 +1,8 @@
 //! The gateway's own SSH connection to a target's host (russh client): the host key must match
 //! its pin, then the gateway logs in with its key or password. Clients never see either.
 
+use super::config::SshUpstream;
 use super::keys::Pin;
-use crate::config::SshUpstream;
 use russh::client;
 use russh::keys::PrivateKeyWithHashAlg;
 use std::sync::Arc;

@@ -6,71 +6,24 @@
 //! Nothing reaches the audit store or a recording with a clear card number: command texts are
 //! scrubbed with the same PAN detector `pci-mask` uses, whatever the target's policies say.
 
-use crate::approvals::{ApprovalOutcome, ApprovalRequest, Approvals, PendingApproval};
+use crate::approvals::{ApprovalOutcome, ApprovalRequest, PendingApproval};
 use crate::audit::{
-    AuditError, AuditPrincipal, AuditProtocol, AuditStore, AuditVerdict, CommandEvent, EventKind,
-    MaskedCells, MaskedEvent, NewEvent, PolicyDecision, SessionCounts, SessionEnd, SessionStart,
+    AuditError, AuditPrincipal, AuditProtocol, AuditVerdict, CommandEvent, EventKind, MaskedCells,
+    MaskedEvent, NewEvent, PolicyDecision, SessionCounts, SessionEnd, SessionStart,
 };
-use crate::config::Config;
-use crate::identity::{Principal, Verifier};
+use crate::identity::Principal;
 use crate::policy::{
-    self, Column, Command, Decision, MaskFailure, PolicyEngine, PolicyRef, Protocol, Row, Verdict,
+    self, Column, Command, Decision, MaskFailure, PolicyRef, Protocol, Row, Verdict,
 };
 use crate::recording::Recorder;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Everything sessions share: config, policy engine, audit store, token verifier, approvals,
-/// and the shutdown signal.
-pub struct Gateway {
-    pub config: Config,
-    pub engine: PolicyEngine,
-    pub audit: AuditStore,
-    pub verifier: Verifier,
-    pub approvals: Approvals,
-    pub lifecycle: Lifecycle,
-}
+mod admit;
+mod gateway;
 
-/// Shutdown without losing the end of a session: adapters watch [`Lifecycle::stopping`], end
-/// their sessions with [`Session::close`] (audited), and `warden serve` waits for the count of
-/// open sessions to reach zero before it exits.
-pub struct Lifecycle {
-    stop: tokio::sync::watch::Receiver<bool>,
-    open: std::sync::atomic::AtomicUsize,
-    closed: tokio::sync::Notify,
-}
-
-impl Lifecycle {
-    pub fn new(stop: tokio::sync::watch::Receiver<bool>) -> Lifecycle {
-        Lifecycle {
-            stop,
-            open: std::sync::atomic::AtomicUsize::new(0),
-            closed: tokio::sync::Notify::new(),
-        }
-    }
-
-    /// Resolves once the gateway is shutting down.
-    pub async fn stopping(&self) {
-        let mut rx = self.stop.clone();
-        let _ = rx.wait_for(|s| *s).await;
-    }
-
-    /// Sessions opened and not yet closed.
-    pub fn open_sessions(&self) -> usize {
-        self.open.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Wait until every open session has been closed.
-    pub async fn all_closed(&self) {
-        loop {
-            let notified = self.closed.notified();
-            if self.open_sessions() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
+pub use admit::{Credential, Login, Refusal, RefusalKind, SessionLimits, Slot};
+pub use gateway::{Gateway, Lifecycle};
 
 /// Why a session could not start or go on.
 #[derive(Debug, thiserror::Error)]
@@ -122,16 +75,26 @@ pub struct Session {
     /// Masked cells per (column, rule) for the command whose results are flowing.
     masked: BTreeMap<(String, String), u64>,
     masked_seq: Option<u64>,
+    /// When the session must end: the token's `exp` plus the verifier's leeway (`None`: a
+    /// credential without expiry, such as a registered SSH key).
+    ends_at: Option<std::time::SystemTime>,
+    /// The session cap slot, given back when the session goes.
+    _slot: Slot,
+    /// Set by [`Session::close`]; a session dropped without it (a panicking task) still gets
+    /// an audited end from `Drop`.
+    closed: bool,
 }
 
 impl Session {
-    /// Open a session for an authenticated principal on `target`; audited before it returns.
-    pub async fn open(
+    /// Open a session for an authenticated, authorized principal on `target`; audited before
+    /// it returns. Adapters come in through [`Gateway::authenticate`].
+    async fn open(
         gw: Arc<Gateway>,
         principal: Principal,
         target: &str,
         protocol: Protocol,
         client_addr: String,
+        slot: Slot,
     ) -> Result<Session, SessionError> {
         let t = gw
             .config
@@ -162,10 +125,13 @@ impl Session {
         gw.audit
             .append(NewEvent::session(&id, EventKind::SessionStart(start)))
             .await?;
+        // From here on the session counts as open: a failure below still ends it (Drop).
         let recorder = Recorder::start(gw.audit.clone(), &id);
-        gw.lifecycle
-            .open
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        gw.lifecycle.opened();
+        let ends_at = (principal.expires_at != u64::MAX).then(|| {
+            let leeway = gw.config.identity.leeway;
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(principal.expires_at) + leeway
+        });
         Ok(Session {
             gw,
             info,
@@ -175,7 +141,26 @@ impl Session {
             counts: SessionCounts::default(),
             masked: BTreeMap::new(),
             masked_seq: None,
+            ends_at,
+            _slot: slot,
+            closed: false,
         })
+    }
+
+    /// Resolves when the session's token has expired (plus the verifier's leeway); never for
+    /// a credential without expiry. Adapters end the session then, in their protocol's words,
+    /// with [`EXPIRED`] as the reason.
+    pub fn expired(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let left = self.ends_at.map(|at| {
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+        });
+        async move {
+            match left {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -379,30 +364,59 @@ impl Session {
         if let Err(e) = self.flush_masked().await {
             tracing::error!(session = %self.info.id, "cannot write masked counts: {e}");
         }
-        let Session {
-            gw,
-            info,
-            recorder,
-            counts,
-            ..
-        } = self;
-        // The last copy of the recorder: `finish` also waits for its writer to end.
-        recorder.finish().await;
+        self.closed = true;
+        // Durable before the end event; the writer task ends when the last clone goes.
+        self.recorder.flush().await;
         let end = SessionEnd {
             reason: reason.to_string(),
-            counts,
+            counts: self.counts,
         };
-        if let Err(e) = gw
+        if let Err(e) = self
+            .gw
             .audit
-            .append(NewEvent::session(&info.id, EventKind::SessionEnd(end)))
+            .append(NewEvent::session(&self.info.id, EventKind::SessionEnd(end)))
             .await
         {
-            tracing::error!(session = %info.id, "cannot write session end: {e}");
+            tracing::error!(session = %self.info.id, "cannot write session end: {e}");
         }
-        gw.lifecycle
-            .open
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        gw.lifecycle.closed.notify_waiters();
+        self.gw.lifecycle.ended();
+    }
+}
+
+/// The end reason of a session whose token expired.
+pub const EXPIRED: &str = "token expired";
+
+impl Drop for Session {
+    /// A session dropped without [`Session::close`]: its task panicked or was aborted. The end
+    /// is still audited (from a task of its own: `Drop` cannot wait), so no session is left
+    /// open and `warden serve` does not wait for it at shutdown.
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        let gw = self.gw.clone();
+        let id = self.info.id.clone();
+        let end = SessionEnd {
+            reason: "session task failed (internal error); connection closed".to_string(),
+            counts: self.counts,
+        };
+        tracing::error!(session = %id, "session ended without a close: auditing its end");
+        let write = async move {
+            if let Err(e) = gw
+                .audit
+                .append(NewEvent::session(&id, EventKind::SessionEnd(end)))
+                .await
+            {
+                tracing::error!(session = %id, "cannot write session end: {e}");
+            }
+            gw.lifecycle.ended();
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(write);
+            }
+            Err(_) => self.gw.lifecycle.ended(),
+        }
     }
 }
 

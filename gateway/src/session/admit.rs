@@ -1,0 +1,264 @@
+//! The one way into a session, for every protocol: verify the credential, find the target,
+//! check that the principal may reach it (the target's allow lists and the token's own
+//! `targets` claim), take a session slot under the per-target and per-principal caps, and open
+//! the audited session. Every refusal is audited with its reason (never the token) and
+//! returned as a [`Refusal`] the adapter puts in its protocol's words.
+
+use super::{Gateway, Session, SessionError};
+use crate::identity::Principal;
+use crate::policy::Protocol;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// `[sessions]`: bounds on authenticated sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionLimits {
+    /// Sessions one principal (`sub`) may hold on one target at once, unless the target says
+    /// otherwise (`max_sessions_per_principal`). One agent cannot take every upstream
+    /// connection from the others.
+    pub max_per_principal: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            max_per_principal: 16,
+        }
+    }
+}
+
+impl SessionLimits {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_per_principal == 0 {
+            return Err("max_per_principal = 0 would refuse every session".into());
+        }
+        Ok(())
+    }
+}
+
+/// How a client proved who it is.
+pub enum Credential<'a> {
+    /// A bearer token (a PostgreSQL password, an SSH password or keyboard-interactive answer).
+    Token(&'a str),
+    /// A principal the adapter already established (an SSH key registered to a subject).
+    Registered(Principal),
+}
+
+/// A login attempt: who, where to, from where.
+pub struct Login<'a> {
+    pub protocol: Protocol,
+    pub target: &'a str,
+    pub client_addr: String,
+    pub credential: Credential<'a>,
+}
+
+/// Why a login was refused; adapters choose the protocol's words by `kind`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The token did not verify (bad signature, expired, wrong audience...).
+    Credential,
+    /// No such target, or not one of this protocol.
+    UnknownTarget,
+    /// The principal may not reach this target.
+    NotPermitted,
+    /// A session cap is reached.
+    TooManySessions,
+    /// The gateway cannot open a session now (audit store down, shutting down).
+    Unavailable,
+}
+
+/// A refused login: what to tell the client. The same text is audited.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Open sessions per target and per (target, subject): what the caps count.
+#[derive(Default)]
+pub struct Slots {
+    counts: Mutex<SlotCounts>,
+}
+
+#[derive(Default)]
+struct SlotCounts {
+    target: HashMap<String, usize>,
+    principal: HashMap<(String, String), usize>,
+}
+
+/// A taken session slot; dropping it gives the slot back (also when a session task panics).
+pub struct Slot {
+    gw: Arc<Gateway>,
+    target: String,
+    subject: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self
+            .gw
+            .slots
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let key = (self.target.clone(), self.subject.clone());
+        if let Some(n) = c.principal.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.principal.remove(&key);
+            }
+        }
+        if let Some(n) = c.target.get_mut(&self.target) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.target.remove(&self.target);
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// Authenticate, authorize and open a session, or say why not (audited either way).
+    pub async fn authenticate(self: &Arc<Self>, login: Login<'_>) -> Result<Session, Refusal> {
+        let result = self.admit(&login).await;
+        if let Err(refusal) = &result {
+            tracing::info!(
+                client = %login.client_addr,
+                target = %login.target,
+                "{} login refused: {}",
+                login.protocol.as_str(),
+                refusal.message
+            );
+            self.note(
+                "login-refused",
+                format!(
+                    "{} login from {} to target `{}` refused: {}",
+                    login.protocol.as_str(),
+                    login.client_addr,
+                    login.target,
+                    refusal.message
+                ),
+            )
+            .await;
+        }
+        result
+    }
+
+    async fn admit(self: &Arc<Self>, login: &Login<'_>) -> Result<Session, Refusal> {
+        let refuse = |kind, message: String| Refusal { kind, message };
+        if self.lifecycle.is_stopping() {
+            return Err(refuse(
+                RefusalKind::Unavailable,
+                "warden is shutting down".into(),
+            ));
+        }
+        // The credential first: an unauthenticated client learns nothing of the targets.
+        let principal = match &login.credential {
+            Credential::Token(token) => self
+                .verifier
+                .verify(token.trim())
+                .map_err(|e| refuse(RefusalKind::Credential, format!("token rejected: {e}")))?,
+            Credential::Registered(p) => p.clone(),
+        };
+        let target = self
+            .config
+            .targets
+            .get(login.target)
+            .filter(|t| Protocol::from(t.protocol) == login.protocol)
+            .ok_or_else(|| {
+                refuse(
+                    RefusalKind::UnknownTarget,
+                    format!(
+                        "no {} target named `{}`",
+                        login.protocol.as_str(),
+                        login.target
+                    ),
+                )
+            })?;
+        if !principal.token_allows(login.target) {
+            return Err(refuse(
+                RefusalKind::NotPermitted,
+                format!(
+                    "the token of `{}` is for other targets, not `{}`",
+                    principal.subject, login.target
+                ),
+            ));
+        }
+        if !target.admits(&principal) {
+            return Err(refuse(
+                RefusalKind::NotPermitted,
+                format!(
+                    "`{}` may not reach target `{}` (not in its allow_subjects or allow_groups)",
+                    principal.subject, login.target
+                ),
+            ));
+        }
+        let per_principal = target
+            .max_sessions_per_principal
+            .unwrap_or(self.config.sessions.max_per_principal);
+        let slot = self
+            .take_slot(
+                login.target,
+                &principal.subject,
+                target.max_sessions,
+                per_principal,
+            )
+            .map_err(|m| refuse(RefusalKind::TooManySessions, m))?;
+        Session::open(
+            self.clone(),
+            principal,
+            login.target,
+            login.protocol,
+            login.client_addr.clone(),
+            slot,
+        )
+        .await
+        .map_err(|e| match e {
+            SessionError::Audit(_) => refuse(
+                RefusalKind::Unavailable,
+                "the audit store is unavailable".into(),
+            ),
+            other => refuse(RefusalKind::Unavailable, other.to_string()),
+        })
+    }
+
+    fn take_slot(
+        self: &Arc<Self>,
+        target: &str,
+        subject: &str,
+        max_target: Option<usize>,
+        max_principal: usize,
+    ) -> Result<Slot, String> {
+        let mut c = self.slots.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let on_target = c.target.get(target).copied().unwrap_or(0);
+        if let Some(max) = max_target
+            && on_target >= max
+        {
+            return Err(format!(
+                "too many sessions on target `{target}` ({on_target} of {max})"
+            ));
+        }
+        let key = (target.to_string(), subject.to_string());
+        let mine = c.principal.get(&key).copied().unwrap_or(0);
+        if mine >= max_principal {
+            return Err(format!(
+                "too many sessions for `{subject}` on target `{target}` ({mine} of {max_principal})"
+            ));
+        }
+        *c.target.entry(target.to_string()).or_default() += 1;
+        *c.principal.entry(key).or_default() += 1;
+        Ok(Slot {
+            gw: self.clone(),
+            target: target.to_string(),
+            subject: subject.to_string(),
+        })
+    }
+}

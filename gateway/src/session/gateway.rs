@@ -1,0 +1,120 @@
+//! What every session shares: config, policy engine, audit store, token verifier, approvals,
+//! the session caps, and the lifecycle (shutdown, and the count of open sessions that
+//! `warden serve` waits for).
+
+use super::admit::Slots;
+use crate::approvals::Approvals;
+use crate::audit::AuditStore;
+use crate::config::Config;
+use crate::identity::Verifier;
+use crate::policy::PolicyEngine;
+
+/// Everything sessions share. Adapters reach it through [`super::Session`] and
+/// [`Gateway::authenticate`]; its parts are private to the session path.
+pub struct Gateway {
+    pub(super) config: Config,
+    pub(super) engine: PolicyEngine,
+    pub(super) audit: AuditStore,
+    pub(super) verifier: Verifier,
+    pub(super) approvals: Approvals,
+    pub(super) lifecycle: Lifecycle,
+    pub(super) slots: Slots,
+}
+
+impl Gateway {
+    pub fn new(
+        config: Config,
+        engine: PolicyEngine,
+        audit: AuditStore,
+        verifier: Verifier,
+        approvals: Approvals,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Gateway {
+        Gateway {
+            config,
+            engine,
+            audit,
+            verifier,
+            approvals,
+            lifecycle: Lifecycle::new(stop),
+            slots: Slots::default(),
+        }
+    }
+
+    /// The configuration the gateway runs with (adapters read their own sections).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// A gateway-wide audit note (a refused login, a refused connection), durable before this
+    /// returns; failures are logged, never raised: a refusal stands either way.
+    pub async fn note(&self, topic: &str, message: String) {
+        let note = crate::audit::Note {
+            topic: topic.to_string(),
+            message: super::scrub(&message),
+        };
+        let event = crate::audit::NewEvent::global(crate::audit::EventKind::Note(note));
+        if let Err(e) = self.audit.append(event).await {
+            tracing::error!("cannot audit a {topic} note: {e}");
+        }
+    }
+}
+
+/// Shutdown without losing the end of a session: adapters watch [`Lifecycle::stopping`], end
+/// their sessions with [`super::Session::close`] (audited), and `warden serve` waits for the
+/// count of open sessions to reach zero before it exits.
+pub struct Lifecycle {
+    stop: tokio::sync::watch::Receiver<bool>,
+    pub(super) open: std::sync::atomic::AtomicUsize,
+    pub(super) closed: tokio::sync::Notify,
+}
+
+impl Lifecycle {
+    pub fn new(stop: tokio::sync::watch::Receiver<bool>) -> Lifecycle {
+        Lifecycle {
+            stop,
+            open: std::sync::atomic::AtomicUsize::new(0),
+            closed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Resolves once the gateway is shutting down.
+    pub async fn stopping(&self) {
+        let mut rx = self.stop.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Sessions opened and not yet closed.
+    pub fn open_sessions(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Wait until every open session has been closed.
+    pub async fn all_closed(&self) {
+        loop {
+            let notified = self.closed.notified();
+            if self.open_sessions() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub(super) fn opened(&self) {
+        self.open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(super) fn ended(&self) {
+        self.open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.closed.notify_waiters();
+    }
+}
