@@ -31,6 +31,8 @@ pub struct Extra<'a> {
     pub listener: &'a str,
     /// `allow_plaintext_password`.
     pub plaintext: bool,
+    /// More `[identity]` lines (`leeway = "1s"`).
+    pub identity: &'a str,
 }
 
 impl Default for Extra<'_> {
@@ -41,6 +43,7 @@ impl Default for Extra<'_> {
             approval_timeout: "30s",
             listener: "",
             plaintext: true,
+            identity: "",
         }
     }
 }
@@ -110,6 +113,7 @@ path = "audit.redb"
 issuer = "{ISSUER}"
 audience = "{AUDIENCE}"
 hs256_secret_file = "secret"
+{identity}
 [postgres]
 listen = "127.0.0.1:0"
 allow_plaintext_password = {plaintext}
@@ -123,6 +127,7 @@ approval_timeout = "{timeout}"
             timeout = extra.approval_timeout,
             plaintext = extra.plaintext,
             listener = extra.listener,
+            identity = extra.identity,
         );
         config.push_str(&target(
             "payments",
@@ -174,6 +179,28 @@ approval_timeout = "{timeout}"
     /// Stop the gateway (SIGTERM, then wait) so its audit database can be opened.
     pub fn stop(&mut self) {
         super::serve::stop(&mut self.child);
+    }
+
+    /// Kill the gateway with SIGKILL: no shutdown, no session ends.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Start the gateway again on the same config and audit database.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, ports) = super::serve::start(&self.config_path);
+        self.pg_port = ports["postgres"];
+        self.admin_port = ports["admin"];
+        self.child = Some(child);
+    }
+
+    /// The directory holding the config, secret and audit database.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Whether the gateway process is still running.

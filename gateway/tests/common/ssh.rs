@@ -162,6 +162,8 @@ pub struct SshGateway {
     pub config_path: PathBuf,
     /// A client key registered to principal `deploy-bot` (group `ops`).
     pub client_key: PathBuf,
+    /// The PostgreSQL listener's port, when `extra` configured one.
+    pub pg_port: Option<u16>,
 }
 
 /// The `[targets.NAME]` block for an ssh target on `sshd` with `chain`.
@@ -189,6 +191,17 @@ key_file = "{key}"
 impl SshGateway {
     /// `chain` is web-1's policy list; `policies` the modules to install; `extra` more TOML.
     pub fn start(sshd: &Sshd, chain: &str, policies: &[&str], extra: &str) -> SshGateway {
+        SshGateway::start_with(sshd, chain, policies, extra, "")
+    }
+
+    /// [`SshGateway::start`] with more `[identity]` lines (`leeway = "1s"`).
+    pub fn start_with(
+        sshd: &Sshd,
+        chain: &str,
+        policies: &[&str],
+        extra: &str,
+        identity: &str,
+    ) -> SshGateway {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let policy_dir = d.join("policies");
@@ -216,6 +229,7 @@ path = "audit.redb"
 issuer = "{ISSUER}"
 audience = "{AUDIENCE}"
 hs256_secret_file = "secret"
+{identity}
 [ssh]
 listen = "127.0.0.1:0"
 host_key = "host_key"
@@ -228,7 +242,7 @@ listen = "127.0.0.1:0"
 approver_groups = ["approvers"]
 approval_timeout = "30s"
 "#,
-            client = client_pub.trim()
+            client = client_pub.trim(),
         );
         config.push_str(&ssh_target("web-1", sshd, chain, &pin));
         config.push_str(extra);
@@ -237,6 +251,7 @@ approval_timeout = "30s"
         let (child, ports) = super::serve::start(&config_path);
         let (port, admin_port) = (ports["ssh"], ports["admin"]);
         SshGateway {
+            pg_port: ports.get("postgres").copied(),
             client_key: d.join("client_ed25519"),
             dir,
             port,
@@ -249,6 +264,11 @@ approval_timeout = "30s"
     /// A token for `sub` acting through `actors`, with `groups`.
     pub fn token(&self, sub: &str, actors: &[&str], groups: &[&str]) -> String {
         super::serve::token(self.dir.path(), sub, actors, groups)
+    }
+
+    /// The directory holding the config, secret and audit database.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Common client options: the gateway's host key is not pinned by the tests.

@@ -199,7 +199,25 @@ impl russh::server::Handler for Handler {
             return Ok(());
         };
         reply.accept().await;
-        tokio::spawn(super::channel::run(conn, channel, session.handle()));
+        let (id, handle) = (channel.id(), session.handle());
+        tokio::spawn(async move {
+            use futures_util::FutureExt;
+            let run = super::channel::run(conn, channel, handle.clone());
+            // A panic in a channel task ends that channel as a failed command would (a reason
+            // on stderr, exit status 126), never as a silent hang; other channels go on.
+            if std::panic::AssertUnwindSafe(run)
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                tracing::error!("ssh channel task panicked");
+                let msg = "warden: internal error on this channel; it is closed\n";
+                let _ = handle.extended_data(id, 1, msg.as_bytes().to_vec()).await;
+                let _ = handle.exit_status_request(id, super::REFUSED_EXIT).await;
+                let _ = handle.eof(id).await;
+                let _ = handle.close(id).await;
+            }
+        });
         Ok(())
     }
 
