@@ -34,6 +34,13 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // A panic that a session contains is one log line, not a backtrace per malformed message
+    // (WARDEN_BACKTRACE=1 brings the default report back, for debugging).
+    if std::env::var_os("WARDEN_BACKTRACE").is_none() {
+        std::panic::set_hook(Box::new(|info| {
+            tracing::error!("panic: {info}");
+        }));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")

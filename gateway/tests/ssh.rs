@@ -336,8 +336,16 @@ fn refused_logins_and_targets() {
         .filter(|l| l.contains("login-refused"))
         .collect();
     assert_eq!(refused.len(), 4, "{refused:?}");
-    assert!(refused.iter().any(|l| l.contains("no ssh target named `nope`")));
-    assert!(refused.iter().any(|l| l.contains("no ssh target named `db`")));
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("no ssh target named `nope`"))
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("no ssh target named `db`"))
+    );
     assert!(refused.iter().any(|l| l.contains("token rejected")));
     assert!(!audit.contains("not-a-token"));
 }

@@ -51,6 +51,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         );
     }
     crate::proxy::postgres::check_upstreams(&config).await?;
+    crate::proxy::ssh::check_upstreams(&config).await?;
     let verifier = Verifier::from_config(&config.identity)?;
     let approvals = Approvals::new(audit.clone(), &config.admin);
     let admin_listener = admin::bind(config.admin.listen).await?;

@@ -14,10 +14,11 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// `[connections]`: bounds shared by every listener.
 #[derive(Debug, Clone, Deserialize)]
@@ -60,13 +61,15 @@ pub fn default_listener_max() -> usize {
     1024
 }
 
-/// File descriptors kept back from connections: the audit database, policy files, the
-/// compile cache, logs, the admin API.
-const RESERVED_FDS: u64 = 128;
-
-/// Refusals answered at once; past this, an over-cap connection is closed without a word (a
-/// flood must not make the gateway spend itself on explaining).
+/// Refusals explained at a time (each may take a TLS handshake and a start-up packet); past
+/// this, an over-cap client gets the refusal's bytes written at once, without waiting for it,
+/// and is closed (a flood must not make the gateway spend itself on explaining).
 const MAX_REFUSING: usize = 64;
+
+/// File descriptors kept back from connections: the audit database, policy files and their
+/// directory, the compile cache, logs (about 64), the admin API's connections (64), and the
+/// refusals in progress.
+const RESERVED_FDS: u64 = 64 + 64 + MAX_REFUSING as u64;
 
 /// How long a refusal may take (TLS and start-up for PostgreSQL, the banner for SSH).
 const REFUSAL_TIME: Duration = Duration::from_secs(3);
@@ -79,6 +82,9 @@ pub trait Adapter: Send + Sync + 'static {
     fn serve(self: Arc<Self>, conn: Incoming) -> impl Future<Output = ()> + Send;
     /// Tell a client over a cap why it cannot connect, in the protocol's words, then close.
     fn refuse(self: Arc<Self>, tcp: TcpStream, why: String) -> impl Future<Output = ()> + Send;
+    /// The same refusal as bytes to write at once, without reading anything from the client
+    /// (when too many refusals are already in progress).
+    fn refusal_now(&self, why: &str) -> Vec<u8>;
 }
 
 /// An admitted connection, handed to [`Adapter::serve`].
@@ -88,16 +94,38 @@ pub struct Incoming {
     pub admission: Admission,
 }
 
-/// The pre-auth deadline's switch: the adapter calls [`Admission::authenticated`] when the
-/// client has logged in.
-pub struct Admission(Option<oneshot::Sender<()>>);
+/// The pre-auth deadline's switch, shared by the adapter and the front door: whichever
+/// comes first wins — the client logging in ([`Admission::authenticated`]) or the deadline.
+#[derive(Clone)]
+pub struct Admission(Arc<AtomicU8>);
+
+const PENDING: u8 = 0;
+const AUTHENTICATED: u8 = 1;
+const LATE: u8 = 2;
 
 impl Admission {
-    /// The client is authenticated: the pre-auth deadline no longer applies.
-    pub fn authenticated(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
+    /// The client has logged in: the pre-auth deadline no longer applies. `false` when the
+    /// deadline already passed: the login must be refused (the connection is being closed).
+    pub fn authenticated(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(PENDING, AUTHENTICATED, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => true,
+            Err(state) => state == AUTHENTICATED,
         }
+    }
+
+    /// Whether the deadline has passed without a login.
+    pub fn is_late(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == LATE
+    }
+
+    /// The deadline passed: `true` unless the client logged in first.
+    fn expire(&self) -> bool {
+        self.0
+            .compare_exchange(PENDING, LATE, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
     }
 }
 
@@ -118,6 +146,11 @@ impl FrontDoor {
                 let fit = usize::try_from(nofile.saturating_sub(RESERVED_FDS) / 2)
                     .unwrap_or(usize::MAX)
                     .max(1);
+                if fit < 64 {
+                    tracing::warn!(
+                        "the file-descriptor limit {nofile} leaves room for only {fit} connections; raise it (ulimit -n)"
+                    );
+                }
                 if fit < limits.max {
                     tracing::warn!(
                         "[connections] max = {} does not fit the file-descriptor limit {nofile}; using {fit}",
@@ -210,16 +243,20 @@ impl FrontDoor {
                                 tokio::time::timeout(REFUSAL_TIME, adapter.refuse(tcp, why)).await;
                         });
                     }
-                    Err(_) => drop(tcp),
+                    Err(_) => {
+                        // Best effort: a socket's send buffer takes this without waiting.
+                        let _ = tcp.try_write(&adapter.refusal_now(&why));
+                        drop(tcp);
+                    }
                 }
                 return;
             }
         };
-        let (tx, rx) = oneshot::channel();
+        let admission = Admission(Arc::new(AtomicU8::new(PENDING)));
         let conn = Incoming {
             tcp,
             addr,
-            admission: Admission(Some(tx)),
+            admission: admission.clone(),
         };
         let preauth = self.limits.preauth_timeout;
         let fut = adapter.clone().serve(conn);
@@ -229,11 +266,13 @@ impl FrontDoor {
             // audits its own end when it is dropped (`Session`'s `Drop`).
             let fut = std::panic::AssertUnwindSafe(fut).catch_unwind();
             tokio::pin!(fut);
-            let deadline = tokio::time::timeout(preauth, rx);
             tokio::select! {
                 r = &mut fut => return report(protocol, addr, r),
-                r = deadline => {
-                    if r.is_err() {
+                _ = tokio::time::sleep(preauth) => {
+                    if admission.expire() {
+                        // Dropping the adapter's future closes what it owns; an adapter that
+                        // runs tasks of its own (SSH) stops them when dropped, and refuses a
+                        // login that completes after this (`authenticated` is then false).
                         tracing::info!(client = %addr, protocol, "not authenticated within {preauth:?}: disconnected");
                         return;
                     }

@@ -82,6 +82,45 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// A target name as logs and audit notes quote it: in backquotes, cut short when long, and
+/// withheld when shaped like a token (a client that typed its token into the wrong field must
+/// not have it written down).
+fn shown(name: &str) -> String {
+    let parts: Vec<&str> = name.split('.').collect();
+    let token_like = parts.len() == 3
+        && name.len() > 32
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '=')
+        });
+    if token_like {
+        return format!(
+            "(a name shaped like a token, {} bytes, withheld)",
+            name.len()
+        );
+    }
+    let mut s: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+    if s.len() < name.len() {
+        s.push('…');
+    }
+    format!("`{s}`")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn names_shaped_like_tokens_are_withheld() {
+        assert_eq!(shown("payments"), "`payments`");
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ";
+        assert!(!shown(jwt).contains("eyJ"));
+        assert!(shown(&"x".repeat(200)).len() < 80);
+        assert_eq!(shown("a\0b"), "`ab…`");
+    }
+}
+
 /// Open sessions per target and per (target, subject): what the caps count.
 #[derive(Default)]
 pub struct Slots {
@@ -132,7 +171,7 @@ impl Gateway {
         if let Err(refusal) = &result {
             tracing::info!(
                 client = %login.client_addr,
-                target = %login.target,
+                target = %shown(login.target),
                 "{} login refused: {}",
                 login.protocol.as_str(),
                 refusal.message
@@ -140,10 +179,10 @@ impl Gateway {
             self.note(
                 "login-refused",
                 format!(
-                    "{} login from {} to target `{}` refused: {}",
+                    "{} login from {} to target {} refused: {}",
                     login.protocol.as_str(),
                     login.client_addr,
-                    login.target,
+                    shown(login.target),
                     refusal.message
                 ),
             )
@@ -177,9 +216,9 @@ impl Gateway {
                 refuse(
                     RefusalKind::UnknownTarget,
                     format!(
-                        "no {} target named `{}`",
+                        "no {} target named {}",
                         login.protocol.as_str(),
-                        login.target
+                        shown(login.target)
                     ),
                 )
             })?;

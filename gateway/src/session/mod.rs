@@ -21,9 +21,11 @@ use std::sync::Arc;
 
 mod admit;
 mod gateway;
+mod judge;
 
 pub use admit::{Credential, Login, Refusal, RefusalKind, SessionLimits, Slot};
 pub use gateway::{Gateway, Lifecycle};
+pub use judge::{Client, Ending, Interrupt, Judged, OneShot, Refused};
 
 /// Why a session could not start or go on.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,24 @@ impl Ruling {
             .flat_map(|d| &d.policies)
             .any(|p| p.verdict == Verdict::Mask)
     }
+
+    /// What [`Session::mask`] needs for the results of command `index` of the message: the
+    /// event's `seq` and that command's own decision, when it masks. Where the target split
+    /// the message differently than the gateway (no such index), any decision that masks
+    /// applies: stricter, never looser.
+    pub fn mask_for(&self, index: usize) -> Option<(u64, &Decision)> {
+        let masks = |d: &Decision| d.policies.iter().any(|p| p.verdict == Verdict::Mask);
+        let d = match self.per_command.get(index) {
+            Some(d) => d,
+            None => self.per_command.iter().find(|d| masks(d))?,
+        };
+        masks(d).then_some((self.seq, d))
+    }
+
+    /// [`Ruling::mask_for`] a one-command message (a shell line): the combined decision.
+    pub fn mask(&self) -> Option<(u64, &Decision)> {
+        self.needs_mask().then_some((self.seq, &self.decision))
+    }
 }
 
 /// One client connection's session.
@@ -71,10 +91,10 @@ pub struct Session {
     pub principal: Principal,
     chain: Vec<PolicyRef>,
     recorder: Recorder,
-    counts: SessionCounts,
-    /// Masked cells per (column, rule) for the command whose results are flowing.
-    masked: BTreeMap<(String, String), u64>,
-    masked_seq: Option<u64>,
+    /// Counters and pending masked-cell counts, shared by the connection's tasks (SSH
+    /// channels run concurrently; HTTP keep-alive and Kubernetes watches will too). Held only
+    /// between awaits, never across one.
+    state: std::sync::Mutex<State>,
     /// When the session must end: the token's `exp` plus the verifier's leeway (`None`: a
     /// credential without expiry, such as a registered SSH key).
     ends_at: Option<std::time::SystemTime>,
@@ -82,7 +102,15 @@ pub struct Session {
     _slot: Slot,
     /// Set by [`Session::close`]; a session dropped without it (a panicking task) still gets
     /// an audited end from `Drop`.
-    closed: bool,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// What a session counts while it runs.
+#[derive(Default)]
+struct State {
+    counts: SessionCounts,
+    /// Masked cells per command (`seq`), per (column, rule), not yet written.
+    masked: BTreeMap<u64, BTreeMap<(String, String), u64>>,
 }
 
 impl Session {
@@ -138,12 +166,10 @@ impl Session {
             principal,
             chain,
             recorder,
-            counts: SessionCounts::default(),
-            masked: BTreeMap::new(),
-            masked_seq: None,
+            state: std::sync::Mutex::new(State::default()),
             ends_at,
             _slot: slot,
-            closed: false,
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -178,11 +204,7 @@ impl Session {
     /// Ask the chain about every command of one message and write the decision to the audit
     /// store. Returns only once the event is durable: the caller may then forward (or refuse).
     /// `text` is the message as the client sent it (scrubbed of PANs before it is stored).
-    pub async fn decide(
-        &mut self,
-        text: &str,
-        commands: &[Command],
-    ) -> Result<Ruling, SessionError> {
+    pub async fn decide(&self, text: &str, commands: &[Command]) -> Result<Ruling, SessionError> {
         self.flush_masked().await?;
         let per_command = self
             .gw
@@ -225,12 +247,7 @@ impl Session {
     /// Refuse a command the gateway itself cannot let through (an editing sequence it could
     /// not follow, an extension it cannot check), without asking the chain; audited like a
     /// policy's deny, with `warden` as the one deciding.
-    pub async fn refuse(
-        &mut self,
-        text: &str,
-        kind: &str,
-        reason: &str,
-    ) -> Result<u64, SessionError> {
+    pub async fn refuse(&self, text: &str, kind: &str, reason: &str) -> Result<u64, SessionError> {
         self.flush_masked().await?;
         let event = CommandEvent {
             command: scrub(text),
@@ -245,7 +262,7 @@ impl Session {
     /// Append a command's event (durable before this returns), count its verdict, and put it
     /// in the recording with the reason the client was shown.
     async fn record_command(
-        &mut self,
+        &self,
         text: &str,
         event: CommandEvent,
         shown: Option<&str>,
@@ -256,12 +273,15 @@ impl Session {
             .audit
             .append(NewEvent::session(self.id(), EventKind::Command(event)))
             .await?;
-        self.counts.commands += 1;
-        match verdict {
-            AuditVerdict::Allow => self.counts.allowed += 1,
-            AuditVerdict::Mask => self.counts.masked += 1,
-            AuditVerdict::Deny => self.counts.denied += 1,
-            AuditVerdict::RequireApproval => self.counts.approvals += 1,
+        {
+            let counts = &mut self.state().counts;
+            counts.commands += 1;
+            match verdict {
+                AuditVerdict::Allow => counts.allowed += 1,
+                AuditVerdict::Mask => counts.masked += 1,
+                AuditVerdict::Deny => counts.denied += 1,
+                AuditVerdict::RequireApproval => counts.approvals += 1,
+            }
         }
         self.recorder.command(text, verdict.as_str(), shown);
         Ok(seq)
@@ -269,7 +289,7 @@ impl Session {
 
     /// Hold a command for an approver (the request is audited before this returns the id).
     pub async fn request_approval(
-        &mut self,
+        &self,
         text: &str,
         ruling: &Ruling,
     ) -> Result<PendingApproval, SessionError> {
@@ -311,7 +331,7 @@ impl Session {
     /// cells as (row, column). On error nothing of the batch may be sent. Cell counts are written to the audit when the next command
     /// starts or the session ends.
     pub async fn mask(
-        &mut self,
+        &self,
         seq: u64,
         decision: &Decision,
         columns: &[Column],
@@ -323,53 +343,58 @@ impl Session {
             .mask_rows(decision, &self.info, columns, rows)
             .await?;
         if !summary.cells.is_empty() {
-            if self.masked_seq != Some(seq) {
-                // A new command's results: the previous one's counts are complete.
-                let _ = self.flush_masked().await;
-                self.masked_seq = Some(seq);
-            }
+            let mut state = self.state();
+            let per_command = state.masked.entry(seq).or_default();
             for (key, n) in summary.cells {
-                *self.masked.entry(key).or_default() += n;
+                *per_command.entry(key).or_default() += n;
             }
         }
         Ok(summary.edited)
     }
 
-    /// Write the pending masked-cell counts (column, rule, count; never values).
-    async fn flush_masked(&mut self) -> Result<(), SessionError> {
-        let Some(seq) = self.masked_seq.take() else {
-            return Ok(());
-        };
-        let cells = std::mem::take(&mut self.masked)
-            .into_iter()
-            .map(|((column, rule), count)| MaskedCells {
-                column,
-                rule,
-                count,
-            })
-            .collect();
-        let event = MaskedEvent {
-            command_seq: seq,
-            cells,
-        };
-        self.gw
-            .audit
-            .append(NewEvent::session(self.id(), EventKind::Masked(event)))
-            .await?;
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Write the pending masked-cell counts (column, rule, count; never values), one event
+    /// per command.
+    async fn flush_masked(&self) -> Result<(), SessionError> {
+        let pending = std::mem::take(&mut self.state().masked);
+        for (seq, cells) in pending {
+            let cells = cells
+                .into_iter()
+                .map(|((column, rule), count)| MaskedCells {
+                    column,
+                    rule,
+                    count,
+                })
+                .collect();
+            let event = MaskedEvent {
+                command_seq: seq,
+                cells,
+            };
+            self.gw
+                .audit
+                .append(NewEvent::session(self.id(), EventKind::Masked(event)))
+                .await?;
+        }
         Ok(())
     }
 
-    /// End the session: pending counts, the recording and the end event, all durable.
-    pub async fn close(mut self, reason: &str) {
+    /// End the session: pending counts, the recording and the end event, all durable. Only
+    /// the first call counts (a connection's tasks may race to close it).
+    pub async fn close(&self, reason: &str) {
+        if self.closed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         if let Err(e) = self.flush_masked().await {
             tracing::error!(session = %self.info.id, "cannot write masked counts: {e}");
         }
-        self.closed = true;
         // Durable before the end event; the writer task ends when the last clone goes.
         self.recorder.flush().await;
         let end = SessionEnd {
             reason: reason.to_string(),
-            counts: self.counts,
+            counts: self.state().counts,
         };
         if let Err(e) = self
             .gw
@@ -391,14 +416,14 @@ impl Drop for Session {
     /// is still audited (from a task of its own: `Drop` cannot wait), so no session is left
     /// open and `warden serve` does not wait for it at shutdown.
     fn drop(&mut self) {
-        if self.closed {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
         let gw = self.gw.clone();
         let id = self.info.id.clone();
         let end = SessionEnd {
             reason: "session task failed (internal error); connection closed".to_string(),
-            counts: self.counts,
+            counts: self.state().counts,
         };
         tracing::error!(session = %id, "session ended without a close: auditing its end");
         let write = async move {

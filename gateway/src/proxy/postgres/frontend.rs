@@ -8,10 +8,9 @@
 
 use super::relay::{End, Expect, Portal, Prepared, Relay, Results};
 use super::wire::{self, Frame, WireError, sqlstate};
-use crate::approvals::ApprovalOutcome;
 use crate::command;
 use crate::policy::{Command, Verdict};
-use crate::session::Ruling;
+use crate::session::{Client, Ending, Interrupt, Judged, Refused, Ruling};
 use bytes::BytesMut;
 use pgwire::messages::extendedquery::{Bind, Close, Describe, Execute, Parse};
 use pgwire::messages::{DecodeContext, Message, ProtocolVersion};
@@ -89,93 +88,46 @@ impl Relay {
         self.flush_upstream().await
     }
 
-    /// Decide, and hold for approval when asked. `None`: refused (the client has the error).
+    /// Judge a message through the session path's one judge. `None`: refused (the client
+    /// has the error). Before a hold, earlier results are settled so the client has seen
+    /// everything that came before the held statement.
     async fn judge(&mut self, text: &str, commands: &[Command]) -> Result<Option<Ruling>, End> {
-        let ruling = match self.session.decide(text, commands).await {
-            Ok(r) => r,
-            Err(e) => {
-                // No audit, no forwarding.
-                self.refuse(sqlstate::INSUFFICIENT_PRIVILEGE, &format!("warden: {e}"));
-                return Ok(None);
-            }
-        };
-        match &ruling.decision.verdict {
-            Verdict::Allow | Verdict::Mask => Ok(Some(ruling)),
-            Verdict::Deny(_) => {
-                self.refuse(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    &format!("warden: denied by {}", ruling.decision.display_reason()),
-                );
-                Ok(None)
-            }
-            Verdict::RequireApproval(_) => {
-                self.settle().await?;
-                self.hold(text, ruling).await
-            }
+        let decided = self.session.decide(text, commands).await;
+        if let Ok(r) = &decided
+            && matches!(r.decision.verdict, Verdict::RequireApproval(_))
+        {
+            self.settle().await?;
         }
-    }
-
-    /// Wait for an approver; the client can cancel meanwhile.
-    async fn hold(&mut self, text: &str, ruling: Ruling) -> Result<Option<Ruling>, End> {
-        let pending = match self.session.request_approval(text, &ruling).await {
-            Ok(p) => p,
-            Err(e) => {
-                self.refuse(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    &format!("warden: cannot hold for approval: {e}"),
-                );
-                return Ok(None);
-            }
+        let Relay {
+            session,
+            to_client,
+            client_w,
+            client_r,
+            expect,
+            cancel,
+            ..
+        } = self;
+        let mut client = PgClient {
+            recorder: session.recorder(),
+            to_client,
+            client_w,
+            client_r,
+            expect,
+            cancel,
         };
-        let id = pending.id.clone();
-        let notice = format!(
-            "warden: held for approval {id}: {}; waiting for an approver",
-            ruling.decision.display_reason()
-        );
-        let hint =
-            format!("an approver runs: warden approvals approve {id} --reason \"...\" (or deny)");
-        self.to_client
-            .extend_from_slice(&wire::notice(&notice, Some(&hint)));
-        self.flush_client().await?;
-        let cancel = self.cancel.clone();
-        let gw = self.session.gateway().clone();
-        let outcome = tokio::select! {
-            outcome = pending.wait() => outcome,
-            // Shutting down: the request is withdrawn (dropped) and the session ends.
-            _ = gw.lifecycle().stopping() => {
+        let judged = match decided {
+            Ok(ruling) => session.carry_out(text, ruling, &mut client).await,
+            Err(e) => session.undecided(e, &mut client).await,
+        };
+        match judged {
+            Judged::Forward(ruling) => Ok(Some(ruling)),
+            Judged::Refused => Ok(None),
+            Judged::End(Ending::Shutdown) => {
                 let _ = self.fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command (warden is shutting down)").await;
-                return Err(End::Shutdown);
+                Err(End::Shutdown)
             }
-            _ = cancel.notified() => {
-                self.refuse(sqlstate::QUERY_CANCELED, "canceling statement due to user request");
-                return Ok(None);
-            }
-            frame = self.client_r.next() => {
-                // A client may only Terminate or vanish while waiting.
-                return Err(match frame {
-                    Err(WireError::Closed) | Ok(Frame { tag: b'X', .. }) => End::ClientClosed,
-                    Ok(f) => End::Error(format!("message `{}` while waiting for approval", f.tag as char)),
-                    Err(e) => End::Error(e.to_string()),
-                });
-            }
-        };
-        self.session.note_approval(&outcome);
-        match outcome {
-            ApprovalOutcome::Approved { .. } => Ok(Some(ruling)),
-            ApprovalOutcome::Denied { approver, reason } => {
-                self.refuse(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    &format!("warden: approval {id} denied by {approver}: {reason}"),
-                );
-                Ok(None)
-            }
-            ApprovalOutcome::TimedOut => {
-                self.refuse(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    &format!("warden: approval {id} timed out"),
-                );
-                Ok(None)
-            }
+            Judged::End(Ending::ClientGone) => Err(End::ClientClosed),
+            Judged::End(Ending::Fatal(e)) => Err(End::Error(e)),
         }
     }
 
@@ -183,7 +135,56 @@ impl Relay {
         self.session.recorder().error(text);
         self.local(wire::error("ERROR", code, text));
     }
+}
 
+/// The PostgreSQL client as the one judge speaks to it: refusals are `ERROR`s queued behind
+/// the responses still owed (42501, or 57014 for a withdrawn statement), notices go out at
+/// once, and a client waiting for an approver may cancel (a CancelRequest), terminate or
+/// leave — anything else breaks the protocol.
+struct PgClient<'a> {
+    recorder: &'a crate::recording::Recorder,
+    to_client: &'a mut BytesMut,
+    client_w: &'a mut tokio::io::WriteHalf<crate::proxy::BoxedIo>,
+    client_r: &'a mut wire::FrameReader<tokio::io::ReadHalf<crate::proxy::BoxedIo>>,
+    expect: &'a mut std::collections::VecDeque<Expect>,
+    cancel: &'a tokio::sync::Notify,
+}
+
+impl Client for PgClient<'_> {
+    async fn refused(&mut self, why: Refused, message: &str) {
+        self.recorder.error(message);
+        let code = match why {
+            Refused::Denied => sqlstate::INSUFFICIENT_PRIVILEGE,
+            Refused::Cancelled => sqlstate::QUERY_CANCELED,
+        };
+        super::relay::queue_local(
+            self.expect,
+            self.to_client,
+            wire::error("ERROR", code, message),
+        );
+    }
+
+    async fn notice(&mut self, message: &str, hint: Option<&str>) {
+        self.recorder.notice(message);
+        self.to_client
+            .extend_from_slice(&wire::notice(message, hint));
+        let out = self.to_client.split();
+        let _ = tokio::io::AsyncWriteExt::write_all(self.client_w, &out).await;
+    }
+
+    async fn interrupted(&mut self) -> Interrupt {
+        tokio::select! {
+            _ = self.cancel.notified() => Interrupt::Cancel,
+            frame = self.client_r.next() => match frame {
+                Err(WireError::Closed) | Ok(Frame { tag: b'X', .. }) => Interrupt::Gone,
+                Ok(f) => Interrupt::Fatal(format!("message `{}` while waiting for approval", f.tag as char)),
+                Err(e) => Interrupt::Fatal(e.to_string()),
+            },
+        }
+    }
+}
+
+impl Relay {
     async fn on_extended(&mut self, frame: Frame) -> Result<(), End> {
         if !self.batch.open {
             self.batch = super::frontend::Batch {

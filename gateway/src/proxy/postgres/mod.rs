@@ -52,7 +52,7 @@ pub async fn check_upstreams(config: &crate::config::Config) -> anyhow::Result<(
         let probe = upstream::connect(up, &none, 1 << 20, target.allow_privileged_upstream);
         match tokio::time::timeout(std::time::Duration::from_secs(5), probe).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e @ upstream::UpstreamError::Privileged(_))) => {
+            Ok(Err(e @ upstream::UpstreamError::Privileged(..))) => {
                 anyhow::bail!("target `{name}`: {e}")
             }
             Ok(Err(e)) => tracing::warn!(target = %name, "upstream not reachable at start: {e}"),
@@ -105,6 +105,13 @@ impl Adapter for Postgres {
         }
     }
 
+    /// An ErrorResponse in place of the answer to SSLRequest or the start-up packet: libpq
+    /// reads and shows an error there.
+    fn refusal_now(&self, why: &str) -> Vec<u8> {
+        let msg = format!("sorry, too many clients already: {why}");
+        wire::error("FATAL", sqlstate::TOO_MANY_CONNECTIONS, &msg).to_vec()
+    }
+
     /// As the server says it when `max_connections` is reached: after TLS and start-up, a
     /// `FATAL 53300`, so libpq shows the reason.
     async fn refuse(self: Arc<Self>, tcp: TcpStream, why: String) {
@@ -123,7 +130,7 @@ async fn handle(pg: &Postgres, conn: Incoming) -> Result<(), String> {
     let Incoming {
         tcp,
         addr,
-        mut admission,
+        admission,
     } = conn;
     let (gw, cfg) = (&pg.gw, &pg.cfg);
     let opening = startup::open(tcp, pg.tls.as_ref())
@@ -190,7 +197,13 @@ async fn handle(pg: &Postgres, conn: Incoming) -> Result<(), String> {
             return Err(refusal.message);
         }
     };
-    admission.authenticated();
+    if !admission.authenticated() {
+        // The deadline passed while the login was checked: the front door is closing this.
+        session
+            .close("authenticated after the pre-auth deadline")
+            .await;
+        return Err("pre-auth deadline passed".into());
+    }
     let Some(up_cfg) = gw
         .config()
         .targets
@@ -226,6 +239,7 @@ async fn handle(pg: &Postgres, conn: Incoming) -> Result<(), String> {
         }
     };
 
+    let (up_process_id, up_secret_key) = (up.process_id, up.secret_key);
     // Our own cancel key for this session, mapped to the server's.
     let notify = Arc::new(Notify::new());
     let key = loop {
@@ -270,9 +284,19 @@ async fn handle(pg: &Postgres, conn: Incoming) -> Result<(), String> {
         rows: Default::default(),
         copy_in: false,
         cancel: notify,
+        privileged_ok,
     };
     let end = relay.run().await;
     let _ = relay.flush_client().await;
+    // The gateway ended a session with a statement still running (expiry, shutdown, idle, a
+    // protocol error): cancel it, so nothing the session started goes on (or commits) after
+    // its end. The connection's close then rolls back any open transaction.
+    if !relay.expect.is_empty() && !matches!(end, End::ServerClosed(_)) {
+        let (pid, secret) = (up_process_id, up_secret_key);
+        if let Err(e) = upstream::cancel(&up_cfg, pid, secret).await {
+            tracing::warn!(target = %database, "cannot cancel the running statement: {e}");
+        }
+    }
     pg.cancels.0.lock().map(|mut m| m.remove(&key)).ok();
     let reason = end.reason();
     relay.session.close(&reason).await;

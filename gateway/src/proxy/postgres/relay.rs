@@ -63,19 +63,7 @@ impl Results {
 
     /// The decision whose masking applies to the current statement's rows.
     fn mask_decision(&self) -> Option<(u64, &Decision)> {
-        let ruling = self.ruling.as_ref()?;
-        let needs = |d: &Decision| {
-            d.policies
-                .iter()
-                .any(|p| p.verdict == crate::policy::Verdict::Mask)
-        };
-        let d = match ruling.per_command.get(self.stmt) {
-            Some(d) => d,
-            // The server split the message differently than the gateway: mask with any
-            // decision that masks (stricter, never looser).
-            None => ruling.per_command.iter().find(|d| needs(d))?,
-        };
-        needs(d).then_some((ruling.seq, d))
+        self.ruling.as_ref()?.mask_for(self.stmt)
     }
 }
 
@@ -111,6 +99,8 @@ pub(super) struct Relay {
     pub rows: RowBatch,
     pub copy_in: bool,
     pub cancel: Arc<Notify>,
+    /// The target allows a privileged upstream role (`allow_privileged_upstream`).
+    pub privileged_ok: bool,
 }
 
 /// How a session ended.
@@ -330,6 +320,13 @@ impl Relay {
                 let (_, text) = wire::parse_error_fields(frame.body());
                 self.session.recorder().notice(&text);
             }
+            // The session became a superuser (SET ROLE, SET SESSION AUTHORIZATION): the login
+            // check makes this unreachable; should it happen anyway, end the session.
+            b'S' if !self.privileged_ok && super::upstream::is_superuser(&frame) => {
+                let msg = "warden: the session became a superuser upstream; terminating it";
+                let _ = self.fatal(sqlstate::INSUFFICIENT_PRIVILEGE, msg).await;
+                return Err(End::Error(msg.into()));
+            }
             _ => {}
         }
         self.to_client.extend_from_slice(&frame.raw);
@@ -475,11 +472,7 @@ impl Relay {
 
     /// Queue a composed response behind everything still expected from the server.
     pub fn local(&mut self, bytes: bytes::Bytes) {
-        if self.expect.is_empty() {
-            self.to_client.extend_from_slice(&bytes);
-        } else {
-            self.expect.push_back(Expect::Local(bytes));
-        }
+        queue_local(&mut self.expect, &mut self.to_client, bytes);
     }
 
     /// Relay server messages until every expected response has arrived (before holding a
@@ -547,5 +540,19 @@ impl Relay {
         self.to_client
             .extend_from_slice(&wire::error("FATAL", code, text));
         self.flush_client().await
+    }
+}
+
+/// Queue a composed response behind everything still expected from the server, so the client
+/// sees responses in request order.
+pub(super) fn queue_local(
+    expect: &mut VecDeque<Expect>,
+    to_client: &mut BytesMut,
+    bytes: bytes::Bytes,
+) {
+    if expect.is_empty() {
+        to_client.extend_from_slice(&bytes);
+    } else {
+        expect.push_back(Expect::Local(bytes));
     }
 }

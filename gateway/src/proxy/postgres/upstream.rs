@@ -35,10 +35,10 @@ pub enum UpstreamError {
     #[error("login refused: {0}")]
     Refused(String),
     #[error(
-        "the upstream role `{0}` is a superuser: every policy could be bypassed through it; use an \
-         unprivileged role or set allow_privileged_upstream = true on the target"
+        "the upstream role `{0}` is privileged ({1}): every policy could be bypassed through it; \
+         use an unprivileged role or set allow_privileged_upstream = true on the target"
     )]
-    Privileged(String),
+    Privileged(String, String),
     #[error(transparent)]
     Wire(#[from] WireError),
     #[error(transparent)]
@@ -56,7 +56,7 @@ pub struct Upstream {
 }
 
 /// Whether a ParameterStatus frame says `is_superuser = on`.
-fn is_superuser(frame: &Frame) -> bool {
+pub fn is_superuser(frame: &Frame) -> bool {
     let mut parts = frame.body().split(|&b| b == 0);
     parts.next() == Some(b"is_superuser") && parts.next() == Some(b"on")
 }
@@ -122,7 +122,10 @@ pub async fn connect(
                 // The server reports `is_superuser` at login: the gateway's own role must not
                 // be one unless the target says so.
                 if !allow_privileged && is_superuser(&frame) {
-                    return Err(UpstreamError::Privileged(cfg.user.clone()));
+                    return Err(UpstreamError::Privileged(
+                        cfg.user.clone(),
+                        "a superuser".into(),
+                    ));
                 }
                 parameters.push(frame)
             }
@@ -141,6 +144,12 @@ pub async fn connect(
             _ => {} // NoticeResponse during start-up: nothing the client needs
         }
     }
+    if !allow_privileged {
+        let held = privileges(&mut reader, &mut writer).await?;
+        if !held.is_empty() {
+            return Err(UpstreamError::Privileged(cfg.user.clone(), held.join(", ")));
+        }
+    }
     Ok(Upstream {
         reader,
         writer,
@@ -148,6 +157,67 @@ pub async fn connect(
         process_id,
         secret_key,
     })
+}
+
+/// What makes a role able to step around every policy: being or becoming (by membership) a
+/// superuser, creating roles (CREATEROLE can grant itself the server-program roles), replication,
+/// bypassing row security, or membership in the roles that run programs and read or write
+/// files on the server.
+const PRIVILEGES: &str = "/* warden: upstream privilege check */ SELECT r.rolname, r.rolsuper, r.rolcreaterole, r.rolreplication, r.rolbypassrls \
+     FROM pg_catalog.pg_roles r \
+     WHERE pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER') \
+       AND (r.rolsuper OR r.rolcreaterole OR r.rolreplication OR r.rolbypassrls \
+            OR r.rolname IN ('pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files'))";
+
+/// Ask the server what privileges the gateway's role holds or can take on (see
+/// [`PRIVILEGES`]); empty when none. One round trip at each upstream login.
+async fn privileges(
+    reader: &mut FrameReader<ReadHalf<BoxedIo>>,
+    writer: &mut WriteHalf<BoxedIo>,
+) -> Result<Vec<String>, UpstreamError> {
+    let mut buf = BytesMut::new();
+    frontend::query(PRIVILEGES, &mut buf)?;
+    writer.write_all(&buf).await?;
+    let mut held = Vec::new();
+    loop {
+        let frame = reader.next().await?;
+        match frame.tag {
+            b'D' => {
+                let cells = super::wire::parse_data_row(frame.body())?;
+                let cell = |i: usize| {
+                    cells
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default()
+                };
+                let name = cell(0);
+                let attrs: Vec<&str> = [
+                    (1, "superuser"),
+                    (2, "createrole"),
+                    (3, "replication"),
+                    (4, "bypassrls"),
+                ]
+                .into_iter()
+                .filter(|(i, _)| cell(*i) == "t")
+                .map(|(_, a)| a)
+                .collect();
+                held.push(if attrs.is_empty() {
+                    format!("member of {name}")
+                } else {
+                    format!("{name}: {}", attrs.join(" "))
+                });
+            }
+            b'E' => {
+                return Err(UpstreamError::Refused(
+                    super::wire::parse_error_fields(frame.body()).1,
+                ));
+            }
+            b'Z' => return Ok(held),
+            _ => {}
+        }
+    }
 }
 
 async fn authenticate(

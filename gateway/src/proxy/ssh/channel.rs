@@ -7,9 +7,8 @@
 use super::downstream::Shared;
 use super::relay::{self, Mode};
 use super::{Conn, REFUSED_EXIT, UNREACHABLE_EXIT};
-use crate::approvals::ApprovalOutcome;
-use crate::policy::{Command, Verdict};
-use crate::session::Ruling;
+use crate::policy::Command;
+use crate::session::{Client, Ending, Interrupt, Judged, Refused, Ruling};
 use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelMsg, Pty};
 use std::sync::Arc;
@@ -90,6 +89,7 @@ pub async fn run(conn: Arc<Conn>, mut client: Channel<Msg>, server: Handle) {
                     return Start::Sftp.run(conn, client, server, pty, env).await;
                 }
                 let _ = conn
+                    .session
                     .refuse(
                         &format!("subsystem {name}"),
                         "subsystem",
@@ -228,7 +228,7 @@ impl Start {
 }
 
 /// What came of judging one command.
-pub(super) struct Judged {
+pub(super) struct Judgement {
     /// The ruling, when the command may run.
     pub ruling: Option<Ruling>,
     /// Client messages that arrived while the command waited for an approver (stdin data, EOF,
@@ -238,9 +238,46 @@ pub(super) struct Judged {
     pub closed: bool,
 }
 
-/// Ask the chain about one command; no ruling when it may not run (the client has been told
-/// why). A held command waits here for its approver, while the client may still send input
-/// (kept for later) or leave (which withdraws the request).
+/// The SSH client as the one judge speaks to it: refusals and notices are lines on stderr (or
+/// the terminal), recorded as shown; a client waiting for an approver may keep typing (kept
+/// for later), press Ctrl-C in a terminal (withdraws), or close the channel.
+struct SshClient<'a> {
+    conn: &'a Conn,
+    client: &'a ClientTx,
+    rx: &'a mut ClientRx,
+    crlf: bool,
+    held: Vec<ChannelMsg>,
+}
+
+impl Client for SshClient<'_> {
+    async fn refused(&mut self, _why: Refused, message: &str) {
+        let _ = stderr(self.conn, self.client, message, self.crlf).await;
+    }
+
+    async fn notice(&mut self, message: &str, hint: Option<&str>) {
+        let line = match hint {
+            Some(h) => format!("{message} ({h})"),
+            None => message.to_string(),
+        };
+        let _ = stderr(self.conn, self.client, &line, self.crlf).await;
+    }
+
+    async fn interrupted(&mut self) -> Interrupt {
+        loop {
+            match self.rx.wait().await {
+                Some(ChannelMsg::Close) | None => return Interrupt::Gone,
+                // Ctrl-C in a terminal abandons the held line.
+                Some(ChannelMsg::Data { data }) if self.crlf && data.contains(&0x03) => {
+                    return Interrupt::Cancel;
+                }
+                Some(msg) => self.held.push(msg),
+            }
+        }
+    }
+}
+
+/// Judge one command through the session path's one judge; no ruling when it may not run
+/// (the client has been told why).
 pub(super) async fn judge(
     conn: &Conn,
     client: &ClientTx,
@@ -248,87 +285,33 @@ pub(super) async fn judge(
     text: &str,
     command: Command,
     crlf: bool,
-) -> Judged {
-    let mut judged = Judged {
-        ruling: None,
+) -> Judgement {
+    let mut ssh = SshClient {
+        conn,
+        client,
+        rx,
+        crlf,
         held: Vec::new(),
+    };
+    let judged = conn.session.judge(text, &[command], &mut ssh).await;
+    let mut out = Judgement {
+        ruling: None,
+        held: std::mem::take(&mut ssh.held),
         closed: false,
     };
-    let ruling = match conn.decide(text, command).await {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = stderr(conn, client, &format!("warden: refused: {e}"), crlf).await;
-            return judged;
+    match judged {
+        Judged::Forward(ruling) => out.ruling = Some(ruling),
+        Judged::Refused => {}
+        Judged::End(Ending::ClientGone) => out.closed = true,
+        Judged::End(Ending::Shutdown) => {
+            let msg = "warden: approval withdrawn: warden is shutting down";
+            let _ = stderr(conn, client, msg, crlf).await;
         }
-    };
-    match &ruling.decision.verdict {
-        Verdict::Allow | Verdict::Mask => judged.ruling = Some(ruling),
-        Verdict::Deny(_) => {
-            let msg = format!("warden: denied: {}", ruling.decision.display_reason());
-            let _ = stderr(conn, client, &msg, crlf).await;
-        }
-        Verdict::RequireApproval(_) => {
-            let pending = match conn.request_approval(text, &ruling).await {
-                Ok(p) => p,
-                Err(e) => {
-                    let msg = format!("warden: cannot hold for approval: {e}");
-                    let _ = stderr(conn, client, &msg, crlf).await;
-                    return judged;
-                }
-            };
-            let id = pending.id.clone();
-            let notice = format!(
-                "warden: held for approval {id}: {}; waiting for an approver \
-                 (warden approvals approve {id} --reason \"...\")",
-                ruling.decision.display_reason()
-            );
-            let _ = stderr(conn, client, &notice, crlf).await;
-            let wait = pending.wait();
-            tokio::pin!(wait);
-            let outcome = loop {
-                tokio::select! {
-                    outcome = &mut wait => break outcome,
-                    // Shutting down: the request is withdrawn and the command never runs.
-                    _ = conn.gw.lifecycle().stopping() => {
-                        let msg = format!("warden: approval {id} withdrawn: warden is shutting down");
-                        let _ = stderr(conn, client, &msg, crlf).await;
-                        return judged;
-                    }
-                    msg = rx.wait() => match msg {
-                        Some(ChannelMsg::Close) | None => {
-                            // Dropping the wait withdraws the request.
-                            judged.closed = true;
-                            return judged;
-                        }
-                        // Ctrl-C in a terminal abandons the held line.
-                        Some(ChannelMsg::Data { data }) if crlf && data.contains(&0x03) => {
-                            let msg = format!("warden: approval {id} withdrawn");
-                            let _ = stderr(conn, client, &msg, crlf).await;
-                            return judged;
-                        }
-                        Some(msg) => judged.held.push(msg),
-                    },
-                }
-            };
-            conn.note_approval(&outcome).await;
-            match outcome {
-                ApprovalOutcome::Approved { approver, .. } => {
-                    let msg = format!("warden: approval {id} granted by {approver}");
-                    let _ = stderr(conn, client, &msg, crlf).await;
-                    judged.ruling = Some(ruling);
-                }
-                ApprovalOutcome::Denied { approver, reason } => {
-                    let msg = format!("warden: approval {id} denied by {approver}: {reason}");
-                    let _ = stderr(conn, client, &msg, crlf).await;
-                }
-                ApprovalOutcome::TimedOut => {
-                    let msg = format!("warden: approval {id} timed out");
-                    let _ = stderr(conn, client, &msg, crlf).await;
-                }
-            }
+        Judged::End(Ending::Fatal(e)) => {
+            let _ = stderr(conn, client, &format!("warden: {e}"), crlf).await;
         }
     }
-    judged
+    out
 }
 
 /// A line for the client: on stderr, or in a terminal on the terminal itself (as the host's

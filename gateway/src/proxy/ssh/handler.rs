@@ -5,7 +5,7 @@
 
 use super::Conn;
 use crate::identity::Principal;
-use crate::policy::{Command, Forward, Protocol, Verdict};
+use crate::policy::{Command, Forward, Protocol};
 use crate::proxy::accept::Admission;
 use crate::session::{Credential, Gateway, Login};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Response, Session as SshSession};
@@ -59,7 +59,7 @@ impl Handler {
     /// Open the audited session through the session path's one `authenticate` (which audits
     /// a refusal with its reason, never the token).
     async fn login(&mut self, user: &str, credential: Credential<'_>) -> Auth {
-        if self.conn.is_some() {
+        if self.conn.is_some() || self.admission.is_late() {
             return Auth::reject();
         }
         let login = Login {
@@ -83,9 +83,14 @@ impl Handler {
             upstream,
             session,
         ));
+        if !self.admission.authenticated() {
+            // Too late: the front door has given up on this connection.
+            conn.close("authenticated after the pre-auth deadline")
+                .await;
+            return Auth::reject();
+        }
         self.slot.set(conn.clone());
         self.conn = Some(conn);
-        self.admission.authenticated();
         Auth::Accept
     }
 
@@ -298,10 +303,14 @@ async fn forward_allowed(conn: &Conn, direction: &str, host: &str, port: u32) ->
         port,
     };
     let command = Command::Forward(forward);
-    match conn.decide(&command.text(), command).await {
-        Ok(r) => matches!(r.decision.verdict, Verdict::Allow),
-        Err(e) => {
-            tracing::error!("ssh forward refused: {e}");
+    let mut client = crate::session::OneShot::default();
+    let text = command.text();
+    match conn.session.judge(&text, &[command], &mut client).await {
+        crate::session::Judged::Forward(_) => true,
+        _ => {
+            let why = client.refusal.unwrap_or_default();
+            conn.recorder.error(&why);
+            tracing::info!("ssh forward refused: {why}");
             false
         }
     }

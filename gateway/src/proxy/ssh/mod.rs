@@ -20,11 +20,10 @@ mod sftp;
 mod terminal;
 mod upstream;
 
-use crate::approvals::{ApprovalOutcome, PendingApproval};
-use crate::policy::{Command, Decision};
+use crate::policy::Decision;
 use crate::proxy::accept::{Adapter, Incoming};
 use crate::recording::Recorder;
-use crate::session::{Gateway, Ruling, Session};
+use crate::session::{Gateway, Session};
 use config::{SshListener, SshUpstream};
 use std::sync::Arc;
 use tokio::net::TcpStream;
@@ -82,6 +81,55 @@ fn server_config(cfg: &SshListener) -> anyhow::Result<Arc<russh::server::Config>
     }))
 }
 
+/// At start: log in once to each SSH target's host and refuse to start when the gateway's
+/// login there is uid 0 under any name (unless the target allows it; `root` by name is
+/// already refused by the config). A host that cannot be reached now is only warned about.
+pub async fn check_upstreams(config: &crate::config::Config) -> anyhow::Result<()> {
+    for (name, target) in &config.targets {
+        let Some(up) = &target.ssh else { continue };
+        if target.allow_privileged_upstream {
+            continue;
+        }
+        let probe = async {
+            let host = upstream::connect(up).await?;
+            let mut ch = host
+                .channel_open_session()
+                .await
+                .map_err(|e| e.to_string())?;
+            ch.exec(true, "id -u").await.map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            while let Some(msg) = ch.wait().await {
+                match msg {
+                    russh::ChannelMsg::Data { data } => out.extend_from_slice(&data),
+                    russh::ChannelMsg::Eof | russh::ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            let _ = host
+                .disconnect(russh::Disconnect::ByApplication, "", "")
+                .await;
+            Ok::<String, String>(String::from_utf8_lossy(&out).trim().to_string())
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(10), probe).await {
+            Ok(Ok(uid)) if uid == "0" => anyhow::bail!(
+                "target `{name}`: the gateway's login `{}` on {} is uid 0 (root): every policy and \
+                 approval could be bypassed through it; use an unprivileged user or set \
+                 allow_privileged_upstream = true",
+                up.user,
+                up.host
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(target = %name, "ssh upstream not reachable at start: {e}")
+            }
+            Err(_) => {
+                tracing::warn!(target = %name, "ssh upstream not reachable at start: timed out")
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The SSH adapter behind the front door ([`crate::proxy::accept`]).
 pub struct Ssh {
     gw: Arc<Gateway>,
@@ -114,6 +162,17 @@ impl Adapter for Ssh {
 
     async fn serve(self: Arc<Self>, conn: Incoming) {
         handle(conn, self.gw.clone(), self.config.clone()).await
+    }
+
+    /// Our identification and the disconnect at once: a client reads the server's line first
+    /// whatever it sends.
+    fn refusal_now(&self, why: &str) -> Vec<u8> {
+        let mut out = b"SSH-2.0-warden\r\n".to_vec();
+        out.extend(disconnect_packet(
+            DISCONNECT_TOO_MANY_CONNECTIONS,
+            &format!("warden: {why}"),
+        ));
+        out
     }
 
     /// Before key exchange, as a server at its limit would: our identification, then an
@@ -168,6 +227,27 @@ fn disconnect_packet(reason: u32, description: &str) -> Vec<u8> {
     out
 }
 
+/// Disconnects a russh session when dropped (unless it already ended).
+struct StopOnDrop(Option<russh::server::Handle>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = handle
+                    .disconnect(
+                        russh::Disconnect::ByApplication,
+                        "warden: not authenticated in time".into(),
+                        String::new(),
+                    )
+                    .await;
+            });
+        }
+    }
+}
+
 /// One client connection: run the SSH session, then close the warden session it opened.
 async fn handle(conn: Incoming, gw: Arc<Gateway>, config: Arc<russh::server::Config>) {
     let Incoming {
@@ -181,6 +261,10 @@ async fn handle(conn: Incoming, gw: Arc<Gateway>, config: Arc<russh::server::Con
     let result = match russh::server::run_stream(config, tcp, handler).await {
         Ok(running) => {
             let ssh = running.handle();
+            // russh runs the connection in a task of its own, which dropping `running` does
+            // not stop: when the front door drops this future (the pre-auth deadline), the
+            // guard disconnects it.
+            let _stop = StopOnDrop(Some(ssh.clone()));
             tokio::pin!(running);
             tokio::select! {
                 r = &mut running => r,
@@ -223,7 +307,8 @@ pub(crate) struct Conn {
     gw: Arc<Gateway>,
     target: String,
     upstream_cfg: SshUpstream,
-    session: tokio::sync::Mutex<Option<Session>>,
+    /// The warden session, shared by the connection's channels (it locks internally).
+    session: Session,
     recorder: Recorder,
     upstream: tokio::sync::OnceCell<Result<Arc<Upstream>, String>>,
     /// The token expired and the connection was ended for it.
@@ -237,7 +322,7 @@ impl Conn {
             gw,
             target,
             upstream_cfg,
-            session: tokio::sync::Mutex::new(Some(session)),
+            session,
             upstream: tokio::sync::OnceCell::new(),
             expired: std::sync::atomic::AtomicBool::new(false),
         }
@@ -273,45 +358,6 @@ impl Conn {
             .clone()
     }
 
-    /// Check one command and audit the decision (see [`Session::decide`]).
-    async fn decide(&self, text: &str, command: Command) -> Result<Ruling, String> {
-        let mut guard = self.session.lock().await;
-        let session = guard.as_mut().ok_or("session closed")?;
-        session
-            .decide(text, &[command])
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    /// Refuse without asking the chain (audited).
-    async fn refuse(&self, text: &str, kind: &str, reason: &str) -> Result<u64, String> {
-        let mut guard = self.session.lock().await;
-        let session = guard.as_mut().ok_or("session closed")?;
-        session
-            .refuse(text, kind, reason)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn request_approval(
-        &self,
-        text: &str,
-        ruling: &Ruling,
-    ) -> Result<PendingApproval, String> {
-        let mut guard = self.session.lock().await;
-        let session = guard.as_mut().ok_or("session closed")?;
-        session
-            .request_approval(text, ruling)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn note_approval(&self, outcome: &ApprovalOutcome) {
-        if let Some(session) = self.session.lock().await.as_ref() {
-            session.note_approval(outcome);
-        }
-    }
-
     async fn mask(
         &self,
         seq: u64,
@@ -319,11 +365,7 @@ impl Conn {
         stderr: bool,
         lines: Vec<Vec<u8>>,
     ) -> Result<Vec<u8>, output::MaskRefused> {
-        let mut guard = self.session.lock().await;
-        let Some(session) = guard.as_mut() else {
-            return Err(output::MaskRefused("session closed".into()));
-        };
-        output::mask_lines(session, seq, decision, stderr, lines).await
+        output::mask_lines(&self.session, seq, decision, stderr, lines).await
     }
 
     async fn close(&self, reason: &str) {
@@ -332,9 +374,6 @@ impl Conn {
                 .disconnect(russh::Disconnect::ByApplication, "", "")
                 .await;
         }
-        let session = self.session.lock().await.take();
-        if let Some(session) = session {
-            session.close(reason).await;
-        }
+        self.session.close(reason).await;
     }
 }

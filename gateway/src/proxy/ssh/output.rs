@@ -83,7 +83,7 @@ pub struct MaskRefused(pub String);
 
 /// Mask `lines` (one stream's) under `decision`; returns the bytes to send.
 pub async fn mask_lines(
-    session: &mut Session,
+    session: &Session,
     seq: u64,
     decision: &Decision,
     stderr: bool,

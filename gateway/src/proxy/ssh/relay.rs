@@ -8,8 +8,8 @@ use super::channel::{ClientRx, judge, stderr};
 use super::downstream::{self, Shared};
 use super::sftp::{self, Packet};
 use super::terminal::{Key, LineEditor};
-use crate::policy::{Command, Verdict};
-use crate::session::Ruling;
+use crate::policy::Command;
+use crate::session::{Judged, OneShot, Ruling};
 use russh::ChannelMsg;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -52,8 +52,8 @@ pub async fn run(
     ruling: Option<Ruling>,
     held: Vec<ChannelMsg>,
 ) {
-    if let Some(r) = ruling.filter(Ruling::needs_mask) {
-        shared.mask_with(r.seq, &r.decision);
+    if let Some((seq, decision)) = ruling.as_ref().and_then(Ruling::mask) {
+        shared.mask_with(seq, decision);
     }
     let shared = Arc::new(shared);
     let mut host = tokio::spawn(downstream::run(shared.clone(), up_rx));
@@ -188,7 +188,12 @@ impl Input {
                 let allowed = if uncertain {
                     let reason = "warden: this line was edited with keys the gateway cannot follow \
                                   (history, completion, cursor movement); type it out in full";
-                    let _ = self.shared.conn.refuse(&shown, "shell", reason).await;
+                    let _ = self
+                        .shared
+                        .conn
+                        .session
+                        .refuse(&shown, "shell", reason)
+                        .await;
                     let s = &self.shared;
                     let _ = stderr(&s.conn, &s.client, reason, s.pty).await;
                     None
@@ -207,8 +212,8 @@ impl Input {
                 match allowed {
                     Some(ruling) => {
                         self.shared.conn.recorder.input(&format!("{shown}\r"));
-                        if ruling.needs_mask() {
-                            self.shared.mask_with(ruling.seq, &ruling.decision);
+                        if let Some((seq, decision)) = ruling.mask() {
+                            self.shared.mask_with(seq, decision);
                         }
                         self.shared.new_command();
                         self.send_host(&enter).await
@@ -229,6 +234,7 @@ impl Input {
                 let _ = self
                     .shared
                     .conn
+                    .session
                     .refuse(&format!("sftp extended {name}"), "sftp:extended", &reason)
                     .await;
                 self.sftp_reply(sftp::status(id, sftp::OP_UNSUPPORTED, &reason))
@@ -236,34 +242,15 @@ impl Input {
             }
             Packet::Check { id, op, bytes } => {
                 let text = Command::File(op.clone()).text();
-                let ruling = match self.shared.conn.decide(&text, Command::File(op)).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let reason = format!("warden: refused: {e}");
-                        return self
-                            .sftp_reply(sftp::status(id, sftp::PERMISSION_DENIED, &reason))
-                            .await;
-                    }
-                };
-                let refusal = match &ruling.decision.verdict {
-                    Verdict::Allow => None,
-                    // File transfers are bytes, not rows: a `mask` cannot be honoured.
-                    Verdict::Mask => Some(format!(
-                        "warden: {} asked to mask a file transfer, which cannot be masked",
-                        ruling.decision.display_reason()
-                    )),
-                    Verdict::Deny(_) => Some(format!(
-                        "warden: denied: {}",
-                        ruling.decision.display_reason()
-                    )),
-                    Verdict::RequireApproval(_) => Some(format!(
-                        "warden: needs approval, which sftp cannot wait for; run it with ssh: {}",
-                        ruling.decision.display_reason()
-                    )),
-                };
-                match refusal {
-                    None => self.send_host(&bytes).await,
-                    Some(reason) => {
+                let mut client = OneShot::default();
+                let session = &self.shared.conn.session;
+                match session
+                    .judge(&text, &[Command::File(op)], &mut client)
+                    .await
+                {
+                    Judged::Forward(_) => self.send_host(&bytes).await,
+                    _ => {
+                        let reason = client.refusal.unwrap_or_else(|| "warden: refused".into());
                         self.shared.conn.recorder.error(&reason);
                         self.sftp_reply(sftp::status(id, sftp::PERMISSION_DENIED, &reason))
                             .await
