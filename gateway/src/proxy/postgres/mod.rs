@@ -3,9 +3,11 @@
 //! the real server with its own credentials and relays the session through the policy chain.
 //!
 //! Files: `startup.rs` (TLS and start-up), `upstream.rs` (the gateway's login to the server),
-//! `frontend.rs` (judging client messages), `relay.rs` (the session loop and server messages),
-//! `rows.rs` (masking result rows), `wire.rs` (framing and composed messages).
+//! `decode.rs` (checked decoding of extended-protocol client messages), `frontend.rs` (judging
+//! client messages), `relay.rs` (the session loop and server messages), `rows.rs` (masking
+//! result rows), `wire.rs` (framing and composed messages).
 
+mod decode;
 mod frontend;
 mod relay;
 mod rows;
@@ -252,7 +254,7 @@ async fn handle(
     relay.session.close(&reason).await;
     match end {
         End::ClientClosed | End::Idle | End::Shutdown => Ok(()),
-        End::ServerClosed(e) | End::Error(e) => Err(e),
+        End::ServerClosed(e) | End::Error(e) | End::Malformed(e) => Err(e),
     }
 }
 

@@ -120,6 +120,8 @@ pub(super) enum End {
     /// The gateway is shutting down.
     Shutdown,
     Error(String),
+    /// A client message did not decode; `run` tells the client (FATAL 08P01) before ending.
+    Malformed(String),
 }
 
 impl End {
@@ -129,7 +131,7 @@ impl End {
             End::ServerClosed(e) => format!("server closed: {e}"),
             End::Idle => "idle timeout".into(),
             End::Shutdown => "gateway shutting down".into(),
-            End::Error(e) => e.clone(),
+            End::Error(e) | End::Malformed(e) => e.clone(),
         }
     }
 }
@@ -145,6 +147,9 @@ impl Relay {
                 frame = self.client_r.next() => match frame {
                     Ok(frame) => {
                         if let Err(end) = self.on_client(frame).await {
+                            if let End::Malformed(e) = &end {
+                                let _ = self.fatal(sqlstate::PROTOCOL_VIOLATION, e).await;
+                            }
                             return end;
                         }
                     }
