@@ -1,8 +1,8 @@
 //! PostgreSQL wire framing and the few backend messages the gateway writes itself.
 //!
 //! Messages are read as raw frames (tag, length, body) and forwarded as the bytes they arrived
-//! as; only what the gateway must understand is decoded: client messages with pgwire's codecs,
-//! server messages with postgres-protocol's parser. The backend messages the gateway composes
+//! as; only what the gateway must understand is decoded: client messages by `decode.rs` into
+//! pgwire's types, server messages with postgres-protocol's parser and the helpers below. The backend messages the gateway composes
 //! (errors, notices, ReadyForQuery, authentication, masked DataRows) are encoded here, each
 //! with a round-trip test against postgres-protocol's parser.
 
@@ -37,6 +37,10 @@ pub enum WireError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
+
+/// The most a frame header alone makes the reader reserve: the rest of a large message is
+/// allocated as its bytes arrive, so a 5-byte header announcing the size limit costs nothing.
+const RESERVE_AHEAD: usize = 256 * 1024;
 
 /// A buffered reader of frames from one side of the connection.
 pub struct FrameReader<R> {
@@ -109,7 +113,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Err(WireError::TooLarge(total, self.max));
         }
         if self.buf.len() < total {
-            self.buf.reserve(total - self.buf.len());
+            self.buf
+                .reserve((total - self.buf.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
         let tag = if tagged { self.buf[0] } else { 0 };
@@ -238,7 +243,8 @@ pub fn parse_data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, WireError> {
         return Err(WireError::Malformed("short DataRow".into()));
     }
     let n = b.get_i16();
-    let mut cells = Vec::with_capacity(n.max(0) as usize);
+    // Each cell takes at least its 4-byte length: reserve no more than the body can hold.
+    let mut cells = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(b.len() / 4));
     for _ in 0..n {
         if b.len() < 4 {
             return Err(WireError::Malformed("short DataRow cell".into()));
@@ -274,7 +280,8 @@ pub fn parse_row_description(body: &[u8]) -> Result<Vec<FieldDesc>, WireError> {
         return Err(bad());
     }
     let n = b.get_i16();
-    let mut out = Vec::with_capacity(n.max(0) as usize);
+    // Each field takes at least 19 bytes (an empty name's NUL and 18 of attributes).
+    let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(b.len() / 19));
     for _ in 0..n {
         let end = b.iter().position(|&c| c == 0).ok_or_else(bad)?;
         let name = String::from_utf8_lossy(&b[..end]).into_owned();
@@ -427,5 +434,14 @@ mod tests {
         let bad = [b'Q', 0, 0, 0, 1];
         let mut r = FrameReader::new(&bad[..], 1024);
         assert!(matches!(r.next().await, Err(WireError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_header_alone_reserves_little() {
+        // Announces a message of exactly the 64 MiB limit, then sends nothing more.
+        let mut r = FrameReader::new(&[][..], 64 << 20);
+        r.buf.extend_from_slice(&[b'Q', 0x03, 0xff, 0xff, 0xff]);
+        assert!(r.try_frame(true).unwrap().is_none());
+        assert!(r.buf.capacity() <= 16 * 1024 + RESERVE_AHEAD);
     }
 }
