@@ -57,17 +57,21 @@ impl Reader {
     pub fn push(&mut self, data: &[u8]) -> Result<Vec<Packet>, String> {
         self.buf.extend_from_slice(data);
         let mut out = Vec::new();
-        while let Some(len) = self.buf.get(..4) {
-            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        // Consumed packets are dropped from the buffer once, at the end: draining each one
+        // would move the rest of the chunk per packet, quadratic in a chunk of tiny packets.
+        let mut at = 0;
+        while let Some(&[a, b, c, d]) = self.buf.get(at..at + 4) {
+            let len = u32::from_be_bytes([a, b, c, d]) as usize;
             if len == 0 || len > MAX_PACKET {
                 return Err(format!("sftp packet of {len} bytes refused"));
             }
-            if self.buf.len() < 4 + len {
+            let Some(bytes) = self.buf.get(at..at + 4 + len) else {
                 break;
-            }
-            let bytes: Vec<u8> = self.buf.drain(..4 + len).collect();
-            out.push(classify(bytes)?);
+            };
+            out.push(classify(bytes.to_vec())?);
+            at += 4 + len;
         }
+        self.buf.drain(..at);
         Ok(out)
     }
 }
