@@ -500,3 +500,7 @@ mod tests {
         assert_eq!(p.query, "SELECT '\u{fffd}'");
     }
 }
+
+/// Property tests: no body panics a decoder, and what decodes is what pgwire would write.
+#[cfg(test)]
+mod fuzz;

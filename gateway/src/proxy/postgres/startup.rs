@@ -200,3 +200,34 @@ mod tests {
         assert_eq!(p["user"], "b");
     }
 }
+
+/// Property tests of the StartupMessage parser. `PROPTEST_CASES` sets the number of cases.
+#[cfg(test)]
+mod fuzz {
+    #![allow(clippy::unwrap_used)]
+    use super::tests::body;
+    use super::*;
+    use proptest::collection::{btree_map, vec};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_body_never_panics(raw in vec(any::<u8>(), 0..128), params in vec(any::<u8>(), 0..128)) {
+            let _ = parse_startup_params(&raw);
+            let _ = parse_startup_params(&body(&params));
+        }
+
+        #[test]
+        fn parameters_round_trip(params in btree_map("[^\u{0}]{1,16}", "[^\u{0}]{0,24}", 0..6)) {
+            let mut list = Vec::new();
+            for (k, v) in &params {
+                list.extend_from_slice(k.as_bytes());
+                list.push(0);
+                list.extend_from_slice(v.as_bytes());
+                list.push(0);
+            }
+            list.push(0);
+            prop_assert_eq!(parse_startup_params(&body(&list)).unwrap(), params);
+        }
+    }
+}

@@ -445,3 +445,86 @@ mod tests {
         assert!(r.buf.capacity() <= 16 * 1024 + RESERVE_AHEAD);
     }
 }
+
+/// Property tests of the framing and the server-message helpers: any bytes, cut anywhere,
+/// never panic and frame the same way. `PROPTEST_CASES` sets the number of cases.
+#[cfg(test)]
+mod fuzz {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// Frames read from `data` delivered in chunks cut at `cuts`, and the first error if any.
+    fn frames(data: &[u8], cuts: &[usize], tagged: bool) -> (Vec<Frame>, Option<String>) {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut r = FrameReader::new(&[][..], 1024);
+        let (mut out, mut from) = (Vec::new(), 0);
+        for to in cuts.into_iter().chain([data.len()]) {
+            r.buf.extend_from_slice(&data[from..to]);
+            from = to;
+            loop {
+                match r.try_frame(tagged) {
+                    Ok(Some(f)) => out.push(f),
+                    Ok(None) => break,
+                    Err(e) => return (out, Some(e.to_string())),
+                }
+            }
+            // A header alone never reserves more than the read-ahead.
+            assert!(r.buf.capacity() <= 16 * 1024 + RESERVE_AHEAD + data.len());
+        }
+        (out, None)
+    }
+
+    /// Mostly well-framed messages, with lengths sometimes wrong.
+    fn stream() -> impl Strategy<Value = Vec<u8>> {
+        let msg = (
+            any::<u8>(),
+            vec(any::<u8>(), 0..40),
+            prop_oneof![4 => Just(None), 1 => proptest::option::of(any::<i32>())],
+        )
+            .prop_map(|(tag, body, len)| {
+                let len = len.unwrap_or((body.len() + 4) as i32);
+                [&[tag][..], &len.to_be_bytes(), &body].concat()
+            });
+        vec(msg, 0..6).prop_map(|m| m.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn framing_does_not_depend_on_chunking(data in stream(), cuts in vec(any::<usize>(), 0..8)) {
+            for tagged in [true, false] {
+                let (whole, err) = frames(&data, &[], tagged);
+                let (split, split_err) = frames(&data, &cuts, tagged);
+                let raw = |fs: &[Frame]| fs.iter().map(|f| (f.tag, f.raw.clone())).collect::<Vec<_>>();
+                prop_assert_eq!(raw(&split), raw(&whole));
+                prop_assert_eq!(split_err, err);
+            }
+        }
+
+        #[test]
+        fn server_message_helpers_never_panic(body in vec(any::<u8>(), 0..128)) {
+            let _ = parse_data_row(&body);
+            let _ = parse_row_description(&body);
+            let _ = parse_error_fields(&body);
+            let _ = cstring(&body);
+            let _ = has_frame_of(&body);
+        }
+
+        #[test]
+        fn data_rows_round_trip(cells in vec(proptest::option::of(vec(any::<u8>(), 0..16)), 0..8)) {
+            let cells: Vec<Option<&[u8]>> = cells.iter().map(|c| c.as_deref()).collect();
+            let raw = data_row(&cells);
+            let frame = Frame { tag: b'D', raw };
+            prop_assert_eq!(parse_data_row(frame.body()).unwrap(), cells);
+        }
+    }
+
+    /// `has_frame` over a buffer holding `bytes`.
+    fn has_frame_of(bytes: &[u8]) -> bool {
+        let mut r = FrameReader::new(&[][..], 1024);
+        r.buf.extend_from_slice(bytes);
+        r.has_frame()
+    }
+}
