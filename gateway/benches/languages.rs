@@ -19,9 +19,10 @@ use std::process::Command as Process;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden::policy::{
-    ByteSize, Command, Http, Kube, LoadSource, ModuleLimits, PolicyConfig, PolicyEngine, PolicyRef,
+    Command, Http, Kube, LoadSource, ModuleLimits, PolicyConfig, PolicyEngine, PolicyRef,
     Principal, Protocol, Row, Session,
 };
+use warden::units::ByteSize;
 
 /// Timed `check` calls per module, after [`WARMUP`] untimed ones.
 const CALLS: usize = 10_000;

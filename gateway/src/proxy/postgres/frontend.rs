@@ -6,6 +6,7 @@
 //! refused; a refusal drops the held batch and discards the client's messages up to its Sync,
 //! exactly as the server would after an error.
 
+use super::decode::ClientMessage;
 use super::relay::{End, Expect, Portal, Prepared, Relay, Results};
 use super::wire::{self, Frame, WireError, sqlstate};
 use crate::command;
@@ -13,7 +14,6 @@ use crate::policy::{Command, Verdict};
 use crate::session::{Client, Ending, Interrupt, Judged, Refused, Ruling};
 use bytes::BytesMut;
 use pgwire::messages::extendedquery::{Bind, Close, Describe, Execute, Parse};
-use pgwire::messages::{DecodeContext, Message, ProtocolVersion};
 use std::sync::Arc;
 
 /// The extended-protocol batch since the last Sync: what to undo if it is refused.
@@ -31,11 +31,8 @@ pub(super) struct Batch {
     open: bool,
 }
 
-fn decode<M: Message>(frame: &Frame) -> Result<M, End> {
-    let mut buf = BytesMut::from(&frame.raw[5..]);
-    let ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
-    M::decode_body(&mut buf, frame.raw.len() - 1, &ctx)
-        .map_err(|e| End::Error(format!("malformed client message: {e}")))
+fn decode<M: ClientMessage>(frame: &Frame) -> Result<M, End> {
+    M::from_body(frame.body()).map_err(|e| End::Malformed(e.to_string()))
 }
 
 impl Relay {

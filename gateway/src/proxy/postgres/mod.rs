@@ -3,10 +3,12 @@
 //! the real server with its own credentials and relays the session through the policy chain.
 //!
 //! Files: `startup.rs` (TLS and start-up), `upstream.rs` (the gateway's login to the server),
-//! `frontend.rs` (judging client messages), `relay.rs` (the session loop and server messages),
-//! `rows.rs` (masking result rows), `wire.rs` (framing and composed messages).
+//! `decode.rs` (checked decoding of extended-protocol client messages), `frontend.rs` (judging
+//! client messages), `relay.rs` (the session loop and server messages), `rows.rs` (masking
+//! result rows), `wire.rs` (framing and composed messages).
 
 pub mod config;
+mod decode;
 mod frontend;
 mod relay;
 mod rows;
@@ -302,7 +304,7 @@ async fn handle(pg: &Postgres, conn: Incoming) -> Result<(), String> {
     relay.session.close(&reason).await;
     match end {
         End::ClientClosed | End::Idle | End::Shutdown | End::Expired => Ok(()),
-        End::ServerClosed(e) | End::Error(e) => Err(e),
+        End::ServerClosed(e) | End::Error(e) | End::Malformed(e) => Err(e),
     }
 }
 

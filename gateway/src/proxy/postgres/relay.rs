@@ -113,6 +113,8 @@ pub(super) enum End {
     /// The session's token expired.
     Expired,
     Error(String),
+    /// A client message did not decode; `run` tells the client (FATAL 08P01) before ending.
+    Malformed(String),
 }
 
 impl End {
@@ -123,7 +125,7 @@ impl End {
             End::Idle => "idle timeout".into(),
             End::Shutdown => "gateway shutting down".into(),
             End::Expired => crate::session::EXPIRED.into(),
-            End::Error(e) => e.clone(),
+            End::Error(e) | End::Malformed(e) => e.clone(),
         }
     }
 }
@@ -145,7 +147,12 @@ impl Relay {
                         let handled = std::panic::AssertUnwindSafe(self.on_client(frame)).catch_unwind().await;
                         match handled {
                             Ok(Ok(())) => {}
-                            Ok(Err(end)) => return end,
+                            Ok(Err(end)) => {
+                                if let End::Malformed(e) = &end {
+                                    let _ = self.fatal(sqlstate::PROTOCOL_VIOLATION, e).await;
+                                }
+                                return end;
+                            }
                             Err(_) => {
                                 let msg = "warden: internal error handling this message; the session is closed";
                                 let _ = self.fatal(sqlstate::INTERNAL_ERROR, msg).await;

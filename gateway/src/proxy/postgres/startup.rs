@@ -81,7 +81,16 @@ pub async fn open(tcp: TcpStream, tls: Option<&TlsAcceptor>) -> Result<Opening, 
                 if leftover > 0 {
                     return Err(StartupError::Protocol("data after StartupMessage".into()));
                 }
-                let params = parse_params(&body[4..])?;
+                let params = match parse_startup_params(body) {
+                    Ok(params) => params,
+                    Err(e) => {
+                        // As the server does: a silent close would look like a network fault.
+                        let msg = e.to_string();
+                        let fatal = wire::error("FATAL", sqlstate::PROTOCOL_VIOLATION, &msg);
+                        let _ = io.write_all(&fatal).await;
+                        return Err(e);
+                    }
+                };
                 return Ok(Opening::Startup {
                     io,
                     tls: is_tls,
@@ -99,8 +108,18 @@ pub async fn open(tcp: TcpStream, tls: Option<&TlsAcceptor>) -> Result<Opening, 
     }
 }
 
-/// `key\0value\0...\0` into a map.
-fn parse_params(mut b: &[u8]) -> Result<BTreeMap<String, String>, StartupError> {
+/// A StartupMessage body (protocol 3.0, then `key\0value\0...\0`) into its parameters. Pure, so
+/// it is tested and fuzzed without a socket. As the server does, nothing may follow the final
+/// NUL; a repeated key keeps its last value, as the server's own reading does.
+pub(super) fn parse_startup_params(body: &[u8]) -> Result<BTreeMap<String, String>, StartupError> {
+    let (version, mut b) = body
+        .split_first_chunk::<4>()
+        .ok_or_else(|| StartupError::Protocol("short start-up message".into()))?;
+    if i32::from_be_bytes(*version) != PROTOCOL_3_0 {
+        return Err(StartupError::Protocol(
+            "not a protocol 3.0 StartupMessage".into(),
+        ));
+    }
     let mut params = BTreeMap::new();
     let next = |b: &mut &[u8]| -> Result<String, StartupError> {
         let end = b
@@ -115,6 +134,11 @@ fn parse_params(mut b: &[u8]) -> Result<BTreeMap<String, String>, StartupError> 
     loop {
         let key = next(&mut b)?;
         if key.is_empty() {
+            if !b.is_empty() {
+                return Err(StartupError::Protocol(
+                    "bytes after the start-up parameters' terminator".into(),
+                ));
+            }
             return Ok(params);
         }
         let value = next(&mut b)?;
@@ -143,12 +167,67 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// A StartupMessage body with `params` after the protocol version.
+    pub(super) fn body(params: &[u8]) -> Vec<u8> {
+        [&PROTOCOL_3_0.to_be_bytes()[..], params].concat()
+    }
+
     #[test]
     fn params_parse() {
-        let p = parse_params(b"user\0alice\0database\0payments\0\0").unwrap();
+        let p = parse_startup_params(&body(b"user\0alice\0database\0payments\0\0")).unwrap();
         assert_eq!(p["user"], "alice");
         assert_eq!(p["database"], "payments");
-        assert!(parse_params(b"user\0alice").is_err());
-        assert!(parse_params(b"\0").unwrap().is_empty());
+        assert!(parse_startup_params(&body(b"user\0alice")).is_err());
+        assert!(parse_startup_params(&body(b"\0")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn malformed_start_up_bodies_are_errors() {
+        for bad in [
+            &b""[..],
+            b"\0\x03\0",
+            // Protocol 2.0.
+            b"\0\x02\0\0user\0a\0\0",
+            // No terminator, a key without a value, bytes after the terminator, not UTF-8.
+            &body(b"")[..],
+            &body(b"user\0")[..],
+            &body(b"user\0a\0\0x")[..],
+            &body(b"user\0\xff\0\0")[..],
+        ] {
+            assert!(parse_startup_params(bad).is_err(), "{bad:?}");
+        }
+        let p = parse_startup_params(&body(b"user\0a\0user\0b\0\0")).unwrap();
+        assert_eq!(p["user"], "b");
+    }
+}
+
+/// Property tests of the StartupMessage parser. `PROPTEST_CASES` sets the number of cases.
+#[cfg(test)]
+mod fuzz {
+    #![allow(clippy::unwrap_used)]
+    use super::tests::body;
+    use super::*;
+    use proptest::collection::{btree_map, vec};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_body_never_panics(raw in vec(any::<u8>(), 0..128), params in vec(any::<u8>(), 0..128)) {
+            let _ = parse_startup_params(&raw);
+            let _ = parse_startup_params(&body(&params));
+        }
+
+        #[test]
+        fn parameters_round_trip(params in btree_map("[^\u{0}]{1,16}", "[^\u{0}]{0,24}", 0..6)) {
+            let mut list = Vec::new();
+            for (k, v) in &params {
+                list.extend_from_slice(k.as_bytes());
+                list.push(0);
+                list.extend_from_slice(v.as_bytes());
+                list.push(0);
+            }
+            list.push(0);
+            prop_assert_eq!(parse_startup_params(&body(&list)).unwrap(), params);
+        }
     }
 }

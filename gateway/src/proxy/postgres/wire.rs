@@ -1,8 +1,8 @@
 //! PostgreSQL wire framing and the few backend messages the gateway writes itself.
 //!
 //! Messages are read as raw frames (tag, length, body) and forwarded as the bytes they arrived
-//! as; only what the gateway must understand is decoded: client messages with pgwire's codecs,
-//! server messages with postgres-protocol's parser. The backend messages the gateway composes
+//! as; only what the gateway must understand is decoded: client messages by `decode.rs` into
+//! pgwire's types, server messages with postgres-protocol's parser and the helpers below. The backend messages the gateway composes
 //! (errors, notices, ReadyForQuery, authentication, masked DataRows) are encoded here, each
 //! with a round-trip test against postgres-protocol's parser.
 
@@ -37,6 +37,10 @@ pub enum WireError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
+
+/// The most a frame header alone makes the reader reserve: the rest of a large message is
+/// allocated as its bytes arrive, so a 5-byte header announcing the size limit costs nothing.
+const RESERVE_AHEAD: usize = 256 * 1024;
 
 /// A buffered reader of frames from one side of the connection.
 pub struct FrameReader<R> {
@@ -109,7 +113,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Err(WireError::TooLarge(total, self.max));
         }
         if self.buf.len() < total {
-            self.buf.reserve(total - self.buf.len());
+            self.buf
+                .reserve((total - self.buf.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
         let tag = if tagged { self.buf[0] } else { 0 };
@@ -241,7 +246,8 @@ pub fn parse_data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, WireError> {
         return Err(WireError::Malformed("short DataRow".into()));
     }
     let n = b.get_i16();
-    let mut cells = Vec::with_capacity(n.max(0) as usize);
+    // Each cell takes at least its 4-byte length: reserve no more than the body can hold.
+    let mut cells = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(b.len() / 4));
     for _ in 0..n {
         if b.len() < 4 {
             return Err(WireError::Malformed("short DataRow cell".into()));
@@ -277,7 +283,8 @@ pub fn parse_row_description(body: &[u8]) -> Result<Vec<FieldDesc>, WireError> {
         return Err(bad());
     }
     let n = b.get_i16();
-    let mut out = Vec::with_capacity(n.max(0) as usize);
+    // Each field takes at least 19 bytes (an empty name's NUL and 18 of attributes).
+    let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(b.len() / 19));
     for _ in 0..n {
         let end = b.iter().position(|&c| c == 0).ok_or_else(bad)?;
         let name = String::from_utf8_lossy(&b[..end]).into_owned();
@@ -430,5 +437,97 @@ mod tests {
         let bad = [b'Q', 0, 0, 0, 1];
         let mut r = FrameReader::new(&bad[..], 1024);
         assert!(matches!(r.next().await, Err(WireError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_header_alone_reserves_little() {
+        // Announces a message of exactly the 64 MiB limit, then sends nothing more.
+        let mut r = FrameReader::new(&[][..], 64 << 20);
+        r.buf.extend_from_slice(&[b'Q', 0x03, 0xff, 0xff, 0xff]);
+        assert!(r.try_frame(true).unwrap().is_none());
+        assert!(r.buf.capacity() <= 16 * 1024 + RESERVE_AHEAD);
+    }
+}
+
+/// Property tests of the framing and the server-message helpers: any bytes, cut anywhere,
+/// never panic and frame the same way. `PROPTEST_CASES` sets the number of cases.
+#[cfg(test)]
+mod fuzz {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// Frames read from `data` delivered in chunks cut at `cuts`, and the first error if any.
+    fn frames(data: &[u8], cuts: &[usize], tagged: bool) -> (Vec<Frame>, Option<String>) {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut r = FrameReader::new(&[][..], 1024);
+        let (mut out, mut from) = (Vec::new(), 0);
+        for to in cuts.into_iter().chain([data.len()]) {
+            r.buf.extend_from_slice(&data[from..to]);
+            from = to;
+            loop {
+                match r.try_frame(tagged) {
+                    Ok(Some(f)) => out.push(f),
+                    Ok(None) => break,
+                    Err(e) => return (out, Some(e.to_string())),
+                }
+            }
+            // A header alone never reserves more than the read-ahead.
+            assert!(r.buf.capacity() <= 16 * 1024 + RESERVE_AHEAD + data.len());
+        }
+        (out, None)
+    }
+
+    /// Mostly well-framed messages, with lengths sometimes wrong.
+    fn stream() -> impl Strategy<Value = Vec<u8>> {
+        let msg = (
+            any::<u8>(),
+            vec(any::<u8>(), 0..40),
+            prop_oneof![4 => Just(None), 1 => proptest::option::of(any::<i32>())],
+        )
+            .prop_map(|(tag, body, len)| {
+                let len = len.unwrap_or((body.len() + 4) as i32);
+                [&[tag][..], &len.to_be_bytes(), &body].concat()
+            });
+        vec(msg, 0..6).prop_map(|m| m.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn framing_does_not_depend_on_chunking(data in stream(), cuts in vec(any::<usize>(), 0..8)) {
+            for tagged in [true, false] {
+                let (whole, err) = frames(&data, &[], tagged);
+                let (split, split_err) = frames(&data, &cuts, tagged);
+                let raw = |fs: &[Frame]| fs.iter().map(|f| (f.tag, f.raw.clone())).collect::<Vec<_>>();
+                prop_assert_eq!(raw(&split), raw(&whole));
+                prop_assert_eq!(split_err, err);
+            }
+        }
+
+        #[test]
+        fn server_message_helpers_never_panic(body in vec(any::<u8>(), 0..128)) {
+            let _ = parse_data_row(&body);
+            let _ = parse_row_description(&body);
+            let _ = parse_error_fields(&body);
+            let _ = cstring(&body);
+            let _ = has_frame_of(&body);
+        }
+
+        #[test]
+        fn data_rows_round_trip(cells in vec(proptest::option::of(vec(any::<u8>(), 0..16)), 0..8)) {
+            let cells: Vec<Option<&[u8]>> = cells.iter().map(|c| c.as_deref()).collect();
+            let raw = data_row(&cells);
+            let frame = Frame { tag: b'D', raw };
+            prop_assert_eq!(parse_data_row(frame.body()).unwrap(), cells);
+        }
+    }
+
+    /// `has_frame` over a buffer holding `bytes`.
+    fn has_frame_of(bytes: &[u8]) -> bool {
+        let mut r = FrameReader::new(&[][..], 1024);
+        r.buf.extend_from_slice(bytes);
+        r.has_frame()
     }
 }

@@ -57,17 +57,21 @@ impl Reader {
     pub fn push(&mut self, data: &[u8]) -> Result<Vec<Packet>, String> {
         self.buf.extend_from_slice(data);
         let mut out = Vec::new();
-        while let Some(len) = self.buf.get(..4) {
-            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        // Consumed packets are dropped from the buffer once, at the end: draining each one
+        // would move the rest of the chunk per packet, quadratic in a chunk of tiny packets.
+        let mut at = 0;
+        while let Some(&[a, b, c, d]) = self.buf.get(at..at + 4) {
+            let len = u32::from_be_bytes([a, b, c, d]) as usize;
             if len == 0 || len > MAX_PACKET {
                 return Err(format!("sftp packet of {len} bytes refused"));
             }
-            if self.buf.len() < 4 + len {
+            let Some(bytes) = self.buf.get(at..at + 4 + len) else {
                 break;
-            }
-            let bytes: Vec<u8> = self.buf.drain(..4 + len).collect();
-            out.push(classify(bytes)?);
+            };
+            out.push(classify(bytes.to_vec())?);
+            at += 4 + len;
         }
+        self.buf.drain(..at);
         Ok(out)
     }
 }
@@ -269,5 +273,118 @@ mod tests {
         assert_eq!(s[4], STATUS);
         assert_eq!(&s[5..9], &7u32.to_be_bytes());
         assert_eq!(&s[9..13], &3u32.to_be_bytes());
+    }
+}
+
+/// Property tests of the packet reader: any bytes, cut anywhere, never panic, give the same
+/// packets, and leave no more buffered than one packet within the limit. `PROPTEST_CASES` sets
+/// the number of cases.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// A framed packet: a known kind with well-formed string fields, or any kind with any body.
+    fn packet() -> impl Strategy<Value = Vec<u8>> {
+        let kinds = prop_oneof![
+            Just(INIT),
+            Just(OPEN),
+            Just(LSTAT),
+            Just(SETSTAT),
+            Just(OPENDIR),
+            Just(REMOVE),
+            Just(MKDIR),
+            Just(RMDIR),
+            Just(REALPATH),
+            Just(STAT),
+            Just(RENAME),
+            Just(READLINK),
+            Just(SYMLINK),
+            Just(EXTENDED),
+            any::<u8>(),
+        ];
+        let field = prop_oneof![
+            Just(b"posix-rename@openssh.com".to_vec()),
+            Just(b"hardlink@openssh.com".to_vec()),
+            Just(b"statvfs@openssh.com".to_vec()),
+            vec(any::<u8>(), 0..12),
+        ];
+        let body = prop_oneof![
+            (any::<u32>(), vec(field, 0..4), vec(any::<u8>(), 0..8)).prop_map(
+                |(id, fields, tail)| {
+                    let mut b = id.to_be_bytes().to_vec();
+                    for f in fields {
+                        b.extend_from_slice(&(f.len() as u32).to_be_bytes());
+                        b.extend_from_slice(&f);
+                    }
+                    b.extend_from_slice(&tail);
+                    b
+                }
+            ),
+            vec(any::<u8>(), 0..24),
+        ];
+        (kinds, body).prop_map(|(kind, body)| {
+            let mut p = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+            p.push(kind);
+            p.extend_from_slice(&body);
+            p
+        })
+    }
+
+    /// Packets, sometimes followed by junk (an oversized or zero length, a stray byte).
+    fn stream() -> impl Strategy<Value = Vec<u8>> {
+        (
+            vec(packet(), 0..6),
+            proptest::option::of(vec(any::<u8>(), 0..9)),
+        )
+            .prop_map(|(ps, junk)| [ps.concat(), junk.unwrap_or_default()].concat())
+    }
+
+    /// Push `data` cut at `cuts`: the packets until the first error, and whether one came.
+    fn run(data: &[u8], cuts: &[usize]) -> (Vec<Packet>, bool) {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut r = Reader::default();
+        let (mut got, mut from) = (Vec::new(), 0);
+        for to in cuts.into_iter().chain([data.len()]) {
+            match r.push(&data[from..to]) {
+                Ok(ps) => got.extend(ps),
+                Err(_) => return (got, true),
+            }
+            // What stays buffered is one incomplete packet within the limit.
+            if let Some(&[a, b, c, d]) = r.buf.get(..4) {
+                let len = u32::from_be_bytes([a, b, c, d]) as usize;
+                assert!(len <= MAX_PACKET && r.buf.len() < 4 + len);
+            }
+            from = to;
+        }
+        (got, false)
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_never_panic(data in vec(any::<u8>(), 0..256), cuts in vec(any::<usize>(), 0..4)) {
+            let _ = run(&data, &cuts);
+        }
+
+        #[test]
+        fn splitting_changes_nothing(data in stream(), cuts in vec(any::<usize>(), 0..8)) {
+            let (whole, failed) = run(&data, &[]);
+            let every: Vec<usize> = (0..data.len()).collect();
+            let (bytewise, bytewise_failed) = run(&data, &every);
+            let (split, split_failed) = run(&data, &cuts);
+            prop_assert_eq!(failed, bytewise_failed);
+            prop_assert_eq!(failed, split_failed);
+            if failed {
+                // Packets pushed before the error are returned, those in the failing push are
+                // not: a coarser split yields a prefix of the bytewise packets.
+                prop_assert!(bytewise.starts_with(&split));
+                prop_assert!(bytewise.starts_with(&whole));
+            } else {
+                prop_assert_eq!(&split, &whole);
+                prop_assert_eq!(bytewise, whole);
+            }
+        }
     }
 }

@@ -1,0 +1,196 @@
+//! Malformed extended-protocol messages through the real gateway: each one, on its own raw
+//! connection, gets a FATAL 08P01 ErrorResponse (not a silent close), its session's end is
+//! audited, and the gateway goes on serving a normal client. Real server, real gateway.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::gateway::{self, Extra, Gateway, connect};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// What each case sends (tag, body) and what the audited end reason must say.
+struct Case {
+    what: &'static str,
+    tag: u8,
+    body: Vec<u8>,
+    reason: &'static str,
+}
+
+fn cases() -> Vec<Case> {
+    let case = |what, tag, body: &[u8], reason| Case {
+        what,
+        tag,
+        body: body.to_vec(),
+        reason,
+    };
+    // Bind bodies: portal and statement names (empty), format codes, parameter count, values.
+    let mut huge_length = vec![0, 0, 0, 0, 0, 1];
+    huge_length.extend_from_slice(&i32::MAX.to_be_bytes());
+    huge_length.extend_from_slice(b"abc\0\0");
+    vec![
+        case(
+            "Bind announcing 30000 parameters",
+            b'B',
+            &[0, 0, 0, 0, 0x75, 0x30, 0, 0, 0, 1, b'x', 0, 0, 0],
+            "malformed Bind: 30000 parameter values announced, 1 present",
+        ),
+        case(
+            "Bind with a 2 GiB parameter",
+            b'B',
+            &huge_length,
+            "malformed Bind: parameter value 1 announces 2147483647 bytes",
+        ),
+        case("empty Bind", b'B', &[], "malformed Bind: portal name"),
+        case(
+            "Parse without a NUL after its query",
+            b'P',
+            b"\0SELECT 1",
+            "malformed Parse: query has no NUL terminator",
+        ),
+        case(
+            "Parse announcing 65535 parameter types",
+            b'P',
+            b"\0SELECT 1\0\xff\xff\0\0\0\x17",
+            "malformed Parse: 65535 parameter types announced, 1 present",
+        ),
+        case(
+            "empty Describe",
+            b'D',
+            &[],
+            "malformed Describe: target type",
+        ),
+        case(
+            "short Execute",
+            b'E',
+            &[0, 0, 0],
+            "malformed Execute: row limit",
+        ),
+        case("empty Close", b'C', &[], "malformed Close: target type"),
+    ]
+}
+
+fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let len = i32::try_from(body.len() + 4).unwrap();
+    [&[tag][..], &len.to_be_bytes(), body].concat()
+}
+
+/// One backend message, or `None` at end of stream.
+async fn read_message(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).await.ok()?;
+    let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]);
+    let mut body = vec![0u8; usize::try_from(len - 4).unwrap()];
+    s.read_exact(&mut body).await.ok()?;
+    Some((head[0], body))
+}
+
+/// Log in as a libpq client would, with the token as the cleartext password; returns at
+/// ReadyForQuery.
+async fn login(port: u16, database: &str, token: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut params = 196608i32.to_be_bytes().to_vec();
+    for (k, v) in [("user", "agent"), ("database", database)] {
+        params.extend_from_slice(format!("{k}\0{v}\0").as_bytes());
+    }
+    params.push(0);
+    let len = i32::try_from(params.len() + 4).unwrap();
+    s.write_all(&[&len.to_be_bytes()[..], &params].concat())
+        .await
+        .unwrap();
+    let (tag, body) = read_message(&mut s).await.unwrap();
+    assert_eq!(
+        (tag, &body[..]),
+        (b'R', &3i32.to_be_bytes()[..]),
+        "cleartext"
+    );
+    s.write_all(&message(b'p', format!("{token}\0").as_bytes()))
+        .await
+        .unwrap();
+    loop {
+        match read_message(&mut s).await {
+            Some((b'Z', _)) => return s,
+            Some((b'E', body)) => panic!("login refused: {}", String::from_utf8_lossy(&body)),
+            Some(_) => {}
+            None => panic!("closed during login"),
+        }
+    }
+}
+
+/// The fields of an ErrorResponse body by type byte.
+fn fields(body: &[u8]) -> Vec<(u8, String)> {
+    body.split(|&b| b == 0)
+        .filter(|f| !f.is_empty())
+        .map(|f| (f[0], String::from_utf8_lossy(&f[1..]).into_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_get_a_fatal_protocol_violation_and_an_audited_end() {
+    let pg = gateway::card_server();
+    let mut gw = Gateway::start(&pg, "payments", Extra::default());
+    let token = gw.token("alice", &[], &[]);
+    let cases = cases();
+    for case in &cases {
+        let mut s = login(gw.pg_port, "open", &token).await;
+        s.write_all(&message(case.tag, &case.body)).await.unwrap();
+        // Everything the gateway sends until it closes the connection.
+        let got = tokio::time::timeout(Duration::from_secs(20), async {
+            let mut got = Vec::new();
+            while let Some(m) = read_message(&mut s).await {
+                got.push(m);
+            }
+            got
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{}: the connection stayed open", case.what));
+        let errors: Vec<Vec<(u8, String)>> = got
+            .iter()
+            .filter(|(tag, _)| *tag == b'E')
+            .map(|(_, body)| fields(body))
+            .collect();
+        let [error] = &errors[..] else {
+            panic!("{}: expected one ErrorResponse, got {got:?}", case.what);
+        };
+        assert!(
+            error.contains(&(b'S', "FATAL".into())),
+            "{}: {error:?}",
+            case.what
+        );
+        assert!(
+            error.contains(&(b'C', "08P01".into())),
+            "{}: {error:?}",
+            case.what
+        );
+        let text = error.iter().find(|(t, _)| *t == b'M').unwrap();
+        assert!(text.1.contains(case.reason), "{}: {error:?}", case.what);
+    }
+
+    // The gateway is up and serves a normal client, extended protocol included.
+    assert!(gw.alive());
+    let c = connect(&gw.conninfo("open", &token)).await.unwrap();
+    let n: i32 = c
+        .query_one("SELECT $1::int + 1", &[&41])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 42);
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.stop();
+
+    // Every malformed session ended with its reason on record, and the good one ended too.
+    let audit = warden::audit::AuditStore::open(gw.audit_path()).unwrap();
+    let sessions = audit.sessions().unwrap();
+    assert_eq!(sessions.len(), cases.len() + 1, "{sessions:?}");
+    for case in &cases {
+        let ended = sessions.iter().filter(|s| {
+            s.end
+                .as_ref()
+                .is_some_and(|e| e.reason.contains(case.reason))
+        });
+        assert_eq!(ended.count(), 1, "{}: {sessions:?}", case.what);
+    }
+    assert!(sessions.iter().all(|s| s.end.is_some()), "{sessions:?}");
+}
