@@ -100,6 +100,9 @@ async fn tokens_reach_only_their_targets_and_every_refusal_is_audited() {
     // A bad token is refused and audited too (it used to leave no trace on PostgreSQL).
     let (ok, _, err) = psql(&conninfo("cash", "not.a.token"), "SELECT 1", &[]);
     assert!(!ok && err.contains("token rejected"), "{err}");
+    // A token typed into the database name is not written down anywhere.
+    let (ok, _, _) = psql(&conninfo(&alice, "not.a.token"), "SELECT 1", &[]);
+    assert!(!ok);
     // Over SSH: alice is not in `ops`; a token scoped to `cash` cannot reach web-1.
     let o = gw.ssh_as(&alice, "web-2", &[], &["true"], None);
     assert_eq!(o.status.code(), Some(255));
@@ -122,6 +125,7 @@ async fn tokens_reach_only_their_targets_and_every_refusal_is_audited() {
         has(&["ssh login", "`web-1`", "other targets"]),
         "{notes:#?}"
     );
+    assert!(has(&["shaped like a token", "withheld"]), "{notes:#?}");
     assert!(!gateway::file_contains(&gw.audit_path(), &alice));
     assert!(!gateway::file_contains(&gw.audit_path(), &bob_cash_only));
 }
@@ -200,10 +204,14 @@ fn connection_caps_answer_in_protocol_words_and_preauth_deadline_frees_them() {
     let gw = SshGateway::start(&sshd, ALLOW, &["allow-all"], &extra);
     pg_password(&gw);
     let port = gw.pg_port.unwrap();
-    let idle: Vec<std::net::TcpStream> = (0..4)
+    // Three idle PostgreSQL connections and one SSH connection that sends only its
+    // identification line, then stalls in key exchange: four from this address.
+    let idle: Vec<std::net::TcpStream> = (0..3)
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    let mut ssh_idle = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    std::io::Write::write_all(&mut ssh_idle, b"SSH-2.0-OpenSSH_9.2\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     let token = gw.token("alice", &["agent-7"], &[]);
     let conninfo = format!(
         "host=127.0.0.1 port={port} dbname=payments user=agent password={token} sslmode=disable connect_timeout=10"
@@ -221,7 +229,28 @@ fn connection_caps_answer_in_protocol_words_and_preauth_deadline_frees_them() {
         started.elapsed() < Duration::from_secs(5),
         "refusals must be prompt"
     );
-    // The idle connections are cut at the pre-auth deadline; the door opens again.
+    // The idle connections are cut at the pre-auth deadline; the door opens again. So is an
+    // SSH client that sent only its identification (russh runs it in a task of its own).
+    ssh_idle
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match ssh_idle.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) => {
+                break !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+            }
+        }
+    };
+    assert!(
+        closed,
+        "an SSH connection that never logs in is closed at the deadline"
+    );
     for mut s in idle {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut buf = [0u8; 16];
@@ -251,6 +280,24 @@ async fn expired_tokens_end_open_sessions_on_both_protocols() {
     .await
     .unwrap();
     client.simple_query("SELECT 1").await.unwrap();
+    pg.psql_db(
+        "payments",
+        &format!(
+            "CREATE TABLE late (n int); GRANT INSERT, SELECT ON late TO {}",
+            gateway::GATEWAY_ROLE
+        ),
+    );
+    // A statement still running at expiry is cancelled: it never commits.
+    let slow = connect(&format!(
+        "host=127.0.0.1 port={port} dbname=payments user=agent password={short} sslmode=disable"
+    ))
+    .await
+    .unwrap();
+    let running = tokio::spawn(async move {
+        slow.simple_query("INSERT INTO late SELECT 4242 FROM pg_sleep(12)")
+            .await
+            .map(|_| ())
+    });
     // ssh keeps a command running past the token's life.
     let started = Instant::now();
     let o = gw.ssh_as(&short, "web-1", &[], &["sleep 30; echo survived"], None);
@@ -269,6 +316,12 @@ async fn expired_tokens_end_open_sessions_on_both_protocols() {
             || err.is_closed(),
         "{err}"
     );
+    assert!(running.await.unwrap().is_err(), "the slow insert was ended");
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(
+        pg.psql_db("payments", "SELECT count(*) FROM late").trim(),
+        "0"
+    );
     gw.stop();
     let store = AuditStore::open(gw.audit_path()).unwrap();
     let ends: Vec<String> = store
@@ -279,7 +332,7 @@ async fn expired_tokens_end_open_sessions_on_both_protocols() {
         .collect();
     assert_eq!(
         ends.iter().filter(|r| *r == "token expired").count(),
-        2,
+        3,
         "{ends:?}"
     );
 }
@@ -374,7 +427,38 @@ fn a_superuser_upstream_is_refused_at_start() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is a superuser"), "{err}");
+    assert!(err.contains("is privileged (a superuser)"), "{err}");
+    // Not a superuser itself, but able to become one, or to grant itself the roles that run
+    // programs on the server: refused the same way.
+    for (role, grant) in [
+        ("becomes_su", "GRANT postgres TO becomes_su"),
+        ("makes_roles", "ALTER ROLE makes_roles CREATEROLE"),
+        (
+            "runs_programs",
+            "GRANT pg_execute_server_program TO runs_programs",
+        ),
+    ] {
+        pg.create_role(role, "pw-not-for-clients", common::pg::Auth::Scram);
+        pg.psql(grant);
+        std::fs::write(dir.path().join("pg-password"), "pw-not-for-clients\n").unwrap();
+        let cfg = config(false).replace(
+            &format!("user = \"{}\"", common::pg::SUPERUSER),
+            &format!("user = \"{role}\""),
+        );
+        std::fs::write(&path, cfg).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{role}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("`{role}` is privileged")),
+            "{role}: {err}"
+        );
+    }
+    std::fs::write(dir.path().join("pg-password"), format!("{}\n", pg.password)).unwrap();
     // Allowed explicitly, it starts (and says so in its log).
     std::fs::write(&path, config(true)).unwrap();
     let (mut child, ports) = common::serve::start(&path);

@@ -17,6 +17,7 @@ mod keys;
 mod output;
 mod relay;
 mod sftp;
+mod stream;
 mod terminal;
 mod upstream;
 
@@ -227,24 +228,13 @@ fn disconnect_packet(reason: u32, description: &str) -> Vec<u8> {
     out
 }
 
-/// Disconnects a russh session when dropped (unless it already ended).
-struct StopOnDrop(Option<russh::server::Handle>);
+/// Cuts the client stream when dropped: russh's connection task then ends, whatever state
+/// it is in (a client stalled in key exchange included).
+struct StopOnDrop(stream::Cut);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        if let Some(handle) = self.0.take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(async move {
-                let _ = handle
-                    .disconnect(
-                        russh::Disconnect::ByApplication,
-                        "warden: not authenticated in time".into(),
-                        String::new(),
-                    )
-                    .await;
-            });
-        }
+        self.0.cut();
     }
 }
 
@@ -258,13 +248,14 @@ async fn handle(conn: Incoming, gw: Arc<Gateway>, config: Arc<russh::server::Con
     let slot = handler::Slot::default();
     let handler = handler::Handler::new(gw.clone(), addr, slot.clone(), admission);
     let mut stopped = false;
+    // russh runs the connection in a task of its own, which dropping `running` does not stop:
+    // when the front door drops this future (the pre-auth deadline), the guard cuts the stream.
+    let cut = stream::Cut::default();
+    let _stop = StopOnDrop(cut.clone());
+    let tcp = stream::Cuttable::new(tcp, cut);
     let result = match russh::server::run_stream(config, tcp, handler).await {
         Ok(running) => {
             let ssh = running.handle();
-            // russh runs the connection in a task of its own, which dropping `running` does
-            // not stop: when the front door drops this future (the pre-auth deadline), the
-            // guard disconnects it.
-            let _stop = StopOnDrop(Some(ssh.clone()));
             tokio::pin!(running);
             tokio::select! {
                 r = &mut running => r,
