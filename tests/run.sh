@@ -47,3 +47,8 @@ echo "== warden policy test $out/pci-mask-py.wasm policies/pci-mask/cases.toml"
 target/debug/warden policy test --memory-limit 24MiB --deadline 500ms "$out/pci-mask-py.wasm" policies/pci-mask/cases.toml
 
 cargo test --workspace "$@"
+
+# The decoders a client's bytes reach first (PostgreSQL messages and start-up packet, framing,
+# the SSH line assembler, the SFTP reader), fuzzed with proptest for a bounded time: many more
+# cases than the default run above.
+PROPTEST_CASES=${WARDEN_FUZZ_CASES:-20000} timeout 900 cargo test -q -p warden-gateway --lib fuzz

@@ -466,3 +466,140 @@ fn a_superuser_upstream_is_refused_at_start() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A flood of idle connections far past the file-descriptor limit: the gateway never fails
+/// `accept` for want of descriptors, and a legitimate psql and ssh get in or get the
+/// protocol's "too many" answer within seconds, never a hang.
+#[test]
+fn a_flood_past_the_fd_limit_never_locks_out_or_hangs_a_legitimate_client() {
+    let _ = rlimit::increase_nofile_limit(8192);
+    let pg = card_server();
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("policies")).unwrap();
+    common::install("allow-all", &d.join("policies"), "allow-all.wasm");
+    std::fs::write(d.join("secret"), common::serve::SECRET).unwrap();
+    std::fs::write(
+        d.join("pg-password"),
+        format!("{}\n", gateway::GATEWAY_PASSWORD),
+    )
+    .unwrap();
+    let config = format!(
+        r#"
+[policy]
+dir = "policies"
+deadline = "250ms"
+[audit]
+path = "audit.redb"
+[identity]
+issuer = "{issuer}"
+audience = "{audience}"
+hs256_secret_file = "secret"
+[postgres]
+listen = "127.0.0.1:0"
+allow_plaintext_password = true
+[ssh]
+listen = "127.0.0.1:0"
+host_key = "host_key"
+[admin]
+listen = "127.0.0.1:0"
+[connections]
+per_address = 100000
+preauth_timeout = "20s"
+{pg_target}{ssh_target}"#,
+        issuer = common::serve::ISSUER,
+        audience = common::serve::AUDIENCE,
+        pg_target = gateway::target("payments", &pg, "payments", ALLOW),
+        ssh_target = common::ssh::ssh_target(
+            "web-1",
+            &sshd,
+            ALLOW,
+            &format!("known_hosts = \"{}\"", sshd.known_hosts.display())
+        ),
+    );
+    let path = d.join("warden.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = d.join("warden.log");
+    let (mut child, ports) = common::serve::start_limited(&path, 512, &log);
+    let (pg_port, ssh_port) = (ports["postgres"], ports["ssh"]);
+    // 1,100 connections that never say a word, on both listeners.
+    let mut flood = Vec::new();
+    for i in 0..1100 {
+        let port = if i % 2 == 0 { pg_port } else { ssh_port };
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            flood.push(s);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let token = mint(d, "alice", &[], &[], 300);
+    let conninfo = format!(
+        "host=127.0.0.1 port={pg_port} dbname=payments user=agent password={token} sslmode=disable connect_timeout=15"
+    );
+    let started = Instant::now();
+    let (ok, out, err) = psql(&conninfo, "SELECT 41 + 1 AS answer", &[]);
+    assert!(
+        (ok && out.contains("42")) || err.contains("too many clients already"),
+        "{out}{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "psql waited {:?}",
+        started.elapsed()
+    );
+    let askpass = d.join("askpass.sh");
+    std::fs::write(&askpass, format!("#!/bin/sh\necho '{token}'\n")).unwrap();
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let o = std::process::Command::new("setsid")
+        .args([
+            "-w",
+            "ssh",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "ConnectTimeout=15",
+            "-p",
+        ])
+        .arg(ssh_port.to_string())
+        .arg("web-1@127.0.0.1")
+        .arg("echo in")
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env_remove("DISPLAY")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).trim() == "in"
+            || stderr.contains("too many connections"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "ssh waited {:?}",
+        started.elapsed()
+    );
+    // The flood goes; the door opens for the same clients.
+    drop(flood);
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, out, err) = psql(&conninfo, "SELECT 41 + 1 AS answer", &[]);
+    assert!(ok && out.contains("42"), "{out}{err}");
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(!log.contains("Too many open files"), "{log}");
+}

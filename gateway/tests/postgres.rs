@@ -404,7 +404,11 @@ async fn every_executed_statement_was_audited_first_and_no_pan_is_stored() {
     // Every statement the server ran for the gateway's role appears (PAN-masked) in the audit.
     let ran = pg.statements_by(GATEWAY_ROLE);
     assert!(ran.iter().any(|s| s.contains("UPDATE owners")), "{ran:?}");
-    for s in &ran {
+    // The gateway's own fixed privilege check at each upstream login is not a client's.
+    for s in ran
+        .iter()
+        .filter(|s| !s.starts_with("/* warden: upstream privilege check */"))
+    {
         let key = warden::session::scrub(s);
         let key = key.split_whitespace().take(4).collect::<Vec<_>>().join(" ");
         assert!(

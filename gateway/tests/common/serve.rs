@@ -18,9 +18,27 @@ pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnop\n";
 /// Start `warden serve --config PATH`; returns the process and each listener's port by name
 /// (`postgres`, `ssh`, `admin`), read from its `NAME listening on ADDR` lines.
 pub fn start(config_path: &Path) -> (Child, HashMap<String, u16>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["serve", "--config"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
+    cmd.args(["serve", "--config"]).arg(config_path);
+    start_command(cmd)
+}
+
+/// [`start`] under a file-descriptor limit of `nofile` (soft and hard), as `ulimit -n` sets
+/// it, with the gateway's log written to `log`.
+pub fn start_limited(config_path: &Path, nofile: u64, log: &Path) -> (Child, HashMap<String, u16>) {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "ulimit -n {nofile} && exec \"$0\" serve --config \"$1\" 2>\"$2\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_warden"))
         .arg(config_path)
+        .arg(log);
+    start_command(cmd)
+}
+
+fn start_command(mut cmd: Command) -> (Child, HashMap<String, u16>) {
+    let mut child = cmd
         .env(
             "WARDEN_LOG",
             std::env::var("WARDEN_LOG").unwrap_or_else(|_| "warn".into()),
