@@ -220,15 +220,25 @@ psql_admin() {
 ok "PostgreSQL on 127.0.0.1:$PGPORT, data and log in $PGDIR"
 
 GW_PW=$(random_word 32)
-# The gateway's own login. Statement logging off for this one statement: the password stays
-# out of the server log.
+# The gateway's own login: no superuser, nor any other role attribute; cards.sql grants it
+# read and write on the three demo tables (and their sequences), nothing else, and no
+# ownership. Statement logging off for this one statement: the password stays out of the
+# server log.
 psql_admin postgres -c "SET log_statement = 'none'" \
     -c "SET password_encryption = 'scram-sha-256'" \
-    -c "CREATE ROLE warden LOGIN PASSWORD '$GW_PW'" \
+    -c "CREATE ROLE warden LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '$GW_PW'" \
     -c "CREATE DATABASE payments"
 show "psql -d payments -v gateway_role=warden -f examples/cards.sql"
 psql_admin payments -v gateway_role=warden -f examples/cards.sql
-ok "database payments: $(psql_admin payments -Atc 'SELECT count(*) FROM cards') cards, role warden (SCRAM-SHA-256) owns nothing, reads and writes rows"
+# Checked, not assumed: the role has no attribute beyond LOGIN, owns nothing and is granted
+# only on the demo tables.
+role_attrs=$(psql_admin payments -Atc "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls FROM pg_roles WHERE rolname = 'warden'")
+[[ $role_attrs == f ]] || die "the gateway's role warden is a superuser or has other privileged attributes"
+role_owns=$(psql_admin payments -Atc "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE r.rolname = 'warden'")
+[[ $role_owns == 0 ]] || die "the gateway's role warden owns $role_owns relations"
+role_grants=$(psql_admin payments -Atc "SELECT string_agg(DISTINCT table_name || ' ' || privilege_type, ', ' ORDER BY table_name || ' ' || privilege_type) FROM information_schema.role_table_grants WHERE grantee = 'warden' AND table_name NOT IN ('cards', 'owners', 'merchants')")
+[[ -z $role_grants ]] || die "the gateway's role warden has grants beyond the demo tables: $role_grants"
+ok "database payments: $(psql_admin payments -Atc 'SELECT count(*) FROM cards') cards; role warden (SCRAM-SHA-256): no superuser, owns nothing, reads and writes rows of cards, owners, merchants"
 
 # ---------------------------------------------------------------------------------------------
 step "Starting a throwaway sshd on loopback: the host web-1"
