@@ -8,9 +8,13 @@
 # On a fresh Debian machine as root it installs what is missing (PostgreSQL server and client,
 # OpenSSH server and client, sudo, curl; set DEMO_NO_INSTALL=1 to only be told) and adds
 # rustup's wasm32-wasip2 target. Rust itself (rustup) must be there. Then it:
-#   1. builds `warden` and the shipped policies (policies/build.sh),
-#   2. starts PostgreSQL on a free loopback port in a temp dir, loaded with examples/cards.sql,
-#      and an sshd (the host `web-1`) on another, holding a log file with card numbers,
+#   1. builds `warden` and the policies quickstart.toml uses (policies/build.sh OUT NAME...),
+#   2. starts PostgreSQL on a free loopback port in a temp dir, loaded with examples/cards.sql
+#      (the gateway's role `warden` is no superuser and owns nothing), and an sshd (the host
+#      `web-1`) on another, holding a log file with card numbers; warden logs in to web-1 as the
+#      unprivileged account `warden-demo` (created for the run, removed after), whose one sudo
+#      rule (/etc/sudoers.d/warden-demo) allows exactly the demo's `sudo -n tail -n 2` of that
+#      log; not run as root, the login is you,
 #   3. writes a run directory from examples/quickstart.toml (free ports, a fresh HS256 secret,
 #      the gateway's own database password and SSH key, web-1's pinned host key, the policies),
 #   4. starts `warden serve`, mints a token for agent-7 acting for alice and one for bob, an
@@ -23,7 +27,8 @@
 # Everything listens on 127.0.0.1 only; everything it started is stopped and removed on exit.
 set -euo pipefail
 
-usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+# The comment block above, up to `set -euo pipefail`.
+usage() { sed -n '2,/^set /p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
 WAIT=1
 KEEP=0
@@ -86,6 +91,10 @@ fi
 [[ -n $PGBIN && -x $PGBIN/initdb ]] || die "no PostgreSQL server under /usr/lib/postgresql/*/bin (apt-get install -y postgresql)"
 if ((IS_ROOT)); then
     id postgres >/dev/null 2>&1 || die "no 'postgres' OS user to run the server as (apt-get install -y postgresql creates it)"
+    # web-1's login account and its one sudo rule.
+    for tool in useradd userdel visudo; do
+        command -v $tool >/dev/null || die "no $tool (useradd, userdel: apt-get install -y passwd; visudo: sudo)"
+    done
 fi
 command -v cargo >/dev/null || die "Rust is missing: install it with rustup (https://rustup.rs), then run this again"
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
@@ -98,7 +107,9 @@ ok "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') in $PGBIN, $(ps
 
 # ---------------------------------------------------------------------------------------------
 # State for the clean-up trap: it stops what was started and removes what was made.
-RUN='' PGDIR='' PG_STARTED=0 SSHDIR='' WARDEN_PID='' HELD_PID='' WARDEN=''
+RUN='' PGDIR='' PG_STARTED=0 SSHDIR='' WEB1='' WARDEN_PID='' HELD_PID='' WARDEN=''
+# web-1's login when run as root: an unprivileged account made for the run.
+DEMO_USER=warden-demo DEMO_USER_MADE=0 SUDOERS_DROPIN='' SUDO_LOG=''
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
     local rc=$?
@@ -126,11 +137,30 @@ cleanup() {
     if [[ -s $SSHDIR/sshd.pid ]]; then
         kill "$(cat "$SSHDIR/sshd.pid")" 2>/dev/null && info "sshd stopped"
     fi
+    # The sudo rule and the login account go whatever --keep says.
+    if [[ -n $SUDOERS_DROPIN ]]; then
+        rm -f "$SUDOERS_DROPIN" "$(dirname "$SUDOERS_DROPIN")/.$(basename "$SUDOERS_DROPIN").tmp" &&
+            info "removed the sudo rule $SUDOERS_DROPIN"
+    fi
+    if ((DEMO_USER_MADE)); then
+        # sshd was stopped just now; give its last session a moment to end.
+        for _ in $(seq 20); do
+            id "$DEMO_USER" >/dev/null 2>&1 || break
+            userdel -r "$DEMO_USER" >/dev/null 2>&1 || sleep 0.25
+        done
+        if id "$DEMO_USER" >/dev/null 2>&1; then
+            warn "could not remove the account $DEMO_USER (userdel -r $DEMO_USER)"
+        else
+            info "removed the account $DEMO_USER"
+        fi
+    fi
     if ((KEEP)); then
         [[ -n $RUN ]] && info "kept the run directory $RUN"
+        [[ -n $WEB1 ]] && info "kept web-1's files $WEB1"
         [[ -n $PGDIR ]] && info "kept the PostgreSQL directory $PGDIR (log: $PGDIR/server.log)"
     else
         [[ -n $RUN ]] && rm -rf "$RUN"
+        [[ -n $WEB1 ]] && rm -rf "$WEB1"
         [[ -n $PGDIR ]] && rm -rf "$PGDIR"
     fi
     exit "$rc"
@@ -167,12 +197,20 @@ CFG=$RUN/quickstart.toml
 
 # ---------------------------------------------------------------------------------------------
 step "Building warden and the policies"
+build_started=$SECONDS
 show "cargo build -p warden-gateway --bin warden"
 timeout 3600 cargo build --quiet -p warden-gateway --bin warden || die "building warden failed"
 WARDEN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/warden
 [[ -x $WARDEN ]] || die "no $WARDEN after the build"
-show "policies/build.sh $RUN/policies"
-timeout 1800 policies/build.sh "$RUN/policies" | indent || die "building the policies failed"
+warden_built=$SECONDS
+# Only the policies quickstart.toml names (its `module = "..."` entries): the C, JavaScript and
+# Python examples, and their toolchains, are not built for a demo that never loads them.
+mapfile -t DEMO_POLICIES < <(grep -v '^[[:space:]]*#' examples/quickstart.toml |
+    grep -o 'module = "[^"]*"' | cut -d'"' -f2 | sort -u)
+((${#DEMO_POLICIES[@]})) || die "found no module = \"...\" in examples/quickstart.toml"
+show "policies/build.sh $RUN/policies ${DEMO_POLICIES[*]}"
+timeout 1800 policies/build.sh "$RUN/policies" "${DEMO_POLICIES[@]}" | indent || die "building the policies failed"
+ok "built in $((SECONDS - build_started)) s (warden $((warden_built - build_started)) s, policies $((SECONDS - warden_built)) s)"
 
 # ---------------------------------------------------------------------------------------------
 step "Starting a throwaway PostgreSQL on loopback"
@@ -212,45 +250,120 @@ psql_admin() {
 ok "PostgreSQL on 127.0.0.1:$PGPORT, data and log in $PGDIR"
 
 GW_PW=$(random_word 32)
-# The gateway's own login. Statement logging off for this one statement: the password stays
-# out of the server log.
+# The gateway's own login: no superuser, nor any other role attribute; cards.sql grants it
+# read and write on the three demo tables (and their sequences), nothing else, and no
+# ownership. Statement logging off for this one statement: the password stays out of the
+# server log.
 psql_admin postgres -c "SET log_statement = 'none'" \
     -c "SET password_encryption = 'scram-sha-256'" \
-    -c "CREATE ROLE warden LOGIN PASSWORD '$GW_PW'" \
+    -c "CREATE ROLE warden LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '$GW_PW'" \
     -c "CREATE DATABASE payments"
 show "psql -d payments -v gateway_role=warden -f examples/cards.sql"
 psql_admin payments -v gateway_role=warden -f examples/cards.sql
-ok "database payments: $(psql_admin payments -Atc 'SELECT count(*) FROM cards') cards, role warden (SCRAM-SHA-256) owns nothing, reads and writes rows"
+# Checked, not assumed: the role has no attribute beyond LOGIN, owns nothing and is granted
+# only on the demo tables.
+role_attrs=$(psql_admin payments -Atc "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls FROM pg_roles WHERE rolname = 'warden'")
+[[ $role_attrs == f ]] || die "the gateway's role warden is a superuser or has other privileged attributes"
+role_owns=$(psql_admin payments -Atc "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE r.rolname = 'warden'")
+[[ $role_owns == 0 ]] || die "the gateway's role warden owns $role_owns relations"
+role_grants=$(psql_admin payments -Atc "SELECT string_agg(DISTINCT table_name || ' ' || privilege_type, ', ' ORDER BY table_name || ' ' || privilege_type) FROM information_schema.role_table_grants WHERE grantee = 'warden' AND table_name NOT IN ('cards', 'owners', 'merchants')")
+[[ -z $role_grants ]] || die "the gateway's role warden has grants beyond the demo tables: $role_grants"
+ok "database payments: $(psql_admin payments -Atc 'SELECT count(*) FROM cards') cards; role warden (SCRAM-SHA-256): no superuser, owns nothing, reads and writes rows of cards, owners, merchants"
 
 # ---------------------------------------------------------------------------------------------
 step "Starting a throwaway sshd on loopback: the host web-1"
-# The host's files live in $SSHDIR; the gateway's own key and web-1's pinned host key go in
-# the run directory, where quickstart.toml names them.
+# sshd's own files (host key, config, pid, log) live in $SSHDIR, in the run directory; the
+# gateway's own key and web-1's pinned host key go in the run directory too, where
+# quickstart.toml names them. What the host holds for its login (the card log, the wrapper
+# that writes down each command, and that record) lives in $WEB1, readable by that login.
 SSHDIR=$RUN/sshd
-SSH_USER=$(id -un)
 mkdir -m 700 "$SSHDIR"
+WEB1=$(mktemp -d /tmp/warden-demo-web1.XXXXXX)
+chmod 755 "$WEB1"
+LOG=$WEB1/payments.log
+# Step 8's command: the one thing web-1's login may run with sudo.
+SUDO_CMD="sudo -n tail -n 2 $LOG"
 ssh-keygen -q -t ed25519 -N '' -C web-1 -f "$SSHDIR/host_ed25519"
 ssh-keygen -q -t ed25519 -N '' -C warden-gateway -f "$RUN/ssh-upstream-key"
-cp "$RUN/ssh-upstream-key.pub" "$SSHDIR/authorized_keys"
-cat >"$SSHDIR/payments.log" <<'EOF_LOG'
+cat >"$LOG" <<'EOF_LOG'
 2025-11-27T09:14:07Z INFO  charge approved card=4111 1111 1111 1111 amount=12.50 EUR merchant="Blue Fern Cafe"
 2025-11-27T09:14:09Z WARN  charge declined card=5500-0055-5555-5559 amount=80.00 EUR reason="do not honour"
 2025-11-27T09:15:31Z INFO  refund issued   card=378282246310005 amount=5.00 EUR merchant="Blue Fern Cafe"
 2025-11-27T09:16:02Z INFO  charge approved card=4000056655665556 amount=230.00 EUR merchant="Harbour Tools"
 2025-11-27T09:16:40Z ERROR retry order=10442 customer note: "please use my other card 6011 1111 1111 1117"
 EOF_LOG
+chmod 644 "$LOG"
+
+# Warden logs in to web-1 as an unprivileged account, never as root: the sudo of step 8 is then
+# a real boundary, which approval crosses through one sudoers rule for exactly that command.
+if ((IS_ROOT)); then
+    # One run at a time owns the account and the sudo rule (this lock goes when the script ends).
+    exec 8>/run/warden-demo.lock
+    flock -n 8 || die "another examples/demo.sh runs as root (the account $DEMO_USER is in use); let it finish first"
+    DEMO_USER_MARK="Warden demo upstream login (examples/demo.sh)"
+    if id "$DEMO_USER" >/dev/null 2>&1; then
+        # Left by a run that could not clean up; anyone else's account is not ours to change.
+        [[ $(getent passwd "$DEMO_USER" | cut -d: -f5) == "$DEMO_USER_MARK" ]] ||
+            die "there is already a user $DEMO_USER that this demo did not create; it will not change it"
+        info "reusing the account $DEMO_USER left by an earlier run"
+    else
+        # -p '*': no password works, yet the account is not locked (sshd without PAM refuses a
+        # locked one).
+        useradd -m -s /bin/bash -c "$DEMO_USER_MARK" -p '*' "$DEMO_USER" ||
+            die "could not create the account $DEMO_USER"
+    fi
+    DEMO_USER_MADE=1
+    SSH_USER=$DEMO_USER
+    ssh_home=$(getent passwd "$SSH_USER" | cut -d: -f6)
+    ssh_group=$(id -gn "$SSH_USER")
+    # What sshd's StrictModes asks: home and ~/.ssh not writable by others, the key file the
+    # user's own.
+    chmod go-w "$ssh_home"
+    install -d -m 700 -o "$SSH_USER" -g "$ssh_group" "$ssh_home/.ssh"
+    install -m 600 -o "$SSH_USER" -g "$ssh_group" "$RUN/ssh-upstream-key.pub" "$ssh_home/.ssh/authorized_keys"
+    AUTH_KEYS=.ssh/authorized_keys
+    STRICT_MODES=yes
+    # The one sudo rule: exactly step 8's command, as root, no password; and a log of what sudo
+    # ran, as whom (root's only), which step 8 shows. Written under a name sudo ignores (it has
+    # a dot), checked with visudo, then renamed into place.
+    SUDOERS_DROPIN=/etc/sudoers.d/$DEMO_USER
+    SUDO_LOG=$WEB1/sudo.log
+    tail_bin=$(command -v tail)
+    sudoers_tmp=/etc/sudoers.d/.$DEMO_USER.tmp
+    (umask 077 && printf '%s\n' \
+        "# examples/demo.sh: web-1's login may run this one command as root (removed on exit)." \
+        "Defaults:$DEMO_USER logfile=$SUDO_LOG, loglinelen=0" \
+        "$DEMO_USER ALL=(root) NOPASSWD: $tail_bin -n 2 $LOG" >"$sudoers_tmp")
+    chmod 0440 "$sudoers_tmp"
+    visudo -cqf "$sudoers_tmp" || die "visudo refused the rule in $sudoers_tmp"
+    mv "$sudoers_tmp" "$SUDOERS_DROPIN"
+    grep -qx '[@#]includedir /etc/sudoers.d' /etc/sudoers ||
+        warn "/etc/sudoers does not include /etc/sudoers.d: step 8's sudo will be refused"
+    ok "login $SSH_USER (no password, no root): gateway's key in $ssh_home/.ssh/authorized_keys; sudo only for '$tail_bin -n 2 $LOG' ($SUDOERS_DROPIN)"
+else
+    SSH_USER=$(id -un)
+    warn "not root: web-1's login (warden's upstream) is you, $SSH_USER, with all your rights; as root the demo uses an unprivileged account"
+    warn "step 8 needs '$SUDO_CMD' to work for you without a password"
+    cp "$RUN/ssh-upstream-key.pub" "$SSHDIR/authorized_keys"
+    AUTH_KEYS=$SSHDIR/authorized_keys
+    # The key file sits under /tmp, which is writable by all: StrictModes would refuse it.
+    STRICT_MODES=no
+fi
 # sshd runs every command through this (ForceCommand), which writes it down first: the host's
 # own record of what reached it, as log_statement = all is PostgreSQL's.
-cat >"$SSHDIR/run-logged" <<EOF_WRAP
+cat >"$WEB1/run-logged" <<EOF_WRAP
 #!/bin/sh
 case \$SSH_ORIGINAL_COMMAND in
     '') exec "\${SHELL:-/bin/sh}" -l ;;
-    internal-sftp) echo "\$(date +%T.%3N) (sftp session)" >>"$SSHDIR/ran.log"; exec /usr/lib/openssh/sftp-server ;;
+    internal-sftp) echo "\$(date +%T.%3N) (sftp session)" >>"$WEB1/ran.log"; exec /usr/lib/openssh/sftp-server ;;
 esac
-printf '%s %s\n' "\$(date +%T.%3N)" "\$SSH_ORIGINAL_COMMAND" >>"$SSHDIR/ran.log"
+printf '%s %s\n' "\$(date +%T.%3N)" "\$SSH_ORIGINAL_COMMAND" >>"$WEB1/ran.log"
 exec "\${SHELL:-/bin/sh}" -c "\$SSH_ORIGINAL_COMMAND"
 EOF_WRAP
-chmod 755 "$SSHDIR/run-logged"
+chmod 755 "$WEB1/run-logged"
+: >"$WEB1/ran.log"
+chmod 644 "$WEB1/ran.log"
+((IS_ROOT)) && chown "$SSH_USER:" "$WEB1/ran.log"
 # Privilege separation needs this directory when sshd runs as root.
 ((IS_ROOT)) && mkdir -p /run/sshd
 SSHD_PORT=''
@@ -261,15 +374,15 @@ Port $port
 ListenAddress 127.0.0.1
 HostKey $SSHDIR/host_ed25519
 PidFile $SSHDIR/sshd.pid
-AuthorizedKeysFile $SSHDIR/authorized_keys
+AuthorizedKeysFile $AUTH_KEYS
 AllowUsers $SSH_USER
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
-StrictModes no
-PermitRootLogin prohibit-password
-ForceCommand $SSHDIR/run-logged
+StrictModes $STRICT_MODES
+PermitRootLogin no
+ForceCommand $WEB1/run-logged
 Subsystem sftp internal-sftp
 LogLevel VERBOSE
 EOF_CFG
@@ -288,11 +401,11 @@ for _ in $(seq 50); do
         -p "$SSHD_PORT" "$SSH_USER@127.0.0.1" true </dev/null 2>"$SSHDIR/direct.err" && break
     sleep 0.2
 done
-[[ -s $SSHDIR/ran.log ]] || { cat "$SSHDIR/direct.err" "$SSHDIR/sshd.log" >&2; die "could not log in to sshd on port $SSHD_PORT with the gateway's key"; }
-: >"$SSHDIR/ran.log"
-ok "sshd on 127.0.0.1:$SSHD_PORT, login $SSH_USER with the gateway's key only, files and log in $SSHDIR"
-info "$SSHDIR/payments.log, as it is on the host:"
-indent <"$SSHDIR/payments.log"
+[[ -s $WEB1/ran.log ]] || { cat "$SSHDIR/direct.err" "$SSHDIR/sshd.log" >&2; die "could not log in to sshd on port $SSHD_PORT as $SSH_USER with the gateway's key"; }
+: >"$WEB1/ran.log"
+ok "sshd on 127.0.0.1:$SSHD_PORT, login $SSH_USER with the gateway's key only (root may not log in), web-1's files in $WEB1"
+info "$LOG, as it is on the host:"
+indent <"$LOG"
 
 # ---------------------------------------------------------------------------------------------
 step "Writing the run directory $RUN"
@@ -304,7 +417,7 @@ sed -e "s/127\.0\.0\.1:6432/127.0.0.1:$WPORT/" \
     -e "s/127\.0\.0\.1:9190/127.0.0.1:$APORT/" \
     -e "s/^port = 5432\$/port = $PGPORT/" \
     -e "s/^port = 22\$/port = $SSHD_PORT/" \
-    -e "s/^user = \"root\"\$/user = \"$SSH_USER\"/" \
+    -e "s/^user = \"warden-demo\"\$/user = \"$SSH_USER\"/" \
     examples/quickstart.toml >"$CFG"
 if ! grep -q "^listen = \"127.0.0.1:$WPORT\"" "$CFG" || ! grep -q "^listen = \"127.0.0.1:$APORT\"" "$CFG" ||
     ! grep -q "^listen = \"127.0.0.1:$SPORT\"" "$CFG" || ! grep -q "^port = $PGPORT\$" "$CFG" ||
@@ -373,7 +486,7 @@ ${BOLD}Or log in to web-1 through Warden${OFF} (the login name is the target; th
 token, answered here by $RUN/alice-askpass; warden logs in to the host with its own key):
 
   SSH_ASKPASS=$RUN/alice-askpass SSH_ASKPASS_REQUIRE=force ssh -p $SPORT -o UserKnownHostsFile=$RUN/gateway-known-hosts web-1@127.0.0.1
-  SSH_ASKPASS=$RUN/alice-askpass SSH_ASKPASS_REQUIRE=force ssh -p $SPORT -o UserKnownHostsFile=$RUN/gateway-known-hosts web-1@127.0.0.1 cat $SSHDIR/payments.log
+  SSH_ASKPASS=$RUN/alice-askpass SSH_ASKPASS_REQUIRE=force ssh -p $SPORT -o UserKnownHostsFile=$RUN/gateway-known-hosts web-1@127.0.0.1 cat $LOG
 
 ${BOLD}Approve or deny held statements and commands as bob:${OFF}
 
@@ -485,7 +598,6 @@ else
     FAILED+=("approval")
 fi
 
-LOG=$SSHDIR/payments.log
 step "5. ssh: an allowed command on web-1"
 show "ssh -p $SPORT web-1@127.0.0.1 'uname -a'"
 out=$(ssh_alice 'uname -a' 2>&1) && rc=0 || rc=$?
@@ -520,23 +632,22 @@ if ((rc == 126)) && grep -q 'warden: denied.*ssh-guard' <<<"$out"; then
 else
     warn "expected 'warden: denied ... ssh-guard' and exit status 126"; FAILED+=("ssh deny")
 fi
-show "cat $SSHDIR/ran.log   # every command the host ran, written down by sshd's ForceCommand"
-indent <"$SSHDIR/ran.log"
-if grep -qF '/etc/warden-demo' "$SSHDIR/ran.log" || [[ -e /etc/warden-demo ]]; then
+show "cat $WEB1/ran.log   # every command the host ran, written down by sshd's ForceCommand"
+indent <"$WEB1/ran.log"
+if grep -qF '/etc/warden-demo' "$WEB1/ran.log" || [[ -e /etc/warden-demo ]]; then
     warn "the host ran the denied command"; FAILED+=("ssh deny never forwarded")
 else
     ok "the host ran uname and cat, never the write: it never arrived (and there is no /etc/warden-demo)"
 fi
 
 step "8. ssh: sudo waits for a human"
-SUDO_CMD="sudo -n tail -n 2 $LOG"
 show "ssh -p $SPORT web-1@127.0.0.1 '$SUDO_CMD'   # in the background: it is held"
 SSH_TIMEOUT=300 ssh_alice "$SUDO_CMD" >"$RUN/held-ssh.out" 2>&1 &
 HELD_PID=$!
 if await_approval "$HELD_PID"; then
     show "WARDEN_TOKEN=<bob> warden approvals --admin $ADMIN list"
     printf '%s\n' "$LISTING" | indent
-    if grep -qF "$SUDO_CMD" "$SSHDIR/ran.log"; then
+    if grep -qF "$SUDO_CMD" "$WEB1/ran.log"; then
         warn "the host ran it before approval"; FAILED+=("ssh approval")
     fi
     show "WARDEN_TOKEN=<bob> warden approvals --admin $ADMIN approve $APR --reason \"demo: incident 815, read the card log as root\""
@@ -550,6 +661,17 @@ if await_approval "$HELD_PID"; then
         ok "approved by bob; sudo ran on the host, and its output came back masked"
     else
         warn "the held command did not complete as expected after approval"; FAILED+=("ssh approval")
+    fi
+    if [[ -n $SUDO_LOG ]]; then
+        show "cat $SUDO_LOG   # web-1's sudo log (root's only): who ran what, as whom"
+        [[ -s $SUDO_LOG ]] && indent <"$SUDO_LOG"
+        # A line for a command sudo ran reads `DATE : USER : PWD=... ; USER=root ; COMMAND=...`;
+        # a refused one has the reason before PWD.
+        if grep -sF "USER=root ; COMMAND=$tail_bin -n 2 $LOG" "$SUDO_LOG" | grep -F " : $SSH_USER : PWD=" >/dev/null; then
+            ok "$SSH_USER ran it as root through its one sudoers rule ($SUDOERS_DROPIN); it may run nothing else as root"
+        else
+            warn "web-1's sudo log does not show the command run as root by $SSH_USER"; FAILED+=("ssh approval: sudo as root")
+        fi
     fi
 else
     warn "no pending approval appeared"
@@ -616,6 +738,9 @@ else
 fi
 
 if ((WAIT)); then
+    SUDO_HINT=''
+    ((DEMO_USER_MADE)) && SUDO_HINT="; approved, web-1's sudo
+                         still refuses it: $SSH_USER may run only step 8's tail as root"
     cat <<EOF
 
 ${BOLD}Warden keeps running.${OFF} Paste the psql line above into another terminal and try things:
@@ -626,9 +751,9 @@ ${BOLD}Warden keeps running.${OFF} Paste the psql line above into another termin
 Or the first ssh line, for a shell on web-1 where every line you type is checked:
   grep declined $LOG     # masked
   rm -rf /usr/lib        # denied, and the shell stays open
-  sudo -i                # held for bob (Ctrl-C withdraws it)
+  sudo -i                # held for bob (Ctrl-C withdraws it)$SUDO_HINT
 Warden's log: $RUN/warden.log    PostgreSQL's log: $PGDIR/server.log
-What web-1 ran: $SSHDIR/ran.log    sshd's log: $SSHDIR/sshd.log
+What web-1 ran: $WEB1/ran.log    sshd's log: $SSHDIR/sshd.log
 Press Ctrl-C to stop and clean up.
 EOF
     while kill -0 "$WARDEN_PID" 2>/dev/null; do sleep 1; done
