@@ -62,17 +62,23 @@ pub fn default_listener_max() -> usize {
 }
 
 /// Refusals explained at a time (each may take a TLS handshake and a start-up packet); past
-/// this, an over-cap client gets the refusal's bytes written at once, without waiting for it,
-/// and is closed (a flood must not make the gateway spend itself on explaining).
+/// this, an over-cap client gets the refusal's bytes written at once without reading anything
+/// from it (a flood must not make the gateway spend itself on explaining).
 const MAX_REFUSING: usize = 64;
+
+/// Such quick refusals lingering at a time: written, then the client's own bytes read and
+/// dropped until it closes (at most [`LINGER`]), so the close is a FIN after the refusal, not a
+/// reset that could destroy it. Past this, the refusal is written and the socket dropped.
+const MAX_LINGERING: usize = 256;
+const LINGER: Duration = Duration::from_millis(500);
 
 /// File descriptors kept back from connections: the audit database, policy files and their
 /// directory, the compile cache, logs (about 64), the admin API's connections (64), and the
 /// refusals in progress.
-const RESERVED_FDS: u64 = 64 + 64 + MAX_REFUSING as u64;
+const RESERVED_FDS: u64 = 64 + 64 + MAX_REFUSING as u64 + MAX_LINGERING as u64;
 
 /// How long a refusal may take (TLS and start-up for PostgreSQL, the banner for SSH).
-const REFUSAL_TIME: Duration = Duration::from_secs(3);
+const REFUSAL_TIME: Duration = Duration::from_secs(2);
 
 /// A protocol adapter behind the front door.
 pub trait Adapter: Send + Sync + 'static {
@@ -135,6 +141,7 @@ pub struct FrontDoor {
     global: Arc<Semaphore>,
     per_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
     refusing: Arc<Semaphore>,
+    lingering: Arc<Semaphore>,
 }
 
 impl FrontDoor {
@@ -166,6 +173,7 @@ impl FrontDoor {
             global: Arc::new(Semaphore::new(limits.max)),
             per_address: Arc::new(Mutex::new(HashMap::new())),
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
+            lingering: Arc::new(Semaphore::new(MAX_LINGERING)),
             limits,
         }
     }
@@ -244,9 +252,19 @@ impl FrontDoor {
                         });
                     }
                     Err(_) => {
-                        // Best effort: a socket's send buffer takes this without waiting.
-                        let _ = tcp.try_write(&adapter.refusal_now(&why));
-                        drop(tcp);
+                        let bytes = adapter.refusal_now(&why);
+                        match self.lingering.clone().try_acquire_owned() {
+                            Ok(permit) => {
+                                tokio::spawn(async move {
+                                    let _permit = permit;
+                                    refuse_and_linger(tcp, &bytes).await;
+                                });
+                            }
+                            Err(_) => {
+                                // Best effort: a fresh socket's send buffer takes this at once.
+                                let _ = tcp.try_write(&bytes);
+                            }
+                        }
                     }
                 }
                 return;
@@ -307,6 +325,26 @@ impl FrontDoor {
             },
         })
     }
+}
+
+/// Write `bytes`, end our side, and read what the client sends until it closes or [`LINGER`]
+/// passes: closing with its bytes unread would reset the connection and could destroy the
+/// refusal before the client reads it.
+pub async fn refuse_and_linger(mut tcp: TcpStream, bytes: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if tcp.write_all(bytes).await.is_err() {
+        return;
+    }
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = tcp.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn report(protocol: &str, addr: SocketAddr, r: Result<(), Box<dyn std::any::Any + Send>>) {

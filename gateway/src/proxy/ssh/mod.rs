@@ -176,30 +176,11 @@ impl Adapter for Ssh {
         out
     }
 
-    /// Before key exchange, as a server at its limit would: our identification, then an
+    /// Before key exchange, as a server at its limit would: our identification and an
     /// unencrypted SSH_MSG_DISCONNECT "too many connections" (which `ssh` prints), then close.
-    async fn refuse(self: Arc<Self>, mut tcp: TcpStream, why: String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        if tcp.write_all(b"SSH-2.0-warden\r\n").await.is_err() {
-            return;
-        }
-        // Wait for the client's identification line (bounded), so it reads ours first.
-        let mut seen = 0usize;
-        let mut buf = [0u8; 512];
-        while seen < 4096 {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    seen += n;
-                    if buf[..n].contains(&b'\n') {
-                        break;
-                    }
-                }
-            }
-        }
-        let packet = disconnect_packet(DISCONNECT_TOO_MANY_CONNECTIONS, &format!("warden: {why}"));
-        let _ = tcp.write_all(&packet).await;
-        let _ = tcp.shutdown().await;
+    async fn refuse(self: Arc<Self>, tcp: TcpStream, why: String) {
+        let bytes = self.refusal_now(&why);
+        crate::proxy::accept::refuse_and_linger(tcp, &bytes).await;
     }
 }
 
