@@ -7,7 +7,6 @@
 //! `[[case]]` entries with one of `sql`, `shell`, `http`, `file`, `forward` and an `expect`ed verdict, and/or
 //! `columns` + `rows` with `expect_rows` or `expect_error`. A cell written `'\N'` is NULL.
 
-use crate::config::ProtocolName;
 use crate::policy::{
     Column, Command, Decision, FileOp, Forward, Http, Kube, PolicyConfig, PolicyEngine,
     PolicyError, PolicyRef, Principal, Protocol, Row, Session, Verdict,
@@ -41,7 +40,7 @@ pub struct CaseFile {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSpec {
-    pub protocol: Option<ProtocolName>,
+    pub protocol: Option<Protocol>,
     pub target: Option<String>,
     pub subject: Option<String>,
     pub issuer: Option<String>,
@@ -442,10 +441,10 @@ fn session(defaults: &SessionSpec, over: Option<&SessionSpec>) -> Session {
     let protocol = over
         .and_then(|s| s.protocol)
         .or(defaults.protocol)
-        .unwrap_or(ProtocolName::Postgres);
+        .unwrap_or(Protocol::Postgres);
     Session {
         id: "policy-test".to_string(),
-        protocol: Protocol::from(protocol),
+        protocol,
         target: pick(|s| s.target.clone(), "test"),
         principal: Principal {
             subject,

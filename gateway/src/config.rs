@@ -51,7 +51,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// `postgres`, `ssh` or `http`.
-    pub protocol: ProtocolName,
+    pub protocol: Protocol,
     /// The chain asked about every command, most important first. An empty chain denies
     /// everything: use the `allow-all` policy to opt out of checks explicitly.
     #[serde(default)]
@@ -117,25 +117,6 @@ impl Default for AdminConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9190)),
             approver_groups: vec!["approvers".to_string()],
             approval_timeout: std::time::Duration::from_secs(300),
-        }
-    }
-}
-
-/// The protocol names accepted in config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProtocolName {
-    Postgres,
-    Ssh,
-    Http,
-}
-
-impl From<ProtocolName> for Protocol {
-    fn from(p: ProtocolName) -> Protocol {
-        match p {
-            ProtocolName::Postgres => Protocol::Postgres,
-            ProtocolName::Ssh => Protocol::Ssh,
-            ProtocolName::Http => Protocol::Http,
         }
     }
 }
@@ -269,7 +250,7 @@ impl Config {
                     "target name `{name}` must be non-empty, without spaces or `@`"
                 ));
             }
-            if target.protocol == ProtocolName::Postgres && target.postgres.is_none() {
+            if target.protocol == Protocol::Postgres && target.postgres.is_none() {
                 return Err(format!(
                     "target `{name}`: a postgres target needs [targets.{name}.postgres]"
                 ));
@@ -282,7 +263,7 @@ impl Config {
                     ));
                 }
             }
-            if target.protocol == ProtocolName::Ssh {
+            if target.protocol == Protocol::Ssh {
                 let up = target.ssh.as_ref().ok_or_else(|| {
                     format!("target `{name}`: an ssh target needs [targets.{name}.ssh]")
                 })?;
@@ -307,7 +288,7 @@ impl Config {
                     "target `{name}`: a session cap of 0 would refuse every session"
                 ));
             }
-            if target.protocol == ProtocolName::Ssh
+            if target.protocol == Protocol::Ssh
                 && !target.allow_privileged_upstream
                 && target.ssh.as_ref().is_some_and(|u| u.user == "root")
             {

@@ -15,6 +15,7 @@ pub mod command;
 pub mod config;
 pub mod identity;
 pub mod policy;
+pub mod protocol;
 pub mod proxy;
 pub mod recording;
 pub mod session;

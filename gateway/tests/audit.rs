@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableTable};
 use warden::audit::schema::{EVENTS, HEAD, META};
 use warden::audit::{
-    ApprovalDecided, ApprovalRecord, ApprovalRequested, AuditError, AuditPrincipal, AuditProtocol,
-    AuditStore, AuditVerdict, CommandEvent, EventKind, MaskedCells, MaskedEvent, NewEvent, Note,
+    ApprovalDecided, ApprovalRecord, ApprovalRequested, AuditError, AuditPrincipal, AuditStore,
+    AuditVerdict, CommandEvent, EventKind, MaskedCells, MaskedEvent, NewEvent, Note,
     PolicyDecision, ProblemKind, Requester, SessionCounts, SessionEnd, SessionStart, Timestamp,
     verify_export,
 };
 use warden::cli::audit::{AuditCmd, run};
+use warden::protocol::Protocol;
 
 fn note(message: impl Into<String>) -> NewEvent {
     NewEvent::global(EventKind::Note(Note {
@@ -304,7 +305,7 @@ async fn sessions_approvals_and_recordings_round_trip() {
         .append(NewEvent::session(
             "s1",
             EventKind::SessionStart(SessionStart {
-                protocol: AuditProtocol::Postgres,
+                protocol: Protocol::Postgres,
                 target: "orders".into(),
                 client_addr: "127.0.0.1:40000".into(),
                 principal: principal.clone(),
@@ -383,7 +384,7 @@ async fn sessions_approvals_and_recordings_round_trip() {
     // Sessions: start indexed, end filled in.
     let session = store.session("s1").unwrap().unwrap();
     assert_eq!(session.principal, principal);
-    assert_eq!(session.protocol, AuditProtocol::Postgres);
+    assert_eq!(session.protocol, Protocol::Postgres);
     assert_eq!(session.start_seq, start);
     let ended = session.end.unwrap();
     assert_eq!(

@@ -12,11 +12,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use warden::audit::{
-    AuditPrincipal, AuditProtocol, AuditStore, EventKind, NewEvent, SessionCounts, SessionEnd,
-    SessionRecord, SessionStart,
+    AuditPrincipal, AuditStore, EventKind, NewEvent, SessionCounts, SessionEnd, SessionRecord,
+    SessionStart,
 };
 use warden::cli::replay::{ReplayArgs, replay_to};
 use warden::cli::sessions::{SessionsArgs, list_to};
+use warden::protocol::Protocol;
 use warden::recording::{Recorder, RecorderOptions};
 
 /// Card numbers that must never reach the file in clear, in every spelling the tests use.
@@ -41,10 +42,10 @@ fn principal() -> AuditPrincipal {
 }
 
 async fn start_session(store: &AuditStore, id: &str, target: &str) {
-    start_session_as(store, id, target, AuditProtocol::Postgres).await;
+    start_session_as(store, id, target, Protocol::Postgres).await;
 }
 
-async fn start_session_as(store: &AuditStore, id: &str, target: &str, protocol: AuditProtocol) {
+async fn start_session_as(store: &AuditStore, id: &str, target: &str, protocol: Protocol) {
     let start = SessionStart {
         protocol,
         target: target.into(),
@@ -523,7 +524,7 @@ fn replay_with(args: &ReplayArgs) -> (ExitCode, String) {
 /// Exec commands over SSH (no pty): output on both streams, a denial, a signal, a notice.
 async fn record_exec_session(path: &Path, id: &str) {
     let store = AuditStore::open(path).unwrap();
-    start_session_as(&store, id, "bastion", AuditProtocol::Ssh).await;
+    start_session_as(&store, id, "bastion", Protocol::Ssh).await;
     let rec = Recorder::start(store.clone(), id);
     rec.command("ls -l /srv", "allow", None);
     rec.output(false, b"total 0\n");
@@ -607,7 +608,7 @@ async fn ssh_exec_sessions_replay_as_command_verdict_output_and_exit_status() {
 /// between steps. Returns what the client's screen showed, and the submitted lines.
 async fn record_terminal_session(path: &Path, id: &str) -> (String, Vec<String>) {
     let store = AuditStore::open(path).unwrap();
-    start_session_as(&store, id, "bastion", AuditProtocol::Ssh).await;
+    start_session_as(&store, id, "bastion", Protocol::Ssh).await;
     let rec = Recorder::start(store.clone(), id);
     let pause = || tokio::time::sleep(Duration::from_millis(15));
     let mut screen = String::new();

@@ -6,6 +6,7 @@
 //! are new [`EventKind`] variants. `verify` never decodes the kind, so an older `warden` still
 //! verifies a chain holding kinds it does not know.
 
+use crate::protocol::Protocol;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -80,15 +81,6 @@ impl EventKind {
     }
 }
 
-/// The wire protocol of a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuditProtocol {
-    Postgres,
-    Ssh,
-    Http,
-}
-
 /// Who was authenticated, as the token said. A copy of the identity module's principal so the
 /// audit format does not move when that type does.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -126,7 +118,7 @@ impl AuditVerdict {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionStart {
-    pub protocol: AuditProtocol,
+    pub protocol: Protocol,
     /// The target's name from warden.toml.
     pub target: String,
     /// The client's socket address as the listener saw it.
@@ -313,7 +305,7 @@ mod tests {
     fn every_kind_round_trips() {
         let kinds = vec![
             EventKind::SessionStart(SessionStart {
-                protocol: AuditProtocol::Postgres,
+                protocol: Protocol::Postgres,
                 target: "orders".into(),
                 client_addr: "127.0.0.1:5000".into(),
                 principal: AuditPrincipal {

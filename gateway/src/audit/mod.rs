@@ -32,9 +32,9 @@ use std::path::PathBuf;
 pub use chain::{GENESIS, Hash, canonical_bytes, chain_hash, parse_hash};
 pub use error::AuditError;
 pub use event::{
-    ApprovalDecided, ApprovalRequested, AuditPrincipal, AuditProtocol, AuditVerdict, CommandEvent,
-    Event, EventKind, MaskedCells, MaskedEvent, NewEvent, Note, PolicyDecision, Requester,
-    SessionCounts, SessionEnd, SessionStart, Timestamp,
+    ApprovalDecided, ApprovalRequested, AuditPrincipal, AuditVerdict, CommandEvent, Event,
+    EventKind, MaskedCells, MaskedEvent, NewEvent, Note, PolicyDecision, Requester, SessionCounts,
+    SessionEnd, SessionStart, Timestamp,
 };
 pub use export::verify_export;
 pub use records::{ApprovalDecision, ApprovalRecord, SessionEndRecord, SessionRecord};

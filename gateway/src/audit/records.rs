@@ -6,15 +6,13 @@ use redb::{ReadableTable, Table};
 use serde::{Deserialize, Serialize};
 
 use super::AuditError;
-use super::event::{
-    AuditPrincipal, AuditProtocol, Event, EventKind, Requester, SessionCounts, Timestamp,
-};
+use super::event::{AuditPrincipal, Event, EventKind, Requester, SessionCounts, Timestamp};
 
 /// One session, as listed by `warden sessions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {
     pub id: String,
-    pub protocol: AuditProtocol,
+    pub protocol: crate::protocol::Protocol,
     pub target: String,
     pub client_addr: String,
     pub principal: AuditPrincipal,

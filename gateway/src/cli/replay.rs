@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::sessions::open_db;
-use crate::audit::AuditProtocol;
+use crate::protocol::Protocol;
 use crate::recording::terminal::{self, CastOptions, Pacing, TerminalInfo, Transcript};
 use crate::recording::{parse_transcript, render_psql, transcript_lines};
 
@@ -128,17 +128,17 @@ pub fn replay_to(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<ExitC
     let lines = parse_transcript(&chunks);
     let protocol = match record.as_ref().map(|r| r.protocol) {
         Some(protocol) => protocol,
-        None if terminal::looks_like_ssh(&lines) => AuditProtocol::Ssh,
-        None => AuditProtocol::Postgres,
+        None if terminal::looks_like_ssh(&lines) => Protocol::Ssh,
+        None => Protocol::Postgres,
     };
     match protocol {
-        AuditProtocol::Ssh => replay_ssh(args, target, &lines, out)?,
+        Protocol::Ssh => replay_ssh(args, target, &lines, out)?,
         _ if args.asciicast.is_some() => anyhow::bail!(
             "--asciicast is for SSH sessions; this {} session replays as text without it",
-            protocol_name(protocol)
+            protocol.as_str()
         ),
-        AuditProtocol::Postgres => out.write_all(render_psql(&lines, target).as_bytes())?,
-        AuditProtocol::Http => {
+        Protocol::Postgres => out.write_all(render_psql(&lines, target).as_bytes())?,
+        Protocol::Http => {
             eprintln!("warden: no renderer for this protocol yet; printing the raw recording");
             for (_, line) in transcript_lines(&chunks) {
                 out.write_all(line)?;
@@ -153,14 +153,6 @@ pub fn replay_to(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<ExitC
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn protocol_name(protocol: AuditProtocol) -> &'static str {
-    match protocol {
-        AuditProtocol::Postgres => "postgres",
-        AuditProtocol::Ssh => "ssh",
-        AuditProtocol::Http => "http",
-    }
 }
 
 /// An SSH session: an asciicast file, a timed terminal playback, or an exec transcript.

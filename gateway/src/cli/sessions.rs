@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::audit::{AuditError, AuditProtocol, AuditStore, SessionRecord, StoreOptions, Timestamp};
+use crate::audit::{AuditError, AuditStore, SessionRecord, StoreOptions, Timestamp};
 use crate::recording::table::{Align, Table};
 
 /// `warden sessions --db PATH [--json]`
@@ -96,7 +96,7 @@ fn row(s: &SessionRecord) -> Vec<Option<String>> {
         Some(s.id.clone()),
         Some(s.principal.subject.clone()),
         Some(chain(s)),
-        Some(protocol(s.protocol).to_owned()),
+        Some(s.protocol.as_str().to_owned()),
         Some(s.target.clone()),
         Some(s.client_addr.clone()),
         Some(time(s.started)),
@@ -123,14 +123,6 @@ fn chain(s: &SessionRecord) -> String {
         s.principal.subject.clone()
     } else {
         s.principal.actors.join(" > ")
-    }
-}
-
-fn protocol(p: AuditProtocol) -> &'static str {
-    match p {
-        AuditProtocol::Postgres => "postgres",
-        AuditProtocol::Ssh => "ssh",
-        AuditProtocol::Http => "http",
     }
 }
 

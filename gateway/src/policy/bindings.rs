@@ -24,17 +24,6 @@ impl From<&crate::identity::Principal> for Principal {
     }
 }
 
-impl Protocol {
-    /// The lower-case name used in config, audit records and case files.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Protocol::Postgres => "postgres",
-            Protocol::Ssh => "ssh",
-            Protocol::Http => "http",
-        }
-    }
-}
-
 impl Command {
     /// The command as one line of text for logs and the audit trail.
     pub fn text(&self) -> String {

@@ -6,6 +6,10 @@
 //! [`Command`] values and get back a [`Decision`]. Every failure is a deny (see [`PolicyError`]).
 
 mod bindings;
+/// The generated WIT `protocol`, which [`crate::protocol`] names and serialises.
+pub(crate) mod bindings_protocol {
+    pub use super::bindings::Protocol;
+}
 mod cache;
 mod error;
 mod module;

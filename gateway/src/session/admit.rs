@@ -211,7 +211,7 @@ impl Gateway {
             .config
             .targets
             .get(login.target)
-            .filter(|t| Protocol::from(t.protocol) == login.protocol)
+            .filter(|t| t.protocol == login.protocol)
             .ok_or_else(|| {
                 refuse(
                     RefusalKind::UnknownTarget,

@@ -8,8 +8,8 @@
 
 use crate::approvals::{ApprovalOutcome, ApprovalRequest, PendingApproval};
 use crate::audit::{
-    AuditError, AuditPrincipal, AuditProtocol, AuditVerdict, CommandEvent, EventKind, MaskedCells,
-    MaskedEvent, NewEvent, PolicyDecision, SessionCounts, SessionEnd, SessionStart,
+    AuditError, AuditPrincipal, AuditVerdict, CommandEvent, EventKind, MaskedCells, MaskedEvent,
+    NewEvent, PolicyDecision, SessionCounts, SessionEnd, SessionStart,
 };
 use crate::identity::Principal;
 use crate::policy::{
@@ -129,7 +129,7 @@ impl Session {
             .targets
             .get(target)
             .ok_or_else(|| SessionError::UnknownTarget(target.to_string()))?;
-        if Protocol::from(t.protocol) != protocol {
+        if t.protocol != protocol {
             return Err(SessionError::WrongProtocol {
                 target: target.to_string(),
                 protocol: protocol.as_str(),
@@ -145,7 +145,7 @@ impl Session {
             client_addr: client_addr.clone(),
         };
         let start = SessionStart {
-            protocol: audit_protocol(protocol),
+            protocol,
             target: target.to_string(),
             client_addr,
             principal: audit_principal(&principal),
@@ -473,14 +473,6 @@ fn audit_verdict(v: &Verdict) -> AuditVerdict {
         Verdict::Mask => AuditVerdict::Mask,
         Verdict::Deny(_) => AuditVerdict::Deny,
         Verdict::RequireApproval(_) => AuditVerdict::RequireApproval,
-    }
-}
-
-fn audit_protocol(p: Protocol) -> AuditProtocol {
-    match p {
-        Protocol::Postgres => AuditProtocol::Postgres,
-        Protocol::Ssh => AuditProtocol::Ssh,
-        Protocol::Http => AuditProtocol::Http,
     }
 }
 

@@ -51,7 +51,7 @@ impl Handler {
     /// The login name is the target; it must be an `ssh` target.
     fn target(&self, user: &str) -> Option<super::config::SshUpstream> {
         let t = self.gw.config().targets.get(user)?;
-        (Protocol::from(t.protocol) == Protocol::Ssh)
+        (t.protocol == Protocol::Ssh)
             .then(|| t.ssh.clone())
             .flatten()
     }
