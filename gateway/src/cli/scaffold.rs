@@ -42,6 +42,7 @@ const WIT: &str = include_str!("../../../wit/policy.wit");
 const SDK_LIB: &str = include_str!("../../../policy-sdk/src/lib.rs");
 const SDK_PAN: &str = include_str!("../../../policy-sdk/src/pan.rs");
 const SDK_SQL: &str = include_str!("../../../policy-sdk/src/sql.rs");
+const PAN_LIB: &str = include_str!("../../../policy-sdk/pan/src/lib.rs");
 /// The case file of the Rust, JS and C starters (they decide alike).
 const CASES: &str = include_str!("scaffold/cases.toml");
 /// The lock file of the shipped JS policy: the scaffold pins exactly what it was built with.
@@ -63,6 +64,8 @@ fn templates(lang: Lang) -> Vec<Template> {
             ("warden-policy-sdk/src/lib.rs", Cow::Borrowed(SDK_LIB)),
             ("warden-policy-sdk/src/pan.rs", Cow::Borrowed(SDK_PAN)),
             ("warden-policy-sdk/src/sql.rs", Cow::Borrowed(SDK_SQL)),
+            template!("warden-pan/Cargo.toml", "rust/pan.Cargo.toml.tmpl"),
+            ("warden-pan/src/lib.rs", Cow::Borrowed(PAN_LIB)),
         ]),
         Lang::Python => files.extend([
             template!("app.py", "python/app.py"),

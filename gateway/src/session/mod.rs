@@ -447,7 +447,7 @@ impl Drop for Session {
 
 /// Replace every PAN in `text` (defence in depth for audit records and recordings).
 pub fn scrub(text: &str) -> String {
-    warden_policy::pan::mask_pans(text).unwrap_or_else(|| text.to_string())
+    warden_pan::scrub(text).into_owned()
 }
 
 fn new_session_id() -> String {
