@@ -289,8 +289,16 @@ listen = "127.0.0.1:$WPORT"
 # Loopback benchmark: no TLS, so the token travels as a plaintext password on 127.0.0.1 only.
 allow_plaintext_password = true
 
+# One token opens every benchmark session (16 pgbench clients, --idle idle ones), all from
+# 127.0.0.1: the caps are raised to fit the run.
+[connections]
+per_address = 100000
+[sessions]
+max_per_principal = 100000
+
 [targets.allow]
 protocol = "postgres"
+allow_subjects = ["*"]
 policies = [{ module = "allow-all" }]
 
 [targets.allow.postgres]
@@ -302,6 +310,7 @@ password_file = "pg-password"
 
 [targets.guard]
 protocol = "postgres"
+allow_subjects = ["*"]
 policies = [{ module = "sql-guard" }, { module = "pci-mask" }]
 
 [targets.guard.postgres]

@@ -234,6 +234,10 @@ target() { # name, policy chain
 
 [targets.$1]
 protocol = "ssh"
+allow_subjects = ["*"]
+# The benchmark's throwaway sshd lets root in; a real target logs in unprivileged.
+allow_privileged_upstream = true
+max_sessions_per_principal = 100000
 policies = [$2]
 
 [targets.$1.ssh]
