@@ -603,3 +603,34 @@ preauth_timeout = "20s"
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(!log.contains("Too many open files"), "{log}");
 }
+
+/// A listener's own cap bounds that listener only: past `[postgres] max_connections`, psql is
+/// told so, while the SSH listener keeps serving.
+#[test]
+fn a_listener_cap_bounds_only_its_listener() {
+    let pg = card_server();
+    let sshd = Sshd::start();
+    let extra = format!(
+        "[postgres]\nlisten = \"127.0.0.1:0\"\nallow_plaintext_password = true\nmax_connections = 2\n{}",
+        gateway::target("payments", &pg, "payments", ALLOW)
+    );
+    let gw = SshGateway::start(&sshd, ALLOW, &["allow-all"], &extra);
+    pg_password(&gw);
+    let port = gw.pg_port.unwrap();
+    let _idle: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let token = gw.token("alice", &["agent-7"], &[]);
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} dbname=payments user=agent password={token} sslmode=disable connect_timeout=10"
+    );
+    let (ok, _, err) = psql(&conninfo, "SELECT 1", &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("too many postgres connections (2 at once)"),
+        "{err}"
+    );
+    let o = gw.ssh("web-1", &[], &["echo still-in"], None);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "still-in");
+}
