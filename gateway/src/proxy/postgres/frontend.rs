@@ -64,7 +64,15 @@ impl Relay {
     }
 
     async fn on_query(&mut self, frame: Frame) -> Result<(), End> {
-        let text = wire::cstring(frame.body());
+        // Exactly one NUL, at the end, as the server requires; anything else would be read
+        // differently by the server than by the gateway.
+        let body = frame.body();
+        if body.last() != Some(&0) || body[..body.len() - 1].contains(&0) {
+            return Err(End::Malformed(
+                "malformed Query: the text must end with its one NUL terminator".into(),
+            ));
+        }
+        let text = wire::cstring(body);
         let statements = command::sql::parse(&text);
         if statements.is_empty() {
             // Only whitespace or comments: the server answers EmptyQueryResponse.
@@ -76,7 +84,7 @@ impl Relay {
         let Some(ruling) = self.judge(&text, &commands).await? else {
             let rfq = wire::ready_for_query(self.status);
             self.local(rfq);
-            return self.flush_client().await;
+            return self.flush_local().await;
         };
         let ruling = Arc::new(ruling);
         let mask = ruling.needs_mask().then(|| ruling.clone());
@@ -111,11 +119,17 @@ impl Relay {
             client_r,
             expect,
             cancel,
+            held: Vec::new(),
+            held_bytes: 0,
         };
         let judged = match decided {
             Ok(ruling) => session.carry_out(text, ruling, &mut client).await,
             Err(e) => session.undecided(e, &mut client).await,
         };
+        // What the client sent while its statement was held (the rest of its pipeline: Bind,
+        // Execute, Sync...) is handled next, in order, before anything new is read.
+        let held = std::mem::take(&mut client.held);
+        self.pending.extend(held);
         match judged {
             Judged::Forward(ruling) => Ok(Some(ruling)),
             Judged::Refused => Ok(None),
@@ -145,7 +159,15 @@ struct PgClient<'a> {
     client_r: &'a mut wire::FrameReader<tokio::io::ReadHalf<crate::proxy::BoxedIo>>,
     expect: &'a mut std::collections::VecDeque<Expect>,
     cancel: &'a tokio::sync::Notify,
+    /// Messages the client sent while waiting, kept for after the wait.
+    held: Vec<Frame>,
+    held_bytes: usize,
 }
+
+/// Messages (and bytes) a client may send while its statement waits for an approver: its
+/// pipeline's rest; far more is not a pipeline.
+const MAX_HELD_MESSAGES: usize = 4096;
+const MAX_HELD_BYTES: usize = 4 << 20;
 
 impl Client for PgClient<'_> {
     async fn refused(&mut self, why: Refused, message: &str) {
@@ -170,13 +192,23 @@ impl Client for PgClient<'_> {
     }
 
     async fn interrupted(&mut self) -> Interrupt {
-        tokio::select! {
-            _ = self.cancel.notified() => Interrupt::Cancel,
-            frame = self.client_r.next() => match frame {
-                Err(WireError::Closed) | Ok(Frame { tag: b'X', .. }) => Interrupt::Gone,
-                Ok(f) => Interrupt::Fatal(format!("message `{}` while waiting for approval", f.tag as char)),
-                Err(e) => Interrupt::Fatal(e.to_string()),
-            },
+        loop {
+            tokio::select! {
+                _ = self.cancel.notified() => return Interrupt::Cancel,
+                frame = self.client_r.next() => match frame {
+                    Err(WireError::Closed) | Ok(Frame { tag: b'X', .. }) => return Interrupt::Gone,
+                    Ok(f) => {
+                        self.held_bytes += f.raw.len();
+                        if self.held.len() >= MAX_HELD_MESSAGES || self.held_bytes > MAX_HELD_BYTES {
+                            return Interrupt::Fatal(
+                                "too many messages while waiting for approval".into(),
+                            );
+                        }
+                        self.held.push(f);
+                    }
+                    Err(e) => return Interrupt::Fatal(e.to_string()),
+                },
+            }
         }
     }
 }
@@ -297,10 +329,11 @@ impl Relay {
                 let forwarded = self.batch.forwarded;
                 self.batch = Batch::default();
                 if skipping && !forwarded {
-                    // Nothing reached the server: answer the Sync ourselves, in turn.
+                    // Nothing reached the server: answer the Sync ourselves, in turn (and now,
+                    // when nothing is owed before it: no server message will come to send it).
                     let rfq = wire::ready_for_query(self.status);
                     self.local(rfq);
-                    return self.flush_client().await;
+                    return self.flush_local().await;
                 }
                 self.to_upstream.extend_from_slice(&frame.raw);
                 self.expect.push_back(Expect::Sync);
@@ -341,7 +374,7 @@ impl Relay {
             self.portals.remove(&p);
         }
         self.batch.skipping = true;
-        self.flush_client().await
+        self.flush_local().await
     }
 }
 

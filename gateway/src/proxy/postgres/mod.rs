@@ -287,6 +287,7 @@ async fn handle(pg: &Postgres, conn: Incoming) -> Result<(), String> {
         copy_in: false,
         cancel: notify,
         privileged_ok,
+        pending: Default::default(),
     };
     let end = relay.run().await;
     let _ = relay.flush_client().await;

@@ -101,6 +101,8 @@ pub(super) struct Relay {
     pub cancel: Arc<Notify>,
     /// The target allows a privileged upstream role (`allow_privileged_upstream`).
     pub privileged_ok: bool,
+    /// Client messages read while a statement was held, handled before reading more.
+    pub pending: VecDeque<Frame>,
 }
 
 /// How a session ended.
@@ -138,26 +140,18 @@ impl Relay {
         let expired = self.session.expired();
         tokio::pin!(expired);
         loop {
+            if let Some(frame) = self.pending.pop_front() {
+                if let Err(end) = self.on_client_guarded(frame).await {
+                    return end;
+                }
+                continue;
+            }
             let deadline = tokio::time::sleep(idle);
             tokio::select! {
                 frame = self.client_r.next() => match frame {
                     Ok(frame) => {
-                        // A panic while handling one message ends this session in the
-                        // protocol's words (and audited), never as a silent close.
-                        let handled = std::panic::AssertUnwindSafe(self.on_client(frame)).catch_unwind().await;
-                        match handled {
-                            Ok(Ok(())) => {}
-                            Ok(Err(end)) => {
-                                if let End::Malformed(e) = &end {
-                                    let _ = self.fatal(sqlstate::PROTOCOL_VIOLATION, e).await;
-                                }
-                                return end;
-                            }
-                            Err(_) => {
-                                let msg = "warden: internal error handling this message; the session is closed";
-                                let _ = self.fatal(sqlstate::INTERNAL_ERROR, msg).await;
-                                return End::Error("panic while handling a client message".into());
-                            }
+                        if let Err(end) = self.on_client_guarded(frame).await {
+                            return end;
                         }
                     }
                     Err(WireError::Closed) => return End::ClientClosed,
@@ -198,6 +192,35 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// One client message, with its failures said in the protocol's words: a malformed one
+    /// gets FATAL 08P01, and a panic while handling it ends this session (audited) with
+    /// FATAL XX000, never as a silent close.
+    async fn on_client_guarded(&mut self, frame: Frame) -> Result<(), End> {
+        let handled = std::panic::AssertUnwindSafe(self.on_client(frame))
+            .catch_unwind()
+            .await;
+        match handled {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(end)) => {
+                if let End::Malformed(e) = &end {
+                    let _ = self.fatal(sqlstate::PROTOCOL_VIOLATION, e).await;
+                }
+                Err(end)
+            }
+            Err(_) => {
+                let msg = "warden: internal error handling this message; the session is closed";
+                let _ = self.fatal(sqlstate::INTERNAL_ERROR, msg).await;
+                Err(End::Error("panic while handling a client message".into()))
+            }
+        }
+    }
+
+    /// Send the composed responses nothing is owed before, and the queued bytes.
+    pub async fn flush_local(&mut self) -> Result<(), End> {
+        self.drain_local().await?;
+        self.flush_client().await
     }
 
     /// One server message: match it to the front expectation, mask rows when asked.

@@ -24,6 +24,9 @@ impl Slot {
     pub fn take(&self) -> Option<Arc<Conn>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
+    pub fn peek(&self) -> Option<Arc<Conn>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 pub struct Handler {

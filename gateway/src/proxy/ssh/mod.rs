@@ -242,6 +242,9 @@ async fn handle(conn: Incoming, gw: Arc<Gateway>, config: Arc<russh::server::Con
                 r = &mut running => r,
                 _ = gw.lifecycle().stopping() => {
                     stopped = true;
+                    if let Some(conn) = slot.peek() {
+                        conn.stop_channels().await;
+                    }
                     // A moment for the channels' own last words (a withdrawn approval).
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     let _ = ssh
@@ -285,6 +288,8 @@ pub(crate) struct Conn {
     upstream: tokio::sync::OnceCell<Result<Arc<Upstream>, String>>,
     /// The token expired and the connection was ended for it.
     expired: std::sync::atomic::AtomicBool,
+    /// The connection's running channels (see [`Conn::stop_channels`]).
+    channels: std::sync::Mutex<Vec<std::sync::Weak<downstream::Shared>>>,
 }
 
 impl Conn {
@@ -297,6 +302,7 @@ impl Conn {
             session,
             upstream: tokio::sync::OnceCell::new(),
             expired: std::sync::atomic::AtomicBool::new(false),
+            channels: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -315,11 +321,12 @@ impl Conn {
     }
 
     /// The upstream login, opened on first use and shared by the connection's channels. A
-    /// failure (host key mismatch, login refused) is remembered: the session stays refused.
+    /// failure (host key mismatch, login refused, a uid-0 login the target does not allow)
+    /// is remembered: the session stays refused.
     async fn upstream(&self) -> Result<Arc<Upstream>, String> {
         self.upstream
             .get_or_init(|| async {
-                let r = upstream::connect(&self.upstream_cfg).await.map(Arc::new);
+                let r = self.login_upstream().await.map(Arc::new);
                 if let Err(e) = &r {
                     tracing::warn!(target = %self.target, "ssh upstream refused: {e}");
                     self.recorder.error(&format!("warden: upstream: {e}"));
@@ -328,6 +335,56 @@ impl Conn {
             })
             .await
             .clone()
+    }
+
+    /// Log in to the host and, unless the target allows a privileged login, make sure it is
+    /// not uid 0 (the start-up check can miss a host that was down then, or changed since).
+    async fn login_upstream(&self) -> Result<Upstream, String> {
+        let host = upstream::connect(&self.upstream_cfg).await?;
+        let allowed = self
+            .gw
+            .config()
+            .targets
+            .get(&self.target)
+            .is_some_and(|t| t.allow_privileged_upstream);
+        if !allowed {
+            let uid = upstream::uid(&host).await?;
+            if uid == "0" {
+                let _ = host
+                    .disconnect(russh::Disconnect::ByApplication, "", "")
+                    .await;
+                return Err(format!(
+                    "the gateway's login `{}` is uid 0 (root) on the host; refused (allow_privileged_upstream is off)",
+                    self.upstream_cfg.user
+                ));
+            }
+        }
+        Ok(host)
+    }
+
+    /// Track a running channel, so a session the gateway ends stops what it runs.
+    pub(super) fn track(&self, channel: &Arc<downstream::Shared>) {
+        let mut live = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|w| w.strong_count() > 0);
+        live.push(Arc::downgrade(channel));
+    }
+
+    /// The gateway ends the session (token expiry, shutdown): the commands it started are
+    /// told to stop (SIGTERM) and their channels closed, as a cancelled statement is on
+    /// PostgreSQL. Without this, a command without a terminal would go on running on the host.
+    pub(super) async fn stop_channels(&self) {
+        let live: Vec<_> = self
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .filter_map(|w| w.upgrade())
+            .collect();
+        for channel in live {
+            let _ = channel.up.signal(russh::Sig::TERM).await;
+            let _ = channel.up.eof().await;
+            let _ = channel.up.close().await;
+        }
     }
 
     async fn mask(

@@ -56,6 +56,7 @@ pub async fn run(
         shared.mask_with(seq, decision);
     }
     let shared = Arc::new(shared);
+    shared.conn.track(&shared);
     let mut host = tokio::spawn(downstream::run(shared.clone(), up_rx));
     let mut input = Input {
         shared,

@@ -112,3 +112,21 @@ pub async fn connect(cfg: &SshUpstream) -> Result<Upstream, String> {
         Err(e) => Err(format!("login to {}:{} failed: {e}", cfg.host, cfg.port)),
     }
 }
+
+/// The uid the gateway's login has on the host (`id -u`), for the least-privilege check.
+pub async fn uid(host: &Upstream) -> Result<String, String> {
+    let mut ch = host
+        .channel_open_session()
+        .await
+        .map_err(|e| e.to_string())?;
+    ch.exec(true, "id -u").await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(msg) = ch.wait().await {
+        match msg {
+            russh::ChannelMsg::Data { data } => out.extend_from_slice(&data),
+            russh::ChannelMsg::Eof | russh::ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).trim().to_string())
+}
