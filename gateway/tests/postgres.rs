@@ -276,6 +276,34 @@ async fn held_statement_runs_after_approval_and_fails_after_denial() {
     assert!(err.contains("held for approval"), "{err}");
     assert!(out.contains("Alice Example|************1111"), "{out}");
 
+    // The extended protocol (tokio-postgres prepares, then binds and executes, pipelining the
+    // rest behind the held Parse): approved, it gets its rows; the session is not dropped.
+    let held = {
+        let conninfo = conninfo.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let c = common::gateway::connect(&conninfo).await.unwrap();
+                let rows = c
+                    .query("SELECT holder, pan FROM cards ORDER BY id", &[])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let after = c.simple_query("SELECT 1").await.map_err(|e| e.to_string());
+                Ok::<_, String>((rows.len(), rows[0].get::<_, String>(1), after.is_ok()))
+            })
+        })
+    };
+    let id = pending_id();
+    assert!(
+        approvals(&["approve", &id, "--reason", "extended"], &approver)
+            .status
+            .success()
+    );
+    let (n, pan, after) = held.join().unwrap().unwrap();
+    assert!(n > 1);
+    assert_eq!(pan, "************1111");
+    assert!(after, "the session goes on after the held statement");
+
     // Deny: an error.
     let held = {
         let conninfo = conninfo.clone();

@@ -194,3 +194,79 @@ async fn malformed_messages_get_a_fatal_protocol_violation_and_an_audited_end() 
     }
     assert!(sessions.iter().all(|s| s.end.is_some()), "{sessions:?}");
 }
+
+/// Parse / Bind / Execute with the statement text (unnamed statement and portal).
+fn pbe(sql: &str) -> Vec<u8> {
+    let parse = [&b"\0"[..], sql.as_bytes(), b"\0", &0i16.to_be_bytes()].concat();
+    let bind = [
+        &b"\0\0"[..],
+        &0i16.to_be_bytes(),
+        &0i16.to_be_bytes(),
+        &0i16.to_be_bytes(),
+    ]
+    .concat();
+    let execute = [&b"\0"[..], &0i32.to_be_bytes()].concat();
+    [
+        message(b'P', &parse),
+        message(b'B', &bind),
+        message(b'E', &execute),
+    ]
+    .concat()
+}
+
+/// A pipeline (one batch up to Sync) with a denied statement in it: the client gets the
+/// refusal and ReadyForQuery at once, in order, nothing of the batch runs, and the session goes
+/// on. (It used to hang until the client sent another message.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pipeline_is_answered_at_once_and_nothing_of_it_runs() {
+    let pg = gateway::card_server();
+    let gw = Gateway::start(&pg, "payments", Extra::default());
+    let token = gw.token("alice", &["agent-7"], &[]);
+    let mut s = login(gw.pg_port, "payments", &token).await;
+    let batch = [
+        pbe("INSERT INTO merchants (name) VALUES ('pipelined')"),
+        pbe("DROP TABLE cards"),
+        message(b'S', b""),
+    ]
+    .concat();
+    s.write_all(&batch).await.unwrap();
+    let mut seen = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some((tag, body)) = read_message(&mut s).await {
+            seen.push((tag, fields(&body)));
+            if tag == b'Z' {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        answered,
+        Ok(true),
+        "answered without another message: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(t, f)| *t == b'E' && f.contains(&(b'C', "42501".to_string()))),
+        "{seen:?}"
+    );
+    // The session goes on, and the statement refused with it never ran.
+    let q = format!("SELECT count(*) FROM merchants WHERE name = 'pipelined'\0");
+    s.write_all(&message(b'Q', q.as_bytes())).await.unwrap();
+    let mut count = None;
+    while let Some((tag, body)) = read_message(&mut s).await {
+        if tag == b'D' {
+            count = Some(String::from_utf8_lossy(&body[6..]).into_owned());
+        }
+        if tag == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(count.as_deref(), Some("0"));
+    assert!(
+        !pg.statements_logged()
+            .iter()
+            .any(|l| l.contains("pipelined')"))
+    );
+}
