@@ -252,7 +252,7 @@ async fn a_refused_pipeline_is_answered_at_once_and_nothing_of_it_runs() {
         "{seen:?}"
     );
     // The session goes on, and the statement refused with it never ran.
-    let q = format!("SELECT count(*) FROM merchants WHERE name = 'pipelined'\0");
+    let q = "SELECT count(*) FROM merchants WHERE name = 'pipelined'\0";
     s.write_all(&message(b'Q', q.as_bytes())).await.unwrap();
     let mut count = None;
     while let Some((tag, body)) = read_message(&mut s).await {

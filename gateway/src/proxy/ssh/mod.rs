@@ -35,32 +35,6 @@ pub const REFUSED_EXIT: u32 = 126;
 /// Exit status when the target host cannot be reached (as `ssh` itself uses for its errors).
 pub const UNREACHABLE_EXIT: u32 = 255;
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::disconnect_packet;
-
-    /// The packet parses as RFC 4253 frames it: the right length, padding of 4 or more, a
-    /// multiple of 8, and the payload's fields in order.
-    #[test]
-    fn disconnect_packet_is_well_formed() {
-        for why in ["", "x", "too many connections from 127.0.0.1 (64 at once)"] {
-            let p = disconnect_packet(12, why);
-            let len = u32::from_be_bytes(p[..4].try_into().unwrap()) as usize;
-            assert_eq!(p.len(), 4 + len);
-            assert_eq!(p.len() % 8, 0);
-            let pad = p[4] as usize;
-            assert!(pad >= 4);
-            let payload = &p[5..p.len() - pad];
-            assert_eq!(payload[0], 1);
-            assert_eq!(u32::from_be_bytes(payload[1..5].try_into().unwrap()), 12);
-            let n = u32::from_be_bytes(payload[5..9].try_into().unwrap()) as usize;
-            assert_eq!(&payload[9..9 + n], why.as_bytes());
-            assert_eq!(&payload[9 + n..], &[0, 0, 0, 0]);
-        }
-    }
-}
-
 /// The SSH server's settings, with the host key loaded (or created, on first start): done
 /// before the listener is announced, so a bad key stops the gateway at start-up.
 fn server_config(cfg: &SshListener) -> anyhow::Result<Arc<russh::server::Config>> {
@@ -404,5 +378,31 @@ impl Conn {
                 .await;
         }
         self.session.close(reason).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::disconnect_packet;
+
+    /// The packet parses as RFC 4253 frames it: the right length, padding of 4 or more, a
+    /// multiple of 8, and the payload's fields in order.
+    #[test]
+    fn disconnect_packet_is_well_formed() {
+        for why in ["", "x", "too many connections from 127.0.0.1 (64 at once)"] {
+            let p = disconnect_packet(12, why);
+            let len = u32::from_be_bytes(p[..4].try_into().unwrap()) as usize;
+            assert_eq!(p.len(), 4 + len);
+            assert_eq!(p.len() % 8, 0);
+            let pad = p[4] as usize;
+            assert!(pad >= 4);
+            let payload = &p[5..p.len() - pad];
+            assert_eq!(payload[0], 1);
+            assert_eq!(u32::from_be_bytes(payload[1..5].try_into().unwrap()), 12);
+            let n = u32::from_be_bytes(payload[5..9].try_into().unwrap()) as usize;
+            assert_eq!(&payload[9..9 + n], why.as_bytes());
+            assert_eq!(&payload[9 + n..], &[0, 0, 0, 0]);
+        }
     }
 }
