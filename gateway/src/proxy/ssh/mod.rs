@@ -67,23 +67,11 @@ pub async fn check_upstreams(config: &crate::config::Config) -> anyhow::Result<(
         }
         let probe = async {
             let host = upstream::connect(up).await?;
-            let mut ch = host
-                .channel_open_session()
-                .await
-                .map_err(|e| e.to_string())?;
-            ch.exec(true, "id -u").await.map_err(|e| e.to_string())?;
-            let mut out = Vec::new();
-            while let Some(msg) = ch.wait().await {
-                match msg {
-                    russh::ChannelMsg::Data { data } => out.extend_from_slice(&data),
-                    russh::ChannelMsg::Eof | russh::ChannelMsg::Close => break,
-                    _ => {}
-                }
-            }
+            let uid = upstream::uid(&host).await;
             let _ = host
                 .disconnect(russh::Disconnect::ByApplication, "", "")
                 .await;
-            Ok::<String, String>(String::from_utf8_lossy(&out).trim().to_string())
+            uid
         };
         match tokio::time::timeout(std::time::Duration::from_secs(10), probe).await {
             Ok(Ok(uid)) if uid == "0" => anyhow::bail!(

@@ -60,7 +60,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Cuttable<S> {
         if self.cut.is_cut() {
             return Poll::Ready(Ok(()));
         }
-        *self.cut.0.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
+        {
+            // Every byte the client sends passes here: clone the waker only when it changed.
+            let mut slot = self.cut.0.reader.lock().unwrap_or_else(|p| p.into_inner());
+            if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *slot = Some(cx.waker().clone());
+            }
+        }
         // Cut between the check and the registration: wake now rather than miss it.
         if self.cut.is_cut() {
             return Poll::Ready(Ok(()));
