@@ -257,11 +257,17 @@ fn commands(case: &Case) -> Result<Vec<Command>, String> {
         })]);
     }
     if let Some(sql) = &case.sql {
-        let statements = crate::command::sql::parse(sql);
+        // Text the gateway refuses before any policy (a syntax error, a differential) cannot
+        // be a policy case: say why.
+        let statements = crate::command::sql::parse(sql)
+            .map_err(|e| format!("the gateway itself refuses this `sql`: {}", e.reason))?;
         if statements.is_empty() {
             return Err("`sql` holds no statement".to_string());
         }
-        return Ok(statements.into_iter().map(Command::Sql).collect());
+        return Ok(statements
+            .into_iter()
+            .map(|s| Command::Sql(s.sql))
+            .collect());
     }
     if let Some(line) = &case.shell {
         return Ok(vec![Command::Shell(crate::command::shell(

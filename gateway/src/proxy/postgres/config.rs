@@ -75,6 +75,11 @@ pub struct PostgresUpstream {
     #[serde(default)]
     pub tls: UpstreamTls,
     pub ca_file: Option<PathBuf>,
+    /// Pass a client's start-up `options` (server switches such as `-c geqo=off`) to the
+    /// server. Off by default: `-c log_statement=none` would silence the server's own log of
+    /// the session. Settings the gateway pins are refused either way.
+    #[serde(default)]
+    pub allow_options: bool,
 }
 
 impl PostgresUpstream {

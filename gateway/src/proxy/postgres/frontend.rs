@@ -1,19 +1,26 @@
 //! Client messages: every statement is judged before a byte of it reaches the server.
 //!
 //! Simple Query: all statements of the message are checked; one refusal refuses the message and
-//! nothing is forwarded. Extended protocol: messages are held until Sync (or Flush); the verdict
-//! is taken on Parse, and Bind / Describe / Execute of a statement that was not allowed are
-//! refused; a refusal drops the held batch and discards the client's messages up to its Sync,
-//! exactly as the server would after an error.
+//! nothing of it is forwarded. Extended protocol: messages are held until Sync (or Flush); the
+//! verdict is taken on Parse, and Bind / Describe / Execute of a statement that was not allowed
+//! are refused; a refusal drops the held batch and discards the client's messages up to its
+//! Sync, exactly as the server would after an error.
+//!
+//! The gateway keeps the server's state, not the client's wishes: a prepared statement or portal
+//! is bound to its verdict only once the server confirms it (ParseComplete, BindComplete, a
+//! PREPARE's CommandComplete), so a Parse the server refuses never replaces a name's verdict.
+//! SQL `EXECUTE name` is judged as the statement it runs. A refusal fails the server's
+//! transaction as a server error would (see [`Relay::fail_upstream`]).
 
 use super::decode::ClientMessage;
 use super::relay::{End, Expect, Portal, Prepared, Relay, Results};
 use super::wire::{self, Frame, WireError, sqlstate};
-use crate::command;
-use crate::policy::{Command, Verdict};
+use crate::command::sql::{self, PreparedOp, Statement, Unreadable};
+use crate::policy::{Command, Sql, Verdict};
 use crate::session::{Client, Ending, Interrupt, Judged, Refused, Ruling};
 use bytes::BytesMut;
 use pgwire::messages::extendedquery::{Bind, Close, Describe, Execute, Parse};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The extended-protocol batch since the last Sync: what to undo if it is refused.
@@ -21,11 +28,10 @@ use std::sync::Arc;
 pub(super) struct Batch {
     /// Length of the expectation queue when the batch began.
     expect_mark: usize,
-    /// Statement and portal names this batch registered.
-    statements: Vec<String>,
-    portals: Vec<String>,
-    /// Whether part of it already went to the server (a Flush).
+    /// Whether part of it already went to the server (a Flush), and the length of the
+    /// expectation queue then: what was forwarded will be answered, refusal or not.
     forwarded: bool,
+    sent_mark: usize,
     /// A refusal happened: discard client messages until Sync.
     skipping: bool,
     open: bool,
@@ -45,7 +51,9 @@ impl Relay {
         match frame.tag {
             b'Q' => self.on_query(frame).await,
             b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' => self.on_extended(frame).await,
-            b'd' | b'c' | b'f' if self.copy_in => {
+            b'd' | b'c' | b'f' if self.copy_in || self.copy_expected => {
+                // COPY data may come before the server's CopyInResponse (pgx pipelines it):
+                // the server reads it in order once it is ready.
                 self.to_upstream.extend_from_slice(&frame.raw);
                 self.flush_upstream().await
             }
@@ -73,24 +81,143 @@ impl Relay {
             ));
         }
         let text = wire::cstring(body);
-        let statements = command::sql::parse(&text);
+        let statements = match read(&text).await.and_then(|s| self.check_sql(s, None)) {
+            Ok(s) => s,
+            Err(u) => {
+                self.refuse_unreadable(&text, &u).await?;
+                return self.fail_upstream(None).await;
+            }
+        };
         if statements.is_empty() {
             // Only whitespace or comments: the server answers EmptyQueryResponse.
             self.expect.push_back(Expect::Query(Results::new(None)));
             self.to_upstream.extend_from_slice(&frame.raw);
             return self.flush_upstream().await;
         }
-        let commands: Vec<Command> = statements.into_iter().map(Command::Sql).collect();
+        let commands: Vec<Command> = statements.iter().map(|s| Command::Sql(s.sql.clone())).collect();
         let Some(ruling) = self.judge(&text, &commands).await? else {
-            let rfq = wire::ready_for_query(self.status);
-            self.local(rfq);
-            return self.flush_local().await;
+            return self.fail_upstream(None).await;
         };
         let ruling = Arc::new(ruling);
         let mask = ruling.needs_mask().then(|| ruling.clone());
-        self.expect.push_back(Expect::Query(Results::new(mask)));
+        let mut results = Results::new(mask);
+        results.prepares = statements
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match (&s.prepared, &s.inner) {
+                (PreparedOp::Prepare(name), Some(inner)) => Some((
+                    name.clone(),
+                    Prepared {
+                        ruling: ruling.clone(),
+                        stmt: i,
+                        fields: Vec::new(),
+                        sql: Some(inner.clone()),
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
+        self.forgets(&statements);
+        self.copy_expected |= copies_in(&statements);
+        self.expect.push_back(Expect::Query(results));
         self.to_upstream.extend_from_slice(&frame.raw);
         self.flush_upstream().await
+    }
+
+    /// Check what the gateway itself guards in a message's statements: the pinned lexing
+    /// settings, and that every EXECUTE names a statement the server confirmed (or one
+    /// PREPAREd earlier in the same message), described as the statement it runs. `parse`:
+    /// the protocol Parse this text came in, where PREPARE cannot be followed.
+    fn check_sql(
+        &self,
+        mut statements: Vec<Statement>,
+        parse: Option<&str>,
+    ) -> Result<Vec<Statement>, Unreadable> {
+        let mut earlier: HashMap<String, Sql> = HashMap::new();
+        for s in &mut statements {
+            super::params::check_statement(&s.sql)?;
+            match &s.prepared {
+                PreparedOp::Prepare(_) if parse.is_some() => {
+                    return Err(Unreadable {
+                        code: sqlstate::FEATURE_NOT_SUPPORTED,
+                        reason: "warden: PREPARE inside a protocol-level Parse is not supported; send it as a simple query".into(),
+                    });
+                }
+                PreparedOp::Prepare(name) => {
+                    if let Some(inner) = &s.inner {
+                        earlier.insert(name.clone(), inner.clone());
+                    }
+                }
+                PreparedOp::Execute(name) => {
+                    let inner = earlier
+                        .get(name)
+                        .cloned()
+                        .or_else(|| self.statement(name).and_then(|p| p.sql.clone()));
+                    let Some(inner) = inner else {
+                        return Err(Unreadable {
+                            code: sqlstate::INVALID_STATEMENT_NAME,
+                            reason: format!(
+                                "warden: prepared statement \"{name}\" does not exist or was refused by policy"
+                            ),
+                        });
+                    };
+                    runs(&mut s.sql, &inner);
+                }
+                _ => {}
+            }
+        }
+        Ok(statements)
+    }
+
+    /// A statement the server has (or will have, when its Parse is still in flight: a
+    /// pipelined Bind uses it; should that Parse fail, the server skips the Bind too).
+    fn statement(&self, name: &str) -> Option<&Prepared> {
+        self.expect
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Expect::Parse(Some((n, p))) if n == name => Some(p),
+                _ => None,
+            })
+            .or_else(|| self.statements.get(name))
+    }
+
+    /// A portal, the same way.
+    fn portal(&self, name: &str) -> Option<&Portal> {
+        self.expect
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Expect::Bind(Some((n, p))) if n == name => Some(p),
+                _ => None,
+            })
+            .or_else(|| self.portals.get(name))
+    }
+
+    /// DEALLOCATE / DISCARD ALL: forget at once. Should the server refuse, a later use is
+    /// refused by the gateway too: forgetting early only ever narrows what can run.
+    fn forgets(&mut self, statements: &[Statement]) {
+        for s in statements {
+            match &s.prepared {
+                PreparedOp::Deallocate(name) => {
+                    self.statements.remove(name);
+                }
+                PreparedOp::DeallocateAll => self.statements.clear(),
+                _ => {}
+            }
+        }
+    }
+
+    /// Audit and answer a message the gateway refuses before any policy (a syntax error, a
+    /// differential, a pinned setting, an unknown prepared statement).
+    async fn refuse_unreadable(&mut self, text: &str, u: &Unreadable) -> Result<(), End> {
+        if let Err(e) = self.session.refuse(text, "sql", &u.reason).await {
+            let msg = format!("warden: cannot record the refusal: {e}");
+            let _ = self.fatal(sqlstate::INTERNAL_ERROR, &msg).await;
+            return Err(End::Error(msg));
+        }
+        self.refuse(u.code, &u.reason);
+        Ok(())
     }
 
     /// Judge a message through the session path's one judge. `None`: refused (the client
@@ -164,6 +291,9 @@ struct PgClient<'a> {
     held_bytes: usize,
 }
 
+/// Messages longer than this are parsed off the async workers.
+const LONG_MESSAGE: usize = 64 * 1024;
+
 /// Messages (and bytes) a client may send while its statement waits for an approver: its
 /// pipeline's rest; far more is not a pipeline.
 const MAX_HELD_MESSAGES: usize = 4096;
@@ -226,8 +356,22 @@ impl Relay {
             b'P' => {
                 let parse: Parse = decode(&frame)?;
                 let name = parse.name.unwrap_or_default();
-                let statements = command::sql::parse(&parse.query);
-                let commands: Vec<Command> = statements.into_iter().map(Command::Sql).collect();
+                if name.is_empty() {
+                    // The server drops the unnamed statement before it reads the new one.
+                    self.statements.remove("");
+                }
+                let statements = match read(&parse.query)
+                    .await
+                    .and_then(|s| self.check_sql(s, Some(&name)))
+                {
+                    Ok(s) => s,
+                    Err(u) => {
+                        self.refuse_unreadable(&parse.query, &u).await?;
+                        return self.refuse_batch().await;
+                    }
+                };
+                let commands: Vec<Command> =
+                    statements.iter().map(|s| Command::Sql(s.sql.clone())).collect();
                 let ruling = if commands.is_empty() {
                     None
                 } else {
@@ -236,68 +380,61 @@ impl Relay {
                         None => return self.refuse_batch().await,
                     }
                 };
+                self.forgets(&statements);
                 let ruling = Arc::new(ruling.unwrap_or_else(empty_ruling));
-                self.statements.insert(
-                    name.clone(),
-                    Prepared {
-                        ruling,
-                        fields: Vec::new(),
-                    },
-                );
-                self.batch.statements.push(name);
-                self.expect.push_back(Expect::Parse);
+                let prepared = Prepared {
+                    ruling,
+                    stmt: 0,
+                    fields: Vec::new(),
+                    sql: statements.first().map(|s| s.sql.clone()),
+                };
+                self.expect.push_back(Expect::Parse(Some((name, prepared))));
             }
             b'B' => {
                 let bind: Bind = decode(&frame)?;
                 let statement = bind.statement_name.unwrap_or_default();
-                if !self.statements.contains_key(&statement) {
+                let Some(prepared) = self.statement(&statement) else {
                     return self.unknown_statement(&statement).await;
-                }
-                let portal = bind.portal_name.unwrap_or_default();
-                let formats = bind.result_column_format_codes;
-                self.portals.insert(
-                    portal.clone(),
-                    Portal {
-                        statement,
-                        formats,
-                        fields: None,
-                    },
-                );
-                self.batch.portals.push(portal);
-                self.expect.push_back(Expect::Bind);
+                };
+                // The portal keeps the verdict of the statement it was bound from, whatever
+                // later happens to that name.
+                let portal = Portal {
+                    ruling: prepared.ruling.clone(),
+                    stmt: prepared.stmt,
+                    copies_in: prepared.sql.as_ref().is_some_and(copy_in),
+                    formats: bind.result_column_format_codes,
+                    fields: prepared.fields.clone(),
+                };
+                let name = bind.portal_name.unwrap_or_default();
+                self.expect.push_back(Expect::Bind(Some((name, portal))));
             }
             b'D' => {
                 let d: Describe = decode(&frame)?;
                 let name = d.name.unwrap_or_default();
                 if d.target_type == b'S' {
-                    if !self.statements.contains_key(&name) {
+                    if self.statement(&name).is_none() {
                         return self.unknown_statement(&name).await;
                     }
                     self.expect.push_back(Expect::DescribeStatement(name));
                 } else {
+                    if self.portal(&name).is_none() {
+                        return self.unknown_statement(&format!("portal {name}")).await;
+                    }
                     self.expect.push_back(Expect::DescribePortal(name));
                 }
             }
             b'E' => {
                 let e: Execute = decode(&frame)?;
                 let name = e.name.unwrap_or_default();
-                let Some(portal) = self.portals.get(&name) else {
+                let Some(portal) = self.portal(&name) else {
                     return self.unknown_statement(&format!("portal {name}")).await;
                 };
-                let Some(prepared) = self.statements.get(&portal.statement) else {
-                    return self.unknown_statement(&portal.statement.clone()).await;
-                };
-                let mut results = Results::new(
-                    prepared
-                        .ruling
-                        .needs_mask()
-                        .then(|| prepared.ruling.clone()),
-                );
-                results.fields = portal
-                    .fields
-                    .clone()
-                    .unwrap_or_else(|| prepared.fields.clone());
+                let mut results =
+                    Results::new(portal.ruling.needs_mask().then(|| portal.ruling.clone()));
+                results.stmt = portal.stmt;
+                results.fields = portal.fields.clone();
                 results.formats = portal.formats.clone();
+                self.copy_expected |= portal.copies_in;
                 if !results.fields.is_empty() {
                     let cols: Vec<(String, u32)> = results
                         .fields
@@ -321,19 +458,16 @@ impl Relay {
             b'H' => {
                 self.to_upstream.extend_from_slice(&frame.raw);
                 self.batch.forwarded = true;
+                self.batch.sent_mark = self.expect.len();
                 return self.flush_upstream().await;
             }
             _ => {
                 // Sync ends the batch.
-                let skipping = self.batch.skipping;
-                let forwarded = self.batch.forwarded;
+                let refused = self.batch.skipping;
                 self.batch = Batch::default();
-                if skipping && !forwarded {
-                    // Nothing reached the server: answer the Sync ourselves, in turn (and now,
-                    // when nothing is owed before it: no server message will come to send it).
-                    let rfq = wire::ready_for_query(self.status);
-                    self.local(rfq);
-                    return self.flush_local().await;
+                if refused {
+                    // Fail the server's transaction as the error would have, then Sync.
+                    return self.fail_upstream(Some(&frame.raw)).await;
                 }
                 self.to_upstream.extend_from_slice(&frame.raw);
                 self.expect.push_back(Expect::Sync);
@@ -359,23 +493,90 @@ impl Relay {
         if !self.batch.forwarded {
             self.to_upstream.clear();
         }
-        // Drop what this batch expected from the server, keeping composed responses (the
-        // refusal itself) in their place.
-        let tail: Vec<Expect> = self
-            .expect
-            .drain(self.batch.expect_mark.min(self.expect.len())..)
-            .collect();
+        // Drop what this batch expected from the server (its unconfirmed statements and
+        // portals with it), keeping composed responses (the refusal itself) in their place.
+        let mark = self.batch.expect_mark.max(self.batch.sent_mark);
+        let tail: Vec<Expect> = self.expect.drain(mark.min(self.expect.len())..).collect();
         self.expect
             .extend(tail.into_iter().filter(|e| matches!(e, Expect::Local(_))));
-        for s in std::mem::take(&mut self.batch.statements) {
-            self.statements.remove(&s);
-        }
-        for p in std::mem::take(&mut self.batch.portals) {
-            self.portals.remove(&p);
-        }
         self.batch.skipping = true;
         self.flush_local().await
     }
+
+    /// After a refusal, make the server's transaction fail as the refused statement's error
+    /// would have: send it a statement that fails while being parsed (a literal that is not
+    /// an integer), whose error the client never sees. Inside a transaction block the server
+    /// then answers later statements 25P02 and COMMIT with ROLLBACK, exactly as after its own
+    /// errors; outside one it changes nothing. The server's ReadyForQuery (with its status)
+    /// answers the client's Query or Sync. `sync`: the client's Sync (extended protocol).
+    pub(super) async fn fail_upstream(&mut self, sync: Option<&[u8]>) -> Result<(), End> {
+        let failing = "SELECT 'warden: statement refused'::pg_catalog.int4";
+        let mut buf = BytesMut::new();
+        match sync {
+            None => postgres_protocol::message::frontend::query(failing, &mut buf),
+            Some(_) => postgres_protocol::message::frontend::parse("", failing, [], &mut buf),
+        }
+        .map_err(|e| End::Error(e.to_string()))?;
+        // Its failure drops the unnamed statement; the gateway forgets it too.
+        self.statements.remove("");
+        if let Some(sync) = sync {
+            buf.extend_from_slice(sync);
+        }
+        self.expect.push_back(Expect::Abort);
+        self.to_upstream.extend_from_slice(&buf);
+        self.flush_local().await?;
+        self.flush_upstream().await
+    }
+}
+
+/// Read a message's SQL as the server will. A long message is read on a blocking thread: its
+/// parse must not hold up the other sessions this worker serves.
+async fn read(text: &str) -> Result<Vec<Statement>, Unreadable> {
+    if text.len() <= LONG_MESSAGE {
+        return sql::parse(text);
+    }
+    let owned = text.to_string();
+    tokio::task::spawn_blocking(move || sql::parse(&owned))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Unreadable {
+                code: sqlstate::INTERNAL_ERROR,
+                reason: "warden: the SQL reader failed on this message".into(),
+            })
+        })
+}
+
+/// Whether a statement is `COPY ... FROM STDIN`.
+fn copy_in(s: &Sql) -> bool {
+    s.copy
+        .as_ref()
+        .is_some_and(|c| c.is_from && c.target == crate::policy::CopyTarget::Stdio)
+}
+
+fn copies_in(statements: &[Statement]) -> bool {
+    statements.iter().any(|s| copy_in(&s.sql))
+}
+
+/// EXECUTE runs a prepared statement: policies judge what it runs. At the top level the
+/// record becomes the prepared statement's (the text and `ExecuteStmt` stay); inside EXPLAIN
+/// ANALYZE or CREATE TABLE AS its tables, writes and calls are added.
+fn runs(sql: &mut Sql, inner: &Sql) {
+    let add = |ours: &mut Vec<String>, theirs: &[String]| {
+        for t in theirs {
+            if !ours.contains(t) {
+                ours.push(t.clone());
+            }
+        }
+    };
+    if sql.statement_type == "ExecuteStmt" {
+        sql.kind = inner.kind.clone();
+        sql.has_where = inner.has_where;
+        sql.limit = inner.limit;
+        sql.copy = inner.copy.clone();
+    }
+    add(&mut sql.tables, &inner.tables);
+    add(&mut sql.functions, &inner.functions);
+    sql.writes.extend(inner.writes.iter().cloned());
 }
 
 /// The ruling of an empty statement: nothing to mask.

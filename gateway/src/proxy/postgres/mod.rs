@@ -10,6 +10,7 @@
 pub mod config;
 mod decode;
 mod frontend;
+mod params;
 mod relay;
 mod rows;
 mod startup;
@@ -215,11 +216,16 @@ async fn handle(pg: &Postgres, conn: Incoming) -> Result<(), String> {
         session.close("target has no upstream").await;
         return Err("no upstream".into());
     };
-    let forward: std::collections::BTreeMap<String, String> = params
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "user" | "database"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let forward = match params::startup(&params, up_cfg.allow_options) {
+        Ok(forward) => forward,
+        Err(msg) => {
+            let _ = io
+                .write_all(&fatal(sqlstate::FEATURE_NOT_SUPPORTED, &msg))
+                .await;
+            session.close(&msg).await;
+            return Err(msg);
+        }
+    };
     let max = usize::try_from(cfg.max_message_size.0).unwrap_or(usize::MAX);
     let privileged_ok = gw
         .config()
@@ -285,6 +291,7 @@ async fn handle(pg: &Postgres, conn: Incoming) -> Result<(), String> {
         status: b'I',
         rows: Default::default(),
         copy_in: false,
+        copy_expected: false,
         cancel: notify,
         privileged_ok,
         pending: Default::default(),

@@ -20,13 +20,18 @@ use tokio::sync::Notify;
 pub(super) enum Expect {
     /// A simple Query: results of each statement, then ReadyForQuery.
     Query(Results),
-    Parse,
-    Bind,
+    /// A Parse, with the statement to keep once the server confirms it (ParseComplete).
+    Parse(Option<(String, Prepared)>),
+    /// A Bind, with the portal to keep once the server confirms it (BindComplete).
+    Bind(Option<(String, Portal)>),
     Close,
     DescribeStatement(String),
     DescribePortal(String),
     Execute(Results),
     Sync,
+    /// The failing statement the gateway sent after a refusal (`Relay::fail_upstream`): its
+    /// error is not the client's; its ReadyForQuery answers the client's Query or Sync.
+    Abort,
     /// A response the gateway composed (a refusal, a ReadyForQuery): sent when everything
     /// queued before it has been answered, so the client sees responses in request order.
     Local(bytes::Bytes),
@@ -46,6 +51,9 @@ pub(super) struct Results {
     pub swallow: bool,
     /// Rows of the current result recorded so far.
     pub recorded: u64,
+    /// Per statement of a simple Query: the SQL-level prepared statement its PREPARE makes,
+    /// kept once its CommandComplete confirms it.
+    pub prepares: Vec<Option<(String, Prepared)>>,
 }
 
 impl Results {
@@ -58,6 +66,7 @@ impl Results {
             copy: false,
             swallow: false,
             recorded: 0,
+            prepares: Vec::new(),
         }
     }
 
@@ -67,16 +76,25 @@ impl Results {
     }
 }
 
-/// A prepared statement the policies allowed.
+/// A prepared statement the policies allowed (protocol Parse or SQL PREPARE: one namespace).
+#[derive(Clone)]
 pub(super) struct Prepared {
     pub ruling: Arc<Ruling>,
+    /// Its statement's index in the message the ruling judged (which decision masks it).
+    pub stmt: usize,
     pub fields: Vec<FieldDesc>,
+    /// The record of the statement, for judging a SQL `EXECUTE` of it.
+    pub sql: Option<crate::policy::Sql>,
 }
 
+/// A bound portal: the verdict of the statement it was bound from, at Bind time.
 pub(super) struct Portal {
-    pub statement: String,
+    pub ruling: Arc<Ruling>,
+    pub stmt: usize,
+    /// Executing it runs `COPY ... FROM STDIN`.
+    pub copies_in: bool,
     pub formats: Vec<i16>,
-    pub fields: Option<Vec<FieldDesc>>,
+    pub fields: Vec<FieldDesc>,
 }
 
 /// The state of one relayed session.
@@ -98,6 +116,9 @@ pub(super) struct Relay {
     pub status: u8,
     pub rows: RowBatch,
     pub copy_in: bool,
+    /// A forwarded statement will start `COPY ... FROM STDIN`: the client's COPY data may
+    /// already come (until the next ReadyForQuery).
+    pub copy_expected: bool,
     pub cancel: Arc<Notify>,
     /// The target allows a privileged upstream role (`allow_privileged_upstream`).
     pub privileged_ok: bool,
@@ -250,7 +271,7 @@ impl Relay {
                     Some(Expect::DescribePortal(name)) => {
                         let name = name.clone();
                         if let Some(p) = self.portals.get_mut(&name) {
-                            p.fields = Some(fields);
+                            p.fields = fields;
                         }
                         self.expect.pop_front();
                     }
@@ -265,9 +286,15 @@ impl Relay {
                     self.expect.pop_front();
                 }
             }
-            b'1' | b'2' | b'3' => {
-                self.expect.pop_front();
-            }
+            b'1' | b'2' | b'3' => match self.expect.pop_front() {
+                Some(Expect::Parse(Some((name, p)))) => {
+                    self.statements.insert(name, p);
+                }
+                Some(Expect::Bind(Some((name, p)))) => {
+                    self.portals.insert(name, p);
+                }
+                _ => {}
+            },
             b'C' | b'I' | b's' => {
                 self.flush_rows().await?;
                 let swallowed = self.results().is_some_and(|r| r.swallow);
@@ -278,6 +305,9 @@ impl Relay {
                 }
                 match self.expect.front_mut() {
                     Some(Expect::Query(r)) => {
+                        if let Some(Some((name, p))) = r.prepares.get_mut(r.stmt).map(Option::take) {
+                            self.statements.insert(name, p);
+                        }
                         r.stmt += 1;
                         r.copy = false;
                         r.swallow = false;
@@ -293,6 +323,8 @@ impl Relay {
                     return Ok(());
                 }
             }
+            // The gateway's own failing statement: not the client's error.
+            b'E' | b'N' if matches!(self.expect.front(), Some(Expect::Abort)) => return Ok(()),
             b'E' => {
                 self.flush_rows().await?;
                 let (_, text) = wire::parse_error_fields(frame.body());
@@ -313,6 +345,7 @@ impl Relay {
                 self.status = frame.body().first().copied().unwrap_or(b'I');
                 self.expect.pop_front();
                 self.copy_in = false;
+                self.copy_expected = false;
             }
             b'H' => {
                 // CopyOutResponse: binary COPY cannot be masked line by line.
@@ -349,6 +382,13 @@ impl Relay {
             b'N' => {
                 let (_, text) = wire::parse_error_fields(frame.body());
                 self.session.recorder().notice(&text);
+            }
+            // A pinned lexing setting changed, however it was done: end the session before
+            // another statement is read the gateway's way and run the server's.
+            b'S' if super::params::broken_pin(frame.body()).is_some() => {
+                let msg = super::params::broken_pin(frame.body()).unwrap_or_default();
+                let _ = self.fatal(sqlstate::INSUFFICIENT_PRIVILEGE, &msg).await;
+                return Err(End::Error(msg));
             }
             // The session became a superuser (SET ROLE, SET SESSION AUTHORIZATION): the login
             // check makes this unreachable; should it happen anyway, end the session.

