@@ -6,9 +6,9 @@
 mod common;
 
 use common::gateway::{self, Extra, Gateway, connect};
+use common::raw::{fields, login, message, pbe, read_message, sync};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 /// What each case sends (tag, body) and what the audited end reason must say.
 struct Case {
@@ -69,61 +69,6 @@ fn cases() -> Vec<Case> {
         ),
         case("empty Close", b'C', &[], "malformed Close: target type"),
     ]
-}
-
-fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-    let len = i32::try_from(body.len() + 4).unwrap();
-    [&[tag][..], &len.to_be_bytes(), body].concat()
-}
-
-/// One backend message, or `None` at end of stream.
-async fn read_message(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-    let mut head = [0u8; 5];
-    s.read_exact(&mut head).await.ok()?;
-    let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]);
-    let mut body = vec![0u8; usize::try_from(len - 4).unwrap()];
-    s.read_exact(&mut body).await.ok()?;
-    Some((head[0], body))
-}
-
-/// Log in as a libpq client would, with the token as the cleartext password; returns at
-/// ReadyForQuery.
-async fn login(port: u16, database: &str, token: &str) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut params = 196608i32.to_be_bytes().to_vec();
-    for (k, v) in [("user", "agent"), ("database", database)] {
-        params.extend_from_slice(format!("{k}\0{v}\0").as_bytes());
-    }
-    params.push(0);
-    let len = i32::try_from(params.len() + 4).unwrap();
-    s.write_all(&[&len.to_be_bytes()[..], &params].concat())
-        .await
-        .unwrap();
-    let (tag, body) = read_message(&mut s).await.unwrap();
-    assert_eq!(
-        (tag, &body[..]),
-        (b'R', &3i32.to_be_bytes()[..]),
-        "cleartext"
-    );
-    s.write_all(&message(b'p', format!("{token}\0").as_bytes()))
-        .await
-        .unwrap();
-    loop {
-        match read_message(&mut s).await {
-            Some((b'Z', _)) => return s,
-            Some((b'E', body)) => panic!("login refused: {}", String::from_utf8_lossy(&body)),
-            Some(_) => {}
-            None => panic!("closed during login"),
-        }
-    }
-}
-
-/// The fields of an ErrorResponse body by type byte.
-fn fields(body: &[u8]) -> Vec<(u8, String)> {
-    body.split(|&b| b == 0)
-        .filter(|f| !f.is_empty())
-        .map(|f| (f[0], String::from_utf8_lossy(&f[1..]).into_owned()))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,25 +140,6 @@ async fn malformed_messages_get_a_fatal_protocol_violation_and_an_audited_end() 
     assert!(sessions.iter().all(|s| s.end.is_some()), "{sessions:?}");
 }
 
-/// Parse / Bind / Execute with the statement text (unnamed statement and portal).
-fn pbe(sql: &str) -> Vec<u8> {
-    let parse = [&b"\0"[..], sql.as_bytes(), b"\0", &0i16.to_be_bytes()].concat();
-    let bind = [
-        &b"\0\0"[..],
-        &0i16.to_be_bytes(),
-        &0i16.to_be_bytes(),
-        &0i16.to_be_bytes(),
-    ]
-    .concat();
-    let execute = [&b"\0"[..], &0i32.to_be_bytes()].concat();
-    [
-        message(b'P', &parse),
-        message(b'B', &bind),
-        message(b'E', &execute),
-    ]
-    .concat()
-}
-
 /// A pipeline (one batch up to Sync) with a denied statement in it: the client gets the
 /// refusal and ReadyForQuery at once, in order, nothing of the batch runs, and the session goes
 /// on. (It used to hang until the client sent another message.)
@@ -226,7 +152,7 @@ async fn a_refused_pipeline_is_answered_at_once_and_nothing_of_it_runs() {
     let batch = [
         pbe("INSERT INTO merchants (name) VALUES ('pipelined')"),
         pbe("DROP TABLE cards"),
-        message(b'S', b""),
+        sync(),
     ]
     .concat();
     s.write_all(&batch).await.unwrap();

@@ -4,6 +4,7 @@
 
 pub mod gateway;
 pub mod pg;
+pub mod raw;
 pub mod serve;
 pub mod ssh;
 

@@ -118,10 +118,9 @@ fn disagreement(sv: &server::ServerStatement, sql: &Sql) -> Option<String> {
     }
     if let Some(writes) = &sv.writes {
         for (kind, table, has_where) in writes {
-            let matched = sql
-                .writes
-                .iter()
-                .any(|w| w.kind == *kind && same_name(&w.table, table) && w.has_where == *has_where);
+            let matched = sql.writes.iter().any(|w| {
+                w.kind == *kind && same_name(&w.table, table) && w.has_where == *has_where
+            });
             if !matched {
                 let clause = if *has_where { "with" } else { "without" };
                 return Some(format!(

@@ -77,8 +77,12 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
 /// Split `text` into its statements where the server will (empty statements are dropped;
 /// leading comments and whitespace are trimmed). An error is the server's own syntax error.
 pub fn split(text: &str) -> Result<Vec<&str>, String> {
-    guarded(|| pg_query::split_with_parser(text).map_err(clean))
-        .map(|v| v.into_iter().map(str::trim).filter(|s| !s.is_empty()).collect())
+    guarded(|| pg_query::split_with_parser(text).map_err(clean)).map(|v| {
+        v.into_iter()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
 }
 
 /// Read one statement (a piece [`split`] returned).
@@ -287,10 +291,7 @@ fn top_level(tree: &Value, out: &mut ServerStatement) {
         }
         "PrepareStmt" => {
             out.prepared = PreparedOp::Prepare(str_field("name").to_string());
-            out.inner_type = stmt
-                .get("query")
-                .and_then(node)
-                .map(|(t, _)| t.to_string());
+            out.inner_type = stmt.get("query").and_then(node).map(|(t, _)| t.to_string());
         }
         "DeallocateStmt" => {
             out.prepared = if stmt.get("isall").and_then(Value::as_bool) == Some(true) {
@@ -314,9 +315,13 @@ fn top_level(tree: &Value, out: &mut ServerStatement) {
                     .any(|x| *x as i64 == k)
                 {
                     "begin"
-                } else if [K::TransStmtRollback, K::TransStmtRollbackTo, K::TransStmtRollbackPrepared]
-                    .iter()
-                    .any(|x| *x as i64 == k)
+                } else if [
+                    K::TransStmtRollback,
+                    K::TransStmtRollbackTo,
+                    K::TransStmtRollbackPrepared,
+                ]
+                .iter()
+                .any(|x| *x as i64 == k)
                 {
                     "rollback"
                 } else {
@@ -375,7 +380,12 @@ mod tests {
         );
         // Backslashes are not escapes in standard-conforming strings (pinned upstream): the
         // rest is a comment, for the server as for the gateway.
-        assert_eq!(split(r"SELECT 'a\' -- '; DROP TABLE victim; --").unwrap().len(), 1);
+        assert_eq!(
+            split(r"SELECT 'a\' -- '; DROP TABLE victim; --")
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(split("SELECT E'a\\' -- '").unwrap().len(), 1);
         // Nested comments, as the server nests them.
         assert_eq!(
@@ -395,7 +405,13 @@ mod tests {
         assert!(s.functions.contains(&"Lo_Export".to_string()));
         // Utility statements are walked in full.
         let s = read("DECLARE c CURSOR FOR SELECT pg_read_file('/x') FROM cards").unwrap();
-        assert_eq!((s.tables.as_slice(), s.functions.as_slice()), (&["cards".to_string()][..], &["pg_read_file".to_string()][..]));
+        assert_eq!(
+            (s.tables.as_slice(), s.functions.as_slice()),
+            (
+                &["cards".to_string()][..],
+                &["pg_read_file".to_string()][..]
+            )
+        );
         let s = read("ALTER TABLE t ADD COLUMN c int DEFAULT lo_import('/x')").unwrap();
         assert!(s.functions.contains(&"lo_import".to_string()));
         let s = read("UPDATE t SET a = 1 WHERE id IN (SELECT 1 FROM u)").unwrap();
@@ -405,15 +421,28 @@ mod tests {
 
     #[test]
     fn settings_prepared_statements_and_transactions() {
-        assert_eq!(read("SET NAMES 'SJIS'").unwrap().settings, ["client_encoding"]);
+        assert_eq!(
+            read("SET NAMES 'SJIS'").unwrap().settings,
+            ["client_encoding"]
+        );
         assert_eq!(read("set LOCAL Role = bob").unwrap().settings, ["role"]);
-        assert_eq!(read("SET SESSION AUTHORIZATION bob").unwrap().settings, ["session_authorization"]);
+        assert_eq!(
+            read("SET SESSION AUTHORIZATION bob").unwrap().settings,
+            ["session_authorization"]
+        );
         assert_eq!(read("RESET ALL").unwrap().settings, ["all"]);
         assert_eq!(
-            read("SELECT pg_catalog.set_config('Standard_Conforming_Strings', 'off', false)").unwrap().settings,
+            read("SELECT pg_catalog.set_config('Standard_Conforming_Strings', 'off', false)")
+                .unwrap()
+                .settings,
             ["standard_conforming_strings"]
         );
-        assert_eq!(read("SELECT set_config(name, 'x', false) FROM v").unwrap().settings, ["*"]);
+        assert_eq!(
+            read("SELECT set_config(name, 'x', false) FROM v")
+                .unwrap()
+                .settings,
+            ["*"]
+        );
         let p = read("PREPARE s(int) AS SELECT pan FROM cards WHERE id = $1").unwrap();
         assert_eq!(p.prepared, PreparedOp::Prepare("s".into()));
         assert_eq!(p.inner_type.as_deref(), Some("SelectStmt"));
@@ -421,10 +450,27 @@ mod tests {
         let e = read("EXPLAIN ANALYZE EXECUTE s(pg_read_file('x'))").unwrap();
         assert_eq!(e.prepared, PreparedOp::Execute("s".into()));
         assert_eq!(e.functions, ["pg_read_file"]);
-        assert_eq!(read("DEALLOCATE ALL").unwrap().prepared, PreparedOp::DeallocateAll);
-        assert_eq!(read("DISCARD ALL").unwrap().prepared, PreparedOp::DeallocateAll);
-        assert_eq!(read("DEALLOCATE PREPARE s").unwrap().prepared, PreparedOp::Deallocate("s".into()));
-        for (sql, kind) in [("BEGIN", "begin"), ("START TRANSACTION", "begin"), ("SAVEPOINT a", "begin"), ("END", "commit"), ("RELEASE a", "commit"), ("ROLLBACK TO a", "rollback"), ("ABORT", "rollback")] {
+        assert_eq!(
+            read("DEALLOCATE ALL").unwrap().prepared,
+            PreparedOp::DeallocateAll
+        );
+        assert_eq!(
+            read("DISCARD ALL").unwrap().prepared,
+            PreparedOp::DeallocateAll
+        );
+        assert_eq!(
+            read("DEALLOCATE PREPARE s").unwrap().prepared,
+            PreparedOp::Deallocate("s".into())
+        );
+        for (sql, kind) in [
+            ("BEGIN", "begin"),
+            ("START TRANSACTION", "begin"),
+            ("SAVEPOINT a", "begin"),
+            ("END", "commit"),
+            ("RELEASE a", "commit"),
+            ("ROLLBACK TO a", "rollback"),
+            ("ABORT", "rollback"),
+        ] {
             assert_eq!(kind_of(&read(sql).unwrap()), kind, "{sql}");
         }
     }

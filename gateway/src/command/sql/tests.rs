@@ -24,11 +24,7 @@ fn splits_at_top_level_semicolons_only() {
     let texts: Vec<_> = v.iter().map(|s| s.text.as_str()).collect();
     assert_eq!(
         texts,
-        [
-            "SELECT 'a;b'",
-            "SELECT $$x;y$$",
-            "SELECT \"c;d\" FROM t"
-        ]
+        ["SELECT 'a;b'", "SELECT $$x;y$$", "SELECT \"c;d\" FROM t"]
     );
     assert!(v.iter().all(|s| s.parse_error.is_none()), "{v:?}");
     assert!(sqls("  -- only a comment\n").is_empty());
@@ -126,7 +122,10 @@ fn copy_and_functions() {
     let s = one("SELECT pg_read_file('/etc/passwd'), lower(name) FROM cards");
     assert_eq!(s.functions, ["pg_read_file", "lower"]);
     let s = one("SELECT substring(name FROM 2) FROM cards");
-    assert!(s.functions.contains(&"pg_catalog.substring".to_string()), "{s:?}");
+    assert!(
+        s.functions.contains(&"pg_catalog.substring".to_string()),
+        "{s:?}"
+    );
     // Set-returning functions in FROM are calls, not tables.
     let s = one("SELECT * FROM dblink('host=evil', 'SELECT 1') AS t(x int)");
     assert!(s.tables.is_empty(), "{:?}", s.tables);
@@ -175,16 +174,25 @@ fn parser_differentials_are_closed() {
 #[test]
 fn statement_types_settings_and_prepared_statements() {
     let s = one("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'DELETE FROM cards RETURNING 1'");
-    assert_eq!((s.kind.as_str(), s.statement_type.as_str()), ("create", "CreateFunctionStmt"));
+    assert_eq!(
+        (s.kind.as_str(), s.statement_type.as_str()),
+        ("create", "CreateFunctionStmt")
+    );
     let s = one("DO $$BEGIN PERFORM 1; END$$");
     assert_eq!(s.statement_type, "DoStmt");
     assert_eq!(one("SET ROLE postgres").settings, ["role"]);
-    assert_eq!(one("LOCK TABLE cards IN ACCESS EXCLUSIVE MODE").statement_type, "LockStmt");
+    assert_eq!(
+        one("LOCK TABLE cards IN ACCESS EXCLUSIVE MODE").statement_type,
+        "LockStmt"
+    );
 
     let v = parse("PREPARE s AS SELECT pan FROM cards; EXECUTE s").unwrap();
     assert_eq!(v[0].prepared, PreparedOp::Prepare("s".into()));
     let inner = v[0].inner.as_ref().unwrap();
-    assert_eq!((inner.kind.as_str(), inner.statement_type.as_str()), ("select", "SelectStmt"));
+    assert_eq!(
+        (inner.kind.as_str(), inner.statement_type.as_str()),
+        ("select", "SelectStmt")
+    );
     assert_eq!(inner.tables, ["cards"]);
     assert_eq!(v[1].prepared, PreparedOp::Execute("s".into()));
     assert_eq!(v[1].sql.kind, "execute");

@@ -53,7 +53,11 @@ impl Relay {
             b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' => self.on_extended(frame).await,
             b'd' | b'c' | b'f' if self.copy_in || self.copy_expected => {
                 // COPY data may come before the server's CopyInResponse (pgx pipelines it):
-                // the server reads it in order once it is ready.
+                // the server reads it in order once it is ready. An open batch goes with it.
+                if self.batch.open {
+                    self.batch.forwarded = true;
+                    self.batch.sent_mark = self.expect.len();
+                }
                 self.to_upstream.extend_from_slice(&frame.raw);
                 self.flush_upstream().await
             }
@@ -94,7 +98,10 @@ impl Relay {
             self.to_upstream.extend_from_slice(&frame.raw);
             return self.flush_upstream().await;
         }
-        let commands: Vec<Command> = statements.iter().map(|s| Command::Sql(s.sql.clone())).collect();
+        let commands: Vec<Command> = statements
+            .iter()
+            .map(|s| Command::Sql(s.sql.clone()))
+            .collect();
         let Some(ruling) = self.judge(&text, &commands).await? else {
             return self.fail_upstream(None).await;
         };
@@ -112,6 +119,7 @@ impl Relay {
                         stmt: i,
                         fields: Vec::new(),
                         sql: Some(inner.clone()),
+                        judged: false,
                     },
                 )),
                 _ => None,
@@ -370,8 +378,10 @@ impl Relay {
                         return self.refuse_batch().await;
                     }
                 };
-                let commands: Vec<Command> =
-                    statements.iter().map(|s| Command::Sql(s.sql.clone())).collect();
+                let commands: Vec<Command> = statements
+                    .iter()
+                    .map(|s| Command::Sql(s.sql.clone()))
+                    .collect();
                 let ruling = if commands.is_empty() {
                     None
                 } else {
@@ -387,20 +397,36 @@ impl Relay {
                     stmt: 0,
                     fields: Vec::new(),
                     sql: statements.first().map(|s| s.sql.clone()),
+                    judged: true,
                 };
                 self.expect.push_back(Expect::Parse(Some((name, prepared))));
             }
             b'B' => {
                 let bind: Bind = decode(&frame)?;
                 let statement = bind.statement_name.unwrap_or_default();
-                let Some(prepared) = self.statement(&statement) else {
+                let Some(prepared) = self.statement(&statement).cloned() else {
                     return self.unknown_statement(&statement).await;
+                };
+                let (ruling, stmt) = if prepared.judged {
+                    (prepared.ruling.clone(), prepared.stmt)
+                } else {
+                    // A SQL-PREPAREd statement bound by the protocol: judged as EXECUTE is.
+                    let text = format!("EXECUTE {statement}");
+                    let Some(mut sql) = prepared.sql.clone() else {
+                        return self.unknown_statement(&statement).await;
+                    };
+                    sql.text = text.clone();
+                    sql.statement_type = "ExecuteStmt".into();
+                    match self.judge(&text, &[Command::Sql(sql)]).await? {
+                        Some(r) => (Arc::new(r), 0),
+                        None => return self.refuse_batch().await,
+                    }
                 };
                 // The portal keeps the verdict of the statement it was bound from, whatever
                 // later happens to that name.
                 let portal = Portal {
-                    ruling: prepared.ruling.clone(),
-                    stmt: prepared.stmt,
+                    ruling,
+                    stmt,
                     copies_in: prepared.sql.as_ref().is_some_and(copy_in),
                     formats: bind.result_column_format_codes,
                     fields: prepared.fields.clone(),

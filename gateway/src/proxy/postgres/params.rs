@@ -208,7 +208,13 @@ mod tests {
         let e = startup(&params(&[("options", "-c log_statement=none")]), false).unwrap_err();
         assert!(e.contains("options"), "{e}");
         assert!(startup(&params(&[("options", "-c geqo=off")]), true).is_ok());
-        assert!(startup(&params(&[("options", "--standard-conforming-strings=off")]), true).is_err());
+        assert!(
+            startup(
+                &params(&[("options", "--standard-conforming-strings=off")]),
+                true
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub(super) struct Prepared {
     pub fields: Vec<FieldDesc>,
     /// The record of the statement, for judging a SQL `EXECUTE` of it.
     pub sql: Option<crate::policy::Sql>,
+    /// `ruling` judged this statement itself (a protocol Parse). A SQL PREPARE's ruling judged
+    /// the PREPARE: binding it is judged as running it, like EXECUTE.
+    pub judged: bool,
 }
 
 /// A bound portal: the verdict of the statement it was bound from, at Bind time.
@@ -305,7 +308,8 @@ impl Relay {
                 }
                 match self.expect.front_mut() {
                     Some(Expect::Query(r)) => {
-                        if let Some(Some((name, p))) = r.prepares.get_mut(r.stmt).map(Option::take) {
+                        if let Some(Some((name, p))) = r.prepares.get_mut(r.stmt).map(Option::take)
+                        {
                             self.statements.insert(name, p);
                         }
                         r.stmt += 1;
