@@ -76,6 +76,8 @@ for tool in ssh ssh-keygen scp; do
 done
 # The approval step on web-1 runs `sudo`.
 command -v sudo >/dev/null || missing+=(sudo)
+# Building Warden compiles PostgreSQL's parser (libpg_query): a C compiler and libclang.
+command -v clang >/dev/null || missing+=(clang)
 if ((${#missing[@]})); then
     info "missing Debian packages: ${missing[*]}"
     if ((IS_ROOT)) && [[ -z ${DEMO_NO_INSTALL:-} ]] && command -v apt-get >/dev/null; then

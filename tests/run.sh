@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # What the suite needs, installed when missing (as root on Debian): PostgreSQL server and psql
-# (the tests start their own servers), openssl (test keys), clang + wasi-libc (C policies),
+# (the tests start their own servers), openssl (test keys), clang + wasi-libc (C policies; clang
+# also brings the libclang that the build of PostgreSQL's parser, libpg_query, needs),
 # python3-venv (Python policies), OpenSSH server and clients (the SSH tests start their own
 # sshd), asciinema (replayed recordings are checked with it), and rustup's wasm32-wasip2 target.
 need=()
