@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The statement kinds of the WIT's `sql.kind`, except `unknown` (unparsed SQL, always
- * denied). A kind set is a bit mask over this table. */
+/* The statement kinds of the WIT's `sql.kind` (`unknown`, which warden:policy@0.1.0 reported for
+ * unparsed SQL, is not one). A kind set is a bit mask over this table. */
 static const char *const KINDS[] = {
     "select",  "insert",  "update",     "delete",  "merge",  "copy",     "create",
     "alter",   "drop",    "truncate",   "grant",   "revoke", "set",      "show",

@@ -4,10 +4,11 @@ A port of the Rust policy in ``policies/pci-mask`` (and of ``policy-sdk/src/pan.
 gives the same verdicts and the same edits; both pass ``policies/pci-mask/cases.toml``.
 
 ``check`` answers ``mask`` for every SQL statement that can return rows (everything but
-transaction control, SET, PREPARE, ...; unparseable SQL too), every shell command and every
-HTTP request; the control statements are allowed as is. ``mask_rows`` replaces the digits of
-each PAN in any cell, also inside longer text, keeping the last four and the separators
-(``**** **** **** 1111``). NULLs, non-PAN numbers and Luhn-invalid look-alikes are left alone.
+transaction control, SET, PREPARE, ...; SQL the gateway cannot read fully too), every shell
+command and every HTTP request; the control statements are allowed as is. ``mask_rows``
+replaces the digits of each PAN in any cell, also inside longer text, keeping the last four and
+the separators (``**** **** **** 1111``). NULLs, non-PAN numbers and Luhn-invalid look-alikes are
+left alone.
 
 A PAN is 13 to 19 ASCII digits that pass the Luhn check, written contiguously
 (``4111111111111111``) or in groups joined by one space or one dash, the same separator

@@ -1,9 +1,13 @@
 //! Small helpers over the host-parsed [`Sql`] statement.
 //!
-//! The host fills [`Sql`] with sqlparser's PostgreSQL dialect: `kind` is the lower-case
-//! top-level statement kind, `tables` every table read or written (lower-cased unless quoted,
-//! schema-qualified when written so), `writes` every insert/update/delete/merge including those
-//! inside CTEs. A multi-statement message arrives as one `check` per statement.
+//! The host reads each statement with PostgreSQL's own grammar (libpg_query): `kind` is the
+//! lower-case top-level statement kind, `statement_type` PostgreSQL's parse-node name
+//! (`SelectStmt`, `CreateFunctionStmt`, ...), `settings` the run-time settings it changes,
+//! `tables` every table read or written (lower-cased unless quoted, schema-qualified when
+//! written so), `functions` every function called. A second parser fills `writes` (every
+//! insert/update/delete/merge, including those inside CTEs), `has_where`, `limit` and `copy`;
+//! when it cannot read a statement, `parse_error` says so and those fields are empty. A
+//! multi-statement message arrives as one `check` per statement.
 
 use crate::{CopyTarget, Sql, SqlWrite};
 
@@ -44,6 +48,22 @@ pub fn touches_table(sql: &Sql, table: &str) -> bool {
     sql.tables.iter().any(|t| same_table(t, table))
 }
 
+/// The last part of a possibly schema-qualified name: `pg_catalog.pg_read_file` →
+/// `pg_read_file`. Function and table names arrive qualified when the client wrote them so;
+/// compare this part with the names a policy knows.
+pub fn unqualified(name: &str) -> &str {
+    name.rsplit_once('.').map_or(name, |(_, n)| n)
+}
+
+/// Whether the statement calls `function` (a bare name, compared with the last part of each
+/// called name, ignoring ASCII case): `calls(s, "set_config")` is true for
+/// `pg_catalog.set_config(...)`.
+pub fn calls(sql: &Sql, function: &str) -> bool {
+    sql.functions
+        .iter()
+        .any(|f| unqualified(f).eq_ignore_ascii_case(function))
+}
+
 /// Whether two table names denote the same table, allowing either side to omit the schema.
 ///
 /// ASCII case is ignored: PostgreSQL tells `cards` from a quoted `"Cards"`, but a policy
@@ -54,10 +74,7 @@ pub fn same_table(a: &str, b: &str) -> bool {
     }
     // Two qualified names that differ are different tables; otherwise compare the bare names.
     // (Checked on every statement, so no allocation.)
-    fn base(s: &str) -> &str {
-        s.rsplit_once('.').map_or(s, |(_, t)| t)
-    }
-    !(a.contains('.') && b.contains('.')) && base(a).eq_ignore_ascii_case(base(b))
+    !(a.contains('.') && b.contains('.')) && unqualified(a).eq_ignore_ascii_case(unqualified(b))
 }
 
 /// UPDATE and DELETE operations without a WHERE clause, anywhere in the statement.
@@ -75,11 +92,12 @@ pub fn copy_program(sql: &Sql) -> Option<&str> {
     }
 }
 
-/// A statement of `kind` with every other field empty, for unit tests of policies: set the
-/// fields a test needs on the result.
+/// A statement of `kind` with every other field empty (`statement_type` too), for unit tests
+/// of policies: set the fields a test needs on the result.
 ///
 /// ```
 /// let mut s = warden_policy::sql::blank("select");
+/// s.statement_type = "SelectStmt".into();
 /// s.tables.push("cards".into());
 /// assert!(warden_policy::sql::is_read(&s));
 /// ```
@@ -87,6 +105,8 @@ pub fn blank(kind: &str) -> Sql {
     Sql {
         text: String::new(),
         kind: kind.to_string(),
+        statement_type: String::new(),
+        settings: Vec::new(),
         tables: Vec::new(),
         writes: Vec::new(),
         has_where: false,
@@ -174,6 +194,18 @@ mod tests {
             .map(|w| (w.kind.as_str(), w.table.as_str()))
             .collect();
         assert_eq!(found, [("delete", "log"), ("update", "cards")]);
+    }
+
+    #[test]
+    fn names_compare_by_their_last_part() {
+        assert_eq!(unqualified("pg_catalog.pg_read_file"), "pg_read_file");
+        assert_eq!(unqualified("lower"), "lower");
+        let mut s = sql("select", &[]);
+        s.functions = vec!["pg_catalog.Set_Config".into(), "lower".into()];
+        assert!(calls(&s, "set_config"));
+        assert!(calls(&s, "lower"));
+        assert!(!calls(&s, "config"));
+        assert!(!calls(&sql("select", &[]), "lower"));
     }
 
     #[test]
