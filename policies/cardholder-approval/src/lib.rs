@@ -1,9 +1,11 @@
 //! `cardholder-approval`: holds large reads of cardholder tables for a human approver.
 //!
 //! A SQL statement that reads a configured table and has no literal LIMIT at or below
-//! `max_limit` gets `require-approval`, with a reason naming the table and the limit. Everything
-//! else is allowed: smaller reads, writes, other tables, non-SQL commands (other policies judge
-//! those; `sql-guard` refuses destructive SQL).
+//! `max_limit` gets `require-approval`, with a reason naming the table and the limit. So does
+//! one that reads such a table and calls an aggregate that folds rows into one value, whatever
+//! its LIMIT: `SELECT string_agg(pan, ',') FROM cards LIMIT 1` returns one row holding every
+//! card. Everything else is allowed: smaller reads, writes, other tables, non-SQL commands
+//! (other policies judge those; `sql-guard` refuses destructive SQL).
 //!
 //! "Reads" is meant broadly, since rows can leave a table by more ways than SELECT: any statement
 //! naming the table reads it, except
@@ -17,8 +19,21 @@
 //! `INSERT INTO x SELECT ... FROM cards` and `WITH d AS (DELETE FROM cards ... RETURNING *)
 //! SELECT * FROM d` all read `cards`. Only SELECT (and EXPLAIN of one) carries the top-level
 //! LIMIT the host reports (`LIMIT n` or `FETCH FIRST n ROWS`); the other reads always need
-//! approval. A `CREATE INDEX` on a cardholder table needs approval too: the host does not tell
-//! it from `CREATE TABLE ... AS`, and holding it is the safe side.
+//! approval. Any other statement naming the table needs approval too (`CREATE INDEX`, `CREATE
+//! VIEW`, `CREATE RULE`): a view or rule over the table reads it later under another name, and
+//! holding the rest is the safe side. `EXECUTE` of a prepared statement arrives
+//! described as the statement it runs (`kind`, `tables`, `limit`, `functions`), so it is judged
+//! like that statement; `PREPARE` itself reads nothing.
+//!
+//! Aggregates that fold rows into one value ([`FOLDING_AGGREGATES`], compared by the last part
+//! of the name, so `pg_catalog.string_agg` counts): `string_agg`, `array_agg`, `json_agg`,
+//! `json_agg_strict`, `jsonb_agg`, `jsonb_agg_strict`, the `json_object_agg*` and
+//! `jsonb_object_agg*` families (`_strict`, `_unique`, `_unique_strict`), `xmlagg`,
+//! `json_arrayagg`, `json_objectagg`, and `array` (the `ARRAY(SELECT ...)` constructor). The
+//! host does not say which table an aggregate reads, so one anywhere in a statement that reads a
+//! listed table counts. Aggregates a user defines, and functions that read a table by a name
+//! given in a string (`table_to_xml`, `query_to_xml`), are not seen here: `sql-guard` holds
+//! `CREATE AGGREGATE` / `CREATE FUNCTION` and refuses those functions, so chain both.
 //!
 //! Config (JSON, required; unknown keys are refused):
 //! `{ "tables": ["cards", "billing.accounts"], "max_limit": 100 }` — `tables` (names match with
@@ -45,6 +60,24 @@ const NO_ROWS_MOVED: &[&str] = &["drop", "truncate", "alter", "grant", "revoke"]
 
 /// Statement kinds that write into their target table.
 const WRITE_KINDS: &[&str] = &["insert", "update", "delete", "merge"];
+
+/// Aggregates (and the `ARRAY(subquery)` constructor, reported as `array`) that fold any number
+/// of rows into one value, so a LIMIT on the rows returned does not bound what they read. An
+/// entry ending in `*` covers every name starting so.
+pub const FOLDING_AGGREGATES: &[&str] = &[
+    "string_agg",
+    "array_agg",
+    "json_agg",
+    "json_agg_strict",
+    "jsonb_agg",
+    "jsonb_agg_strict",
+    "json_object_agg*",
+    "jsonb_object_agg*",
+    "xmlagg",
+    "json_arrayagg",
+    "json_objectagg",
+    "array",
+];
 
 const EXAMPLE: &str = r#"expected {"tables": ["cards"], "max_limit": 100}"#;
 
@@ -78,12 +111,18 @@ impl Policy for CardholderApproval {
 
 impl CardholderApproval {
     fn check_sql(&self, s: &Sql) -> Verdict {
-        if s.limit.is_some_and(|l| l <= self.max_limit) {
-            return Verdict::Allow;
-        }
         let Some(table) = self.read_table(s) else {
             return Verdict::Allow;
         };
+        if let Some(f) = folding_aggregate(s) {
+            return Verdict::RequireApproval(format!(
+                "reads cardholder table {table} through {f}, which folds any number of rows into one value (a LIMIT does not bound it); reads of more than {} rows need approval",
+                self.max_limit
+            ));
+        }
+        if s.limit.is_some_and(|l| l <= self.max_limit) {
+            return Verdict::Allow;
+        }
         Verdict::RequireApproval(match s.limit {
             Some(l) => format!(
                 "reads up to {l} rows of cardholder table {table}; more than {} needs approval",
@@ -113,6 +152,21 @@ impl CardholderApproval {
             .map(String::as_str)
             .find(|t| sql::touches_table(s, t) && !written(t))
     }
+}
+
+/// The first function of `s` on [`FOLDING_AGGREGATES`], as the host spelled it.
+fn folding_aggregate(s: &Sql) -> Option<&str> {
+    s.functions.iter().map(String::as_str).find(|f| {
+        let name = sql::unqualified(f);
+        FOLDING_AGGREGATES
+            .iter()
+            .any(|a| match a.strip_suffix('*') {
+                Some(prefix) => name
+                    .get(..prefix.len())
+                    .is_some_and(|start| start.eq_ignore_ascii_case(prefix)),
+                None => name.eq_ignore_ascii_case(a),
+            })
+    })
 }
 
 export_policy!(CardholderApproval);
@@ -216,6 +270,88 @@ mod tests {
             approval(&cte).is_some(),
             "rows returned from a DML CTE are read"
         );
+    }
+
+    fn calling(mut s: Sql, functions: &[&str]) -> Sql {
+        s.functions = functions.iter().map(|f| f.to_string()).collect();
+        s
+    }
+
+    #[test]
+    fn folding_aggregates_are_unbounded_reads_whatever_the_limit() {
+        let s = calling(stmt("select", &["cards"], Some(1)), &["string_agg"]);
+        assert_eq!(
+            approval(&s).as_deref(),
+            Some(
+                "reads cardholder table cards through string_agg, which folds any number of rows into one value (a LIMIT does not bound it); reads of more than 100 rows need approval"
+            )
+        );
+        for f in [
+            "array_agg",
+            "pg_catalog.json_agg",
+            "jsonb_agg",
+            "json_agg_strict",
+            "json_object_agg",
+            "json_object_agg_unique_strict",
+            "jsonb_object_agg_strict",
+            "xmlagg",
+            "json_arrayagg",
+            "json_objectagg",
+            "array",
+            "STRING_AGG",
+        ] {
+            let s = calling(
+                stmt("select", &["owners", "public.cards"], Some(5)),
+                &["lower", f],
+            );
+            let r = approval(&s).unwrap_or_else(|| panic!("{f} was allowed"));
+            assert!(r.contains(&format!("through {f}")), "{r}");
+        }
+        // Ordinary aggregates return one value per group: the LIMIT bounds them.
+        for f in [
+            "count",
+            "max",
+            "sum",
+            "avg",
+            "array_length",
+            "arrayx",
+            "string_agg2",
+        ] {
+            let s = calling(stmt("select", &["cards"], Some(5)), &[f]);
+            assert_eq!(approval(&s), None, "{f}");
+        }
+        // Other tables may fold freely; writes into cards are still writes.
+        assert_eq!(
+            approval(&calling(
+                stmt("select", &["owners"], Some(1)),
+                &["string_agg"]
+            )),
+            None
+        );
+        let insert = with_write(stmt("insert", &["cards"], None), "insert", "cards");
+        assert_eq!(approval(&calling(insert, &["array_agg"])), None);
+        // A COPY ... TO of a folding query reads too.
+        let mut copy = calling(stmt("copy", &["cards"], None), &["json_agg"]);
+        copy.copy = Some(SqlCopy {
+            is_from: false,
+            target: CopyTarget::Stdio,
+        });
+        assert!(approval(&copy).is_some_and(|r| r.contains("json_agg")));
+    }
+
+    #[test]
+    fn execute_is_judged_as_the_prepared_statement_it_runs() {
+        let mut s = stmt("select", &["cards"], None);
+        s.statement_type = "ExecuteStmt".into();
+        assert!(approval(&s).is_some_and(|r| r.contains("cards without LIMIT")));
+        s.limit = Some(10);
+        assert_eq!(approval(&s), None);
+        s.functions.push("string_agg".into());
+        assert!(approval(&s).is_some());
+        // PREPARE itself reads nothing.
+        let mut p = stmt("prepare", &["cards"], None);
+        p.statement_type = "PrepareStmt".into();
+        assert_eq!(approval(&p), None);
     }
 
     #[test]
