@@ -18,7 +18,7 @@ use warden::policy::{Command, PolicyConfig, PolicyEngine, PolicyRef};
 fn statement() -> Command {
     let sql =
         "SELECT id, name, pan, email, note FROM cards WHERE owner_id = $1 ORDER BY id LIMIT 50";
-    Command::Sql(warden::command::sql::parse(sql).remove(0))
+    Command::Sql(warden::command::sql::parse(sql).unwrap().remove(0).sql)
 }
 
 async fn engine(dir: &Path, chain: &[PolicyRef], max_idle: usize) -> PolicyEngine {

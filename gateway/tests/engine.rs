@@ -15,7 +15,12 @@ use warden::policy::{
 };
 
 fn select() -> Command {
-    Command::Sql(warden::command::sql::parse("SELECT name FROM cards WHERE id = 1").remove(0))
+    Command::Sql(
+        warden::command::sql::parse("SELECT name FROM cards WHERE id = 1")
+            .unwrap()
+            .remove(0)
+            .sql,
+    )
 }
 
 fn limits(dir: &Path) -> PolicyConfig {

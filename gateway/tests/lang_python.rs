@@ -421,7 +421,7 @@ async fn mask(
 }
 
 fn sql(text: &str) -> Command {
-    Command::Sql(warden::command::sql::parse(text).remove(0))
+    Command::Sql(warden::command::sql::parse(text).unwrap().remove(0).sql)
 }
 
 fn with_protocol(protocol: Protocol) -> Session {
@@ -460,13 +460,13 @@ fn commands() -> Vec<(Session, Command)> {
         "DROP TABLE t",
         "TRUNCATE cards",
         "GRANT SELECT ON cards TO bob",
-        "SELEC pan FROM cards",
+        "SELECT xmlelement(name card, pan) FROM cards",
         "DO $$ BEGIN END $$",
     ];
     let mut out: Vec<(Session, Command)> = statements
         .iter()
-        .flat_map(|s| warden::command::sql::parse(s))
-        .map(|s| (with_protocol(Protocol::Postgres), Command::Sql(s)))
+        .flat_map(|s| warden::command::sql::parse(s).unwrap())
+        .map(|s| (with_protocol(Protocol::Postgres), Command::Sql(s.sql)))
         .collect();
     for line in ["cat /var/log/payments.log", "ls -la", "echo 'unbalanced"] {
         out.push((

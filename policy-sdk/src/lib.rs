@@ -67,8 +67,8 @@ pub mod bindings {
 }
 
 pub use bindings::warden::policy::types::{
-    CellEdit, Column, Command, CopyTarget, FileOp, Forward, Http, Kube, Principal, Protocol,
-    Session, Shell, Sql, SqlCopy, SqlWrite, Verdict,
+    Budget, CellEdit, Column, Command, CopyTarget, FileOp, Forward, Http, Kube, OverBudget,
+    Principal, Protocol, Session, Shell, Sql, SqlCopy, SqlWrite, TableBudget, Verdict,
 };
 
 /// One result row: cells as text, `None` for NULL.

@@ -10,7 +10,8 @@ wasmtime::component::bindgen!({
 
 // The world's `use` already brings CellEdit, Column, Command, Session and Verdict in scope.
 pub use self::warden::policy::types::{
-    CopyTarget, FileOp, Forward, Http, Kube, Principal, Protocol, Shell, Sql, SqlCopy, SqlWrite,
+    Budget, CopyTarget, FileOp, Forward, Http, Kube, OverBudget, Principal, Protocol, Shell, Sql,
+    SqlCopy, SqlWrite, TableBudget,
 };
 
 impl From<&crate::identity::Principal> for Principal {

@@ -17,6 +17,7 @@ mod registry;
 mod runtime;
 mod verdict;
 
+pub use bindings::{Budget, OverBudget, TableBudget};
 pub use bindings::{
     CellEdit, Column, Command, CopyTarget, FileOp, Forward, Http, Kube, Principal, Protocol,
     Session, Shell, Sql, SqlCopy, SqlWrite, Verdict,
@@ -257,10 +258,17 @@ impl PolicyEngine {
                 Ok(v) => (v, None),
                 Err(e) => (Verdict::Deny(e.to_string()), Some(e)),
             };
+            // The rest of the host sees four verdicts; a budget travels beside its verdict.
+            let (verdict, budget) = match verdict {
+                Verdict::AllowWithin(b) => (Verdict::Allow, Some(b)),
+                Verdict::MaskWithin(b) => (Verdict::Mask, Some(b)),
+                v => (v, None),
+            };
             verdicts.push(PolicyVerdict {
                 policy: r.module.clone(),
                 sha256,
                 verdict,
+                budget,
                 latency: started.elapsed(),
                 failure,
                 module,
@@ -294,6 +302,7 @@ impl PolicyEngine {
                 policy: r.module.clone(),
                 sha256: m.sha256().to_string(),
                 verdict: Verdict::Mask,
+                budget: None,
                 latency: Duration::ZERO,
                 failure: None,
                 module: Some((m.clone(), r.config.clone())),

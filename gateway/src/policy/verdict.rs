@@ -2,8 +2,10 @@
 //!
 //! The most restrictive verdict wins: deny > require-approval > mask > allow. Every policy's own
 //! verdict is kept, with the module's sha256 and the call's latency, for the audit trail.
+//! Budgets (`allow-within`, `mask-within`) are taken apart at the call: the verdict is `allow` or
+//! `mask` and the budget rides beside it; a decision's budget is the smallest of each limit.
 
-use super::bindings::Verdict;
+use super::bindings::{Budget, OverBudget, TableBudget, Verdict};
 use super::error::PolicyError;
 use super::module::PolicyModule;
 use std::sync::Arc;
@@ -13,8 +15,8 @@ impl Verdict {
     /// Strictness rank: higher wins when a chain is combined.
     pub fn rank(&self) -> u8 {
         match self {
-            Verdict::Allow => 0,
-            Verdict::Mask => 1,
+            Verdict::Allow | Verdict::AllowWithin(_) => 0,
+            Verdict::Mask | Verdict::MaskWithin(_) => 1,
             Verdict::RequireApproval(_) => 2,
             Verdict::Deny(_) => 3,
         }
@@ -23,8 +25,8 @@ impl Verdict {
     /// The lower-case name used in the audit trail and case files.
     pub fn name(&self) -> &'static str {
         match self {
-            Verdict::Allow => "allow",
-            Verdict::Mask => "mask",
+            Verdict::Allow | Verdict::AllowWithin(_) => "allow",
+            Verdict::Mask | Verdict::MaskWithin(_) => "mask",
             Verdict::RequireApproval(_) => "require-approval",
             Verdict::Deny(_) => "deny",
         }
@@ -34,7 +36,9 @@ impl Verdict {
     pub fn reason(&self) -> Option<&str> {
         match self {
             Verdict::Deny(reason) | Verdict::RequireApproval(reason) => Some(reason),
-            Verdict::Allow | Verdict::Mask => None,
+            Verdict::Allow | Verdict::Mask | Verdict::AllowWithin(_) | Verdict::MaskWithin(_) => {
+                None
+            }
         }
     }
 }
@@ -46,8 +50,11 @@ pub struct PolicyVerdict {
     pub policy: String,
     /// sha256 of the module that answered (empty when the module was missing).
     pub sha256: String,
-    /// What it said; a failed call is a `Deny` carrying the cause.
+    /// What it said; a failed call is a `Deny` carrying the cause. Never `allow-within` or
+    /// `mask-within`: those arrive as `allow` / `mask` with `budget` set.
     pub verdict: Verdict,
+    /// The limits an `allow-within` / `mask-within` set.
+    pub budget: Option<Budget>,
     /// Wall time of the call, including taking an instance from the pool.
     pub latency: Duration,
     /// Set when the policy failed closed (trap, deadline, memory cap, init error, missing, ...).
@@ -66,6 +73,83 @@ pub struct Decision {
     pub decided_by: Option<String>,
     /// Every policy's own verdict, in chain order.
     pub policies: Vec<PolicyVerdict>,
+}
+
+impl Budget {
+    /// The smaller of two budgets, limit by limit; the stricter of their `over`.
+    pub fn tighten(&self, other: &Budget) -> Budget {
+        let min = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut tables = self.tables.clone();
+        for t in &other.tables {
+            match tables.iter_mut().find(|x| x.table == t.table) {
+                Some(x) => x.rows_written = x.rows_written.min(t.rows_written),
+                None => tables.push(t.clone()),
+            }
+        }
+        let strict = |o: OverBudget| match o {
+            OverBudget::Refuse => 2,
+            OverBudget::RequireApproval => 1,
+            OverBudget::Truncate => 0,
+        };
+        Budget {
+            rows_written: min(self.rows_written, other.rows_written),
+            tables,
+            rows_returned: min(self.rows_returned, other.rows_returned),
+            bytes_returned: min(self.bytes_returned, other.bytes_returned),
+            over: if strict(other.over) > strict(self.over) {
+                other.over
+            } else {
+                self.over
+            },
+        }
+    }
+
+    /// Whether it limits writes.
+    pub fn limits_writes(&self) -> bool {
+        self.rows_written.is_some() || !self.tables.is_empty()
+    }
+
+    /// A short description for audit records and messages.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(n) = self.rows_written {
+            parts.push(format!("{n} rows written"));
+        }
+        for TableBudget {
+            table,
+            rows_written,
+        } in &self.tables
+        {
+            parts.push(format!("{rows_written} rows written in {table}"));
+        }
+        if let Some(n) = self.rows_returned {
+            parts.push(format!("{n} rows returned"));
+        }
+        if let Some(n) = self.bytes_returned {
+            parts.push(format!("{n} bytes returned"));
+        }
+        let over = match self.over {
+            OverBudget::Refuse => "refuse",
+            OverBudget::RequireApproval => "require approval",
+            OverBudget::Truncate => "truncate",
+        };
+        format!("at most {}; over: {over}", parts.join(", "))
+    }
+}
+
+impl Decision {
+    /// The combined budget of every policy that set one (`None`: no limits).
+    pub fn budget(&self) -> Option<Budget> {
+        self.policies
+            .iter()
+            .filter_map(|p| p.budget.as_ref())
+            .fold(None, |acc: Option<Budget>, b| {
+                Some(acc.map_or_else(|| b.clone(), |a| a.tighten(b)))
+            })
+    }
 }
 
 impl Decision {

@@ -97,9 +97,11 @@ impl Session {
     pub async fn carry_out<C: Client>(&self, text: &str, ruling: Ruling, client: &mut C) -> Judged {
         let reason = ruling.decision.display_reason();
         let refusal = match &ruling.decision.verdict {
-            Verdict::Allow => return Judged::Forward(ruling),
-            Verdict::Mask if client.can_mask() => return Judged::Forward(ruling),
-            Verdict::Mask => {
+            Verdict::Allow | Verdict::AllowWithin(_) => return Judged::Forward(ruling),
+            Verdict::Mask | Verdict::MaskWithin(_) if client.can_mask() => {
+                return Judged::Forward(ruling);
+            }
+            Verdict::Mask | Verdict::MaskWithin(_) => {
                 format!("warden: {reason} asked to mask this, which cannot be masked here")
             }
             Verdict::Deny(_) => format!("warden: denied by {reason}"),

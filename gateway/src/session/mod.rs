@@ -77,6 +77,17 @@ impl Ruling {
         masks(d).then_some((self.seq, d))
     }
 
+    /// The limits the message runs under: for every command, the smallest of each limit any
+    /// policy set (`None`: no policy set a budget).
+    pub fn budget(&self) -> Option<policy::Budget> {
+        std::iter::once(&self.decision)
+            .chain(&self.per_command)
+            .filter_map(Decision::budget)
+            .fold(None, |acc: Option<policy::Budget>, b| {
+                Some(acc.map_or_else(|| b.clone(), |a| a.tighten(&b)))
+            })
+    }
+
     /// [`Ruling::mask_for`] a one-command message (a shell line): the combined decision.
     pub fn mask(&self) -> Option<(u64, &Decision)> {
         self.needs_mask().then_some((self.seq, &self.decision))
@@ -211,12 +222,34 @@ impl Session {
             .engine
             .check_all(&self.chain, &self.info, commands)
             .await;
-        let decision = Decision::combine_all(&per_command);
         let kind = commands
             .iter()
             .map(Command::kind)
             .collect::<Vec<_>>()
             .join(";");
+        self.record_decision(text, kind, per_command).await
+    }
+
+    /// A decision the gateway itself takes about a command that already ran (a write over its
+    /// budget, held for an approver), audited like a policy's: `decided_by` names the rule.
+    pub async fn decide_as(
+        &self,
+        text: &str,
+        kind: &str,
+        decision: Decision,
+    ) -> Result<Ruling, SessionError> {
+        self.flush_masked().await?;
+        self.record_decision(text, kind.to_string(), vec![decision])
+            .await
+    }
+
+    async fn record_decision(
+        &self,
+        text: &str,
+        kind: String,
+        per_command: Vec<Decision>,
+    ) -> Result<Ruling, SessionError> {
+        let decision = Decision::combine_all(&per_command);
         let policies = per_command
             .iter()
             .flat_map(|d| d.policies.iter())
@@ -461,7 +494,12 @@ fn policy_decision(p: &policy::PolicyVerdict) -> PolicyDecision {
         policy: p.policy.clone(),
         module_sha256: (!p.sha256.is_empty()).then(|| p.sha256.clone()),
         verdict: audit_verdict(&p.verdict),
-        reason: p.verdict.reason().map(scrub),
+        // An allow or mask within a budget records the budget as its reason.
+        reason: p.verdict.reason().map(scrub).or_else(|| {
+            p.budget
+                .as_ref()
+                .map(|b| format!("within budget: {}", b.describe()))
+        }),
         latency_us: p.latency.as_micros() as u64,
         error: p.failure.as_ref().map(|f| f.cause().to_string()),
     }
@@ -469,8 +507,8 @@ fn policy_decision(p: &policy::PolicyVerdict) -> PolicyDecision {
 
 fn audit_verdict(v: &Verdict) -> AuditVerdict {
     match v {
-        Verdict::Allow => AuditVerdict::Allow,
-        Verdict::Mask => AuditVerdict::Mask,
+        Verdict::Allow | Verdict::AllowWithin(_) => AuditVerdict::Allow,
+        Verdict::Mask | Verdict::MaskWithin(_) => AuditVerdict::Mask,
         Verdict::Deny(_) => AuditVerdict::Deny,
         Verdict::RequireApproval(_) => AuditVerdict::RequireApproval,
     }

@@ -27,6 +27,8 @@ pub struct Config {
     code_changes: Action,
     allow_statements: Vec<String>,
     allow_settings: Vec<String>,
+    write_budget: crate::budget::WriteBudget,
+    result_budget: crate::budget::ResultBudget,
 }
 
 /// What happens to a code, privilege or configuration change.
@@ -127,6 +129,8 @@ impl SqlGuard {
                 .iter()
                 .map(|s| s.to_lowercase())
                 .collect(),
+            write_budget: config.write_budget,
+            result_budget: config.result_budget,
         })
     }
 }

@@ -51,8 +51,8 @@
 //! the subcommands of ALTER TABLE: `ALTER TABLE ... OWNER TO`, `DISABLE ROW LEVEL SECURITY` and
 //! `DISABLE TRIGGER` share the statement type `AlterTableStmt` with `ADD COLUMN`, so only the
 //! `alter` rule covers them. `settings` does not tell SET from RESET, so `RESET ROLE` is held
-//! like `SET ROLE`; DISCARD ALL, which runs RESET ALL, is held like it (a connection pool in
-//! front of the gateway that sends it needs `allow_settings = ["all"]`). EXECUTE arrives
+//! like `SET ROLE`. DISCARD ALL is allowed: the host does not report it as a setting change,
+//! since it only returns the session to its start (connection pools send it). EXECUTE arrives
 //! described as the prepared statement it runs, so it is judged as that statement. Everything
 //! else, and every non-SQL command, is allowed.
 //!
@@ -70,8 +70,12 @@
 //! - `allow_statements`: statement types to take off [`changes::CODE_CHANGES`], spelled as
 //!   PostgreSQL names them (`["LockStmt"]` for an application that locks tables itself);
 //! - `allow_settings`: settings to take off [`changes::PROTECTED_SETTINGS`], for SET and
-//!   `set_config` alike (`["role"]` for an application that switches roles itself).
+//!   `set_config` alike (`["role"]` for an application that switches roles itself);
+//! - `write_budget`: how many rows a statement that may write can change, measured by the
+//!   gateway (see [`budget`]); by default 1,000 rows in any one table, more held for approval;
+//! - `result_budget`: rows and bytes one result may return, cut off or refused (off by default).
 
+mod budget;
 pub mod changes;
 mod config;
 pub mod functions;
@@ -93,6 +97,8 @@ struct SqlGuard {
     allowed_statements: Vec<String>,
     /// Settings taken off the protected list (lower case).
     allowed_settings: Vec<String>,
+    write_budget: budget::WriteBudget,
+    result_budget: budget::ResultBudget,
 }
 
 impl Policy for SqlGuard {
@@ -131,7 +137,7 @@ impl SqlGuard {
                 Some(error) => Verdict::Deny(format!(
                     "the gateway cannot read this statement fully ({error}), so what it writes is unknown; only SQL the gateway can read is forwarded"
                 )),
-                None => Verdict::Allow,
+                None => self.allow(s),
             };
         };
         match self.code_changes {
@@ -139,7 +145,19 @@ impl SqlGuard {
                 Verdict::RequireApproval(format!("{what} needs approval: {why}"))
             }
             Action::Deny => Verdict::Deny(format!("{what} is not allowed: {why}")),
-            Action::Allow => Verdict::Allow,
+            Action::Allow => self.allow(s),
+        }
+    }
+
+    /// Allowed: within the write budget when the statement may write, and within the result
+    /// budget when one is set.
+    fn allow(&self, s: &Sql) -> Verdict {
+        match self
+            .result_budget
+            .add_to(self.write_budget.for_statement(s))
+        {
+            Some(b) => Verdict::AllowWithin(b),
+            None => Verdict::Allow,
         }
     }
 
@@ -242,7 +260,6 @@ impl SqlGuard {
         }
         let (setting, why) = self.protected_setting(s)?;
         let what = match setting {
-            "all" if s.statement_type == "DiscardStmt" => "DISCARD ALL".to_string(),
             "all" => "RESET ALL".to_string(),
             "*" => "changing a setting whose name is computed".to_string(),
             name => format!("changing {name}"),

@@ -66,8 +66,53 @@ fn held(g: &SqlGuard, s: &Sql) -> String {
     }
 }
 
+/// Allowed, within a budget or not.
 fn allowed(g: &SqlGuard, s: &Sql) -> bool {
-    matches!(g.check_sql(s), Verdict::Allow)
+    matches!(g.check_sql(s), Verdict::Allow | Verdict::AllowWithin(_))
+}
+
+#[test]
+fn statements_that_may_write_get_the_write_budget() {
+    use warden_policy::{OverBudget, SqlWrite};
+    let g = guard("");
+    let mut s = stmt("delete", &["cards"]);
+    s.has_where = true;
+    s.writes.push(SqlWrite {
+        kind: "delete".into(),
+        table: "cards".into(),
+        has_where: true,
+    });
+    let Verdict::AllowWithin(b) = g.check_sql(&s) else {
+        panic!("no budget: {:?}", g.check_sql(&s));
+    };
+    assert_eq!(
+        (b.tables[0].table.as_str(), b.tables[0].rows_written),
+        ("*", 1000)
+    );
+    assert_eq!(b.over, OverBudget::RequireApproval);
+    // A function may write; a plain read gets no budget.
+    assert!(matches!(
+        g.check_sql(&calling(&["wipe_all"])),
+        Verdict::AllowWithin(_)
+    ));
+    assert!(matches!(
+        g.check_sql(&stmt("select", &["cards"])),
+        Verdict::Allow
+    ));
+
+    let g = guard(
+        r#"{"write_budget": {"per_table": null, "tables": {"cards": 10}, "rows": 50, "over": "refuse"}}"#,
+    );
+    let Verdict::AllowWithin(b) = g.check_sql(&s) else {
+        panic!("no budget");
+    };
+    assert_eq!((b.rows_written, b.over), (Some(50), OverBudget::Refuse));
+    assert_eq!(
+        (b.tables[0].table.as_str(), b.tables[0].rows_written),
+        ("cards", 10)
+    );
+    let off = guard(r#"{"write_budget": {"per_table": null}}"#);
+    assert!(matches!(off.check_sql(&s), Verdict::Allow));
 }
 
 fn calling(functions: &[&str]) -> Sql {
@@ -320,10 +365,7 @@ fn protected_settings_are_held_when_set_or_reset() {
     assert!(held(&g, &set(&["session_authorization"])).contains("another user"));
     assert!(held(&g, &set(&["session_replication_role"])).contains("foreign-key checks"));
     assert!(held(&g, &set(&["all"])).starts_with("RESET ALL needs approval"));
-    let mut discard = typed("discard", "DiscardStmt");
-    discard.settings.push("all".into());
-    assert!(held(&g, &discard).starts_with("DISCARD ALL needs approval"));
-    assert!(allowed(&guard(r#"{"allow_settings": ["all"]}"#), &discard));
+    assert!(allowed(&g, &typed("discard", "DiscardStmt")));
     for other in [&["search_path"][..], &["statement_timeout"], &[]] {
         assert!(allowed(&g, &set(other)), "{other:?}");
     }

@@ -14,13 +14,13 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 /// One statement as sqlparser reads it; for PREPARE also the statement it prepares.
-pub(super) struct Described {
+pub struct Described {
     pub sql: Sql,
     pub inner: Option<Sql>,
 }
 
 /// Describe one statement's text.
-pub(super) fn describe(text: &str) -> Described {
+pub fn describe(text: &str) -> Described {
     let statement = match Parser::parse_sql(&PostgreSqlDialect {}, text) {
         Ok(mut v) if v.len() == 1 => v.remove(0),
         Ok(v) => {

@@ -9,7 +9,7 @@
 //! sees and the other does not — the message is refused: a differential between the gateway
 //! and the server is how SQL gets past a policy, so it fails closed.
 
-mod describe;
+pub mod describe;
 pub mod server;
 
 pub use server::PreparedOp;

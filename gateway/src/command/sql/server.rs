@@ -301,9 +301,10 @@ fn top_level(tree: &Value, out: &mut ServerStatement) {
             };
         }
         "DiscardStmt" => {
+            // DISCARD ALL also resets settings to the session's start, which only undoes a
+            // session's own changes (the gateway's pins are start-up values): poolers send it.
             if int_field("target") == protobuf::DiscardMode::DiscardAll as i64 {
                 out.prepared = PreparedOp::DeallocateAll;
-                push_unique(&mut out.settings, "all".into());
             }
         }
         "TransactionStmt" => {

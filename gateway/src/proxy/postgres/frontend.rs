@@ -12,11 +12,12 @@
 //! SQL `EXECUTE name` is judged as the statement it runs. A refusal fails the server's
 //! transaction as a server error would (see [`Relay::fail_upstream`]).
 
+use super::budget;
 use super::decode::ClientMessage;
 use super::relay::{End, Expect, Portal, Prepared, Relay, Results};
 use super::wire::{self, Frame, WireError, sqlstate};
 use crate::command::sql::{self, PreparedOp, Statement, Unreadable};
-use crate::policy::{Command, Sql, Verdict};
+use crate::policy::{Budget, Command, Sql, Verdict};
 use crate::session::{Client, Ending, Interrupt, Judged, Refused, Ruling};
 use bytes::BytesMut;
 use pgwire::messages::extendedquery::{Bind, Close, Describe, Execute, Parse};
@@ -34,6 +35,10 @@ pub(super) struct Batch {
     sent_mark: usize,
     /// A refusal happened: discard client messages until Sync.
     skipping: bool,
+    /// An Execute in it runs under a write budget (the combined limits), and the statement's
+    /// text for the audit: the batch is measured at its Sync.
+    budget: Option<Budget>,
+    text: String,
     open: bool,
 }
 
@@ -107,7 +112,7 @@ impl Relay {
         };
         let ruling = Arc::new(ruling);
         let mask = ruling.needs_mask().then(|| ruling.clone());
-        let mut results = Results::new(mask);
+        let mut results = Results::new(mask).with_read_budget(&ruling);
         results.prepares = statements
             .iter()
             .enumerate()
@@ -126,6 +131,29 @@ impl Relay {
             })
             .collect();
         self.forgets(&statements);
+        let budget = ruling.budget().filter(Budget::limits_writes);
+        if let Some(budget) =
+            budget.filter(|_| statements.iter().any(|s| budget::can_write(&s.sql)))
+        {
+            // Measured as one transaction of the gateway's: the message may not end or start
+            // one itself, and COPY data would have to flow while results are held.
+            let unmeasurable = statements.iter().any(|s| {
+                matches!(s.sql.kind.as_str(), "begin" | "commit" | "rollback") || copy_in(&s.sql)
+            });
+            if unmeasurable {
+                let u = Unreadable {
+                    code: sqlstate::FEATURE_NOT_SUPPORTED,
+                    reason: "warden: under a write budget, send transaction control and COPY ... FROM STDIN in messages of their own".into(),
+                };
+                self.refuse_unreadable(&text, &u).await?;
+                return self.fail_upstream(None).await;
+            }
+            let mark = self.expect.len();
+            self.expect.push_back(Expect::Query(results));
+            return self
+                .run_within(frame.raw.to_vec(), mark, &text, &budget)
+                .await;
+        }
         self.copy_expected |= copies_in(&statements);
         self.expect.push_back(Expect::Query(results));
         self.to_upstream.extend_from_slice(&frame.raw);
@@ -233,6 +261,15 @@ impl Relay {
     /// everything that came before the held statement.
     async fn judge(&mut self, text: &str, commands: &[Command]) -> Result<Option<Ruling>, End> {
         let decided = self.session.decide(text, commands).await;
+        self.carry(text, decided).await
+    }
+
+    /// Carry out a decision (see [`Relay::judge`]).
+    pub(super) async fn carry(
+        &mut self,
+        text: &str,
+        decided: Result<Ruling, crate::session::SessionError>,
+    ) -> Result<Option<Ruling>, End> {
         if let Ok(r) = &decided
             && matches!(r.decision.verdict, Verdict::RequireApproval(_))
         {
@@ -424,7 +461,17 @@ impl Relay {
                 };
                 // The portal keeps the verdict of the statement it was bound from, whatever
                 // later happens to that name.
+                let write_budget = ruling
+                    .budget()
+                    .filter(Budget::limits_writes)
+                    .filter(|_| prepared.sql.as_ref().is_some_and(budget::can_write));
                 let portal = Portal {
+                    text: prepared
+                        .sql
+                        .as_ref()
+                        .map(|s| s.text.clone())
+                        .unwrap_or_default(),
+                    write_budget,
                     ruling,
                     stmt,
                     copies_in: prepared.sql.as_ref().is_some_and(copy_in),
@@ -455,8 +502,31 @@ impl Relay {
                 let Some(portal) = self.portal(&name) else {
                     return self.unknown_statement(&format!("portal {name}")).await;
                 };
+                if let Some((b, text)) = portal
+                    .write_budget
+                    .clone()
+                    .map(|b| (b, portal.text.clone()))
+                {
+                    if self.batch.forwarded {
+                        let msg = "warden: a statement under a write budget must be executed in a batch that was not flushed before it (send Sync, not Flush)";
+                        self.refuse(sqlstate::FEATURE_NOT_SUPPORTED, msg);
+                        return self.refuse_batch().await;
+                    }
+                    self.batch.budget = Some(match self.batch.budget.take() {
+                        Some(old) => old.tighten(&b),
+                        None => b,
+                    });
+                    if !self.batch.text.is_empty() {
+                        self.batch.text.push_str("; ");
+                    }
+                    self.batch.text.push_str(&text);
+                }
+                let Some(portal) = self.portal(&name) else {
+                    return self.unknown_statement(&format!("portal {name}")).await;
+                };
                 let mut results =
-                    Results::new(portal.ruling.needs_mask().then(|| portal.ruling.clone()));
+                    Results::new(portal.ruling.needs_mask().then(|| portal.ruling.clone()))
+                        .with_read_budget(&portal.ruling);
                 results.stmt = portal.stmt;
                 results.fields = portal.fields.clone();
                 results.formats = portal.formats.clone();
@@ -481,6 +551,8 @@ impl Relay {
                 }
                 self.expect.push_back(Expect::Close);
             }
+            // A batch to be measured waits for its Sync (its results are held until then).
+            b'H' if self.batch.budget.is_some() => return Ok(()),
             b'H' => {
                 self.to_upstream.extend_from_slice(&frame.raw);
                 self.batch.forwarded = true;
@@ -489,11 +561,18 @@ impl Relay {
             }
             _ => {
                 // Sync ends the batch.
-                let refused = self.batch.skipping;
-                self.batch = Batch::default();
-                if refused {
+                let batch = std::mem::take(&mut self.batch);
+                if batch.skipping {
                     // Fail the server's transaction as the error would have, then Sync.
                     return self.fail_upstream(Some(&frame.raw)).await;
+                }
+                if let Some(budget) = batch.budget {
+                    let mut payload = self.to_upstream.split().to_vec();
+                    payload.extend_from_slice(&frame.raw);
+                    self.expect.push_back(Expect::Sync);
+                    return self
+                        .run_within(payload, batch.expect_mark, &batch.text, &budget)
+                        .await;
                 }
                 self.to_upstream.extend_from_slice(&frame.raw);
                 self.expect.push_back(Expect::Sync);
@@ -536,7 +615,8 @@ impl Relay {
     /// errors; outside one it changes nothing. The server's ReadyForQuery (with its status)
     /// answers the client's Query or Sync. `sync`: the client's Sync (extended protocol).
     pub(super) async fn fail_upstream(&mut self, sync: Option<&[u8]>) -> Result<(), End> {
-        let failing = "SELECT 'warden: statement refused'::pg_catalog.int4";
+        // The gateway's own statements start with `/* warden: ` (the server's log shows them).
+        let failing = "/* warden: a refusal fails the transaction */ SELECT 'warden: statement refused'::pg_catalog.int4";
         let mut buf = BytesMut::new();
         match sync {
             None => postgres_protocol::message::frontend::query(failing, &mut buf),

@@ -7,6 +7,7 @@
 //! client messages), `relay.rs` (the session loop and server messages), `rows.rs` (masking
 //! result rows), `wire.rs` (framing and composed messages).
 
+mod budget;
 pub mod config;
 mod decode;
 mod frontend;
@@ -292,6 +293,7 @@ async fn handle(pg: &Postgres, conn: Incoming) -> Result<(), String> {
         rows: Default::default(),
         copy_in: false,
         copy_expected: false,
+        hold: false,
         cancel: notify,
         privileged_ok,
         pending: Default::default(),

@@ -54,6 +54,12 @@ pub(super) struct Results {
     /// Per statement of a simple Query: the SQL-level prepared statement its PREPARE makes,
     /// kept once its CommandComplete confirms it.
     pub prepares: Vec<Option<(String, Prepared)>>,
+    /// Limits on each result's rows and bytes, from the ruling's budget.
+    pub read_budget: Option<crate::policy::Budget>,
+    /// Rows and bytes of the current result so far; `cut`: it reached a `truncate` limit and
+    /// the rest of its rows are dropped.
+    pub returned: (u64, u64),
+    pub cut: bool,
 }
 
 impl Results {
@@ -67,7 +73,18 @@ impl Results {
             swallow: false,
             recorded: 0,
             prepares: Vec::new(),
+            read_budget: None,
+            returned: (0, 0),
+            cut: false,
         }
+    }
+
+    /// The ruling's limits on rows and bytes returned (whether or not it masks).
+    pub fn with_read_budget(mut self, ruling: &Ruling) -> Results {
+        self.read_budget = ruling
+            .budget()
+            .filter(|b| b.rows_returned.is_some() || b.bytes_returned.is_some());
+        self
     }
 
     /// The decision whose masking applies to the current statement's rows.
@@ -93,6 +110,10 @@ pub(super) struct Prepared {
 /// A bound portal: the verdict of the statement it was bound from, at Bind time.
 pub(super) struct Portal {
     pub ruling: Arc<Ruling>,
+    /// The limits on what executing it may write, when it can write and a policy set them.
+    pub write_budget: Option<crate::policy::Budget>,
+    /// Its statement's text (for the audit of a budget decision).
+    pub text: String,
     pub stmt: usize,
     /// Executing it runs `COPY ... FROM STDIN`.
     pub copies_in: bool,
@@ -127,6 +148,9 @@ pub(super) struct Relay {
     pub privileged_ok: bool,
     /// Client messages read while a statement was held, handled before reading more.
     pub pending: VecDeque<Frame>,
+    /// Output for the client is held (a statement's writes are being measured against its
+    /// budget): `to_client` fills and is not written.
+    pub hold: bool,
 }
 
 /// How a session ended.
@@ -248,7 +272,7 @@ impl Relay {
     }
 
     /// One server message: match it to the front expectation, mask rows when asked.
-    async fn on_server(&mut self, frame: Frame) -> Result<(), End> {
+    pub(super) async fn on_server(&mut self, mut frame: Frame) -> Result<(), End> {
         tracing::trace!(tag = %(frame.tag as char), expect = self.expect.len(), "server message");
         match frame.tag {
             b'D' => return self.on_data_row(frame).await,
@@ -301,6 +325,13 @@ impl Relay {
             b'C' | b'I' | b's' => {
                 self.flush_rows().await?;
                 let swallowed = self.results().is_some_and(|r| r.swallow);
+                // A result cut at its budget says how many rows the client got.
+                let cut = self.results().filter(|r| r.cut).map(|r| r.returned.0);
+                if let (b'C', Some(sent)) = (frame.tag, cut) {
+                    let tag = wire::cstring(frame.body());
+                    let verb = tag.split_whitespace().next().unwrap_or("SELECT");
+                    frame = wire::command_complete(&format!("{verb} {sent}"));
+                }
                 if frame.tag == b'C' {
                     self.session
                         .recorder()
@@ -315,6 +346,8 @@ impl Relay {
                         r.stmt += 1;
                         r.copy = false;
                         r.swallow = false;
+                        r.cut = false;
+                        r.returned = (0, 0);
                         r.recorded = 0;
                         r.fields.clear();
                     }
@@ -368,7 +401,9 @@ impl Relay {
                 }
             }
             b'd' => {
-                if self.results().is_some_and(|r| r.swallow) {
+                if self.results().is_some_and(|r| r.swallow)
+                    || self.over_read_budget(&frame).await?
+                {
                     return Ok(());
                 }
                 if self.results().and_then(Results::mask_decision).is_some() {
@@ -412,9 +447,12 @@ impl Relay {
             self.to_client.extend_from_slice(&frame.raw);
             return self.flush_client_if_idle().await;
         };
-        if r.swallow {
+        if r.swallow || self.over_read_budget(&frame).await? {
             return Ok(());
         }
+        let Some(r) = self.results() else {
+            return Ok(());
+        };
         if r.mask_decision().is_none() {
             self.record_plain_row(&frame);
             self.to_client.extend_from_slice(&frame.raw);
@@ -427,6 +465,47 @@ impl Relay {
                 .map_err(|e| End::Error(e.to_string()))?;
         }
         self.maybe_flush_rows().await
+    }
+
+    /// Count a row (or COPY line) of the current result against its budget; `true` when it
+    /// must not reach the client: the result was cut at a `truncate` limit (a NOTICE says so),
+    /// or refused at its limit (an ERROR, and the rest of the result is dropped).
+    async fn over_read_budget(&mut self, frame: &Frame) -> Result<bool, End> {
+        let Some(r) = self.results_mut() else {
+            return Ok(false);
+        };
+        if r.cut {
+            return Ok(true);
+        }
+        let Some(budget) = &r.read_budget else {
+            return Ok(false);
+        };
+        let (rows, bytes) = (r.returned.0 + 1, r.returned.1 + frame.raw.len() as u64);
+        let over = budget.rows_returned.is_some_and(|max| rows > max)
+            || budget.bytes_returned.is_some_and(|max| bytes > max);
+        if !over {
+            r.returned = (rows, bytes);
+            return Ok(false);
+        }
+        let truncate = budget.over == crate::policy::OverBudget::Truncate;
+        let limit = budget.describe();
+        if truncate {
+            r.cut = true;
+        } else {
+            r.swallow = true;
+        }
+        let sent = r.returned.0;
+        self.flush_rows().await?;
+        let msg = format!("warden: the result reached its budget after {sent} rows ({limit})");
+        if truncate {
+            self.session.recorder().notice(&msg);
+            self.to_client.extend_from_slice(&wire::notice(&msg, None));
+        } else {
+            self.session.recorder().error(&msg);
+            self.to_client
+                .extend_from_slice(&wire::error("ERROR", sqlstate::PROGRAM_LIMIT, &msg));
+        }
+        Ok(true)
     }
 
     /// Whether the next `n` rows of the current result go into the recording (up to the
@@ -588,7 +667,7 @@ impl Relay {
     }
 
     pub async fn flush_client(&mut self) -> Result<(), End> {
-        if !self.to_client.is_empty() {
+        if !self.to_client.is_empty() && !self.hold {
             let out = self.to_client.split();
             self.client_w
                 .write_all(&out)
@@ -611,6 +690,11 @@ impl Relay {
 
     /// Tell the client why the session ends.
     pub async fn fatal(&mut self, code: &str, text: &str) -> Result<(), End> {
+        // Whatever was held for a measured statement is not the client's to see now.
+        if self.hold {
+            self.hold = false;
+            self.to_client.clear();
+        }
         self.to_client
             .extend_from_slice(&wire::error("FATAL", code, text));
         self.flush_client().await

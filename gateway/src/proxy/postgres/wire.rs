@@ -199,6 +199,14 @@ pub fn notice(text: &str, hint: Option<&str>) -> Bytes {
 }
 
 /// ReadyForQuery with a transaction status (`I`, `T` or `E`).
+/// A CommandComplete with `tag` (`SELECT 5`), as a frame the relay handles like the server's.
+pub fn command_complete(tag: &str) -> Frame {
+    Frame {
+        tag: b'C',
+        raw: message(b'C', |b| cstr(b, tag)),
+    }
+}
+
 pub fn ready_for_query(status: u8) -> Bytes {
     message(b'Z', |b| b.put_u8(status))
 }

@@ -1,0 +1,233 @@
+//! Budgets judge a statement by its effect: rows the server counts as written, by the statement,
+//! by a function it calls and by a trigger it sets off; rows a result returns. Real PostgreSQL,
+//! real gateway, sql-guard's `write_budget` / `result_budget`; the server's tables are the proof
+//! that what was refused was rolled back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::gateway::{self, Extra, GATEWAY_ROLE, Gateway, connect, target};
+use common::raw::{login, pbe, query, round_trip, sync};
+
+fn ledger(pg: &common::pg::PgServer) -> String {
+    pg.psql_db("payments", "SELECT count(*) FROM ledger")
+        .trim()
+        .to_string()
+}
+
+/// A table of 50 rows, a function that deletes them all, and a trigger on merchants that does.
+fn setup(pg: &common::pg::PgServer) {
+    pg.psql_db(
+        "payments",
+        &format!(
+            "CREATE TABLE ledger (id serial PRIMARY KEY, v int);
+             INSERT INTO ledger (v) SELECT g FROM generate_series(1, 50) g;
+             ALTER TABLE ledger OWNER TO {GATEWAY_ROLE};
+             CREATE FUNCTION wipe_ledger() RETURNS bigint LANGUAGE sql
+               AS 'WITH d AS (DELETE FROM ledger RETURNING 1) SELECT count(*) FROM d';
+             ALTER FUNCTION wipe_ledger() OWNER TO {GATEWAY_ROLE};
+             CREATE FUNCTION wipe_on_insert() RETURNS trigger LANGUAGE plpgsql
+               AS $$BEGIN DELETE FROM ledger; RETURN NEW; END$$;
+             CREATE TRIGGER wipe AFTER INSERT ON merchants FOR EACH ROW EXECUTE FUNCTION wipe_on_insert();"
+        ),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_over_budget_are_rolled_back_and_refused_whoever_does_them() {
+    let pg = gateway::card_server();
+    setup(&pg);
+    let targets = target(
+        "budgeted",
+        &pg,
+        "payments",
+        r#"{ module = "sql-guard", config = { write_budget = { per_table = 10, over = "refuse" } } }"#,
+    );
+    let gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            targets: &targets,
+            ..Extra::default()
+        },
+    );
+    let token = gw.token("alice", &["agent-7"], &[]);
+    let mut s = login(gw.pg_port, "budgeted", &token).await;
+    let merchants_before = pg.psql_db("payments", "SELECT count(*) FROM merchants");
+
+    for (what, sql) in [
+        (
+            "a WHERE that matches every row",
+            "DELETE FROM ledger WHERE id = id",
+        ),
+        ("a function that deletes", "SELECT wipe_ledger()"),
+        (
+            "a trigger that deletes",
+            "INSERT INTO merchants (name) VALUES ('trigger')",
+        ),
+        (
+            "MERGE ... ON true",
+            "MERGE INTO ledger l USING (SELECT 1) s ON true WHEN MATCHED THEN DELETE",
+        ),
+        (
+            "a writable CTE",
+            "WITH d AS (DELETE FROM ledger WHERE v > 0 RETURNING *) SELECT count(*) FROM d",
+        ),
+        (
+            "INSERT ... ON CONFLICT DO UPDATE over every row",
+            "INSERT INTO ledger (id, v) SELECT id, 0 FROM ledger ON CONFLICT (id) DO UPDATE SET v = -1",
+        ),
+    ] {
+        let r = round_trip(&mut s, &query(sql), 1).await;
+        assert_eq!(r.errors(), ["42501"], "{what}: {r:?}");
+        let text = &r.error_texts()[0];
+        assert!(
+            text.contains("over its budget of 10 per table") && text.contains("ledger"),
+            "{what}: {text}"
+        );
+        assert!(
+            r.rows().is_empty() && r.completions().is_empty(),
+            "{what}: nothing but the error: {r:?}"
+        );
+        assert_eq!(r.status(), b'I', "{what}");
+        assert_eq!(ledger(&pg), "50", "{what} was rolled back");
+    }
+    assert_eq!(
+        pg.psql_db("payments", "SELECT count(*) FROM merchants"),
+        merchants_before
+    );
+
+    // Within budget: results and commit as usual.
+    let r = round_trip(&mut s, &query("DELETE FROM ledger WHERE id <= 5"), 1).await;
+    assert_eq!(
+        (r.errors().len(), r.completions()),
+        (0, vec!["DELETE 5".to_string()]),
+        "{r:?}"
+    );
+    assert_eq!(ledger(&pg), "45");
+
+    // Inside the client's transaction block the refusal fails the transaction.
+    round_trip(&mut s, &query("BEGIN"), 1).await;
+    let r = round_trip(&mut s, &query("UPDATE ledger SET v = 0 WHERE v = v"), 1).await;
+    assert_eq!(
+        (r.errors(), r.status()),
+        (vec!["42501".to_string()], b'E'),
+        "{r:?}"
+    );
+    let r = round_trip(&mut s, &query("COMMIT"), 1).await;
+    assert_eq!(r.completions(), ["ROLLBACK"]);
+    assert_eq!(
+        pg.psql_db("payments", "SELECT count(*) FROM ledger WHERE v = 0")
+            .trim(),
+        "0"
+    );
+
+    // The extended protocol (a driver), as one pipeline and through tokio-postgres.
+    let r = round_trip(
+        &mut s,
+        &[pbe("DELETE FROM ledger WHERE id > 0"), sync()].concat(),
+        1,
+    )
+    .await;
+    assert_eq!(
+        (r.errors(), r.status()),
+        (vec!["42501".to_string()], b'I'),
+        "{r:?}"
+    );
+    let c = connect(&gw.conninfo("budgeted", &token)).await.unwrap();
+    let e = c
+        .execute("DELETE FROM ledger WHERE id > $1", &[&0i32])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{e}");
+    let n = c
+        .execute("DELETE FROM ledger WHERE id <= $1", &[&8i32])
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(ledger(&pg), "42");
+
+    // The refusals are in the audit trail, as warden's.
+    drop(c);
+    drop(s);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut gw = gw;
+    gw.stop();
+    let audit = warden::audit::AuditStore::open(gw.audit_path()).unwrap();
+    let mut export = Vec::new();
+    audit.export(None, &mut export).unwrap();
+    let export = String::from_utf8(export).unwrap();
+    assert!(
+        export.contains("over its budget of 10 per table"),
+        "budget refusals audited"
+    );
+    assert!(
+        export.contains("within budget: at most 10 rows written in *"),
+        "budgets audited"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_budget_writes_wait_for_an_approver_and_results_can_be_cut() {
+    let pg = gateway::card_server();
+    setup(&pg);
+    let mut targets = target(
+        "held",
+        &pg,
+        "payments",
+        r#"{ module = "sql-guard", config = { write_budget = { per_table = 10 } } }"#,
+    );
+    targets.push_str(&target(
+        "capped",
+        &pg,
+        "payments",
+        r#"{ module = "sql-guard", config = { result_budget = { rows = 3, over = "truncate" } } }"#,
+    ));
+    targets.push_str(&target(
+        "strict",
+        &pg,
+        "payments",
+        r#"{ module = "sql-guard", config = { result_budget = { rows = 3 } } }"#,
+    ));
+    let gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            targets: &targets,
+            approval_timeout: "2s",
+            ..Extra::default()
+        },
+    );
+    let token = gw.token("alice", &["agent-7"], &[]);
+
+    // Held for approval (nobody approves: it times out), then rolled back.
+    let mut s = login(gw.pg_port, "held", &token).await;
+    let r = round_trip(&mut s, &query("DELETE FROM ledger WHERE id = id"), 1).await;
+    assert_eq!(r.errors().len(), 1, "{r:?}");
+    assert!(r.error_texts()[0].contains("approval"), "{r:?}");
+    assert_eq!(ledger(&pg), "50");
+    assert!(
+        pg.statements_by(GATEWAY_ROLE)
+            .iter()
+            .any(|s| s.contains("/* warden: write budget */ ROLLBACK"))
+    );
+
+    // Results: cut at 3 rows with a NOTICE (truncate), or refused at the limit.
+    let mut c = login(gw.pg_port, "capped", &token).await;
+    let r = round_trip(&mut c, &query("SELECT id FROM ledger ORDER BY id"), 1).await;
+    assert_eq!(r.rows(), [["1"], ["2"], ["3"]], "{r:?}");
+    assert_eq!(r.completions(), ["SELECT 3"]);
+    assert!(
+        r.messages.iter().any(|(t, _)| *t == b'N'),
+        "a NOTICE says why: {r:?}"
+    );
+    let mut c = login(gw.pg_port, "strict", &token).await;
+    let r = round_trip(&mut c, &query("SELECT id FROM ledger ORDER BY id"), 1).await;
+    assert_eq!(
+        (r.rows().len(), r.errors()),
+        (3, vec!["54000".to_string()]),
+        "{r:?}"
+    );
+    let r = round_trip(&mut c, &query("SELECT 1"), 1).await;
+    assert_eq!(r.rows(), [["1"]], "the session goes on");
+}
