@@ -3,12 +3,16 @@
 # through PgBouncer.
 #
 #   gateway/benches/pgbench.sh [-T SECONDS] [--clients "1 16"] [--modes "simple prepared"]
+#                              [--scripts "select tpcb"]
 #                              [--scale N] [--rows N] [--idle N] [--no-warden] [--debug]
 #
 # Starts its own PostgreSQL, PgBouncer and Warden on free loopback ports in a temp dir, then
-#   1. pgbench -S (select-only) for each protocol (-M simple / prepared) and client count, for
-#      -T seconds each (default 10): directly, through PgBouncer (session pooling), and through
-#      Warden with (a) allow-all and (b) sql-guard + pci-mask;
+#   1. pgbench for each script (-S select-only, and the default TPC-B-like script of three
+#      UPDATEs, a SELECT and an INSERT per transaction), protocol (-M simple / prepared) and
+#      client count, for -T seconds each (default 10): directly, through PgBouncer (session
+#      pooling), and through Warden with (a) allow-all, (b) sql-guard + pci-mask (sql-guard's
+#      default write budget: every UPDATE and INSERT is measured) and (c) the same without the
+#      write budget (what measuring writes costs);
 #   2. a large read, --rows rows (default 1,000,000) × 5 columns with card numbers in them,
 #      with psql directly and through Warden (allow-all, and masked by pci-mask);
 #   3. the resident memory of Warden and of PgBouncer holding --idle (default 1,000) idle
@@ -25,6 +29,7 @@ set -euo pipefail
 DURATION=10
 CLIENTS="1 16"
 MODES="simple prepared"
+SCRIPTS="select tpcb"
 SCALE=10
 ROWS=1000000
 IDLE=1000
@@ -37,6 +42,7 @@ while (($#)); do
         -T | --duration) DURATION=$2; shift 2 ;;
         --clients) CLIENTS=$2; shift 2 ;;
         --modes) MODES=$2; shift 2 ;;
+        --scripts) SCRIPTS=$2; shift 2 ;;
         --scale) SCALE=$2; shift 2 ;;
         --rows) ROWS=$2; shift 2 ;;
         --idle) IDLE=$2; shift 2 ;;
@@ -320,6 +326,18 @@ database = "bench"
 user = "bench"
 password_file = "pg-password"
 
+[targets.nobudget]
+protocol = "postgres"
+allow_subjects = ["*"]
+policies = [{ module = "sql-guard", config = { write_budget = false } }, { module = "pci-mask" }]
+
+[targets.nobudget.postgres]
+host = "127.0.0.1"
+port = $PGPORT
+database = "bench"
+user = "bench"
+password_file = "pg-password"
+
 [admin]
 listen = "127.0.0.1:$APORT"
 EOF
@@ -339,7 +357,8 @@ fi
 # One path = name, port, dbname, user, password.
 PATHS=("direct|$PGPORT|bench|bench|$BENCH_PW" "pgbouncer|$BPORT|bench|bench|")
 if ((WITH_WARDEN)); then
-    PATHS+=("warden allow-all|$WPORT|allow|bench|$ALLOW_TOKEN" "warden sql-guard+pci-mask|$WPORT|guard|bench|$GUARD_TOKEN")
+    PATHS+=("warden allow-all|$WPORT|allow|bench|$ALLOW_TOKEN" "warden sql-guard+pci-mask|$WPORT|guard|bench|$GUARD_TOKEN"
+        "warden sql-guard+pci-mask, no write budget|$WPORT|nobudget|bench|$GUARD_TOKEN")
 fi
 
 # Sanity: every path answers before anything is timed.
@@ -355,19 +374,24 @@ NPROC=$(nproc)
 declare -A TPS LAT
 for p in "${PATHS[@]}"; do
     IFS='|' read -r name port db user pw <<<"$p"
-    for mode in $MODES; do
-        for c in $CLIENTS; do
-            j=$((c < NPROC ? c : NPROC))
-            log "$name: pgbench -S -M $mode -c $c -j $j -T $DURATION"
-            if out=$(PGPASSWORD=$pw timeout $((DURATION + 120)) "$PGBENCH" -n -S -M "$mode" -c "$c" -j "$j" \
-                -T "$DURATION" -h 127.0.0.1 -p "$port" -U "$user" "$db" 2>&1); then
-                TPS[$name|$mode|$c]=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | tail -n 1)
-                LAT[$name|$mode|$c]=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' <<<"$out" | tail -n 1)
-            else
-                log "$name -M $mode -c $c failed: $(grep -m 3 -i 'error\|fatal\|abort' <<<"$out" | tr '\n' ' ')"
-                TPS[$name|$mode|$c]=''
-                LAT[$name|$mode|$c]=''
-            fi
+    for script in $SCRIPTS; do
+        flag=()
+        [[ $script == select ]] && flag=(-S)
+        for mode in $MODES; do
+            for c in $CLIENTS; do
+                j=$((c < NPROC ? c : NPROC))
+                k="$name|$script|$mode|$c"
+                log "$name: pgbench ${flag[*]} -M $mode -c $c -j $j -T $DURATION"
+                if out=$(PGPASSWORD=$pw timeout $((DURATION + 120)) "$PGBENCH" -n "${flag[@]}" -M "$mode" -c "$c" -j "$j" \
+                    -T "$DURATION" -h 127.0.0.1 -p "$port" -U "$user" "$db" 2>&1); then
+                    TPS[$k]=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | tail -n 1)
+                    LAT[$k]=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' <<<"$out" | tail -n 1)
+                else
+                    log "$name $script -M $mode -c $c failed: $(grep -m 3 -i 'error\|fatal\|abort' <<<"$out" | tr '\n' ' ')"
+                    TPS[$k]=''
+                    LAT[$k]=''
+                fi
+            done
         done
     done
 done
@@ -502,19 +526,29 @@ $WARDEN_DESC; everything on one machine over loopback TCP, pgbench and
 the servers sharing the CPUs. Logins: SCRAM-SHA-256 to PostgreSQL (Warden and PgBouncer use
 their own), a JWT as the password to Warden.
 
-### pgbench -S (select-only), $DURATION s per run, scale $SCALE
+EOF
+for script in $SCRIPTS; do
+    if [[ $script == select ]]; then
+        title="pgbench -S (select-only)"
+    else
+        title="pgbench, default TPC-B-like script (3 UPDATEs, a SELECT and an INSERT per transaction)"
+    fi
+    cat <<EOF
+
+### $title, $DURATION s per run, scale $SCALE
 
 | path | protocol | clients | TPS | avg latency (ms) | vs direct | vs PgBouncer |
 |---|---|---:|---:|---:|---:|---:|
 EOF
-for p in "${PATHS[@]}"; do
-    IFS='|' read -r name _ <<<"$p"
-    for mode in $MODES; do
-        for c in $CLIENTS; do
-            t=${TPS[$name|$mode|$c]}
-            printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$mode" "$c" "$(fmt0 "$t")" \
-                "${LAT[$name|$mode|$c]:-—}" "$(ratio "$t" "${TPS[direct|$mode|$c]}")" \
-                "$(ratio "$t" "${TPS[pgbouncer|$mode|$c]}")"
+    for p in "${PATHS[@]}"; do
+        IFS='|' read -r name _ <<<"$p"
+        for mode in $MODES; do
+            for c in $CLIENTS; do
+                t=${TPS[$name|$script|$mode|$c]}
+                printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$mode" "$c" "$(fmt0 "$t")" \
+                    "${LAT[$name|$script|$mode|$c]:-—}" "$(ratio "$t" "${TPS[direct|$script|$mode|$c]}")" \
+                    "$(ratio "$t" "${TPS[pgbouncer|$script|$mode|$c]}")"
+            done
         done
     done
 done

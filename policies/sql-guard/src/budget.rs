@@ -15,7 +15,8 @@
 //! "truncate" }` limits what one result of a read may return: `truncate` cuts it at the limit
 //! with a NOTICE, `refuse` ends it with an error. Masked rows count as they leave.
 //!
-//! With no limit at all the statement is simply allowed.
+//! `"write_budget": false` switches the write budget off (TOML has no null: `write_budget =
+//! false`). With no limit at all the statement is simply allowed.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -37,6 +38,31 @@ enum Over {
     #[default]
     RequireApproval,
     Refuse,
+}
+
+/// `write_budget` as configured: limits, or `false` for none.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum WriteBudgetConfig {
+    Switch(bool),
+    Limits(WriteBudget),
+}
+
+impl Default for WriteBudgetConfig {
+    fn default() -> Self {
+        WriteBudgetConfig::Limits(WriteBudget::default())
+    }
+}
+
+impl WriteBudgetConfig {
+    /// The limits in force (`None`: switched off). `true` means the defaults.
+    pub fn limits(self) -> Result<Option<WriteBudget>, String> {
+        match self {
+            WriteBudgetConfig::Switch(false) => Ok(None),
+            WriteBudgetConfig::Switch(true) => Ok(Some(WriteBudget::default())),
+            WriteBudgetConfig::Limits(l) => Ok(Some(l)),
+        }
+    }
 }
 
 impl Default for WriteBudget {

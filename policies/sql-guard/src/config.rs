@@ -27,7 +27,7 @@ pub struct Config {
     code_changes: Action,
     allow_statements: Vec<String>,
     allow_settings: Vec<String>,
-    write_budget: crate::budget::WriteBudget,
+    write_budget: crate::budget::WriteBudgetConfig,
     result_budget: crate::budget::ResultBudget,
 }
 
@@ -129,7 +129,7 @@ impl SqlGuard {
                 .iter()
                 .map(|s| s.to_lowercase())
                 .collect(),
-            write_budget: config.write_budget,
+            write_budget: config.write_budget.limits()?,
             result_budget: config.result_budget,
         })
     }

@@ -97,7 +97,7 @@ struct SqlGuard {
     allowed_statements: Vec<String>,
     /// Settings taken off the protected list (lower case).
     allowed_settings: Vec<String>,
-    write_budget: budget::WriteBudget,
+    write_budget: Option<budget::WriteBudget>,
     result_budget: budget::ResultBudget,
 }
 
@@ -152,10 +152,8 @@ impl SqlGuard {
     /// Allowed: within the write budget when the statement may write, and within the result
     /// budget when one is set.
     fn allow(&self, s: &Sql) -> Verdict {
-        match self
-            .result_budget
-            .add_to(self.write_budget.for_statement(s))
-        {
+        let write = self.write_budget.as_ref().and_then(|w| w.for_statement(s));
+        match self.result_budget.add_to(write) {
             Some(b) => Verdict::AllowWithin(b),
             None => Verdict::Allow,
         }

@@ -113,6 +113,8 @@ fn statements_that_may_write_get_the_write_budget() {
     );
     let off = guard(r#"{"write_budget": {"per_table": null}}"#);
     assert!(matches!(off.check_sql(&s), Verdict::Allow));
+    let off = guard(r#"{"write_budget": false}"#);
+    assert!(matches!(off.check_sql(&s), Verdict::Allow));
 }
 
 fn calling(functions: &[&str]) -> Sql {
