@@ -214,10 +214,54 @@ mod tests {
             policy: name.to_string(),
             sha256: String::new(),
             verdict,
+            budget: None,
             latency: Duration::ZERO,
             failure: None,
             module: None,
         }
+    }
+
+    fn budget(rows: Option<u64>, tables: &[(&str, u64)], over: OverBudget) -> Budget {
+        Budget {
+            rows_written: rows,
+            tables: tables
+                .iter()
+                .map(|(t, n)| TableBudget {
+                    table: t.to_string(),
+                    rows_written: *n,
+                })
+                .collect(),
+            rows_returned: None,
+            bytes_returned: Some(1000),
+            over,
+        }
+    }
+
+    #[test]
+    fn budgets_combine_to_the_smallest_limit_and_strictest_over() {
+        let mut a = pv("a", Verdict::Allow);
+        a.budget = Some(budget(
+            Some(100),
+            &[("cards", 5), ("*", 50)],
+            OverBudget::Truncate,
+        ));
+        let mut b = pv("b", Verdict::Mask);
+        b.budget = Some(budget(None, &[("cards", 3)], OverBudget::RequireApproval));
+        let d = Decision::combine(vec![a, b, pv("c", Verdict::Allow)]);
+        assert_eq!(d.verdict, Verdict::Mask);
+        let combined = d.budget().unwrap();
+        assert_eq!(combined.rows_written, Some(100));
+        assert_eq!(combined.bytes_returned, Some(1000));
+        assert_eq!(combined.over, OverBudget::RequireApproval);
+        let cards = combined.tables.iter().find(|t| t.table == "cards").unwrap();
+        assert_eq!(cards.rows_written, 3);
+        assert!(combined.limits_writes());
+        assert!(combined.describe().contains("3 rows written in cards"));
+        assert!(
+            Decision::combine(vec![pv("x", Verdict::Allow)])
+                .budget()
+                .is_none()
+        );
     }
 
     #[test]

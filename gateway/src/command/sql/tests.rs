@@ -204,3 +204,36 @@ fn splitting_is_linear() {
     let text = "select 1;".repeat(20_000);
     assert_eq!(parse(&text).unwrap().len(), 20_000);
 }
+
+#[test]
+fn a_differential_between_the_readings_is_refused() {
+    // The two parsers agree on everything the server accepts that was tried (see server.rs and
+    // the attack notes); the check is what fails closed when they do not. Each reading here
+    // is what one parser would make of a text the other reads differently.
+    let server = server::read("DELETE FROM t WHERE id = 1").unwrap();
+    let mut ours = one("DELETE FROM t");
+    assert!(
+        disagreement(&server, &ours).is_some(),
+        "a WHERE only one reading has"
+    );
+    ours = one("SELECT 1 FROM t");
+    let what = disagreement(&server, &ours).unwrap();
+    assert!(what.contains("the server reads delete"), "{what}");
+    let server = server::read("WITH d AS (DELETE FROM t RETURNING 1) SELECT 1").unwrap();
+    let ours = one("SELECT 1");
+    assert!(disagreement(&server, &ours).unwrap().contains("write to t"));
+    // Agreement, and a statement the second parser cannot read, pass (the latter with
+    // `parse-error` set for policies).
+    let server = server::read("DELETE FROM t WHERE id = 1").unwrap();
+    assert_eq!(
+        disagreement(&server, &one("DELETE FROM t WHERE id = 1")),
+        None
+    );
+    let s = one("DELETE FROM t WHERE x = 'a'\n'b'");
+    assert!(s.parse_error.is_some());
+    assert_eq!(
+        (s.kind.as_str(), s.statement_type.as_str()),
+        ("delete", "DeleteStmt")
+    );
+    assert_eq!(s.tables, ["t"]);
+}
