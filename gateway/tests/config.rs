@@ -22,7 +22,8 @@ fn example_config_loads_with_its_chains() {
     let json: serde_json::Value = serde_json::from_str(&chain[1].config).unwrap();
     assert_eq!(json["max_limit"], 100);
     assert_eq!(json["tables"][0], "cards");
-    assert_eq!(&*chain[0].config, "");
+    let guard: serde_json::Value = serde_json::from_str(&chain[0].config).unwrap();
+    assert_eq!(guard["write_budget"]["per_table"], 1000);
 }
 
 #[test]

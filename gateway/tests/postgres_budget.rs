@@ -134,6 +134,20 @@ async fn writes_over_budget_are_rolled_back_and_refused_whoever_does_them() {
         (vec!["42501".to_string()], b'I'),
         "{r:?}"
     );
+    // A batch that would commit the measuring transaction itself is refused whole.
+    let r = round_trip(
+        &mut s,
+        &[
+            pbe("DELETE FROM ledger WHERE id > 0"),
+            pbe("COMMIT"),
+            sync(),
+        ]
+        .concat(),
+        1,
+    )
+    .await;
+    assert_eq!(r.errors(), ["0A000"], "{r:?}");
+    assert_eq!(ledger(&pg), "45");
     let c = connect(&gw.conninfo("budgeted", &token)).await.unwrap();
     let e = c
         .execute("DELETE FROM ledger WHERE id > $1", &[&0i32])

@@ -39,6 +39,8 @@ pub(super) struct Batch {
     /// text for the audit: the batch is measured at its Sync.
     budget: Option<Budget>,
     text: String,
+    /// It executes transaction control (which would end the gateway's measuring transaction).
+    controls_transaction: bool,
     open: bool,
 }
 
@@ -143,7 +145,7 @@ impl Relay {
             if unmeasurable {
                 let u = Unreadable {
                     code: sqlstate::FEATURE_NOT_SUPPORTED,
-                    reason: "warden: under a write budget, send transaction control and COPY ... FROM STDIN in messages of their own".into(),
+                    reason: UNMEASURABLE.into(),
                 };
                 self.refuse_unreadable(&text, &u).await?;
                 return self.fail_upstream(None).await;
@@ -336,6 +338,9 @@ struct PgClient<'a> {
     held_bytes: usize,
 }
 
+/// Why a message under a write budget cannot be measured as it is.
+const UNMEASURABLE: &str = "warden: under a write budget, send transaction control and COPY ... FROM STDIN in messages (or batches) of their own";
+
 /// Messages longer than this are parsed off the async workers.
 const LONG_MESSAGE: usize = 64 * 1024;
 
@@ -466,6 +471,9 @@ impl Relay {
                     .filter(Budget::limits_writes)
                     .filter(|_| prepared.sql.as_ref().is_some_and(budget::can_write));
                 let portal = Portal {
+                    controls_transaction: prepared.sql.as_ref().is_some_and(|s| {
+                        matches!(s.kind.as_str(), "begin" | "commit" | "rollback")
+                    }),
                     text: prepared
                         .sql
                         .as_ref()
@@ -499,6 +507,10 @@ impl Relay {
             b'E' => {
                 let e: Execute = decode(&frame)?;
                 let name = e.name.unwrap_or_default();
+                let Some(portal) = self.portal(&name) else {
+                    return self.unknown_statement(&format!("portal {name}")).await;
+                };
+                self.batch.controls_transaction |= portal.controls_transaction;
                 let Some(portal) = self.portal(&name) else {
                     return self.unknown_statement(&format!("portal {name}")).await;
                 };
@@ -566,6 +578,19 @@ impl Relay {
                     // Fail the server's transaction as the error would have, then Sync.
                     return self.fail_upstream(Some(&frame.raw)).await;
                 }
+                if batch.budget.is_some() && batch.controls_transaction {
+                    self.to_upstream.clear();
+                    let drop_from = batch.expect_mark.min(self.expect.len());
+                    let tail: Vec<Expect> = self.expect.drain(drop_from..).collect();
+                    self.expect
+                        .extend(tail.into_iter().filter(|e| matches!(e, Expect::Local(_))));
+                    let u = Unreadable {
+                        code: sqlstate::FEATURE_NOT_SUPPORTED,
+                        reason: UNMEASURABLE.into(),
+                    };
+                    self.refuse_unreadable(&batch.text, &u).await?;
+                    return self.fail_upstream(Some(&frame.raw)).await;
+                }
                 if let Some(budget) = batch.budget {
                     let mut payload = self.to_upstream.split().to_vec();
                     payload.extend_from_slice(&frame.raw);
@@ -615,6 +640,13 @@ impl Relay {
     /// errors; outside one it changes nothing. The server's ReadyForQuery (with its status)
     /// answers the client's Query or Sync. `sync`: the client's Sync (extended protocol).
     pub(super) async fn fail_upstream(&mut self, sync: Option<&[u8]>) -> Result<(), End> {
+        if self.copy_in {
+            // The server is reading COPY data: any other message fails the COPY (and its
+            // transaction) by itself, so the gateway answers in turn, as before.
+            let rfq = wire::ready_for_query(self.status);
+            self.local(rfq);
+            return self.flush_local().await;
+        }
         // The gateway's own statements start with `/* warden: ` (the server's log shows them).
         let failing = "/* warden: a refusal fails the transaction */ SELECT 'warden: statement refused'::pg_catalog.int4";
         let mut buf = BytesMut::new();

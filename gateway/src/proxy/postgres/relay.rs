@@ -114,6 +114,8 @@ pub(super) struct Portal {
     pub write_budget: Option<crate::policy::Budget>,
     /// Its statement's text (for the audit of a budget decision).
     pub text: String,
+    /// Its statement is transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT...).
+    pub controls_transaction: bool,
     pub stmt: usize,
     /// Executing it runs `COPY ... FROM STDIN`.
     pub copies_in: bool,
