@@ -96,7 +96,7 @@ fn subjects() -> Vec<Subject> {
 fn statement() -> Command {
     let sql =
         "SELECT id, name, pan, email, note FROM cards WHERE owner_id = $1 ORDER BY id LIMIT 50";
-    Command::Sql(warden::command::sql::parse(sql).remove(0))
+    Command::Sql(warden::command::sql::parse(sql).unwrap().remove(0).sql)
 }
 
 fn http_session() -> Session {

@@ -28,7 +28,16 @@ fn setup(pg: &common::pg::PgServer) {
              ALTER FUNCTION wipe_ledger() OWNER TO {GATEWAY_ROLE};
              CREATE FUNCTION wipe_on_insert() RETURNS trigger LANGUAGE plpgsql
                AS $$BEGIN DELETE FROM ledger; RETURN NEW; END$$;
-             CREATE TRIGGER wipe AFTER INSERT ON merchants FOR EACH ROW EXECUTE FUNCTION wipe_on_insert();"
+             CREATE TRIGGER wipe AFTER INSERT ON merchants FOR EACH ROW EXECUTE FUNCTION wipe_on_insert();
+             CREATE VIEW v_wipe AS SELECT wipe_ledger() AS wiped;
+             ALTER VIEW v_wipe OWNER TO {GATEWAY_ROLE};
+             CREATE TABLE pledger (id int, v int) PARTITION BY RANGE (id);
+             CREATE TABLE pledger_a PARTITION OF pledger FOR VALUES FROM (0) TO (30);
+             CREATE TABLE pledger_b PARTITION OF pledger FOR VALUES FROM (30) TO (60);
+             INSERT INTO pledger SELECT g, g FROM generate_series(0, 59) g;
+             ALTER TABLE pledger OWNER TO {GATEWAY_ROLE};
+             ALTER TABLE pledger_a OWNER TO {GATEWAY_ROLE};
+             ALTER TABLE pledger_b OWNER TO {GATEWAY_ROLE};"
         ),
     );
 }
@@ -77,6 +86,14 @@ async fn writes_over_budget_are_rolled_back_and_refused_whoever_does_them() {
             "INSERT ... ON CONFLICT DO UPDATE over every row",
             "INSERT INTO ledger (id, v) SELECT id, 0 FROM ledger ON CONFLICT (id) DO UPDATE SET v = -1",
         ),
+        (
+            "a view over a function that deletes",
+            "SELECT * FROM v_wipe",
+        ),
+        (
+            "a partitioned table, 30 rows in each partition",
+            "DELETE FROM pledger WHERE id = id",
+        ),
     ] {
         let r = round_trip(&mut s, &query(sql), 1).await;
         assert_eq!(r.errors(), ["42501"], "{what}: {r:?}");
@@ -84,6 +101,10 @@ async fn writes_over_budget_are_rolled_back_and_refused_whoever_does_them() {
         assert!(
             text.contains("over its budget of 10 per table") && text.contains("ledger"),
             "{what}: {text}"
+        );
+        assert!(
+            !text.contains("pledger_"),
+            "partitions count under their table: {text}"
         );
         assert!(
             r.rows().is_empty() && r.completions().is_empty(),
@@ -134,20 +155,47 @@ async fn writes_over_budget_are_rolled_back_and_refused_whoever_does_them() {
         (vec!["42501".to_string()], b'I'),
         "{r:?}"
     );
-    // A batch that would commit the measuring transaction itself is refused whole.
-    let r = round_trip(
-        &mut s,
-        &[
+    // What would end or escape the measuring is refused whole: transaction control in the
+    // batch, a savepoint after the writes, COPY data, a cursor over a function that writes.
+    for batch in [
+        [
             pbe("DELETE FROM ledger WHERE id > 0"),
             pbe("COMMIT"),
             sync(),
         ]
         .concat(),
-        1,
-    )
-    .await;
-    assert_eq!(r.errors(), ["0A000"], "{r:?}");
+        [
+            pbe("DELETE FROM ledger WHERE id > 0"),
+            pbe("SAVEPOINT s"),
+            sync(),
+        ]
+        .concat(),
+        [
+            pbe("DELETE FROM ledger WHERE id > 0"),
+            pbe("COPY merchants (name) FROM STDIN"),
+            common::raw::message(b'd', b"copied\n"),
+            common::raw::message(b'c', b""),
+            sync(),
+        ]
+        .concat(),
+    ] {
+        let r = round_trip(&mut s, &batch, 1).await;
+        assert_eq!(r.errors(), ["0A000"], "{r:?}");
+        assert_eq!(ledger(&pg), "45");
+    }
+    for cursor in [
+        "DECLARE c CURSOR WITH HOLD FOR SELECT wipe_ledger()",
+        "DECLARE c CURSOR WITH HOLD FOR SELECT * FROM v_wipe",
+    ] {
+        let r = round_trip(&mut s, &query(cursor), 1).await;
+        assert_eq!(r.errors(), ["0A000"], "{cursor}: {r:?}");
+    }
     assert_eq!(ledger(&pg), "45");
+    assert_eq!(
+        pg.psql_db("payments", "SELECT count(*) FROM pledger")
+            .trim(),
+        "60"
+    );
     let c = connect(&gw.conninfo("budgeted", &token)).await.unwrap();
     let e = c
         .execute("DELETE FROM ledger WHERE id > $1", &[&0i32])
@@ -230,7 +278,7 @@ async fn over_budget_writes_wait_for_an_approver_and_results_can_be_cut() {
     let mut c = login(gw.pg_port, "capped", &token).await;
     let r = round_trip(&mut c, &query("SELECT id FROM ledger ORDER BY id"), 1).await;
     assert_eq!(r.rows(), [["1"], ["2"], ["3"]], "{r:?}");
-    assert_eq!(r.completions(), ["SELECT 3"]);
+    assert_eq!(r.completions(), ["SELECT 3"], "{r:?}");
     assert!(
         r.messages.iter().any(|(t, _)| *t == b'N'),
         "a NOTICE says why: {r:?}"

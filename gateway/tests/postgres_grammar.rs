@@ -7,7 +7,10 @@
 mod common;
 
 use common::gateway::{self, Extra, GATEWAY_ROLE, Gateway, connect};
-use common::raw::{bind, execute, login, message, parse, pbe, query, round_trip, sync, try_login};
+use common::raw::{
+    bind, execute, login, message, parse, pbe, query, round_trip, round_trip_within, sync,
+    try_login,
+};
 use std::time::Duration;
 
 /// Whether the server ran a statement containing `needle` for the gateway's role.
@@ -343,6 +346,79 @@ async fn copy_data_sent_before_copy_in_response_is_forwarded() {
     assert_eq!(r.rows(), [["1"]]);
 }
 
+/// The server ignores a Sync sent while it reads COPY data; the gateway must not expect an
+/// answer to it, or every later answer is matched to the wrong request (masking and verdicts
+/// with it). And after a refusal, nothing queued behind a Flush reaches the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_copy_and_flush_keep_requests_and_answers_in_step() {
+    let pg = gateway::card_server();
+    let gw = Gateway::start(&pg, "payments", Extra::default());
+    let token = gw.token("alice", &["agent-7"], &[]);
+    let mut s = login(gw.pg_port, "payments", &token).await;
+    let copy = [
+        pbe("COPY merchants (name) FROM STDIN"),
+        sync(),
+        message(b'd', b"phantom\n"),
+        message(b'c', b""),
+        sync(),
+    ]
+    .concat();
+    let r = round_trip(&mut s, &copy, 1).await;
+    assert_eq!(r.completions(), ["COPY 1"], "{r:?}");
+    for _ in 0..2 {
+        let r = round_trip(
+            &mut s,
+            &query("SELECT pan FROM cards WHERE id = 1 LIMIT 1"),
+            1,
+        )
+        .await;
+        assert_eq!(r.rows().len(), 1, "{r:?}");
+        assert!(
+            !r.rows()[0][0].contains("4111111111111111"),
+            "clear PAN after COPY: {r:?}"
+        );
+    }
+
+    let burst = [
+        pbe("SELECT 1"),
+        message(b'H', b""),
+        pbe("SELECT id, pan FROM cards WHERE id = 2 LIMIT 1"),
+        parse("", "DROP TABLE merchants"),
+        sync(),
+    ]
+    .concat();
+    let r = round_trip(&mut s, &burst, 1).await;
+    assert_eq!(r.errors(), ["42501"], "only the refusal: {r:?}");
+    assert!(
+        !r.rows().iter().flatten().any(|c| c.contains("5500")),
+        "{r:?}"
+    );
+    assert!(
+        !ran(&pg, "WHERE id = 2 LIMIT 1"),
+        "a statement queued behind the Flush ran"
+    );
+    let r = round_trip(&mut s, &query("SELECT 1"), 1).await;
+    assert_eq!(r.rows(), [["1"]]);
+
+    // 40,000 ANDs: the server's grammar flattens them; the second parser is not asked (its
+    // tree would overflow the stack). The gateway answers and goes on.
+    let chain = format!(
+        "SELECT 1 FROM merchants WHERE {}",
+        vec!["id > 0"; 40_000].join(" AND ")
+    );
+    let mut open = login(gw.pg_port, "open", &token).await;
+    let r = round_trip(&mut open, &query(&chain), 1).await;
+    assert!(r.errors().is_empty(), "{:?}", r.error_texts());
+    let r = round_trip(&mut s, &query(&chain), 1).await;
+    assert_eq!(
+        r.errors(),
+        ["42501"],
+        "sql-guard refuses what it cannot read fully"
+    );
+    let r = round_trip(&mut open, &query("SELECT 2"), 1).await;
+    assert_eq!(r.rows(), [["2"]]);
+}
+
 /// A 1 MiB message of statements is read in one pass (the old splitter was quadratic: 20,000
 /// statements on one line took a minute and stalled other sessions), and another session is
 /// served meanwhile.
@@ -355,7 +431,7 @@ async fn a_long_statement_list_is_judged_and_other_sessions_go_on() {
     let mut other = login(gw.pg_port, "open", &token).await;
     let text = "select 1;".repeat((1 << 20) / 9);
     let long = tokio::spawn(async move {
-        let r = round_trip(&mut big, &query(&text), 1).await;
+        let r = round_trip_within(&mut big, &query(&text), 1, Duration::from_secs(300)).await;
         (r.errors(), r.completions().len())
     });
     for i in 0..20 {

@@ -90,9 +90,8 @@ impl Budget {
             }
         }
         let strict = |o: OverBudget| match o {
-            OverBudget::Refuse => 2,
-            OverBudget::RequireApproval => 1,
-            OverBudget::Truncate => 0,
+            OverBudget::Refuse => 1,
+            OverBudget::RequireApproval => 0,
         };
         Budget {
             rows_written: min(self.rows_written, other.rows_written),
@@ -104,6 +103,8 @@ impl Budget {
             } else {
                 self.over
             },
+            // Cutting a result is the looser answer: it takes every policy to agree.
+            truncate_results: self.truncate_results && other.truncate_results,
         }
     }
 
@@ -134,9 +135,13 @@ impl Budget {
         let over = match self.over {
             OverBudget::Refuse => "refuse",
             OverBudget::RequireApproval => "require approval",
-            OverBudget::Truncate => "truncate",
         };
-        format!("at most {}; over: {over}", parts.join(", "))
+        let results = if self.truncate_results {
+            "; results over: cut"
+        } else {
+            ""
+        };
+        format!("at most {}; over: {over}{results}", parts.join(", "))
     }
 }
 
@@ -234,16 +239,18 @@ mod tests {
             rows_returned: None,
             bytes_returned: Some(1000),
             over,
+            truncate_results: true,
         }
     }
 
     #[test]
+    #[allow(clippy::unwrap_used)]
     fn budgets_combine_to_the_smallest_limit_and_strictest_over() {
         let mut a = pv("a", Verdict::Allow);
         a.budget = Some(budget(
             Some(100),
             &[("cards", 5), ("*", 50)],
-            OverBudget::Truncate,
+            OverBudget::Refuse,
         ));
         let mut b = pv("b", Verdict::Mask);
         b.budget = Some(budget(None, &[("cards", 3)], OverBudget::RequireApproval));
@@ -252,7 +259,8 @@ mod tests {
         let combined = d.budget().unwrap();
         assert_eq!(combined.rows_written, Some(100));
         assert_eq!(combined.bytes_returned, Some(1000));
-        assert_eq!(combined.over, OverBudget::RequireApproval);
+        assert_eq!(combined.over, OverBudget::Refuse);
+        assert!(combined.truncate_results);
         let cards = combined.tables.iter().find(|t| t.table == "cards").unwrap();
         assert_eq!(cards.rows_written, 3);
         assert!(combined.limits_writes());

@@ -214,10 +214,15 @@ impl Reply {
 
 /// Send `bytes` and read until `n` ReadyForQuery messages arrived (20 s at most).
 pub async fn round_trip(s: &mut TcpStream, bytes: &[u8], n: usize) -> Reply {
+    round_trip_within(s, bytes, n, Duration::from_secs(20)).await
+}
+
+/// [`round_trip`] with a longer wait (a message of 100,000 statements on a busy machine).
+pub async fn round_trip_within(s: &mut TcpStream, bytes: &[u8], n: usize, wait: Duration) -> Reply {
     s.write_all(bytes).await.unwrap();
     let mut reply = Reply::default();
     let mut left = n;
-    tokio::time::timeout(Duration::from_secs(20), async {
+    tokio::time::timeout(wait, async {
         while left > 0 {
             let Some((tag, body)) = read_message(s).await else {
                 panic!("closed: {reply:?}");
@@ -229,6 +234,12 @@ pub async fn round_trip(s: &mut TcpStream, bytes: &[u8], n: usize) -> Reply {
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("no ReadyForQuery within 20 s: {reply:?}"));
+    .unwrap_or_else(|_| {
+        let last: Vec<_> = reply.messages.iter().rev().take(5).collect();
+        panic!(
+            "no ReadyForQuery within {wait:?}; {} messages, the last: {last:?}",
+            reply.messages.len()
+        )
+    });
     reply
 }

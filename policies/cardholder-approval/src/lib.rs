@@ -25,6 +25,13 @@
 //! described as the statement it runs (`kind`, `tables`, `limit`, `functions`), so it is judged
 //! like that statement; `PREPARE` itself reads nothing.
 //!
+//! The planner's statistics hold samples of every column (`pg_stats.histogram_bounds`,
+//! `most_common_vals`): reading `pg_stats`, `pg_stats_ext`, `pg_stats_ext_exprs` or
+//! `pg_statistic*` needs approval as a read of every listed table. And `limit` is reported by
+//! the host only when it bounds the rows read (a plain SELECT: no WITH, subquery, grouping,
+//! `WITH TIES` or function that folds rows), so a LIMIT over a recursive CTE or an ordered-set
+//! aggregate does not let a whole table through.
+//!
 //! Aggregates that fold rows into one value ([`FOLDING_AGGREGATES`], compared by the last part
 //! of the name, so `pg_catalog.string_agg` counts): `string_agg`, `array_agg`, `json_agg`,
 //! `json_agg_strict`, `jsonb_agg`, `jsonb_agg_strict`, the `json_object_agg*` and
@@ -147,10 +154,15 @@ impl CardholderApproval {
         let written = |t: &str| {
             WRITE_KINDS.contains(&kind) && s.writes.iter().any(|w| sql::same_table(&w.table, t))
         };
+        // The statistics views sample every column of every table.
+        let statistics = s.tables.iter().any(|t| {
+            let t = sql::unqualified(t).to_ascii_lowercase();
+            t == "pg_stats" || t.starts_with("pg_stats_ext") || t.starts_with("pg_statistic")
+        });
         self.tables
             .iter()
             .map(String::as_str)
-            .find(|t| sql::touches_table(s, t) && !written(t))
+            .find(|t| statistics || (sql::touches_table(s, t) && !written(t)))
     }
 }
 

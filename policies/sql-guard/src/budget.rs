@@ -108,19 +108,17 @@ impl ResultBudget {
         if self.rows.is_none() && self.bytes.is_none() {
             return budget;
         }
-        let over = match self.over {
-            ReadOver::Refuse => OverBudget::Refuse,
-            ReadOver::Truncate => OverBudget::Truncate,
-        };
         let mut b = budget.unwrap_or(Budget {
             rows_written: None,
             tables: Vec::new(),
             rows_returned: None,
             bytes_returned: None,
-            over,
+            over: OverBudget::Refuse,
+            truncate_results: false,
         });
         b.rows_returned = self.rows;
         b.bytes_returned = self.bytes;
+        b.truncate_results = self.over == ReadOver::Truncate;
         Some(b)
     }
 }
@@ -128,8 +126,12 @@ impl ResultBudget {
 impl WriteBudget {
     /// The budget for a statement, when it may write and a limit is set.
     pub fn for_statement(&self, s: &Sql) -> Option<Budget> {
+        // Reading a view can write (it may call a function that does): a statement naming any
+        // relation gets the budget; the gateway measures only those that read something other
+        // than plain tables, call functions or write.
         let may_write = WRITE_KINDS.contains(&s.kind.as_str())
             || !s.writes.is_empty()
+            || !s.tables.is_empty()
             || s.functions
                 .iter()
                 .any(|f| !READS.iter().any(|r| unqualified(f).eq_ignore_ascii_case(r)));
@@ -162,6 +164,7 @@ impl WriteBudget {
                 Over::RequireApproval => OverBudget::RequireApproval,
                 Over::Refuse => OverBudget::Refuse,
             },
+            truncate_results: false,
         })
     }
 }

@@ -28,6 +28,14 @@ pub const DENIED_FUNCTIONS: &[(&str, &str)] = &[
     ("pg_show_all_file_settings", READS_FILES),
     ("lo_import", READS_FILES),
     ("lo_export", WRITES_FILES),
+    // Large objects are not table rows: a write budget cannot count what these change.
+    ("lo_unlink", LARGE_OBJECTS),
+    ("lo_put", LARGE_OBJECTS),
+    ("lo_truncate*", LARGE_OBJECTS),
+    ("lo_from_bytea", LARGE_OBJECTS),
+    ("lo_create", LARGE_OBJECTS),
+    ("lo_creat", LARGE_OBJECTS),
+    ("lowrite", LARGE_OBJECTS),
     ("pg_file_*", FILES), // adminpack: pg_file_write, _rename, _unlink, _sync; pg_file_settings
     // Other servers.
     ("dblink*", OTHER_SERVERS),
@@ -69,6 +77,8 @@ const READS_CURSOR: &str =
 const READS_NAMED: &str =
     "it reads every row of tables named in a string, which the gateway cannot check";
 const READS_FILES: &str = "it reads files on the database server";
+const LARGE_OBJECTS: &str =
+    "it changes large objects, which are not table rows: a write budget cannot count them";
 const WRITES_FILES: &str = "it writes files on the database server";
 const FILES: &str = "it reads or writes files on the database server";
 const OTHER_SERVERS: &str = "it connects from the database server to other servers";
@@ -147,6 +157,11 @@ mod tests {
             "dblink_get_result",
             "lo_import",
             "lo_export",
+            "lo_unlink",
+            "lo_put",
+            "lo_truncate64",
+            "lo_from_bytea",
+            "lo_create",
             "pg_read_binary_file",
             "pg_ls_logicalsnapdir",
             "pg_stat_file",
@@ -181,7 +196,6 @@ mod tests {
             "pg_advisory_xact_lock",
             "pg_try_advisory_lock",
             "lo_get",
-            "lo_create",
             "set_config",
             "current_setting",
             "xmlagg",

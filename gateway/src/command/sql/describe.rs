@@ -19,8 +19,50 @@ pub struct Described {
     pub inner: Option<Sql>,
 }
 
+/// Binary operators the second parser may nest, at most (see [`describe`]).
+const MAX_OPERATORS: usize = 5000;
+
+/// Operator tokens and AND / OR / NOT keywords in the text (sqlparser's tokenizer is iterative;
+/// a text that does not tokenize counts nothing and fails in the parser).
+fn count_operators(text: &str) -> usize {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, text).tokenize() else {
+        return 0;
+    };
+    tokens
+        .iter()
+        .filter(|t| match t {
+            Token::Word(w) => matches!(w.keyword, Keyword::AND | Keyword::OR | Keyword::NOT),
+            Token::Whitespace(_)
+            | Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DollarQuotedString(_)
+            | Token::Comma
+            | Token::LParen
+            | Token::RParen
+            | Token::Period
+            | Token::SemiColon
+            | Token::EOF => false,
+            _ => true,
+        })
+        .count()
+}
+
 /// Describe one statement's text.
 pub fn describe(text: &str) -> Described {
+    // sqlparser nests a chain of binary operators one level per operator, and walking or
+    // dropping 40,000 levels overflows the stack (the server's grammar flattens AND/OR
+    // chains). Beyond MAX_OPERATORS the second reading is not attempted.
+    let operators = count_operators(text);
+    if operators > MAX_OPERATORS {
+        let e =
+            format!("{operators} operators: more than the second parser reads ({MAX_OPERATORS})");
+        return Described {
+            sql: unparsed(text, e),
+            inner: None,
+        };
+    }
     let statement = match Parser::parse_sql(&PostgreSqlDialect {}, text) {
         Ok(mut v) if v.len() == 1 => v.remove(0),
         Ok(v) => {
@@ -224,7 +266,7 @@ fn top_level_filters(statement: &Statement) -> (bool, Option<u64>) {
     match statement {
         Statement::Query(q) => {
             let has_where = matches!(&*q.body, SetExpr::Select(s) if s.selection.is_some());
-            (has_where, literal_limit(q))
+            (has_where, bounded_limit(q))
         }
         Statement::Update(u) => (u.selection.is_some(), None),
         Statement::Delete(d) => (d.selection.is_some(), None),
@@ -235,10 +277,90 @@ fn top_level_filters(statement: &Statement) -> (bool, Option<u64>) {
             ..
         } => {
             let has_where = matches!(&*q.body, SetExpr::Select(s) if s.selection.is_some());
-            (has_where, literal_limit(q))
+            (has_where, bounded_limit(q))
         }
         _ => (false, None),
     }
+}
+
+/// Per-row functions: they cannot fold rows into one, so a LIMIT still bounds what is read.
+const PER_ROW: &[&str] = &[
+    "lower",
+    "upper",
+    "length",
+    "char_length",
+    "substr",
+    "substring",
+    "trim",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "coalesce",
+    "nullif",
+    "to_char",
+    "date_trunc",
+    "round",
+    "abs",
+    "concat",
+    "left",
+    "right",
+    "now",
+    "md5",
+    "replace",
+    "split_part",
+    "lpad",
+    "rpad",
+    "initcap",
+];
+
+/// The literal LIMIT, when it bounds the rows read from the tables: a plain SELECT without
+/// WITH, subqueries, set operations, grouping, `WITH TIES`/`PERCENT`, or functions that are
+/// not known per-row scalars (an aggregate, a window or a recursive CTE can fold a whole
+/// table into the few rows a LIMIT lets through).
+fn bounded_limit(q: &Query) -> Option<u64> {
+    if q.with.is_some() || q.fetch.as_ref().is_some_and(|f| f.with_ties || f.percent) {
+        return None;
+    }
+    let SetExpr::Select(select) = &*q.body else {
+        return None;
+    };
+    let grouped = match &select.group_by {
+        ast::GroupByExpr::All(_) => true,
+        ast::GroupByExpr::Expressions(e, _) => !e.is_empty(),
+    };
+    if grouped || select.having.is_some() {
+        return None;
+    }
+    struct Plain {
+        queries: usize,
+        other_functions: bool,
+    }
+    impl Visitor for Plain {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.queries += 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e {
+                let name = object_name(&f.name);
+                let bare = name.rsplit('.').next().unwrap_or(&name);
+                if f.over.is_some() || !PER_ROW.contains(&bare) {
+                    self.other_functions = true;
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut plain = Plain {
+        queries: 0,
+        other_functions: false,
+    };
+    let _ = q.visit(&mut plain);
+    if plain.queries > 1 || plain.other_functions {
+        return None;
+    }
+    literal_limit(q)
 }
 
 fn literal_limit(q: &Query) -> Option<u64> {

@@ -25,6 +25,8 @@ pub struct Statement {
     pub prepared: PreparedOp,
     /// For PREPARE: the record of the statement it prepares (what EXECUTE will run).
     pub inner: Option<Sql>,
+    /// The cursor (portal) DECLARE opens or CLOSE closes; empty for CLOSE ALL.
+    pub cursor: Option<String>,
 }
 
 /// Why a message is refused before any policy sees it.
@@ -89,6 +91,7 @@ fn statement(text: &str) -> Result<Statement, Unreadable> {
         sql,
         prepared: sv.prepared,
         inner,
+        cursor: sv.cursor,
     })
 }
 

@@ -37,6 +37,9 @@ pub struct ServerStatement {
     pub inner_type: Option<String>,
     /// For a TransactionStmt: begin, commit or rollback.
     pub transaction: Option<&'static str>,
+    /// The SQL cursor (a portal, in the protocol's one namespace) that DECLARE opens or CLOSE
+    /// closes; empty for CLOSE ALL.
+    pub cursor: Option<String>,
     /// Every INSERT / UPDATE / DELETE / MERGE in the tree (kind, table, has WHERE), when the
     /// statement was read in full (any UPDATE, DELETE or MERGE is).
     pub writes: Option<Vec<(&'static str, String, bool)>>,
@@ -293,6 +296,9 @@ fn top_level(tree: &Value, out: &mut ServerStatement) {
             out.prepared = PreparedOp::Prepare(str_field("name").to_string());
             out.inner_type = stmt.get("query").and_then(node).map(|(t, _)| t.to_string());
         }
+        "DeclareCursorStmt" | "ClosePortalStmt" => {
+            out.cursor = Some(str_field("portalname").to_string());
+        }
         "DeallocateStmt" => {
             out.prepared = if stmt.get("isall").and_then(Value::as_bool) == Some(true) {
                 PreparedOp::DeallocateAll
@@ -300,12 +306,10 @@ fn top_level(tree: &Value, out: &mut ServerStatement) {
                 PreparedOp::Deallocate(str_field("name").to_string())
             };
         }
-        "DiscardStmt" => {
-            // DISCARD ALL also resets settings to the session's start, which only undoes a
-            // session's own changes (the gateway's pins are start-up values): poolers send it.
-            if int_field("target") == protobuf::DiscardMode::DiscardAll as i64 {
-                out.prepared = PreparedOp::DeallocateAll;
-            }
+        // DISCARD ALL also resets settings to the session's start, which only undoes a
+        // session's own changes (the gateway's pins are start-up values): poolers send it.
+        "DiscardStmt" if int_field("target") == protobuf::DiscardMode::DiscardAll as i64 => {
+            out.prepared = PreparedOp::DeallocateAll;
         }
         "TransactionStmt" => {
             use protobuf::TransactionStmtKind as K;

@@ -1,6 +1,6 @@
 //! The two readings together: what policies get for each kind of statement, and the
 //! differentials that are refused.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use super::*;
 use crate::policy::CopyTarget;
@@ -203,6 +203,50 @@ fn splitting_is_linear() {
     // 20,000 statements on one line took a minute with the old splitter.
     let text = "select 1;".repeat(20_000);
     assert_eq!(parse(&text).unwrap().len(), 20_000);
+}
+
+#[test]
+fn limit_is_reported_only_when_it_bounds_the_rows_read() {
+    assert_eq!(
+        one("SELECT pan FROM cards ORDER BY id LIMIT 5").limit,
+        Some(5)
+    );
+    assert_eq!(
+        one("SELECT lower(holder) FROM cards LIMIT 5").limit,
+        Some(5)
+    );
+    for folded in [
+        "SELECT pan FROM cards ORDER BY holder IS NULL FETCH FIRST 1 ROW WITH TIES",
+        "SELECT string_agg(pan, ',') FROM cards LIMIT 1",
+        "SELECT count(*) FROM cards LIMIT 1",
+        "SELECT (SELECT string_agg(pan, ',') FROM cards) LIMIT 1",
+        "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 9) SELECT * FROM r LIMIT 1",
+        "SELECT holder FROM cards GROUP BY holder LIMIT 1",
+        "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY pan) FROM cards LIMIT 1",
+        "SELECT row_number() OVER () FROM cards LIMIT 1",
+        "SELECT pan FROM cards UNION SELECT pan FROM cards LIMIT 1",
+    ] {
+        assert_eq!(one(folded).limit, None, "{folded}");
+    }
+}
+
+#[test]
+fn a_chain_of_many_operators_does_not_overflow_the_stack() {
+    // sqlparser nests one level per operator; the server's grammar flattens AND chains.
+    let text = format!(
+        "SELECT 1 FROM t WHERE {}",
+        vec!["id > 0"; 40_000].join(" AND ")
+    );
+    let s = one(&text);
+    assert!(
+        s.parse_error.as_deref().unwrap_or("").contains("operators"),
+        "{:?}",
+        s.parse_error
+    );
+    assert_eq!(
+        (s.kind.as_str(), s.tables.as_slice()),
+        ("select", &["t".to_string()][..])
+    );
 }
 
 #[test]

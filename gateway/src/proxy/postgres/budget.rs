@@ -20,7 +20,7 @@ use super::relay::{End, Expect, Relay};
 use super::wire::{self, sqlstate};
 use crate::command::sql::server::last_part;
 use crate::policy::{Budget, Decision, OverBudget, Sql, Verdict};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Built-in functions that cannot write a table's rows (read-only or volatile without table
 /// writes). Any other function may (user-defined functions and procedures: a statement calling
@@ -157,13 +157,15 @@ const READ_ONLY: &[&str] = &[
 ];
 
 /// Whether a statement can change rows the server counts: a write anywhere in it, a write
-/// kind, or a call of a function not known to be read-only. COPY FROM STDIN is apart (its rows
-/// come from the client).
-pub(super) fn can_write(sql: &Sql) -> bool {
+/// kind, a call of a function not known to be read-only, or a read of a relation not known to
+/// be a plain table (`plain`: a view can call a function that writes). COPY FROM STDIN is
+/// apart (its rows come from the client).
+pub(super) fn can_write(sql: &Sql, plain: &HashSet<String>) -> bool {
     if sql.copy.as_ref().is_some_and(|c| c.is_from) {
         return false;
     }
     !sql.writes.is_empty()
+        || sql.tables.iter().any(|t| !plain.contains(last_part(t)))
         || matches!(
             sql.kind.as_str(),
             "insert" | "update" | "delete" | "merge" | "call"
@@ -179,9 +181,17 @@ pub(super) fn can_write(sql: &Sql) -> bool {
 /// Rows written per table (`schema.table`) in the current transaction.
 type Counts = HashMap<String, u64>;
 
-const COUNTS: &str = "/* warden: write budget */ SELECT schemaname || '.' || relname, \
-     n_tup_ins + n_tup_upd + n_tup_del FROM pg_catalog.pg_stat_xact_user_tables \
-     WHERE n_tup_ins + n_tup_upd + n_tup_del > 0";
+/// Rows written per table, partitions counted under their partitioned table (a budget names
+/// the table, and a statement must not spread its writes over partitions to stay under it).
+const COUNTS: &str = "/* warden: write budget */ SELECT n.nspname || '.' || c.relname, \
+     sum(s.n_tup_ins + s.n_tup_upd + s.n_tup_del) \
+     FROM pg_catalog.pg_stat_xact_user_tables s \
+     JOIN pg_catalog.pg_class c ON c.oid = coalesce(pg_catalog.pg_partition_root(s.relid), s.relid) \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE s.n_tup_ins + s.n_tup_upd + s.n_tup_del > 0 GROUP BY 1";
+
+/// Output held for a measured statement beyond this is not kept: the statement is refused.
+const HOLD_CAP: usize = 16 << 20;
 
 /// What the statement wrote (after − before) over the budget, if anything: the reason.
 fn over_budget(before: &Counts, after: &Counts, budget: &Budget) -> Option<String> {
@@ -239,18 +249,20 @@ fn same_table(qualified: &str, budget: &str) -> bool {
 }
 
 impl Relay {
-    /// Run `payload` (a Query, or an extended batch ending in its Sync, whose expectations are
-    /// queued after `mark`) with its writes measured against `budget`. The client sees the
+    /// Run `payload` (a Query, or an extended batch ending in its Sync, whose `count`
+    /// expectations are the last ones queued) with its writes measured against `budget`. The client sees the
     /// payload's results only if it stays within budget (or an approver lets it).
     pub(super) async fn run_within(
         &mut self,
         payload: Vec<u8>,
-        mark: usize,
+        count: usize,
         text: &str,
         budget: &Budget,
     ) -> Result<(), End> {
         // Everything before it is answered first: the gateway's statements go in between.
-        let ours = self.expect.split_off(mark.min(self.expect.len()));
+        let ours = self
+            .expect
+            .split_off(self.expect.len().saturating_sub(count));
         self.settle().await?;
         self.expect.extend(ours);
         if self.status == b'E' {
@@ -267,6 +279,7 @@ impl Relay {
             self.counts(true).await?
         };
         self.hold = true;
+        let mut too_big = false;
         self.to_upstream.extend_from_slice(&payload);
         self.flush_upstream().await?;
         let status = loop {
@@ -284,7 +297,27 @@ impl Relay {
                 break frame.body().first().copied().unwrap_or(b'E');
             }
             self.on_server(frame).await?;
+            if self.to_client.len() > HOLD_CAP {
+                too_big = true;
+                self.to_client.clear();
+            }
         };
+        if too_big {
+            self.to_client.clear();
+            let reason = format!(
+                "warden: the statement's results passed {} MiB while its writes were measured; it is refused (fetch less at a time)",
+                HOLD_CAP >> 20
+            );
+            return self
+                .refuse_over_budget(text, &reason, in_block, status)
+                .await;
+        }
+        if status == b'I' && !in_block {
+            // Transaction control is refused in measured messages, so this should not happen.
+            tracing::error!(
+                "a measured statement ended the gateway's transaction itself; its writes were not measured"
+            );
+        }
         if status != b'T' {
             // It failed (its error is in what is held), or it ended the transaction itself.
             let status = if status == b'E' && !in_block {
@@ -311,22 +344,47 @@ impl Relay {
                 return self.keep(in_block).await;
             }
             self.to_client.unsplit(refusal);
-        } else {
-            self.to_client.clear();
-            if let Err(e) = self.session.refuse(text, "sql", &reason).await {
-                let msg = format!("warden: cannot record the refusal: {e}");
-                self.hold = false;
-                let _ = self.fatal(sqlstate::INTERNAL_ERROR, &msg).await;
-                return Err(End::Error(msg));
-            }
-            self.session.recorder().error(&reason);
-            self.to_client.extend_from_slice(&wire::error(
-                "ERROR",
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                &reason,
-            ));
+            return self.undo(in_block).await;
         }
-        // Undo: roll back the gateway's transaction, or fail the client's as an error would.
+        self.refuse_over_budget(text, &reason, in_block, status)
+            .await
+    }
+
+    /// Refuse a measured statement: audit it, tell the client (nothing else of it), undo.
+    async fn refuse_over_budget(
+        &mut self,
+        text: &str,
+        reason: &str,
+        in_block: bool,
+        status: u8,
+    ) -> Result<(), End> {
+        self.to_client.clear();
+        if let Err(e) = self.session.refuse(text, "sql", reason).await {
+            let msg = format!("warden: cannot record the refusal: {e}");
+            self.hold = false;
+            let _ = self.fatal(sqlstate::INTERNAL_ERROR, &msg).await;
+            return Err(End::Error(msg));
+        }
+        self.session.recorder().error(reason);
+        self.to_client.extend_from_slice(&wire::error(
+            "ERROR",
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            reason,
+        ));
+        if status != b'T' {
+            // It failed or ended by itself: only the gateway's transaction is left to undo.
+            let status = if in_block || status == b'I' {
+                status
+            } else {
+                self.own("/* warden: write budget */ ROLLBACK").await?
+            };
+            return self.release(status).await;
+        }
+        self.undo(in_block).await
+    }
+
+    /// Roll back the gateway's transaction, or fail the client's as an error would.
+    async fn undo(&mut self, in_block: bool) -> Result<(), End> {
         let status = if in_block {
             self.own("/* warden: a refusal fails the transaction */ SELECT 'warden: statement refused'::pg_catalog.int4").await?
         } else {
@@ -454,6 +512,7 @@ mod tests {
             rows_returned: None,
             bytes_returned: None,
             over: OverBudget::Refuse,
+            truncate_results: false,
         }
     }
 
@@ -488,15 +547,16 @@ mod tests {
     #[test]
     fn what_can_write() {
         let sql = |text: &str| crate::command::sql::parse(text).unwrap().remove(0).sql;
-        assert!(!can_write(&sql(
-            "SELECT count(*), lower(holder) FROM cards"
-        )));
-        assert!(can_write(&sql("SELECT wipe_cards()")));
-        assert!(can_write(&sql("DELETE FROM cards WHERE id = id")));
-        assert!(can_write(&sql(
-            "WITH d AS (DELETE FROM cards RETURNING 1) SELECT 1"
-        )));
-        assert!(!can_write(&sql("COPY cards FROM STDIN")));
-        assert!(can_write(&sql("CALL p()")));
+        let plain: HashSet<String> = ["cards".to_string(), "owners".to_string()].into();
+        let can = |text: &str| can_write(&sql(text), &plain);
+        assert!(!can("SELECT count(*), lower(holder) FROM cards"));
+        assert!(can("SELECT wipe_cards()"));
+        assert!(can("DELETE FROM cards WHERE id = id"));
+        assert!(can("WITH d AS (DELETE FROM cards RETURNING 1) SELECT 1"));
+        assert!(!can("COPY cards FROM STDIN"));
+        assert!(can("CALL p()"));
+        // A view (or anything not known to be a plain table) may call a function that writes.
+        assert!(can("SELECT * FROM v_wipe"));
+        assert!(!can("SELECT * FROM public.cards JOIN owners ON true"));
     }
 }

@@ -27,20 +27,23 @@ use std::sync::Arc;
 /// The extended-protocol batch since the last Sync: what to undo if it is refused.
 #[derive(Default)]
 pub(super) struct Batch {
-    /// Length of the expectation queue when the batch began.
-    expect_mark: usize,
-    /// Whether part of it already went to the server (a Flush), and the length of the
-    /// expectation queue then: what was forwarded will be answered, refusal or not.
+    /// Expectations this batch queued that have not gone to the server yet (the last ones in
+    /// the queue: earlier ones leave from the front as their answers come, so a position
+    /// would not stay true).
+    unsent: usize,
+    /// Whether part of it already went to the server (a Flush): that part will be answered,
+    /// refusal or not.
     forwarded: bool,
-    sent_mark: usize,
     /// A refusal happened: discard client messages until Sync.
     skipping: bool,
     /// An Execute in it runs under a write budget (the combined limits), and the statement's
     /// text for the audit: the batch is measured at its Sync.
     budget: Option<Budget>,
     text: String,
-    /// It executes transaction control (which would end the gateway's measuring transaction).
+    /// It executes transaction control (which would end the gateway's measuring transaction),
+    /// or COPY ... FROM STDIN (whose data would have to flow while results are held).
     controls_transaction: bool,
+    copies: bool,
     open: bool,
 }
 
@@ -59,11 +62,19 @@ impl Relay {
             b'Q' => self.on_query(frame).await,
             b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' => self.on_extended(frame).await,
             b'd' | b'c' | b'f' if self.copy_in || self.copy_expected => {
+                if self.batch.budget.is_some() {
+                    // COPY data would send a batch to be measured before its measuring starts.
+                    self.refuse(sqlstate::FEATURE_NOT_SUPPORTED, UNMEASURABLE);
+                    return self.refuse_batch().await;
+                }
+                if frame.tag != b'd' {
+                    self.client_copying = false;
+                }
                 // COPY data may come before the server's CopyInResponse (pgx pipelines it):
                 // the server reads it in order once it is ready. An open batch goes with it.
                 if self.batch.open {
                     self.batch.forwarded = true;
-                    self.batch.sent_mark = self.expect.len();
+                    self.batch.unsent = 0;
                 }
                 self.to_upstream.extend_from_slice(&frame.raw);
                 self.flush_upstream().await
@@ -134,14 +145,16 @@ impl Relay {
             .collect();
         self.forgets(&statements);
         let budget = ruling.budget().filter(Budget::limits_writes);
-        if let Some(budget) =
-            budget.filter(|_| statements.iter().any(|s| budget::can_write(&s.sql)))
-        {
+        if let Some(budget) = budget.filter(|_| {
+            statements
+                .iter()
+                .any(|s| budget::can_write(&s.sql, &self.plain_tables))
+        }) {
             // Measured as one transaction of the gateway's: the message may not end or start
             // one itself, and COPY data would have to flow while results are held.
-            let unmeasurable = statements.iter().any(|s| {
-                matches!(s.sql.kind.as_str(), "begin" | "commit" | "rollback") || copy_in(&s.sql)
-            });
+            let unmeasurable = statements
+                .iter()
+                .any(|s| controls_transaction(&s.sql, &self.plain_tables) || copy_in(&s.sql));
             if unmeasurable {
                 let u = Unreadable {
                     code: sqlstate::FEATURE_NOT_SUPPORTED,
@@ -150,13 +163,11 @@ impl Relay {
                 self.refuse_unreadable(&text, &u).await?;
                 return self.fail_upstream(None).await;
             }
-            let mark = self.expect.len();
             self.expect.push_back(Expect::Query(results));
-            return self
-                .run_within(frame.raw.to_vec(), mark, &text, &budget)
-                .await;
+            return self.run_within(frame.raw.to_vec(), 1, &text, &budget).await;
         }
         self.copy_expected |= copies_in(&statements);
+        self.client_copying |= copies_in(&statements);
         self.expect.push_back(Expect::Query(results));
         self.to_upstream.extend_from_slice(&frame.raw);
         self.flush_upstream().await
@@ -236,6 +247,14 @@ impl Relay {
     /// refused by the gateway too: forgetting early only ever narrows what can run.
     fn forgets(&mut self, statements: &[Statement]) {
         for s in statements {
+            // SQL cursors are portals: DECLARE replaces one, CLOSE removes it.
+            match s.cursor.as_deref() {
+                Some("") => self.portals.clear(),
+                Some(name) => {
+                    self.portals.remove(name);
+                }
+                None => {}
+            }
             match &s.prepared {
                 PreparedOp::Deallocate(name) => {
                     self.statements.remove(name);
@@ -397,7 +416,7 @@ impl Relay {
     async fn on_extended(&mut self, frame: Frame) -> Result<(), End> {
         if !self.batch.open {
             self.batch = super::frontend::Batch {
-                expect_mark: self.expect.len(),
+                unsent: 0,
                 open: true,
                 ..Default::default()
             };
@@ -442,6 +461,7 @@ impl Relay {
                     judged: true,
                 };
                 self.expect.push_back(Expect::Parse(Some((name, prepared))));
+                self.batch.unsent += 1;
             }
             b'B' => {
                 let bind: Bind = decode(&frame)?;
@@ -466,14 +486,17 @@ impl Relay {
                 };
                 // The portal keeps the verdict of the statement it was bound from, whatever
                 // later happens to that name.
-                let write_budget = ruling
-                    .budget()
-                    .filter(Budget::limits_writes)
-                    .filter(|_| prepared.sql.as_ref().is_some_and(budget::can_write));
+                let write_budget = ruling.budget().filter(Budget::limits_writes).filter(|_| {
+                    prepared
+                        .sql
+                        .as_ref()
+                        .is_some_and(|s| budget::can_write(s, &self.plain_tables))
+                });
                 let portal = Portal {
-                    controls_transaction: prepared.sql.as_ref().is_some_and(|s| {
-                        matches!(s.kind.as_str(), "begin" | "commit" | "rollback")
-                    }),
+                    controls_transaction: prepared
+                        .sql
+                        .as_ref()
+                        .is_some_and(|s| controls_transaction(s, &self.plain_tables)),
                     text: prepared
                         .sql
                         .as_ref()
@@ -488,6 +511,7 @@ impl Relay {
                 };
                 let name = bind.portal_name.unwrap_or_default();
                 self.expect.push_back(Expect::Bind(Some((name, portal))));
+                self.batch.unsent += 1;
             }
             b'D' => {
                 let d: Describe = decode(&frame)?;
@@ -497,11 +521,13 @@ impl Relay {
                         return self.unknown_statement(&name).await;
                     }
                     self.expect.push_back(Expect::DescribeStatement(name));
+                    self.batch.unsent += 1;
                 } else {
                     if self.portal(&name).is_none() {
                         return self.unknown_statement(&format!("portal {name}")).await;
                     }
                     self.expect.push_back(Expect::DescribePortal(name));
+                    self.batch.unsent += 1;
                 }
             }
             b'E' => {
@@ -542,7 +568,10 @@ impl Relay {
                 results.stmt = portal.stmt;
                 results.fields = portal.fields.clone();
                 results.formats = portal.formats.clone();
-                self.copy_expected |= portal.copies_in;
+                let copies = portal.copies_in;
+                self.copy_expected |= copies;
+                self.client_copying |= copies;
+                self.batch.copies |= copies;
                 if !results.fields.is_empty() {
                     let cols: Vec<(String, u32)> = results
                         .fields
@@ -552,6 +581,7 @@ impl Relay {
                     self.session.recorder().columns_typed(&cols);
                 }
                 self.expect.push_back(Expect::Execute(results));
+                self.batch.unsent += 1;
             }
             b'C' => {
                 let c: Close = decode(&frame)?;
@@ -562,13 +592,14 @@ impl Relay {
                     self.portals.remove(&name);
                 }
                 self.expect.push_back(Expect::Close);
+                self.batch.unsent += 1;
             }
             // A batch to be measured waits for its Sync (its results are held until then).
             b'H' if self.batch.budget.is_some() => return Ok(()),
             b'H' => {
                 self.to_upstream.extend_from_slice(&frame.raw);
                 self.batch.forwarded = true;
-                self.batch.sent_mark = self.expect.len();
+                self.batch.unsent = 0;
                 return self.flush_upstream().await;
             }
             _ => {
@@ -578,12 +609,9 @@ impl Relay {
                     // Fail the server's transaction as the error would have, then Sync.
                     return self.fail_upstream(Some(&frame.raw)).await;
                 }
-                if batch.budget.is_some() && batch.controls_transaction {
+                if batch.budget.is_some() && (batch.controls_transaction || batch.copies) {
                     self.to_upstream.clear();
-                    let drop_from = batch.expect_mark.min(self.expect.len());
-                    let tail: Vec<Expect> = self.expect.drain(drop_from..).collect();
-                    self.expect
-                        .extend(tail.into_iter().filter(|e| matches!(e, Expect::Local(_))));
+                    self.drop_unsent(batch.unsent);
                     let u = Unreadable {
                         code: sqlstate::FEATURE_NOT_SUPPORTED,
                         reason: UNMEASURABLE.into(),
@@ -596,11 +624,15 @@ impl Relay {
                     payload.extend_from_slice(&frame.raw);
                     self.expect.push_back(Expect::Sync);
                     return self
-                        .run_within(payload, batch.expect_mark, &batch.text, &budget)
+                        .run_within(payload, batch.unsent + 1, &batch.text, &budget)
                         .await;
                 }
                 self.to_upstream.extend_from_slice(&frame.raw);
-                self.expect.push_back(Expect::Sync);
+                self.expect.push_back(if self.client_copying {
+                    Expect::SyncInCopy
+                } else {
+                    Expect::Sync
+                });
                 return self.flush_upstream().await;
             }
         }
@@ -620,17 +652,28 @@ impl Relay {
 
     /// Undo the held batch (nothing of it is forwarded) and skip to the client's Sync.
     async fn refuse_batch(&mut self) -> Result<(), End> {
-        if !self.batch.forwarded {
-            self.to_upstream.clear();
-        }
+        // What was flushed is the server's; nothing queued since may follow it.
+        self.to_upstream.clear();
         // Drop what this batch expected from the server (its unconfirmed statements and
         // portals with it), keeping composed responses (the refusal itself) in their place.
-        let mark = self.batch.expect_mark.max(self.batch.sent_mark);
-        let tail: Vec<Expect> = self.expect.drain(mark.min(self.expect.len())..).collect();
-        self.expect
-            .extend(tail.into_iter().filter(|e| matches!(e, Expect::Local(_))));
+        self.drop_unsent(self.batch.unsent);
+        self.batch.unsent = 0;
         self.batch.skipping = true;
         self.flush_local().await
+    }
+
+    /// Remove the last `n` expectations that are not composed responses (those of messages
+    /// that will not be sent), keeping composed ones in their place.
+    fn drop_unsent(&mut self, mut n: usize) {
+        let mut kept = std::collections::VecDeque::new();
+        while n > 0 {
+            match self.expect.pop_back() {
+                Some(Expect::Local(bytes)) => kept.push_front(Expect::Local(bytes)),
+                Some(_) => n -= 1,
+                None => break,
+            }
+        }
+        self.expect.extend(kept);
     }
 
     /// After a refusal, make the server's transaction fail as the refused statement's error
@@ -682,6 +725,14 @@ async fn read(text: &str) -> Result<Vec<Statement>, Unreadable> {
                 reason: "warden: the SQL reader failed on this message".into(),
             })
         })
+}
+
+/// Whether a statement would escape the measuring of writes: transaction control (it would end
+/// the gateway's transaction), or a cursor over a statement that can write (its rows, and its
+/// writes, come later: at FETCH, or at COMMIT for WITH HOLD).
+fn controls_transaction(s: &Sql, plain: &std::collections::HashSet<String>) -> bool {
+    matches!(s.kind.as_str(), "begin" | "commit" | "rollback")
+        || (s.statement_type == "DeclareCursorStmt" && budget::can_write(s, plain))
 }
 
 /// Whether a statement is `COPY ... FROM STDIN`.

@@ -293,6 +293,8 @@ async fn handle(pg: &Postgres, conn: Incoming) -> Result<(), String> {
         rows: Default::default(),
         copy_in: false,
         copy_expected: false,
+        client_copying: false,
+        plain_tables: up.plain_tables,
         hold: false,
         cancel: notify,
         privileged_ok,

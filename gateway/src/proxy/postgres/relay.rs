@@ -29,6 +29,10 @@ pub(super) enum Expect {
     DescribePortal(String),
     Execute(Results),
     Sync,
+    /// A Sync the client sent while its COPY ... FROM STDIN was under way: the server ignores
+    /// Sync in copy-in mode, so once its CopyInResponse comes, nothing answers this one (and it
+    /// is dropped); should the COPY fail before copy-in, the server answers it like any Sync.
+    SyncInCopy,
     /// The failing statement the gateway sent after a refusal (`Relay::fail_upstream`): its
     /// error is not the client's; its ReadyForQuery answers the client's Query or Sync.
     Abort,
@@ -145,6 +149,11 @@ pub(super) struct Relay {
     /// A forwarded statement will start `COPY ... FROM STDIN`: the client's COPY data may
     /// already come (until the next ReadyForQuery).
     pub copy_expected: bool,
+    /// The client started a COPY ... FROM STDIN and has not sent CopyDone or CopyFail yet.
+    pub client_copying: bool,
+    /// Relation names that are plain tables (read at login): reading any other relation may
+    /// write (see `budget.rs`).
+    pub plain_tables: std::collections::HashSet<String>,
     pub cancel: Arc<Notify>,
     /// The target allows a privileged upstream role (`allow_privileged_upstream`).
     pub privileged_ok: bool,
@@ -371,7 +380,7 @@ impl Relay {
                 // After an error the server skips the rest of the batch until Sync.
                 while let Some(front) = self.expect.front() {
                     match front {
-                        Expect::Sync | Expect::Query(_) => break,
+                        Expect::Sync | Expect::SyncInCopy | Expect::Query(_) => break,
                         _ => {
                             self.expect.pop_front();
                         }
@@ -419,7 +428,10 @@ impl Relay {
                     return Ok(());
                 }
             }
-            b'G' => self.copy_in = true,
+            b'G' => {
+                self.copy_in = true;
+                self.expect.retain(|e| !matches!(e, Expect::SyncInCopy));
+            }
             b'N' => {
                 let (_, text) = wire::parse_error_fields(frame.body());
                 self.session.recorder().notice(&text);
@@ -489,7 +501,7 @@ impl Relay {
             r.returned = (rows, bytes);
             return Ok(false);
         }
-        let truncate = budget.over == crate::policy::OverBudget::Truncate;
+        let truncate = budget.truncate_results;
         let limit = budget.describe();
         if truncate {
             r.cut = true;

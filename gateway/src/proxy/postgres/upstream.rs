@@ -53,6 +53,8 @@ pub struct Upstream {
     pub parameters: Vec<Frame>,
     pub process_id: i32,
     pub secret_key: i32,
+    /// See [`plain_tables`].
+    pub plain_tables: std::collections::HashSet<String>,
 }
 
 /// Whether a ParameterStatus frame says `is_superuser = on`.
@@ -150,7 +152,9 @@ pub async fn connect(
             return Err(UpstreamError::Privileged(cfg.user.clone(), held.join(", ")));
         }
     }
+    let plain_tables = plain_tables(&mut reader, &mut writer).await?;
     Ok(Upstream {
+        plain_tables,
         reader,
         writer,
         parameters,
@@ -175,46 +179,84 @@ async fn privileges(
     reader: &mut FrameReader<ReadHalf<BoxedIo>>,
     writer: &mut WriteHalf<BoxedIo>,
 ) -> Result<Vec<String>, UpstreamError> {
+    let rows = rows(reader, writer, PRIVILEGES).await?;
+    Ok(rows
+        .iter()
+        .map(|cells| {
+            let cell = |i: usize| cells.get(i).map(String::as_str).unwrap_or_default();
+            let attrs: Vec<&str> = [
+                (1, "superuser"),
+                (2, "createrole"),
+                (3, "replication"),
+                (4, "bypassrls"),
+            ]
+            .into_iter()
+            .filter(|(i, _)| cell(*i) == "t")
+            .map(|(_, a)| a)
+            .collect();
+            if attrs.is_empty() {
+                format!("member of {}", cell(0))
+            } else {
+                format!("{}: {}", cell(0), attrs.join(" "))
+            }
+        })
+        .collect())
+}
+
+/// Relation names that are plain tables (or catalog relations) wherever they occur: reading
+/// one cannot write. A view, materialized view or foreign table can (a view may call a
+/// function that writes), and so can a name the server does not know yet.
+const PLAIN_TABLES: &str = "/* warden: which relations are plain tables */ \
+     SELECT c.relname FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') GROUP BY c.relname \
+     HAVING bool_and(c.relkind IN ('r', 'p') OR n.nspname IN ('pg_catalog', 'information_schema'))";
+
+/// See [`PLAIN_TABLES`].
+pub async fn plain_tables(
+    reader: &mut FrameReader<ReadHalf<BoxedIo>>,
+    writer: &mut WriteHalf<BoxedIo>,
+) -> Result<std::collections::HashSet<String>, UpstreamError> {
+    let rows = rows(reader, writer, PLAIN_TABLES).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.into_iter().next())
+        .collect())
+}
+
+/// Run one query of the gateway's own during login; its rows as text (NULL as empty).
+async fn rows(
+    reader: &mut FrameReader<ReadHalf<BoxedIo>>,
+    writer: &mut WriteHalf<BoxedIo>,
+    sql: &str,
+) -> Result<Vec<Vec<String>>, UpstreamError> {
     let mut buf = BytesMut::new();
-    frontend::query(PRIVILEGES, &mut buf)?;
+    frontend::query(sql, &mut buf)?;
     writer.write_all(&buf).await?;
-    let mut held = Vec::new();
+    let mut rows = Vec::new();
+    let mut error = None;
     loop {
         let frame = reader.next().await?;
         match frame.tag {
             b'D' => {
                 let cells = super::wire::parse_data_row(frame.body())?;
-                let cell = |i: usize| {
+                rows.push(
                     cells
-                        .get(i)
-                        .copied()
-                        .flatten()
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                        .unwrap_or_default()
+                        .iter()
+                        .map(|c| {
+                            c.map(|v| String::from_utf8_lossy(v).into_owned())
+                                .unwrap_or_default()
+                        })
+                        .collect(),
+                );
+            }
+            b'E' => error = Some(super::wire::parse_error_fields(frame.body()).1),
+            b'Z' => {
+                return match error {
+                    Some(e) => Err(UpstreamError::Refused(e)),
+                    None => Ok(rows),
                 };
-                let name = cell(0);
-                let attrs: Vec<&str> = [
-                    (1, "superuser"),
-                    (2, "createrole"),
-                    (3, "replication"),
-                    (4, "bypassrls"),
-                ]
-                .into_iter()
-                .filter(|(i, _)| cell(*i) == "t")
-                .map(|(_, a)| a)
-                .collect();
-                held.push(if attrs.is_empty() {
-                    format!("member of {name}")
-                } else {
-                    format!("{name}: {}", attrs.join(" "))
-                });
             }
-            b'E' => {
-                return Err(UpstreamError::Refused(
-                    super::wire::parse_error_fields(frame.body()).1,
-                ));
-            }
-            b'Z' => return Ok(held),
             _ => {}
         }
     }
