@@ -54,7 +54,12 @@ pub fn describe(text: &str) -> Described {
     // sqlparser nests a chain of binary operators one level per operator, and walking or
     // dropping 40,000 levels overflows the stack (the server's grammar flattens AND/OR
     // chains). Beyond MAX_OPERATORS the second reading is not attempted.
-    let operators = count_operators(text);
+    // (At least two characters per operator: a shorter text cannot have too many.)
+    let operators = if text.len() > 2 * MAX_OPERATORS {
+        count_operators(text)
+    } else {
+        0
+    };
     if operators > MAX_OPERATORS {
         let e =
             format!("{operators} operators: more than the second parser reads ({MAX_OPERATORS})");
@@ -119,17 +124,8 @@ fn describe_statement(text: &str, statement: &Statement) -> Sql {
 
 fn unparsed(text: &str, error: String) -> Sql {
     Sql {
-        text: text.to_string(),
-        kind: "unknown".to_string(),
-        statement_type: String::new(),
-        settings: Vec::new(),
-        tables: Vec::new(),
-        writes: Vec::new(),
-        has_where: false,
-        limit: None,
-        functions: Vec::new(),
-        copy: None,
         parse_error: Some(error),
+        ..super::record(text, "unknown")
     }
 }
 

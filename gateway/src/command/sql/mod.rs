@@ -37,6 +37,23 @@ pub struct Unreadable {
     pub reason: String,
 }
 
+/// A record of `kind` for `text` with nothing else known (filled in by the readings).
+pub fn record(text: &str, kind: &str) -> Sql {
+    Sql {
+        text: text.to_string(),
+        kind: kind.to_string(),
+        statement_type: String::new(),
+        settings: Vec::new(),
+        tables: Vec::new(),
+        writes: Vec::new(),
+        has_where: false,
+        limit: None,
+        functions: Vec::new(),
+        copy: None,
+        parse_error: None,
+    }
+}
+
 const SYNTAX_ERROR: &str = "42601";
 const NOT_SUPPORTED: &str = "0A000";
 
@@ -142,8 +159,8 @@ fn same_name(a: &str, b: &str) -> bool {
     a == b || a.ends_with(&format!(".{b}")) || b.ends_with(&format!(".{a}"))
 }
 
-/// Add the server's names the other reading missed, after its own (order of appearance).
-fn join(ours: &mut Vec<String>, server: &[String]) {
+/// Add the names the other list has that this one lacks, after its own (order of appearance).
+pub fn join(ours: &mut Vec<String>, server: &[String]) {
     for s in server {
         if !ours.iter().any(|o| same_name(o, s)) {
             ours.push(s.clone());

@@ -393,7 +393,7 @@ impl Relay {
     /// Roll back the gateway's transaction, or fail the client's as an error would.
     async fn undo(&mut self, in_block: bool) -> Result<(), End> {
         let status = if in_block {
-            self.own("/* warden: a refusal fails the transaction */ SELECT 'warden: statement refused'::pg_catalog.int4").await?
+            self.own(super::frontend::FAILING).await?
         } else {
             self.own("/* warden: write budget */ ROLLBACK").await?
         };

@@ -125,7 +125,8 @@ impl Relay {
         };
         let ruling = Arc::new(ruling);
         let mask = ruling.needs_mask().then(|| ruling.clone());
-        let mut results = Results::new(mask).with_read_budget(&ruling);
+        let budget = ruling.budget();
+        let mut results = Results::new(mask).with_read_budget(budget.as_ref());
         results.prepares = statements
             .iter()
             .enumerate()
@@ -144,7 +145,7 @@ impl Relay {
             })
             .collect();
         self.forgets(&statements);
-        let budget = ruling.budget().filter(Budget::limits_writes);
+        let budget = budget.filter(Budget::limits_writes);
         if let Some(budget) = budget.filter(|_| {
             statements
                 .iter()
@@ -357,6 +358,11 @@ struct PgClient<'a> {
     held_bytes: usize,
 }
 
+/// What the gateway sends the server to fail its transaction after a refusal: it fails while
+/// it is parsed (a literal that is not an integer). The gateway's own statements start with
+/// `/* warden: ` (the server's log shows them).
+pub(super) const FAILING: &str = "/* warden: a refusal fails the transaction */ SELECT 'warden: statement refused'::pg_catalog.int4";
+
 /// Why a message under a write budget cannot be measured as it is.
 const UNMEASURABLE: &str = "warden: under a write budget, send transaction control and COPY ... FROM STDIN in messages (or batches) of their own";
 
@@ -486,13 +492,15 @@ impl Relay {
                 };
                 // The portal keeps the verdict of the statement it was bound from, whatever
                 // later happens to that name.
-                let write_budget = ruling.budget().filter(Budget::limits_writes).filter(|_| {
+                let budget = ruling.budget();
+                let write_budget = budget.clone().filter(Budget::limits_writes).filter(|_| {
                     prepared
                         .sql
                         .as_ref()
                         .is_some_and(|s| budget::can_write(s, &self.plain_tables))
                 });
                 let portal = Portal {
+                    budget,
                     controls_transaction: prepared
                         .sql
                         .as_ref()
@@ -564,7 +572,7 @@ impl Relay {
                 };
                 let mut results =
                     Results::new(portal.ruling.needs_mask().then(|| portal.ruling.clone()))
-                        .with_read_budget(&portal.ruling);
+                        .with_read_budget(portal.budget.as_ref());
                 results.stmt = portal.stmt;
                 results.fields = portal.fields.clone();
                 results.formats = portal.formats.clone();
@@ -690,12 +698,10 @@ impl Relay {
             self.local(rfq);
             return self.flush_local().await;
         }
-        // The gateway's own statements start with `/* warden: ` (the server's log shows them).
-        let failing = "/* warden: a refusal fails the transaction */ SELECT 'warden: statement refused'::pg_catalog.int4";
         let mut buf = BytesMut::new();
         match sync {
-            None => postgres_protocol::message::frontend::query(failing, &mut buf),
-            Some(_) => postgres_protocol::message::frontend::parse("", failing, [], &mut buf),
+            None => postgres_protocol::message::frontend::query(FAILING, &mut buf),
+            Some(_) => postgres_protocol::message::frontend::parse("", FAILING, [], &mut buf),
         }
         .map_err(|e| End::Error(e.to_string()))?;
         // Its failure drops the unnamed statement; the gateway forgets it too.
@@ -750,21 +756,14 @@ fn copies_in(statements: &[Statement]) -> bool {
 /// record becomes the prepared statement's (the text and `ExecuteStmt` stay); inside EXPLAIN
 /// ANALYZE or CREATE TABLE AS its tables, writes and calls are added.
 fn runs(sql: &mut Sql, inner: &Sql) {
-    let add = |ours: &mut Vec<String>, theirs: &[String]| {
-        for t in theirs {
-            if !ours.contains(t) {
-                ours.push(t.clone());
-            }
-        }
-    };
     if sql.statement_type == "ExecuteStmt" {
         sql.kind = inner.kind.clone();
         sql.has_where = inner.has_where;
         sql.limit = inner.limit;
         sql.copy = inner.copy.clone();
     }
-    add(&mut sql.tables, &inner.tables);
-    add(&mut sql.functions, &inner.functions);
+    sql::join(&mut sql.tables, &inner.tables);
+    sql::join(&mut sql.functions, &inner.functions);
     sql.writes.extend(inner.writes.iter().cloned());
 }
 

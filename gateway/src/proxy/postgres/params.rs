@@ -239,17 +239,8 @@ mod tests {
 
     fn warden_policy_blank() -> Sql {
         Sql {
-            text: String::new(),
-            kind: "set".into(),
             statement_type: "VariableSetStmt".into(),
-            settings: Vec::new(),
-            tables: Vec::new(),
-            writes: Vec::new(),
-            has_where: false,
-            limit: None,
-            functions: Vec::new(),
-            copy: None,
-            parse_error: None,
+            ..crate::command::sql::record("", "set")
         }
     }
 }

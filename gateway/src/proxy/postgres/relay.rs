@@ -83,11 +83,11 @@ impl Results {
         }
     }
 
-    /// The ruling's limits on rows and bytes returned (whether or not it masks).
-    pub fn with_read_budget(mut self, ruling: &Ruling) -> Results {
-        self.read_budget = ruling
-            .budget()
-            .filter(|b| b.rows_returned.is_some() || b.bytes_returned.is_some());
+    /// The budget's limits on rows and bytes returned (whether or not the ruling masks).
+    pub fn with_read_budget(mut self, budget: Option<&crate::policy::Budget>) -> Results {
+        self.read_budget = budget
+            .filter(|b| b.rows_returned.is_some() || b.bytes_returned.is_some())
+            .cloned();
         self
     }
 
@@ -114,7 +114,9 @@ pub(super) struct Prepared {
 /// A bound portal: the verdict of the statement it was bound from, at Bind time.
 pub(super) struct Portal {
     pub ruling: Arc<Ruling>,
-    /// The limits on what executing it may write, when it can write and a policy set them.
+    /// The limits its ruling sets (computed once, at Bind), and whether executing it can
+    /// write (then the write limits apply).
+    pub budget: Option<crate::policy::Budget>,
     pub write_budget: Option<crate::policy::Budget>,
     /// Its statement's text (for the audit of a budget decision).
     pub text: String,
