@@ -114,6 +114,29 @@ pub fn bind(portal: &str, statement: &str) -> Vec<u8> {
     )
 }
 
+/// Bind asking for every result column in binary.
+pub fn bind_binary(portal: &str, statement: &str) -> Vec<u8> {
+    message(
+        b'B',
+        &[
+            portal.as_bytes(),
+            b"\0",
+            statement.as_bytes(),
+            b"\0",
+            &0i16.to_be_bytes(),
+            &0i16.to_be_bytes(),
+            &1i16.to_be_bytes(),
+            &1i16.to_be_bytes(),
+        ]
+        .concat(),
+    )
+}
+
+/// Describe of `portal`.
+pub fn describe_portal(portal: &str) -> Vec<u8> {
+    message(b'D', &[b"P", portal.as_bytes(), b"\0"].concat())
+}
+
 /// Execute of `portal`, all rows.
 pub fn execute(portal: &str) -> Vec<u8> {
     message(
@@ -204,7 +227,7 @@ impl Reply {
             .unwrap_or(0)
     }
 
-    fn of(&self, tag: u8) -> impl Iterator<Item = &[u8]> {
+    pub fn of(&self, tag: u8) -> impl Iterator<Item = &[u8]> {
         self.messages
             .iter()
             .filter(move |(t, _)| *t == tag)

@@ -588,6 +588,15 @@ impl Relay {
                         .collect();
                     self.session.recorder().columns_typed(&cols);
                 }
+                // Masking reads each cell by its type and format, which only the server's
+                // description of the portal tells: ask for it right before the Execute
+                // (its answer is the gateway's, never the client's) unless it is known.
+                if results.ruling.is_some() && results.fields.is_empty() {
+                    self.to_upstream
+                        .extend_from_slice(&wire::describe_portal(&name));
+                    self.expect.push_back(Expect::Described);
+                    self.batch.unsent += 1;
+                }
                 self.expect.push_back(Expect::Execute(results));
                 self.batch.unsent += 1;
             }

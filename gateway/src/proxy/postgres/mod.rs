@@ -8,9 +8,11 @@
 //! result rows), `wire.rs` (framing and composed messages).
 
 mod budget;
+mod cells;
 pub mod config;
 mod decode;
 mod frontend;
+mod leaks;
 mod params;
 mod relay;
 mod rows;

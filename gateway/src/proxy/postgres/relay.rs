@@ -27,6 +27,9 @@ pub(super) enum Expect {
     Close,
     DescribeStatement(String),
     DescribePortal(String),
+    /// The gateway's own Describe of a portal about to be executed: its RowDescription gives
+    /// the Execute that follows its columns, and the client never sees it.
+    Described,
     Execute(Results),
     Sync,
     /// A Sync the client sent while its COPY ... FROM STDIN was under way: the server ignores
@@ -287,6 +290,9 @@ impl Relay {
     /// One server message: match it to the front expectation, mask rows when asked.
     pub(super) async fn on_server(&mut self, mut frame: Frame) -> Result<(), End> {
         tracing::trace!(tag = %(frame.tag as char), expect = self.expect.len(), "server message");
+        if matches!(frame.tag, b'E' | b'N' | b'A' | b'S' | b'T') {
+            frame = super::leaks::mask(frame);
+        }
         match frame.tag {
             b'D' => return self.on_data_row(frame).await,
             b'T' => {
@@ -308,6 +314,18 @@ impl Relay {
                         }
                         self.expect.pop_front();
                     }
+                    Some(Expect::Described) => {
+                        self.expect.pop_front();
+                        if let Some(Expect::Execute(r)) = self.expect.front_mut() {
+                            let cols: Vec<(String, u32)> = fields
+                                .iter()
+                                .map(|f| (f.name.clone(), f.type_oid))
+                                .collect();
+                            self.session.recorder().columns_typed(&cols);
+                            r.fields = fields;
+                        }
+                        return Ok(());
+                    }
                     Some(Expect::DescribePortal(name)) => {
                         let name = name.clone();
                         if let Some(p) = self.portals.get_mut(&name) {
@@ -317,6 +335,10 @@ impl Relay {
                     }
                     _ => {}
                 }
+            }
+            b'n' if matches!(self.expect.front(), Some(Expect::Described)) => {
+                self.expect.pop_front();
+                return Ok(());
             }
             b'n' => {
                 if matches!(
@@ -544,21 +566,8 @@ impl Relay {
             return;
         }
         let Some(r) = self.results() else { return };
-        if let Ok(cells) = wire::parse_data_row(frame.body()) {
-            let row: Vec<Option<String>> = cells
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    c.map(
-                        |v| match r.formats.get(i).or(r.formats.first()).copied().unwrap_or(0) {
-                            0 => String::from_utf8_lossy(v).into_owned(),
-                            _ => format!("<{} binary bytes>", v.len()),
-                        },
-                    )
-                })
-                .collect();
-            self.session.recorder().rows(&[row]);
-        }
+        let row = rows::sent_rows(&frame.raw, &r.fields, &r.formats, false);
+        self.session.recorder().rows(&row);
     }
 
     async fn maybe_flush_rows(&mut self) -> Result<(), End> {
@@ -596,16 +605,28 @@ impl Relay {
             rows::columns(&fields)
         };
         let mut text = std::mem::take(&mut self.rows.text);
-        match self.session.mask(seq, &decision, &columns, &mut text).await {
+        let masked = match self.session.mask(seq, &decision, &columns, &mut text).await {
             Ok(edited) => {
-                if self.take_recording_quota(text.len() as u64) {
-                    self.session.recorder().rows(&text);
-                }
+                let n = text.len() as u64;
                 self.rows.text = text;
-                self.rows
-                    .encode(&edited, &fields, &formats, copy, &mut self.to_client);
-                Ok(())
+                let mut out = BytesMut::new();
+                match self.rows.encode(&edited, &fields, &formats, copy, &mut out) {
+                    Ok(()) => {
+                        if self.take_recording_quota(n) {
+                            // The recording keeps what the client got.
+                            let sent = rows::sent_rows(&out, &fields, &formats, copy);
+                            self.session.recorder().rows(&sent);
+                        }
+                        self.to_client.extend_from_slice(&out);
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("an edit invalid for its type: {e}")),
+                }
             }
+            Err(failure) => Err(failure.to_string()),
+        };
+        match masked {
+            Ok(()) => Ok(()),
             Err(failure) => {
                 // Nothing of this result may reach the client: refuse it and drop the rest.
                 self.rows = RowBatch::default();

@@ -2,67 +2,68 @@
 //! batch, shown to the policy chain as text, and re-encoded with the edits applied. Rows never
 //! reach the client before the policies have seen them.
 //!
-//! Text-format cells are text. Binary-format cells of text types (text, varchar, char, name,
-//! json, unknown) carry the same bytes as text, so they are masked the same way; other binary
-//! cells are shown to policies as NULL and, if a policy edits them, become NULL on the wire
-//! (a masked value cannot be re-encoded as, say, a binary numeric).
+//! Each cell is shown in PostgreSQL's text form whatever its format (`cells.rs` decodes binary
+//! integers, numerics, jsonb, arrays and records), and an edit goes back valid for the cell's
+//! type in the client's format, or the result is refused.
 
+use super::cells::{self, Applied};
 use super::wire::{self, FieldDesc};
 use crate::policy::{Column, Row};
 use bytes::{Bytes, BytesMut};
 
-/// Type OIDs whose binary representation is their text.
-const TEXTLIKE_OIDS: &[u32] = &[25, 1043, 1042, 19, 705, 114];
-
-/// The type name policies see for a type OID.
-pub fn type_name(oid: u32) -> String {
-    let name = match oid {
-        16 => "bool",
-        17 => "bytea",
-        19 => "name",
-        20 => "int8",
-        21 => "int2",
-        23 => "int4",
-        25 => "text",
-        114 => "json",
-        700 => "float4",
-        701 => "float8",
-        705 => "unknown",
-        1042 => "bpchar",
-        1043 => "varchar",
-        1082 => "date",
-        1114 => "timestamp",
-        1184 => "timestamptz",
-        1700 => "numeric",
-        2950 => "uuid",
-        3802 => "jsonb",
-        other => return format!("oid:{other}"),
-    };
-    name.to_string()
-}
-
-/// Columns for the policies from a RowDescription and the result formats a Bind asked for.
+/// Columns for the policies from a RowDescription.
 pub fn columns(fields: &[FieldDesc]) -> Vec<Column> {
     fields
         .iter()
         .map(|f| Column {
             name: f.name.clone(),
-            type_name: type_name(f.type_oid),
+            type_name: cells::type_name(f.type_oid),
         })
         .collect()
 }
 
-/// Whether column `i` arrives as text (format codes as in Bind: none = all text, one = all).
-fn is_text(fields: &[FieldDesc], formats: &[i16], i: usize) -> bool {
-    let format = match formats.len() {
+/// The format of column `i` (format codes as in Bind: none = as described, one = all).
+fn format_of(fields: &[FieldDesc], formats: &[i16], i: usize) -> i16 {
+    match formats.len() {
         0 => fields.get(i).map_or(0, |f| f.format),
         1 => formats[0],
         _ => formats.get(i).copied().unwrap_or(0),
-    };
-    format == 0
-        || fields
-            .get(i)
-            .is_some_and(|f| TEXTLIKE_OIDS.contains(&f.type_oid))
+    }
+}
+
+/// The type OID of column `i` (`0`, unknown, past the described columns).
+fn oid_of(fields: &[FieldDesc], i: usize) -> u32 {
+    fields.get(i).map_or(0, |f| f.type_oid)
+}
+
+/// The rows in `encoded` (DataRow or CopyData messages) as text, as the client will read them:
+/// what the recording keeps.
+pub fn sent_rows(encoded: &[u8], fields: &[FieldDesc], formats: &[i16], copy: bool) -> Vec<Row> {
+    let mut out = Vec::new();
+    let mut rest = encoded;
+    while rest.len() >= 5 {
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        let Some(body) = rest.get(5..1 + len) else {
+            break;
+        };
+        if copy {
+            out.push(vec![Some(String::from_utf8_lossy(body).into_owned())]);
+        } else if let Ok(row) = wire::parse_data_row(body) {
+            out.push(
+                row.iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        c.map(|v| {
+                            cells::show(oid_of(fields, i), format_of(fields, formats, i), v)
+                                .unwrap_or_else(|| format!("<{} binary bytes>", v.len()))
+                        })
+                    })
+                    .collect(),
+            );
+        }
+        rest = &rest[1 + len..];
+    }
+    out
 }
 
 /// A batch of rows waiting for their masking.
@@ -70,8 +71,10 @@ fn is_text(fields: &[FieldDesc], formats: &[i16], i: usize) -> bool {
 pub struct RowBatch {
     /// Original cells, to send unchanged when a policy did not edit them.
     raw: Vec<Vec<Option<Bytes>>>,
-    /// The cells as the policies see them.
+    /// The cells as the policies see them (edited in place by the masking).
     pub text: Vec<Row>,
+    /// The cells as first shown, to tell what an edit changed.
+    shown: Vec<Row>,
     bytes: usize,
 }
 
@@ -107,15 +110,17 @@ impl RowBatch {
                 }
                 Some(v) => {
                     raw.push(Some(body.slice_ref(v)));
-                    text.push(
-                        is_text(fields, formats, i)
-                            .then(|| String::from_utf8_lossy(v).into_owned()),
-                    );
+                    text.push(cells::show(
+                        oid_of(fields, i),
+                        format_of(fields, formats, i),
+                        v,
+                    ));
                 }
             }
         }
         self.bytes += frame.len();
         self.raw.push(raw);
+        self.shown.push(text.clone());
         self.text.push(text);
         Ok(())
     }
@@ -123,13 +128,15 @@ impl RowBatch {
     /// Add one COPY OUT line (a CopyData payload) as a one-cell row.
     pub fn push_copy_line(&mut self, payload: Bytes) {
         self.bytes += payload.len();
-        self.text
-            .push(vec![Some(String::from_utf8_lossy(&payload).into_owned())]);
+        let line = vec![Some(String::from_utf8_lossy(&payload).into_owned())];
+        self.shown.push(line.clone());
+        self.text.push(line);
         self.raw.push(vec![Some(payload)]);
     }
 
     /// Encode the batch with `edited` cells (row, column) taken from `text`, into `out`; the
-    /// batch is emptied. `copy` encodes CopyData lines instead of DataRows.
+    /// batch is emptied. `copy` encodes CopyData lines instead of DataRows. An edit that cannot
+    /// be made valid for its column's type fails the whole batch: nothing of it is written.
     pub fn encode(
         &mut self,
         edited: &[(u32, u32)],
@@ -137,48 +144,98 @@ impl RowBatch {
         formats: &[i16],
         copy: bool,
         out: &mut BytesMut,
-    ) {
+    ) -> Result<(), String> {
         let mut changed = vec![Vec::new(); self.raw.len()];
         for &(r, c) in edited {
             if let Some(row) = changed.get_mut(r as usize) {
                 row.push(c as usize);
             }
         }
+        let mut encoded = BytesMut::new();
         for (r, raw) in self.raw.iter().enumerate() {
             let text = &self.text[r];
             if copy {
                 let line = match changed[r].is_empty() {
                     true => raw.first().cloned().flatten().unwrap_or_default(),
-                    false => Bytes::from(text.first().cloned().flatten().unwrap_or_default()),
+                    false => {
+                        let original = raw.first().cloned().flatten().unwrap_or_default();
+                        let masked = text.first().cloned().flatten().unwrap_or_default();
+                        Bytes::from(copy_line(&String::from_utf8_lossy(&original), &masked))
+                    }
                 };
-                out.extend_from_slice(&wire::copy_data(&line));
+                encoded.extend_from_slice(&wire::copy_data(&line));
                 continue;
             }
             if changed[r].is_empty() {
                 let cells: Vec<Option<&[u8]>> = raw.iter().map(|c| c.as_deref()).collect();
-                out.extend_from_slice(&wire::data_row(&cells));
+                encoded.extend_from_slice(&wire::data_row(&cells));
                 continue;
             }
-            let cells: Vec<Option<&[u8]>> = raw
+            let mut cells: Vec<Option<std::borrow::Cow<'_, [u8]>>> = raw
                 .iter()
-                .enumerate()
-                .map(|(c, cell)| {
-                    if changed[r].contains(&c) {
-                        // A text cell gets the policy's text; an edited binary non-text cell
-                        // becomes NULL, since text cannot stand in for its binary encoding.
-                        match &text[c] {
-                            Some(t) if is_text(fields, formats, c) => Some(t.as_bytes()),
-                            _ => None,
-                        }
-                    } else {
-                        cell.as_deref()
-                    }
-                })
+                .map(|c| c.as_deref().map(std::borrow::Cow::Borrowed))
                 .collect();
-            out.extend_from_slice(&wire::data_row(&cells));
+            for &c in &changed[r] {
+                let (Some(cell), Some(shown)) = (cells.get_mut(c), self.shown.get(r)) else {
+                    continue;
+                };
+                let original = raw[c].as_deref().unwrap_or_default();
+                let oid = oid_of(fields, c);
+                let applied = cells::apply(
+                    oid,
+                    format_of(fields, formats, c),
+                    original,
+                    shown.get(c).and_then(Option::as_deref),
+                    text[c].as_deref(),
+                )
+                .map_err(|e| {
+                    let name = fields.get(c).map_or("?", |f| f.name.as_str());
+                    format!("column {name:?} ({}): {e}", cells::type_name(oid))
+                })?;
+                if let Applied::Value(v) = applied {
+                    *cell = v.map(std::borrow::Cow::Owned);
+                }
+            }
+            let cells: Vec<Option<&[u8]>> = cells.iter().map(|c| c.as_deref()).collect();
+            encoded.extend_from_slice(&wire::data_row(&cells));
         }
         self.raw.clear();
         self.text.clear();
+        self.shown.clear();
         self.bytes = 0;
+        out.extend_from_slice(&encoded);
+        Ok(())
     }
+}
+
+/// A masked COPY line: COPY carries no column types, so a field that was all digits and was
+/// digit-masked gets zeros for its masked digits (`0000000000001111` loads into a bigint or
+/// numeric column as well as a text one); masked digits inside other text stay `*`.
+fn copy_line(original: &str, masked: &str) -> String {
+    if !cells::is_digit_mask(original, masked) {
+        return masked.to_string();
+    }
+    let o: Vec<char> = original.chars().collect();
+    let mut m: Vec<char> = masked.chars().collect();
+    let field_end = |c: Option<&char>| c.is_none_or(|c| matches!(c, '\t' | ',' | '\n' | '\r'));
+    let mut i = 0;
+    while i < m.len() {
+        if !(m[i] == '*' || o[i].is_ascii_digit()) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < m.len() && (m[i] == '*' || o[i].is_ascii_digit()) {
+            i += 1;
+        }
+        let whole = field_end(start.checked_sub(1).and_then(|p| o.get(p))) && field_end(o.get(i));
+        if whole && o[start..i].iter().all(char::is_ascii_digit) {
+            for c in &mut m[start..i] {
+                if *c == '*' {
+                    *c = '0';
+                }
+            }
+        }
+    }
+    m.into_iter().collect()
 }

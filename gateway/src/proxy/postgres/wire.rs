@@ -242,6 +242,14 @@ pub fn data_row(cells: &[Option<&[u8]>]) -> Bytes {
     })
 }
 
+/// Describe of the portal `name`.
+pub fn describe_portal(name: &str) -> Bytes {
+    message(b'D', |b| {
+        b.put_u8(b'P');
+        cstr(b, name);
+    })
+}
+
 /// CopyData carrying `data`.
 pub fn copy_data(data: &[u8]) -> Bytes {
     message(b'd', |b| b.put_slice(data))

@@ -1,0 +1,236 @@
+//! Masking that holds in every format, type and message: binary results (with the portal
+//! described in the same batch, before, or not at all), binary int8 / numeric / jsonb /
+//! arrays / records / uuid / bytea, and errors, notices, notifications, parameter status and
+//! column names. Real PostgreSQL, real gateway with `pci-mask`; a masked value must still be a
+//! valid value of its type, and no clear card number may reach the client in any message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::gateway::{self, Extra, GATEWAY_ROLE, Gateway, connect, target};
+use common::raw::{
+    Reply, bind_binary, describe_portal, execute, login, parse, query, round_trip, sync,
+};
+use tokio_postgres::types::{FromSql, Type};
+
+const PAN: &str = "4111111111111111";
+const PAN2: &str = "5500005555555559";
+
+/// Any value's bytes as the server (through the gateway) sent them.
+struct Raw(Vec<u8>);
+
+impl<'a> FromSql<'a> for Raw {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw.to_vec()))
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+fn setup(pg: &common::pg::PgServer) {
+    pg.psql_db(
+        "payments",
+        &format!(
+            "CREATE TABLE typed_cards (id int PRIMARY KEY, pan_text text, pan_num bigint,
+               pan_dec numeric(20,0), meta jsonb, pans text[], nums bigint[], card_id uuid,
+               raw bytea, amount numeric(10,2), created timestamptz);
+             INSERT INTO typed_cards VALUES (1, '{PAN}', {PAN}, {PAN},
+               '{{\"pan\": \"{PAN}\", \"n\": {PAN}, \"brand\": \"visa\"}}',
+               ARRAY['{PAN}', '{PAN2}'], ARRAY[{PAN}, {PAN2}],
+               '00000000-0000-0000-0000-000000000000', convert_to('{PAN}', 'UTF8'),
+               12.50, '2026-12-05 10:00:00+00');
+             ALTER TABLE typed_cards OWNER TO {GATEWAY_ROLE};"
+        ),
+    );
+}
+
+fn start(pg: &common::pg::PgServer) -> Gateway {
+    let targets = target("masked", pg, "payments", r#"{ module = "pci-mask" }"#);
+    Gateway::start(
+        pg,
+        "payments",
+        Extra {
+            targets: &targets,
+            ..Extra::default()
+        },
+    )
+}
+
+/// No message of the reply carries a clear card number, in any field.
+fn no_clear_pan(reply: &Reply) {
+    for (tag, body) in &reply.messages {
+        let text = String::from_utf8_lossy(body);
+        for pan in [PAN, PAN2] {
+            assert!(
+                !text.contains(pan),
+                "a clear card number in a {:?} message: {text:?}",
+                *tag as char
+            );
+        }
+        let digits: Vec<u8> = body.iter().copied().filter(u8::is_ascii_digit).collect();
+        let digits = String::from_utf8_lossy(&digits);
+        assert!(!digits.contains(PAN), "{:?}: {text:?}", *tag as char);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_results_are_masked_and_stay_valid_for_their_types() {
+    let pg = gateway::card_server();
+    setup(&pg);
+    let gw = start(&pg);
+    let token = gw.token("alice", &["agent-7"], &[]);
+    let client = connect(&gw.conninfo("masked", &token)).await.unwrap();
+
+    // tokio-postgres asks for every column in binary.
+    let row = client
+        .query_one(
+            "SELECT pan_text, pan_num, pans, nums, meta, card_id, raw, amount, pan_dec
+               FROM typed_cards WHERE id = $1",
+            &[&1i32],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "************1111");
+    assert_eq!(
+        row.get::<_, i64>(1),
+        1111,
+        "all but the last four digits zeroed"
+    );
+    assert_eq!(
+        row.get::<_, Vec<String>>(2),
+        ["************1111", "************5559"]
+    );
+    assert_eq!(row.get::<_, Vec<i64>>(3), [1111, 5559]);
+    let meta = row.get::<_, Raw>(4).0;
+    assert_eq!(meta[0], 1, "jsonb version byte");
+    let meta: serde_json::Value = serde_json::from_slice(&meta[1..]).unwrap();
+    assert_eq!(meta["pan"], "************1111");
+    assert_eq!(meta["n"], 1111);
+    assert_eq!(meta["brand"], "visa");
+    assert_eq!(
+        row.get::<_, Raw>(5).0,
+        [0u8; 16],
+        "a nil UUID is not a card number"
+    );
+    assert_eq!(row.get::<_, Raw>(6).0, b"************1111");
+    // Numerics: the same bytes the server sends for the masked numbers.
+    let direct = pg.psql_db("payments", "SELECT 1");
+    assert_eq!(direct.trim(), "1");
+    let expect = client
+        .query_one("SELECT 12.50::numeric(10,2), 1111::numeric(20,0)", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Raw>(7).0, expect.get::<_, Raw>(0).0);
+    assert_eq!(row.get::<_, Raw>(8).0, expect.get::<_, Raw>(1).0);
+
+    // A record (binary, with its fields' types) and an array of records.
+    let row = client
+        .query_one(
+            "SELECT ROW(pan_num, pan_text, created)::record, pan_num::text FROM typed_cards",
+            &[],
+        )
+        .await;
+    // The cast is an expression over the card number: masked by content here.
+    let row = row.unwrap();
+    let rec = row.get::<_, Raw>(0).0;
+    assert!(!String::from_utf8_lossy(&rec).contains(PAN));
+    assert_eq!(row.get::<_, String>(1), "************1111");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_description_decides_with_or_without_describe() {
+    let pg = gateway::card_server();
+    setup(&pg);
+    let gw = start(&pg);
+    let token = gw.token("alice", &["agent-7"], &[]);
+    let mut s = login(gw.pg_port, "masked", &token).await;
+    let sql = "SELECT pan_text, pan_num, nums FROM typed_cards";
+    let batches = [
+        // Describe of the portal in the same batch, after Bind (psycopg 3, node-postgres).
+        [
+            parse("", sql),
+            bind_binary("", ""),
+            describe_portal(""),
+            execute(""),
+            sync(),
+        ]
+        .concat(),
+        // No Describe at all.
+        [parse("", sql), bind_binary("", ""), execute(""), sync()].concat(),
+        // A named portal.
+        [
+            parse("s1", sql),
+            bind_binary("p1", "s1"),
+            execute("p1"),
+            sync(),
+        ]
+        .concat(),
+    ];
+    for (i, batch) in batches.into_iter().enumerate() {
+        let reply = round_trip(&mut s, &batch, 1).await;
+        assert!(reply.errors().is_empty(), "{:?}", reply.error_texts());
+        no_clear_pan(&reply);
+        let rows: Vec<_> = reply.of(b'D').collect();
+        assert_eq!(rows.len(), 1);
+        // The int8 cell is the binary 1111.
+        assert!(
+            rows[0]
+                .windows(12)
+                .any(|w| w == [&8i32.to_be_bytes()[..], &1111i64.to_be_bytes()[..]].concat())
+        );
+        // The client got the RowDescription it asked for, never the gateway's own.
+        let described = usize::from(i == 0);
+        assert_eq!(reply.of(b'T').count(), described, "batch {i}");
+    }
+    let reply = round_trip(&mut s, &query("SELECT 1"), 1).await;
+    assert_eq!(reply.rows(), [["1"]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_other_than_rows_are_masked() {
+    let pg = gateway::card_server();
+    setup(&pg);
+    let gw = start(&pg);
+    let token = gw.token("alice", &["agent-7"], &[]);
+    let mut s = login(gw.pg_port, "masked", &token).await;
+    for sql in [
+        // ErrorResponse: the server quotes the value.
+        "SELECT pan_text::int FROM typed_cards".to_string(),
+        // A notice raised by a function.
+        format!("DO $$BEGIN RAISE NOTICE 'card %', '{PAN}'; END$$"),
+        format!("DO $$BEGIN RAISE WARNING 'w' USING DETAIL = '{PAN}', HINT = '{PAN2}'; END$$"),
+        // A notification to the session itself.
+        format!("LISTEN ch; SELECT pg_notify('ch', '{PAN}')"),
+        "LISTEN ch2; SELECT pg_notify('ch2', pan_text) FROM typed_cards".to_string(),
+        // ParameterStatus.
+        format!("SET application_name = '{PAN}'"),
+        // A column name.
+        format!("SELECT 1 AS \"{PAN}\""),
+        // COPY out: the bigint column gets zeros, the text column stars.
+        "COPY typed_cards (id, pan_num, pan_text) TO STDOUT".to_string(),
+    ] {
+        let reply = round_trip(&mut s, &query(&sql), 1).await;
+        no_clear_pan(&reply);
+        let text: String = reply
+            .messages
+            .iter()
+            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        assert!(text.contains("1111"), "{sql}: the last four stay: {text:?}");
+    }
+    let reply = round_trip(
+        &mut s,
+        &query("COPY typed_cards (id, pan_num) TO STDOUT"),
+        1,
+    )
+    .await;
+    let copied: Vec<String> = reply
+        .of(b'd')
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert_eq!(copied, ["1\t0000000000001111\n"]);
+    // The recording holds what the client got.
+    let reply = round_trip(&mut s, &query("SELECT 1"), 1).await;
+    assert_eq!(reply.rows(), [["1"]]);
+}
