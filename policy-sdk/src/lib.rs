@@ -67,8 +67,9 @@ pub mod bindings {
 }
 
 pub use bindings::warden::policy::types::{
-    Budget, CellEdit, Column, Command, CopyTarget, FileOp, Forward, Http, Kube, OverBudget,
-    Principal, Protocol, Session, Shell, Sql, SqlCopy, SqlWrite, TableBudget, Verdict,
+    Budget, CellEdit, Column, ColumnUsage, ColumnUse, Command, CopyTarget, FileOp, Forward, Http,
+    Kube, OverBudget, Principal, Protocol, Session, Shell, Sql, SqlCopy, SqlWrite, TableBudget,
+    Verdict,
 };
 
 /// One result row: cells as text, `None` for NULL.

@@ -114,6 +114,7 @@ pub fn blank(kind: &str) -> Sql {
         functions: Vec::new(),
         copy: None,
         parse_error: None,
+        columns: Vec::new(),
     }
 }
 

@@ -19,8 +19,8 @@ mod verdict;
 
 pub use bindings::{Budget, OverBudget, TableBudget};
 pub use bindings::{
-    CellEdit, Column, Command, CopyTarget, FileOp, Forward, Http, Kube, Principal, Protocol,
-    Session, Shell, Sql, SqlCopy, SqlWrite, Verdict,
+    CellEdit, Column, ColumnUsage, ColumnUse, Command, CopyTarget, FileOp, Forward, Http, Kube,
+    Principal, Protocol, Session, Shell, Sql, SqlCopy, SqlWrite, Verdict,
 };
 pub use cache::LoadSource;
 pub use error::PolicyError;

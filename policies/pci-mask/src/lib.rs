@@ -7,14 +7,23 @@
 //! separators (`**** **** **** 1111`). NULLs, non-PAN numbers and Luhn-invalid look-alikes are
 //! left alone.
 //!
+//! Content scanning cannot see a card number the query's author transformed (`reverse(pan)`,
+//! `substr` pieces, `encode(...)`, `pan::bigint + 1`). For the columns named in
+//! `sensitive_columns`, `check` therefore goes by lineage (the host's `sql.columns`): such a
+//! column may leave only as itself (then masked by content and type); an expression over it in
+//! what is sent or written is refused, naming the column. Using it to choose rows (WHERE,
+//! JOIN, ORDER BY) stays allowed unless `refuse_filters` is set.
+//!
 //! Config (optional JSON; warden.toml tables arrive as JSON):
-//! `{ "rule": "pan", "exempt_columns": ["card_last4"] }` — `rule` names the rule in the
-//! masked-data log (default `pan`); `exempt_columns` lists result columns never masked (exact,
-//! case-insensitive names). Unknown keys are refused.
+//! `{ "rule": "pan", "exempt_columns": ["card_last4"], "sensitive_columns": ["cards.pan"],
+//! "refuse_filters": false }` — `rule` names the rule in the masked-data log (default `pan`);
+//! `exempt_columns` lists result columns never masked (exact, case-insensitive names);
+//! `sensitive_columns` lists `table.column` (or `schema.table.column`) names; a table without
+//! a schema matches it in any schema. Unknown keys are refused.
 
 use serde::Deserialize;
 use warden_policy::{
-    CellEdit, Column, Command, Policy, Row, Session, Verdict, export_policy, pan, sql,
+    CellEdit, Column, ColumnUsage, Command, Policy, Row, Session, Verdict, export_policy, pan, sql,
 };
 
 #[derive(Debug, Deserialize)]
@@ -22,6 +31,8 @@ use warden_policy::{
 struct Config {
     rule: String,
     exempt_columns: Vec<String>,
+    sensitive_columns: Vec<String>,
+    refuse_filters: bool,
 }
 
 impl Default for Config {
@@ -29,6 +40,8 @@ impl Default for Config {
         Config {
             rule: "pan".to_string(),
             exempt_columns: Vec::new(),
+            sensitive_columns: Vec::new(),
+            refuse_filters: false,
         }
     }
 }
@@ -36,6 +49,9 @@ impl Default for Config {
 struct PciMask {
     rule: String,
     exempt: Vec<String>,
+    /// (table, column), lower-cased.
+    sensitive: Vec<(String, String)>,
+    refuse_filters: bool,
 }
 
 impl Policy for PciMask {
@@ -48,13 +64,33 @@ impl Policy for PciMask {
         if config.rule.is_empty() {
             return Err("pci-mask config: `rule` must not be empty".to_string());
         }
+        let mut sensitive = Vec::new();
+        for name in &config.sensitive_columns {
+            match name.to_lowercase().rsplit_once('.') {
+                Some((table, column)) if !table.is_empty() && !column.is_empty() => {
+                    sensitive.push((table.to_string(), column.to_string()));
+                }
+                _ => {
+                    return Err(format!(
+                        "pci-mask config: sensitive column {name:?} must be written table.column"
+                    ));
+                }
+            }
+        }
         Ok(PciMask {
             rule: config.rule,
             exempt: config.exempt_columns,
+            sensitive,
+            refuse_filters: config.refuse_filters,
         })
     }
 
     fn check(&self, _session: &Session, command: &Command) -> Verdict {
+        if let Command::Sql(s) = command {
+            if let Some(reason) = self.transformed(s) {
+                return Verdict::Deny(reason);
+            }
+        }
         match command {
             Command::Sql(s) if !sql::may_return_rows(s) => Verdict::Allow,
             // SFTP transfers and port forwards are byte streams, not rows: nothing to mask.
@@ -82,6 +118,46 @@ impl Policy for PciMask {
         Ok(pan::mask_rows_where(rows, &self.rule, |c| {
             scan.get(c).copied().unwrap_or(true)
         }))
+    }
+}
+
+impl PciMask {
+    /// Why the statement is refused by lineage: a sensitive column used through an
+    /// expression (or, with `refuse_filters`, to choose rows).
+    fn transformed(&self, s: &warden_policy::Sql) -> Option<String> {
+        for u in &s.columns {
+            let refused = match u.usage {
+                ColumnUsage::Transformed => true,
+                ColumnUsage::Filter => self.refuse_filters,
+                ColumnUsage::Output => false,
+            };
+            if !refused {
+                continue;
+            }
+            let Some((table, column)) = self.sensitive.iter().find(|(t, c)| {
+                (u.column == *c || u.column == "*") && table_matches(&u.table, t, &s.tables)
+            }) else {
+                continue;
+            };
+            let how = match u.usage {
+                ColumnUsage::Filter => "to choose rows",
+                _ => "through an expression (a function, operator, cast or aggregate)",
+            };
+            return Some(format!(
+                "pci-mask: {table}.{column} holds card numbers and may leave only as itself, masked; this statement uses it {how}"
+            ));
+        }
+        None
+    }
+}
+
+/// Whether a use's table (`""`: unqualified among several tables) is the sensitive `table`.
+fn table_matches(used: &str, table: &str, tables: &[String]) -> bool {
+    let same = |a: &str| a == table || (!table.contains('.') && sql::unqualified(a) == table);
+    if used.is_empty() {
+        tables.iter().any(|t| same(t))
+    } else {
+        same(used)
     }
 }
 

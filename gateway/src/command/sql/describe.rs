@@ -119,6 +119,7 @@ fn describe_statement(text: &str, statement: &Statement) -> Sql {
         functions: dedup(facts.functions),
         copy: copy_of(statement),
         parse_error: None,
+        columns: Vec::new(),
     }
 }
 

@@ -10,6 +10,7 @@
 //! and the server is how SQL gets past a policy, so it fails closed.
 
 pub mod describe;
+mod lineage;
 pub mod server;
 
 pub use server::PreparedOp;
@@ -51,6 +52,7 @@ pub fn record(text: &str, kind: &str) -> Sql {
         functions: Vec::new(),
         copy: None,
         parse_error: None,
+        columns: Vec::new(),
     }
 }
 
@@ -93,6 +95,7 @@ fn statement(text: &str) -> Result<Statement, Unreadable> {
     sql.settings = sv.settings.clone();
     join(&mut sql.tables, &sv.tables);
     join(&mut sql.functions, &sv.functions);
+    sql.columns = sv.columns.iter().map(lineage::to_wit).collect();
     let inner = described.inner.map(|mut inner| {
         inner.statement_type = sv.inner_type.clone().unwrap_or_default();
         inner.kind = server::kind_of(&server::ServerStatement {
@@ -102,6 +105,7 @@ fn statement(text: &str) -> Result<Statement, Unreadable> {
         .to_string();
         inner.tables = sql.tables.clone();
         inner.functions = sql.functions.clone();
+        inner.columns = sql.columns.clone();
         inner
     });
     Ok(Statement {

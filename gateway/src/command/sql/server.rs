@@ -43,6 +43,8 @@ pub struct ServerStatement {
     /// Every INSERT / UPDATE / DELETE / MERGE in the tree (kind, table, has WHERE), when the
     /// statement was read in full (any UPDATE, DELETE or MERGE is).
     pub writes: Option<Vec<(&'static str, String, bool)>>,
+    /// Every use of a table column (see `lineage.rs`).
+    pub columns: Vec<super::lineage::Use>,
 }
 
 /// A statement's effect on the session's SQL-level prepared statements, which share one
@@ -126,7 +128,10 @@ pub fn read(stmt: &str) -> Result<ServerStatement, String> {
         .statement_types
         .iter()
         .any(|t| matches!(t.as_str(), "UpdateStmt" | "DeleteStmt" | "MergeStmt"));
-    if !SUMMARISED.contains(&out.statement_type.as_str()) || calls_set_config || changes_rows {
+    let full =
+        !SUMMARISED.contains(&out.statement_type.as_str()) || calls_set_config || changes_rows;
+    // Column lineage needs the tree of any statement that names a table.
+    if full || !out.tables.is_empty() {
         let tree = guarded(|| {
             let parsed = pg_query::parse(stmt, 0).map_err(clean)?;
             let raw = parsed
@@ -137,6 +142,10 @@ pub fn read(stmt: &str) -> Result<ServerStatement, String> {
                 .ok_or_else(|| "no statement".to_string())?;
             serde_json::to_value(raw).map_err(|e| e.to_string())
         })?;
+        out.columns = super::lineage::uses(&tree, &out.tables);
+        if !full {
+            return Ok(out);
+        }
         out.writes = Some(Vec::new());
         let mut ctes = Vec::new();
         walk(&tree, &mut out, &mut ctes);
@@ -255,7 +264,7 @@ fn walk(v: &Value, out: &mut ServerStatement, ctes: &mut Vec<String>) {
 
 /// A RangeVar's name, schema-qualified when written so (a `relation` field holds the RangeVar
 /// itself, not a node).
-fn range_var(v: &Value) -> String {
+pub(super) fn range_var(v: &Value) -> String {
     let rel = v.get("relname").and_then(Value::as_str).unwrap_or("");
     match v.get("schemaname").and_then(Value::as_str) {
         Some(s) if !s.is_empty() && !rel.is_empty() => format!("{s}.{rel}"),

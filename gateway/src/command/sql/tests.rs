@@ -281,3 +281,87 @@ fn a_differential_between_the_readings_is_refused() {
     );
     assert_eq!(s.tables, ["t"]);
 }
+
+/// How `cards.pan` is used by `text`: the set of usages, as letters (o, t, f).
+fn pan_usage(text: &str) -> String {
+    use crate::policy::ColumnUsage;
+    let sql = one(text);
+    let mut u: Vec<char> = sql
+        .columns
+        .iter()
+        .filter(|c| {
+            (c.column == "pan" || c.column == "*") && (c.table == "cards" || c.table.is_empty())
+        })
+        .map(|c| match c.usage {
+            ColumnUsage::Output => 'o',
+            ColumnUsage::Transformed => 't',
+            ColumnUsage::Filter => 'f',
+        })
+        .collect();
+    u.sort_unstable();
+    u.dedup();
+    u.into_iter().collect()
+}
+
+#[test]
+fn lineage_tells_a_column_sent_as_it_is_from_one_transformed() {
+    for (text, want) in [
+        ("SELECT pan FROM cards", "o"),
+        ("SELECT c.pan AS p FROM cards c WHERE id = 1", "o"),
+        ("SELECT * FROM cards", "o"),
+        ("SELECT c.* FROM cards c", "o"),
+        ("SELECT c FROM cards c", "o"),
+        (
+            "SELECT holder FROM cards WHERE pan = '4111111111111111'",
+            "f",
+        ),
+        ("SELECT holder FROM cards ORDER BY reverse(pan)", "f"),
+        (
+            "SELECT holder FROM cards c JOIN owners o ON o.pan = c.pan",
+            "f",
+        ),
+        ("SELECT reverse(pan) FROM cards", "t"),
+        ("SELECT substr(pan, 1, 6), substr(pan, 7) FROM cards", "t"),
+        (
+            "SELECT encode(convert_to(pan, 'UTF8'), 'base64') FROM cards",
+            "t",
+        ),
+        ("SELECT pan::bigint + 1 FROM cards", "t"),
+        ("SELECT string_agg(pan, '') FROM cards", "t"),
+        ("SELECT row_to_json(c) FROM cards c", "t"),
+        ("SELECT pan || '' FROM cards", "t"),
+        ("SELECT CASE WHEN pan LIKE '4%' THEN 1 END FROM cards", "t"),
+        ("SELECT upper(x) FROM (SELECT pan AS x FROM cards) s", "ot"),
+        (
+            "WITH t AS (SELECT pan AS p FROM cards) SELECT reverse(p) FROM t",
+            "ot",
+        ),
+        (
+            "SELECT pan FROM cards UNION SELECT reverse(pan) FROM cards",
+            "ot",
+        ),
+        ("UPDATE cards SET note = reverse(pan) WHERE id = 1", "t"),
+        (
+            "INSERT INTO owners (name) SELECT translate(pan, '1', 'x') FROM cards",
+            "t",
+        ),
+        ("SELECT (SELECT max(pan) FROM cards)", "t"),
+        (
+            "COPY (SELECT regexp_replace(pan, '(\\d)', '\\1.', 'g') FROM cards) TO STDOUT",
+            "t",
+        ),
+        ("DELETE FROM cards WHERE pan = '1' RETURNING pan", "fo"),
+    ] {
+        assert_eq!(pan_usage(text), want, "{text}");
+    }
+    // Resolved through aliases, schema and all.
+    let sql = one("SELECT lower(x.pan) FROM public.cards x, owners");
+    assert!(
+        sql.columns
+            .iter()
+            .any(|c| c.table == "public.cards" && c.column == "pan"),
+        "{:?}",
+        sql.columns
+    );
+    assert!(one("SELECT 1").columns.is_empty());
+}

@@ -1,0 +1,323 @@
+//! Column lineage from the server's parse tree: for each table column a statement names, how
+//! it reaches the statement — sent as it is (`output`), sent or written through an expression
+//! (`transformed`), or only read to choose rows (`filter`). Content scanning masks what is
+//! sent as it is; an expression (`reverse(pan)`, `encode(...)`, `pan + 1`) makes something
+//! no scanner recognises, so a policy refuses it by lineage instead (THREATS.md invariant 5).
+//!
+//! The walk is conservative: inside an expression everything is `transformed`, inside a
+//! filter everything is `filter`; names a subquery or CTE passes on are followed back to their
+//! sources by name, whatever scope they are used in.
+
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// How a column reaches the statement (the WIT's `column-usage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Usage {
+    Output,
+    Transformed,
+    Filter,
+}
+
+/// One use: table (empty when unknown), column (`*` for the whole row), usage.
+pub type Use = (String, String, Usage);
+
+/// A use as policies get it.
+pub fn to_wit((table, column, usage): &Use) -> crate::policy::ColumnUse {
+    use crate::policy::ColumnUsage;
+    crate::policy::ColumnUse {
+        table: table.clone(),
+        column: column.clone(),
+        usage: match usage {
+            Usage::Output => ColumnUsage::Output,
+            Usage::Transformed => ColumnUsage::Transformed,
+            Usage::Filter => ColumnUsage::Filter,
+        },
+    }
+}
+
+/// The column uses of a parsed statement (`tree`: one statement node as JSON). `tables`: the
+/// statement's tables, for unqualified columns.
+pub fn uses(tree: &Value, tables: &[String]) -> Vec<Use> {
+    let mut l = Lineage {
+        tables,
+        aliases: HashMap::new(),
+        derived: HashMap::new(),
+        out: Vec::new(),
+    };
+    l.collect(tree);
+    l.walk(tree, Usage::Output);
+    l.out
+}
+
+struct Lineage<'a> {
+    tables: &'a [String],
+    /// Alias or table name (last part) → table.
+    aliases: HashMap<String, String>,
+    /// A name a subquery or CTE passes on (its alias, or an output column) → the columns it
+    /// came from.
+    derived: HashMap<String, Vec<(String, String)>>,
+    out: Vec<Use>,
+}
+
+fn node(v: &Value) -> Option<(&str, &Value)> {
+    let inner = v.get("node")?.as_object()?;
+    inner.iter().next().map(|(k, v)| (k.as_str(), v))
+}
+
+fn string(v: &Value) -> Option<&str> {
+    match node(v)? {
+        ("String", s) => s.get("sval")?.as_str(),
+        _ => None,
+    }
+}
+
+impl Lineage<'_> {
+    /// First pass: table aliases, and what subqueries and CTEs pass on.
+    fn collect(&mut self, v: &Value) {
+        match v {
+            Value::Object(map) => {
+                if map.contains_key("relname") && map.contains_key("relpersistence") {
+                    let table = super::server::range_var(v);
+                    let rel = map.get("relname").and_then(Value::as_str).unwrap_or("");
+                    let alias = map
+                        .get("alias")
+                        .and_then(|a| a.get("aliasname"))
+                        .and_then(Value::as_str)
+                        .unwrap_or(rel);
+                    self.aliases.insert(alias.to_string(), table.clone());
+                    self.aliases.insert(rel.to_string(), table);
+                }
+                let passed_on = match (map.get("RangeSubselect"), map.get("CommonTableExpr")) {
+                    (Some(r), _) => Some((
+                        r.get("alias").and_then(|a| a.get("aliasname")),
+                        r.get("subquery"),
+                    )),
+                    (_, Some(c)) => Some((c.get("ctename"), c.get("ctequery"))),
+                    _ => None,
+                };
+                if let Some((Some(Value::String(name)), Some(query))) = passed_on {
+                    self.pass_on(name, query);
+                }
+                map.values().for_each(|v| self.collect(v));
+            }
+            Value::Array(items) => items.iter().for_each(|i| self.collect(i)),
+            _ => {}
+        }
+    }
+
+    /// Record what the select lists of `query` pass on, under each output name and `name`.
+    fn pass_on(&mut self, name: &str, query: &Value) {
+        let mut lists = Vec::new();
+        find_target_lists(query, &mut lists);
+        for list in lists {
+            for target in list.as_array().into_iter().flatten() {
+                let Some(("ResTarget", t)) = node(target) else {
+                    continue;
+                };
+                let mut refs = Vec::new();
+                column_refs(t.get("val").unwrap_or(&Value::Null), &mut refs);
+                let sources: Vec<(String, String)> = refs.iter().map(|r| self.resolve(r)).collect();
+                let out_name = t
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .or_else(|| refs.first().map(|r| self.resolve(r).1));
+                if let Some(n) = out_name {
+                    self.derived.entry(n).or_default().extend(sources.clone());
+                }
+                self.derived
+                    .entry(name.to_string())
+                    .or_default()
+                    .extend(sources);
+            }
+        }
+    }
+
+    /// The table and column a ColumnRef's fields name.
+    fn resolve(&self, fields: &[Option<String>]) -> (String, String) {
+        let star = || "*".to_string();
+        match fields {
+            [None] => (String::new(), star()),
+            [Some(col)] => match self.aliases.get(col) {
+                // A bare relation name is its whole row.
+                Some(t) => (t.clone(), star()),
+                None => (self.only_table(), col.clone()),
+            },
+            [.., Some(q), col] => {
+                let table = self.aliases.get(q).cloned().unwrap_or_default();
+                (table, col.clone().unwrap_or_else(star))
+            }
+            [.., None, col] => (String::new(), col.clone().unwrap_or_else(star)),
+            [] => (String::new(), star()),
+        }
+    }
+
+    fn only_table(&self) -> String {
+        match self.tables {
+            [t] => t.clone(),
+            _ => String::new(),
+        }
+    }
+
+    fn emit(&mut self, table: String, column: String, usage: Usage) {
+        let u = (table, column, usage);
+        if !self.out.contains(&u) {
+            self.out.push(u);
+        }
+    }
+
+    /// A column reference used as `usage`, and whatever it was passed on from.
+    fn reference(&mut self, fields: &[Option<String>], usage: Usage) {
+        let (table, column) = self.resolve(fields);
+        if fields == [None] {
+            // `SELECT *`: every column of every table.
+            for t in self.tables {
+                self.emit(t.clone(), "*".into(), usage);
+            }
+        } else {
+            self.emit(table, column.clone(), usage);
+        }
+        if usage == Usage::Output {
+            // What a subquery passed on as it is was recorded where it was selected.
+            return;
+        }
+        let mut names: Vec<&str> = Vec::new();
+        if let [.., Some(q), _] = fields {
+            names.push(q);
+        }
+        if let Some(Some(last)) = fields.last() {
+            names.push(last);
+        }
+        let sources: Vec<(String, String)> = names
+            .iter()
+            .filter_map(|n| self.derived.get(*n))
+            .flatten()
+            .cloned()
+            .collect();
+        for (t, c) in sources {
+            self.emit(t, c, usage);
+        }
+    }
+
+    /// Second pass: every column reference with its usage.
+    fn walk(&mut self, v: &Value, usage: Usage) {
+        match v {
+            Value::Object(map) => {
+                if let Some(c) = map.get("ColumnRef") {
+                    let fields = ref_fields(c);
+                    self.reference(&fields, usage);
+                    return;
+                }
+                for (key, value) in map {
+                    match key.as_str() {
+                        "target_list" | "returning_list" => self.targets(value, usage),
+                        "where_clause"
+                        | "having_clause"
+                        | "quals"
+                        | "group_clause"
+                        | "sort_clause"
+                        | "distinct_clause"
+                        | "limit_count"
+                        | "limit_offset"
+                        | "window_clause"
+                        | "join_using_alias"
+                        | "using_clause"
+                        | "merge_join_condition" => self.walk(value, narrowed(usage)),
+                        // A function in FROM makes rows out of its arguments.
+                        "RangeFunction" | "RangeTableFunc" => {
+                            self.walk(value, widened(usage));
+                        }
+                        _ => self.walk(value, usage),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| self.walk(i, usage)),
+            _ => {}
+        }
+    }
+
+    /// A select list, RETURNING list or UPDATE's SET list: a bare reference goes out as it
+    /// is; anything else is an expression.
+    fn targets(&mut self, list: &Value, usage: Usage) {
+        for target in list.as_array().into_iter().flatten() {
+            let Some(("ResTarget", t)) = node(target) else {
+                self.walk(target, widened(usage));
+                continue;
+            };
+            let val = t.get("val").unwrap_or(&Value::Null);
+            match node(val) {
+                Some(("ColumnRef", c)) => {
+                    let fields = ref_fields(c);
+                    self.reference(&fields, usage);
+                }
+                _ => self.walk(val, widened(usage)),
+            }
+        }
+    }
+}
+
+/// Inside a filter, a column is read to choose rows — unless the filter is itself inside an
+/// expression that is sent (a scalar subquery in a select list): then it is what is sent.
+fn narrowed(usage: Usage) -> Usage {
+    match usage {
+        Usage::Transformed => Usage::Transformed,
+        _ => Usage::Filter,
+    }
+}
+
+/// Inside an expression, what is sent is transformed; inside a filter, it stays a filter.
+fn widened(usage: Usage) -> Usage {
+    match usage {
+        Usage::Filter => Usage::Filter,
+        _ => Usage::Transformed,
+    }
+}
+
+/// A ColumnRef's fields: names lower-cased by the parser (unless quoted), `None` for `*`.
+fn ref_fields(c: &Value) -> Vec<Option<String>> {
+    c.get("fields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|f| string(f).map(str::to_string))
+        .collect()
+}
+
+/// Every ColumnRef's fields inside `v`.
+fn column_refs(v: &Value, out: &mut Vec<Vec<Option<String>>>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(c) = map.get("ColumnRef") {
+                out.push(ref_fields(c));
+                return;
+            }
+            map.values().for_each(|v| column_refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|i| column_refs(i, out)),
+        _ => {}
+    }
+}
+
+/// The select lists of a query (both sides of a UNION too), not of nested subqueries.
+fn find_target_lists<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+    let select = match node(v) {
+        Some(("SelectStmt", s)) => s,
+        _ => match v.get("SelectStmt") {
+            Some(s) => s,
+            None => return,
+        },
+    };
+    select_lists(select, out);
+}
+
+fn select_lists<'a>(select: &'a Value, out: &mut Vec<&'a Value>) {
+    if let Some(list) = select.get("target_list") {
+        out.push(list);
+    }
+    for side in ["larg", "rarg"] {
+        if let Some(s) = select.get(side) {
+            select_lists(s, out);
+        }
+    }
+}
