@@ -555,6 +555,16 @@ else
     warn "the query failed"; FAILED+=("masked query")
 fi
 
+Q2B='SELECT reverse(pan) FROM cards WHERE id = 2'
+show "psql -c \"$Q2B\"   # the author transforms the card number"
+out=$(psql_alice -c "$Q2B" 2>&1) && rc=0 || rc=$?
+printf '%s\n' "$out" | indent
+if ((rc != 0)) && grep -q 'pci-mask' <<<"$out"; then
+    ok "refused by lineage: cards.pan may leave only as itself, masked"
+else
+    warn "expected pci-mask to refuse an expression over cards.pan"; FAILED+=("lineage")
+fi
+
 step "3. A denied statement: sql-guard refuses DROP"
 show "psql -c 'DROP TABLE cards'"
 out=$(psql_alice -c 'DROP TABLE cards' 2>&1) && rc=0 || rc=$?

@@ -301,6 +301,16 @@ fn top_level(tree: &Value, out: &mut ServerStatement) {
                 push_unique(&mut out.settings, name);
             }
         }
+        // pg_dump (since 15.8) sets a setting by a name read from pg_settings, where the
+        // WHERE names it: `SELECT set_config(name, 'view, foreign-table', false) FROM
+        // pg_settings WHERE name = 'restrict_nonsystem_relation_kind'`. The name is that
+        // literal, not "any setting".
+        "SelectStmt" if out.settings.iter().any(|s| s == "*") => {
+            if let Some(name) = named_by_where(stmt) {
+                out.settings.retain(|s| s != "*");
+                push_unique(&mut out.settings, name);
+            }
+        }
         "PrepareStmt" => {
             out.prepared = PreparedOp::Prepare(str_field("name").to_string());
             out.inner_type = stmt.get("query").and_then(node).map(|(t, _)| t.to_string());
@@ -345,6 +355,49 @@ fn top_level(tree: &Value, out: &mut ServerStatement) {
         }
         _ => {}
     }
+}
+
+/// The setting a `SELECT set_config(name, ...) FROM pg_settings WHERE name = 'x'` changes:
+/// `x`, when every set_config call's name is the column `name`, the only relation is
+/// `pg_settings` and the WHERE is exactly `name = 'x'`.
+fn named_by_where(select: &Value) -> Option<String> {
+    let from = select.get("from_clause")?.as_array()?;
+    let [only] = from.as_slice() else { return None };
+    let ("RangeVar", rel) = node(only)? else {
+        return None;
+    };
+    let schema = rel.get("schemaname").and_then(Value::as_str).unwrap_or("");
+    if range_var(rel) != "pg_settings"
+        && !(schema == "pg_catalog" && last_part(&range_var(rel)) == "pg_settings")
+    {
+        return None;
+    }
+    let is_name = |v: &Value| match node(v) {
+        Some(("ColumnRef", c)) => name_list(c.get("fields")?).map(|n| n == "name"),
+        _ => Some(false),
+    };
+    let ("AExpr", cond) = node(select.get("where_clause")?)? else {
+        return None;
+    };
+    if name_list(cond.get("name")?)? != "=" || !is_name(cond.get("lexpr")?)? {
+        return None;
+    }
+    let value = string_constant(cond.get("rexpr")?)?.to_lowercase();
+    // Every set_config in the select list takes its name from the `name` column.
+    for target in select.get("target_list")?.as_array()? {
+        let ("ResTarget", t) = node(target)? else {
+            return None;
+        };
+        let ("FuncCall", f) = node(t.get("val")?)? else {
+            return None;
+        };
+        if last_part(&name_list(f.get("funcname")?)?) != "set_config"
+            || !is_name(f.get("args")?.get(0)?)?
+        {
+            return None;
+        }
+    }
+    Some(value)
 }
 
 /// The kind policies match on (the WIT's vocabulary) for a parse node.
@@ -435,6 +488,20 @@ mod tests {
 
     #[test]
     fn settings_prepared_statements_and_transactions() {
+        // pg_dump's way of naming a setting: the WHERE names it.
+        assert_eq!(
+            read("SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'").unwrap().settings,
+            ["restrict_nonsystem_relation_kind"]
+        );
+        for any in [
+            "SELECT set_config(name, 'off', false) FROM pg_settings WHERE name = 'x' OR true",
+            "SELECT set_config(name, 'off', false) FROM pg_settings WHERE name LIKE 'standard%'",
+            "SELECT set_config(setting, 'off', false) FROM pg_settings WHERE name = 'x'",
+            "SELECT set_config(name, 'off', false) FROM pg_settings, t WHERE name = 'x'",
+            "SELECT set_config(name, 'off', false), set_config(n, 'x', false) FROM pg_settings WHERE name = 'x'",
+        ] {
+            assert_eq!(read(any).unwrap().settings, ["*"], "{any}");
+        }
         assert_eq!(
             read("SET NAMES 'SJIS'").unwrap().settings,
             ["client_encoding"]
