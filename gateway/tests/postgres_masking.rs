@@ -183,7 +183,34 @@ async fn the_servers_description_decides_with_or_without_describe() {
         let described = usize::from(i == 0);
         assert_eq!(reply.of(b'T').count(), described, "batch {i}");
     }
-    let reply = round_trip(&mut s, &query("SELECT 1"), 1).await;
+    // A SQL cursor is a portal too: executed by the protocol (text rows), and FETCHed by a
+    // simple Query (a BINARY cursor's rows are binary then), both masked.
+    let reply = round_trip(
+        &mut s,
+        &query("BEGIN; DECLARE c BINARY CURSOR FOR SELECT pan_num FROM typed_cards"),
+        1,
+    )
+    .await;
+    assert!(reply.errors().is_empty(), "{:?}", reply.error_texts());
+    let binary = [&8i32.to_be_bytes()[..], &1111i64.to_be_bytes()[..]].concat();
+    let text = [&4i32.to_be_bytes()[..], b"1111"].concat();
+    for (batch, masked_int8) in [
+        ([execute("c"), sync()].concat(), text),
+        (query("MOVE ABSOLUTE 0 IN c; FETCH ALL FROM c"), binary),
+    ] {
+        let reply = round_trip(&mut s, &batch, 1).await;
+        assert!(reply.errors().is_empty(), "{:?}", reply.error_texts());
+        no_clear_pan(&reply);
+        let rows: Vec<_> = reply.of(b'D').collect();
+        assert_eq!(rows.len(), 1);
+        let n = masked_int8.len();
+        assert!(
+            rows[0].windows(n).any(|w| w == masked_int8),
+            "{:?}",
+            reply.messages
+        );
+    }
+    let reply = round_trip(&mut s, &query("COMMIT; SELECT 1"), 1).await;
     assert_eq!(reply.rows(), [["1"]]);
 }
 

@@ -10,8 +10,8 @@ wasmtime::component::bindgen!({
 
 // The world's `use` already brings CellEdit, Column, Command, Session and Verdict in scope.
 pub use self::warden::policy::types::{
-    Budget, ColumnUsage, ColumnUse, CopyTarget, FileOp, Forward, Http, Kube, OverBudget,
-    Principal, Protocol, Shell, Sql, SqlCopy, SqlWrite, TableBudget,
+    Budget, ColumnUsage, ColumnUse, CopyTarget, FileOp, Forward, Http, Kube, OverBudget, Principal,
+    Protocol, Shell, Sql, SqlCopy, SqlWrite, TableBudget,
 };
 
 impl From<&crate::identity::Principal> for Principal {

@@ -2,6 +2,7 @@
 //! and hands out their paths.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod clients;
 pub mod gateway;
 pub mod pg;
 pub mod raw;

@@ -138,10 +138,19 @@ impl Relay {
                         stmt: i,
                         fields: Vec::new(),
                         sql: Some(inner.clone()),
+                        declares: None,
                         judged: false,
                     },
                 )),
                 _ => None,
+            })
+            .collect();
+        results.declares = statements
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let name = s.cursor.clone().filter(|n| !n.is_empty() && declares(s))?;
+                Some((i, name, Portal::cursor(ruling.clone(), i, &s.sql.text)))
             })
             .collect();
         self.forgets(&statements);
@@ -464,6 +473,11 @@ impl Relay {
                     stmt: 0,
                     fields: Vec::new(),
                     sql: statements.first().map(|s| s.sql.clone()),
+                    declares: statements
+                        .first()
+                        .filter(|s| declares(s))
+                        .and_then(|s| s.cursor.clone())
+                        .filter(|n| !n.is_empty()),
                     judged: true,
                 };
                 self.expect.push_back(Expect::Parse(Some((name, prepared))));
@@ -516,6 +530,7 @@ impl Relay {
                     copies_in: prepared.sql.as_ref().is_some_and(copy_in),
                     formats: bind.result_column_format_codes,
                     fields: prepared.fields.clone(),
+                    declares: prepared.declares.clone(),
                 };
                 let name = bind.portal_name.unwrap_or_default();
                 self.expect.push_back(Expect::Bind(Some((name, portal))));
@@ -575,6 +590,10 @@ impl Relay {
                         .with_read_budget(portal.budget.as_ref());
                 results.stmt = portal.stmt;
                 results.fields = portal.fields.clone();
+                if let Some(name) = &portal.declares {
+                    let cursor = Portal::cursor(portal.ruling.clone(), portal.stmt, &portal.text);
+                    results.declares.push((portal.stmt, name.clone(), cursor));
+                }
                 results.formats = portal.formats.clone();
                 let copies = portal.copies_in;
                 self.copy_expected |= copies;
@@ -783,4 +802,9 @@ fn empty_ruling() -> Ruling {
         per_command: Vec::new(),
         seq: 0,
     }
+}
+
+/// Whether a statement opens a SQL cursor (its `cursor` names it); CLOSE names one too.
+fn declares(s: &Statement) -> bool {
+    s.sql.statement_type == "DeclareCursorStmt"
 }

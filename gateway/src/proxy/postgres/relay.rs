@@ -61,6 +61,9 @@ pub(super) struct Results {
     /// Per statement of a simple Query: the SQL-level prepared statement its PREPARE makes,
     /// kept once its CommandComplete confirms it.
     pub prepares: Vec<Option<(String, Prepared)>>,
+    /// Per statement index: the SQL cursor (a portal) its DECLARE opens, kept once its
+    /// CommandComplete confirms it.
+    pub declares: Vec<(usize, String, Portal)>,
     /// Limits on each result's rows and bytes, from the ruling's budget.
     pub read_budget: Option<crate::policy::Budget>,
     /// Rows and bytes of the current result so far; `cut`: it reached a `truncate` limit and
@@ -80,6 +83,7 @@ impl Results {
             swallow: false,
             recorded: 0,
             prepares: Vec::new(),
+            declares: Vec::new(),
             read_budget: None,
             returned: (0, 0),
             cut: false,
@@ -109,6 +113,8 @@ pub(super) struct Prepared {
     pub fields: Vec<FieldDesc>,
     /// The record of the statement, for judging a SQL `EXECUTE` of it.
     pub sql: Option<crate::policy::Sql>,
+    /// The SQL cursor the statement declares (`DECLARE name CURSOR FOR ...`).
+    pub declares: Option<String>,
     /// `ruling` judged this statement itself (a protocol Parse). A SQL PREPARE's ruling judged
     /// the PREPARE: binding it is judged as running it, like EXECUTE.
     pub judged: bool,
@@ -130,6 +136,30 @@ pub(super) struct Portal {
     pub copies_in: bool,
     pub formats: Vec<i16>,
     pub fields: Vec<FieldDesc>,
+    /// Executing it declares this SQL cursor.
+    pub declares: Option<String>,
+}
+
+impl Portal {
+    /// The portal a `DECLARE` opens: its rows are the declared query's, under the verdict that
+    /// judged the DECLARE (a cursor over a writing statement is never measured: see
+    /// `frontend::controls_transaction`).
+    pub fn cursor(ruling: Arc<Ruling>, stmt: usize, text: &str) -> Portal {
+        Portal {
+            budget: ruling.budget(),
+            write_budget: None,
+            text: text.to_string(),
+            controls_transaction: false,
+            stmt,
+            copies_in: false,
+            // Executed by the protocol a cursor's rows are text, BINARY or not (only a simple
+            // Query's FETCH sends them in binary, and its RowDescription says so).
+            formats: Vec::new(),
+            fields: Vec::new(),
+            declares: None,
+            ruling,
+        }
+    }
 }
 
 /// The state of one relayed session.
@@ -378,6 +408,10 @@ impl Relay {
                         {
                             self.statements.insert(name, p);
                         }
+                        if let Some(i) = r.declares.iter().position(|d| d.0 == r.stmt) {
+                            let (_, name, portal) = r.declares.swap_remove(i);
+                            self.portals.insert(name, portal);
+                        }
                         r.stmt += 1;
                         r.copy = false;
                         r.swallow = false;
@@ -386,7 +420,10 @@ impl Relay {
                         r.recorded = 0;
                         r.fields.clear();
                     }
-                    Some(Expect::Execute(_)) => {
+                    Some(Expect::Execute(r)) => {
+                        if let Some((_, name, portal)) = r.declares.pop() {
+                            self.portals.insert(name, portal);
+                        }
                         self.expect.pop_front();
                     }
                     _ => {}
@@ -605,7 +642,16 @@ impl Relay {
             rows::columns(&fields)
         };
         let mut text = std::mem::take(&mut self.rows.text);
-        let masked = match self.session.mask(seq, &decision, &columns, &mut text).await {
+        let unreadable = self.rows.unreadable.take();
+        let masked = match unreadable {
+            Some(e) => Err(format!("the gateway: {e}")),
+            None => self
+                .session
+                .mask(seq, &decision, &columns, &mut text)
+                .await
+                .map_err(|f| f.to_string()),
+        };
+        let masked = match masked {
             Ok(edited) => {
                 let n = text.len() as u64;
                 self.rows.text = text;
@@ -623,7 +669,7 @@ impl Relay {
                     Err(e) => Err(format!("an edit invalid for its type: {e}")),
                 }
             }
-            Err(failure) => Err(failure.to_string()),
+            Err(failure) => Err(failure),
         };
         match masked {
             Ok(()) => Ok(()),

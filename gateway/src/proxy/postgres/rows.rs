@@ -75,6 +75,9 @@ pub struct RowBatch {
     pub text: Vec<Row>,
     /// The cells as first shown, to tell what an edit changed.
     shown: Vec<Row>,
+    /// A cell that should have decoded did not (a malformed binary value): the result is
+    /// refused rather than sent unread.
+    pub unreadable: Option<String>,
     bytes: usize,
 }
 
@@ -110,11 +113,16 @@ impl RowBatch {
                 }
                 Some(v) => {
                     raw.push(Some(body.slice_ref(v)));
-                    text.push(cells::show(
-                        oid_of(fields, i),
-                        format_of(fields, formats, i),
-                        v,
-                    ));
+                    let (oid, format) = (oid_of(fields, i), format_of(fields, formats, i));
+                    let shown = cells::show(oid, format, v);
+                    if shown.is_none() && !cells::may_be_unread(oid) && self.unreadable.is_none() {
+                        let name = fields.get(i).map_or("?", |f| f.name.as_str());
+                        self.unreadable = Some(format!(
+                            "column {name:?}: a {} value the gateway could not decode",
+                            cells::type_name(oid)
+                        ));
+                    }
+                    text.push(shown);
                 }
             }
         }
@@ -223,7 +231,8 @@ fn copy_line(original: &str, masked: &str) -> String {
     let m: Vec<char> = masked.chars().collect();
     let field_end = |c: Option<&char>| c.is_none_or(|c| matches!(c, '\t' | ',' | '\n' | '\r'));
     let token_end = |c: Option<&char>| {
-        field_end(c) || c.is_some_and(|c| matches!(c, ':' | '[' | ']' | '{' | '}' | '(' | ')' | ' '))
+        field_end(c)
+            || c.is_some_and(|c| matches!(c, ':' | '[' | ']' | '{' | '}' | '(' | ')' | ' '))
     };
     let mut out = String::with_capacity(masked.len());
     let mut i = 0;

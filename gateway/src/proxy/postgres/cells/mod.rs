@@ -168,6 +168,13 @@ pub fn show(oid: u32, format: i16, raw: &[u8]) -> Option<String> {
     binary::show(oid, raw)
 }
 
+/// Whether a value of this type may be left unread: one that cannot hold a card number, or an
+/// unknown type whose binary value is not text. Any other value that does not decode is
+/// malformed, and the result is refused.
+pub fn may_be_unread(oid: u32) -> bool {
+    matches!(kind(oid), Kind::Fixed | Kind::Unknown)
+}
+
 /// Bytes shown as text when they are UTF-8 (a card number stored as bytes), else as `\x` hex.
 fn bytea_text(raw: &[u8]) -> String {
     let bytes: Cow<'_, [u8]> = match raw.strip_prefix(b"\\x") {

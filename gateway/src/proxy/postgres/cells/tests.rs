@@ -238,3 +238,16 @@ fn digit_masks() {
     assert!(!is_digit_mask("abc", "***"));
     assert!(!is_digit_mask(PAN, "1111"));
 }
+
+#[test]
+fn a_binary_value_that_does_not_decode_is_not_left_unread() {
+    // Text where binary was announced: the gateway cannot read it, and the type is one that
+    // can hold a card number, so the result is refused (see rows.rs), never sent unread.
+    assert_eq!(show(20, 1, PAN.as_bytes()), None);
+    assert!(!super::may_be_unread(20));
+    assert!(!super::may_be_unread(1009));
+    assert!(
+        super::may_be_unread(1184),
+        "a timestamp cannot hold a card number"
+    );
+}
