@@ -17,6 +17,25 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Text without its CSI escape sequences (`ESC [ ... final`).
+fn strip_csi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.next();
+            for f in chars.by_ref() {
+                if ('@'..='~').contains(&f) {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn show(o: &Output) -> String {
     format!(
         "status {:?}\nstdout: {}\nstderr: {}",
@@ -148,6 +167,55 @@ fn card_numbers_in_output_are_masked_and_never_recorded() {
     );
     assert!(!file_contains(&gw.audit_path(), "4111 1111 1111 1111"));
     assert!(!file_contains(&gw.audit_path(), "5500005555555559"));
+}
+
+/// What terminals and people write: colour codes between the digits (`grep --color=always`),
+/// other separators, full-width digits, stderr, and a number across the 64 KiB line bound.
+#[test]
+fn card_numbers_are_found_as_written_on_stdout_and_stderr() {
+    let sshd = Sshd::start();
+    let mut gw = SshGateway::start(&sshd, MASK, &["allow-all", "pci-mask"], "");
+    let file = sshd.dir.path().join("cards.txt");
+    std::fs::write(&file, "card 4111111111111111 ok\n").unwrap();
+    let grep = format!("grep --color=always 1111 {}", file.display());
+    let direct = sshd.direct(&[&grep], None);
+    let colour = text(&direct.stdout);
+    assert!(
+        colour.contains('\u{1b}'),
+        "grep coloured its match: {colour:?}"
+    );
+    let o = gw.ssh("web-1", &[], &[&grep], None);
+    let out = text(&o.stdout);
+    let digits: String = strip_csi(&out).chars().filter(char::is_ascii_digit).collect();
+    assert!(
+        !digits.contains("41111111"),
+        "a clear PAN between colour codes: {out:?}"
+    );
+    assert_eq!(digits, "1111", "only the last four stay: {out:?}");
+
+    let printf = "printf '4111.1111.1111.1111 \\342\\200\\2174111_1111_1111_1111\\n' >&2; printf '\\357\\274\\224111 1111 1111 1111\\n'";
+    let o = gw.ssh("web-1", &[], &[printf], None);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("****.****.****.1111"),
+        "stderr masked: {err:?}"
+    );
+    assert!(!err.contains("4111_1111"), "{err:?}");
+    let out = text(&o.stdout);
+    assert!(
+        !out.contains("111 1111 1111 1111"),
+        "full-width digits: {out:?}"
+    );
+
+    // A card number right across the line bound (64 KiB without a newline).
+    let long = "head -c 65530 /dev/zero | tr '\\0' x; printf '4111111111111111\\n'";
+    let o = gw.ssh("web-1", &[], &[long], None);
+    let out = text(&o.stdout);
+    assert_eq!(out.len(), 65530 + 17, "nothing lost");
+    assert!(!out.contains("4111111111111111"));
+    assert!(out.ends_with("************1111\n"), "{:?}", &out[65500..]);
+    gw.stop();
+    assert!(!file_contains(&gw.audit_path(), "4111111111111111"));
 }
 
 #[test]

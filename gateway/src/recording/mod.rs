@@ -11,8 +11,8 @@
 //! Callers pass what the client received, so masked rows are already masked. The recorder
 //! scrubs every text it stores again (statement, reason, column names, cells, tags, errors,
 //! notices) with the PAN detector `pci-mask` uses: a target whose chain allows everything still
-//! records no clear PAN. Scrubbing happens before a text is encoded; JSON never escapes digits,
-//! spaces or dashes, so what is scrubbed in the text is scrubbed in the stored bytes.
+//! records no clear PAN. Scrubbing happens before a text is encoded, so what JSON escapes in a
+//! number (a tab, a colour code between its digits) was masked first.
 //!
 //! # Transcript format (SQL; HTTP will add its own types)
 //! JSON lines, UTF-8, one entry per line. Every entry has `t`, microseconds since the recorder

@@ -61,21 +61,13 @@ impl Lines {
     }
 }
 
-/// How much of `bytes` can be masked on its own: all of it, unless it ends in a run of digits,
-/// spaces and dashes (a number that may go on, in the forms the PAN detector knows); then
-/// everything before that run.
+/// How much of `bytes` can be masked on its own: all of it, unless it ends in what may be the
+/// start of a card number that goes on (digits, the separators and escape sequences the
+/// detector reads through, half a UTF-8 character); then everything before that. The
+/// detector's own rule (`warden-pan`), so a number cut across two writes or the line bound is
+/// seen whole.
 fn safe_cut(bytes: &[u8]) -> usize {
-    let run = bytes
-        .iter()
-        .rev()
-        .take_while(|b| b.is_ascii_digit() || **b == b' ' || **b == b'-')
-        .count();
-    let tail = &bytes[bytes.len() - run..];
-    if tail.iter().any(u8::is_ascii_digit) {
-        bytes.len() - run
-    } else {
-        bytes.len()
-    }
+    warden_pan::split_safe_point_bytes(bytes)
 }
 
 /// Why output could not be masked: nothing of it may be sent.
