@@ -47,6 +47,10 @@ done
 echo "== warden policy test $out/pci-mask-py.wasm policies/pci-mask/cases.toml"
 target/debug/warden policy test --memory-limit 24MiB --deadline 500ms "$out/pci-mask-py.wasm" policies/pci-mask/cases.toml
 
+# The PostgreSQL client matrix (tests/clients: psycopg 3, psycopg2, asyncpg, SQLAlchemy,
+# node-postgres, pgjdbc, pgx v4), pinned, into target/clients; the clients_* tests run them.
+tests/clients/install.sh
+
 cargo test --workspace "$@"
 
 # The decoders a client's bytes reach first (PostgreSQL messages and start-up packet, framing,

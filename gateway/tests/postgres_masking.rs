@@ -246,17 +246,43 @@ async fn messages_other_than_rows_are_masked() {
             .collect();
         assert!(text.contains("1111"), "{sql}: the last four stay: {text:?}");
     }
+    // COPY is read by its columns' types, in every format.
+    for (sql, want) in [
+        (
+            "COPY typed_cards (id, pan_num, pan_text, nums) TO STDOUT",
+            "1\t1111\t************1111\t{1111,5559}\n",
+        ),
+        (
+            "COPY (SELECT pan_text, meta->'n' AS n FROM typed_cards) TO STDOUT WITH (FORMAT csv, HEADER)",
+            "pan_text,n\n************1111,1111\n",
+        ),
+    ] {
+        let reply = round_trip(&mut s, &query(sql), 1).await;
+        assert!(
+            reply.errors().is_empty(),
+            "{sql}: {:?}",
+            reply.error_texts()
+        );
+        let copied: String = reply
+            .of(b'd')
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        assert_eq!(copied, want, "{sql}");
+    }
+    // Binary COPY: masked, not refused; the header and trailer pass.
     let reply = round_trip(
         &mut s,
-        &query("COPY typed_cards (id, pan_num) TO STDOUT"),
+        &query("COPY (SELECT pan_num, pan_text FROM typed_cards) TO STDOUT (FORMAT binary)"),
         1,
     )
     .await;
-    let copied: Vec<String> = reply
-        .of(b'd')
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .collect();
-    assert_eq!(copied, ["1\t0000000000001111\n"]);
+    assert!(reply.errors().is_empty(), "{:?}", reply.error_texts());
+    no_clear_pan(&reply);
+    let data: Vec<u8> = reply.of(b'd').flat_map(<[u8]>::to_vec).collect();
+    assert!(data.starts_with(b"PGCOPY\n\xff\r\n\0"));
+    assert!(data.ends_with(&(-1i16).to_be_bytes()));
+    let int8 = [&8i32.to_be_bytes()[..], &1111i64.to_be_bytes()[..]].concat();
+    assert!(data.windows(12).any(|w| w == int8), "{data:?}");
     // The recording holds what the client got.
     let reply = round_trip(&mut s, &query("SELECT 1"), 1).await;
     assert_eq!(reply.rows(), [["1"]]);
@@ -323,7 +349,6 @@ async fn pg_dump_through_the_gateway_restores_masked() {
     );
     assert_eq!(
         rows.trim(),
-        "0000000000001111|1111|{1111,5559}|1111|00000000-0000-0000-0000-000000000000|1111",
-        "COPY has no column types: an all-digit field masks to zeros, valid as text and number"
+        "************1111|1111|{1111,5559}|1111|00000000-0000-0000-0000-000000000000|1111",
     );
 }

@@ -186,7 +186,10 @@ fn card_numbers_are_found_as_written_on_stdout_and_stderr() {
     );
     let o = gw.ssh("web-1", &[], &[&grep], None);
     let out = text(&o.stdout);
-    let digits: String = strip_csi(&out).chars().filter(char::is_ascii_digit).collect();
+    let digits: String = strip_csi(&out)
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
     assert!(
         !digits.contains("41111111"),
         "a clear PAN between colour codes: {out:?}"

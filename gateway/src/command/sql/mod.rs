@@ -9,10 +9,12 @@
 //! sees and the other does not — the message is refused: a differential between the gateway
 //! and the server is how SQL gets past a policy, so it fails closed.
 
+mod copy;
 pub mod describe;
 mod lineage;
 pub mod server;
 
+pub use copy::{CopyFormat, CopyOut};
 pub use server::PreparedOp;
 
 use crate::policy::Sql;
@@ -28,6 +30,8 @@ pub struct Statement {
     pub inner: Option<Sql>,
     /// The cursor (portal) DECLARE opens or CLOSE closes; empty for CLOSE ALL.
     pub cursor: Option<String>,
+    /// A `COPY ... TO STDOUT`: the query of its columns and its line format.
+    pub copy_out: Option<CopyOut>,
 }
 
 /// Why a message is refused before any policy sees it.
@@ -113,6 +117,7 @@ fn statement(text: &str) -> Result<Statement, Unreadable> {
         prepared: sv.prepared,
         inner,
         cursor: sv.cursor,
+        copy_out: sv.copy_out,
     })
 }
 

@@ -40,6 +40,8 @@ pub struct ServerStatement {
     /// The SQL cursor (a portal, in the protocol's one namespace) that DECLARE opens or CLOSE
     /// closes; empty for CLOSE ALL.
     pub cursor: Option<String>,
+    /// A `COPY ... TO STDOUT`: the query of its columns and its line format.
+    pub copy_out: Option<super::copy::CopyOut>,
     /// Every INSERT / UPDATE / DELETE / MERGE in the tree (kind, table, has WHERE), when the
     /// statement was read in full (any UPDATE, DELETE or MERGE is).
     pub writes: Option<Vec<(&'static str, String, bool)>>,
@@ -132,7 +134,7 @@ pub fn read(stmt: &str) -> Result<ServerStatement, String> {
         !SUMMARISED.contains(&out.statement_type.as_str()) || calls_set_config || changes_rows;
     // Column lineage needs the tree of any statement that names a table.
     if full || !out.tables.is_empty() {
-        let tree = guarded(|| {
+        let (tree, copy_out) = guarded(|| {
             let parsed = pg_query::parse(stmt, 0).map_err(clean)?;
             let raw = parsed
                 .protobuf
@@ -140,8 +142,10 @@ pub fn read(stmt: &str) -> Result<ServerStatement, String> {
                 .first()
                 .and_then(|s| s.stmt.as_ref())
                 .ok_or_else(|| "no statement".to_string())?;
-            serde_json::to_value(raw).map_err(|e| e.to_string())
+            let tree = serde_json::to_value(raw).map_err(|e| e.to_string())?;
+            Ok((tree, super::copy::copy_out(raw)))
         })?;
+        out.copy_out = copy_out;
         out.columns = super::lineage::uses(&tree, &out.tables);
         if !full {
             return Ok(out);

@@ -178,9 +178,36 @@ impl Relay {
         }
         self.copy_expected |= copies_in(&statements);
         self.client_copying |= copies_in(&statements);
+        self.describe_copies(&statements, &ruling);
         self.expect.push_back(Expect::Query(results));
         self.to_upstream.extend_from_slice(&frame.raw);
         self.flush_upstream().await
+    }
+
+    /// Before a Query with a masked `COPY ... TO STDOUT`, ask the server for the types of its
+    /// columns (Parse and Describe of an equivalent SELECT on the unnamed statement, which the
+    /// Query replaces anyway, then Sync): its lines are then masked cell by cell like rows.
+    /// Not inside a client's unsynced batch, whose Sync the gateway's would pre-empt.
+    fn describe_copies(&mut self, statements: &[Statement], ruling: &Ruling) {
+        if self.batch.unsent > 0 || self.batch.forwarded {
+            return;
+        }
+        for (i, s) in statements.iter().enumerate() {
+            let Some(spec) = &s.copy_out else { continue };
+            if ruling.mask_for(i).is_none() {
+                continue;
+            }
+            self.to_upstream
+                .extend_from_slice(&wire::parse("", &spec.select));
+            self.to_upstream
+                .extend_from_slice(&wire::describe_statement(""));
+            self.to_upstream.extend_from_slice(&wire::sync());
+            self.expect.push_back(Expect::CopyTypes {
+                stmt: i,
+                spec: spec.clone(),
+                fields: Vec::new(),
+            });
+        }
     }
 
     /// Check what the gateway itself guards in a message's statements: the pinned lexing

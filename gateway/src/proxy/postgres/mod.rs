@@ -10,6 +10,7 @@
 mod budget;
 mod cells;
 pub mod config;
+mod copy;
 mod decode;
 mod frontend;
 mod leaks;

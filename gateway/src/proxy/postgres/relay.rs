@@ -6,6 +6,7 @@
 use super::config::PostgresListener;
 use super::rows::{self, RowBatch};
 use super::wire::{self, FieldDesc, Frame, FrameReader, WireError, sqlstate};
+use crate::command::sql::CopyOut;
 use crate::policy::Decision;
 use crate::proxy::BoxedIo;
 use crate::session::{Ruling, Session};
@@ -20,6 +21,14 @@ use tokio::sync::Notify;
 pub(super) enum Expect {
     /// A simple Query: results of each statement, then ReadyForQuery.
     Query(Results),
+    /// The gateway's own Parse, Describe and Sync of a query with the columns of a
+    /// `COPY ... TO STDOUT` that will be masked (statement `stmt` of the Query that follows):
+    /// its answers are the gateway's, never the client's.
+    CopyTypes {
+        stmt: usize,
+        spec: CopyOut,
+        fields: Vec<FieldDesc>,
+    },
     /// A Parse, with the statement to keep once the server confirms it (ParseComplete).
     Parse(Option<(String, Prepared)>),
     /// A Bind, with the portal to keep once the server confirms it (BindComplete).
@@ -64,6 +73,12 @@ pub(super) struct Results {
     /// Per statement index: the SQL cursor (a portal) its DECLARE opens, kept once its
     /// CommandComplete confirms it.
     pub declares: Vec<(usize, String, Portal)>,
+    /// Per statement index: a `COPY ... TO STDOUT` and its columns as the server described
+    /// them (see `Expect::CopyTypes`).
+    pub copy_types: Vec<(usize, CopyOut, Vec<FieldDesc>)>,
+    /// The COPY under way is read by these types; `copy_lines`: lines of it seen so far.
+    pub copy_typing: Option<(CopyOut, Vec<FieldDesc>)>,
+    pub copy_lines: u64,
     /// Limits on each result's rows and bytes, from the ruling's budget.
     pub read_budget: Option<crate::policy::Budget>,
     /// Rows and bytes of the current result so far; `cut`: it reached a `truncate` limit and
@@ -84,6 +99,9 @@ impl Results {
             recorded: 0,
             prepares: Vec::new(),
             declares: Vec::new(),
+            copy_types: Vec::new(),
+            copy_typing: None,
+            copy_lines: 0,
             read_budget: None,
             returned: (0, 0),
             cut: false,
@@ -323,6 +341,9 @@ impl Relay {
         if matches!(frame.tag, b'E' | b'N' | b'A' | b'S' | b'T') {
             frame = super::leaks::mask(frame);
         }
+        if let Some(Expect::CopyTypes { .. }) = self.expect.front() {
+            return self.on_copy_types(frame);
+        }
         match frame.tag {
             b'D' => return self.on_data_row(frame).await,
             b'T' => {
@@ -416,6 +437,7 @@ impl Relay {
                         r.copy = false;
                         r.swallow = false;
                         r.cut = false;
+                        r.copy_typing = None;
                         r.returned = (0, 0);
                         r.recorded = 0;
                         r.fields.clear();
@@ -461,7 +483,14 @@ impl Relay {
                 let binary = frame.body().first() == Some(&1);
                 if let Some(r) = self.results_mut() {
                     r.copy = true;
-                    if binary && r.mask_decision().is_some() {
+                    r.copy_lines = 0;
+                    let stmt = r.stmt;
+                    r.copy_typing = r
+                        .copy_types
+                        .iter()
+                        .find(|t| t.0 == stmt)
+                        .map(|(_, spec, fields)| (spec.clone(), fields.clone()));
+                    if binary && r.mask_decision().is_some() && r.copy_typing.is_none() {
                         r.swallow = true;
                         self.to_client.extend_from_slice(&wire::error(
                             "ERROR",
@@ -479,8 +508,7 @@ impl Relay {
                     return Ok(());
                 }
                 if self.results().and_then(Results::mask_decision).is_some() {
-                    self.rows.push_copy_line(frame.raw.slice(5..));
-                    return self.maybe_flush_rows().await;
+                    return self.on_copy_line(frame).await;
                 }
             }
             b'c' => {
@@ -515,6 +543,73 @@ impl Relay {
         }
         self.to_client.extend_from_slice(&frame.raw);
         self.flush_client_if_idle().await
+    }
+
+    /// A COPY line under masking: by its columns' types when they are known, else as one
+    /// text cell. A line that is not a row (a header, the binary trailer) goes out after the
+    /// rows before it, its card numbers masked.
+    async fn on_copy_line(&mut self, frame: Frame) -> Result<(), End> {
+        let payload = frame.raw.slice(5..);
+        let Some(r) = self.results_mut() else {
+            return Ok(());
+        };
+        let first = r.copy_lines == 0;
+        r.copy_lines += 1;
+        let Some((spec, fields)) = r.copy_typing.clone() else {
+            self.rows.push_copy_line(payload);
+            return self.maybe_flush_rows().await;
+        };
+        match super::copy::split(&spec, &payload, first) {
+            Some((prefix, cells)) => {
+                let formats = copy_formats(&spec);
+                self.rows
+                    .push_copy_row(cells, &fields, &formats, payload, prefix);
+                self.maybe_flush_rows().await
+            }
+            None => {
+                self.flush_rows().await?;
+                let line = match std::str::from_utf8(&payload)
+                    .ok()
+                    .and_then(warden_pan::mask_pans)
+                {
+                    Some(masked) => bytes::Bytes::from(masked),
+                    None => payload,
+                };
+                self.to_client.extend_from_slice(&wire::copy_data(&line));
+                self.flush_client_if_idle().await
+            }
+        }
+    }
+
+    /// An answer to the gateway's own description of a COPY's columns: kept, never sent.
+    fn on_copy_types(&mut self, frame: Frame) -> Result<(), End> {
+        match frame.tag {
+            b'T' => {
+                let described = wire::parse_row_description(frame.body())
+                    .map_err(|e| End::Error(e.to_string()))?;
+                if let Some(Expect::CopyTypes { fields, .. }) = self.expect.front_mut() {
+                    *fields = described;
+                }
+            }
+            b'Z' => {
+                self.status = frame.body().first().copied().unwrap_or(self.status);
+                if let Some(Expect::CopyTypes { stmt, spec, fields }) = self.expect.pop_front()
+                    && !fields.is_empty()
+                {
+                    let query = self.expect.iter_mut().find_map(|e| match e {
+                        Expect::Query(r) => Some(r),
+                        _ => None,
+                    });
+                    if let Some(r) = query {
+                        r.copy_types.push((stmt, spec, fields));
+                    }
+                }
+            }
+            // ParseComplete, ParameterDescription, NoData; an error (the query could not be
+            // described: the COPY is then masked line by line).
+            _ => {}
+        }
+        Ok(())
     }
 
     async fn on_data_row(&mut self, frame: Frame) -> Result<(), End> {
@@ -632,7 +727,16 @@ impl Relay {
             return Ok(());
         };
         let decision = decision.clone();
-        let (fields, formats, copy) = (r.fields.clone(), r.formats.clone(), r.copy);
+        let typing = r.copy_typing.clone();
+        let (fields, formats, copy) = match &typing {
+            Some((spec, fields)) => (fields.clone(), copy_formats(spec), false),
+            None => (r.fields.clone(), r.formats.clone(), r.copy),
+        };
+        let mode = match (&typing, copy) {
+            (Some((spec, _)), _) => rows::Copy::Typed(spec),
+            (None, true) => rows::Copy::Lines,
+            (None, false) => rows::Copy::No,
+        };
         let columns = if copy {
             vec![crate::policy::Column {
                 name: "copy".into(),
@@ -656,11 +760,12 @@ impl Relay {
                 let n = text.len() as u64;
                 self.rows.text = text;
                 let mut out = BytesMut::new();
-                match self.rows.encode(&edited, &fields, &formats, copy, &mut out) {
+                match self.rows.encode(&edited, &fields, &formats, mode, &mut out) {
                     Ok(()) => {
                         if self.take_recording_quota(n) {
                             // The recording keeps what the client got.
-                            let sent = rows::sent_rows(&out, &fields, &formats, copy);
+                            let lines = mode != rows::Copy::No;
+                            let sent = rows::sent_rows(&out, &fields, &formats, lines);
                             self.session.recorder().rows(&sent);
                         }
                         self.to_client.extend_from_slice(&out);
@@ -795,5 +900,13 @@ pub(super) fn queue_local(
         to_client.extend_from_slice(&bytes);
     } else {
         expect.push_back(Expect::Local(bytes));
+    }
+}
+
+/// The cell formats of a typed COPY's lines: binary for binary COPY, else text.
+fn copy_formats(spec: &CopyOut) -> Vec<i16> {
+    match spec.format {
+        crate::command::sql::CopyFormat::Binary => vec![1],
+        _ => Vec::new(),
     }
 }

@@ -66,6 +66,17 @@ pub fn sent_rows(encoded: &[u8], fields: &[FieldDesc], formats: &[i16], copy: bo
     out
 }
 
+/// What a batch's rows are on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Copy<'a> {
+    /// DataRows.
+    No,
+    /// COPY lines whose columns' types are unknown: each line is one text cell.
+    Lines,
+    /// COPY lines read by their columns' types.
+    Typed(&'a crate::command::sql::CopyOut),
+}
+
 /// A batch of rows waiting for their masking.
 #[derive(Default)]
 pub struct RowBatch {
@@ -75,6 +86,8 @@ pub struct RowBatch {
     pub text: Vec<Row>,
     /// The cells as first shown, to tell what an edit changed.
     shown: Vec<Row>,
+    /// Typed COPY lines: each row's line as it came and the bytes that go before it.
+    lines: Vec<(Bytes, Vec<u8>)>,
     /// A cell that should have decoded did not (a malformed binary value): the result is
     /// refused rather than sent unread.
     pub unreadable: Option<String>,
@@ -103,16 +116,40 @@ impl RowBatch {
     ) -> Result<(), wire::WireError> {
         let body = frame.slice(5..);
         let cells = wire::parse_data_row(&body)?;
-        let mut raw = Vec::with_capacity(cells.len());
-        let mut text = Vec::with_capacity(cells.len());
-        for (i, cell) in cells.into_iter().enumerate() {
+        let raw = cells
+            .into_iter()
+            .map(|c| c.map(|v| body.slice_ref(v)))
+            .collect();
+        self.push_cells(raw, fields, formats);
+        self.bytes += frame.len();
+        Ok(())
+    }
+
+    /// Add one typed COPY line: its cells, and the line as it came (sent as is if no cell of
+    /// it is edited) with what goes before it (the binary COPY header).
+    pub fn push_copy_row(
+        &mut self,
+        cells: Vec<Option<Vec<u8>>>,
+        fields: &[FieldDesc],
+        formats: &[i16],
+        line: Bytes,
+        prefix: Vec<u8>,
+    ) {
+        self.bytes += line.len();
+        self.lines.push((line, prefix));
+        self.push_cells(
+            cells.into_iter().map(|c| c.map(Bytes::from)).collect(),
+            fields,
+            formats,
+        );
+    }
+
+    fn push_cells(&mut self, raw: Vec<Option<Bytes>>, fields: &[FieldDesc], formats: &[i16]) {
+        let mut text = Vec::with_capacity(raw.len());
+        for (i, cell) in raw.iter().enumerate() {
             match cell {
-                None => {
-                    raw.push(None);
-                    text.push(None);
-                }
+                None => text.push(None),
                 Some(v) => {
-                    raw.push(Some(body.slice_ref(v)));
                     let (oid, format) = (oid_of(fields, i), format_of(fields, formats, i));
                     let shown = cells::show(oid, format, v);
                     if shown.is_none() && !cells::may_be_unread(oid) && self.unreadable.is_none() {
@@ -126,11 +163,9 @@ impl RowBatch {
                 }
             }
         }
-        self.bytes += frame.len();
         self.raw.push(raw);
         self.shown.push(text.clone());
         self.text.push(text);
-        Ok(())
     }
 
     /// Add one COPY OUT line (a CopyData payload) as a one-cell row.
@@ -150,7 +185,7 @@ impl RowBatch {
         edited: &[(u32, u32)],
         fields: &[FieldDesc],
         formats: &[i16],
-        copy: bool,
+        copy: Copy<'_>,
         out: &mut BytesMut,
     ) -> Result<(), String> {
         let mut changed = vec![Vec::new(); self.raw.len()];
@@ -162,7 +197,11 @@ impl RowBatch {
         let mut encoded = BytesMut::new();
         for (r, raw) in self.raw.iter().enumerate() {
             let text = &self.text[r];
-            if copy {
+            if let (Copy::Typed(_), true) = (copy, changed[r].is_empty()) {
+                encoded.extend_from_slice(&wire::copy_data(&self.lines[r].0));
+                continue;
+            }
+            if copy == Copy::Lines {
                 let line = match changed[r].is_empty() {
                     true => raw.first().cloned().flatten().unwrap_or_default(),
                     false => {
@@ -205,8 +244,15 @@ impl RowBatch {
                 }
             }
             let cells: Vec<Option<&[u8]>> = cells.iter().map(|c| c.as_deref()).collect();
-            encoded.extend_from_slice(&wire::data_row(&cells));
+            match copy {
+                Copy::Typed(spec) => {
+                    let line = super::copy::join(spec, &self.lines[r].1, &cells);
+                    encoded.extend_from_slice(&wire::copy_data(&line));
+                }
+                _ => encoded.extend_from_slice(&wire::data_row(&cells)),
+            }
         }
+        self.lines.clear();
         self.raw.clear();
         self.text.clear();
         self.shown.clear();

@@ -242,6 +242,28 @@ pub fn data_row(cells: &[Option<&[u8]>]) -> Bytes {
     })
 }
 
+/// Parse of `sql` as the statement `name`, without parameter types.
+pub fn parse(name: &str, sql: &str) -> Bytes {
+    message(b'P', |b| {
+        cstr(b, name);
+        cstr(b, sql);
+        b.put_i16(0);
+    })
+}
+
+/// Describe of the prepared statement `name`.
+pub fn describe_statement(name: &str) -> Bytes {
+    message(b'D', |b| {
+        b.put_u8(b'S');
+        cstr(b, name);
+    })
+}
+
+/// Sync.
+pub fn sync() -> Bytes {
+    message(b'S', |_| {})
+}
+
 /// Describe of the portal `name`.
 pub fn describe_portal(name: &str) -> Bytes {
     message(b'D', |b| {
