@@ -14,7 +14,8 @@
 #      default write budget: every UPDATE and INSERT is measured) and (c) the same without the
 #      write budget (what measuring writes costs);
 #   2. a large read, --rows rows (default 1,000,000) × 5 columns with card numbers in them,
-#      with psql directly and through Warden (allow-all, and masked by pci-mask);
+#      with psql (text format) and with tokio-postgres (binary format: the `bigread` example,
+#      built with Warden) directly and through Warden (allow-all, and masked by pci-mask);
 #   3. the resident memory of Warden and of PgBouncer holding --idle (default 1,000) idle
 #      authenticated sessions (a small Python client opens them);
 # and prints the results as markdown tables (progress goes to stderr).
@@ -163,9 +164,9 @@ if ((WITH_WARDEN)); then
     else
         log "building warden ($PROFILE)"
         if [[ $PROFILE == release ]]; then
-            timeout 3600 cargo build --quiet --release -p warden-gateway --bin warden
+            timeout 3600 cargo build --quiet --release -p warden-gateway --bin warden --example bigread
         else
-            timeout 3600 cargo build --quiet -p warden-gateway --bin warden
+            timeout 3600 cargo build --quiet -p warden-gateway --bin warden --example bigread
         fi
         WARDEN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/warden
         WARDEN_DESC="Warden $PROFILE build"
@@ -510,6 +511,24 @@ for p in "${READ_PATHS[@]}"; do
         READ_S[$name]=''
     fi
 done
+# The same read in binary format (tokio-postgres via the bigread example, next to the binary).
+BIGREAD=${BIGREAD_BIN:-$(dirname "${WARDEN:-$ROOT/target/$PROFILE/warden}")/examples/bigread}
+declare -A BIN_S BIN_BYTES BIN_ROWS BIN_PANS
+if [[ -x $BIGREAD ]]; then
+    for p in "${READ_PATHS[@]}"; do
+        IFS='|' read -r name port db user pw <<<"$p"
+        log "$name: SELECT $ROWS rows × 5 columns, binary format"
+        if res=$(timeout 900 "$BIGREAD" "host=127.0.0.1 port=$port dbname=$db user=$user password=$pw sslmode=disable" \
+            'SELECT id, holder, pan, note, amount FROM big_read'); then
+            read -r "BIN_ROWS[$name]" "BIN_BYTES[$name]" "BIN_PANS[$name]" "BIN_S[$name]" <<<"$res"
+        else
+            log "$name: the binary read failed"
+            BIN_S[$name]=''
+        fi
+    done
+else
+    log "no bigread example at $BIGREAD: the binary read is skipped"
+fi
 WARDEN_AFTER_READ=''
 if ((WITH_WARDEN)); then
     WARDEN_AFTER_READ=$(awk '/^VmRSS:/ {r = $2} /^VmHWM:/ {h = $2} END { printf "%.1f MiB resident, peak %.1f MiB", r / 1024, h / 1024 }' "/proc/$WARDEN_PID/status")
@@ -572,6 +591,27 @@ for p in "${READ_PATHS[@]}"; do
         "$(awk -v b="${READ_BYTES[$name]}" -v s="$s" 'BEGIN { printf "%.1f", b / s / 1e6 }')" \
         "$(ratio "${READ_S[direct]}" "$s")" "${READ_ROWS[$name]}" "${READ_PANS[$name]}"
 done
+if ((${#BIN_S[@]})); then
+    cat <<EOF
+
+### Large read in binary format: $ROWS rows × 5 columns (tokio-postgres, whole result)
+
+| path | seconds | rows/s | MB/s | vs direct | rows | rows with a card number in clear |
+|---|---:|---:|---:|---:|---:|---:|
+EOF
+    for p in "${READ_PATHS[@]}"; do
+        IFS='|' read -r name _ <<<"$p"
+        s=${BIN_S[$name]:-}
+        if [[ -z $s ]]; then
+            printf '| %s | failed | | | | | |\n' "$name"
+            continue
+        fi
+        printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$s" \
+            "$(awk -v r="${BIN_ROWS[$name]}" -v s="$s" 'BEGIN { printf "%.0f", r / s }')" \
+            "$(awk -v b="${BIN_BYTES[$name]}" -v s="$s" 'BEGIN { printf "%.1f", b / s / 1e6 }')" \
+            "$(ratio "${BIN_S[direct]}" "$s")" "${BIN_ROWS[$name]}" "${BIN_PANS[$name]}"
+    done
+fi
 echo
 echo '"vs direct" is throughput relative to direct (direct seconds / these seconds).'
 [[ -n $WARDEN_AFTER_READ ]] && echo "Warden after the reads: $WARDEN_AFTER_READ."
