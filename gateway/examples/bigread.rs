@@ -20,7 +20,11 @@ impl<'a> FromSql<'a> for Raw<'a> {
     }
 }
 
-const PANS: [&[u8]; 3] = [b"4111 1111 1111 1111", b"5500005555555559", b"6011111111111117"];
+const PANS: [&[u8]; 3] = [
+    b"4111 1111 1111 1111",
+    b"5500005555555559",
+    b"6011111111111117",
+];
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,7 +37,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(conn);
     let start = std::time::Instant::now();
     let stream = client
-        .query_raw(sql.as_str(), std::iter::empty::<&(dyn tokio_postgres::types::ToSql + Sync)>())
+        .query_raw(
+            sql.as_str(),
+            std::iter::empty::<&(dyn tokio_postgres::types::ToSql + Sync)>(),
+        )
         .await?;
     pin_mut!(stream);
     let (mut rows, mut bytes, mut unmasked) = (0u64, 0u64, 0u64);
@@ -49,6 +56,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         unmasked += u64::from(clear);
     }
-    println!("{rows} {bytes} {unmasked} {:.3}", start.elapsed().as_secs_f64());
+    println!(
+        "{rows} {bytes} {unmasked} {:.3}",
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
