@@ -123,8 +123,29 @@ impl Policy for PciMask {
 
 impl PciMask {
     /// Why the statement is refused by lineage: a sensitive column used through an
-    /// expression (or, with `refuse_filters`, to choose rows).
+    /// expression (or, with `refuse_filters`, to choose rows); code whose body the gateway
+    /// cannot read that names one; or a catalog that holds other statements' values.
     fn transformed(&self, s: &warden_policy::Sql) -> Option<String> {
+        if self.sensitive.is_empty() {
+            return None;
+        }
+        if let Some(t) = s
+            .tables
+            .iter()
+            .find(|t| LEAKING_CATALOGS.contains(&sql::unqualified(t)))
+        {
+            return Some(format!(
+                "pci-mask: {t} holds values of other statements and of the card-number columns; it is not readable here"
+            ));
+        }
+        if OPAQUE_CODE.contains(&s.statement_type.as_str()) {
+            let text = s.text.to_lowercase();
+            if let Some((table, column)) = self.sensitive.iter().find(|(_, c)| mentions(&text, c)) {
+                return Some(format!(
+                    "pci-mask: this code names {column} ({table}.{column} holds card numbers) in a body the gateway cannot read"
+                ));
+            }
+        }
         for u in &s.columns {
             let refused = match u.usage {
                 ColumnUsage::Transformed => true,
@@ -149,6 +170,37 @@ impl PciMask {
         }
         None
     }
+}
+
+/// Catalogs that show values: column statistics (most common values, histogram bounds) and
+/// other sessions' statement texts (every session shares the gateway's upstream role).
+const LEAKING_CATALOGS: &[&str] = &[
+    "pg_stats",
+    "pg_stats_ext",
+    "pg_stats_ext_exprs",
+    "pg_statistic",
+    "pg_statistic_ext_data",
+    "pg_stat_activity",
+    "pg_stat_statements",
+];
+
+/// Statements whose bodies are text to the gateway (PL/pgSQL, SQL function bodies, rules).
+const OPAQUE_CODE: &[&str] = &[
+    "DoStmt",
+    "CreateFunctionStmt",
+    "CreateTrigStmt",
+    "RuleStmt",
+    "CreateEventTrigStmt",
+];
+
+/// Whether `text` (lower-cased) has `word` as a whole identifier.
+fn mentions(text: &str, word: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    text.match_indices(word).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + word.len()..].chars().next();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
 }
 
 /// Whether a use's table (`""`: unqualified among several tables) is the sensitive `table`.

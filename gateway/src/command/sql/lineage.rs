@@ -86,18 +86,31 @@ impl Lineage<'_> {
                         .and_then(Value::as_str)
                         .unwrap_or(rel);
                     self.aliases.insert(alias.to_string(), table.clone());
+                    // `cards c(i, h, x)` renames the columns in order: whatever `x` is, it is
+                    // one of the table's columns.
+                    for col in alias_columns(map.get("alias")) {
+                        self.derived
+                            .entry(col)
+                            .or_default()
+                            .push((table.clone(), "*".into()));
+                    }
                     self.aliases.insert(rel.to_string(), table);
                 }
                 let passed_on = match (map.get("RangeSubselect"), map.get("CommonTableExpr")) {
                     (Some(r), _) => Some((
                         r.get("alias").and_then(|a| a.get("aliasname")),
                         r.get("subquery"),
+                        alias_columns(r.get("alias")),
                     )),
-                    (_, Some(c)) => Some((c.get("ctename"), c.get("ctequery"))),
+                    (_, Some(c)) => Some((
+                        c.get("ctename"),
+                        c.get("ctequery"),
+                        names(c.get("aliascolnames")),
+                    )),
                     _ => None,
                 };
-                if let Some((Some(Value::String(name)), Some(query))) = passed_on {
-                    self.pass_on(name, query);
+                if let Some((Some(Value::String(name)), Some(query), renamed)) = passed_on {
+                    self.pass_on(name, query, &renamed);
                 }
                 map.values().for_each(|v| self.collect(v));
             }
@@ -106,8 +119,30 @@ impl Lineage<'_> {
         }
     }
 
-    /// Record what the select lists of `query` pass on, under each output name and `name`.
-    fn pass_on(&mut self, name: &str, query: &Value) {
+    /// Record what the select lists of `query` pass on, under each output name and `name`;
+    /// a column list (`s(x, y)`) and the `columnN` names of VALUES pass on everything the
+    /// query reads (names only: a conservative superset).
+    fn pass_on(&mut self, name: &str, query: &Value, renamed: &[String]) {
+        let mut everything = Vec::new();
+        column_refs(query, &mut everything);
+        let everything: Vec<(String, String)> =
+            everything.iter().map(|r| self.resolve(r)).collect();
+        let width = query
+            .get("SelectStmt")
+            .or_else(|| node(query).map(|(_, s)| s))
+            .and_then(|s| s.get("values_lists"))
+            .and_then(Value::as_array)
+            .and_then(|rows| rows.first())
+            .and_then(|row| node(row).and_then(|(_, l)| l.get("items")))
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let values_names = (1..=width).map(|i| format!("column{i}"));
+        for n in renamed.iter().cloned().chain(values_names) {
+            self.derived
+                .entry(n)
+                .or_default()
+                .extend(everything.clone());
+        }
         let mut lists = Vec::new();
         find_target_lists(query, &mut lists);
         for list in lists {
@@ -209,8 +244,21 @@ impl Lineage<'_> {
                     self.reference(&fields, usage);
                     return;
                 }
+                // SELECT ... INTO writes its select list into a new table.
+                let into = map.get("into_clause").is_some_and(|i| !i.is_null());
                 for (key, value) in map {
                     match key.as_str() {
+                        "target_list" if into => self.targets(value, Usage::Transformed),
+                        // What a statement writes is laundered out of the column's lineage:
+                        // a later read of the copy no longer names it.
+                        "InsertStmt" | "UpdateStmt" | "MergeStmt" | "CreateTableAsStmt"
+                        | "ViewStmt" => self.write(value, usage),
+                        // In a filter a column may only be compared: a function, cast or
+                        // operator over it can turn its value into an error message or a
+                        // side effect (`set_config`, `pg_notify`).
+                        k if usage == Usage::Filter && !compares(k, value) => {
+                            self.walk(value, Usage::Transformed);
+                        }
                         "target_list" | "returning_list" => self.targets(value, usage),
                         "where_clause"
                         | "having_clause"
@@ -237,6 +285,23 @@ impl Lineage<'_> {
         }
     }
 
+    /// A writing statement: the values it writes are `transformed` (they leave the column's
+    /// lineage), its WHERE is a filter, its RETURNING is output.
+    fn write(&mut self, stmt: &Value, usage: Usage) {
+        let Some(map) = stmt.as_object() else { return };
+        for (key, value) in map {
+            match key.as_str() {
+                "returning_list" => self.targets(value, usage),
+                "where_clause" | "join_condition" => self.walk(value, narrowed(usage)),
+                "target_list" => self.targets(value, Usage::Transformed),
+                "select_stmt" | "query" | "merge_when_clauses" | "values_lists" => {
+                    self.walk(value, Usage::Transformed);
+                }
+                _ => self.walk(value, usage),
+            }
+        }
+    }
+
     /// A select list, RETURNING list or UPDATE's SET list: a bare reference goes out as it
     /// is; anything else is an expression.
     fn targets(&mut self, list: &Value, usage: Usage) {
@@ -254,6 +319,52 @@ impl Lineage<'_> {
                 _ => self.walk(val, widened(usage)),
             }
         }
+    }
+}
+
+/// Whether a node keeps a filter a filter: a field of a node, a node that only combines or
+/// compares (AND/OR/NOT, IS NULL, comparison and pattern operators, IN, BETWEEN, a subquery),
+/// or a constant. Any other node (a function, a cast, arithmetic, CASE...) over a column in a
+/// filter computes something from its value.
+fn compares(key: &str, value: &Value) -> bool {
+    if !key.starts_with(|c: char| c.is_ascii_uppercase()) {
+        return true;
+    }
+    match key {
+        "BoolExpr" | "NullTest" | "BooleanTest" | "SubLink" | "SelectStmt" | "List" | "AConst"
+        | "ParamRef" | "SortBy" | "RangeVar" | "JoinExpr" | "RangeSubselect" | "ResTarget"
+        | "String" | "Integer" | "Float" | "Boolean" | "AStar" | "GroupingSet" | "WindowDef"
+        | "CommonTableExpr" | "WithClause" | "Alias" => true,
+        "AExpr" => {
+            let op = value
+                .get("name")
+                .and_then(Value::as_array)
+                .and_then(|n| n.last())
+                .and_then(string)
+                .unwrap_or("");
+            use pg_query::protobuf::AExprKind as K;
+            let kind = value.get("kind").and_then(Value::as_i64).unwrap_or(0);
+            let is = |k: K| kind == k as i64;
+            [
+                K::AexprIn,
+                K::AexprLike,
+                K::AexprIlike,
+                K::AexprBetween,
+                K::AexprNotBetween,
+                K::AexprDistinct,
+                K::AexprNotDistinct,
+            ]
+            .into_iter()
+            .any(is)
+                || ([K::AexprOp, K::AexprOpAny, K::AexprOpAll]
+                    .into_iter()
+                    .any(is)
+                    && matches!(
+                        op,
+                        "=" | "<>" | "!=" | "<" | ">" | "<=" | ">=" | "~~" | "!~~" | "~~*" | "!~~*"
+                    ))
+        }
+        _ => false,
     }
 }
 
@@ -320,4 +431,18 @@ fn select_lists<'a>(select: &'a Value, out: &mut Vec<&'a Value>) {
             select_lists(s, out);
         }
     }
+}
+
+/// The column names of an `alias` (`c(i, h, x)`).
+fn alias_columns(alias: Option<&Value>) -> Vec<String> {
+    names(alias.and_then(|a| a.get("colnames")))
+}
+
+/// The strings of a list of String nodes.
+fn names(list: Option<&Value>) -> Vec<String> {
+    list.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|n| string(n).map(str::to_string))
+        .collect()
 }

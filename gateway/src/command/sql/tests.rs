@@ -315,7 +315,55 @@ fn lineage_tells_a_column_sent_as_it_is_from_one_transformed() {
             "SELECT holder FROM cards WHERE pan = '4111111111111111'",
             "f",
         ),
-        ("SELECT holder FROM cards ORDER BY reverse(pan)", "f"),
+        ("SELECT holder FROM cards ORDER BY pan", "f"),
+        (
+            "SELECT holder FROM cards WHERE pan LIKE '4111%' OR pan IN ('1', '2')",
+            "f",
+        ),
+        (
+            "SELECT holder FROM cards WHERE pan IS NOT NULL AND pan BETWEEN '1' AND '5'",
+            "f",
+        ),
+        // In a filter, anything computed from the column can leave as an error or a side
+        // effect: a cast's error quotes the value, set_config and pg_notify carry it out.
+        ("SELECT holder FROM cards ORDER BY reverse(pan)", "t"),
+        (
+            "SELECT id FROM cards WHERE (pan::money::text)::int = 0",
+            "t",
+        ),
+        (
+            "SELECT count(*) FROM cards WHERE set_config('x.a', pan, false) IS NOT NULL",
+            "t",
+        ),
+        (
+            "SELECT 1 FROM cards WHERE pg_notify('ch', reverse(pan)) IS NULL",
+            "t",
+        ),
+        (
+            "SELECT c.id FROM cards c, generate_series(1, 16) p(i) WHERE substr(c.pan, p.i, 1) = '4'",
+            "t",
+        ),
+        // Renamed by a column list: whatever the new name is, it is one of the table's columns.
+        ("SELECT reverse(x) FROM cards c(i, h, x)", "t"),
+        ("SELECT reverse(x) FROM (SELECT pan FROM cards) s(x)", "ot"),
+        (
+            "WITH t(x) AS (SELECT pan FROM cards) SELECT reverse(x) FROM t",
+            "ot",
+        ),
+        (
+            "SELECT reverse(x) FROM cards c, LATERAL (VALUES (c.pan)) v(x)",
+            "ot",
+        ),
+        (
+            "SELECT reverse(column1) FROM (VALUES ((SELECT pan FROM cards WHERE id = 1))) v",
+            "ot",
+        ),
+        // Writes launder the value out of the column: copying it is refused like transforming.
+        ("UPDATE cards SET note = pan WHERE id = 2 RETURNING id", "t"),
+        ("INSERT INTO owners (name) SELECT pan FROM cards", "t"),
+        ("CREATE TEMP TABLE t1 AS SELECT pan FROM cards", "t"),
+        ("CREATE TEMP VIEW v1 AS SELECT pan FROM cards", "t"),
+        ("SELECT pan INTO TEMP t2 FROM cards", "t"),
         (
             "SELECT holder FROM cards c JOIN owners o ON o.pan = c.pan",
             "f",
@@ -351,6 +399,10 @@ fn lineage_tells_a_column_sent_as_it_is_from_one_transformed() {
             "t",
         ),
         ("DELETE FROM cards WHERE pan = '1' RETURNING pan", "fo"),
+        (
+            "UPDATE cards SET holder = 'x' WHERE pan = '1' RETURNING pan",
+            "fo",
+        ),
     ] {
         assert_eq!(pan_usage(text), want, "{text}");
     }
