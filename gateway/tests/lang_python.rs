@@ -617,7 +617,8 @@ fn luhn_broken(pan: &str) -> String {
     s
 }
 
-/// Digits in another script (Arabic-Indic, fullwidth): never digits to either scanner.
+/// Digits in another script (Arabic-Indic, full-width, Devanagari), one in four left ASCII:
+/// digits to both detectors, which read every Unicode decimal digit.
 fn foreign_digits(rng: &mut Rng, ascii: &str) -> String {
     let base = *[0x660u32, 0xff10, 0x966].get(rng.below(3)).unwrap();
     ascii

@@ -352,3 +352,111 @@ async fn pg_dump_through_the_gateway_restores_masked() {
         "************1111|1111|{1111,5559}|1111|00000000-0000-0000-0000-000000000000|1111",
     );
 }
+
+/// What the attack on issue 11 got out, each against a real server: a table's row type in
+/// binary (rows, binary COPY, a binary cursor), floats and money in text, bytea in escape
+/// format, and lineage walk-arounds (column lists, filters that compute, writes that launder,
+/// catalogs). None may carry a clear card number to the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attacks_on_masking_are_closed() {
+    let pg = gateway::card_server();
+    setup(&pg);
+    let targets = [
+        target("masked", &pg, "payments", r#"{ module = "pci-mask" }"#),
+        target(
+            "lineage",
+            &pg,
+            "payments",
+            r#"{ module = "pci-mask", config = { sensitive_columns = ["typed_cards.pan_text"] } }"#,
+        ),
+    ]
+    .concat();
+    let gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            targets: &targets,
+            ..Extra::default()
+        },
+    );
+    let token = gw.token("alice", &["agent-7"], &[]);
+
+    // A table's row type, in binary.
+    let client = connect(&gw.conninfo("masked", &token)).await.unwrap();
+    let row = client
+        .query_one("SELECT c FROM typed_cards c", &[])
+        .await
+        .unwrap();
+    let raw = row.get::<_, Raw>(0).0;
+    assert!(!String::from_utf8_lossy(&raw).contains(PAN), "{raw:?}");
+    let rows = client
+        .query("SELECT array_agg(c) FROM typed_cards c", &[])
+        .await
+        .unwrap();
+    let raw = rows[0].get::<_, Raw>(0).0;
+    assert!(!String::from_utf8_lossy(&raw).contains(PAN));
+
+    let mut s = login(gw.pg_port, "masked", &token).await;
+    for sql in [
+        "COPY (SELECT c FROM typed_cards c) TO STDOUT (FORMAT binary)".to_string(),
+        "BEGIN; DECLARE x BINARY CURSOR FOR SELECT c FROM typed_cards c; FETCH ALL x; COMMIT"
+            .to_string(),
+        format!("SELECT {PAN}::float8, {PAN}::numeric::money"),
+        format!(
+            "SET bytea_output = 'escape'; SELECT '\\xff'::bytea || convert_to('{PAN}', 'UTF8')"
+        ),
+        format!("SELECT int8range({PAN}, 5500005555555559)"),
+    ] {
+        let reply = round_trip(&mut s, &query(&sql), 1).await;
+        assert!(
+            reply.errors().is_empty(),
+            "{sql}: {:?}",
+            reply.error_texts()
+        );
+        no_clear_pan(&reply);
+        let text: String = reply
+            .messages
+            .iter()
+            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        assert!(
+            !text.contains("4.111111111111111e+15") && !text.contains("4,111,111"),
+            "{sql}: {text:?}"
+        );
+    }
+
+    // Lineage: each is refused (42501), and the server never ran it.
+    let mut l = login(gw.pg_port, "lineage", &token).await;
+    for sql in [
+        "SELECT reverse(x) FROM typed_cards c(i, x)",
+        "SELECT reverse(x) FROM (SELECT pan_text FROM typed_cards) s(x)",
+        "WITH t(x) AS (SELECT pan_text FROM typed_cards) SELECT reverse(x) FROM t",
+        "SELECT id FROM typed_cards WHERE (pan_text::money::text)::int = 0",
+        "SELECT count(*) FROM typed_cards WHERE set_config('x.all', pan_text, false) IS NOT NULL",
+        "SELECT 1 FROM typed_cards WHERE pg_notify('ch', reverse(pan_text)) IS NULL",
+        "UPDATE typed_cards SET raw = convert_to(pan_text, 'UTF8') RETURNING id",
+        "CREATE TEMP TABLE t1 AS SELECT pan_text FROM typed_cards",
+        "SELECT most_common_vals::text FROM pg_stats WHERE attname = 'pan_text'",
+        "SELECT query FROM pg_stat_activity",
+    ] {
+        let reply = round_trip(&mut l, &query(sql), 1).await;
+        assert_eq!(
+            reply.errors(),
+            ["42501"],
+            "{sql}: {:?}",
+            reply.error_texts()
+        );
+        assert!(
+            !pg.statements_logged().iter().any(|s| s.contains(sql)),
+            "{sql} reached the server"
+        );
+    }
+    let reply = round_trip(
+        &mut l,
+        &query("SELECT pan_text FROM typed_cards WHERE pan_text LIKE '4%'"),
+        1,
+    )
+    .await;
+    assert!(reply.errors().is_empty(), "{:?}", reply.error_texts());
+    assert_eq!(reply.rows(), [["************1111"]]);
+}

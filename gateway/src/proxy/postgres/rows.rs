@@ -262,58 +262,7 @@ impl RowBatch {
     }
 }
 
-/// A masked COPY line. COPY carries no column types, so a masked number is made valid for
-/// whatever type its field has: a run of masked digits that was a whole field (`4111...` in a
-/// bigint, numeric or text column) gets zeros (`0000000000001111`), and one that stands alone
-/// inside a field (a json number, an array element, a record field) gets the zeroed number
-/// without leading zeros (`1111`), valid in json too. Masked digits joined to other text (a
-/// grouped `****-****-****-1111`, a string) stay `*`, except in a bytea's hex, where they are
-/// zeros too.
+/// A masked COPY line whose columns' types are unknown: see [`cells::zero_numbers`].
 fn copy_line(original: &str, masked: &str) -> String {
-    if !cells::is_digit_mask(original, masked) {
-        return masked.to_string();
-    }
-    let o: Vec<char> = original.chars().collect();
-    let m: Vec<char> = masked.chars().collect();
-    let field_end = |c: Option<&char>| c.is_none_or(|c| matches!(c, '\t' | ',' | '\n' | '\r'));
-    let token_end = |c: Option<&char>| {
-        field_end(c)
-            || c.is_some_and(|c| matches!(c, ':' | '[' | ']' | '{' | '}' | '(' | ')' | ' '))
-    };
-    let mut out = String::with_capacity(masked.len());
-    let mut i = 0;
-    while i < m.len() {
-        if !(m[i] == '*' || o[i].is_ascii_digit()) {
-            out.push(m[i]);
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < m.len() && (m[i] == '*' || o[i].is_ascii_digit()) {
-            i += 1;
-        }
-        let run: String = m[start..i].iter().collect();
-        let before = start.checked_sub(1).and_then(|p| o.get(p));
-        let after = o.get(i);
-        let digits = o[start..i].iter().all(char::is_ascii_digit);
-        // The field this run is in: `\\x` hex (a bytea) takes zeros for masked hex digits.
-        let field_start = o[..start]
-            .iter()
-            .rposition(|c| matches!(c, '\t' | ',' | '\n' | '\r' | '"'))
-            .map_or(0, |p| p + 1);
-        let hex = o[field_start..].starts_with(&['\\', '\\', 'x'])
-            || o[field_start..].starts_with(&['\\', 'x']);
-        if hex && digits {
-            out.push_str(&run.replace('*', "0"));
-        } else if !run.contains('*') || !digits || !token_end(before) || !token_end(after) {
-            out.push_str(&run);
-        } else if field_end(before) && field_end(after) {
-            out.push_str(&run.replace('*', "0"));
-        } else {
-            let n = run.replace('*', "0");
-            let n = n.trim_start_matches('0');
-            out.push_str(if n.is_empty() { "0" } else { n });
-        }
-    }
-    out
+    cells::zero_numbers(original, masked)
 }

@@ -35,8 +35,10 @@ pub fn show(oid: u32, raw: &[u8]) -> Option<String> {
         }
         Kind::Fixed if oid == 16 => if raw.first()? == &0 { "f" } else { "t" }.to_string(),
         Kind::Fixed => return None,
-        Kind::Array(elem) => {
+        Kind::Array(_) => {
             let a = Array::read(raw)?;
+            // The array names its element type: read by that (a table's row type, say).
+            let elem = a.flags_elem.1;
             let items: Vec<Node> = a
                 .elems
                 .iter()
@@ -56,8 +58,24 @@ pub fn show(oid: u32, raw: &[u8]) -> Option<String> {
                 .collect();
             literal::write_record(&fields)
         }
-        Kind::Unknown => std::str::from_utf8(raw).ok()?.to_string(),
+        Kind::Unknown => match structured(raw) {
+            Some(as_oid) => show(as_oid, raw)?,
+            None => std::str::from_utf8(raw).ok()?.to_string(),
+        },
     })
+}
+
+/// The OID to read a binary value of an unknown type as, when its bytes are a well-formed
+/// record (a table's row type: `SELECT c FROM cards c`) or array (an array of those): both
+/// name their fields' and elements' types. `None`: neither.
+pub fn structured(raw: &[u8]) -> Option<u32> {
+    if Record::read(raw).is_some_and(|r| !r.fields.is_empty() && r.fields.iter().all(|f| f.0 != 0))
+    {
+        return Some(2249);
+    }
+    Array::read(raw)
+        .filter(|a| a.flags_elem.1 != 0 && (0..=1).contains(&a.flags_elem.0))
+        .map(|_| 2287)
 }
 
 /// An element or field as text: its value, or a marker naming its type when the gateway
@@ -143,8 +161,9 @@ fn parse_float(t: &str) -> Option<f64> {
 pub fn apply(oid: u32, raw: &[u8], shown: Option<&str>, edited: &str) -> Result<Applied, String> {
     let unreadable = || format!("the {} value could not be read", type_name(oid));
     let shown = shown.ok_or_else(unreadable)?;
-    if let Kind::Array(elem) = kind(oid) {
+    if let Kind::Array(_) = kind(oid) {
         let mut a = Array::read(raw).ok_or_else(unreadable)?;
+        let elem = a.flags_elem.1;
         let (before, after) = (literal::parse_array(shown)?, literal::parse_array(edited)?);
         let (before, after) = (literal::leaves(&before.root), literal::leaves(&after.root));
         if before.len() != after.len() || before.len() != a.elems.len() {

@@ -361,17 +361,12 @@ pub fn valid_scalar(
             "the gateway cannot check an edited {name} value; a policy may set it to NULL"
         )),
         Kind::Array(_) | Kind::Record => Err(invalid()),
-        Kind::Unknown => {
-            let all_digits = shown.is_some_and(|s| {
-                let s = s.trim().trim_start_matches('-');
-                !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
-            });
-            Ok(if digit_mask && all_digits {
-                zeroed()
-            } else {
-                edited.to_string()
-            })
-        }
+        // A type the gateway does not know (a range, an enum, an extension's): masked
+        // numbers in it become numbers (`[4111...,5500...)` masks to `[1111,5559)`).
+        Kind::Unknown => Ok(match (digit_mask, shown) {
+            (true, Some(s)) => super::zero_numbers(s, edited),
+            _ => edited.to_string(),
+        }),
     }
 }
 

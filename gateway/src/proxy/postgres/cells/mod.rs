@@ -64,7 +64,9 @@ pub fn kind(oid: u32) -> Kind {
         790 => Kind::Money,
         17 => Kind::Bytea,
         2950 => Kind::Uuid,
-        16 | 650 | 774 | 829 | 869 | 1082 | 1083 | 1114 | 1184 | 1186 | 1266 => Kind::Fixed,
+        16 | 650 | 774 | 829 | 869 | 1082 | 1083 | 1114 | 1184 | 1186 | 1266 | 1560 | 1562 => {
+            Kind::Fixed
+        }
         2249 => Kind::Record,
         other => match element(other) {
             Some(e) => Kind::Array(e),
@@ -140,6 +142,8 @@ pub fn type_name(oid: u32) -> String {
         1184 => "timestamptz",
         1186 => "interval",
         1266 => "timetz",
+        1560 => "bit",
+        1562 => "varbit",
         1700 => "numeric",
         2249 => "record",
         2950 => "uuid",
@@ -159,20 +163,33 @@ pub fn type_name(oid: u32) -> String {
 /// not UTF-8, or a malformed one).
 pub fn show(oid: u32, format: i16, raw: &[u8]) -> Option<String> {
     if format == 0 {
+        let text = String::from_utf8_lossy(raw);
         return Some(match kind(oid) {
-            // Text-format bytea is `\x` and hex: show the bytes it stands for.
+            // Text-format bytea is `\x` and hex (or the escape format): show the bytes.
             Kind::Bytea => bytea_text(raw),
-            _ => String::from_utf8_lossy(raw).into_owned(),
+            // `4.111111111111111e+15` is a card number a scanner would not see; money is
+            // written with the locale's symbol and separators (`$4,111,...`): show plain
+            // digits, which are valid input for both types.
+            Kind::Float(_) => match text.trim().parse::<f64>() {
+                Ok(f) if f.is_finite() => f.to_string(),
+                _ => text.into_owned(),
+            },
+            Kind::Money => text
+                .chars()
+                .filter(|c| c.is_ascii_digit() || matches!(c, '.' | '-'))
+                .collect(),
+            _ => text.into_owned(),
         });
     }
     binary::show(oid, raw)
 }
 
-/// Whether a value of this type may be left unread: one that cannot hold a card number, or an
-/// unknown type whose binary value is not text. Any other value that does not decode is
-/// malformed, and the result is refused.
+/// Whether a value of this type may be left unread: only one that cannot hold a card number.
+/// Any other value the gateway cannot read (malformed, or the binary form of a type it does
+/// not know that is neither text nor a composite or array) refuses the result: what cannot be
+/// read cannot be masked.
 pub fn may_be_unread(oid: u32) -> bool {
-    matches!(kind(oid), Kind::Fixed | Kind::Unknown)
+    kind(oid) == Kind::Fixed
 }
 
 /// Bytes shown as text when they are UTF-8 (a card number stored as bytes), else as `\x` hex.
@@ -182,11 +199,47 @@ fn bytea_text(raw: &[u8]) -> String {
             Some(b) => Cow::Owned(b),
             None => Cow::Borrowed(raw),
         },
-        None => Cow::Borrowed(raw),
+        None => Cow::Owned(unescape_bytea(raw)),
     };
     match std::str::from_utf8(&bytes) {
         Ok(s) => s.to_string(),
         Err(_) => format!("\\x{}", encode_hex(&bytes)),
+    }
+}
+
+/// bytea's escape output format (`bytea_output = escape`): `\\` and `\ooo` octal.
+fn unescape_bytea(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match (raw[i], raw.get(i + 1..i + 4)) {
+            (b'\\', Some(d)) if d.iter().all(|b| (b'0'..=b'7').contains(b)) => {
+                out.push(d.iter().fold(0u8, |n, b| n.wrapping_mul(8) + (b - b'0')));
+                i += 4;
+            }
+            (b'\\', _) if raw.get(i + 1) == Some(&b'\\') => {
+                out.push(b'\\');
+                i += 2;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The bytes a policy's edit of a bytea stands for: text shown as text is its UTF-8; text
+/// shown as `\x` hex (bytes that are not UTF-8) is hex again, masked digits as zeros.
+fn bytea_bytes(shown: Option<&str>, edited: &str) -> Result<Vec<u8>, String> {
+    match (
+        shown.is_some_and(|s| s.starts_with("\\x")),
+        edited.strip_prefix("\\x"),
+    ) {
+        (true, Some(hex)) => decode_hex(hex.replace('*', "0").as_bytes())
+            .ok_or_else(|| "the masked value is not valid bytea hex".to_string()),
+        _ => Ok(edited.as_bytes().to_vec()),
     }
 }
 
@@ -243,6 +296,11 @@ pub fn apply(
                 .map(|t| Applied::Value(Some(t.into_bytes())));
         }
         Kind::Array(_) | Kind::Record => return binary::apply(oid, raw, shown, edited),
+        // A composite or array of a type the gateway does not know by OID (a table's row
+        // type, an array of them): the binary form names its fields' and elements' types.
+        Kind::Unknown if format != 0 && binary::structured(raw).is_some() => {
+            return binary::apply(binary::structured(raw).unwrap_or(oid), raw, shown, edited);
+        }
         Kind::Unknown if format != 0 && shown.is_none() => {
             return Err(format!(
                 "a {} value the gateway cannot read can only be set to NULL",
@@ -251,12 +309,16 @@ pub fn apply(
         }
         _ => {}
     }
+    if kind == Kind::Bytea {
+        let bytes = bytea_bytes(shown, edited)?;
+        return Ok(Applied::Value(Some(match format {
+            0 => format!("\\x{}", encode_hex(&bytes)).into_bytes(),
+            _ => bytes,
+        })));
+    }
     let text = literal::valid_scalar(oid, shown, edited, digit_mask)?;
     let bytes = if format == 0 {
-        match kind {
-            Kind::Bytea => format!("\\x{}", encode_hex(text.as_bytes())).into_bytes(),
-            _ => text.into_bytes(),
-        }
+        text.into_bytes()
     } else {
         binary::encode_scalar(oid, &text)?
     };
@@ -275,6 +337,62 @@ pub fn is_digit_mask(original: &str, edited: &str) -> bool {
             _ => return false,
         }
     }
+}
+
+/// A digit-masked text of unknown type (a COPY line without types, a range, an enum...) made
+/// valid for whatever type it has: a run of masked digits that was a whole field (`4111...` in a
+/// bigint, numeric or text column) gets zeros (`0000000000001111`), and one that stands alone
+/// inside a field (a json number, an array element, a record field) gets the zeroed number
+/// without leading zeros (`1111`), valid in json too. Masked digits joined to other text (a
+/// grouped `****-****-****-1111`, a string) stay `*`, except in a bytea's hex, where they are
+/// zeros too.
+pub fn zero_numbers(original: &str, masked: &str) -> String {
+    if !is_digit_mask(original, masked) {
+        return masked.to_string();
+    }
+    let o: Vec<char> = original.chars().collect();
+    let m: Vec<char> = masked.chars().collect();
+    let field_end = |c: Option<&char>| c.is_none_or(|c| matches!(c, '\t' | ',' | '\n' | '\r'));
+    let token_end = |c: Option<&char>| {
+        field_end(c)
+            || c.is_some_and(|c| matches!(c, ':' | '[' | ']' | '{' | '}' | '(' | ')' | ' '))
+    };
+    let mut out = String::with_capacity(masked.len());
+    let mut i = 0;
+    while i < m.len() {
+        if !(m[i] == '*' || o[i].is_ascii_digit()) {
+            out.push(m[i]);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < m.len() && (m[i] == '*' || o[i].is_ascii_digit()) {
+            i += 1;
+        }
+        let run: String = m[start..i].iter().collect();
+        let before = start.checked_sub(1).and_then(|p| o.get(p));
+        let after = o.get(i);
+        let digits = o[start..i].iter().all(char::is_ascii_digit);
+        // The field this run is in: `\\x` hex (a bytea) takes zeros for masked hex digits.
+        let field_start = o[..start]
+            .iter()
+            .rposition(|c| matches!(c, '\t' | ',' | '\n' | '\r' | '"'))
+            .map_or(0, |p| p + 1);
+        let hex = o[field_start..].starts_with(&['\\', '\\', 'x'])
+            || o[field_start..].starts_with(&['\\', 'x']);
+        if hex && digits {
+            out.push_str(&run.replace('*', "0"));
+        } else if !run.contains('*') || !digits || !token_end(before) || !token_end(after) {
+            out.push_str(&run);
+        } else if field_end(before) && field_end(after) {
+            out.push_str(&run.replace('*', "0"));
+        } else {
+            let n = run.replace('*', "0");
+            let n = n.trim_start_matches('0');
+            out.push_str(if n.is_empty() { "0" } else { n });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
