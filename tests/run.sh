@@ -43,9 +43,11 @@ for cases in policies/*/cases.toml policies/*/cases-*.toml; do
     echo "== warden policy test $out/$name.wasm $cases"
     target/debug/warden policy test "$out/$name.wasm" "$cases"
 done
-# The Python port of pci-mask must pass the Rust one's case file (same verdicts, same edits).
-echo "== warden policy test $out/pci-mask-py.wasm policies/pci-mask/cases.toml"
-target/debug/warden policy test --memory-limit 24MiB --deadline 500ms "$out/pci-mask-py.wasm" policies/pci-mask/cases.toml
+# The Python port of pci-mask must pass the Rust one's case files (same verdicts, same edits).
+for cases in policies/pci-mask/cases.toml policies/pci-mask/cases-lineage.toml; do
+    echo "== warden policy test $out/pci-mask-py.wasm $cases"
+    target/debug/warden policy test --memory-limit 24MiB --deadline 500ms "$out/pci-mask-py.wasm" "$cases"
+done
 
 # The PostgreSQL client matrix (tests/clients: psycopg 3, psycopg2, asyncpg, SQLAlchemy,
 # node-postgres, pgjdbc, pgx v4), pinned, into target/clients; the clients_* tests run them.

@@ -1,24 +1,36 @@
 """`pci-mask`, in Python: masks every card number (PAN) in every result (PCI DSS 3.4).
 
-A port of the Rust policy in ``policies/pci-mask`` (and of ``policy-sdk/src/pan.rs``) that
-gives the same verdicts and the same edits; both pass ``policies/pci-mask/cases.toml``.
+A port of the Rust policy in ``policies/pci-mask`` that gives the same verdicts and the same
+edits; both pass ``policies/pci-mask/cases.toml`` and ``cases-lineage.toml``. The detector
+itself is ``warden_pan.py`` beside this file, a copy of ``policy-sdk/pan/src/lib.rs``.
 
 ``check`` answers ``mask`` for every SQL statement that can return rows (everything but
 transaction control, SET, PREPARE, ...; SQL the gateway cannot read fully too), every shell
-command and every HTTP request; the control statements are allowed as is. ``mask_rows``
-replaces the digits of each PAN in any cell, also inside longer text, keeping the last four and
-the separators (``**** **** **** 1111``). NULLs, non-PAN numbers and Luhn-invalid look-alikes are
-left alone.
+command and every HTTP request; the control statements, SFTP file operations and port
+forwards are allowed as is. ``mask_rows`` replaces the digits of each PAN in any cell, also
+inside longer text, keeping the last four, the separators and escape sequences
+(``**** **** **** 1111``). NULLs, non-PAN numbers and Luhn-invalid look-alikes are left alone.
 
-A PAN is 13 to 19 ASCII digits that pass the Luhn check, written contiguously
-(``4111111111111111``) or in groups joined by one space or one dash, the same separator
-throughout (``4111 1111 1111 1111``, ``3782-822463-10005``). A digit right before or after the
-candidate disqualifies it: it is then part of a longer number (an id, an amount).
+A PAN is 13 to 19 digits (of any script) that pass Luhn and start like a card of that length
+(IIN), contiguous or in groups as cards are printed, joined by up to three separators
+(spaces, ``- . / _ +``, Unicode spaces and dashes, zero-width characters); windows are also
+found in longer runs of digits. The exact rules are in the crate docs of
+``policy-sdk/pan/src/lib.rs``.
+
+Content scanning cannot see a card number the query transformed (``reverse(pan)``, ``substr``
+pieces, ``pan::bigint + 1``). For the columns named in ``sensitive_columns``, ``check`` goes by
+lineage (the host's ``sql.columns``): such a column may leave only as itself; an expression
+over it is refused, naming the column. Using it to choose rows stays allowed unless
+``refuse_filters`` is set. With any sensitive column, catalogs that show values
+(``pg_stats``, ``pg_stat_activity``, ...) are refused, and so is code whose body the gateway
+cannot read (``DO``, ``CREATE FUNCTION``, triggers, rules) that names a sensitive column.
 
 Config (optional JSON; warden.toml tables arrive as JSON):
-``{"rule": "pan", "exempt_columns": ["card_last4"]}`` -- ``rule`` names the rule in the
-masked-data log (default ``pan``); ``exempt_columns`` lists result columns never masked (exact
-names, ASCII case ignored). Unknown keys are refused.
+``{"rule": "pan", "exempt_columns": ["card_last4"], "sensitive_columns": ["cards.pan"],
+"refuse_filters": false}`` -- ``rule`` names the rule in the masked-data log (default
+``pan``); ``exempt_columns`` lists result columns never masked (exact names, ASCII case
+ignored); ``sensitive_columns`` lists ``table.column`` (or ``schema.table.column``) names, a
+table without a schema matching it in any schema. Unknown keys are refused.
 
 Build with ``build.sh`` (componentize-py). The module runs in the gateway's sandbox: no files,
 sockets, environment or real clock. Everything at module level runs once, at *build* time
@@ -28,7 +40,6 @@ sockets, environment or real clock. Everything at module level runs once, at *bu
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +47,8 @@ from typing import Any
 import wit_world
 from componentize_py_types import Err
 from wit_world.imports import types as wit  # the WIT interface `types` (not the stdlib module)
+
+from warden_pan import mask_pans  # built into the component with this file (build.sh)
 
 # --------------------------------------------------------------------------------------------
 # Statement kinds
@@ -49,188 +62,103 @@ CONTROL_KINDS = frozenset(
 )
 
 # --------------------------------------------------------------------------------------------
-# PAN detection and masking
+# Lineage: sensitive columns that leave through an expression
 # --------------------------------------------------------------------------------------------
 
-#: Fewest and most digits in a PAN (ISO/IEC 7812).
-MIN_DIGITS = 13
-MAX_DIGITS = 19
 
-_ASCII_DIGITS = "0123456789"
-#: A *chain*: ASCII digit groups joined by single spaces or dashes (of either kind), holding
-#: at least 13 digits. No PAN crosses a chain's ends, so chains are handled one by one, and the
-#: regex engine (in C) passes over every shorter chain -- dates, amounts, ids -- by itself.
-#: The look-behinds (after the first digit, so that the regex engine can skip ahead to the
-#: next digit) make a match start only where a chain starts; the greedy repetition runs to
-#: where it ends. ``[0-9]``, not ``\d``: ``\d`` also matches other scripts' digits (``٤``,
-#: ``４``), which the Rust scanner, working on bytes, never counts.
-_CHAIN = re.compile(r"[0-9](?<![0-9][0-9])(?<![0-9][ -][0-9])(?:[ -]?[0-9]){12,}")  # 1 + 12 = 13
-#: One group: a maximal run of ASCII digits.
-_GROUP = re.compile(r"[0-9]+")
-#: Luhn's doubling, digit by digit, already reduced (``2 * d - 9`` above 9).
-_DOUBLE = str.maketrans("0123456789", "0246813579")
-#: Every ASCII digit to ``*``.
-_HIDE = str.maketrans(_ASCII_DIGITS, "*" * 10)
-
-Span = tuple[int, int]
+def _unqualified(name: str) -> str:
+    """The last part of a possibly schema-qualified name (``policy-sdk/src/sql.rs``)."""
+    return name.rpartition(".")[2]
 
 
-def luhn_valid(digits: str) -> bool:
-    """Whether ``digits`` (ASCII digits only) pass the Luhn (mod 10) check.
+def _table_matches(used: str, table: str, tables: Sequence[str]) -> bool:
+    """Whether a use's table (``""``: an unqualified column among several tables) is the
+    sensitive ``table``; a ``table`` without a schema matches it in any schema."""
 
-    False for an empty string or one holding anything but ``0``-``9``.
+    def same(name: str) -> bool:
+        return name == table or ("." not in table and _unqualified(name) == table)
 
-    >>> luhn_valid("4111111111111111"), luhn_valid("4111111111111112")
-    (True, False)
-    """
-    return bool(digits) and not digits.strip(_ASCII_DIGITS) and _luhn(digits)
-
-
-def _luhn(digits: str) -> bool:
-    """Luhn over ``digits``, known to be non-empty ASCII digits.
-
-    From the right, odd positions count as they are and even positions doubled; summing the
-    ASCII codes of both halves (and subtracting ``'0'`` once per digit) keeps every loop in C.
-    """
-    plain = digits[-1::-2].encode()
-    doubled = digits[-2::-2].translate(_DOUBLE).encode()
-    return (sum(plain) + sum(doubled) - 48 * len(digits)) % 10 == 0
+    return any(map(same, tables)) if not used else same(used)
 
 
-def _may_hold_pan(text: str) -> bool:
-    """The cheap pre-check: a text with fewer than 13 ASCII digits cannot hold a PAN.
+#: Catalogs that show values: column statistics (most common values, histogram bounds) and
+#: other sessions' statement texts (every session shares the gateway's upstream role).
+LEAKING_CATALOGS = frozenset(
+    {
+        "pg_stats",
+        "pg_stats_ext",
+        "pg_stats_ext_exprs",
+        "pg_statistic",
+        "pg_statistic_ext_data",
+        "pg_stat_activity",
+        "pg_stat_statements",
+    }
+)
 
-    Nearly every cell stops here: a length test, then ten ``str.count`` calls in C.
-    """
-    return len(text) >= MIN_DIGITS and sum(map(text.count, _ASCII_DIGITS)) >= MIN_DIGITS
-
-
-def _pans_in_chain(chain: str) -> list[Span]:
-    """``(start, end)`` of each PAN in one chain, left to right.
-
-    The common shapes are answered at once: a contiguous chain is one PAN or none, and a
-    grouped chain with one separator kind and at most 19 digits that passes Luhn is one PAN
-    (the longest sequence of whole groups from its first group). Anything else takes the
-    general scan, :func:`_scan_chain`.
-    """
-    if chain.isdigit():  # the chain holds ASCII digits and separators only
-        return [(0, len(chain))] if len(chain) <= MAX_DIGITS and _luhn(chain) else []
-    digits = chain.replace(" ", "").replace("-", "")
-    if len(digits) <= MAX_DIGITS and not (" " in chain and "-" in chain) and _luhn(digits):
-        return [(0, len(chain))]
-    return _scan_chain(chain)
+#: Statements whose bodies are text to the gateway (PL/pgSQL, SQL function bodies, rules).
+OPAQUE_CODE = frozenset(
+    {"DoStmt", "CreateFunctionStmt", "CreateTrigStmt", "RuleStmt", "CreateEventTrigStmt"}
+)
 
 
-def _scan_chain(chain: str) -> list[Span]:
-    """The general scan of one chain: from each group, left to right, take the longest
-    sequence of whole groups with 13..=19 digits, joined by one separator kind, that passes
-    Luhn; after a PAN, go on after it, else from the next group.
-    """
-    groups = [m.span() for m in _GROUP.finditer(chain)]
-    found = []
-    k = 0
-    while k < len(groups):
-        pan = _longest_pan_at(chain, groups, k)
-        if pan is None:
-            k += 1
+def _mentions(text: str, word: str) -> bool:
+    """Whether ``text`` (lower-cased) has ``word`` as a whole identifier. Rust's
+    ``match_indices``: non-overlapping occurrences, from the left."""
+
+    def ident(c: str) -> bool:
+        return c.isalnum() or c in "_$"
+
+    at = text.find(word)
+    while at >= 0:
+        end = at + len(word)
+        if not (at > 0 and ident(text[at - 1])) and not (end < len(text) and ident(text[end])):
+            return True
+        at = text.find(word, end)
+    return False
+
+
+def refused_by_lineage(
+    sql: wit.Sql, sensitive: Sequence[tuple[str, str]], refuse_filters: bool
+) -> str | None:
+    """Why ``sql`` is refused: it reads a catalog that holds other statements' values; it is
+    code whose body the gateway cannot read that names a ``sensitive`` ``(table, column)``; or
+    it uses one through an expression (or, with ``refuse_filters``, to choose rows). None
+    when it does none of these, and always when nothing is sensitive."""
+    if not sensitive:
+        return None
+    for table in sql.tables:
+        if _unqualified(table) in LEAKING_CATALOGS:
+            return (
+                f"pci-mask: {table} holds values of other statements and of the card-number "
+                "columns; it is not readable here"
+            )
+    if sql.statement_type in OPAQUE_CODE:
+        text = sql.text.lower()  # as Rust's `to_lowercase`
+        for table, column in sensitive:
+            if _mentions(text, column):
+                return (
+                    f"pci-mask: this code names {column} ({table}.{column} holds card numbers) "
+                    "in a body the gateway cannot read"
+                )
+    for use in sql.columns:
+        if use.usage == wit.ColumnUsage.TRANSFORMED:
+            how = "through an expression (a function, operator, cast or aggregate)"
+        elif use.usage == wit.ColumnUsage.FILTER and refuse_filters:
+            how = "to choose rows"
         else:
-            end, used = pan
-            found.append((groups[k][0], end))
-            k += used
-    return found
-
-
-def _longest_pan_at(chain: str, groups: Sequence[Span], k: int) -> tuple[int, int] | None:
-    """The longest PAN made of whole groups starting with ``groups[k]``, as ``(end, number
-    of groups used)``, or None. Groups join while their separator stays the same
-    (``4111 1111-1111 1111`` is no PAN).
-    """
-    candidates = []  # (end, groups used) of each sequence with 13..=19 digits, shortest first
-    digits = 0
-    separator = ""
-    i = k
-    while True:
-        start, end = groups[i]
-        digits += end - start
-        if digits > MAX_DIGITS:
-            break
-        if digits >= MIN_DIGITS:
-            candidates.append((end, i - k + 1))
-        if i + 1 == len(groups):
-            break
-        sep = chain[end]  # within a chain, consecutive groups are one separator apart
-        if separator and sep != separator:
-            break
-        separator = sep
-        i += 1
-    first = groups[k][0]
-    for end, used in reversed(candidates):
-        if _luhn(chain[first:end].replace(separator, "") if separator else chain[first:end]):
-            return end, used
+            continue
+        for table, column in sensitive:
+            if use.column in (column, "*") and _table_matches(use.table, table, sql.tables):
+                return (
+                    f"pci-mask: {table}.{column} holds card numbers and may leave only as "
+                    f"itself, masked; this statement uses it {how}"
+                )
     return None
 
 
-def find_pans(text: str) -> list[slice]:
-    """Every PAN in ``text`` as a slice, in order, not overlapping.
-
-    Each slice starts at the PAN's first digit and ends after its last, so it includes the
-    separators between groups. Within a run of separator-joined digit groups the scan goes
-    left to right and, from each group, takes the longest sequence of whole groups that
-    qualifies: ``"4111111111111111 5500005555555559"`` gives two PANs,
-    ``"ref 12 4111111111111111"`` one.
-
-    >>> text = "card 4111-1111-1111-1111 exp 12/29"
-    >>> [text[s] for s in find_pans(text)]
-    ['4111-1111-1111-1111']
-    """
-    if not _may_hold_pan(text):
-        return []
-    return [
-        slice(m.start() + a, m.start() + b)
-        for m in _CHAIN.finditer(text)
-        for a, b in _pans_in_chain(m.group())
-    ]
-
-
-def _mask_pan(pan: str) -> str:
-    """``pan`` with every digit but the last four replaced by ``*``, separators kept."""
-    keep = len(pan)
-    for _ in range(4):
-        keep -= 1
-        if pan[keep] in " -":  # a separator among the last four digits: step over it
-            keep -= 1
-    return pan[:keep].translate(_HIDE) + pan[keep:]
-
-
-def _mask_chain(match: re.Match[str]) -> str:
-    """``re.sub`` callback: the chain with each of its PANs masked."""
-    chain = match.group()
-    spans = _pans_in_chain(chain)
-    if len(spans) == 1 and spans[0] == (0, len(chain)):  # the usual case: one whole PAN
-        return _mask_pan(chain)
-    parts: list[str] = []
-    copied = 0
-    for start, end in spans:
-        parts += (chain[copied:start], _mask_pan(chain[start:end]))
-        copied = end
-    parts.append(chain[copied:])
-    return "".join(parts)
-
-
-def mask_pans(text: str) -> str | None:
-    """``text`` with every PAN's digits but the last four replaced by ``*``, separators kept;
-    None when it holds no PAN (the common case).
-
-    >>> mask_pans("4111 1111 1111 1111")
-    '**** **** **** 1111'
-    >>> mask_pans("order 1234") is None
-    True
-    """
-    if not _may_hold_pan(text):
-        return None
-    masked = _CHAIN.sub(_mask_chain, text)
-    # Masking a PAN always turns digits into `*`, so an unchanged text held none.
-    return None if masked == text else masked
+# --------------------------------------------------------------------------------------------
+# Masking
+# --------------------------------------------------------------------------------------------
 
 
 def mask_rows(
@@ -267,7 +195,7 @@ _WHITESPACE = (
 #: ASCII-only lower-casing, as Rust's ``eq_ignore_ascii_case`` (``str.lower`` would also fold
 #: ``É`` to ``é`` and the Kelvin sign to ``k``).
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-_FIELDS = ("rule", "exempt_columns")
+_FIELDS = ("rule", "exempt_columns", "sensitive_columns", "refuse_filters")
 #: Deepest JSON nesting parsed, as serde_json's recursion limit. Deeper input is refused
 #: before parsing: in Wasm, CPython's recursive JSON decoder would overflow the stack (a trap)
 #: before raising RecursionError.
@@ -326,6 +254,14 @@ def _utf8_string(value: Any, what: str) -> str:
     return value
 
 
+def _string_list(raw: dict[str, Any], key: str) -> list[str]:
+    """``raw[key]`` (default: empty), a list of strings that can cross the WIT boundary."""
+    values = raw.get(key, [])
+    if not isinstance(values, list):
+        raise ConfigError(f"`{key}`: expected a list of strings, got {type(values).__name__}")
+    return [_utf8_string(v, f"`{key}`") for v in values]
+
+
 @dataclass(frozen=True)
 class PciMask:
     """The policy's state for one instance: built once by ``init``."""
@@ -333,10 +269,13 @@ class PciMask:
     rule: str = "pan"
     #: Exempt column names, ASCII lower-cased.
     exempt: frozenset[str] = frozenset()
+    #: Sensitive ``(table, column)`` names, lower-cased, in config order.
+    sensitive: tuple[tuple[str, str], ...] = ()
+    refuse_filters: bool = False
 
     @classmethod
     def from_config(cls, config: str) -> PciMask:
-        """Parse ``config`` (empty, or a JSON object with ``rule`` / ``exempt_columns``)."""
+        """Parse ``config``: empty, or a JSON object with the keys of ``_FIELDS``."""
         if not config.strip(_WHITESPACE):
             return cls()
         if _nesting(config) > _MAX_NESTING:
@@ -355,27 +294,46 @@ class PciMask:
             raise ConfigError(f"expected a JSON object, got {type(raw).__name__}")
         unknown = [k for k in raw if k not in _FIELDS]
         if unknown:
-            raise ConfigError(
-                f"unknown field `{unknown[0]}`, expected one of `rule`, `exempt_columns`"
-            )
+            expected = ", ".join(f"`{f}`" for f in _FIELDS)
+            raise ConfigError(f"unknown field `{unknown[0]}`, expected one of {expected}")
         rule = _utf8_string(raw.get("rule", "pan"), "`rule`")
         if not rule:
             raise ConfigError("`rule` must not be empty")
-        columns = raw.get("exempt_columns", [])
-        if not isinstance(columns, list):
-            raise ConfigError(
-                f"`exempt_columns`: expected a list of strings, got {type(columns).__name__}"
-            )
         exempt = frozenset(
-            _utf8_string(c, "`exempt_columns`").translate(_ASCII_LOWER) for c in columns
+            c.translate(_ASCII_LOWER) for c in _string_list(raw, "exempt_columns")
         )
-        return cls(rule=rule, exempt=exempt)
+        sensitive = []
+        for name in _string_list(raw, "sensitive_columns"):
+            # As Rust's `to_lowercase` and `rsplit_once('.')`.
+            table, dot, column = name.lower().rpartition(".")
+            if not (dot and table and column):
+                raise ConfigError(
+                    f"sensitive column {json.dumps(name, ensure_ascii=False)} must be written "
+                    "table.column"
+                )
+            sensitive.append((table, column))
+        refuse_filters = raw.get("refuse_filters", False)
+        if not isinstance(refuse_filters, bool):
+            raise ConfigError(
+                f"`refuse_filters`: expected a boolean, got {type(refuse_filters).__name__}"
+            )
+        return cls(
+            rule=rule,
+            exempt=exempt,
+            sensitive=tuple(sensitive),
+            refuse_filters=refuse_filters,
+        )
 
     def check(self, command: wit.Command) -> wit.Verdict:
-        """``mask`` unless the command is a SQL statement that cannot return rows, an SFTP
-        file operation or a port forward (byte streams, not rows: nothing to mask)."""
-        if isinstance(command, wit.Command_Sql) and command.value.kind in CONTROL_KINDS:
-            return wit.Verdict_Allow()
+        """``deny`` for a statement that transforms a sensitive column; else ``mask`` unless
+        the command is a SQL statement that cannot return rows, an SFTP file operation or a
+        port forward (byte streams, not rows: nothing to mask)."""
+        if isinstance(command, wit.Command_Sql):
+            reason = refused_by_lineage(command.value, self.sensitive, self.refuse_filters)
+            if reason is not None:
+                return wit.Verdict_Deny(reason)
+            if command.value.kind in CONTROL_KINDS:
+                return wit.Verdict_Allow()
         if isinstance(command, (wit.Command_File, wit.Command_Forward)):
             return wit.Verdict_Allow()
         return wit.Verdict_Mask()

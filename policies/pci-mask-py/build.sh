@@ -7,6 +7,9 @@
 #   --app      build another single-file Python policy against the same WIT world
 #              (the tests build tests/sandbox_probe.py this way); default: app.py next to this script
 #
+# Every build also gets warden_pan.py (the PAN detector, a copy of policy-sdk/pan/src/lib.rs)
+# from this directory, so any app can `import warden_pan`.
+#
 # componentize-py (pinned below) is installed from PyPI into a private venv,
 # target/toolchains/python (override with WARDEN_PY_TOOLCHAIN), the first time only. Needs
 # python3 >= 3.9 with the venv module (Debian: apt-get install python3-venv). Nothing is
@@ -30,7 +33,7 @@ while (($#)); do
             app=$(cd "$(dirname "$2")" && pwd)/$(basename "$2") || die "no such file: $2"
             shift 2 ;;
         -h|--help)
-            sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *)
@@ -44,7 +47,8 @@ module=$(basename "$app" .py)
 [ "$module.py" = "$(basename "$app")" ] || die "the app must be a .py file: $app"
 case "$module" in
     # componentize-py generates these top-level modules; an app of the same name would clash.
-    wit_world|componentize_py_types|componentize_py_runtime|componentize_py_async_support|poll_loop)
+    # warden_pan is the detector built in beside every app.
+    wit_world|componentize_py_types|componentize_py_runtime|componentize_py_async_support|poll_loop|warden_pan)
         die "the app module may not be named '$module'" ;;
 esac
 
@@ -89,6 +93,7 @@ fi
 stage=$(mktemp -d "${TMPDIR:-/tmp}/pci-mask-py.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 cp "$app" "$stage/$module.py"
+cp "$here/warden_pan.py" "$stage/warden_pan.py"
 
 tmp_out="$(dirname "$out")/.$(basename "$out").tmp"
 started=$EPOCHREALTIME
