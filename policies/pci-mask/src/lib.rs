@@ -86,10 +86,10 @@ impl Policy for PciMask {
     }
 
     fn check(&self, _session: &Session, command: &Command) -> Verdict {
-        if let Command::Sql(s) = command {
-            if let Some(reason) = self.transformed(s) {
-                return Verdict::Deny(reason);
-            }
+        if let Command::Sql(s) = command
+            && let Some(reason) = self.transformed(s)
+        {
+            return Verdict::Deny(reason);
         }
         match command {
             Command::Sql(s) if !sql::may_return_rows(s) => Verdict::Allow,
