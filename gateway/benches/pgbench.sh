@@ -579,18 +579,24 @@ cat <<EOF
 | path | seconds | rows/s | MB/s | vs direct | rows | card numbers left unmasked |
 |---|---:|---:|---:|---:|---:|---:|
 EOF
-for p in "${READ_PATHS[@]}"; do
-    IFS='|' read -r name _ <<<"$p"
-    s=${READ_S[$name]}
-    if [[ -z $s ]]; then
-        printf '| %s | failed | | | | | |\n' "$name"
-        continue
-    fi
-    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$s" \
-        "$(awk -v r="${READ_ROWS[$name]}" -v s="$s" 'BEGIN { printf "%.0f", r / s }')" \
-        "$(awk -v b="${READ_BYTES[$name]}" -v s="$s" 'BEGIN { printf "%.1f", b / s / 1e6 }')" \
-        "$(ratio "${READ_S[direct]}" "$s")" "${READ_ROWS[$name]}" "${READ_PANS[$name]}"
-done
+# One row per read path from the arrays named SECONDS ROWS BYTES PANS (namerefs).
+read_rows() {
+    local -n secs=$1 rows=$2 bytes=$3 pans=$4
+    local p name s
+    for p in "${READ_PATHS[@]}"; do
+        IFS='|' read -r name _ <<<"$p"
+        s=${secs[$name]:-}
+        if [[ -z $s ]]; then
+            printf '| %s | failed | | | | | |\n' "$name"
+            continue
+        fi
+        printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$s" \
+            "$(awk -v r="${rows[$name]}" -v s="$s" 'BEGIN { printf "%.0f", r / s }')" \
+            "$(awk -v b="${bytes[$name]}" -v s="$s" 'BEGIN { printf "%.1f", b / s / 1e6 }')" \
+            "$(ratio "${secs[direct]}" "$s")" "${rows[$name]}" "${pans[$name]}"
+    done
+}
+read_rows READ_S READ_ROWS READ_BYTES READ_PANS
 if ((${#BIN_S[@]})); then
     cat <<EOF
 
@@ -599,18 +605,7 @@ if ((${#BIN_S[@]})); then
 | path | seconds | rows/s | MB/s | vs direct | rows | rows with a card number in clear |
 |---|---:|---:|---:|---:|---:|---:|
 EOF
-    for p in "${READ_PATHS[@]}"; do
-        IFS='|' read -r name _ <<<"$p"
-        s=${BIN_S[$name]:-}
-        if [[ -z $s ]]; then
-            printf '| %s | failed | | | | | |\n' "$name"
-            continue
-        fi
-        printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$s" \
-            "$(awk -v r="${BIN_ROWS[$name]}" -v s="$s" 'BEGIN { printf "%.0f", r / s }')" \
-            "$(awk -v b="${BIN_BYTES[$name]}" -v s="$s" 'BEGIN { printf "%.1f", b / s / 1e6 }')" \
-            "$(ratio "${BIN_S[direct]}" "$s")" "${BIN_ROWS[$name]}" "${BIN_PANS[$name]}"
-    done
+    read_rows BIN_S BIN_ROWS BIN_BYTES BIN_PANS
 fi
 echo
 echo '"vs direct" is throughput relative to direct (direct seconds / these seconds).'

@@ -57,6 +57,15 @@ fn start(pg: &common::pg::PgServer) -> Gateway {
     )
 }
 
+/// Every message of the reply as text, one after another.
+fn all_text(reply: &Reply) -> String {
+    reply
+        .messages
+        .iter()
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .collect()
+}
+
 /// No message of the reply carries a clear card number, in any field.
 fn no_clear_pan(reply: &Reply) {
     for (tag, body) in &reply.messages {
@@ -239,11 +248,7 @@ async fn messages_other_than_rows_are_masked() {
     ] {
         let reply = round_trip(&mut s, &query(&sql), 1).await;
         no_clear_pan(&reply);
-        let text: String = reply
-            .messages
-            .iter()
-            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
-            .collect();
+        let text = all_text(&reply);
         assert!(text.contains("1111"), "{sql}: the last four stay: {text:?}");
     }
     // COPY is read by its columns' types, in every format.
@@ -414,11 +419,7 @@ async fn the_attacks_on_masking_are_closed() {
             reply.error_texts()
         );
         no_clear_pan(&reply);
-        let text: String = reply
-            .messages
-            .iter()
-            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
-            .collect();
+        let text = all_text(&reply);
         assert!(
             !text.contains("4.111111111111111e+15") && !text.contains("4,111,111"),
             "{sql}: {text:?}"

@@ -99,37 +99,24 @@ pub fn parse(name: &str, sql: &str) -> Vec<u8> {
 
 /// Bind of statement `statement` to portal `portal`, no parameters, text results.
 pub fn bind(portal: &str, statement: &str) -> Vec<u8> {
-    message(
-        b'B',
-        &[
-            portal.as_bytes(),
-            b"\0",
-            statement.as_bytes(),
-            b"\0",
-            &0i16.to_be_bytes(),
-            &0i16.to_be_bytes(),
-            &0i16.to_be_bytes(),
-        ]
-        .concat(),
-    )
+    bind_with_formats(portal, statement, &[])
+}
+
+/// Bind with the given result format codes (none: all text).
+fn bind_with_formats(portal: &str, statement: &str, formats: &[i16]) -> Vec<u8> {
+    let mut body = [portal.as_bytes(), b"\0", statement.as_bytes(), b"\0"].concat();
+    body.extend_from_slice(&0i16.to_be_bytes()); // parameter formats
+    body.extend_from_slice(&0i16.to_be_bytes()); // parameters
+    body.extend_from_slice(&(formats.len() as i16).to_be_bytes());
+    for f in formats {
+        body.extend_from_slice(&f.to_be_bytes());
+    }
+    message(b'B', &body)
 }
 
 /// Bind asking for every result column in binary.
 pub fn bind_binary(portal: &str, statement: &str) -> Vec<u8> {
-    message(
-        b'B',
-        &[
-            portal.as_bytes(),
-            b"\0",
-            statement.as_bytes(),
-            b"\0",
-            &0i16.to_be_bytes(),
-            &0i16.to_be_bytes(),
-            &1i16.to_be_bytes(),
-            &1i16.to_be_bytes(),
-        ]
-        .concat(),
-    )
+    bind_with_formats(portal, statement, &[1])
 }
 
 /// Describe of `portal`.

@@ -31,6 +31,8 @@ pub fn split(spec: &CopyOut, line: &[u8], first: bool) -> Option<(Vec<u8>, Cells
 /// The line for `cells` (with `prefix` before it).
 pub fn join(spec: &CopyOut, prefix: &[u8], cells: &[Option<&[u8]>]) -> Vec<u8> {
     let mut out = prefix.to_vec();
+    let mut buf = [0; 4];
+    let delimiter = spec.delimiter.encode_utf8(&mut buf).as_bytes();
     match spec.format {
         CopyFormat::Binary => {
             out.extend_from_slice(&(cells.len() as i16).to_be_bytes());
@@ -47,7 +49,7 @@ pub fn join(spec: &CopyOut, prefix: &[u8], cells: &[Option<&[u8]>]) -> Vec<u8> {
         CopyFormat::Text => {
             for (i, c) in cells.iter().enumerate() {
                 if i > 0 {
-                    out.extend(spec.delimiter.to_string().bytes());
+                    out.extend_from_slice(delimiter);
                 }
                 match c {
                     None => out.extend_from_slice(spec.null.as_bytes()),
@@ -59,7 +61,7 @@ pub fn join(spec: &CopyOut, prefix: &[u8], cells: &[Option<&[u8]>]) -> Vec<u8> {
         CopyFormat::Csv => {
             for (i, c) in cells.iter().enumerate() {
                 if i > 0 {
-                    out.extend(spec.delimiter.to_string().bytes());
+                    out.extend_from_slice(delimiter);
                 }
                 match c {
                     None => out.extend_from_slice(spec.null.as_bytes()),

@@ -15,20 +15,22 @@ impl Relay {
     /// rows before it, its card numbers masked.
     pub(super) async fn on_copy_line(&mut self, frame: Frame) -> Result<(), End> {
         let payload = frame.raw.slice(5..);
-        let Some(r) = self.results_mut() else {
+        // Borrow the result's COPY description and the row batch side by side: no per-line
+        // copies of either.
+        let Relay { expect, rows, .. } = &mut *self;
+        let Some(Expect::Query(r) | Expect::Execute(r)) = expect.front_mut() else {
             return Ok(());
         };
         let first = r.copy_lines == 0;
         r.copy_lines += 1;
-        let Some((spec, fields)) = r.copy_typing.clone() else {
-            self.rows.push_copy_line(payload);
+        let Some((spec, fields)) = &r.copy_typing else {
+            rows.push_copy_line(payload);
             return self.maybe_flush_rows().await;
         };
-        match super::copy::split(&spec, &payload, first) {
+        let row = super::copy::split(spec, &payload, first);
+        match row {
             Some((prefix, cells)) => {
-                let formats = copy_formats(&spec);
-                self.rows
-                    .push_copy_row(cells, &fields, &formats, payload, prefix);
+                rows.push_copy_row(cells, fields, copy_formats(spec), payload, prefix);
                 self.maybe_flush_rows().await
             }
             None => {
@@ -194,7 +196,7 @@ impl Relay {
         let decision = decision.clone();
         let typing = r.copy_typing.clone();
         let (fields, formats, copy) = match &typing {
-            Some((spec, fields)) => (fields.clone(), copy_formats(spec), false),
+            Some((spec, fields)) => (fields.clone(), copy_formats(spec).to_vec(), false),
             None => (r.fields.clone(), r.formats.clone(), r.copy),
         };
         let mode = match (&typing, copy) {
@@ -263,9 +265,9 @@ impl Relay {
 }
 
 /// The cell formats of a typed COPY's lines: binary for binary COPY, else text.
-fn copy_formats(spec: &CopyOut) -> Vec<i16> {
+fn copy_formats(spec: &CopyOut) -> &'static [i16] {
     match spec.format {
-        crate::command::sql::CopyFormat::Binary => vec![1],
-        _ => Vec::new(),
+        crate::command::sql::CopyFormat::Binary => &[1],
+        _ => &[],
     }
 }

@@ -84,8 +84,6 @@ pub struct RowBatch {
     raw: Vec<Vec<Option<Bytes>>>,
     /// The cells as the policies see them (edited in place by the masking).
     pub text: Vec<Row>,
-    /// The cells as first shown, to tell what an edit changed.
-    shown: Vec<Row>,
     /// Typed COPY lines: each row's line as it came and the bytes that go before it.
     lines: Vec<(Bytes, Vec<u8>)>,
     /// A cell that should have decoded did not (a malformed binary value): the result is
@@ -164,16 +162,14 @@ impl RowBatch {
             }
         }
         self.raw.push(raw);
-        self.shown.push(text.clone());
         self.text.push(text);
     }
 
     /// Add one COPY OUT line (a CopyData payload) as a one-cell row.
     pub fn push_copy_line(&mut self, payload: Bytes) {
         self.bytes += payload.len();
-        let line = vec![Some(String::from_utf8_lossy(&payload).into_owned())];
-        self.shown.push(line.clone());
-        self.text.push(line);
+        self.text
+            .push(vec![Some(String::from_utf8_lossy(&payload).into_owned())]);
         self.raw.push(vec![Some(payload)]);
     }
 
@@ -207,7 +203,8 @@ impl RowBatch {
                     false => {
                         let original = raw.first().cloned().flatten().unwrap_or_default();
                         let masked = text.first().cloned().flatten().unwrap_or_default();
-                        Bytes::from(copy_line(&String::from_utf8_lossy(&original), &masked))
+                        let original = String::from_utf8_lossy(&original);
+                        Bytes::from(cells::zero_numbers(&original, &masked))
                     }
                 };
                 encoded.extend_from_slice(&wire::copy_data(&line));
@@ -223,22 +220,20 @@ impl RowBatch {
                 .map(|c| c.as_deref().map(std::borrow::Cow::Borrowed))
                 .collect();
             for &c in &changed[r] {
-                let (Some(cell), Some(shown)) = (cells.get_mut(c), self.shown.get(r)) else {
+                let Some(cell) = cells.get_mut(c) else {
                     continue;
                 };
                 let original = raw[c].as_deref().unwrap_or_default();
-                let oid = oid_of(fields, c);
-                let applied = cells::apply(
-                    oid,
-                    format_of(fields, formats, c),
-                    original,
-                    shown.get(c).and_then(Option::as_deref),
-                    text[c].as_deref(),
-                )
-                .map_err(|e| {
-                    let name = fields.get(c).map_or("?", |f| f.name.as_str());
-                    format!("column {name:?} ({}): {e}", cells::type_name(oid))
-                })?;
+                let (oid, format) = (oid_of(fields, c), format_of(fields, formats, c));
+                // What the policy saw, derived again for the few cells it edited rather than
+                // kept for every cell of every row.
+                let shown = raw[c].as_deref().and_then(|v| cells::show(oid, format, v));
+                let applied =
+                    cells::apply(oid, format, original, shown.as_deref(), text[c].as_deref())
+                        .map_err(|e| {
+                            let name = fields.get(c).map_or("?", |f| f.name.as_str());
+                            format!("column {name:?} ({}): {e}", cells::type_name(oid))
+                        })?;
                 if let Applied::Value(v) = applied {
                     *cell = v.map(std::borrow::Cow::Owned);
                 }
@@ -255,14 +250,8 @@ impl RowBatch {
         self.lines.clear();
         self.raw.clear();
         self.text.clear();
-        self.shown.clear();
         self.bytes = 0;
         out.extend_from_slice(&encoded);
         Ok(())
     }
-}
-
-/// A masked COPY line whose columns' types are unknown: see [`cells::zero_numbers`].
-fn copy_line(original: &str, masked: &str) -> String {
-    cells::zero_numbers(original, masked)
 }

@@ -298,8 +298,10 @@ pub fn apply(
         Kind::Array(_) | Kind::Record => return binary::apply(oid, raw, shown, edited),
         // A composite or array of a type the gateway does not know by OID (a table's row
         // type, an array of them): the binary form names its fields' and elements' types.
-        Kind::Unknown if format != 0 && binary::structured(raw).is_some() => {
-            return binary::apply(binary::structured(raw).unwrap_or(oid), raw, shown, edited);
+        Kind::Unknown if format != 0 => {
+            if let Some(as_oid) = binary::structured(raw) {
+                return binary::apply(as_oid, raw, shown, edited);
+            }
         }
         Kind::Unknown if format != 0 && shown.is_none() => {
             return Err(format!(
