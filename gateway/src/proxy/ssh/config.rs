@@ -20,7 +20,7 @@ pub struct SshListener {
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
     pub idle_timeout: std::time::Duration,
     /// Under a `mask` verdict, output is masked line by line; a line longer than this is cut
-    /// and masked in pieces (a card number across a cut is not seen).
+    /// and masked in pieces, each cut placed where no card number is split (at least 4 KiB).
     #[serde(default = "default_max_line")]
     pub mask_max_line: crate::units::ByteSize,
     /// Output bytes of each command kept in the session recording (the rest are counted).

@@ -123,7 +123,9 @@ pub async fn run(shared: Arc<Shared>, mut rx: ChannelReadHalf) {
     let max_line = shared.conn.max_line();
     let mut out = Output {
         lines: [Lines::new(max_line), Lines::new(max_line)],
+        host_eof: false,
         eof_due: None,
+        exit: None,
         shared,
     };
     loop {
@@ -153,8 +155,23 @@ pub async fn run(shared: Arc<Shared>, mut rx: ChannelReadHalf) {
 struct Output {
     shared: Arc<Shared>,
     lines: [Lines; 2],
+    /// The host sent EOF: its output is complete.
+    host_eof: bool,
     /// The host's EOF, held until its exit status arrives or this instant.
     eof_due: Option<Instant>,
+    /// The exit status or signal, held until the output is complete.
+    exit: Option<Exit>,
+}
+
+/// How the host's command ended.
+enum Exit {
+    Status(u32),
+    Signal {
+        signal_name: russh::Sig,
+        core_dumped: bool,
+        error_message: String,
+        lang_tag: String,
+    },
 }
 
 impl Output {
@@ -168,19 +185,20 @@ impl Output {
             Some(ChannelMsg::Data { data }) => self.output(false, &data).await,
             Some(ChannelMsg::ExtendedData { data, ext: 1 }) => self.output(true, &data).await,
             Some(ChannelMsg::Eof) => {
+                // Only now is the output complete: what is held back of a line is its end.
                 if !self.flush(true).await {
                     return false;
                 }
+                self.host_eof = true;
                 self.eof_due = Some(Instant::now() + EOF_HOLD);
+                if self.exit.is_some() {
+                    self.send_exit().await;
+                    self.send_eof().await;
+                }
                 true
             }
             Some(ChannelMsg::ExitStatus { exit_status }) => {
-                if !self.flush(true).await {
-                    return false;
-                }
-                self.shared.conn.recorder.exit(Some(exit_status), None);
-                let _ = self.shared.client.exit_status(exit_status).await;
-                self.send_eof().await;
+                self.on_exit(Exit::Status(exit_status)).await;
                 true
             }
             Some(ChannelMsg::ExitSignal {
@@ -189,32 +207,61 @@ impl Output {
                 error_message,
                 lang_tag,
             }) => {
-                if !self.flush(true).await {
-                    return false;
-                }
-                let name = format!("{signal_name:?}");
-                self.shared.conn.recorder.exit(None, Some(&name));
-                let _ = self
-                    .shared
-                    .server
-                    .exit_signal_request(
-                        self.shared.id,
-                        signal_name,
-                        core_dumped,
-                        error_message,
-                        lang_tag,
-                    )
-                    .await;
-                self.send_eof().await;
+                let signal = Exit::Signal {
+                    signal_name,
+                    core_dumped,
+                    error_message,
+                    lang_tag,
+                };
+                self.on_exit(signal).await;
                 true
             }
             Some(ChannelMsg::Close) | None => {
                 let _ = self.flush(true).await;
+                self.send_exit().await;
                 self.send_eof().await;
                 let _ = self.shared.client.close().await;
                 false
             }
             Some(_) => true,
+        }
+    }
+
+    /// The command's exit status or signal. sshd sends it as soon as the command exits, ahead
+    /// of output that the SSH window still holds back (a slow reader) or that a background
+    /// process still writes: it is passed on once the output is complete (the host's EOF or
+    /// close), so a line is never taken as ended while its end is still to come.
+    async fn on_exit(&mut self, exit: Exit) {
+        self.exit = Some(exit);
+        if self.host_eof {
+            self.send_exit().await;
+            self.send_eof().await;
+        }
+    }
+
+    /// Record and pass on the held exit status or signal, if any.
+    async fn send_exit(&mut self) {
+        let s = &self.shared;
+        match self.exit.take() {
+            None => {}
+            Some(Exit::Status(status)) => {
+                s.conn.recorder.exit(Some(status), None);
+                let _ = s.client.exit_status(status).await;
+            }
+            Some(Exit::Signal {
+                signal_name,
+                core_dumped,
+                error_message,
+                lang_tag,
+            }) => {
+                s.conn
+                    .recorder
+                    .exit(None, Some(&format!("{signal_name:?}")));
+                let _ = s
+                    .server
+                    .exit_signal_request(s.id, signal_name, core_dumped, error_message, lang_tag)
+                    .await;
+            }
         }
     }
 

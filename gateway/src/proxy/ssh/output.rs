@@ -6,6 +6,10 @@
 use crate::policy::{Column, Decision, Row};
 use crate::session::Session;
 
+/// The shortest line bound: longer than any tail that [`safe_cut`] holds back (25 digits and
+/// the gaps between them), so a cut at the bound always finds a place outside a number.
+pub const MIN_LINE: usize = 4096;
+
 /// Splits one stream (stdout or stderr) into lines.
 pub struct Lines {
     buf: Vec<u8>,
@@ -16,7 +20,7 @@ impl Lines {
     pub fn new(max_line: usize) -> Lines {
         Lines {
             buf: Vec::new(),
-            max_line: max_line.max(1),
+            max_line: max_line.max(MIN_LINE),
         }
     }
 
@@ -142,11 +146,19 @@ mod tests {
         assert_eq!(l.push(b"ab\ncd"), vec![b"ab\n".to_vec()]);
         assert!(l.can_flush());
         assert_eq!(l.push(b"e\r\n"), vec![b"cde\r\n".to_vec()]);
+        let long = "abcdefgh".repeat(MIN_LINE / 8);
         assert_eq!(
-            l.push(b"0123456789abcdefXY\n"),
-            vec![b"01234567".to_vec(), b"89abcdef".to_vec(), b"XY\n".to_vec()]
+            l.push(format!("{long}{long}XY\n").as_bytes()),
+            vec![
+                long.clone().into_bytes(),
+                long.clone().into_bytes(),
+                b"XY\n".to_vec()
+            ]
         );
-        assert_eq!(l.push(b"0123456789"), vec![b"01234567".to_vec()]);
+        assert_eq!(
+            l.push(format!("{long}89").as_bytes()),
+            vec![long.into_bytes()]
+        );
         assert_eq!(l.take_partial(true), Some(b"89".to_vec()));
         assert_eq!(l.take_partial(true), None);
     }
@@ -165,10 +177,12 @@ mod tests {
         assert!(l.push(b"Password: ").is_empty());
         assert_eq!(l.take_partial(false), Some(b"Password: ".to_vec()));
         // A long line is cut before a number that straddles the bound.
-        let mut l = Lines::new(16);
-        let cut = l.push(b"abcdefgh 4111 1111 1111 1111\n");
-        assert_eq!(cut[0], b"abcdefgh ".to_vec());
-        assert_eq!(cut.concat(), b"abcdefgh 4111 1111 1111 1111\n".to_vec());
+        let mut l = Lines::new(MIN_LINE);
+        let head = "h".repeat(MIN_LINE - 8);
+        let line = format!("{head} 4111 1111 1111 1111\n");
+        let cut = l.push(line.as_bytes());
+        assert_eq!(cut[0], format!("{head} ").into_bytes());
+        assert_eq!(cut.concat(), line.into_bytes());
     }
 
     #[test]
@@ -176,5 +190,44 @@ mod tests {
         assert_eq!(split_eol(b"a\r\n"), (&b"a"[..], &b"\r\n"[..]));
         assert_eq!(split_eol(b"a\n"), (&b"a"[..], &b"\n"[..]));
         assert_eq!(split_eol(b"a"), (&b"a"[..], &b""[..]));
+    }
+
+    /// Output cut anywhere, with pauses anywhere: masking the pieces one by one gives what
+    /// masking the whole output gives.
+    #[test]
+    fn random_cuts_and_pauses_mask_like_the_whole() {
+        use rand::{Rng, SeedableRng};
+        let mut body = Vec::new();
+        for i in 0..200 {
+            let line =
+                format!("{i} card 4111 1111 1111 1111 at 12.50 \x1b[1m5500\x1b[m005555555559\n");
+            body.extend_from_slice(line.as_bytes());
+            if i % 20 == 0 {
+                // Longer than the line bound: cut where no number is split.
+                body.extend_from_slice("card 4111 1111 1111 1111; ".repeat(400).as_bytes());
+                body.extend_from_slice(b"4111111111111111\n");
+            }
+        }
+        let whole = warden_pan::scrub(&String::from_utf8_lossy(&body)).into_owned();
+        for seed in 0..50u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut lines = Lines::new(rng.random_range(MIN_LINE..3 * MIN_LINE));
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            while at < body.len() {
+                let n = rng.random_range(1..600).min(body.len() - at);
+                pieces.extend(lines.push(&body[at..at + n]));
+                at += n;
+                if rng.random_bool(0.5) {
+                    pieces.extend(lines.take_partial(false));
+                }
+            }
+            pieces.extend(lines.take_partial(true));
+            let masked: String = pieces
+                .iter()
+                .map(|p| warden_pan::scrub(&String::from_utf8_lossy(p)).into_owned())
+                .collect();
+            assert_eq!(masked, whole, "seed {seed}");
+        }
     }
 }
