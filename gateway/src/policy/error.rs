@@ -15,8 +15,8 @@ pub enum PolicyError {
     /// The module's `init` returned an error for this config.
     #[error("policy init failed: {0}")]
     Init(String),
-    /// The call ran past its epoch deadline and was interrupted.
-    #[error("policy exceeded its {0:?} deadline")]
+    /// The call used more CPU time than its deadline and was interrupted.
+    #[error("policy exceeded its {0:?} deadline (CPU time)")]
     Deadline(Duration),
     /// The module tried to grow its memory past the cap.
     #[error("policy exceeded its memory cap of {0} bytes")]

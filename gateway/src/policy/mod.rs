@@ -6,6 +6,7 @@
 //! [`Command`] values and get back a [`Decision`]. Every failure is a deny (see [`PolicyError`]).
 
 mod bindings;
+mod budget;
 /// The generated WIT `protocol`, which [`crate::protocol`] names and serialises.
 pub(crate) mod bindings_protocol {
     pub use super::bindings::Protocol;
@@ -49,10 +50,12 @@ pub struct PolicyConfig {
     pub dir: PathBuf,
     /// Where compiled artifacts are cached; default `<dir>/.cache`. `""` disables the cache.
     pub cache_dir: Option<PathBuf>,
-    /// Deadline of one `check` or `mask-rows` call.
+    /// Deadline of one `check` or `mask-rows` call, in the CPU time the call uses: a busy
+    /// machine delays a call rather than denying it (a wall-clock backstop of 20 times this
+    /// plus a second still ends a call that never gets a core).
     #[serde(with = "humantime_serde")]
     pub deadline: Duration,
-    /// Deadline of instantiating a module and running its `init`.
+    /// Deadline of instantiating a module and running its `init` (CPU time, as `deadline`).
     #[serde(with = "humantime_serde")]
     pub init_deadline: Duration,
     /// Cap on one instance's linear memory, e.g. `"16MiB"`.

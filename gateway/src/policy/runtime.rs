@@ -1,23 +1,25 @@
-//! The wasmtime side of the engine, in one place: the `Config`, the epoch ticker that enforces
-//! call deadlines, the memory cap, and the sandboxed WASI context every policy store gets.
+//! The wasmtime side of the engine, in one place: the `Config`, the epoch ticker that drives
+//! call deadlines (counted in CPU time, `budget.rs`), the memory cap, and the sandboxed WASI
+//! context every policy store gets.
 //!
 //! Policies run on the async API because the gateway is a tokio program and WASI's sync
 //! bindings block on a runtime, which must not happen on a tokio worker.
 
 use super::PolicyConfig;
 use super::bindings::PolicyImports;
+use super::budget::CallBudget;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, ResourceLimiter, Store};
+use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{
     Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView,
     WasiView,
 };
 
-/// How often the epoch advances; deadlines are measured in these ticks.
+/// How often the epoch advances: how often a running call's CPU time is read.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// The limits one module's calls run under.
@@ -103,18 +105,30 @@ impl Runtime {
                 hit: false,
             },
             policy,
+            budget: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
+        // Every tick while the guest runs: stop it once its call is over its CPU budget.
+        store.epoch_deadline_callback(|mut store| {
+            let go_on = store
+                .data_mut()
+                .budget
+                .as_mut()
+                .is_some_and(CallBudget::may_go_on);
+            Ok(if go_on {
+                UpdateDeadline::Continue(1)
+            } else {
+                UpdateDeadline::Interrupt
+            })
+        });
         store
     }
 
-    /// Arm the deadline for the next call on `store`.
+    /// Arm the deadline for the next call on `store`: `deadline` of CPU time from now.
     pub fn arm(&self, store: &mut Store<HostState>, deadline: Duration) {
-        // +1: the current tick may be about to end, so a call always gets at least `deadline`.
-        let ticks = deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1;
-        store.set_epoch_deadline(ticks);
+        store.data_mut().budget = Some(CallBudget::start(deadline, EPOCH_TICK));
+        store.set_epoch_deadline(1);
     }
 }
 
@@ -160,12 +174,16 @@ impl EpochTicker {
     }
 }
 
-/// Per-store state: the empty WASI sandbox, the memory limiter, and the policy's name for logs.
+/// Per-store state: the empty WASI sandbox, the memory limiter, the call's CPU budget, and the
+/// policy's name for logs.
 pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub limiter: MemoryLimiter,
     policy: Arc<str>,
+    /// The running call's deadline ([`Runtime::arm`]); none before the first call is armed,
+    /// which stops any guest code at the first tick.
+    budget: Option<CallBudget>,
 }
 
 impl WasiView for HostState {
