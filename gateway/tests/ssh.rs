@@ -46,6 +46,21 @@ fn show(o: &Output) -> String {
 }
 
 /// The audit trail as JSON lines (the gateway must be stopped).
+/// The first session listed by `warden sessions`: its id and `warden replay --raw` events.
+fn first_recording(gw: &SshGateway) -> (String, String) {
+    let db = gw.audit_path();
+    let db = db.to_str().unwrap();
+    let sessions = gw.warden(&["sessions", "--db", db]);
+    let listing = text(&sessions.stdout);
+    let id = listing
+        .split_whitespace()
+        .find(|w| w.starts_with("ses-"))
+        .unwrap_or_else(|| panic!("no session in {listing}: {}", show(&sessions)))
+        .to_string();
+    let raw = text(&gw.warden(&["replay", &id, "--db", db, "--raw"]).stdout);
+    (id, raw)
+}
+
 fn export(gw: &SshGateway) -> String {
     let audit = warden::audit::AuditStore::open(gw.audit_path()).unwrap();
     let report = audit.verify().unwrap();
@@ -117,6 +132,115 @@ fn a_denied_command_never_runs_and_the_client_sees_why() {
     assert_eq!(text(&o.stdout), "allowed\n", "{}", show(&o));
 }
 
+/// Shell input with no terminal is code: `printf '…' | ssh -T gw` and `… | ssh gw sh` feed
+/// the host's shell a script, where a line once sent cannot be abandoned. Each command is
+/// judged whole before a byte of it reaches the host; a refused one is dropped, the rest run.
+/// Continuation lines, quotes across lines and here-documents are judged as the command the
+/// shell will run. Ground truth: marker files and the host's sshd log.
+#[test]
+fn shell_input_without_a_terminal_is_judged_command_by_command() {
+    let sshd = Sshd::start();
+    let mut gw = SshGateway::start(&sshd, GUARD, &["ssh-guard", "pci-mask"], "");
+    let dir = sshd.dir.path().display().to_string();
+    let script = format!(
+        "touch {dir}/before\n\
+         touch {dir}/m1; echo x > /etc/warden-stdin-1\n\
+         touch {dir}/m2; echo x > /etc/\\\nwarden-stdin-2\n\
+         echo 'a\ntouch {dir}/m3; echo x > /etc/warden-stdin-3' | bash\n\
+         bash <<EOF\ntouch {dir}/m4; echo x > /etc/warden-stdin-4\nEOF\n\
+         touch {dir}/after\n\
+         touch {dir}/m5; echo x > /etc/warden-stdin-5"
+    );
+    let check = |how: &str, o: &Output| {
+        assert!(
+            text(&o.stderr).contains("warden: denied"),
+            "{how}: {}",
+            show(o)
+        );
+        for m in ["before", "after"] {
+            let p = sshd.dir.path().join(m);
+            assert!(
+                p.exists(),
+                "{how}: an allowed command did not run: {}",
+                show(o)
+            );
+            std::fs::remove_file(p).unwrap();
+        }
+        for n in 1..=5 {
+            assert!(
+                !sshd.dir.path().join(format!("m{n}")).exists(),
+                "{how}: command {n} ran"
+            );
+            assert!(!std::path::Path::new(&format!("/etc/warden-stdin-{n}")).exists());
+        }
+    };
+    // A shell session without a terminal.
+    let o = gw.ssh("web-1", &["-T"], &[], Some(script.as_bytes()));
+    check("ssh -T", &o);
+    // A shell exec'd to read stdin, directly and through wrappers.
+    for exec in ["sh", "bash -s", "env LC_ALL=C sh -", "/bin/bash --norc -i"] {
+        let o = gw.ssh("web-1", &[], &[exec], Some(script.as_bytes()));
+        check(exec, &o);
+    }
+    // Data on stdin of a command that is not a shell passes as it is.
+    let o = gw.ssh("web-1", &[], &["cat"], Some(script.as_bytes()));
+    assert_eq!(text(&o.stdout), script, "{}", show(&o));
+    gw.stop();
+    assert!(
+        !sshd.log().contains("warden-stdin-"),
+        "sshd saw a refused command"
+    );
+    let audit = export(&gw);
+    assert!(
+        audit.contains("warden-stdin-2"),
+        "the continued command is audited whole"
+    );
+}
+
+/// Deadlines count the CPU time a policy call uses, not the wall clock: 20 clients at once, ten
+/// commands each, on a busy machine (each `ssh` handshake, the debug-built gateway and four
+/// spinning threads competing for the cores) are delayed, never denied, under a deadline of
+/// 3 ms, far above what a call computes (≈ 0.1 ms) and far below what it waits for a core.
+#[test]
+fn a_busy_machine_delays_policy_calls_rather_than_denying_them() {
+    let sshd = Sshd::start();
+    let limits = "\n[policy.modules.ssh-guard]\ndeadline = \"3ms\"\n\
+                  [policy.modules.pci-mask]\ndeadline = \"3ms\"\n";
+    let mut gw = SshGateway::start(&sshd, GUARD, &["ssh-guard", "pci-mask"], limits);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let outputs: Vec<Output> = std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        let runs: Vec<_> = (0..20)
+            .map(|i| {
+                let gw = &gw;
+                // Two principals: one principal's sessions on a target are capped at 16.
+                let token = gw.token(if i % 2 == 0 { "alice" } else { "bob" }, &[], &[]);
+                // Ten commands each, judged one by one (a shell without a terminal).
+                let script: String = (0..10).map(|k| format!("echo hello-{i}-{k}\n")).collect();
+                scope.spawn(move || {
+                    gw.ssh_as(&token, "web-1", &["-T"], &[], Some(script.as_bytes()))
+                })
+            })
+            .collect();
+        let outputs = runs.into_iter().map(|r| r.join().unwrap()).collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        outputs
+    });
+    for (i, o) in outputs.iter().enumerate() {
+        let want: String = (0..10).map(|k| format!("hello-{i}-{k}\n")).collect();
+        assert_eq!(text(&o.stdout), want, "{}", show(o));
+    }
+    gw.stop();
+    let audit = export(&gw);
+    assert!(!audit.contains("deadline"), "a deadline deny: {audit}");
+}
+
 #[test]
 fn card_numbers_in_output_are_masked_and_never_recorded() {
     let sshd = Sshd::start();
@@ -183,14 +307,7 @@ fn output_after_the_exit_status_is_masked_whole() {
     assert_eq!(text(&o.stdout), "card **** **** **** 1111 end\n");
     gw.stop();
     // The recording keeps what the client saw, the exit after the output.
-    let db = gw.audit_path();
-    let db = db.to_str().unwrap();
-    let sessions = text(&gw.warden(&["sessions", "--db", db]).stdout);
-    let id = sessions
-        .split_whitespace()
-        .find(|w| w.starts_with("ses-"))
-        .unwrap_or_else(|| panic!("no session in {sessions}"));
-    let raw = text(&gw.warden(&["replay", id, "--db", db, "--raw"]).stdout);
+    let (_, raw) = first_recording(&gw);
     let events: Vec<&str> = raw.lines().collect();
     let output: Vec<&&str> = events.iter().filter(|e| e.contains("\"output\"")).collect();
     assert!(output.iter().all(|e| !e.contains("4111")), "{raw}");
@@ -363,6 +480,142 @@ fn sftp_and_port_forwarding_are_denied_unless_a_policy_allows() {
         "forward audited"
     );
     assert!(audit.contains("sftp "), "sftp operation audited");
+}
+
+/// One SFTP packet: type, request id, string fields, then raw bytes.
+fn sftp_packet(kind: u8, id: u32, fields: &[&[u8]], tail: &[u8]) -> Vec<u8> {
+    let mut body = vec![kind];
+    body.extend_from_slice(&id.to_be_bytes());
+    for f in fields {
+        body.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        body.extend_from_slice(f);
+    }
+    body.extend_from_slice(tail);
+    [(body.len() as u32).to_be_bytes().to_vec(), body].concat()
+}
+
+/// Read SFTP replies from `ch` until one for `id`; (type, payload after the id).
+async fn sftp_reply(
+    ch: &mut russh::Channel<russh::client::Msg>,
+    buf: &mut Vec<u8>,
+    id: u32,
+) -> (u8, Vec<u8>) {
+    loop {
+        while buf.len() >= 4 {
+            let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            if buf.len() < 4 + len {
+                break;
+            }
+            let packet: Vec<u8> = buf.drain(..4 + len).collect();
+            if packet[5..9] == id.to_be_bytes() {
+                return (packet[4], packet[9..].to_vec());
+            }
+        }
+        match ch.wait().await {
+            Some(russh::ChannelMsg::Data { data }) => buf.extend_from_slice(&data),
+            Some(_) => {}
+            None => panic!("the sftp channel closed"),
+        }
+    }
+}
+
+/// Read-only SFTP means read-only: attributes changed through a handle opened for reading
+/// (FSETSTAT: chmod 4777, truncate) are checked as a `setstat` of the handle's path and
+/// refused; the file on the host keeps its mode and size. Driven with raw SFTP packets (a
+/// stock `sftp` never sends FSETSTAT on a read handle; an attacker's client does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_read_only_holds_for_attributes_changed_through_a_handle() {
+    use std::os::unix::fs::PermissionsExt;
+    let sshd = Sshd::start();
+    let chain =
+        r#"{ module = "ssh-guard", config = { allow_sftp = true, sftp_read_only = true } }"#;
+    let gw = SshGateway::start(&sshd, chain, &["ssh-guard"], "");
+    let file = sshd.dir.path().join("report.txt");
+    std::fs::write(&file, "quarterly numbers\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = file.to_str().unwrap().as_bytes().to_vec();
+    let (gw_key, _) = host_keys(&gw, &sshd);
+    let token = gw.token("alice", &["agent-7"], &[]);
+    let config = std::sync::Arc::new(russh::client::Config::default());
+    let mut h = russh::client::connect(config, ("127.0.0.1", gw.port), Client { expect: gw_key })
+        .await
+        .unwrap();
+    assert!(
+        h.authenticate_password("web-1", &token)
+            .await
+            .unwrap()
+            .success()
+    );
+    let mut ch = h.channel_open_session().await.unwrap();
+    ch.request_subsystem(true, "sftp").await.unwrap();
+    let mut buf = Vec::new();
+    // INIT (no request id: version 3 in its place).
+    ch.data(&[0, 0, 0, 5, 1, 0, 0, 0, 3][..]).await.unwrap();
+    loop {
+        if buf.len() >= 5 && buf[4] == 2 {
+            break;
+        }
+        if let Some(russh::ChannelMsg::Data { data }) = ch.wait().await {
+            buf.extend_from_slice(&data);
+        }
+    }
+    buf.clear();
+    // OPEN for reading is allowed; the host answers with a handle.
+    let open = sftp_packet(3, 1, &[&path], &[0, 0, 0, 1, 0, 0, 0, 0]);
+    ch.data(&open[..]).await.unwrap();
+    let (kind, payload) = sftp_reply(&mut ch, &mut buf, 1).await;
+    assert_eq!(kind, 102, "a handle: {payload:?}");
+    let handle = payload[4..].to_vec();
+    // FSETSTAT chmod 4777 on it: refused with permission denied (status 3).
+    let chmod = sftp_packet(10, 2, &[&handle], &[0, 0, 0, 4, 0, 0, 0o7, 0o377]);
+    ch.data(&chmod[..]).await.unwrap();
+    let (kind, payload) = sftp_reply(&mut ch, &mut buf, 2).await;
+    assert_eq!(
+        (kind, &payload[..4]),
+        (101, &[0, 0, 0, 3][..]),
+        "{:?}",
+        text(&payload)
+    );
+    // FSETSTAT size 0 (truncate): refused too.
+    let truncate = sftp_packet(10, 3, &[&handle], &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    ch.data(&truncate[..]).await.unwrap();
+    let (kind, payload) = sftp_reply(&mut ch, &mut buf, 3).await;
+    assert_eq!(
+        (kind, &payload[..4]),
+        (101, &[0, 0, 0, 3][..]),
+        "{:?}",
+        text(&payload)
+    );
+    // A handle the host never gave: refused without asking the host.
+    let forged = sftp_packet(10, 4, &[b"\0\0\0\x09"], &[0, 0, 0, 4, 0, 0, 0o7, 0o377]);
+    ch.data(&forged[..]).await.unwrap();
+    let (kind, payload) = sftp_reply(&mut ch, &mut buf, 4).await;
+    assert_eq!(
+        (kind, &payload[..4]),
+        (101, &[0, 0, 0, 3][..]),
+        "{:?}",
+        text(&payload)
+    );
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(
+        meta.permissions().mode() & 0o7777,
+        0o644,
+        "the mode changed"
+    );
+    assert_eq!(meta.len(), 18, "the file was truncated");
+    let _ = ch.close().await;
+    drop(h);
+    let mut gw = gw;
+    gw.stop();
+    let audit = export(&gw);
+    assert!(
+        audit.contains(&format!("sftp setstat {}", file.display())),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("sftp fsetstat"),
+        "the unknown handle is audited"
+    );
 }
 
 #[test]
@@ -554,20 +807,8 @@ fn interactive_lines_are_checked_and_the_session_recorded() {
         "the denied line is audited"
     );
     // The recording holds the terminal session, masked.
-    let sessions = gw.warden(&["sessions", "--db", gw.audit_path().to_str().unwrap()]);
-    let listing = text(&sessions.stdout);
-    let id = listing
-        .split_whitespace()
-        .find(|w| w.starts_with("ses-"))
-        .unwrap_or_else(|| panic!("no session in {listing}: {}", show(&sessions)));
-    let raw = gw.warden(&[
-        "replay",
-        id,
-        "--db",
-        gw.audit_path().to_str().unwrap(),
-        "--raw",
-    ]);
-    let raw = text(&raw.stdout);
+    let (id, raw) = first_recording(&gw);
+    let id = id.as_str();
     assert!(raw.contains("\"type\":\"terminal\""), "{raw}");
     assert!(raw.contains("\"type\":\"input\""), "{raw}");
     assert!(raw.contains("first-42"), "{raw}");

@@ -197,13 +197,26 @@ impl Start {
             ok &= up.set_env(false, k, v).await.is_ok();
         }
         let mode = match self {
-            Start::Exec { raw, .. } => {
+            // A shell that reads its commands from stdin gets them judged like a shell
+            // session's lines: with a terminal at Enter, without one whole (`script.rs`).
+            Start::Exec { raw, line } => {
                 ok &= up.exec(false, raw).await.is_ok();
-                Mode::Exec
+                match (
+                    super::script::reads_commands_from_stdin(&line),
+                    pty.is_some(),
+                ) {
+                    (false, _) => Mode::Exec,
+                    (true, true) => Mode::Shell(Box::default()),
+                    (true, false) => Mode::Script(Box::default()),
+                }
             }
             Start::Shell => {
                 ok &= up.request_shell(false).await.is_ok();
-                Mode::Shell(Box::default())
+                if pty.is_some() {
+                    Mode::Shell(Box::default())
+                } else {
+                    Mode::Script(Box::default())
+                }
             }
             Start::Sftp => {
                 ok &= up.request_subsystem(false, "sftp").await.is_ok();

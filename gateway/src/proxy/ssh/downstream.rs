@@ -40,12 +40,14 @@ pub struct Shared {
     mask: Mutex<Option<Arc<(u64, Decision)>>>,
     /// The last bytes of terminal output (to tell a password prompt).
     tail: Mutex<Vec<u8>>,
+    /// SFTP: the path each open handle is on (FSETSTAT is checked as a setstat of it).
+    pub sftp_handles: Mutex<super::sftp::Handles>,
     /// Output bytes still to be recorded for the current command, and those shown beyond.
     budget: AtomicUsize,
     unrecorded: AtomicU64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -70,6 +72,7 @@ impl Shared {
             sftp,
             mask: Mutex::new(None),
             tail: Mutex::new(Vec::new()),
+            sftp_handles: Mutex::new(super::sftp::Handles::default()),
             unrecorded: AtomicU64::new(0),
         }
     }
@@ -273,6 +276,9 @@ impl Output {
 
     /// Host output: masked by lines when a verdict said so, then sent and recorded.
     async fn output(&mut self, is_stderr: bool, data: &[u8]) -> bool {
+        if self.shared.sftp && !is_stderr {
+            lock(&self.shared.sftp_handles).host_data(data);
+        }
         let Some(mask) = self.masking() else {
             return self.sent(self.shared.send(is_stderr, data).await).await;
         };

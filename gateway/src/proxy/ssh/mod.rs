@@ -16,6 +16,7 @@ mod handler;
 mod keys;
 mod output;
 mod relay;
+mod script;
 mod sftp;
 mod stream;
 mod terminal;

@@ -1,14 +1,17 @@
 //! Client → host: what the client sends, passed on once it may be. Exec input goes straight
-//! through; in a shell each line is checked at Enter; under SFTP each file operation is checked.
+//! through; in a terminal shell each line is checked at Enter; shell input without a terminal
+//! (and the stdin of an exec'd shell) is held until it forms a command, which is checked and
+//! sent whole (`script.rs`); under SFTP each file operation is checked.
 //! Window changes, signals and EOF are passed on. The host → client direction runs in its own
 //! task (`downstream.rs`), so neither direction waits on the other.
 
 use super::REFUSED_EXIT;
 use super::channel::{ClientRx, judge, stderr};
-use super::downstream::{self, Shared};
+use super::downstream::{self, Shared, lock};
+use super::script::{Script, TooLong};
 use super::sftp::{self, Packet};
 use super::terminal::{Key, LineEditor};
-use crate::policy::Command;
+use crate::policy::{Command, FileOp};
 use crate::session::{Judged, OneShot, Ruling};
 use russh::ChannelMsg;
 use std::collections::VecDeque;
@@ -22,6 +25,8 @@ const HOST_CLOSE_WAIT: Duration = Duration::from_secs(5);
 pub enum Mode {
     Exec,
     Shell(Box<LineEditor>),
+    /// A shell reading commands from stdin with no terminal: the gateway owns the input.
+    Script(Box<Script>),
     Sftp(Box<sftp::Reader>),
 }
 
@@ -108,6 +113,32 @@ impl Input {
                     }
                     Flow::Go
                 }
+                Mode::Script(script) => match script.feed(&data) {
+                    Ok(commands) => {
+                        for c in commands {
+                            if let Flow::End = self.script_command(c).await {
+                                return Flow::End;
+                            }
+                        }
+                        Flow::Go
+                    }
+                    Err(TooLong) => {
+                        let reason = format!(
+                            "warden: more than {} bytes of input without a complete command",
+                            super::script::MAX_COMMAND
+                        );
+                        let s = &self.shared;
+                        let _ = s
+                            .conn
+                            .session
+                            .refuse("(shell input)", "shell", &reason)
+                            .await;
+                        let _ = stderr(&s.conn, &s.client, &reason, s.pty).await;
+                        let _ = s.up.close().await;
+                        super::channel::finish(&s.client, REFUSED_EXIT).await;
+                        Flow::End
+                    }
+                },
                 Mode::Sftp(reader) => match reader.push(&data) {
                     Ok(packets) => {
                         for p in packets {
@@ -126,6 +157,13 @@ impl Input {
                 },
             },
             Some(ChannelMsg::Eof) => {
+                // A shell runs an unterminated last command at EOF: it is judged first.
+                if let Mode::Script(script) = &mut self.mode
+                    && let Some(rest) = script.finish()
+                    && let Flow::End = self.script_command(rest).await
+                {
+                    return Flow::End;
+                }
                 let _ = self.shared.up.eof().await;
                 Flow::Go
             }
@@ -199,30 +237,62 @@ impl Input {
                     let _ = stderr(&s.conn, &s.client, reason, s.pty).await;
                     None
                 } else {
-                    let command = Command::Shell(crate::command::shell(&line, true));
-                    let s = &self.shared;
-                    let judged =
-                        judge(&s.conn, &s.client, &mut self.rx, &shown, command, s.pty).await;
-                    if judged.closed {
-                        let _ = self.shared.up.close().await;
-                        return Flow::End;
+                    match self.judge_shell(&shown, &line).await {
+                        Some(ruling) => ruling,
+                        None => return Flow::End,
                     }
-                    self.backlog.extend(judged.held);
-                    judged.ruling
                 };
                 match allowed {
                     Some(ruling) => {
-                        self.shared.conn.recorder.input(&format!("{shown}\r"));
-                        if let Some((seq, decision)) = ruling.mask() {
-                            self.shared.mask_with(seq, decision);
-                        }
-                        self.shared.new_command();
+                        self.ran(&format!("{shown}\r"), &ruling);
                         self.send_host(&enter).await
                     }
                     // Abandon the typed line on the host: Ctrl-C clears it in any shell.
                     None => self.send_host(b"\x03").await,
                 }
             }
+        }
+    }
+
+    /// Judge one shell command (shown in the audit as `shown`); `None` when the client went
+    /// away while it waited for an approver.
+    async fn judge_shell(&mut self, shown: &str, line: &str) -> Option<Option<Ruling>> {
+        let command = Command::Shell(crate::command::shell(line, true));
+        let s = &self.shared;
+        let judged = judge(&s.conn, &s.client, &mut self.rx, shown, command, s.pty).await;
+        if judged.closed {
+            let _ = self.shared.up.close().await;
+            return None;
+        }
+        self.backlog.extend(judged.held);
+        Some(judged.ruling)
+    }
+
+    /// A command goes to the host under `ruling`: recorded as typed, its output masked when
+    /// the ruling says so, with a fresh recording budget.
+    fn ran(&self, typed: &str, ruling: &Ruling) {
+        self.shared.conn.recorder.input(typed);
+        if let Some((seq, decision)) = ruling.mask() {
+            self.shared.mask_with(seq, decision);
+        }
+        self.shared.new_command();
+    }
+
+    /// One complete command of terminal-less shell input: sent whole once allowed, or
+    /// dropped (the host never sees a byte of it).
+    async fn script_command(&mut self, bytes: Vec<u8>) -> Flow {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let line = text.strip_suffix('\n').unwrap_or(&text);
+        if line.trim().is_empty() {
+            return self.send_host(&bytes).await;
+        }
+        match self.judge_shell(line, line).await {
+            None => Flow::End,
+            Some(Some(ruling)) => {
+                self.ran(&text, &ruling);
+                self.send_host(&bytes).await
+            }
+            Some(None) => Flow::Go,
         }
     }
 
@@ -242,21 +312,70 @@ impl Input {
                     .await
             }
             Packet::Check { id, op, bytes } => {
-                let text = Command::File(op.clone()).text();
-                let mut client = OneShot::default();
-                let session = &self.shared.conn.session;
-                match session
-                    .judge(&text, &[Command::File(op)], &mut client)
-                    .await
-                {
-                    Judged::Forward(_) => self.send_host(&bytes).await,
-                    _ => {
-                        let reason = client.refusal.unwrap_or_else(|| "warden: refused".into());
-                        self.shared.conn.recorder.error(&reason);
+                let opens = matches!(op.op.as_str(), "open-read" | "open-write" | "list")
+                    .then(|| op.path.clone());
+                match self.judge_file(op).await {
+                    Ok(()) => {
+                        if let Some(path) = opens {
+                            lock(&self.shared.sftp_handles).opening(id, &path);
+                        }
+                        self.send_host(&bytes).await
+                    }
+                    Err(reason) => {
                         self.sftp_reply(sftp::status(id, sftp::PERMISSION_DENIED, &reason))
                             .await
                     }
                 }
+            }
+            Packet::CheckHandle { id, handle, bytes } => {
+                let path = lock(&self.shared.sftp_handles)
+                    .path(&handle)
+                    .map(str::to_string);
+                let judged = match path {
+                    Some(path) => {
+                        let op = FileOp {
+                            op: "setstat".to_string(),
+                            path,
+                            to: None,
+                        };
+                        self.judge_file(op).await
+                    }
+                    None => {
+                        let reason = "warden: the attributes of a handle the gateway did not \
+                                      see opened cannot be checked";
+                        let session = &self.shared.conn.session;
+                        let _ = session
+                            .refuse("sftp fsetstat", "sftp:fsetstat", reason)
+                            .await;
+                        self.shared.conn.recorder.error(reason);
+                        Err(reason.to_string())
+                    }
+                };
+                match judged {
+                    Ok(()) => self.send_host(&bytes).await,
+                    Err(reason) => {
+                        self.sftp_reply(sftp::status(id, sftp::PERMISSION_DENIED, &reason))
+                            .await
+                    }
+                }
+            }
+        }
+    }
+
+    /// Judge one file operation (audited); `Err` carries the refusal the client is sent.
+    async fn judge_file(&mut self, op: FileOp) -> Result<(), String> {
+        let text = Command::File(op.clone()).text();
+        let mut client = OneShot::default();
+        let session = &self.shared.conn.session;
+        match session
+            .judge(&text, &[Command::File(op)], &mut client)
+            .await
+        {
+            Judged::Forward(_) => Ok(()),
+            _ => {
+                let reason = client.refusal.unwrap_or_else(|| "warden: refused".into());
+                self.shared.conn.recorder.error(&reason);
+                Err(reason)
             }
         }
     }

@@ -2,8 +2,10 @@
 //! just far enough to name each file operation and its paths (SFTP v3, draft-ietf-secsh-filexfer-02
 //! plus OpenSSH's extensions). Operations that name a path are commands for the policy chain;
 //! a refused one is answered with an SSH_FXP_STATUS "permission denied" carrying the reason, and
-//! never reaches the host. Reads and writes on handles already opened, and the host's replies,
-//! pass through untouched.
+//! never reaches the host. A change of attributes through an open handle (FSETSTAT: chmod,
+//! chown, utime, truncate) is checked as a `setstat` of the path the handle was opened on,
+//! which [`Handles`] learns from the host's replies. Reads and writes on handles already
+//! opened, and the host's replies, pass through untouched.
 
 use crate::policy::FileOp;
 
@@ -11,6 +13,7 @@ const INIT: u8 = 1;
 const OPEN: u8 = 3;
 const LSTAT: u8 = 7;
 const SETSTAT: u8 = 9;
+const FSETSTAT: u8 = 10;
 const OPENDIR: u8 = 11;
 const REMOVE: u8 = 13;
 const MKDIR: u8 = 14;
@@ -22,6 +25,7 @@ const READLINK: u8 = 19;
 const SYMLINK: u8 = 20;
 const EXTENDED: u8 = 200;
 const STATUS: u8 = 101;
+const HANDLE: u8 = 102;
 
 /// SSH_FX_PERMISSION_DENIED.
 pub const PERMISSION_DENIED: u32 = 3;
@@ -41,6 +45,13 @@ pub enum Packet {
     Forward(Vec<u8>),
     /// A file operation to check before forwarding.
     Check { id: u32, op: FileOp, bytes: Vec<u8> },
+    /// FSETSTAT: attributes changed through an open handle, checked as a `setstat` of the
+    /// path the handle was opened on.
+    CheckHandle {
+        id: u32,
+        handle: Vec<u8>,
+        bytes: Vec<u8>,
+    },
     /// An extension the gateway does not know how to check: refused without asking.
     Unsupported { id: u32, name: String },
 }
@@ -104,6 +115,10 @@ fn classify(bytes: Vec<u8>) -> Result<Packet, String> {
         MKDIR => op("mkdir", r.string()?, None),
         RMDIR => op("rmdir", r.string()?, None),
         SETSTAT => op("setstat", r.string()?, None),
+        FSETSTAT => {
+            let handle = r.bytes()?.to_vec();
+            return Ok(Packet::CheckHandle { id, handle, bytes });
+        }
         STAT | LSTAT => op("stat", r.string()?, None),
         REALPATH => op("realpath", r.string()?, None),
         READLINK => op("readlink", r.string()?, None),
@@ -179,9 +194,106 @@ impl Fields<'_> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn string(&mut self) -> Result<String, String> {
+    fn bytes(&mut self) -> Result<&[u8], String> {
         let n = self.u32()? as usize;
-        Ok(String::from_utf8_lossy(self.take(n)?).into_owned())
+        self.take(n)
+    }
+    fn string(&mut self) -> Result<String, String> {
+        Ok(String::from_utf8_lossy(self.bytes()?).into_owned())
+    }
+}
+
+/// Most opens awaiting the host's answer, and most handles remembered: a client cannot grow
+/// them without bound. A handle not remembered cannot be checked, so FSETSTAT on it is refused.
+const MAX_HANDLES: usize = 4096;
+
+/// Which path each open handle of the session is on: the relay notes each open it forwards
+/// (request id and path), and the host's HANDLE reply to that id names the handle. The
+/// host's packets are only read, never changed.
+#[derive(Default)]
+pub struct Handles {
+    pending: std::collections::HashMap<u32, String>,
+    open: std::collections::HashMap<Vec<u8>, String>,
+    /// The start of a host packet not yet complete: its header, or a whole HANDLE reply.
+    head: Vec<u8>,
+    /// Bytes of the current host packet still to pass (a packet that is not read).
+    skip: usize,
+}
+
+impl Handles {
+    /// An open (or opendir) of `path` with request `id` was forwarded.
+    pub fn opening(&mut self, id: u32, path: &str) {
+        if self.pending.len() < MAX_HANDLES {
+            self.pending.insert(id, path.to_string());
+        }
+    }
+
+    /// The path `handle` was opened on, if the host gave it for an open the relay forwarded.
+    pub fn path(&self, handle: &[u8]) -> Option<&str> {
+        self.open.get(handle).map(String::as_str)
+    }
+
+    /// Bytes the host sent on the channel, read for HANDLE and STATUS replies.
+    pub fn host_data(&mut self, mut data: &[u8]) {
+        loop {
+            if self.skip > 0 {
+                let n = self.skip.min(data.len());
+                self.skip -= n;
+                data = &data[n..];
+                if self.skip > 0 {
+                    return;
+                }
+            }
+            let want = self.wanted();
+            if self.head.len() < want {
+                if data.is_empty() {
+                    return;
+                }
+                let n = (want - self.head.len()).min(data.len());
+                self.head.extend_from_slice(&data[..n]);
+                data = &data[n..];
+                continue;
+            }
+            self.reply();
+            self.skip = (4 + self.packet_len()).saturating_sub(self.head.len());
+            self.head.clear();
+        }
+    }
+
+    /// How much of the current packet is read: its length, then its type and request id,
+    /// and all of a HANDLE reply (a handle is at most 256 bytes).
+    fn wanted(&self) -> usize {
+        if self.head.len() < 4 {
+            return 4;
+        }
+        let total = 4 + self.packet_len();
+        if self.head.get(4) == Some(&HANDLE) && total <= 4 + 1024 {
+            total
+        } else {
+            total.min(9)
+        }
+    }
+
+    fn packet_len(&self) -> usize {
+        u32::from_be_bytes([self.head[0], self.head[1], self.head[2], self.head[3]]) as usize
+    }
+
+    /// A complete header (or a complete HANDLE reply) in `head`.
+    fn reply(&mut self) {
+        let mut r = Fields(&self.head[4..]);
+        let (Ok(kind), Ok(id)) = (r.u8(), r.u32()) else {
+            return;
+        };
+        let Some(path) = self.pending.remove(&id) else {
+            return;
+        };
+        if kind == HANDLE
+            && let Ok(handle) = r.bytes()
+            && (self.open.len() < MAX_HANDLES || self.open.contains_key(handle))
+        {
+            // Handles are reused after a close: the latest open wins.
+            self.open.insert(handle.to_vec(), path);
+        }
     }
 }
 
@@ -257,6 +369,39 @@ mod tests {
     }
 
     #[test]
+    fn fsetstat_is_checked_as_a_setstat_of_the_handles_path() {
+        let mut h = Handles::default();
+        h.opening(7, "/etc/passwd");
+        h.opening(8, "/nope");
+        // The host's replies, cut anywhere: a DATA reply, the HANDLE for 7, a STATUS for 8.
+        let data = packet(103, 3, &[&[0x55; 3000]], &[]);
+        let handle = packet(HANDLE, 7, &[b"\0\0\0\x01"], &[]);
+        let failed = packet(STATUS, 8, &[], &[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let all = [&data[..], &handle, &failed].concat();
+        for chunk in all.chunks(5) {
+            h.host_data(chunk);
+        }
+        assert_eq!(h.path(b"\0\0\0\x01"), Some("/etc/passwd"));
+        assert!(h.pending.is_empty());
+        assert_eq!(h.path(b"other"), None);
+        let fsetstat = packet(
+            FSETSTAT,
+            9,
+            &[b"\0\0\0\x01"],
+            &[0, 0, 0, 4, 0, 0, 0o7, 0o377],
+        );
+        let mut r = Reader::default();
+        assert_eq!(
+            r.push(&fsetstat).unwrap_or_default(),
+            vec![Packet::CheckHandle {
+                id: 9,
+                handle: b"\0\0\0\x01".to_vec(),
+                bytes: fsetstat.clone()
+            }]
+        );
+    }
+
+    #[test]
     fn malformed_and_oversized_packets_are_errors() {
         let mut r = Reader::default();
         assert!(r.push(&[0, 0, 0, 5, OPEN, 0, 0, 0, 1]).is_err());
@@ -292,6 +437,7 @@ mod fuzz {
             Just(OPEN),
             Just(LSTAT),
             Just(SETSTAT),
+            Just(FSETSTAT),
             Just(OPENDIR),
             Just(REMOVE),
             Just(MKDIR),
@@ -362,7 +508,52 @@ mod fuzz {
         (got, false)
     }
 
+    /// The host's bytes as [`Handles`] reads them, cut at `cuts`, after opens with ids 0..8.
+    fn handles(data: &[u8], cuts: &[usize]) -> Vec<(Vec<u8>, String)> {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut h = Handles::default();
+        for id in 0..8 {
+            h.opening(id, &format!("/p{id}"));
+        }
+        let mut from = 0;
+        for to in cuts.into_iter().chain([data.len()]) {
+            h.host_data(&data[from..to]);
+            from = to;
+        }
+        let mut out: Vec<_> = h.open.into_iter().collect();
+        out.sort();
+        out
+    }
+
+    /// Host replies: HANDLE or STATUS to a small id, or anything.
+    fn replies() -> impl Strategy<Value = Vec<u8>> {
+        let reply = (
+            prop_oneof![Just(HANDLE), Just(STATUS), any::<u8>()],
+            0u32..10,
+            vec(any::<u8>(), 0..16),
+        )
+            .prop_map(|(kind, id, handle)| {
+                let mut body = vec![kind];
+                body.extend_from_slice(&id.to_be_bytes());
+                body.extend_from_slice(&(handle.len() as u32).to_be_bytes());
+                body.extend_from_slice(&handle);
+                [(body.len() as u32).to_be_bytes().to_vec(), body].concat()
+            });
+        vec(reply, 0..8).prop_map(|r| r.concat())
+    }
+
     proptest! {
+        #[test]
+        fn host_replies_read_the_same_however_cut(data in replies(), junk in vec(any::<u8>(), 0..16), cuts in vec(any::<usize>(), 0..8)) {
+            let whole = handles(&data, &[]);
+            let every: Vec<usize> = (0..data.len()).collect();
+            prop_assert_eq!(&whole, &handles(&data, &every));
+            prop_assert_eq!(&whole, &handles(&data, &cuts));
+            // Junk after the replies never panics.
+            let _ = handles(&[data, junk].concat(), &cuts);
+        }
+
         #[test]
         fn any_bytes_never_panic(data in vec(any::<u8>(), 0..256), cuts in vec(any::<usize>(), 0..4)) {
             let _ = run(&data, &cuts);
