@@ -4,6 +4,8 @@
 # workspace's unit and integration tests. Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each phase reports its time, so a slow CI run shows where its minutes went.
+phase() { echo "== [${SECONDS}s] $*"; }
 
 # What the suite needs, installed when missing (as root on Debian): PostgreSQL server and psql
 # (the tests start their own servers), openssl (test keys), clang + wasi-libc (C policies; clang
@@ -32,10 +34,17 @@ if ((${#need[@]})); then
 fi
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
+phase "building the policies"
 out=target/policies
 policies/build.sh "$out"
+# The tests use these components as built (from this source, just now) instead of compiling
+# each Rust policy a second time; `cargo test` run alone builds its own.
+WARDEN_BUILT_POLICIES=$PWD/$out
+export WARDEN_BUILT_POLICIES
 
+phase "building warden"
 cargo build --quiet -p warden-gateway --bin warden
+phase "policy case files"
 # A policy with more than one config has a case file per config: cases.toml, cases-NAME.toml.
 for cases in policies/*/cases.toml policies/*/cases-*.toml; do
     [ -e "$cases" ] || continue
@@ -51,11 +60,17 @@ done
 
 # The PostgreSQL client matrix (tests/clients: psycopg 3, psycopg2, asyncpg, SQLAlchemy,
 # node-postgres, pgjdbc, pgx v4), pinned, into target/clients; the clients_* tests run them.
+phase "installing the client matrix"
 tests/clients/install.sh
 
+phase "cargo test"
 cargo test --workspace "$@"
 
 # The decoders a client's bytes reach first (PostgreSQL messages and start-up packet, framing,
-# the SSH line assembler, the SFTP reader), fuzzed with proptest for a bounded time: many more
+# the SSH line assembler, shell input without a terminal, the SFTP reader and the host's SFTP
+# replies), fuzzed with proptest for a bounded time: many more
 # cases than the default run above.
-PROPTEST_CASES=${WARDEN_FUZZ_CASES:-20000} timeout 900 cargo test -q -p warden-gateway --lib fuzz
+# (`--workspace`, as above: the same features, so nothing is compiled again.)
+phase "fuzzing the decoders"
+PROPTEST_CASES=${WARDEN_FUZZ_CASES:-20000} timeout 900 cargo test -q --workspace --lib fuzz
+phase "done"

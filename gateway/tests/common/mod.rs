@@ -23,7 +23,17 @@ pub fn workspace_root() -> PathBuf {
 
 /// Build one policy crate for wasm32-wasip2 (once per test process; cargo makes repeat builds
 /// no-ops) into a separate target dir, so it never waits on the outer cargo's lock.
+///
+/// `tests/run.sh` builds every shipped policy from source with `policies/build.sh` just before
+/// the tests, with the same profile, and names that directory in `WARDEN_BUILT_POLICIES`: a
+/// policy found there is used as built, so CI does not compile each one twice.
 pub fn policy_wasm(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("WARDEN_BUILT_POLICIES") {
+        let built = PathBuf::from(dir).join(format!("{name}.wasm"));
+        if built.exists() {
+            return built;
+        }
+    }
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let root = workspace_root();
     let target = root.join("target").join("test-policies");
