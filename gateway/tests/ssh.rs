@@ -136,7 +136,9 @@ fn a_denied_command_never_runs_and_the_client_sees_why() {
 /// the host's shell a script, where a line once sent cannot be abandoned. Each command is
 /// judged whole before a byte of it reaches the host; a refused one is dropped, the rest run.
 /// Continuation lines, quotes across lines and here-documents are judged as the command the
-/// shell will run. Ground truth: marker files and the host's sshd log.
+/// shell will run; NUL bytes are dropped as the shell drops them; a here-document delimiter
+/// that is not a plain word is refused. (The attack's findings: each of m6–m9 ran before.)
+/// Ground truth: marker files and the host's sshd log.
 #[test]
 fn shell_input_without_a_terminal_is_judged_command_by_command() {
     let sshd = Sshd::start();
@@ -148,6 +150,10 @@ fn shell_input_without_a_terminal_is_judged_command_by_command() {
          touch {dir}/m2; echo x > /etc/\\\nwarden-stdin-2\n\
          echo 'a\ntouch {dir}/m3; echo x > /etc/warden-stdin-3' | bash\n\
          bash <<EOF\ntouch {dir}/m4; echo x > /etc/warden-stdin-4\nEOF\n\
+         cat <<\\\nE\necho '$(touch {dir}/m6; echo x > /etc/warden-stdin-6)'\nE\n\
+         tou\0ch {dir}/m7; echo x > /etc/warden-stdin-7\n\
+         echo $\\\n'x\\'\n'; touch {dir}/m8; echo x > /etc/warden-stdin-8 #'\n\
+         ((x=1<<2))\ntouch {dir}/m9; echo x > /etc/warden-stdin-9\n2\n\
          touch {dir}/after\n\
          touch {dir}/m5; echo x > /etc/warden-stdin-5"
     );
@@ -166,7 +172,7 @@ fn shell_input_without_a_terminal_is_judged_command_by_command() {
             );
             std::fs::remove_file(p).unwrap();
         }
-        for n in 1..=5 {
+        for n in 1..=9 {
             assert!(
                 !sshd.dir.path().join(format!("m{n}")).exists(),
                 "{how}: command {n} ran"
@@ -178,7 +184,15 @@ fn shell_input_without_a_terminal_is_judged_command_by_command() {
     let o = gw.ssh("web-1", &["-T"], &[], Some(script.as_bytes()));
     check("ssh -T", &o);
     // A shell exec'd to read stdin, directly and through wrappers.
-    for exec in ["sh", "bash -s", "env LC_ALL=C sh -", "/bin/bash --norc -i"] {
+    for exec in [
+        "sh",
+        "bash -s",
+        "env LC_ALL=C sh -",
+        "/bin/bash --norc -i",
+        "cat | sh",
+        "bash <(cat)",
+        "source /dev/stdin",
+    ] {
         let o = gw.ssh("web-1", &[], &[exec], Some(script.as_bytes()));
         check(exec, &o);
     }

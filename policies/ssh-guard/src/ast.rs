@@ -70,6 +70,9 @@ pub enum Part {
     Subst(List, bool),
     /// `<(...)` or `>(...)`: becomes a `/dev/fd/N` path.
     ProcSubst(List),
+    /// `$((...))`: a number only known at run time. Its words are kept for the command
+    /// substitutions inside them (`$(( $(cmd) + 1 ))`); they are not commands themselves.
+    Arith(Vec<Word>),
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +170,7 @@ impl Word {
         for p in &self.parts {
             match p {
                 Part::Subst(l, _) | Part::ProcSubst(l) => out.push(l),
+                Part::Arith(words) => out.extend(words.iter().flat_map(Word::scripts)),
                 Part::Param(Param {
                     op: ParamOp::Default(w) | ParamOp::Alternative(w) | ParamOp::Other(w),
                     ..
@@ -176,4 +180,37 @@ impl Word {
         }
         out
     }
+}
+
+/// Every word of a list (commands, redirection targets, nested groups), in order.
+pub fn list_words(l: &List) -> Vec<Word> {
+    let mut out = Vec::new();
+    for (pipeline, _) in &l.items {
+        for cmd in &pipeline.stages {
+            match cmd {
+                Cmd::Simple(s) => {
+                    out.extend(s.words.iter().cloned());
+                    out.extend(s.redirs.iter().map(|r| r.target.clone()));
+                }
+                Cmd::Group { body, redirs, .. } => {
+                    out.extend(list_words(body));
+                    out.extend(redirs.iter().map(|r| r.target.clone()));
+                }
+                Cmd::Function { body, .. } => {
+                    let inner = List {
+                        items: vec![(
+                            Pipeline {
+                                stages: vec![(**body).clone()],
+                            },
+                            Sep::Seq,
+                        )],
+                    };
+                    out.extend(list_words(&inner));
+                }
+                Cmd::For { words, .. } => out.extend(words.iter().cloned()),
+                Cmd::Case { subject } => out.push(subject.clone()),
+            }
+        }
+    }
+    out
 }

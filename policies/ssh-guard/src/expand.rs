@@ -145,6 +145,11 @@ pub fn expand(word: &Word, ctx: &Ctx) -> Vec<Arg> {
                     unknown(*quoted)
                 }
             },
+            // A number: no `/`, glob or space can come of it.
+            Part::Arith(..) => {
+                dynamic = true;
+                vec!["0".to_string()]
+            }
             Part::ProcSubst(_) => {
                 literal = true;
                 vec!["/dev/fd/63".to_string()]
@@ -231,6 +236,7 @@ pub fn source(word: &Word) -> String {
             Part::Param(p) => s.push_str(&format!("${{{}...}}", p.name)),
             Part::Subst(l, _) => s.push_str(&format!("$({})", list_source(l))),
             Part::ProcSubst(l) => s.push_str(&format!("<({})", list_source(l))),
+            Part::Arith(..) => s.push_str("$((...))"),
         }
     }
     s

@@ -378,6 +378,13 @@ impl Lexer {
     fn dollar(&mut self, quoted: bool) -> Result<Part, String> {
         self.i += 1;
         match self.peek() {
+            // `$((`: arithmetic. Read as a nested script (so the substitutions inside are
+            // found), but its words are not commands.
+            Some('(') if self.at(1) == Some('(') => {
+                self.i += 1;
+                let body = self.nested_tokens()?;
+                Ok(Part::Arith(crate::ast::list_words(&body)))
+            }
             Some('(') => {
                 self.i += 1;
                 Ok(Part::Subst(self.nested_tokens()?, quoted))

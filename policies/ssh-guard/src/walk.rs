@@ -290,6 +290,16 @@ impl Checker<'_> {
         }
         let Some(first) = argv.first() else { return };
         let shown = show(&argv);
+        // `/usr/bin/touc?`, `/usr/bin/to[u]ch`: the shell picks the program by matching files
+        // the guard cannot see, so no rule for a program name would apply.
+        if first.alts.iter().any(|a| is_pattern(basename(a).as_str())) {
+            self.out.deny(Rule::DynamicCommand, || {
+                format!(
+                    "`{shown}`: the program to run is a pattern the shell matches against files"
+                )
+            });
+            return;
+        }
         let mut names: Vec<String> = Vec::new();
         for a in &first.alts {
             push_unique(&mut names, basename(a));
@@ -477,3 +487,8 @@ fn expand_joined(w: &Word, ctx: &Ctx) -> Option<String> {
 #[cfg(test)]
 #[path = "walk_tests.rs"]
 mod tests;
+
+/// Whether a program name is a glob pattern (`[` alone is the `test` command).
+fn is_pattern(name: &str) -> bool {
+    name.contains(['*', '?']) || (name.len() > 1 && name.contains('[') && name.contains(']'))
+}

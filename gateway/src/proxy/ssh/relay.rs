@@ -8,7 +8,7 @@
 use super::REFUSED_EXIT;
 use super::channel::{ClientRx, judge, stderr};
 use super::downstream::{self, Shared, lock};
-use super::script::{Script, TooLong};
+use super::script::{Piece, Script, TooLong};
 use super::sftp::{self, Packet};
 use super::terminal::{Key, LineEditor};
 use crate::policy::{Command, FileOp};
@@ -114,9 +114,15 @@ impl Input {
                     Flow::Go
                 }
                 Mode::Script(script) => match script.feed(&data) {
-                    Ok(commands) => {
-                        for c in commands {
-                            if let Flow::End = self.script_command(c).await {
+                    Ok(pieces) => {
+                        for piece in pieces {
+                            let flow = match piece {
+                                Piece::Command(c) => self.script_command(c).await,
+                                Piece::Unreadable { bytes, why } => {
+                                    self.script_unreadable(&bytes, why).await
+                                }
+                            };
+                            if let Flow::End = flow {
                                 return Flow::End;
                             }
                         }
@@ -294,6 +300,16 @@ impl Input {
             }
             Some(None) => Flow::Go,
         }
+    }
+
+    /// A command the gateway cannot read as the shell will: refused (audited), never sent.
+    async fn script_unreadable(&mut self, bytes: &[u8], why: &str) -> Flow {
+        let text = String::from_utf8_lossy(bytes);
+        let line = text.strip_suffix('\n').unwrap_or(&text);
+        let s = &self.shared;
+        let _ = s.conn.session.refuse(line, "shell", why).await;
+        let _ = stderr(&s.conn, &s.client, why, s.pty).await;
+        Flow::Go
     }
 
     /// One SFTP request: forwarded, or checked first.

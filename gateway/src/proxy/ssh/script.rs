@@ -4,7 +4,9 @@
 //! which is judged whole and then sent whole, or dropped.
 //!
 //! A command is complete at a newline that is outside quotes (`'…'`, `"…"`, `$'…'`), not
-//! escaped by a backslash (a continuation line belongs to the same command), and after the
+//! escaped by a backslash (a continuation line belongs to the same command; the gateway
+//! removes the backslash and newline, as the shell does, from what it judges and sends), and
+//! after the
 //! bodies of the here-documents it opened (`cat <<EOF` … `EOF`): the shell reads all of that
 //! before it runs any of it. A `#` comment is read to its end, so a quote inside it opens
 //! nothing. At EOF what is left is a command too (shells run an unterminated last line).
@@ -23,15 +25,35 @@ pub struct Script {
     state: Scan,
 }
 
+/// One piece of input, complete.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// A command (with its newline, and its here-document bodies): judge it, then send it.
+    Command(Vec<u8>),
+    /// A command the gateway cannot read as the shell will (a here-document whose delimiter
+    /// is not a plain word): refuse it, send nothing.
+    Unreadable { bytes: Vec<u8>, why: &'static str },
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Scan {
     quote: Quote,
-    /// After a backslash (outside single quotes).
-    escaped: bool,
+    /// After a backslash (outside single quotes): what `word_start` and `last` were before
+    /// it, and whether a newline after it is a continuation the shell removes (outside
+    /// quotes and in double quotes) as if neither byte were there.
+    escaped: Option<(bool, u8, bool)>,
+    /// Where the continuations (backslash, newline) of the current command stand: the
+    /// gateway removes them from what it judges and sends, so no reader of the command can
+    /// take them differently from the shell.
+    continuations: Vec<usize>,
     /// In a `#` comment.
     comment: bool,
     /// Where a word may start (a `#` there begins a comment).
     word_start: bool,
+    /// The last byte read, continuations skipped (`$` before `'` opens `$'…'`).
+    last: u8,
+    /// Parentheses open in an arithmetic `((…))` / `$((…))`, where `<<` is a shift.
+    arith: u32,
     /// Where here-document operators (`<<`) stand on the current command's lines (read when
     /// the line is complete), and the delimiters whose bodies are being read, first first:
     /// `(word, strip_tabs)`.
@@ -55,18 +77,24 @@ enum Quote {
 #[derive(Debug, PartialEq, Eq)]
 pub struct TooLong;
 
+/// Why a here-document's delimiter cannot be read.
+const ODD_DELIMITER: &str = "warden: a here-document whose delimiter is not a plain word \
+                             cannot be checked as the shell will read it";
+
 impl Script {
-    /// Add client input; returns the complete commands, in order, each with its newline.
-    pub fn feed(&mut self, data: &[u8]) -> Result<Vec<Vec<u8>>, TooLong> {
-        self.buf.extend_from_slice(data);
+    /// Add client input; returns the complete pieces, in order, each with its newline. NUL
+    /// bytes are dropped, as the shell drops them: what is judged is what it runs.
+    pub fn feed(&mut self, data: &[u8]) -> Result<Vec<Piece>, TooLong> {
+        self.buf.extend(data.iter().filter(|&&b| b != 0));
         let mut out = Vec::new();
-        while let Some(end) = self.complete() {
-            out.push(self.buf.drain(..end).collect());
+        while let Some((end, odd)) = self.complete() {
+            let bytes = self.take(end);
+            out.push(match odd {
+                None => Piece::Command(bytes),
+                Some(why) => Piece::Unreadable { bytes, why },
+            });
             self.scanned = 0;
-            self.state = Scan {
-                word_start: true,
-                ..Scan::default()
-            };
+            self.state = Scan::default();
         }
         if self.buf.len() > MAX_COMMAND {
             return Err(TooLong);
@@ -76,13 +104,27 @@ impl Script {
 
     /// At EOF: the unterminated rest, if any.
     pub fn finish(&mut self) -> Option<Vec<u8>> {
+        let rest = self.take(self.buf.len());
         self.scanned = 0;
         self.state = Scan::default();
-        (!self.buf.is_empty()).then(|| std::mem::take(&mut self.buf))
+        (!rest.is_empty()).then_some(rest)
     }
 
-    /// Scan on from where the last call stopped; the end of the first complete command.
-    fn complete(&mut self) -> Option<usize> {
+    /// The first `end` bytes of the input, without their continuations.
+    fn take(&mut self, end: usize) -> Vec<u8> {
+        let cuts = std::mem::take(&mut self.state.continuations);
+        let mut out = Vec::with_capacity(end);
+        for (k, b) in self.buf.drain(..end).enumerate() {
+            if !cuts.iter().any(|&c| k == c || k == c + 1) {
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    /// Scan on from where the last call stopped: the end of the first complete piece, and
+    /// why it cannot be read, if so.
+    fn complete(&mut self) -> Option<(usize, Option<&'static str>)> {
         if self.scanned == 0 {
             self.state.word_start = true;
         }
@@ -90,10 +132,13 @@ impl Script {
             let i = self.scanned;
             let b = self.buf[i];
             self.scanned += 1;
-            if b == b'\n' && self.newline(i) {
-                return Some(i + 1);
-            }
-            if b != b'\n' {
+            if b == b'\n' {
+                match self.newline(i) {
+                    Line::Goes => {}
+                    Line::Ends => return Some((i + 1, None)),
+                    Line::Odd(why) => return Some((i + 1, Some(why))),
+                }
+            } else {
                 self.byte(i, b);
             }
         }
@@ -101,33 +146,52 @@ impl Script {
     }
 
     /// A newline at `i`: whether the command ends here.
-    fn newline(&mut self, i: usize) -> bool {
+    fn newline(&mut self, i: usize) -> Line {
         let s = &mut self.state;
+        if let Some((word_start, last, removed)) = s.escaped.take() {
+            // A continuation: the shell removes the backslash and the newline.
+            s.word_start = word_start;
+            s.last = last;
+            if removed {
+                s.continuations.push(i - 1);
+            }
+            return Line::Goes;
+        }
         let line = &self.buf[s.line_start..i];
         s.line_start = i + 1;
         s.comment = false;
         s.word_start = true;
+        s.last = b'\n';
         if let Some((word, strip)) = s.bodies.first() {
             // A line of a here-document body: it ends the body when it is the delimiter.
             let text = if *strip { trim_tabs(line) } else { line };
             if text == word.as_slice() {
                 s.bodies.remove(0);
             }
-            return s.bodies.is_empty();
+            return if s.bodies.is_empty() {
+                Line::Ends
+            } else {
+                Line::Goes
+            };
         }
-        if std::mem::take(&mut s.escaped) {
-            return false; // a continuation line
-        }
-        if s.quote != Quote::None {
-            return false;
+        if s.quote != Quote::None || s.arith > 0 {
+            return Line::Goes;
         }
         // The here-documents this line opened: their bodies follow.
-        let buf = &self.buf;
-        s.bodies = std::mem::take(&mut s.opened)
-            .into_iter()
-            .filter_map(|at| here_doc(buf, at))
-            .collect();
-        s.bodies.is_empty()
+        let mut bodies = Vec::new();
+        for at in std::mem::take(&mut s.opened) {
+            match here_doc(&self.buf, at) {
+                Some(Some(doc)) => bodies.push(doc),
+                Some(None) => return Line::Odd(ODD_DELIMITER),
+                None => {}
+            }
+        }
+        s.bodies = bodies;
+        if s.bodies.is_empty() {
+            Line::Ends
+        } else {
+            Line::Goes
+        }
     }
 
     /// One byte other than a newline at `i`.
@@ -136,7 +200,8 @@ impl Script {
         if !s.bodies.is_empty() || s.comment {
             return;
         }
-        if std::mem::take(&mut s.escaped) {
+        let last = std::mem::replace(&mut s.last, b);
+        if s.escaped.take().is_some() {
             s.word_start = false;
             return;
         }
@@ -154,7 +219,7 @@ impl Script {
                     b'\''
                 };
                 if b == b'\\' {
-                    s.escaped = true;
+                    s.escaped = Some((false, last, s.quote == Quote::Double));
                 } else if b == close {
                     s.quote = Quote::None;
                 }
@@ -167,23 +232,32 @@ impl Script {
             matches!(b, b' ' | b'\t' | b';' | b'&' | b'|' | b'(' | b')'),
         );
         match b {
-            b'\\' => s.escaped = true,
-            b'\'' => {
-                let ansi = i > 0 && self.buf[i - 1] == b'$';
-                s.quote = if ansi { Quote::Ansi } else { Quote::Single };
-            }
+            b'\\' => s.escaped = Some((word_start, last, true)),
+            b'\'' if last == b'$' => s.quote = Quote::Ansi,
+            b'\'' => s.quote = Quote::Single,
             b'"' => s.quote = Quote::Double,
             b'#' if word_start => s.comment = true,
-            b'<' => s.opened.push(i),
+            b'(' if s.arith > 0 => s.arith += 1,
+            b'(' if last == b'(' => s.arith = 2,
+            b')' if s.arith > 0 => s.arith -= 1,
+            b'<' if s.arith == 0 => s.opened.push(i),
             _ => {}
         }
     }
 }
 
+/// What a newline does to the command being read.
+enum Line {
+    Goes,
+    Ends,
+    Odd(&'static str),
+}
+
 /// A here-document operator whose second `<` is `buf[i]` (`<<WORD`, `<<-WORD`, `<< 'WORD'`,
-/// not `<<<`): its delimiter, unquoted, and whether body lines have leading tabs stripped.
-/// Read once the line is complete, so the whole word is there.
-fn here_doc(buf: &[u8], i: usize) -> Option<(Vec<u8>, bool)> {
+/// not `<<<`), read once its line is complete: `Some(Some((delimiter, strip_tabs)))`;
+/// `Some(None)` when the delimiter is not a plain word (an expansion, a continuation inside
+/// it, nothing at all), which the gateway does not guess at; `None` when it is no operator.
+fn here_doc(buf: &[u8], i: usize) -> Option<Option<(Vec<u8>, bool)>> {
     // The second `<` of exactly two.
     if i == 0 || buf[i - 1] != b'<' || (i >= 2 && buf[i - 2] == b'<') {
         return None;
@@ -203,17 +277,26 @@ fn here_doc(buf: &[u8], i: usize) -> Option<(Vec<u8>, bool)> {
     let mut quote = None;
     while let Some(&c) = buf.get(j) {
         match (quote, c) {
+            (None, b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'<' | b'>') => break,
+            (_, b'$' | b'`' | b'\n') | (None, b'(' | b')') => return Some(None),
+            // `<<\EOF` quotes the E; a backslash before a newline continues the line.
+            (None, b'\\') => match buf.get(j + 1) {
+                Some(b'\n') | None => return Some(None),
+                Some(&next) => {
+                    word.push(next);
+                    j += 1;
+                }
+            },
             (None, b'\'' | b'"') => quote = Some(c),
             (Some(q), c) if c == q => quote = None,
-            (None, b'\\') => {}
-            (None, b' ' | b'\t' | b'\n' | b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')') => {
-                break;
-            }
             (_, c) => word.push(c),
         }
         j += 1;
     }
-    (!word.is_empty()).then_some((word, strip))
+    if quote.is_some() || word.is_empty() {
+        return Some(None);
+    }
+    Some(Some((word, strip)))
 }
 
 fn trim_tabs(line: &[u8]) -> &[u8] {
@@ -221,98 +304,31 @@ fn trim_tabs(line: &[u8]) -> &[u8] {
     &line[n..]
 }
 
-/// Shells: run as an exec command without `-c` or a script file, they read their commands
-/// from stdin, which is then judged like a terminal-less shell session's input.
+/// Shells: what they read is shell code.
 const SHELLS: &[&str] = &[
     "sh", "bash", "dash", "ash", "zsh", "ksh", "ksh93", "mksh", "pdksh", "yash", "posh", "fish",
     "csh", "tcsh", "rbash", "busybox",
 ];
 
-/// Programs that run the program named after their own options (`env sh`, `sudo -u x bash`),
-/// and the options among theirs that take a value.
-const WRAPPERS: &[(&str, &[&str])] = &[
-    ("exec", &["-a"]),
-    ("command", &[]),
-    ("builtin", &[]),
-    ("env", &["-u", "-C", "-S"]),
-    ("nice", &["-n"]),
-    ("nohup", &[]),
-    ("setsid", &[]),
-    ("stdbuf", &["-i", "-o", "-e"]),
-    ("timeout", &["-s", "-k"]),
-    (
-        "sudo",
-        &["-u", "-g", "-C", "-D", "-h", "-p", "-R", "-T", "-U"],
-    ),
-    ("doas", &["-u", "-C"]),
-    ("time", &["-f", "-o"]),
-    ("ionice", &["-c", "-n", "-p"]),
-    ("chrt", &[]),
-    ("taskset", &[]),
-];
+/// Other words that, anywhere in an exec line, may turn its stdin into code: stdin named as a
+/// file (`source /dev/stdin`, `bash /proc/self/fd/0`), and `system` (awk, perl or python
+/// one-liners that run what they read).
+const STDIN_AS_CODE: &[&str] = &["/dev/stdin", "/dev/fd/0", "/proc/self/fd/0", "system"];
 
-/// Whether the exec command line `line` runs a shell that reads its commands from stdin:
-/// `sh`, `bash -s`, `bash -i`, `sudo -u app bash`, `env LC_ALL=C sh -`. A shell given `-c` or a
-/// script file reads stdin as data, not code. (Other interpreters reading code from stdin,
-/// `python3 -`, `perl`, are the policy's to refuse; see docs/ssh.md.)
+/// Whether the stdin of the exec command line `line` may reach a shell as code, so that it is
+/// judged command by command: the line names a shell anywhere, not only as its program
+/// (`sh`, `bash -s`, `cat | sh`, `bash <(cat)`, `env -S sh`, `script -qc bash`, `find -exec
+/// sh`, `sudo -u app bash`), or one of [`STDIN_AS_CODE`]. Deliberately broad: data piped to
+/// such a line (`bash -c 'cat > f' < file`) is judged as commands too, and refused where it is
+/// not one; a transfer goes through a command that names no shell (`cat > f`, `tar x`, sftp).
+/// (Other interpreters reading code from stdin, `python3 -`, `perl`, are the policy's to
+/// refuse by name; see docs/ssh.md.)
 pub fn reads_commands_from_stdin(line: &str) -> bool {
-    let Ok(argv) = shell_words::split(line) else {
-        return false;
-    };
-    let mut args = argv.iter().map(String::as_str).peekable();
-    // Past wrappers, their options and, for `env`, the assignments; `timeout` takes a duration
-    // and `nice`/`chrt`/`taskset` may take a number first.
-    let program = loop {
-        let Some(word) = args.next() else {
-            return false;
-        };
-        let name = word.rsplit('/').next().unwrap_or(word);
-        let Some((_, valued)) = WRAPPERS.iter().find(|(w, _)| *w == name) else {
-            break name;
-        };
-        while let Some(&next) = args.peek() {
-            let numeric = next.chars().next().is_some_and(|c| c.is_ascii_digit());
-            if next == "--" {
-                args.next();
-                break;
-            } else if next.starts_with('-') {
-                args.next();
-                if valued.contains(&next) {
-                    args.next();
-                }
-            } else if next.contains('=') || numeric {
-                args.next();
-            } else {
-                break;
-            }
-        }
-    };
-    if !SHELLS.contains(&program) {
-        return false;
-    }
-    let mut stdin = false;
-    while let Some(arg) = args.next() {
-        if ["-o", "+o", "-O", "+O", "--rcfile", "--init-file"].contains(&arg) {
-            args.next();
-            continue;
-        }
-        if arg == "-" || arg == "--" {
-            return true;
-        }
-        if let Some(flags) = arg.strip_prefix('-').filter(|f| !f.starts_with('-')) {
-            if flags.contains('c') {
-                return false;
-            }
-            stdin |= flags.contains('s') || flags.contains('i');
-        } else if arg.starts_with('+') || arg.starts_with("--") {
-            // `+o option`, `--norc`: options.
-        } else if !stdin && program != "busybox" {
-            return false; // a script file
-        } else if program == "busybox" && !SHELLS.contains(&arg) {
-            return false;
-        }
-    }
-    true
+    line.split(|c: char| !(c.is_alphanumeric() || "_./+-".contains(c)))
+        .any(|word| {
+            let name = word.rsplit('/').next().unwrap_or(word);
+            SHELLS.contains(&name) || STDIN_AS_CODE.contains(&word)
+        })
 }
 
 #[cfg(test)]
@@ -323,12 +339,16 @@ mod tests {
     /// rest at EOF.
     fn commands(input: &str) -> (Vec<String>, Option<String>) {
         let text = |v: Vec<u8>| String::from_utf8_lossy(&v).into_owned();
+        let piece = |p: Piece| match p {
+            Piece::Command(v) => text(v),
+            Piece::Unreadable { bytes, .. } => format!("REFUSED {}", text(bytes)),
+        };
         let mut whole = Script::default();
         let got: Vec<String> = whole
             .feed(input.as_bytes())
             .unwrap_or_default()
             .into_iter()
-            .map(text)
+            .map(piece)
             .collect();
         let mut bytewise = Script::default();
         let mut each = Vec::new();
@@ -338,7 +358,7 @@ mod tests {
                     .feed(&[*b])
                     .unwrap_or_default()
                     .into_iter()
-                    .map(text),
+                    .map(piece),
             );
         }
         assert_eq!(got, each, "cut differently: {input:?}");
@@ -354,12 +374,15 @@ mod tests {
             (vec!["id\n".into(), "echo a; ls\n".into()], None)
         );
         // Continuation lines and quotes spanning lines are one command.
-        assert_eq!(commands("touch /etc/\\\nx\n").0, ["touch /etc/\\\nx\n"]);
+        // A continuation is removed: `touch /etc/x` is judged and sent.
+        assert_eq!(commands("touch /etc/\\\nx\n").0, ["touch /etc/x\n"]);
         assert_eq!(
             commands("echo 'a\ntouch /etc/x'\n").0,
             ["echo 'a\ntouch /etc/x'\n"]
         );
         assert_eq!(commands("echo \"a\\\"\nb\"\n").0, ["echo \"a\\\"\nb\"\n"]);
+        assert_eq!(commands("echo \"a\\\nb\"\n").0, ["echo \"ab\"\n"]);
+        assert_eq!(commands("echo 'a\\\nb'\n").0, ["echo 'a\\\nb'\n"]);
         assert_eq!(commands("echo $'it\\'s\nx'\n").0, ["echo $'it\\'s\nx'\n"]);
         // A quote in a comment opens nothing; a `#` inside a word is no comment.
         assert_eq!(commands("# don't\nid\n").0, ["# don't\n", "id\n"]);
@@ -368,6 +391,51 @@ mod tests {
         assert_eq!(
             commands("id\ntouch /etc/x"),
             (vec!["id\n".into()], Some("touch /etc/x".into()))
+        );
+    }
+
+    #[test]
+    fn what_the_attack_found_is_read_as_bash_reads_it() {
+        // A delimiter continued onto the next line, or not a plain word: refused, not guessed.
+        assert_eq!(
+            commands("cat <<\\\nE\nid\n").0,
+            ["REFUSED cat <<E\n", "id\n"]
+        );
+        assert_eq!(
+            commands("cat <<$(echo E)\nid\n").0,
+            ["REFUSED cat <<$(echo E)\n", "id\n"]
+        );
+        assert_eq!(
+            commands("cat <<\\EOF\n$(x)\nEOF\n").0,
+            ["cat <<\\EOF\n$(x)\nEOF\n"]
+        );
+        // NUL bytes are dropped, as bash drops them.
+        assert_eq!(commands("tou\0ch /etc/x\n").0, ["touch /etc/x\n"]);
+        // `$` and `'` joined by a continuation open `$'…'`, where `\'` does not close.
+        let ansi = "echo $\\\n'x\\'\n'; touch /etc/x #'\nid\n";
+        assert_eq!(
+            commands(ansi).0,
+            ["echo $'x\\'\n'; touch /etc/x #'\n", "id\n"]
+        );
+        // … at EOF too.
+        let ansi = "echo $\\\n'x\\'\n'; touch /etc/x #'";
+        assert_eq!(
+            commands(ansi).1.as_deref(),
+            Some("echo $'x\\'\n'; touch /etc/x #'")
+        );
+        // A continuation is no word boundary: `a\<nl>#'` is `a#'`, a quote, not a comment.
+        assert_eq!(
+            commands("echo a\\\n#'\nb'\nid\n").0,
+            ["echo a#'\nb'\n", "id\n"]
+        );
+        // `<<` in arithmetic is a shift.
+        assert_eq!(
+            commands("((x=1<<2))\ntouch /etc/x\n2\n").0,
+            ["((x=1<<2))\n", "touch /etc/x\n", "2\n"]
+        );
+        assert_eq!(
+            commands("echo $((1<<2))\nid\n").0,
+            ["echo $((1<<2))\n", "id\n"]
         );
     }
 
@@ -393,34 +461,34 @@ mod tests {
     }
 
     #[test]
-    fn shells_reading_stdin_are_told_apart_from_shells_given_code() {
+    fn any_line_that_names_a_shell_has_its_stdin_judged() {
         for line in [
             "sh",
-            "bash",
             "/bin/bash --norc -i",
-            "bash -s",
-            "bash -s arg1",
-            "sh -",
-            "env LC_ALL=C sh",
+            "env LC_ALL=C sh -",
             "sudo -u app bash",
-            "exec /usr/bin/zsh",
-            "nice -n 5 dash",
-            "timeout 60 sh",
+            "cat | sh",
+            "tee /dev/null|bash",
+            "bash <(cat)",
+            "/usr/bin/env -S 'bash -s'",
+            "script -qc bash /dev/null",
+            "find /tmp -maxdepth 0 -exec sh \\;",
+            "xargs -0 sh -c",
+            "source /dev/stdin",
+            ". /proc/self/fd/0",
+            "awk '{system($0)}'",
             "busybox sh",
-            "bash -o posix",
+            "bash -c 'exec bash'",
         ] {
             assert!(reads_commands_from_stdin(line), "{line}");
         }
         for line in [
-            "sh -c 'id'",
-            "bash -ec true",
-            "bash script.sh",
-            "cat",
-            "python3",
-            "env",
-            "busybox ls",
-            "bash -c",
+            "cat > f",
+            "tar xf - -C /tmp",
             "shellcheck x",
+            "git-receive-pack 'repo.git'",
+            "rsync --server -e.LsfxC . /tmp/x",
+            "python3",
         ] {
             assert!(!reads_commands_from_stdin(line), "{line}");
         }
@@ -442,16 +510,20 @@ mod fuzz {
     use proptest::collection::vec;
     use proptest::prelude::*;
 
-    fn run(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+    fn run(data: &[u8], cuts: &[usize]) -> Vec<(Vec<u8>, bool)> {
         let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
         cuts.sort_unstable();
         let mut s = Script::default();
         let (mut out, mut from) = (Vec::new(), 0);
         for to in cuts.into_iter().chain([data.len()]) {
-            out.extend(s.feed(&data[from..to]).unwrap_or_default());
+            let pieces = s.feed(&data[from..to]).unwrap_or_default();
+            out.extend(pieces.into_iter().map(|p| match p {
+                Piece::Command(b) => (b, true),
+                Piece::Unreadable { bytes, .. } => (bytes, false),
+            }));
             from = to;
         }
-        out.extend(s.finish());
+        out.extend(s.finish().map(|b| (b, true)));
         out
     }
 
@@ -479,7 +551,21 @@ mod fuzz {
         #[test]
         fn cutting_changes_nothing_and_loses_nothing(data in input(), cuts in vec(any::<usize>(), 0..8)) {
             let whole = run(&data, &[]);
-            prop_assert_eq!(whole.concat(), data.clone());
+            // Nothing but NULs and continuations (backslash, newline) is taken out.
+            let kept: Vec<u8> = data.iter().copied().filter(|&b| b != 0).collect();
+            let joined: Vec<u8> = whole.iter().flat_map(|(b, _)| b.clone()).collect();
+            let mut k = 0;
+            for &b in &joined {
+                while kept.get(k) != Some(&b) {
+                    prop_assert!(kept.get(k..k + 2) == Some(&b"\\\n"[..]), "{:?} lost at {}", kept, k);
+                    k += 2;
+                }
+                k += 1;
+            }
+            while k < kept.len() {
+                prop_assert!(kept.get(k..k + 2) == Some(&b"\\\n"[..]), "{:?} lost at {}", kept, k);
+                k += 2;
+            }
             let every: Vec<usize> = (0..data.len()).collect();
             prop_assert_eq!(&whole, &run(&data, &every));
             prop_assert_eq!(&whole, &run(&data, &cuts));

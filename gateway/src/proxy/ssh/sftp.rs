@@ -212,7 +212,9 @@ const MAX_HANDLES: usize = 4096;
 /// host's packets are only read, never changed.
 #[derive(Default)]
 pub struct Handles {
-    pending: std::collections::HashMap<u32, String>,
+    /// Request id → path; `None` when the client reused an id still waiting for its answer
+    /// (which open the answer is for is then unknown).
+    pending: std::collections::HashMap<u32, Option<String>>,
     open: std::collections::HashMap<Vec<u8>, String>,
     /// The start of a host packet not yet complete: its header, or a whole HANDLE reply.
     head: Vec<u8>,
@@ -223,8 +225,10 @@ pub struct Handles {
 impl Handles {
     /// An open (or opendir) of `path` with request `id` was forwarded.
     pub fn opening(&mut self, id: u32, path: &str) {
-        if self.pending.len() < MAX_HANDLES {
-            self.pending.insert(id, path.to_string());
+        if let Some(known) = self.pending.get_mut(&id) {
+            *known = None;
+        } else if self.pending.len() < MAX_HANDLES {
+            self.pending.insert(id, Some(path.to_string()));
         }
     }
 
@@ -284,15 +288,27 @@ impl Handles {
         let (Ok(kind), Ok(id)) = (r.u8(), r.u32()) else {
             return;
         };
-        let Some(path) = self.pending.remove(&id) else {
+        // Not pending (an id reused after its answer) or reused before it: no path.
+        let path = self.pending.remove(&id).flatten();
+        if kind != HANDLE {
+            return;
+        }
+        let Ok(handle) = r.bytes() else {
+            // A handle too long to read (the spec caps them at 256 bytes): which one it is
+            // cannot be known, so none is trusted any more.
+            self.open.clear();
             return;
         };
-        if kind == HANDLE
-            && let Ok(handle) = r.bytes()
-            && (self.open.len() < MAX_HANDLES || self.open.contains_key(handle))
-        {
+        match path {
             // Handles are reused after a close: the latest open wins.
-            self.open.insert(handle.to_vec(), path);
+            Some(path) if self.open.len() < MAX_HANDLES || self.open.contains_key(handle) => {
+                self.open.insert(handle.to_vec(), path);
+            }
+            // Which open this handle is for is unknown: it is forgotten, so FSETSTAT on it
+            // is refused.
+            _ => {
+                self.open.remove(handle);
+            }
         }
     }
 }
@@ -384,6 +400,11 @@ mod tests {
         assert_eq!(h.path(b"\0\0\0\x01"), Some("/etc/passwd"));
         assert!(h.pending.is_empty());
         assert_eq!(h.path(b"other"), None);
+        // An id reused before its answer: the handle it gets is no path's.
+        h.opening(11, "/srv/protected");
+        h.opening(11, "/tmp/harmless");
+        h.host_data(&packet(HANDLE, 11, &[b"\0\0\0\x02"], &[]));
+        assert_eq!(h.path(b"\0\0\0\x02"), None);
         let fsetstat = packet(
             FSETSTAT,
             9,
