@@ -127,6 +127,16 @@ fn a_denied_command_never_runs_and_the_client_sees_why() {
         !sshd.log().contains("warden-test-marker"),
         "sshd saw the denied command"
     );
+    // A continuation is judged as the shell reads it: `$\<newline>'` opens `$'…'`, where `\'`
+    // does not close, so the rest of the line runs (the attack ran this one).
+    let marker2 = sshd.dir.path().join("marker2");
+    let line = format!(
+        "echo $\\\n'x\\'\n'; touch {}; echo x > /etc/warden-test-marker2 #'",
+        marker2.display()
+    );
+    let o = gw.ssh("web-1", &[], &[&line], None);
+    assert!(text(&o.stderr).contains("warden: denied"), "{}", show(&o));
+    assert!(!marker2.exists(), "the continued line ran");
     // An allowed command on the same connection path still works.
     let o = gw.ssh("web-1", &[], &["echo allowed"], None);
     assert_eq!(text(&o.stdout), "allowed\n", "{}", show(&o));

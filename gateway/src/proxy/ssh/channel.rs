@@ -75,8 +75,11 @@ pub async fn run(conn: Arc<Conn>, mut client: Channel<Msg>, server: Handle) {
             }
             ChannelMsg::Exec { command, .. } => {
                 let _ = server.channel_success(id).await;
-                let line = String::from_utf8_lossy(&command).into_owned();
-                let start = Start::Exec { line, raw: command };
+                // Judged and run as the host's shell reads it (`bash -c`): continuations
+                // removed, NUL bytes dropped, so no reader can take the line otherwise.
+                let raw = super::script::normalise(&command);
+                let line = String::from_utf8_lossy(&raw).into_owned();
+                let start = Start::Exec { line, raw };
                 return start.run(conn, client, server, pty, env).await;
             }
             ChannelMsg::RequestShell { .. } => {

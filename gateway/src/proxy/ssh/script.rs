@@ -304,6 +304,24 @@ fn trim_tabs(line: &[u8]) -> &[u8] {
     &line[n..]
 }
 
+/// A command line as the shell will read it (an exec request, which the host runs with
+/// `sh -c`): its continuations (backslash, newline) removed and NUL bytes dropped, as the shell
+/// does, by the same scanner as terminal-less input.
+pub fn normalise(line: &[u8]) -> Vec<u8> {
+    let mut s = Script::default();
+    let Ok(pieces) = s.feed(line) else {
+        return line.to_vec(); // longer than any SSH packet; left as it came
+    };
+    let mut out = Vec::with_capacity(line.len());
+    for piece in pieces {
+        match piece {
+            Piece::Command(b) | Piece::Unreadable { bytes: b, .. } => out.extend(b),
+        }
+    }
+    out.extend(s.finish().unwrap_or_default());
+    out
+}
+
 /// Shells: what they read is shell code.
 const SHELLS: &[&str] = &[
     "sh", "bash", "dash", "ash", "zsh", "ksh", "ksh93", "mksh", "pdksh", "yash", "posh", "fish",
@@ -495,6 +513,14 @@ mod tests {
     }
 
     #[test]
+    fn an_exec_line_is_normalised_as_the_shell_reads_it() {
+        let line = b"echo $\\\n'x\\'\n'; touch /etc/x #'";
+        assert_eq!(normalise(line), b"echo $'x\\'\n'; touch /etc/x #'".to_vec());
+        assert_eq!(normalise(b"tou\0ch /etc/x"), b"touch /etc/x".to_vec());
+        assert_eq!(normalise(b"echo 'a\\\nb'"), b"echo 'a\\\nb'".to_vec());
+    }
+
+    #[test]
     fn input_that_never_forms_a_command_is_bounded() {
         let mut s = Script::default();
         assert!(s.feed(b"echo '").is_ok());
@@ -527,6 +553,21 @@ mod fuzz {
         out
     }
 
+    /// Whether `to` is `from` with some backslash-newline pairs taken out.
+    fn by_removing_continuations(from: &[u8], to: &[u8]) -> bool {
+        // can[k][j]: to[j..] can be made from from[k..].
+        let mut can = vec![vec![false; to.len() + 1]; from.len() + 1];
+        can[from.len()][to.len()] = true;
+        for k in (0..from.len()).rev() {
+            for j in (0..=to.len()).rev() {
+                let pair = from.get(k..k + 2) == Some(&b"\\\n"[..]) && can[k + 2][j];
+                let same = j < to.len() && from[k] == to[j] && can[k + 1][j + 1];
+                can[k][j] = pair || same;
+            }
+        }
+        can[0][0]
+    }
+
     /// Text made of what the scanner cares about.
     fn input() -> impl Strategy<Value = Vec<u8>> {
         let piece = prop_oneof![
@@ -554,18 +595,7 @@ mod fuzz {
             // Nothing but NULs and continuations (backslash, newline) is taken out.
             let kept: Vec<u8> = data.iter().copied().filter(|&b| b != 0).collect();
             let joined: Vec<u8> = whole.iter().flat_map(|(b, _)| b.clone()).collect();
-            let mut k = 0;
-            for &b in &joined {
-                while kept.get(k) != Some(&b) {
-                    prop_assert!(kept.get(k..k + 2) == Some(&b"\\\n"[..]), "{:?} lost at {}", kept, k);
-                    k += 2;
-                }
-                k += 1;
-            }
-            while k < kept.len() {
-                prop_assert!(kept.get(k..k + 2) == Some(&b"\\\n"[..]), "{:?} lost at {}", kept, k);
-                k += 2;
-            }
+            prop_assert!(by_removing_continuations(&kept, &joined), "{:?} from {:?}", joined, kept);
             let every: Vec<usize> = (0..data.len()).collect();
             prop_assert_eq!(&whole, &run(&data, &every));
             prop_assert_eq!(&whole, &run(&data, &cuts));
