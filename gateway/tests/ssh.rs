@@ -142,6 +142,33 @@ fn a_denied_command_never_runs_and_the_client_sees_why() {
     assert_eq!(text(&o.stdout), "allowed\n", "{}", show(&o));
 }
 
+/// Environment requests (`ssh -o SetEnv=…`) are judged and audited as the `export` that would
+/// set them; a refused one never reaches the host, an allowed one does.
+#[test]
+fn environment_requests_are_judged_and_audited() {
+    let sshd = Sshd::start_with("AcceptEnv LC_WARDEN PROMPT_COMMAND\n");
+    let mut gw = SshGateway::start(&sshd, GUARD, &["ssh-guard", "pci-mask"], "");
+    let o = gw.ssh(
+        "web-1",
+        &["-o", "SetEnv=LC_WARDEN=hello"],
+        &["echo env-$LC_WARDEN"],
+        None,
+    );
+    assert_eq!(text(&o.stdout), "env-hello\n", "{}", show(&o));
+    let evil = "SetEnv=PROMPT_COMMAND=\"echo x > /etc/warden-env-marker\"";
+    let o = gw.ssh("web-1", &["-o", evil], &["echo env-$PROMPT_COMMAND"], None);
+    assert!(
+        !text(&o.stdout).contains("warden-env-marker"),
+        "the refused variable reached the host: {}",
+        show(&o)
+    );
+    assert!(text(&o.stderr).contains("warden: denied"), "{}", show(&o));
+    gw.stop();
+    let audit = export(&gw);
+    assert!(audit.contains("export LC_WARDEN=hello"), "{audit}");
+    assert!(audit.contains("export PROMPT_COMMAND="), "{audit}");
+}
+
 /// Shell input with no terminal is code: `printf '…' | ssh -T gw` and `… | ssh gw sh` feed
 /// the host's shell a script, where a line once sent cannot be abandoned. Each command is
 /// judged whole before a byte of it reaches the host; a refused one is dropped, the rest run.

@@ -205,6 +205,17 @@ impl Checker<'_> {
             }
             return;
         }
+        // `LD_PRELOAD=x.so cmd`: the command runs with them.
+        for w in &s.words[..n] {
+            if let Some((name, value)) = assignment(w) {
+                let val = match expand(&value, ctx).as_slice() {
+                    [a] if !a.dynamic => Val::Known(a.alts.clone()),
+                    [] => Val::Known(vec![String::new()]),
+                    _ => Val::Unknown,
+                };
+                self.env_code(&name, &val, ctx);
+            }
+        }
         self.hops = 0;
         self.invoke(argv, &env, ctx);
     }
@@ -219,13 +230,8 @@ impl Checker<'_> {
             [a] if !a.dynamic => Val::Known(a.alts.clone()),
             _ => Val::Unknown,
         };
+        self.env_code(&name, &val, ctx);
         match (name.as_str(), &val) {
-            // Run before every prompt.
-            ("PROMPT_COMMAND", Val::Known(v)) => {
-                for text in v.clone() {
-                    self.script(&text, &mut ctx.clone());
-                }
-            }
             ("HOME", Val::Known(v)) => {
                 ctx.homes = v.iter().flat_map(|h| ctx.resolve(h)).collect();
             }
@@ -233,6 +239,29 @@ impl Checker<'_> {
             _ => {}
         }
         ctx.vars.insert(name, val);
+    }
+
+    /// A variable whose value is code the shell or every program runs later:
+    /// `PROMPT_COMMAND` (shell code, checked as such) and the ones naming a file to run or
+    /// load (`BASH_ENV`, `ENV`, `LD_PRELOAD`, `LD_AUDIT`), which the guard cannot read.
+    pub(crate) fn env_code(&mut self, name: &str, val: &Val, ctx: &Ctx) {
+        match (name, val) {
+            ("PROMPT_COMMAND", Val::Known(v)) => {
+                for text in v.clone() {
+                    self.script(&text, &mut ctx.clone());
+                }
+            }
+            ("PROMPT_COMMAND", Val::Unknown) => self.out.deny(Rule::DynamicCommand, || {
+                "PROMPT_COMMAND: the code run before every prompt is only known at run time"
+                    .to_string()
+            }),
+            ("BASH_ENV" | "ENV" | "LD_PRELOAD" | "LD_AUDIT", _) => {
+                self.out.deny(Rule::DynamicCommand, || {
+                    format!("{name}: names code that programs started later run or load")
+                });
+            }
+            _ => {}
+        }
     }
 
     pub(crate) fn redir(&mut self, r: &Redir, ctx: &Ctx, shown: &str, env: &mut Env) {
@@ -333,8 +362,20 @@ impl Checker<'_> {
         }
         match prog.as_str() {
             "cd" | "pushd" | "popd" => return self.cd(&prog, args, ctx),
-            "export" | "declare" | "typeset" | "local" | "readonly" | "read" | "mapfile"
-            | "readarray" => return declare(&prog, args, ctx),
+            "export" | "declare" | "typeset" | "local" | "readonly" => {
+                for a in args {
+                    if let Some((name, value)) = a.text().split_once('=') {
+                        let val = if a.dynamic {
+                            Val::Unknown
+                        } else {
+                            Val::Known(vec![value.to_string()])
+                        };
+                        self.env_code(name, &val, ctx);
+                    }
+                }
+                return declare(&prog, args, ctx);
+            }
+            "read" | "mapfile" | "readarray" => return declare(&prog, args, ctx),
             "find" => return self.find(args, env, ctx, &shown),
             _ => {}
         }

@@ -133,6 +133,30 @@ impl Start {
         if let Some(p) = &pty {
             recorder.terminal(p.cols, p.rows, &p.term);
         }
+        // Environment requests (`SetEnv`, `SendEnv`) change what the command runs with (`LANG`
+        // changes how a line is read; `BASH_ENV` runs a file): each is judged, and audited, as
+        // the `export` that would set it; only allowed ones are passed on.
+        let mut allowed_env = Vec::new();
+        let mut held_early = Vec::new();
+        for (name, value) in env {
+            let line = format!("export {name}={}", shell_words::quote(&value));
+            let identifier = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !identifier {
+                let why = "warden: an environment variable whose name is not an identifier";
+                let _ = conn.session.refuse(&line, "env", why).await;
+                continue;
+            }
+            let command = Command::Shell(crate::command::shell(&line, false));
+            let judged = judge(&conn, &client, &mut rx, &line, command, pty.is_some()).await;
+            if judged.closed {
+                return;
+            }
+            held_early.extend(judged.held);
+            if judged.ruling.is_some() {
+                allowed_env.push((name, value));
+            }
+        }
         // The exec line, or the interactive session itself, is judged before the host sees
         // anything. SFTP is judged per operation.
         let opening = match &self {
@@ -155,6 +179,8 @@ impl Start {
                 }
             }
         };
+        held_early.extend(held);
+        let held = held_early;
         let upstream = match conn.upstream().await {
             Ok(u) => u,
             Err(e) => {
@@ -196,7 +222,7 @@ impl Start {
                 .await
                 .is_ok();
         }
-        for (k, v) in env {
+        for (k, v) in allowed_env {
             ok &= up.set_env(false, k, v).await.is_ok();
         }
         let mode = match self {
