@@ -110,15 +110,18 @@ impl Script {
         (!rest.is_empty()).then_some(rest)
     }
 
-    /// The first `end` bytes of the input, without their continuations.
+    /// The first `end` bytes of the input, without their continuations (in order, so one
+    /// pass: a command of a million continuations costs a million steps, not their square).
     fn take(&mut self, end: usize) -> Vec<u8> {
         let cuts = std::mem::take(&mut self.state.continuations);
         let mut out = Vec::with_capacity(end);
-        for (k, b) in self.buf.drain(..end).enumerate() {
-            if !cuts.iter().any(|&c| k == c || k == c + 1) {
-                out.push(b);
-            }
+        let mut from = 0;
+        for &c in &cuts {
+            out.extend_from_slice(&self.buf[from..c]);
+            from = c + 2;
         }
+        out.extend_from_slice(&self.buf[from.min(end)..end]);
+        self.buf.drain(..end);
         out
     }
 
@@ -414,46 +417,38 @@ mod tests {
 
     #[test]
     fn what_the_attack_found_is_read_as_bash_reads_it() {
-        // A delimiter continued onto the next line, or not a plain word: refused, not guessed.
-        assert_eq!(
-            commands("cat <<\\\nE\nid\n").0,
-            ["REFUSED cat <<E\n", "id\n"]
-        );
-        assert_eq!(
-            commands("cat <<$(echo E)\nid\n").0,
-            ["REFUSED cat <<$(echo E)\n", "id\n"]
-        );
-        assert_eq!(
-            commands("cat <<\\EOF\n$(x)\nEOF\n").0,
-            ["cat <<\\EOF\n$(x)\nEOF\n"]
-        );
-        // NUL bytes are dropped, as bash drops them.
-        assert_eq!(commands("tou\0ch /etc/x\n").0, ["touch /etc/x\n"]);
-        // `$` and `'` joined by a continuation open `$'…'`, where `\'` does not close.
-        let ansi = "echo $\\\n'x\\'\n'; touch /etc/x #'\nid\n";
-        assert_eq!(
-            commands(ansi).0,
-            ["echo $'x\\'\n'; touch /etc/x #'\n", "id\n"]
-        );
-        // … at EOF too.
+        let cases: &[(&str, &[&str])] = &[
+            // A delimiter continued onto the next line, or not a plain word: refused.
+            ("cat <<\\\nE\nid\n", &["REFUSED cat <<E\n", "id\n"]),
+            (
+                "cat <<$(echo E)\nid\n",
+                &["REFUSED cat <<$(echo E)\n", "id\n"],
+            ),
+            ("cat <<\\EOF\n$(x)\nEOF\n", &["cat <<\\EOF\n$(x)\nEOF\n"]),
+            // NUL bytes are dropped, as bash drops them.
+            ("tou\0ch /etc/x\n", &["touch /etc/x\n"]),
+            // `$` and `'` joined by a continuation open `$'…'`, where `\'` does not close.
+            (
+                "echo $\\\n'x\\'\n'; touch /etc/x #'\nid\n",
+                &["echo $'x\\'\n'; touch /etc/x #'\n", "id\n"],
+            ),
+            // A continuation is no word boundary: `a\<nl>#'` is `a#'`, a quote.
+            ("echo a\\\n#'\nb'\nid\n", &["echo a#'\nb'\n", "id\n"]),
+            // `<<` in arithmetic is a shift.
+            (
+                "((x=1<<2))\ntouch /etc/x\n2\n",
+                &["((x=1<<2))\n", "touch /etc/x\n", "2\n"],
+            ),
+            ("echo $((1<<2))\nid\n", &["echo $((1<<2))\n", "id\n"]),
+        ];
+        for (input, want) in cases {
+            assert_eq!(commands(input).0, *want, "{input:?}");
+        }
+        // The `$'…'` continuation at EOF too.
         let ansi = "echo $\\\n'x\\'\n'; touch /etc/x #'";
         assert_eq!(
             commands(ansi).1.as_deref(),
             Some("echo $'x\\'\n'; touch /etc/x #'")
-        );
-        // A continuation is no word boundary: `a\<nl>#'` is `a#'`, a quote, not a comment.
-        assert_eq!(
-            commands("echo a\\\n#'\nb'\nid\n").0,
-            ["echo a#'\nb'\n", "id\n"]
-        );
-        // `<<` in arithmetic is a shift.
-        assert_eq!(
-            commands("((x=1<<2))\ntouch /etc/x\n2\n").0,
-            ["((x=1<<2))\n", "touch /etc/x\n", "2\n"]
-        );
-        assert_eq!(
-            commands("echo $((1<<2))\nid\n").0,
-            ["echo $((1<<2))\n", "id\n"]
         );
     }
 
