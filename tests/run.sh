@@ -36,6 +36,12 @@ rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup ta
 
 phase "building the policies"
 out=target/policies
+# Compiled components, shared by the case files and the tests (keyed by sha256; each Python or
+# JavaScript component compiles in tens of seconds). Emptied each run: componentize-py builds
+# are not byte-reproducible, so old entries would only accumulate.
+WARDEN_POLICY_CACHE=$PWD/target/test-policy-cache
+rm -rf "$WARDEN_POLICY_CACHE"
+export WARDEN_POLICY_CACHE
 policies/build.sh "$out"
 # The tests use these components as built (from this source, just now) instead of compiling
 # each Rust policy a second time; `cargo test` run alone builds its own.
@@ -50,12 +56,13 @@ for cases in policies/*/cases.toml policies/*/cases-*.toml; do
     [ -e "$cases" ] || continue
     name=$(basename "$(dirname "$cases")")
     echo "== warden policy test $out/$name.wasm $cases"
-    target/debug/warden policy test "$out/$name.wasm" "$cases"
+    target/debug/warden policy test --cache "$WARDEN_POLICY_CACHE" "$out/$name.wasm" "$cases"
 done
 # The Python port of pci-mask must pass the Rust one's case files (same verdicts, same edits).
 for cases in policies/pci-mask/cases.toml policies/pci-mask/cases-lineage.toml; do
     echo "== warden policy test $out/pci-mask-py.wasm $cases"
-    target/debug/warden policy test --memory-limit 24MiB --deadline 500ms "$out/pci-mask-py.wasm" "$cases"
+    target/debug/warden policy test --cache "$WARDEN_POLICY_CACHE" --memory-limit 24MiB --deadline 500ms \
+        "$out/pci-mask-py.wasm" "$cases"
 done
 
 # The PostgreSQL client matrix (tests/clients: psycopg 3, psycopg2, asyncpg, SQLAlchemy,

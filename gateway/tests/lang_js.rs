@@ -33,6 +33,15 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// target/test-policies/js/NAME.wasm, once per test process.
 fn js_policy(name: &str, source: &str, features: Option<&str>) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    if (name, source, features) == ("kube-guard-js", "policy.js", None) {
+        // The shipped policy, as `tests/run.sh` just built it from this source.
+        if let Some(built) = std::env::var_os("WARDEN_BUILT_POLICIES")
+            .map(|d| PathBuf::from(d).join("kube-guard-js.wasm"))
+            .filter(|p| p.exists())
+        {
+            return built;
+        }
+    }
     let root = common::workspace_root();
     let out = root
         .join("target")
@@ -65,10 +74,10 @@ fn js_policy(name: &str, source: &str, features: Option<&str>) -> PathBuf {
     out
 }
 
-fn limits(cache: &Path, memory: &str, deadline: Duration) -> PolicyConfig {
+fn limits(dir: &Path, memory: &str, deadline: Duration) -> PolicyConfig {
     PolicyConfig {
-        dir: cache.to_path_buf(),
-        cache_dir: Some(cache.to_path_buf()),
+        dir: dir.to_path_buf(),
+        cache_dir: Some(common::compile_cache()),
         reload_interval: Duration::ZERO,
         memory_limit: warden::units::ByteSize::parse(memory).unwrap(),
         deadline,
@@ -138,7 +147,8 @@ fn kube_guard_js_passes_its_case_file() {
     );
     let started = Instant::now();
     let out = Process::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["policy", "test", "--deadline", "250ms"])
+        .args(["policy", "test", "--deadline", "250ms", "--cache"])
+        .arg(common::compile_cache())
         .arg(&module)
         .arg(&cases)
         .output()

@@ -77,8 +77,18 @@ fn build() -> Option<Built> {
     }
     let out = root.join("target/test-policies/python");
     let script = root.join("policies/pci-mask-py/build.sh");
-    let pci_mask = out.join("pci-mask-py.wasm");
-    run_build(&script, &[pci_mask.as_os_str()], None);
+    // Built from this source by `tests/run.sh` just before (`policies/build.sh`), or here.
+    let prebuilt = std::env::var_os("WARDEN_BUILT_POLICIES")
+        .map(|d| PathBuf::from(d).join("pci-mask-py.wasm"))
+        .filter(|p| p.exists());
+    let pci_mask = match prebuilt {
+        Some(p) => p,
+        None => {
+            let p = out.join("pci-mask-py.wasm");
+            run_build(&script, &[p.as_os_str()], None);
+            p
+        }
+    };
     let probe = out.join("sandbox-probe.wasm");
     let canary = format!("canary-{}", std::process::id());
     let app = root.join("policies/pci-mask-py/tests/sandbox_probe.py");
@@ -154,7 +164,8 @@ fn python_pci_mask_passes_the_rust_case_file() {
     let root = workspace_root();
     let started = Instant::now();
     let output = Process::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["policy", "test"])
+        .args(["policy", "test", "--cache"])
+        .arg(common::compile_cache())
         .arg(&built.pci_mask)
         .arg(root.join("policies/pci-mask/cases.toml"))
         .args([
@@ -226,9 +237,9 @@ async fn both(dir: &Path, built: &Built) -> PolicyEngine {
         .collect();
     let config = PolicyConfig {
         dir: dir.to_path_buf(),
-        // Per test: componentize-py output is not byte-reproducible (componentize-py#247), so
-        // every build is a new sha256 and a cache kept across runs would only grow.
-        cache_dir: Some(dir.join(".cache")),
+        // The tests' shared cache (componentize-py output is not byte-reproducible,
+        // componentize-py#247, so it holds this run's build; `tests/run.sh` empties it).
+        cache_dir: Some(common::compile_cache()),
         reload_interval: Duration::ZERO,
         deadline: Duration::from_secs(5),
         // The Python module's limits come from its own entry: per-module limits at work.

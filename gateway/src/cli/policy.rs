@@ -21,6 +21,11 @@ pub enum PolicyCmd {
         /// Memory cap per instance (default 16MiB, as in production).
         #[arg(long, default_value = "16MiB")]
         memory_limit: String,
+        /// Keep compiled components in DIR (by the module's sha256), as the gateway does, so
+        /// testing the same module again skips compiling it (a Python or JavaScript
+        /// component takes tens of seconds). Default: compile every run.
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
     },
     /// Create a new policy project NAME in Rust, Python, JavaScript or C (in ./NAME, or --dir):
     /// a starter policy that denies SQL DROP, the WIT, a build.sh that installs its toolchain
@@ -64,14 +69,17 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
                 cases,
                 deadline,
                 memory_limit,
+                cache,
             } => {
                 let file = CaseFile::load(&cases)?;
                 let limits = PolicyConfig {
                     deadline: deadline.into(),
                     memory_limit: crate::units::ByteSize::parse(&memory_limit)
                         .map_err(anyhow::Error::msg)?,
-                    // Offline runs compile fresh: a test must not trust a stale cache.
-                    cache_dir: Some(PathBuf::new()),
+                    // Compiled fresh unless asked: the cache is keyed by the module's sha256
+                    // and wasmtime checks an artifact's engine, so it cannot go stale, but it
+                    // is native code and only a directory the user names is trusted with it.
+                    cache_dir: Some(cache.unwrap_or_default()),
                     reload_interval: std::time::Duration::ZERO,
                     ..PolicyConfig::default()
                 };

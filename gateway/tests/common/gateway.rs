@@ -103,6 +103,7 @@ impl Gateway {
             r#"
 [policy]
 dir = "policies"
+cache_dir = "{cache}"
 reload_interval = "100ms"
 # Wall-clock deadline: generous, because these tests run a debug build on a shared 2-core
 # machine; the deadline's own behaviour is tested in engine.rs.
@@ -125,6 +126,7 @@ approver_groups = ["approvers"]
 approval_timeout = "{timeout}"
 "#,
             timeout = extra.approval_timeout,
+            cache = super::compile_cache().display(),
             plaintext = extra.plaintext,
             listener = extra.listener,
             identity = extra.identity,

@@ -21,6 +21,17 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A compiled-component cache shared by the tests (`$WARDEN_POLICY_CACHE`, default
+/// `target/test-policy-cache`): artifacts are keyed by the module's sha256 and written
+/// atomically, so tests and test processes share them safely, and each multi-megabyte Python
+/// or JavaScript component is compiled once per run instead of once per test. Tests about
+/// compiling or caching itself use a directory of their own. `tests/run.sh` empties it first.
+pub fn compile_cache() -> PathBuf {
+    std::env::var_os("WARDEN_POLICY_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/test-policy-cache"))
+}
+
 /// Build one policy crate for wasm32-wasip2 (once per test process; cargo makes repeat builds
 /// no-ops) into a separate target dir, so it never waits on the outer cargo's lock.
 ///
