@@ -7,7 +7,9 @@
 mod common;
 
 use common::gateway::{self, Extra, GATEWAY_ROLE, Gateway, connect, target};
-use common::raw::{login, pbe, query, round_trip, sync};
+use common::raw::{
+    bind, describe_statement, execute, flush, flushed, login, parse, pbe, query, round_trip, sync,
+};
 
 fn ledger(pg: &common::pg::PgServer) -> String {
     pg.psql_db("payments", "SELECT count(*) FROM ledger")
@@ -292,4 +294,86 @@ async fn over_budget_writes_wait_for_an_approver_and_results_can_be_cut() {
     );
     let r = round_trip(&mut c, &query("SELECT 1"), 1).await;
     assert_eq!(r.rows(), [["1"]], "the session goes on");
+}
+
+/// A driver that sends Parse and Describe with a Flush, reads the statement's description, then
+/// sends Bind, Execute and Sync (asyncpg does, with its statement cache off on the unnamed
+/// statement): the statement's writes are measured all the same, the gateway's readings in the
+/// middle of the batch neither end its implicit transaction nor drop the unnamed statement,
+/// and a batch whose flushed part the server already failed is answered, not waited on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_measured_when_the_batch_was_flushed_before_its_execute() {
+    let pg = gateway::card_server();
+    setup(&pg);
+    let targets = target(
+        "budgeted",
+        &pg,
+        "payments",
+        r#"{ module = "sql-guard", config = { write_budget = { per_table = 10, over = "refuse" } } }"#,
+    );
+    let gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            targets: &targets,
+            ..Extra::default()
+        },
+    );
+    let token = gw.token("alice", &["agent-7"], &[]);
+    let mut s = login(gw.pg_port, "budgeted", &token).await;
+    let described = |sql: &str| [parse("", sql), describe_statement(""), flush()].concat();
+    let run = [bind("", ""), execute(""), sync()].concat();
+
+    // Over budget: refused, nothing deleted, the connection usable.
+    let tags = flushed(&mut s, &described("DELETE FROM ledger WHERE id > 0"), 3).await;
+    assert_eq!(tags, b"1tn", "ParseComplete, ParameterDescription, NoData");
+    let r = round_trip(&mut s, &run, 1).await;
+    assert_eq!(
+        (r.errors(), r.status()),
+        (vec!["42501".to_string()], b'I'),
+        "{r:?}"
+    );
+    assert!(r.error_texts()[0].contains("over its budget"), "{r:?}");
+    assert_eq!(ledger(&pg), "50");
+
+    // Within budget: the unnamed statement is still there to bind, and the delete commits.
+    let tags = flushed(&mut s, &described("DELETE FROM ledger WHERE id <= 3"), 3).await;
+    assert_eq!(tags, b"1tn");
+    let r = round_trip(&mut s, &run, 1).await;
+    assert_eq!(
+        (r.errors(), r.completions(), r.status()),
+        (Vec::<String>::new(), vec!["DELETE 3".to_string()], b'I'),
+        "{r:?}"
+    );
+    assert_eq!(ledger(&pg), "47");
+
+    // The flushed part fails on the server: the rest of the batch, measured or not, is
+    // skipped as the server would, and its Sync answered.
+    let tags = flushed(
+        &mut s,
+        &[parse("", "SELECT * FROM no_such_table"), flush()].concat(),
+        1,
+    )
+    .await;
+    assert_eq!(tags, b"E");
+    let r = round_trip(
+        &mut s,
+        &[
+            parse("w", "DELETE FROM ledger WHERE id > 40"),
+            bind("", "w"),
+            execute(""),
+            sync(),
+        ]
+        .concat(),
+        1,
+    )
+    .await;
+    assert_eq!(
+        (r.errors(), r.status()),
+        (Vec::<String>::new(), b'I'),
+        "{r:?}"
+    );
+    assert_eq!(ledger(&pg), "47");
+    let r = round_trip(&mut s, &query("SELECT count(*) FROM ledger"), 1).await;
+    assert_eq!(r.rows(), [["47"]], "{r:?}");
 }

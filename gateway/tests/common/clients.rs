@@ -1,7 +1,8 @@
 //! The PostgreSQL client matrix (`tests/clients/`): real drivers, installed by
 //! `tests/clients/install.sh`, run against a real PostgreSQL loaded with the matrix fixture —
 //! first directly (their expected values are the server's), then through a gateway whose target
-//! masks with `pci-mask` and refuses transformed card numbers by lineage. Each script checks
+//! is the quickstart's chain: `sql-guard` measuring writes against a budget, `pci-mask` masking
+//! and refusing transformed card numbers by lineage. Each script checks
 //! what it reads itself and exits non-zero at the first difference.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -54,7 +55,11 @@ impl Matrix {
             "matrix",
             &pg,
             "matrix",
-            r#"{ module = "pci-mask", config = { sensitive_columns = ["matrix_cards.pan"] } }"#,
+            // The quickstart's chain: every write measured against a budget (the gateway's
+            // own statements go between the client's), card numbers masked and refused by
+            // lineage. (DROP allowed: the scripts drop their scratch tables.)
+            r#"{ module = "sql-guard", config = { allow = ["drop"], write_budget = { per_table = 1000 } } },
+               { module = "pci-mask", config = { sensitive_columns = ["matrix_cards.pan"] } }"#,
         );
         let gw = Gateway::start(
             &pg,

@@ -136,6 +136,30 @@ pub fn sync() -> Vec<u8> {
     message(b'S', b"")
 }
 
+pub fn flush() -> Vec<u8> {
+    message(b'H', b"")
+}
+
+/// Describe of the prepared statement `name`.
+pub fn describe_statement(name: &str) -> Vec<u8> {
+    message(b'D', &[b"S", name.as_bytes(), b"\0"].concat())
+}
+
+/// Send `bytes` (ending in a Flush) and read the tags of the next `n` messages (20 s at most).
+pub async fn flushed(s: &mut TcpStream, bytes: &[u8], n: usize) -> Vec<u8> {
+    s.write_all(bytes).await.unwrap();
+    let mut tags = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while tags.len() < n {
+            let (tag, _) = read_message(s).await.expect("connection open");
+            tags.push(tag);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {tags:?} after the Flush"));
+    tags
+}
+
 /// Parse / Bind / Execute with the statement text (unnamed statement and portal).
 pub fn pbe(sql: &str) -> Vec<u8> {
     [parse("", sql), bind("", ""), execute("")].concat()

@@ -257,14 +257,18 @@ fn same_table(qualified: &str, budget: &str) -> bool {
 
 impl Relay {
     /// Run `payload` (a Query, or an extended batch ending in its Sync, whose `count`
-    /// expectations are the last ones queued) with its writes measured against `budget`. The client sees the
-    /// payload's results only if it stays within budget (or an approver lets it).
+    /// expectations are the last ones queued) with its writes measured against `budget`. The
+    /// client sees the payload's results only if it stays within budget (or an approver lets
+    /// it). `mid_batch`: part of the client's batch already went to the server (a Flush, as
+    /// asyncpg sends after Parse and Describe), so the server is inside the batch's implicit
+    /// transaction and the reading before must not end it.
     pub(super) async fn run_within(
         &mut self,
         payload: Vec<u8>,
         count: usize,
         text: &str,
         budget: &Budget,
+        mid_batch: bool,
     ) -> Result<(), End> {
         // Everything before it is answered first: the gateway's statements go in between.
         let ours = self
@@ -277,14 +281,19 @@ impl Relay {
             self.to_upstream.extend_from_slice(&payload);
             return self.flush_upstream().await;
         }
+        if self.failed {
+            // The flushed part of the batch failed: the server discards everything up to the
+            // Sync, which alone answers (nothing of the statement runs).
+            let sync = self.expect.pop_back();
+            self.drop_unsent(count - 1);
+            self.expect.extend(sync);
+            self.to_upstream.extend_from_slice(&wire::sync());
+            return self.flush_upstream().await;
+        }
         let in_block = self.status == b'T';
         // The counts are the backend's pending ones: earlier transactions may still be in
         // them, so there is always a reading before (with the BEGIN, in one round trip).
-        let before = if in_block {
-            self.counts(false).await?
-        } else {
-            self.counts(true).await?
-        };
+        let before = self.counts(!in_block, mid_batch).await?;
         self.hold = true;
         let mut too_big = false;
         self.to_upstream.extend_from_slice(&payload);
@@ -301,6 +310,7 @@ impl Relay {
                 self.expect.pop_front();
                 self.copy_in = false;
                 self.copy_expected = false;
+                self.failed = false;
                 break frame.body().first().copied().unwrap_or(b'E');
             }
             self.on_server(frame).await?;
@@ -334,7 +344,7 @@ impl Relay {
             };
             return self.release(status).await;
         }
-        let after = self.counts(false).await?;
+        let after = self.counts(false, false).await?;
         let Some(reason) = over_budget(&before, &after, budget) else {
             return self.keep(in_block).await;
         };
@@ -434,15 +444,23 @@ impl Relay {
     }
 
     /// Rows written per table, as the backend counts them now; `begin`: start the gateway's
-    /// transaction first, in the same message.
-    async fn counts(&mut self, begin: bool) -> Result<Counts, End> {
+    /// transaction first, in the same round trip. `mid_batch`: inside the client's extended
+    /// batch (see [`Relay::own_in_batch`]).
+    async fn counts(&mut self, begin: bool, mid_batch: bool) -> Result<Counts, End> {
         let mut counts = Counts::new();
-        let sql = if begin {
-            format!("/* warden: write budget */ BEGIN; {COUNTS}")
-        } else {
-            COUNTS.to_string()
+        let rows = match (begin, mid_batch) {
+            (true, false) => {
+                self.own_rows(&format!("/* warden: write budget */ BEGIN; {COUNTS}"))
+                    .await?
+            }
+            (false, false) => self.own_rows(COUNTS).await?,
+            (true, true) => {
+                self.own_in_batch(&["/* warden: write budget */ BEGIN", COUNTS])
+                    .await?
+            }
+            (false, true) => self.own_in_batch(&[COUNTS]).await?,
         };
-        for row in self.own_rows(&sql).await? {
+        for row in rows {
             if let [Some(table), Some(n)] = &row[..] {
                 counts.insert(table.clone(), n.parse().unwrap_or(u64::MAX));
             }
@@ -464,6 +482,45 @@ impl Relay {
         Ok(self.own_query(sql, true).await?.0)
     }
 
+    /// Run the gateway's own statements inside the client's extended batch, after its
+    /// Flush: as a named Parse, Bind and Execute each, then Flush — a Query or Sync would end
+    /// the batch's implicit transaction (and a Query drops the client's unnamed statement),
+    /// and the names are the gateway's, so no statement or portal of the client's changes.
+    /// The rows of all of them. An error ends the session: the server would then discard the
+    /// client's messages up to its Sync, and nothing could be measured.
+    async fn own_in_batch(&mut self, sqls: &[&str]) -> Result<Vec<Vec<Option<String>>>, End> {
+        const NAME: &str = "warden.write-budget";
+        for sql in sqls {
+            self.to_upstream.extend_from_slice(&wire::parse(NAME, sql));
+            self.to_upstream.extend_from_slice(&wire::bind(NAME, NAME));
+            self.to_upstream.extend_from_slice(&wire::execute(NAME));
+            self.to_upstream.extend_from_slice(&wire::close(b'P', NAME));
+            self.to_upstream.extend_from_slice(&wire::close(b'S', NAME));
+        }
+        self.to_upstream.extend_from_slice(&wire::flush());
+        self.flush_upstream().await?;
+        let (mut rows, mut closed) = (Vec::new(), 0);
+        while closed < 2 * sqls.len() {
+            let frame = self
+                .up_r
+                .next()
+                .await
+                .map_err(|e| End::ServerClosed(e.to_string()))?;
+            match frame.tag {
+                b'D' => rows.extend(text_row(frame.body())),
+                b'3' => closed += 1,
+                b'E' => {
+                    let (_, text) = wire::parse_error_fields(frame.body());
+                    return Err(End::Error(format!(
+                        "measuring a statement's writes failed: {text}"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(rows)
+    }
+
     async fn own_query(
         &mut self,
         sql: &str,
@@ -482,22 +539,24 @@ impl Relay {
                 .await
                 .map_err(|e| End::ServerClosed(e.to_string()))?;
             match frame.tag {
-                b'D' => {
-                    if let Ok(cells) = wire::parse_data_row(frame.body()) {
-                        rows.push(
-                            cells
-                                .iter()
-                                .map(|c| c.map(|v| String::from_utf8_lossy(v).into_owned()))
-                                .collect(),
-                        );
-                    }
-                }
+                b'D' => rows.extend(text_row(frame.body())),
                 b'E' if forward_errors => self.to_client.extend_from_slice(&frame.raw),
                 b'Z' => return Ok((frame.body().first().copied().unwrap_or(b'E'), rows)),
                 _ => {}
             }
         }
     }
+}
+
+/// A DataRow of the gateway's own statements, as text.
+fn text_row(body: &[u8]) -> Option<Vec<Option<String>>> {
+    let cells = wire::parse_data_row(body).ok()?;
+    Some(
+        cells
+            .iter()
+            .map(|c| c.map(|v| String::from_utf8_lossy(v).into_owned()))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

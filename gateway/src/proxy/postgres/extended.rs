@@ -156,11 +156,6 @@ impl Relay {
                     .clone()
                     .map(|b| (b, portal.text.clone()))
                 {
-                    if self.batch.forwarded {
-                        let msg = "warden: a statement under a write budget must be executed in a batch that was not flushed before it (send Sync, not Flush)";
-                        self.refuse(sqlstate::FEATURE_NOT_SUPPORTED, msg);
-                        return self.refuse_batch().await;
-                    }
                     self.batch.budget = Some(match self.batch.budget.take() {
                         Some(old) => old.tighten(&b),
                         None => b,
@@ -248,7 +243,13 @@ impl Relay {
                     payload.extend_from_slice(&frame.raw);
                     self.expect.push_back(Expect::Sync);
                     return self
-                        .run_within(payload, batch.unsent + 1, &batch.text, &budget)
+                        .run_within(
+                            payload,
+                            batch.unsent + 1,
+                            &batch.text,
+                            &budget,
+                            batch.forwarded,
+                        )
                         .await;
                 }
                 self.to_upstream.extend_from_slice(&frame.raw);
@@ -288,7 +289,7 @@ impl Relay {
 
     /// Remove the last `n` expectations that are not composed responses (those of messages
     /// that will not be sent), keeping composed ones in their place.
-    fn drop_unsent(&mut self, mut n: usize) {
+    pub(super) fn drop_unsent(&mut self, mut n: usize) {
         let mut kept = std::collections::VecDeque::new();
         while n > 0 {
             match self.expect.pop_back() {

@@ -170,7 +170,9 @@ impl Relay {
                 return self.fail_upstream(None).await;
             }
             self.expect.push_back(Expect::Query(results));
-            return self.run_within(frame.raw.to_vec(), 1, &text, &budget).await;
+            return self
+                .run_within(frame.raw.to_vec(), 1, &text, &budget, false)
+                .await;
         }
         self.copy_expected |= copies_in(&statements);
         self.client_copying |= copies_in(&statements);

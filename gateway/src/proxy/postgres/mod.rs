@@ -295,6 +295,7 @@ async fn handle(pg: &Postgres, conn: Incoming) -> Result<(), String> {
         portals: Default::default(),
         batch: Default::default(),
         status: b'I',
+        failed: false,
         rows: Default::default(),
         copy_in: false,
         copy_expected: false,

@@ -197,6 +197,9 @@ pub(super) struct Relay {
     pub batch: super::frontend::Batch,
     /// Last transaction status the server reported.
     pub status: u8,
+    /// The server reported an error since its last ReadyForQuery: it is skipping the client's
+    /// messages until Sync.
+    pub failed: bool,
     pub rows: RowBatch,
     pub copy_in: bool,
     /// A forwarded statement will start `COPY ... FROM STDIN`: the client's COPY data may
@@ -460,6 +463,7 @@ impl Relay {
                 self.flush_rows().await?;
                 let (_, text) = wire::parse_error_fields(frame.body());
                 self.session.recorder().error(&text);
+                self.failed = true;
                 // After an error the server skips the rest of the batch until Sync.
                 while let Some(front) = self.expect.front() {
                     match front {
@@ -474,6 +478,7 @@ impl Relay {
             b'Z' => {
                 self.flush_rows().await?;
                 self.status = frame.body().first().copied().unwrap_or(b'I');
+                self.failed = false;
                 self.expect.pop_front();
                 self.copy_in = false;
                 self.copy_expected = false;

@@ -264,6 +264,39 @@ pub fn sync() -> Bytes {
     message(b'S', |_| {})
 }
 
+/// Bind of the prepared statement `statement` (no parameters, text results) to the portal
+/// `portal`.
+pub fn bind(portal: &str, statement: &str) -> Bytes {
+    message(b'B', |b| {
+        cstr(b, portal);
+        cstr(b, statement);
+        b.put_i16(0);
+        b.put_i16(0);
+        b.put_i16(0);
+    })
+}
+
+/// Execute of the portal `name`, every row.
+pub fn execute(name: &str) -> Bytes {
+    message(b'E', |b| {
+        cstr(b, name);
+        b.put_i32(0);
+    })
+}
+
+/// Close of a prepared statement (`kind` b'S') or portal (b'P').
+pub fn close(kind: u8, name: &str) -> Bytes {
+    message(b'C', |b| {
+        b.put_u8(kind);
+        cstr(b, name);
+    })
+}
+
+/// Flush.
+pub fn flush() -> Bytes {
+    message(b'H', |_| {})
+}
+
 /// Describe of the portal `name`.
 pub fn describe_portal(name: &str) -> Bytes {
     message(b'D', |b| {
