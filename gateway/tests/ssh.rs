@@ -484,6 +484,99 @@ fn scp_and_sftp_transfer_byte_identical_files_with_each_operation_audited() {
     assert!(audit.contains("deploy-bot"));
 }
 
+/// A file read over SFTP (`sftp get`, and `scp`, which speaks SFTP since OpenSSH 9) under
+/// pci-mask is masked as command output is: card numbers starred in place, every other byte
+/// where it was (the same length, so the client's offsets stay true), numbers across the
+/// client's read boundaries seen whole whatever its buffer size; a file without card numbers
+/// arrives byte for byte, binary or not.
+#[test]
+fn files_read_over_sftp_are_masked_in_place() {
+    let sshd = Sshd::start();
+    let mut gw = SshGateway::start(&sshd, MASK, &["allow-all", "pci-mask"], "");
+    let dir = sshd.dir.path();
+    // Lines of ordinary text, and card numbers in three formats, one straddling each 4 KiB
+    // boundary (the smallest buffer below) and so every 32 KiB one (the default).
+    let (pans, masked) = (
+        [
+            "4111 1111 1111 1111",
+            "4111111111111111",
+            "5500-0000-0000-0004",
+        ],
+        [
+            "**** **** **** 1111",
+            "************1111",
+            "****-****-****-0004",
+        ],
+    );
+    let filler = "order 12345 shipped 2026-12-05 10:31 to 10 Downing St, 3 items\n";
+    let (mut clear, mut expected) = (String::new(), String::new());
+    for i in 0..40 {
+        loop {
+            let room = (4096 - (clear.len() + 8) % 4096) % 4096;
+            let c = match room {
+                0 => break,
+                n if n > filler.len() => filler.to_string(),
+                n => format!("{} ", "x".repeat(n - 1)),
+            };
+            clear.push_str(&c);
+            expected.push_str(&c);
+        }
+        clear.push_str(pans[i % 3]);
+        expected.push_str(masked[i % 3]);
+    }
+    clear.push_str("\nlast card 4111111111111111");
+    expected.push_str("\nlast card ************1111");
+    let cards = dir.join("cards.txt");
+    std::fs::write(&cards, &clear).unwrap();
+    let binary: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.join("plain.bin"), &binary).unwrap();
+    let token = gw.token("alice", &["agent-7"], &[]);
+    let local = gw.dir.path().to_path_buf();
+    let batch = local.join("batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "get {d}/cards.txt {l}/sftp.txt\nget {d}/plain.bin {l}/plain.bin\n",
+            d = dir.display(),
+            l = local.display()
+        ),
+    )
+    .unwrap();
+    for buffer in ["4096", "32768", "261120"] {
+        // Batch mode asks for no password: the registered key.
+        let mut sftp = gw.with_key("sftp");
+        sftp.args(["-P", &gw.port.to_string(), "-B", buffer, "-b"])
+            .arg(&batch)
+            .arg("web-1@127.0.0.1");
+        let o = run(sftp, None);
+        assert!(o.status.success(), "{}", show(&o));
+        let got = std::fs::read_to_string(local.join("sftp.txt")).unwrap();
+        assert!(
+            got == expected,
+            "sftp -B {buffer}: the file differs from the masked original"
+        );
+        assert!(
+            std::fs::read(local.join("plain.bin")).unwrap() == binary,
+            "-B {buffer}"
+        );
+    }
+    let mut scp = gw.with_token("scp", &token);
+    scp.args(["-P", &gw.port.to_string()])
+        .arg(format!("web-1@127.0.0.1:{}", cards.display()))
+        .arg(local.join("scp.txt"));
+    let o = run(scp, None);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(std::fs::read_to_string(local.join("scp.txt")).unwrap() == expected);
+    // The host's file is untouched; the audit holds the masked opens, never a number.
+    assert_eq!(std::fs::read_to_string(&cards).unwrap(), clear);
+    gw.stop();
+    let audit = export(&gw);
+    assert!(audit.contains(&format!("sftp open-read {}", cards.display())));
+    assert!(!file_contains(&gw.audit_path(), "4111111111111111"));
+}
+
 #[test]
 fn sftp_and_port_forwarding_are_denied_unless_a_policy_allows() {
     let sshd = Sshd::start();

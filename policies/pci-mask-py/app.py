@@ -326,14 +326,16 @@ class PciMask:
 
     def check(self, command: wit.Command) -> wit.Verdict:
         """``deny`` for a statement that transforms a sensitive column; else ``mask`` unless
-        the command is a SQL statement that cannot return rows, an SFTP file operation or a
-        port forward (byte streams, not rows: nothing to mask)."""
+        the command is a SQL statement that cannot return rows, an SFTP file operation other
+        than an open (no file content: an open's reads are masked) or a port forward."""
         if isinstance(command, wit.Command_Sql):
             reason = refused_by_lineage(command.value, self.sensitive, self.refuse_filters)
             if reason is not None:
                 return wit.Verdict_Deny(reason)
             if command.value.kind in CONTROL_KINDS:
                 return wit.Verdict_Allow()
+        if isinstance(command, wit.Command_File) and command.value.op.startswith("open-"):
+            return wit.Verdict_Mask()
         if isinstance(command, (wit.Command_File, wit.Command_Forward)):
             return wit.Verdict_Allow()
         return wit.Verdict_Mask()

@@ -177,11 +177,13 @@ impl Session {
     }
 }
 
-/// A client that cannot wait or take masked output, and gets its answer at once: an SFTP
-/// operation, a port forward. The refusal is kept for the adapter to put in its own reply.
+/// A client that cannot wait, and gets its answer at once: an SFTP operation, a port forward.
+/// The refusal is kept for the adapter to put in its own reply. `masks`: a `mask` verdict can
+/// be honoured (the open of a file, whose reads the adapter masks); otherwise it refuses.
 #[derive(Default)]
 pub struct OneShot {
     pub refusal: Option<String>,
+    pub masks: bool,
 }
 
 impl Client for OneShot {
@@ -201,6 +203,6 @@ impl Client for OneShot {
     }
 
     fn can_mask(&self) -> bool {
-        false
+        self.masks
     }
 }

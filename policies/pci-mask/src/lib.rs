@@ -93,8 +93,11 @@ impl Policy for PciMask {
         }
         match command {
             Command::Sql(s) if !sql::may_return_rows(s) => Verdict::Allow,
-            // SFTP transfers and port forwards are byte streams, not rows: nothing to mask.
-            // A policy that must keep card files in place denies the `open-read` instead.
+            // A file opened over SFTP (for reading, or for writing, which may read too): what
+            // is read through it is masked, as command output is. Other file operations and
+            // port forwards carry no file content: nothing to mask. A policy that must keep
+            // card files in place denies the open instead.
+            Command::File(f) if f.op.starts_with("open-") => Verdict::Mask,
             Command::File(_) | Command::Forward(_) => Verdict::Allow,
             _ => Verdict::Mask,
         }

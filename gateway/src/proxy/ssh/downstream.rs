@@ -4,7 +4,8 @@
 //! for window space never stops the other side's messages from being read.
 
 use super::channel::{ClientTx, finish, stderr};
-use super::output::Lines;
+use super::output::{self, Lines};
+use super::sftp::{self, HostPiece};
 use super::{Conn, REFUSED_EXIT};
 use crate::policy::Decision;
 use russh::server::Handle;
@@ -277,7 +278,7 @@ impl Output {
     /// Host output: masked by lines when a verdict said so, then sent and recorded.
     async fn output(&mut self, is_stderr: bool, data: &[u8]) -> bool {
         if self.shared.sftp && !is_stderr {
-            lock(&self.shared.sftp_handles).host_data(data);
+            return self.sftp_output(data).await;
         }
         let Some(mask) = self.masking() else {
             return self.sent(self.shared.send(is_stderr, data).await).await;
@@ -288,6 +289,38 @@ impl Output {
         }
         let (seq, decision) = &*mask;
         self.masked(*seq, decision, is_stderr, lines).await
+    }
+
+    /// The host's SFTP replies: passed on, except the answers to masked reads, which are
+    /// masked and cut to what the client asked for.
+    async fn sftp_output(&mut self, data: &[u8]) -> bool {
+        let pieces = lock(&self.shared.sftp_handles).host_data(data);
+        for piece in pieces {
+            let bytes = match piece {
+                HostPiece::Pass(bytes) => bytes,
+                HostPiece::Read { id, read, window } => {
+                    let (seq, decision) = &*read.mask;
+                    let session = &self.shared.conn.session;
+                    match output::mask_exact(session, *seq, decision, &window).await {
+                        Ok(masked) => sftp::read_reply(id, &read, &masked),
+                        Err(output::MaskRefused(why)) => {
+                            let why = format!("warden: {why}; the read is refused");
+                            self.shared.conn.recorder.error(&why);
+                            sftp::status(id, sftp::FAILURE, &why)
+                        }
+                    }
+                }
+                HostPiece::Fail { id } => sftp::status(
+                    id,
+                    sftp::FAILURE,
+                    "warden: the host's answer to a masked read is too large to mask",
+                ),
+            };
+            if !self.sent(self.shared.send(false, &bytes).await).await {
+                return false;
+            }
+        }
+        true
     }
 
     async fn masked(

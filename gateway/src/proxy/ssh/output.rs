@@ -1,7 +1,8 @@
 //! Command output under a `mask` verdict: cut into lines (bounded length), each line a one-cell
 //! row for `mask-rows`, sent on masked or as it came. Bytes that are not UTF-8 (binary output)
 //! are shown to the policy with replacement characters; a line the policy does not edit goes
-//! out byte for byte, an edited one as the policy's text.
+//! out byte for byte, an edited one as the policy's text. Files read over SFTP are masked the
+//! same way, keeping every byte in its place ([`mask_exact`]).
 
 use crate::policy::{Column, Decision, Row};
 use crate::session::Session;
@@ -85,13 +86,63 @@ pub async fn mask_lines(
     stderr: bool,
     lines: Vec<Vec<u8>>,
 ) -> Result<Vec<u8>, MaskRefused> {
+    let column = if stderr { "stderr" } else { "stdout" };
+    let split: Vec<(&[u8], &[u8])> = lines.iter().map(|l| split_eol(l)).collect();
+    let edited = edit_lines(session, seq, decision, column, &split).await?;
+    let mut out = Vec::with_capacity(lines.iter().map(Vec::len).sum());
+    for ((body, eol), edit) in split.into_iter().zip(edited) {
+        match edit {
+            Some(text) => out.extend_from_slice(text.as_bytes()),
+            None => out.extend_from_slice(body),
+        }
+        out.extend_from_slice(eol);
+    }
+    Ok(out)
+}
+
+/// Mask a stretch of a file (an SFTP read) under `decision`, keeping its length, so offsets in
+/// the file stay true for the client: lines as one-cell rows of the column `file`; an edited
+/// line whose text is not as many bytes as the line (a policy that starred a three-byte digit
+/// with one `*`, or bytes that are not UTF-8) becomes the line with every digit starred, byte
+/// for byte.
+pub async fn mask_exact(
+    session: &Session,
+    seq: u64,
+    decision: &Decision,
+    data: &[u8],
+) -> Result<Vec<u8>, MaskRefused> {
+    let split: Vec<(&[u8], &[u8])> = data
+        .split_inclusive(|&b| b == b'\n')
+        .map(split_eol)
+        .collect();
+    let edited = edit_lines(session, seq, decision, "file", &split).await?;
+    let mut out = Vec::with_capacity(data.len());
+    for ((body, eol), edit) in split.into_iter().zip(edited) {
+        match edit {
+            Some(text) if text.len() == body.len() => out.extend_from_slice(text.as_bytes()),
+            Some(_) => out.extend_from_slice(&star_digits(body)),
+            None => out.extend_from_slice(body),
+        }
+        out.extend_from_slice(eol);
+    }
+    Ok(out)
+}
+
+/// Each line's text (without its terminator) as a one-cell row of `column` through the
+/// chain's `mask-rows`: the edited text of the lines a policy changed, `None` for the others.
+/// Bytes that are not UTF-8 are shown to the policy as replacement characters.
+async fn edit_lines(
+    session: &Session,
+    seq: u64,
+    decision: &Decision,
+    column: &str,
+    lines: &[(&[u8], &[u8])],
+) -> Result<Vec<Option<String>>, MaskRefused> {
     let columns = [Column {
-        name: if stderr { "stderr" } else { "stdout" }.to_string(),
+        name: column.to_string(),
         type_name: "text".to_string(),
     }];
-    // Keep each line's terminator out of the cell: policies see the text of the line.
-    let split: Vec<(&[u8], &[u8])> = lines.iter().map(|l| split_eol(l)).collect();
-    let mut rows: Vec<Row> = split
+    let mut rows: Vec<Row> = lines
         .iter()
         .map(|(body, _)| vec![Some(String::from_utf8_lossy(body).into_owned())])
         .collect();
@@ -110,18 +161,29 @@ pub async fn mask_lines(
             *c = true;
         }
     }
-    let mut out = Vec::with_capacity(lines.iter().map(Vec::len).sum());
-    for ((row, (body, eol)), changed) in rows.into_iter().zip(split).zip(changed) {
-        if changed {
-            if let Some(Some(text)) = row.into_iter().next() {
-                out.extend_from_slice(text.as_bytes());
+    Ok(rows
+        .into_iter()
+        .zip(changed)
+        .map(|(row, changed)| changed.then(|| row.into_iter().next().flatten()).flatten())
+        .collect())
+}
+
+/// `line` with every character that is a digit in any script replaced by as many `*` as its
+/// UTF-8 bytes; other bytes, valid or not, unchanged.
+fn star_digits(line: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    for chunk in line.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_numeric() {
+                out.resize(out.len() + c.len_utf8(), b'*');
+            } else {
+                let mut buf = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
             }
-        } else {
-            out.extend_from_slice(body);
         }
-        out.extend_from_slice(eol);
+        out.extend_from_slice(chunk.invalid());
     }
-    Ok(out)
+    out
 }
 
 /// `(text, "\r\n" | "\n" | "")`.
@@ -183,6 +245,19 @@ mod tests {
         let cut = l.push(line.as_bytes());
         assert_eq!(cut[0], format!("{head} ").into_bytes());
         assert_eq!(cut.concat(), line.into_bytes());
+    }
+
+    #[test]
+    fn starring_digits_keeps_every_byte_in_place() {
+        let line = "card \u{ff14}111 4111\u{a0}1111 \u{0664}2 x".as_bytes();
+        let mut with_junk = line.to_vec();
+        with_junk.extend_from_slice(b"\xff\xfe7");
+        let starred = star_digits(&with_junk);
+        assert_eq!(starred.len(), with_junk.len());
+        assert_eq!(
+            String::from_utf8_lossy(&starred),
+            "card ****** ****\u{a0}**** *** x\u{fffd}\u{fffd}*"
+        );
     }
 
     #[test]

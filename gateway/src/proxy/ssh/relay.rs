@@ -9,7 +9,7 @@ use super::REFUSED_EXIT;
 use super::channel::{ClientRx, judge, stderr};
 use super::downstream::{self, Shared, lock};
 use super::script::{Piece, Script, TooLong};
-use super::sftp::{self, Packet};
+use super::sftp::{self, Packet, ReadPlan};
 use super::terminal::{Key, LineEditor};
 use crate::policy::{Command, FileOp};
 use crate::session::{Judged, OneShot, Ruling};
@@ -314,8 +314,30 @@ impl Input {
 
     /// One SFTP request: forwarded, or checked first.
     async fn sftp_packet(&mut self, packet: Packet) -> Flow {
+        if let Some(id) = packet.id()
+            && lock(&self.shared.sftp_handles).id_in_use(id)
+        {
+            let why = "warden: request id in use by a masked read still in flight";
+            return self.sftp_reply(sftp::status(id, sftp::FAILURE, why)).await;
+        }
         match packet {
             Packet::Forward(bytes) => self.send_host(&bytes).await,
+            Packet::Read {
+                id,
+                handle,
+                offset,
+                len,
+                bytes,
+            } => {
+                let plan = lock(&self.shared.sftp_handles).read(id, &handle, offset, len);
+                match plan {
+                    ReadPlan::Forward => self.send_host(&bytes).await,
+                    ReadPlan::Widened(packet) => self.send_host(&packet).await,
+                    ReadPlan::Refuse(why) => {
+                        self.sftp_reply(sftp::status(id, sftp::FAILURE, why)).await
+                    }
+                }
+            }
             Packet::Unsupported { id, name } => {
                 let reason = format!("warden: the sftp extension `{name}` cannot be checked");
                 let _ = self
@@ -331,9 +353,9 @@ impl Input {
                 let opens = matches!(op.op.as_str(), "open-read" | "open-write" | "list")
                     .then(|| op.path.clone());
                 match self.judge_file(op).await {
-                    Ok(()) => {
+                    Ok(mask) => {
                         if let Some(path) = opens {
-                            lock(&self.shared.sftp_handles).opening(id, &path);
+                            lock(&self.shared.sftp_handles).opening(id, &path, mask);
                         }
                         self.send_host(&bytes).await
                     }
@@ -368,7 +390,7 @@ impl Input {
                     }
                 };
                 match judged {
-                    Ok(()) => self.send_host(&bytes).await,
+                    Ok(_) => self.send_host(&bytes).await,
                     Err(reason) => {
                         self.sftp_reply(sftp::status(id, sftp::PERMISSION_DENIED, &reason))
                             .await
@@ -378,16 +400,24 @@ impl Input {
         }
     }
 
-    /// Judge one file operation (audited); `Err` carries the refusal the client is sent.
-    async fn judge_file(&mut self, op: FileOp) -> Result<(), String> {
+    /// Judge one file operation (audited): how reads through the handle it opens are masked,
+    /// if they are; `Err` carries the refusal the client is sent.
+    async fn judge_file(&mut self, op: FileOp) -> Result<Option<sftp::Mask>, String> {
         let text = Command::File(op.clone()).text();
-        let mut client = OneShot::default();
+        // What is read through an opened file is masked (see `sftp::Handles::read`); other
+        // operations carry no file content to mask.
+        let mut client = OneShot {
+            refusal: None,
+            masks: op.op.starts_with("open-"),
+        };
         let session = &self.shared.conn.session;
         match session
             .judge(&text, &[Command::File(op)], &mut client)
             .await
         {
-            Judged::Forward(_) => Ok(()),
+            Judged::Forward(ruling) => Ok(ruling
+                .mask()
+                .map(|(seq, d)| std::sync::Arc::new((seq, d.clone())))),
             _ => {
                 let reason = client.refusal.unwrap_or_else(|| "warden: refused".into());
                 self.shared.conn.recorder.error(&reason);

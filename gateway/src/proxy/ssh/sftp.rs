@@ -4,13 +4,16 @@
 //! a refused one is answered with an SSH_FXP_STATUS "permission denied" carrying the reason, and
 //! never reaches the host. A change of attributes through an open handle (FSETSTAT: chmod,
 //! chown, utime, truncate) is checked as a `setstat` of the path the handle was opened on,
-//! which [`Handles`] learns from the host's replies. Reads and writes on handles already
-//! opened, and the host's replies, pass through untouched.
+//! which [`Handles`] learns from the host's replies. Reads on a handle whose open was answered
+//! `mask` are masked (see [`Handles::read`]); other reads and writes on handles already opened,
+//! and the host's other replies, pass through untouched.
 
-use crate::policy::FileOp;
+use crate::policy::{Decision, FileOp};
+use std::sync::Arc;
 
 const INIT: u8 = 1;
 const OPEN: u8 = 3;
+const READ: u8 = 5;
 const LSTAT: u8 = 7;
 const SETSTAT: u8 = 9;
 const FSETSTAT: u8 = 10;
@@ -26,6 +29,12 @@ const SYMLINK: u8 = 20;
 const EXTENDED: u8 = 200;
 const STATUS: u8 = 101;
 const HANDLE: u8 = 102;
+const DATA: u8 = 103;
+
+/// SSH_FX_EOF.
+pub const EOF: u32 = 1;
+/// SSH_FX_FAILURE.
+pub const FAILURE: u32 = 4;
 
 /// SSH_FX_PERMISSION_DENIED.
 pub const PERMISSION_DENIED: u32 = 3;
@@ -54,6 +63,32 @@ pub enum Packet {
     },
     /// An extension the gateway does not know how to check: refused without asking.
     Unsupported { id: u32, name: String },
+    /// READ: forwarded, or widened and masked when its handle's open was answered `mask`.
+    Read {
+        id: u32,
+        handle: Vec<u8>,
+        offset: u64,
+        len: u32,
+        bytes: Vec<u8>,
+    },
+}
+
+impl Packet {
+    /// The request id (none for INIT).
+    pub fn id(&self) -> Option<u32> {
+        match self {
+            Packet::Forward(bytes) => match bytes.get(4..9) {
+                Some([kind, a, b, c, d]) if *kind != INIT => {
+                    Some(u32::from_be_bytes([*a, *b, *c, *d]))
+                }
+                _ => None,
+            },
+            Packet::Check { id, .. }
+            | Packet::CheckHandle { id, .. }
+            | Packet::Unsupported { id, .. }
+            | Packet::Read { id, .. } => Some(*id),
+        }
+    }
 }
 
 /// Reassembles client packets from channel data.
@@ -100,6 +135,18 @@ fn classify(bytes: Vec<u8>) -> Result<Packet, String> {
         to,
     };
     let op = match kind {
+        READ => {
+            let handle = r.bytes()?.to_vec();
+            let offset = r.u64()?;
+            let len = r.u32()?;
+            return Ok(Packet::Read {
+                id,
+                handle,
+                offset,
+                len,
+                bytes,
+            });
+        }
         OPEN => {
             let path = r.string()?;
             let flags = r.u32()?;
@@ -194,6 +241,12 @@ impl Fields<'_> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
+    fn u64(&mut self) -> Result<u64, String> {
+        let b = self.take(8)?;
+        Ok(u64::from_be_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ]))
+    }
     fn bytes(&mut self) -> Result<&[u8], String> {
         let n = self.u32()? as usize;
         self.take(n)
@@ -203,83 +256,218 @@ impl Fields<'_> {
     }
 }
 
-/// Most opens awaiting the host's answer, and most handles remembered: a client cannot grow
-/// them without bound. A handle not remembered cannot be checked, so FSETSTAT on it is refused.
+/// Most opens awaiting the host's answer, handles remembered and masked reads in flight: a
+/// client cannot grow them without bound. A handle not remembered cannot be checked, so
+/// FSETSTAT on it is refused.
 const MAX_HANDLES: usize = 4096;
 
-/// Which path each open handle of the session is on: the relay notes each open it forwards
-/// (request id and path), and the host's HANDLE reply to that id names the handle. The
-/// host's packets are only read, never changed.
+/// Context read on each side of a masked read: longer than any number the detector reads
+/// through (digits, separators, escape sequences; see `output::MIN_LINE`), so a card number
+/// that straddles the edge of what a read returns is seen whole.
+const OVERLAP: usize = 4096;
+
+/// The most a masked read returns (the client asks again for the rest, as after any short
+/// read). With its context it stays far below what servers cap a read at (OpenSSH: 255 KiB),
+/// so a short answer from the host means the end of the file (draft-02 6.4).
+const MAX_MASKED_READ: usize = 64 * 1024;
+
+/// How a handle's reads are masked: the open's audit sequence number and decision.
+pub type Mask = Arc<(u64, Decision)>;
+
+/// A masked read sent to the host as a wider one: `lead` bytes of context before the client's
+/// offset, then the `want` bytes it returns, then [`OVERLAP`] more.
+#[derive(Clone)]
+pub struct MaskedRead {
+    pub lead: usize,
+    pub want: usize,
+    pub mask: Mask,
+}
+
+/// What to do with a client's READ.
+pub enum ReadPlan {
+    Forward,
+    /// Send this (wider) READ instead.
+    Widened(Vec<u8>),
+    /// Answer it with a failure.
+    Refuse(&'static str),
+}
+
+/// The host's channel data, as it goes on to the client.
+pub enum HostPiece {
+    /// Bytes passed on as they came.
+    Pass(Vec<u8>),
+    /// The data the host returned for a masked read (the whole window): mask it, then answer
+    /// with [`read_reply`].
+    Read {
+        id: u32,
+        read: MaskedRead,
+        window: Vec<u8>,
+    },
+    /// A reply to a masked read that cannot be masked (too large to hold): answer a failure.
+    Fail { id: u32 },
+}
+
+/// Which path each open handle of the session is on, and whether its reads are masked: the
+/// relay notes each open it forwards (request id, path, mask), and the host's HANDLE reply to
+/// that id names the handle. The host's packets are read, and changed only where they answer a
+/// masked read.
 #[derive(Default)]
 pub struct Handles {
-    /// Request id → path; `None` when the client reused an id still waiting for its answer
-    /// (which open the answer is for is then unknown).
-    pending: std::collections::HashMap<u32, Option<String>>,
-    open: std::collections::HashMap<Vec<u8>, String>,
-    /// The start of a host packet not yet complete: its header, or a whole HANDLE reply.
+    /// Request id → path and mask; `None` when the client reused an id still waiting for its
+    /// answer (which open the answer is for is then unknown).
+    pending: std::collections::HashMap<u32, Option<(String, Option<Mask>)>>,
+    open: std::collections::HashMap<Vec<u8>, (String, Option<Mask>)>,
+    /// Masked reads waiting for the host's answer, by request id.
+    reads: std::collections::HashMap<u32, MaskedRead>,
+    /// The start of a host packet not yet complete: its header, a whole HANDLE reply, or the
+    /// whole answer to a masked read.
     head: Vec<u8>,
-    /// Bytes of the current host packet still to pass (a packet that is not read).
+    /// Bytes of the current host packet still to pass (a packet that is not read), or to drop.
     skip: usize,
+    dropping: bool,
 }
 
 impl Handles {
-    /// An open (or opendir) of `path` with request `id` was forwarded.
-    pub fn opening(&mut self, id: u32, path: &str) {
+    /// An open (or opendir) of `path` with request `id` was forwarded; `mask`: its reads are
+    /// masked.
+    pub fn opening(&mut self, id: u32, path: &str, mask: Option<Mask>) {
         if let Some(known) = self.pending.get_mut(&id) {
             *known = None;
         } else if self.pending.len() < MAX_HANDLES {
-            self.pending.insert(id, Some(path.to_string()));
+            self.pending.insert(id, Some((path.to_string(), mask)));
         }
     }
 
     /// The path `handle` was opened on, if the host gave it for an open the relay forwarded.
     pub fn path(&self, handle: &[u8]) -> Option<&str> {
-        self.open.get(handle).map(String::as_str)
+        self.open.get(handle).map(|(p, _)| p.as_str())
     }
 
-    /// Bytes the host sent on the channel, read for HANDLE and STATUS replies.
-    pub fn host_data(&mut self, mut data: &[u8]) {
+    /// Whether a masked read with this request id still waits for its answer: a request that
+    /// reuses the id would make the two answers indistinguishable, so it is refused.
+    pub fn id_in_use(&self, id: u32) -> bool {
+        self.reads.contains_key(&id)
+    }
+
+    /// A client READ of `len` bytes at `offset` on `handle`. On a masked handle it is widened
+    /// by [`OVERLAP`] on each side (less before the start of the file) and its answer masked
+    /// as a whole, so what it returns was masked with the text around it.
+    pub fn read(&mut self, id: u32, handle: &[u8], offset: u64, len: u32) -> ReadPlan {
+        let Some(mask) = self.open.get(handle).and_then(|(_, m)| m.clone()) else {
+            return ReadPlan::Forward;
+        };
+        if self.reads.len() >= MAX_HANDLES {
+            return ReadPlan::Refuse("warden: too many masked reads in flight");
+        }
+        let lead = offset.min(OVERLAP as u64) as usize;
+        let want = (len as usize).min(MAX_MASKED_READ);
+        let asked = lead + want + OVERLAP;
+        let mut body = vec![READ];
+        body.extend_from_slice(&id.to_be_bytes());
+        body.extend_from_slice(&(handle.len() as u32).to_be_bytes());
+        body.extend_from_slice(handle);
+        body.extend_from_slice(&(offset - lead as u64).to_be_bytes());
+        body.extend_from_slice(&(asked as u32).to_be_bytes());
+        let mut packet = (body.len() as u32).to_be_bytes().to_vec();
+        packet.extend_from_slice(&body);
+        self.reads.insert(id, MaskedRead { lead, want, mask });
+        ReadPlan::Widened(packet)
+    }
+
+    /// Bytes the host sent on the channel: read for HANDLE replies and the answers to masked
+    /// reads, and returned as what goes on to the client.
+    pub fn host_data(&mut self, mut data: &[u8]) -> Vec<HostPiece> {
+        let mut out = Vec::new();
+        let mut pass = Vec::new();
         loop {
             if self.skip > 0 {
                 let n = self.skip.min(data.len());
+                if !self.dropping {
+                    pass.extend_from_slice(&data[..n]);
+                }
                 self.skip -= n;
                 data = &data[n..];
                 if self.skip > 0 {
-                    return;
+                    break;
                 }
+                self.dropping = false;
             }
             let want = self.wanted();
             if self.head.len() < want {
                 if data.is_empty() {
-                    return;
+                    break;
                 }
                 let n = (want - self.head.len()).min(data.len());
                 self.head.extend_from_slice(&data[..n]);
                 data = &data[n..];
                 continue;
             }
-            self.reply();
-            self.skip = (4 + self.packet_len()).saturating_sub(self.head.len());
+            let total = 4 + self.packet_len();
+            if let Some((id, read)) = self.masked_answer() {
+                if !pass.is_empty() {
+                    out.push(HostPiece::Pass(std::mem::take(&mut pass)));
+                }
+                let window = (self.head.len() == total)
+                    .then(|| Fields(&self.head[9..]).bytes().ok().map(<[u8]>::to_vec))
+                    .flatten();
+                match window {
+                    Some(window) => out.push(HostPiece::Read { id, read, window }),
+                    None => {
+                        out.push(HostPiece::Fail { id });
+                        self.dropping = true;
+                    }
+                }
+            } else {
+                self.reply();
+                pass.extend_from_slice(&self.head);
+            }
+            self.skip = total.saturating_sub(self.head.len());
+            self.dropping &= self.skip > 0;
             self.head.clear();
         }
+        if !pass.is_empty() {
+            out.push(HostPiece::Pass(pass));
+        }
+        out
     }
 
     /// How much of the current packet is read: its length, then its type and request id,
-    /// and all of a HANDLE reply (a handle is at most 256 bytes).
+    /// and all of a HANDLE reply (a handle is at most 256 bytes) or of the answer to a masked
+    /// read.
     fn wanted(&self) -> usize {
         if self.head.len() < 4 {
             return 4;
         }
         let total = 4 + self.packet_len();
-        if self.head.get(4) == Some(&HANDLE) && total <= 4 + 1024 {
-            total
-        } else {
-            total.min(9)
+        match self.head.get(4) {
+            Some(&HANDLE) if total <= 4 + 1024 => total,
+            Some(&DATA)
+                if total <= 4 + 13 + MAX_MASKED_READ + 2 * OVERLAP
+                    && self
+                        .head_id()
+                        .is_some_and(|id| self.reads.contains_key(&id)) =>
+            {
+                total
+            }
+            _ => total.min(9),
         }
     }
 
     fn packet_len(&self) -> usize {
         u32::from_be_bytes([self.head[0], self.head[1], self.head[2], self.head[3]]) as usize
+    }
+
+    fn head_id(&self) -> Option<u32> {
+        let b = self.head.get(5..9)?;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// The current packet answers a masked read: its id and the read (no longer waiting).
+    /// Any answer to it ends the wait; only DATA is masked (a STATUS passes).
+    fn masked_answer(&mut self) -> Option<(u32, MaskedRead)> {
+        let id = self.head_id()?;
+        let read = self.reads.remove(&id)?;
+        (self.head.get(4) == Some(&DATA)).then_some((id, read))
     }
 
     /// A complete header (or a complete HANDLE reply) in `head`.
@@ -305,12 +493,30 @@ impl Handles {
                 self.open.insert(handle.to_vec(), path);
             }
             // Which open this handle is for is unknown: it is forgotten, so FSETSTAT on it
-            // is refused.
+            // is refused (and its reads, never seen opened, are not masked: see `opening`).
             _ => {
                 self.open.remove(handle);
             }
         }
     }
+}
+
+/// The client's answer to a masked read, from the masked `window` the host returned for it:
+/// the part the client asked for, or EOF when the file ends before it. A window shorter than
+/// asked ended at the end of the file, so all of it was masked in full context.
+pub fn read_reply(id: u32, read: &MaskedRead, window: &[u8]) -> Vec<u8> {
+    let end = (read.lead + read.want).min(window.len());
+    if read.lead >= end {
+        return status(id, EOF, "End of file");
+    }
+    let data = &window[read.lead..end];
+    let mut body = vec![DATA];
+    body.extend_from_slice(&id.to_be_bytes());
+    body.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    body.extend_from_slice(data);
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&body);
+    out
 }
 
 #[cfg(test)]
@@ -343,7 +549,7 @@ mod tests {
         let open_r = packet(OPEN, 1, &[b"/etc/passwd"], &[0, 0, 0, 1, 0, 0, 0, 0]);
         let open_w = packet(OPEN, 2, &[b"up.bin"], &[0, 0, 0, 0x1a, 0, 0, 0, 0]);
         let rename = packet(RENAME, 3, &[b"a", b"b"], &[]);
-        let read = packet(5, 4, &[b"handle"], &[0; 12]);
+        let read = packet(5, 4, &[b"handle"], &[0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0x80, 0]);
         let ext = packet(EXTENDED, 5, &[b"posix-rename@openssh.com", b"x", b"y"], &[]);
         let odd = packet(EXTENDED, 6, &[b"frobnicate@example.com"], &[]);
         let all: Vec<u8> = [&open_r[..], &open_w, &rename, &read, &ext, &odd].concat();
@@ -370,7 +576,13 @@ mod tests {
                     op: op("rename", "a", Some("b")),
                     bytes: rename
                 },
-                Packet::Forward(read),
+                Packet::Read {
+                    id: 4,
+                    handle: b"handle".to_vec(),
+                    offset: 9,
+                    len: 0x8000,
+                    bytes: read
+                },
                 Packet::Check {
                     id: 5,
                     op: op("rename", "x", Some("y")),
@@ -387,23 +599,23 @@ mod tests {
     #[test]
     fn fsetstat_is_checked_as_a_setstat_of_the_handles_path() {
         let mut h = Handles::default();
-        h.opening(7, "/etc/passwd");
-        h.opening(8, "/nope");
+        h.opening(7, "/etc/passwd", None);
+        h.opening(8, "/nope", None);
         // The host's replies, cut anywhere: a DATA reply, the HANDLE for 7, a STATUS for 8.
         let data = packet(103, 3, &[&[0x55; 3000]], &[]);
         let handle = packet(HANDLE, 7, &[b"\0\0\0\x01"], &[]);
         let failed = packet(STATUS, 8, &[], &[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
         let all = [&data[..], &handle, &failed].concat();
         for chunk in all.chunks(5) {
-            h.host_data(chunk);
+            let _ = h.host_data(chunk);
         }
         assert_eq!(h.path(b"\0\0\0\x01"), Some("/etc/passwd"));
         assert!(h.pending.is_empty());
         assert_eq!(h.path(b"other"), None);
         // An id reused before its answer: the handle it gets is no path's.
-        h.opening(11, "/srv/protected");
-        h.opening(11, "/tmp/harmless");
-        h.host_data(&packet(HANDLE, 11, &[b"\0\0\0\x02"], &[]));
+        h.opening(11, "/srv/protected", None);
+        h.opening(11, "/tmp/harmless", None);
+        let _ = h.host_data(&packet(HANDLE, 11, &[b"\0\0\0\x02"], &[]));
         assert_eq!(h.path(b"\0\0\0\x02"), None);
         let fsetstat = packet(
             FSETSTAT,
@@ -420,6 +632,115 @@ mod tests {
                 bytes: fsetstat.clone()
             }]
         );
+    }
+
+    fn mask() -> Mask {
+        Arc::new((
+            1,
+            Decision {
+                verdict: crate::policy::Verdict::Mask,
+                decided_by: None,
+                policies: Vec::new(),
+            },
+        ))
+    }
+
+    /// Reads on a masked handle go to the host wider (context on each side); the answers
+    /// come back whole, however the host's bytes are cut, and are cut to what was asked.
+    /// Everything else passes byte for byte, and an id in flight cannot be reused.
+    #[test]
+    #[allow(clippy::panic, clippy::unwrap_used)]
+    fn masked_reads_are_widened_answered_whole_and_cut_back() {
+        let mut h = Handles::default();
+        h.opening(1, "/srv/cards.csv", Some(mask()));
+        h.opening(2, "/srv/other", None);
+        let handle = |id: u32, name: &[u8]| packet(HANDLE, id, &[name], &[]);
+        let opened = [handle(1, b"h1"), handle(2, b"h2")].concat();
+        let pieces = h.host_data(&opened);
+        assert!(matches!(&pieces[..], [HostPiece::Pass(b)] if *b == opened));
+        // Unmasked handle: the READ goes as it came.
+        assert!(matches!(h.read(5, b"h2", 0, 100), ReadPlan::Forward));
+        // Masked: 4 KiB before (less at the start of the file), 4 KiB after.
+        let ReadPlan::Widened(p) = h.read(6, b"h1", 10_000, 32_768) else {
+            panic!("not widened")
+        };
+        let fields = &p[9 + 4 + 2..];
+        assert_eq!(
+            u64::from_be_bytes(fields[..8].try_into().unwrap()),
+            10_000 - 4096
+        );
+        assert_eq!(
+            u32::from_be_bytes(fields[8..12].try_into().unwrap()),
+            4096 + 32_768 + 4096
+        );
+        let ReadPlan::Widened(_) = h.read(7, b"h1", 100, 1 << 20) else {
+            panic!("not widened")
+        };
+        assert!(h.id_in_use(6) && h.id_in_use(7) && !h.id_in_use(5));
+        // The host answers: a STATUS for 5 (passes), DATA for 6 (full window), a short DATA
+        // for 7 (the file ends), cut every 1000 bytes.
+        let status5 = packet(STATUS, 5, &[], &[0, 0, 0, 0]);
+        let window6: Vec<u8> = (0..4096 + 32_768 + 4096).map(|i| (i % 251) as u8).collect();
+        let window7 = vec![b'x'; 5000];
+        let all = [
+            status5.clone(),
+            packet(DATA, 6, &[&window6], &[]),
+            packet(DATA, 7, &[&window7], &[]),
+        ]
+        .concat();
+        let (mut passed, mut answered) = (Vec::new(), Vec::new());
+        for chunk in all.chunks(1000) {
+            for piece in h.host_data(chunk) {
+                match piece {
+                    HostPiece::Pass(b) => passed.extend_from_slice(&b),
+                    HostPiece::Read { id, read, window } => {
+                        answered.push((id, read_reply(id, &read, &window)))
+                    }
+                    HostPiece::Fail { .. } => panic!("nothing too large"),
+                }
+            }
+        }
+        assert_eq!(passed, status5);
+        assert_eq!(
+            answered[0],
+            (6, packet(DATA, 6, &[&window6[4096..4096 + 32_768]], &[]))
+        );
+        // 7 asked at 100 (lead 100) for 1 MiB, capped at 64 KiB; the file had 4900 bytes more.
+        assert_eq!(answered[1], (7, packet(DATA, 7, &[&window7[100..]], &[])));
+        assert!(!h.id_in_use(6) && !h.id_in_use(7));
+        // Past the end of the file: EOF.
+        let ReadPlan::Widened(_) = h.read(8, b"h1", 9_000, 100) else {
+            panic!("not widened")
+        };
+        let pieces = h.host_data(&packet(DATA, 8, &[&[b'y'; 4000]], &[]));
+        let [
+            HostPiece::Read {
+                id: 8,
+                read,
+                window,
+            },
+        ] = &pieces[..]
+        else {
+            panic!("not one answer")
+        };
+        assert_eq!(read_reply(8, read, window)[4], STATUS);
+        // A host answer too large to hold is refused, and dropped whole; what follows passes.
+        let ReadPlan::Widened(_) = h.read(9, b"h1", 0, 10) else {
+            panic!("not widened")
+        };
+        let huge = packet(DATA, 9, &[&vec![0u8; 300_000]], &[]);
+        let after = packet(STATUS, 10, &[], &[0, 0, 0, 0]);
+        let (mut failed, mut passed) = (Vec::new(), Vec::new());
+        for chunk in [huge, after.clone()].concat().chunks(7000) {
+            for piece in h.host_data(chunk) {
+                match piece {
+                    HostPiece::Pass(b) => passed.extend_from_slice(&b),
+                    HostPiece::Fail { id } => failed.push(id),
+                    HostPiece::Read { .. } => panic!("too large to mask"),
+                }
+            }
+        }
+        assert_eq!((failed, passed), (vec![9], after));
     }
 
     #[test]
@@ -530,19 +851,29 @@ mod fuzz {
     }
 
     /// The host's bytes as [`Handles`] reads them, cut at `cuts`, after opens with ids 0..8.
+    #[allow(clippy::panic)]
     fn handles(data: &[u8], cuts: &[usize]) -> Vec<(Vec<u8>, String)> {
         let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
         cuts.sort_unstable();
         let mut h = Handles::default();
         for id in 0..8 {
-            h.opening(id, &format!("/p{id}"));
+            h.opening(id, &format!("/p{id}"), None);
         }
-        let mut from = 0;
+        let (mut from, mut passed) = (0, Vec::new());
         for to in cuts.into_iter().chain([data.len()]) {
-            h.host_data(&data[from..to]);
+            for piece in h.host_data(&data[from..to]) {
+                match piece {
+                    HostPiece::Pass(b) => passed.extend_from_slice(&b),
+                    _ => panic!("no read is masked here"),
+                }
+            }
             from = to;
         }
-        let mut out: Vec<_> = h.open.into_iter().collect();
+        // Nothing masked: every byte passes, unchanged, but for the start of a packet whose
+        // type and id are not known yet.
+        assert_eq!(passed, data[..data.len() - h.head.len()]);
+        assert!(h.head.len() < 9 || h.head[4] == HANDLE);
+        let mut out: Vec<_> = h.open.into_iter().map(|(h, (p, _))| (h, p)).collect();
         out.sort();
         out
     }
