@@ -925,6 +925,9 @@ fn interactive_lines_are_checked_and_the_session_recorded() {
             "echo after-$((2*3))",
             "read -s -p 'Password: ' pw; echo len-${#pw}",
             "hunter2-secret",
+            // A prompt the session makes up hides nothing: the next line is recorded.
+            "stty -echo; PS1='Password: '",
+            "echo shown-$((3*3))",
             "exit",
         ],
     );
@@ -945,6 +948,11 @@ fn interactive_lines_are_checked_and_the_session_recorded() {
     // What was typed at the password prompt is neither audited nor recorded.
     assert!(audit.contains("typed at a password prompt"));
     assert!(!file_contains(&gw.audit_path(), "hunter2-secret"));
+    assert!(out.contains("shown-9"), "{}", show(&o));
+    assert!(
+        audit.contains("echo shown-$((3*3))"),
+        "a fake prompt hid a command"
+    );
     assert!(audit.contains("echo first-$((6*7))"));
     assert!(
         audit.contains("warden-tty-marker"),

@@ -41,6 +41,82 @@ fn at_password_prompt(tail: &[u8]) -> bool {
             .any(|w| last.contains(w))
 }
 
+/// Programs that ask for a password, passphrase or one-time code on the terminal.
+const ASK_SECRETS: &[&str] = &[
+    "sudo",
+    "su",
+    "doas",
+    "pkexec",
+    "passwd",
+    "chpasswd",
+    "login",
+    "ssh",
+    "scp",
+    "sftp",
+    "ssh-add",
+    "ssh-keygen",
+    "ssh-copy-id",
+    "gpg",
+    "gpg2",
+    "openssl",
+    "kinit",
+    "htpasswd",
+    "mysql",
+    "mariadb",
+    "psql",
+    "pg_dump",
+    "pg_dumpall",
+    "createuser",
+    "sqlplus",
+    "mongo",
+    "mongosh",
+    "redis-cli",
+    "ldapsearch",
+    "ldapadd",
+    "ldapmodify",
+    "ldappasswd",
+    "smbclient",
+    "ftp",
+    "lftp",
+    "cryptsetup",
+    "veracrypt",
+    "mount",
+    "vault",
+    "ansible-vault",
+    "ansible-playbook",
+    "docker",
+    "podman",
+    "git",
+    "svn",
+    "keytool",
+    "pass",
+    "zip",
+    "unzip",
+    "7z",
+    "expect",
+];
+
+/// How many lines may be typed at password prompts after `line`: three when it runs (or names
+/// anywhere) a program that asks for a secret on the terminal (sudo asks three times), one
+/// after the shell's own silent `read -s`, none otherwise.
+fn secret_lines(line: &str) -> u8 {
+    let words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || ";|&()`$<>{}'\"".contains(c))
+        .map(|w| w.rsplit('/').next().unwrap_or(w))
+        .collect();
+    if words.iter().any(|w| ASK_SECRETS.contains(w)) {
+        3
+    } else if words.contains(&"read")
+        && words
+            .iter()
+            .any(|w| w.starts_with('-') && !w.starts_with("--") && w.contains('s'))
+    {
+        1
+    } else {
+        0
+    }
+}
+
 enum Flow {
     Go,
     End,
@@ -68,6 +144,7 @@ pub async fn run(
         rx,
         mode,
         backlog: held.into(),
+        secret_lines: 0,
     };
     loop {
         let flow = if let Some(msg) = input.backlog.pop_front() {
@@ -97,6 +174,10 @@ struct Input {
     mode: Mode,
     /// Client messages to handle before reading more.
     backlog: VecDeque<ChannelMsg>,
+    /// Lines that may still be kept out of the record at a password prompt: set by a
+    /// recorded line that runs a program asking for a secret, so a fake prompt (`PS1='Password:
+    /// '`) cannot hide the session's commands from the audit.
+    secret_lines: u8,
 }
 
 impl Input {
@@ -222,9 +303,15 @@ impl Input {
                     return self.send_host(&enter).await;
                 }
                 // A line typed at a password prompt is still checked (a fake prompt must not
-                // open a way around the chain), but its text is kept out of the audit trail and
-                // the recording.
-                let secret = at_password_prompt(&self.shared.tail());
+                // open a way around the chain), and its text is kept out of the audit trail
+                // and the recording only when the line before ran a program that asks for a
+                // secret (a few tries each): a prompt the session made up hides nothing.
+                let secret = self.secret_lines > 0 && at_password_prompt(&self.shared.tail());
+                self.secret_lines = if secret {
+                    self.secret_lines - 1
+                } else {
+                    secret_lines(&line)
+                };
                 let shown = if secret {
                     "(typed at a password prompt; not recorded)".to_string()
                 } else {
@@ -440,6 +527,29 @@ impl Input {
 #[cfg(test)]
 mod tests {
     use super::at_password_prompt;
+
+    #[test]
+    fn programs_that_ask_for_secrets_are_recognised() {
+        use super::secret_lines;
+        for line in [
+            "sudo -k apt update",
+            "cd /srv && /usr/bin/su - app",
+            "PGPASSWORD= psql -h db -W",
+            "echo x | (ssh-add ~/.ssh/id)",
+        ] {
+            assert_eq!(secret_lines(line), 3, "{line}");
+        }
+        assert_eq!(secret_lines("read -rs -p 'Password: ' pw; echo ok"), 1);
+        for line in [
+            "PS1='Password: '",
+            "stty -echo",
+            "ls /srv/sudoers.d",
+            "echo pseudo",
+            "read -p 'Password: ' x",
+        ] {
+            assert_eq!(secret_lines(line), 0, "{line}");
+        }
+    }
 
     #[test]
     fn password_prompts_are_recognised() {
