@@ -5,11 +5,13 @@
 
 mod common;
 
-use common::clients::{DENIED, Matrix, script};
+use common::clients::{DENIED, MASK_ONLY, Matrix, script};
 
+/// Through pci-mask alone: sql-guard refuses pg_dump's catalog queries, which the gateway's SQL
+/// describer cannot read in full (`OPERATOR(pg_catalog.=)`), so what they write would be unknown.
 #[test]
 fn pg_dump_and_pg_restore() {
-    let m = Matrix::start();
+    let m = Matrix::start_with(MASK_ONLY);
     m.pg.psql("CREATE DATABASE restored_direct");
     m.pg.psql("CREATE DATABASE restored_masked");
     let s = script("pg_dump.sh");

@@ -376,4 +376,47 @@ async fn writes_are_measured_when_the_batch_was_flushed_before_its_execute() {
     assert_eq!(ledger(&pg), "47");
     let r = round_trip(&mut s, &query("SELECT count(*) FROM ledger"), 1).await;
     assert_eq!(r.rows(), [["47"]], "{r:?}");
+
+    // pgjdbc opens its transaction in the batch of the first statement (BEGIN, the statement,
+    // Sync): the writes are measured inside that block. Over budget: refused, and the block
+    // fails as after any error in it.
+    let r = round_trip(
+        &mut s,
+        &[pbe("BEGIN"), pbe("DELETE FROM ledger WHERE id > 0"), sync()].concat(),
+        1,
+    )
+    .await;
+    assert_eq!(
+        (r.errors(), r.completions(), r.status()),
+        (vec!["42501".to_string()], vec!["BEGIN".to_string()], b'E'),
+        "{r:?}"
+    );
+    let r = round_trip(&mut s, &query("ROLLBACK"), 1).await;
+    assert_eq!(r.status(), b'I', "{r:?}");
+    assert_eq!(ledger(&pg), "47");
+    // Within budget: the block stays open, and the client's COMMIT commits.
+    let r = round_trip(
+        &mut s,
+        &[
+            pbe("BEGIN"),
+            pbe("DELETE FROM ledger WHERE id <= 5"),
+            sync(),
+        ]
+        .concat(),
+        1,
+    )
+    .await;
+    assert_eq!(
+        (r.errors(), r.completions(), r.status()),
+        (
+            Vec::<String>::new(),
+            vec!["BEGIN".to_string(), "DELETE 2".to_string()],
+            b'T'
+        ),
+        "{r:?}"
+    );
+    assert_eq!(ledger(&pg), "47", "not committed yet");
+    let r = round_trip(&mut s, &query("COMMIT"), 1).await;
+    assert_eq!(r.status(), b'I', "{r:?}");
+    assert_eq!(ledger(&pg), "45");
 }

@@ -2,7 +2,8 @@
 //! `tests/clients/install.sh`, run against a real PostgreSQL loaded with the matrix fixture —
 //! first directly (their expected values are the server's), then through a gateway whose target
 //! is the quickstart's chain: `sql-guard` measuring writes against a budget, `pci-mask` masking
-//! and refusing transformed card numbers by lineage. Each script checks
+//! and refusing transformed card numbers by lineage (pg_dump: `pci-mask` alone, see
+//! `clients_pg_dump.rs`). Each script checks
 //! what it reads itself and exits non-zero at the first difference.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -37,8 +38,22 @@ pub fn script(name: &str) -> PathBuf {
     super::workspace_root().join("tests/clients").join(name)
 }
 
+/// The quickstart's chain: every write measured against a budget (the gateway's own
+/// statements go between the client's), card numbers masked and refused by lineage. (DROP
+/// allowed: the scripts drop their scratch tables.)
+pub const QUICKSTART: &str = r#"{ module = "sql-guard", config = { allow = ["drop"], write_budget = { per_table = 1000 } } },
+   { module = "pci-mask", config = { sensitive_columns = ["matrix_cards.pan"] } }"#;
+
+/// Masking only: pci-mask with the matrix's sensitive column.
+pub const MASK_ONLY: &str =
+    r#"{ module = "pci-mask", config = { sensitive_columns = ["matrix_cards.pan"] } }"#;
+
 impl Matrix {
     pub fn start() -> Matrix {
+        Matrix::start_with(QUICKSTART)
+    }
+
+    pub fn start_with(chain: &str) -> Matrix {
         let pg = PgServer::start();
         pg.create_role(GATEWAY_ROLE, GATEWAY_PASSWORD, Auth::Scram);
         pg.psql(&format!("CREATE DATABASE matrix OWNER {GATEWAY_ROLE}"));
@@ -51,16 +66,7 @@ impl Matrix {
                  ALTER TABLE matrix_orders OWNER TO {GATEWAY_ROLE};"
             ),
         );
-        let targets = target(
-            "matrix",
-            &pg,
-            "matrix",
-            // The quickstart's chain: every write measured against a budget (the gateway's
-            // own statements go between the client's), card numbers masked and refused by
-            // lineage. (DROP allowed: the scripts drop their scratch tables.)
-            r#"{ module = "sql-guard", config = { allow = ["drop"], write_budget = { per_table = 1000 } } },
-               { module = "pci-mask", config = { sensitive_columns = ["matrix_cards.pan"] } }"#,
-        );
+        let targets = target("matrix", &pg, "matrix", chain);
         let gw = Gateway::start(
             &pg,
             "matrix",

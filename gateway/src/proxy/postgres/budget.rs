@@ -261,7 +261,9 @@ impl Relay {
     /// client sees the payload's results only if it stays within budget (or an approver lets
     /// it). `mid_batch`: part of the client's batch already went to the server (a Flush, as
     /// asyncpg sends after Parse and Describe), so the server is inside the batch's implicit
-    /// transaction and the reading before must not end it.
+    /// transaction and the reading before must not end it. `begun`: that part opened a
+    /// transaction block (pgjdbc's BEGIN in the batch of the first statement).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn run_within(
         &mut self,
         payload: Vec<u8>,
@@ -269,6 +271,7 @@ impl Relay {
         text: &str,
         budget: &Budget,
         mid_batch: bool,
+        begun: bool,
     ) -> Result<(), End> {
         // Everything before it is answered first: the gateway's statements go in between.
         let ours = self
@@ -290,7 +293,7 @@ impl Relay {
             self.to_upstream.extend_from_slice(&wire::sync());
             return self.flush_upstream().await;
         }
-        let in_block = self.status == b'T';
+        let in_block = self.status == b'T' || begun;
         // The counts are the backend's pending ones: earlier transactions may still be in
         // them, so there is always a reading before (with the BEGIN, in one round trip).
         let before = self.counts(!in_block, mid_batch).await?;

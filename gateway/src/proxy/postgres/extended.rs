@@ -107,6 +107,7 @@ impl Relay {
                         .sql
                         .as_ref()
                         .is_some_and(|s| controls_transaction(s, &self.plain_tables)),
+                    begins: prepared.sql.as_ref().is_some_and(|s| s.kind == "begin"),
                     text: prepared
                         .sql
                         .as_ref()
@@ -147,7 +148,17 @@ impl Relay {
                 let Some(portal) = self.portal(&name) else {
                     return self.unknown_statement(&format!("portal {name}")).await;
                 };
-                self.batch.controls_transaction |= portal.controls_transaction;
+                if portal.controls_transaction {
+                    if portal.begins && self.batch.budget.is_none() {
+                        // A driver that opens its transaction in the batch of the first
+                        // statement (pgjdbc): the BEGIN goes to the server now, so what the
+                        // batch writes after it is measured inside the client's block.
+                        self.batch.begun = true;
+                        self.batch.flush_after = true;
+                    } else {
+                        self.batch.controls_transaction = true;
+                    }
+                }
                 let Some(portal) = self.portal(&name) else {
                     return self.unknown_statement(&format!("portal {name}")).await;
                 };
@@ -249,6 +260,7 @@ impl Relay {
                             &batch.text,
                             &budget,
                             batch.forwarded,
+                            batch.begun,
                         )
                         .await;
                 }
@@ -262,6 +274,13 @@ impl Relay {
             }
         }
         self.to_upstream.extend_from_slice(&frame.raw);
+        if std::mem::take(&mut self.batch.flush_after) {
+            // As if the client had sent a Flush after it.
+            self.to_upstream.extend_from_slice(&wire::flush());
+            self.batch.forwarded = true;
+            self.batch.unsent = 0;
+            return self.flush_upstream().await;
+        }
         Ok(())
     }
 

@@ -37,8 +37,13 @@ pub(super) struct Batch {
     pub(super) budget: Option<Budget>,
     pub(super) text: String,
     /// It executes transaction control (which would end the gateway's measuring transaction),
-    /// or COPY ... FROM STDIN (whose data would have to flow while results are held).
+    /// or COPY ... FROM STDIN (whose data would have to flow while results are held). A BEGIN
+    /// before any measured statement is not counted: it went to the server at once (`begun`),
+    /// and the batch's writes are measured inside the block it opened.
     pub(super) controls_transaction: bool,
+    pub(super) begun: bool,
+    /// Send what is held, with a Flush, once the current message is queued.
+    pub(super) flush_after: bool,
     pub(super) copies: bool,
     pub(super) open: bool,
 }
@@ -171,7 +176,7 @@ impl Relay {
             }
             self.expect.push_back(Expect::Query(results));
             return self
-                .run_within(frame.raw.to_vec(), 1, &text, &budget, false)
+                .run_within(frame.raw.to_vec(), 1, &text, &budget, false, false)
                 .await;
         }
         self.copy_expected |= copies_in(&statements);

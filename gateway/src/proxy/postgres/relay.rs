@@ -147,8 +147,11 @@ pub(super) struct Portal {
     pub write_budget: Option<crate::policy::Budget>,
     /// Its statement's text (for the audit of a budget decision).
     pub text: String,
-    /// Its statement is transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT...).
+    /// Its statement is transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT...); `begins`:
+    /// one that leaves the session in a transaction block (BEGIN, START TRANSACTION,
+    /// SAVEPOINT).
     pub controls_transaction: bool,
+    pub begins: bool,
     pub stmt: usize,
     /// Executing it runs `COPY ... FROM STDIN`.
     pub copies_in: bool,
@@ -168,6 +171,7 @@ impl Portal {
             write_budget: None,
             text: text.to_string(),
             controls_transaction: false,
+            begins: false,
             stmt,
             copies_in: false,
             // Executed by the protocol a cursor's rows are text, BINARY or not (only a simple
