@@ -419,4 +419,36 @@ async fn writes_are_measured_when_the_batch_was_flushed_before_its_execute() {
     let r = round_trip(&mut s, &query("COMMIT"), 1).await;
     assert_eq!(r.status(), b'I', "{r:?}");
     assert_eq!(ledger(&pg), "45");
+
+    // What the attack found: a Query inside a batch under a budget took the held messages to
+    // the server, which committed them unmeasured at the end of the Query (50 rows over a
+    // budget of 10). Refused now, the batch dropped, up to its Sync — with the Sync in the
+    // same write (that one hung), or later.
+    let wipe = pbe("DELETE FROM ledger WHERE id > 0");
+    let r = round_trip(
+        &mut s,
+        &[wipe.clone(), query("SELECT 1"), sync()].concat(),
+        1,
+    )
+    .await;
+    assert_eq!(
+        (r.errors(), r.status()),
+        (vec!["0A000".to_string()], b'I'),
+        "{r:?}"
+    );
+    let tags = flushed(&mut s, &[wipe, query("/* hi */")].concat(), 1).await;
+    assert_eq!(tags, b"E");
+    let r = round_trip(&mut s, &sync(), 1).await;
+    assert_eq!(r.status(), b'I', "{r:?}");
+    assert_eq!(ledger(&pg), "45");
+    // The names the gateway uses for its own readings are not the client's.
+    let r = round_trip(
+        &mut s,
+        &[parse("warden.write-budget", "SELECT 1"), sync()].concat(),
+        1,
+    )
+    .await;
+    assert_eq!(r.errors(), ["26000"], "{r:?}");
+    let r = round_trip(&mut s, &query("SELECT count(*) FROM ledger"), 1).await;
+    assert_eq!(r.rows(), [["45"]], "{r:?}");
 }

@@ -569,6 +569,35 @@ fn files_read_over_sftp_are_masked_in_place() {
     let o = run(scp, None);
     assert!(o.status.success(), "{}", show(&o));
     assert!(std::fs::read_to_string(local.join("scp.txt")).unwrap() == expected);
+    // Legacy scp (`scp -O`, an exec of `scp -f` whose output is masked as output): its stream
+    // frames the file by byte count, so masking keeps the length — full-width digits included
+    // (one `*` per three-byte digit used to leave the client waiting for bytes forever).
+    let wide = dir.join("wide.txt");
+    let wide_text = "fw \u{ff14}\u{ff11}\u{ff11}\u{ff11} \u{ff11}\u{ff11}\u{ff11}\u{ff11} \
+                     \u{ff11}\u{ff11}\u{ff11}\u{ff11} \u{ff11}\u{ff11}\u{ff11}\u{ff11}\n";
+    std::fs::write(&wide, wide_text).unwrap();
+    let mut legacy = gw.with_token("scp", &token);
+    legacy
+        .args(["-O", "-P", &gw.port.to_string()])
+        .arg(format!("web-1@127.0.0.1:{}", wide.display()))
+        .arg(local.join("wide.txt"))
+        .stdin(std::process::Stdio::null());
+    let mut child = legacy.spawn().unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("scp -O of full-width digits hung");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "scp -O failed");
+    let got = std::fs::read(local.join("wide.txt")).unwrap();
+    assert_eq!(got.len(), wide_text.len());
+    assert!(!text(&got).contains('\u{ff14}'), "{}", text(&got));
     // The host's file is untouched; the audit holds the masked opens, never a number.
     assert_eq!(std::fs::read_to_string(&cards).unwrap(), clear);
     gw.stop();
@@ -663,22 +692,15 @@ async fn sftp_reply(
     }
 }
 
-/// Read-only SFTP means read-only: attributes changed through a handle opened for reading
-/// (FSETSTAT: chmod 4777, truncate) are checked as a `setstat` of the handle's path and
-/// refused; the file on the host keeps its mode and size. Driven with raw SFTP packets (a
-/// stock `sftp` never sends FSETSTAT on a read handle; an attacker's client does).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sftp_read_only_holds_for_attributes_changed_through_a_handle() {
-    use std::os::unix::fs::PermissionsExt;
-    let sshd = Sshd::start();
-    let chain =
-        r#"{ module = "ssh-guard", config = { allow_sftp = true, sftp_read_only = true } }"#;
-    let gw = SshGateway::start(&sshd, chain, &["ssh-guard"], "");
-    let file = sshd.dir.path().join("report.txt");
-    std::fs::write(&file, "quarterly numbers\n").unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let path = file.to_str().unwrap().as_bytes().to_vec();
-    let (gw_key, _) = host_keys(&gw, &sshd);
+/// A raw SFTP session through the gateway (a russh client logged in with a token), past INIT.
+async fn sftp_session(
+    gw: &SshGateway,
+    sshd: &Sshd,
+) -> (
+    russh::client::Handle<Client>,
+    russh::Channel<russh::client::Msg>,
+) {
+    let (gw_key, _) = host_keys(gw, sshd);
     let token = gw.token("alice", &["agent-7"], &[]);
     let config = std::sync::Arc::new(russh::client::Config::default());
     let mut h = russh::client::connect(config, ("127.0.0.1", gw.port), Client { expect: gw_key })
@@ -703,7 +725,121 @@ async fn sftp_read_only_holds_for_attributes_changed_through_a_handle() {
             buf.extend_from_slice(&data);
         }
     }
-    buf.clear();
+    (h, ch)
+}
+
+/// What a cold attack on masked SFTP reads found, with a raw client: an FSTAT and a READ
+/// sharing an id (the FSTAT's answer ended the masked read's wait and its data passed in
+/// clear), a host-side `copy-data` of the first twelve digits, and a file read while it is
+/// being written that ends inside a number. None may give a clear card number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_sftp_reads_hold_against_a_raw_client() {
+    let sshd = Sshd::start();
+    let gw = SshGateway::start(&sshd, MASK, &["allow-all", "pci-mask"], "");
+    let dir = sshd.dir.path();
+    let cards = dir.join("cards.txt");
+    std::fs::write(&cards, "visa 4111111111111111\n").unwrap();
+    let log = dir.join("app.log");
+    std::fs::write(&log, "payment card 4111 1111 1111").unwrap();
+    let path = |p: &std::path::Path| p.to_str().unwrap().as_bytes().to_vec();
+    let (_h, mut ch) = sftp_session(&gw, &sshd).await;
+    let mut buf = Vec::new();
+    let open =
+        |id: u32, p: &[u8], flags: u8| sftp_packet(3, id, &[p], &[0, 0, 0, flags, 0, 0, 0, 0]);
+    let read = |id: u32, h: &[u8], off: u64, len: u32| {
+        sftp_packet(
+            5,
+            id,
+            &[h],
+            &[&off.to_be_bytes()[..], &len.to_be_bytes()].concat(),
+        )
+    };
+    ch.data(&open(1, &path(&cards), 1)[..]).await.unwrap();
+    let (kind, payload) = sftp_reply(&mut ch, &mut buf, 1).await;
+    assert_eq!(kind, 102, "{payload:?}");
+    let handle = payload[4..].to_vec();
+    // FSTAT and READ with one id, in one write: two answers, neither in clear.
+    let both = [
+        sftp_packet(8, 7, &[&handle], &[]),
+        read(7, &handle, 0, 4096),
+    ]
+    .concat();
+    ch.data(&both[..]).await.unwrap();
+    let first = sftp_reply(&mut ch, &mut buf, 7).await;
+    let second = sftp_reply(&mut ch, &mut buf, 7).await;
+    for (kind, payload) in [&first, &second] {
+        assert!(
+            !text(payload).contains("4111111111111111"),
+            "answer {kind}: {}",
+            text(payload)
+        );
+    }
+    // copy-data of the first twelve digits into a new file: refused, nothing copied.
+    let piece = dir.join("piece.txt");
+    ch.data(&open(2, &path(&piece), 0x1a)[..]).await.unwrap();
+    let (kind, payload) = sftp_reply(&mut ch, &mut buf, 2).await;
+    assert_eq!(kind, 102, "{payload:?}");
+    let write_handle = payload[4..].to_vec();
+    let copy = sftp_packet(
+        200,
+        3,
+        &[b"copy-data", &handle],
+        &[
+            &5u64.to_be_bytes()[..],
+            &12u64.to_be_bytes(),
+            &(write_handle.len() as u32).to_be_bytes(),
+            &write_handle,
+            &0u64.to_be_bytes(),
+        ]
+        .concat(),
+    );
+    ch.data(&copy[..]).await.unwrap();
+    let (kind, payload) = sftp_reply(&mut ch, &mut buf, 3).await;
+    assert_eq!(
+        (kind, &payload[..4]),
+        (101, &[0, 0, 0, 3][..]),
+        "{}",
+        text(&payload)
+    );
+    assert_eq!(std::fs::read(&piece).unwrap(), b"");
+    // A log that ends inside a number, read, then appended to and read on.
+    ch.data(&open(4, &path(&log), 1)[..]).await.unwrap();
+    let (_, payload) = sftp_reply(&mut ch, &mut buf, 4).await;
+    let log_handle = payload[4..].to_vec();
+    ch.data(&read(5, &log_handle, 0, 32768)[..]).await.unwrap();
+    let (kind, first) = sftp_reply(&mut ch, &mut buf, 5).await;
+    assert_eq!(kind, 103, "{}", text(&first));
+    let first = first[4..].to_vec();
+    assert_eq!(text(&first), "payment card **** **** ****");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b" 1111 ok\n"))
+        .unwrap();
+    ch.data(&read(6, &log_handle, first.len() as u64, 32768)[..])
+        .await
+        .unwrap();
+    let (_, rest) = sftp_reply(&mut ch, &mut buf, 6).await;
+    assert_eq!(text(&rest[4..]), " 1111 ok\n");
+}
+
+/// Read-only SFTP means read-only: attributes changed through a handle opened for reading
+/// (FSETSTAT: chmod 4777, truncate) are checked as a `setstat` of the handle's path and
+/// refused; the file on the host keeps its mode and size. Driven with raw SFTP packets (a
+/// stock `sftp` never sends FSETSTAT on a read handle; an attacker's client does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_read_only_holds_for_attributes_changed_through_a_handle() {
+    use std::os::unix::fs::PermissionsExt;
+    let sshd = Sshd::start();
+    let chain =
+        r#"{ module = "ssh-guard", config = { allow_sftp = true, sftp_read_only = true } }"#;
+    let gw = SshGateway::start(&sshd, chain, &["ssh-guard"], "");
+    let file = sshd.dir.path().join("report.txt");
+    std::fs::write(&file, "quarterly numbers\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = file.to_str().unwrap().as_bytes().to_vec();
+    let (h, mut ch) = sftp_session(&gw, &sshd).await;
+    let mut buf = Vec::new();
     // OPEN for reading is allowed; the host answers with a handle.
     let open = sftp_packet(3, 1, &[&path], &[0, 0, 0, 1, 0, 0, 0, 0]);
     ch.data(&open[..]).await.unwrap();

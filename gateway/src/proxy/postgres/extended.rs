@@ -28,6 +28,9 @@ impl Relay {
             b'P' => {
                 let parse: Parse = decode(&frame)?;
                 let name = parse.name.unwrap_or_default();
+                if let Some(refused) = self.reserved(&name).await {
+                    return refused;
+                }
                 if name.is_empty() {
                     // The server drops the unnamed statement before it reads the new one.
                     self.statements.remove("");
@@ -122,6 +125,9 @@ impl Relay {
                     declares: prepared.declares.clone(),
                 };
                 let name = bind.portal_name.unwrap_or_default();
+                if let Some(refused) = self.reserved(&name).await {
+                    return refused;
+                }
                 self.expect.push_back(Expect::Bind(Some((name, portal))));
                 self.batch.unsent += 1;
             }
@@ -282,6 +288,17 @@ impl Relay {
             return self.flush_upstream().await;
         }
         Ok(())
+    }
+
+    /// A statement or portal name the gateway keeps for its own (`warden.`…): refused with the
+    /// batch, so the client cannot collide with the gateway's readings.
+    async fn reserved(&mut self, name: &str) -> Option<Result<(), End>> {
+        if !name.starts_with("warden.") {
+            return None;
+        }
+        let msg = format!("warden: the name \"{name}\" is reserved for the gateway");
+        self.refuse(sqlstate::INVALID_STATEMENT_NAME, &msg);
+        Some(self.refuse_batch().await)
     }
 
     async fn unknown_statement(&mut self, name: &str) -> Result<(), End> {

@@ -104,6 +104,21 @@ impl Relay {
             ));
         }
         let text = wire::cstring(body);
+        if self.batch.open && self.batch.budget.is_some() && !self.batch.skipping {
+            // A Query inside an extended batch would take the batch's held messages to the
+            // server with it, and the server commits the batch's implicit transaction at the
+            // end of the Query: what the batch writes would go unmeasured. The batch is refused
+            // and the client's messages are skipped up to its Sync (this Query too), as the
+            // server skips them after an error.
+            let u = Unreadable {
+                code: sqlstate::FEATURE_NOT_SUPPORTED,
+                reason: "warden: a Query inside an extended-protocol batch that writes under a \
+                         budget is refused; end the batch with Sync first"
+                    .into(),
+            };
+            self.refuse_unreadable(&text, &u).await?;
+            return self.refuse_batch().await;
+        }
         let statements = match read(&text).await.and_then(|s| self.check_sql(s, None)) {
             Ok(s) => s,
             Err(u) => {

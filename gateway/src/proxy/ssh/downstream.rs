@@ -302,7 +302,9 @@ impl Output {
                     let (seq, decision) = &*read.mask;
                     let session = &self.shared.conn.session;
                     match output::mask_exact(session, *seq, decision, &window).await {
-                        Ok(masked) => sftp::read_reply(id, &read, &masked),
+                        Ok(masked) => {
+                            sftp::read_reply(id, &read, &window, &masked, output::star_digits)
+                        }
                         Err(output::MaskRefused(why)) => {
                             let why = format!("warden: {why}; the read is refused");
                             self.shared.conn.recorder.error(&why);

@@ -1,8 +1,9 @@
 //! Command output under a `mask` verdict: cut into lines (bounded length), each line a one-cell
 //! row for `mask-rows`, sent on masked or as it came. Bytes that are not UTF-8 (binary output)
 //! are shown to the policy with replacement characters; a line the policy does not edit goes
-//! out byte for byte, an edited one as the policy's text. Files read over SFTP are masked the
-//! same way, keeping every byte in its place ([`mask_exact`]).
+//! out byte for byte, an edited one as the policy's text when that is as many bytes, else with
+//! every digit starred: output keeps its length. Files read over SFTP are masked the same way
+//! ([`mask_exact`]).
 
 use crate::policy::{Column, Decision, Row};
 use crate::session::Session;
@@ -91,13 +92,22 @@ pub async fn mask_lines(
     let edited = edit_lines(session, seq, decision, column, &split).await?;
     let mut out = Vec::with_capacity(lines.iter().map(Vec::len).sum());
     for ((body, eol), edit) in split.into_iter().zip(edited) {
-        match edit {
-            Some(text) => out.extend_from_slice(text.as_bytes()),
-            None => out.extend_from_slice(body),
-        }
+        out.extend_from_slice(&same_length(body, edit));
         out.extend_from_slice(eol);
     }
     Ok(out)
+}
+
+/// A line as it goes out: unchanged, the policy's edit when it is as many bytes as the line,
+/// or else the line with every digit starred. Output keeps its length, so a program that frames
+/// its output by byte counts (`scp -f`, `tar`, `rsync`) is not left waiting for bytes a mask
+/// removed.
+fn same_length(body: &[u8], edit: Option<String>) -> Vec<u8> {
+    match edit {
+        Some(text) if text.len() == body.len() => text.into_bytes(),
+        Some(_) => star_digits(body),
+        None => body.to_vec(),
+    }
 }
 
 /// Mask a stretch of a file (an SFTP read) under `decision`, keeping its length, so offsets in
@@ -118,11 +128,7 @@ pub async fn mask_exact(
     let edited = edit_lines(session, seq, decision, "file", &split).await?;
     let mut out = Vec::with_capacity(data.len());
     for ((body, eol), edit) in split.into_iter().zip(edited) {
-        match edit {
-            Some(text) if text.len() == body.len() => out.extend_from_slice(text.as_bytes()),
-            Some(_) => out.extend_from_slice(&star_digits(body)),
-            None => out.extend_from_slice(body),
-        }
+        out.extend_from_slice(&same_length(body, edit));
         out.extend_from_slice(eol);
     }
     Ok(out)
@@ -170,7 +176,7 @@ async fn edit_lines(
 
 /// `line` with every character that is a digit in any script replaced by as many `*` as its
 /// UTF-8 bytes; other bytes, valid or not, unchanged.
-fn star_digits(line: &[u8]) -> Vec<u8> {
+pub fn star_digits(line: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(line.len());
     for chunk in line.utf8_chunks() {
         for c in chunk.valid().chars() {

@@ -401,14 +401,17 @@ impl Input {
 
     /// One SFTP request: forwarded, or checked first.
     async fn sftp_packet(&mut self, packet: Packet) -> Flow {
-        if let Some(id) = packet.id()
-            && lock(&self.shared.sftp_handles).id_in_use(id)
-        {
-            let why = "warden: request id in use by a masked read still in flight";
+        let id = packet.id();
+        let refused = id.and_then(|id| {
+            lock(&self.shared.sftp_handles)
+                .refuse_id(id)
+                .map(|w| (id, w))
+        });
+        if let Some((id, why)) = refused {
             return self.sftp_reply(sftp::status(id, sftp::FAILURE, why)).await;
         }
         match packet {
-            Packet::Forward(bytes) => self.send_host(&bytes).await,
+            Packet::Forward(bytes) => self.sftp_forward(id, &bytes).await,
             Packet::Read {
                 id,
                 handle,
@@ -418,12 +421,27 @@ impl Input {
             } => {
                 let plan = lock(&self.shared.sftp_handles).read(id, &handle, offset, len);
                 match plan {
-                    ReadPlan::Forward => self.send_host(&bytes).await,
-                    ReadPlan::Widened(packet) => self.send_host(&packet).await,
+                    ReadPlan::Forward => self.sftp_forward(Some(id), &bytes).await,
+                    ReadPlan::Widened(packet) => self.sftp_forward(Some(id), &packet).await,
                     ReadPlan::Refuse(why) => {
                         self.sftp_reply(sftp::status(id, sftp::FAILURE, why)).await
                     }
                 }
+            }
+            Packet::CopyFrom { id, handle, bytes } => {
+                if lock(&self.shared.sftp_handles).mask_of(&handle).is_none() {
+                    return self.sftp_forward(Some(id), &bytes).await;
+                }
+                let reason = "warden: copying from a file whose reads are masked is refused \
+                              (the copy could be read back in pieces)";
+                let _ = self
+                    .shared
+                    .conn
+                    .session
+                    .refuse("sftp extended copy-data", "sftp:extended", reason)
+                    .await;
+                self.sftp_reply(sftp::status(id, sftp::PERMISSION_DENIED, reason))
+                    .await
             }
             Packet::Unsupported { id, name } => {
                 let reason = format!("warden: the sftp extension `{name}` cannot be checked");
@@ -444,7 +462,7 @@ impl Input {
                         if let Some(path) = opens {
                             lock(&self.shared.sftp_handles).opening(id, &path, mask);
                         }
-                        self.send_host(&bytes).await
+                        self.sftp_forward(Some(id), &bytes).await
                     }
                     Err(reason) => {
                         self.sftp_reply(sftp::status(id, sftp::PERMISSION_DENIED, &reason))
@@ -477,7 +495,7 @@ impl Input {
                     }
                 };
                 match judged {
-                    Ok(_) => self.send_host(&bytes).await,
+                    Ok(_) => self.sftp_forward(Some(id), &bytes).await,
                     Err(reason) => {
                         self.sftp_reply(sftp::status(id, sftp::PERMISSION_DENIED, &reason))
                             .await
@@ -511,6 +529,14 @@ impl Input {
                 Err(reason)
             }
         }
+    }
+
+    /// Forward an SFTP request to the host, its id noted as waiting for an answer.
+    async fn sftp_forward(&mut self, id: Option<u32>, bytes: &[u8]) -> Flow {
+        if let Some(id) = id {
+            lock(&self.shared.sftp_handles).sent(id);
+        }
+        self.send_host(bytes).await
     }
 
     async fn sftp_reply(&mut self, bytes: Vec<u8>) -> Flow {

@@ -28,6 +28,7 @@ const READLINK: u8 = 19;
 const SYMLINK: u8 = 20;
 const EXTENDED: u8 = 200;
 const STATUS: u8 = 101;
+const VERSION: u8 = 2;
 const HANDLE: u8 = 102;
 const DATA: u8 = 103;
 
@@ -63,6 +64,13 @@ pub enum Packet {
     },
     /// An extension the gateway does not know how to check: refused without asking.
     Unsupported { id: u32, name: String },
+    /// `copy-data` (a host-side copy from a read handle): refused when that handle's reads
+    /// are masked, since the copy could then be read back in pieces no mask would see.
+    CopyFrom {
+        id: u32,
+        handle: Vec<u8>,
+        bytes: Vec<u8>,
+    },
     /// READ: forwarded, or widened and masked when its handle's open was answered `mask`.
     Read {
         id: u32,
@@ -86,6 +94,7 @@ impl Packet {
             Packet::Check { id, .. }
             | Packet::CheckHandle { id, .. }
             | Packet::Unsupported { id, .. }
+            | Packet::CopyFrom { id, .. }
             | Packet::Read { id, .. } => Some(*id),
         }
     }
@@ -195,11 +204,14 @@ fn classify(bytes: Vec<u8>) -> Result<Packet, String> {
                 "statvfs@openssh.com" => op("stat", r.string()?, None),
                 "lsetstat@openssh.com" => op("setstat", r.string()?, None),
                 "expand-path@openssh.com" => op("realpath", r.string()?, None),
+                "copy-data" => {
+                    let handle = r.bytes()?.to_vec();
+                    return Ok(Packet::CopyFrom { id, handle, bytes });
+                }
                 // On handles already checked at open, or no path at all.
-                "fsync@openssh.com"
-                | "fstatvfs@openssh.com"
-                | "limits@openssh.com"
-                | "copy-data" => return Ok(Packet::Forward(bytes)),
+                "fsync@openssh.com" | "fstatvfs@openssh.com" | "limits@openssh.com" => {
+                    return Ok(Packet::Forward(bytes));
+                }
                 _ => return Ok(Packet::Unsupported { id, name }),
             }
         }
@@ -267,19 +279,21 @@ const MAX_HANDLES: usize = 4096;
 const OVERLAP: usize = 4096;
 
 /// The most a masked read returns (the client asks again for the rest, as after any short
-/// read). With its context it stays far below what servers cap a read at (OpenSSH: 255 KiB),
-/// so a short answer from the host means the end of the file (draft-02 6.4).
-const MAX_MASKED_READ: usize = 64 * 1024;
+/// read): OpenSSH's own read size, so one window is one policy call of about 40 KiB. With its
+/// context it stays far below what servers cap a read at (OpenSSH: 255 KiB), so a short answer
+/// from the host means the end of the file (draft-02 6.4).
+const MAX_MASKED_READ: usize = 32 * 1024;
 
 /// How a handle's reads are masked: the open's audit sequence number and decision.
 pub type Mask = Arc<(u64, Decision)>;
 
 /// A masked read sent to the host as a wider one: `lead` bytes of context before the client's
-/// offset, then the `want` bytes it returns, then [`OVERLAP`] more.
+/// offset, then the `want` bytes it returns, then [`OVERLAP`] more; `asked` in all.
 #[derive(Clone)]
 pub struct MaskedRead {
     pub lead: usize,
     pub want: usize,
+    pub asked: usize,
     pub mask: Mask,
 }
 
@@ -319,6 +333,12 @@ pub struct Handles {
     open: std::collections::HashMap<Vec<u8>, (String, Option<Mask>)>,
     /// Masked reads waiting for the host's answer, by request id.
     reads: std::collections::HashMap<u32, MaskedRead>,
+    /// Every request id forwarded and not answered yet: a request reusing one is refused, so
+    /// no answer can be taken for another's (an open's handle, a masked read's data).
+    inflight: std::collections::HashSet<u32>,
+    /// The mask of the last open answered `mask`: a handle whose open cannot be attributed is
+    /// read under it (fail closed).
+    last_mask: Option<Mask>,
     /// The start of a host packet not yet complete: its header, a whole HANDLE reply, or the
     /// whole answer to a masked read.
     head: Vec<u8>,
@@ -331,6 +351,9 @@ impl Handles {
     /// An open (or opendir) of `path` with request `id` was forwarded; `mask`: its reads are
     /// masked.
     pub fn opening(&mut self, id: u32, path: &str, mask: Option<Mask>) {
+        if mask.is_some() {
+            self.last_mask.clone_from(&mask);
+        }
         if let Some(known) = self.pending.get_mut(&id) {
             *known = None;
         } else if self.pending.len() < MAX_HANDLES {
@@ -343,17 +366,37 @@ impl Handles {
         self.open.get(handle).map(|(p, _)| p.as_str())
     }
 
-    /// Whether a masked read with this request id still waits for its answer: a request that
-    /// reuses the id would make the two answers indistinguishable, so it is refused.
-    pub fn id_in_use(&self, id: u32) -> bool {
-        self.reads.contains_key(&id)
+    /// Why a request with this id cannot go to the host now: its id is still waiting for an
+    /// answer (two answers could not be told apart), or too many requests are.
+    pub fn refuse_id(&self, id: u32) -> Option<&'static str> {
+        if self.inflight.contains(&id) || self.reads.contains_key(&id) {
+            Some("warden: a request with this id is still waiting for its answer")
+        } else if self.inflight.len() >= MAX_HANDLES {
+            Some("warden: too many requests waiting for their answers")
+        } else {
+            None
+        }
+    }
+
+    /// A request with this id goes to the host.
+    pub fn sent(&mut self, id: u32) {
+        self.inflight.insert(id);
+    }
+
+    /// How reads through `handle` are masked: its open's mask, or for a handle whose open is
+    /// unknown, the last mask any open got (fail closed).
+    pub fn mask_of(&self, handle: &[u8]) -> Option<Mask> {
+        match self.open.get(handle) {
+            Some((_, mask)) => mask.clone(),
+            None => self.last_mask.clone(),
+        }
     }
 
     /// A client READ of `len` bytes at `offset` on `handle`. On a masked handle it is widened
     /// by [`OVERLAP`] on each side (less before the start of the file) and its answer masked
     /// as a whole, so what it returns was masked with the text around it.
     pub fn read(&mut self, id: u32, handle: &[u8], offset: u64, len: u32) -> ReadPlan {
-        let Some(mask) = self.open.get(handle).and_then(|(_, m)| m.clone()) else {
+        let Some(mask) = self.mask_of(handle) else {
             return ReadPlan::Forward;
         };
         if self.reads.len() >= MAX_HANDLES {
@@ -370,7 +413,15 @@ impl Handles {
         body.extend_from_slice(&(asked as u32).to_be_bytes());
         let mut packet = (body.len() as u32).to_be_bytes().to_vec();
         packet.extend_from_slice(&body);
-        self.reads.insert(id, MaskedRead { lead, want, mask });
+        self.reads.insert(
+            id,
+            MaskedRead {
+                lead,
+                want,
+                asked,
+                mask,
+            },
+        );
         ReadPlan::Widened(packet)
     }
 
@@ -403,6 +454,11 @@ impl Handles {
                 continue;
             }
             let total = 4 + self.packet_len();
+            if self.head.get(4) != Some(&VERSION)
+                && let Some(id) = self.head_id()
+            {
+                self.inflight.remove(&id);
+            }
             if let Some((id, read)) = self.masked_answer() {
                 if !pass.is_empty() {
                     out.push(HostPiece::Pass(std::mem::take(&mut pass)));
@@ -463,11 +519,15 @@ impl Handles {
     }
 
     /// The current packet answers a masked read: its id and the read (no longer waiting).
-    /// Any answer to it ends the wait; only DATA is masked (a STATUS passes).
+    /// Only what a READ is answered with ends the wait: DATA (masked) or STATUS (passes).
     fn masked_answer(&mut self) -> Option<(u32, MaskedRead)> {
+        let kind = *self.head.get(4)?;
+        if kind != DATA && kind != STATUS {
+            return None;
+        }
         let id = self.head_id()?;
         let read = self.reads.remove(&id)?;
-        (self.head.get(4) == Some(&DATA)).then_some((id, read))
+        (kind == DATA).then_some((id, read))
     }
 
     /// A complete header (or a complete HANDLE reply) in `head`.
@@ -501,15 +561,34 @@ impl Handles {
     }
 }
 
-/// The client's answer to a masked read, from the masked `window` the host returned for it:
-/// the part the client asked for, or EOF when the file ends before it. A window shorter than
-/// asked ended at the end of the file, so all of it was masked in full context.
-pub fn read_reply(id: u32, read: &MaskedRead, window: &[u8]) -> Vec<u8> {
-    let end = (read.lead + read.want).min(window.len());
+/// The client's answer to a masked read, from the `window` the host returned for it and its
+/// `masked` form (as many bytes): the part the client asked for, or EOF when the file ends
+/// before it. A window shorter than asked ended at the end of the file, so all of it was masked
+/// in full context — but a file still being written may go on: digits at its end that could
+/// begin a card number, and that no mask touched, go out starred (`star`), never as a clear
+/// first half.
+pub fn read_reply(
+    id: u32,
+    read: &MaskedRead,
+    window: &[u8],
+    masked: &[u8],
+    star: impl Fn(&[u8]) -> Vec<u8>,
+) -> Vec<u8> {
+    let end = (read.lead + read.want).min(masked.len());
     if read.lead >= end {
         return status(id, EOF, "End of file");
     }
-    let data = &window[read.lead..end];
+    let mut data = masked[read.lead..end].to_vec();
+    if window.len() < read.asked && window.len() == masked.len() {
+        let safe = warden_pan::split_safe_point_bytes(window).max(read.lead);
+        if safe < end && masked[safe..end] == window[safe..end] {
+            let from = safe - read.lead;
+            let starred = star(&data[from..]);
+            data.truncate(from);
+            data.extend_from_slice(&starred);
+        }
+    }
+    let data = &data[..];
     let mut body = vec![DATA];
     body.extend_from_slice(&id.to_be_bytes());
     body.extend_from_slice(&(data.len() as u32).to_be_bytes());
@@ -521,6 +600,7 @@ pub fn read_reply(id: u32, read: &MaskedRead, window: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::output::star_digits;
     use super::*;
 
     fn packet(kind: u8, id: u32, fields: &[&[u8]], tail: &[u8]) -> Vec<u8> {
@@ -676,7 +756,7 @@ mod tests {
         let ReadPlan::Widened(_) = h.read(7, b"h1", 100, 1 << 20) else {
             panic!("not widened")
         };
-        assert!(h.id_in_use(6) && h.id_in_use(7) && !h.id_in_use(5));
+        assert!(h.refuse_id(6).is_some() && h.refuse_id(7).is_some());
         // The host answers: a STATUS for 5 (passes), DATA for 6 (full window), a short DATA
         // for 7 (the file ends), cut every 1000 bytes.
         let status5 = packet(STATUS, 5, &[], &[0, 0, 0, 0]);
@@ -694,7 +774,7 @@ mod tests {
                 match piece {
                     HostPiece::Pass(b) => passed.extend_from_slice(&b),
                     HostPiece::Read { id, read, window } => {
-                        answered.push((id, read_reply(id, &read, &window)))
+                        answered.push((id, read_reply(id, &read, &window, &window, star_digits)))
                     }
                     HostPiece::Fail { .. } => panic!("nothing too large"),
                 }
@@ -707,7 +787,7 @@ mod tests {
         );
         // 7 asked at 100 (lead 100) for 1 MiB, capped at 64 KiB; the file had 4900 bytes more.
         assert_eq!(answered[1], (7, packet(DATA, 7, &[&window7[100..]], &[])));
-        assert!(!h.id_in_use(6) && !h.id_in_use(7));
+        assert!(h.refuse_id(6).is_none() && h.refuse_id(7).is_none());
         // Past the end of the file: EOF.
         let ReadPlan::Widened(_) = h.read(8, b"h1", 9_000, 100) else {
             panic!("not widened")
@@ -723,7 +803,7 @@ mod tests {
         else {
             panic!("not one answer")
         };
-        assert_eq!(read_reply(8, read, window)[4], STATUS);
+        assert_eq!(read_reply(8, read, window, window, star_digits)[4], STATUS);
         // A host answer too large to hold is refused, and dropped whole; what follows passes.
         let ReadPlan::Widened(_) = h.read(9, b"h1", 0, 10) else {
             panic!("not widened")
@@ -741,6 +821,51 @@ mod tests {
             }
         }
         assert_eq!((failed, passed), (vec![9], after));
+    }
+
+    /// What the attack found: an answer of another kind with a masked read's id does not end
+    /// its wait; a handle whose open is unknown is read masked once any open was; ids waiting
+    /// for an answer are refused; a file that ends inside what may be a card number gives its
+    /// last digits starred.
+    #[test]
+    #[allow(clippy::panic)]
+    fn masked_reads_cannot_be_answered_by_another_request() {
+        let mut h = Handles::default();
+        h.opening(1, "/srv/cards.csv", Some(mask()));
+        h.sent(1);
+        let _ = h.host_data(&packet(HANDLE, 1, &[b"h1"], &[]));
+        assert!(h.refuse_id(1).is_none(), "answered");
+        // A client FSTAT with id 7 is in flight; a READ reusing 7 is refused.
+        h.sent(7);
+        assert!(h.refuse_id(7).is_some());
+        // Even if it got through, an ATTRS answer for 7 leaves the masked read waiting.
+        let ReadPlan::Widened(_) = h.read(9, b"h1", 0, 64) else {
+            panic!("not widened")
+        };
+        let attrs = packet(105, 9, &[], &[0, 0, 0, 0]);
+        let data = packet(DATA, 9, &[b"card 4111 1111 1111"], &[]);
+        let pieces = h.host_data(&[attrs.clone(), data].concat());
+        assert!(matches!(&pieces[0], HostPiece::Pass(b) if *b == attrs));
+        let HostPiece::Read {
+            id: 9,
+            read,
+            window,
+        } = &pieces[1]
+        else {
+            panic!("the DATA was not taken as the masked answer")
+        };
+        // The file ends in 12 digits: starred, never a clear first half.
+        let reply = read_reply(9, read, window, window, star_digits);
+        assert!(reply.ends_with(b"card **** **** ****"), "{reply:?}");
+        // A handle never seen opened (an answer that could not be attributed) reads masked.
+        assert!(matches!(
+            h.read(10, b"unknown", 0, 64),
+            ReadPlan::Widened(_)
+        ));
+        // A VERSION answer (a second INIT) frees no id.
+        h.sent(3);
+        let _ = h.host_data(&packet(VERSION, 3, &[], &[]));
+        assert!(h.refuse_id(3).is_some());
     }
 
     #[test]
