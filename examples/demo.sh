@@ -695,7 +695,7 @@ else
     FAILED+=("ssh approval")
 fi
 
-step "9. scp: file transfer is off on web-1 (a copied file would skip the line-by-line masking)"
+step "9. scp: file transfer is off on web-1 (ssh-guard's default; with allow_sftp = true, files read are masked like output)"
 show "scp -P $SPORT web-1@127.0.0.1:$LOG $RUN/copied.log"
 out=$(as_alice scp -P "$SPORT" "web-1@127.0.0.1:$LOG" "$RUN/copied.log" 2>&1) && rc=0 || rc=$?
 printf '%s\n' "$out" | indent
