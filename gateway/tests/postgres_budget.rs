@@ -451,4 +451,33 @@ async fn writes_are_measured_when_the_batch_was_flushed_before_its_execute() {
     assert_eq!(r.errors(), ["26000"], "{r:?}");
     let r = round_trip(&mut s, &query("SELECT count(*) FROM ledger"), 1).await;
     assert_eq!(r.rows(), [["45"]], "{r:?}");
+
+    // After the server failed the flushed part of a batch it discards everything up to the
+    // Sync, a Query included, and answers nothing but the Sync: so does the gateway (it used
+    // to compose a second error, or wait for the Query's answer).
+    let tags = flushed(
+        &mut s,
+        &[
+            parse("s0", "SELECT 1/0"),
+            bind("", "s0"),
+            execute(""),
+            parse("s1", "SELECT 2"),
+            flush(),
+        ]
+        .concat(),
+        2,
+    )
+    .await;
+    // (1/0 is folded when the statement is planned: the Bind fails.)
+    assert_eq!(tags, b"1E");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = round_trip(
+        &mut s,
+        &[bind("", "s1"), execute(""), query("SELECT 3"), sync()].concat(),
+        1,
+    )
+    .await;
+    assert_eq!(r.messages.len(), 1, "only ReadyForQuery: {r:?}");
+    let r = round_trip(&mut s, &query("SELECT 4"), 1).await;
+    assert_eq!(r.rows(), [["4"]], "{r:?}");
 }

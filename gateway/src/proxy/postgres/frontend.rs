@@ -59,6 +59,12 @@ impl Relay {
         if self.batch.skipping && frame.tag != b'S' {
             return Ok(());
         }
+        if self.failed && self.batch.open && frame.tag != b'S' {
+            // The server failed the flushed part of this batch and discards the rest of it up
+            // to the Sync, a Query included: so does the gateway, answering nothing (the
+            // server would not), judging nothing (none of it will run).
+            return self.refuse_batch().await;
+        }
         match frame.tag {
             b'Q' => self.on_query(frame).await,
             b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' => self.on_extended(frame).await,

@@ -201,7 +201,7 @@ pub(super) struct Relay {
     pub batch: super::frontend::Batch,
     /// Last transaction status the server reported.
     pub status: u8,
-    /// The server reported an error since its last ReadyForQuery: it is skipping the client's
+    /// The server reported an error in the batch still open: it is skipping the client's
     /// messages until Sync.
     pub failed: bool,
     pub rows: RowBatch,
@@ -467,7 +467,6 @@ impl Relay {
                 self.flush_rows().await?;
                 let (_, text) = wire::parse_error_fields(frame.body());
                 self.session.recorder().error(&text);
-                self.failed = true;
                 // After an error the server skips the rest of the batch until Sync.
                 while let Some(front) = self.expect.front() {
                     match front {
@@ -477,6 +476,9 @@ impl Relay {
                         }
                     }
                 }
+                // Nothing left to answer: the error is in the batch still open (its Sync not
+                // sent), whose further messages the server will discard.
+                self.failed = self.expect.is_empty();
                 self.copy_in = false;
             }
             b'Z' => {
