@@ -480,4 +480,25 @@ async fn writes_are_measured_when_the_batch_was_flushed_before_its_execute() {
     assert_eq!(r.messages.len(), 1, "only ReadyForQuery: {r:?}");
     let r = round_trip(&mut s, &query("SELECT 4"), 1).await;
     assert_eq!(r.rows(), [["4"]], "{r:?}");
+    // The re-attack: a Query before the batch's measured Execute (no budget attached yet)
+    // hung the session with its rows locked, or showed the client the gateway's own readings.
+    for q in ["SELECT 1", "   "] {
+        let batch = [
+            parse("d", "DELETE FROM ledger WHERE id > 0"),
+            bind("p", "d"),
+            query(q),
+            bind("p", "d"),
+            execute("p"),
+            sync(),
+        ]
+        .concat();
+        let r = round_trip(&mut s, &batch, 1).await;
+        assert_eq!(
+            (r.errors(), r.completions(), r.status()),
+            (vec!["0A000".to_string()], Vec::<String>::new(), b'I'),
+            "{q:?}: {r:?}"
+        );
+    }
+    let r = round_trip(&mut s, &query("SELECT count(*) FROM ledger"), 1).await;
+    assert_eq!(r.rows(), [["45"]], "{r:?}");
 }

@@ -728,10 +728,12 @@ async fn sftp_session(
     (h, ch)
 }
 
-/// What a cold attack on masked SFTP reads found, with a raw client: an FSTAT and a READ
+/// What cold attacks on masked SFTP reads found, with a raw client: an FSTAT and a READ
 /// sharing an id (the FSTAT's answer ended the masked read's wait and its data passed in
-/// clear), a host-side `copy-data` of the first twelve digits, and a file read while it is
-/// being written that ends inside a number. None may give a clear card number.
+/// clear), a host-side `copy-data` of the first twelve digits, a file read while it is being
+/// written that ends inside a number, a closed handle's number read before the host's answer
+/// to the next open, and packet types the host never answers. None may give a clear card number
+/// or leave an id waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn masked_sftp_reads_hold_against_a_raw_client() {
     let sshd = Sshd::start();
@@ -821,6 +823,40 @@ async fn masked_sftp_reads_hold_against_a_raw_client() {
         .unwrap();
     let (_, rest) = sftp_reply(&mut ch, &mut buf, 6).await;
     assert_eq!(text(&rest[4..]), " 1111 ok\n");
+    // The re-attack: a directory handle (not masked) closed, the card file opened (the host
+    // hands out the same number) and that number read, in one write, before the host's answer
+    // to the open says which handle it is.
+    ch.data(&sftp_packet(11, 20, &[&path(dir)], &[])[..])
+        .await
+        .unwrap();
+    let (kind, payload) = sftp_reply(&mut ch, &mut buf, 20).await;
+    assert_eq!(kind, 102, "{payload:?}");
+    let dir_handle = payload[4..].to_vec();
+    let race = [
+        sftp_packet(4, 21, &[&dir_handle], &[]),
+        open(22, &path(&cards), 1),
+        read(23, &dir_handle, 0, 4096),
+    ]
+    .concat();
+    ch.data(&race[..]).await.unwrap();
+    for id in [21, 22, 23] {
+        let (kind, payload) = sftp_reply(&mut ch, &mut buf, id).await;
+        assert!(
+            !text(&payload).contains("4111111111111111"),
+            "answer {kind} to {id}: {}",
+            text(&payload)
+        );
+    }
+    // A packet type SFTP does not define is answered by the gateway (the host would never
+    // answer it, and its id would wait for ever).
+    ch.data(&sftp_packet(99, 30, &[], &[])[..]).await.unwrap();
+    let (kind, payload) = sftp_reply(&mut ch, &mut buf, 30).await;
+    assert_eq!(
+        (kind, &payload[..4]),
+        (101, &[0, 0, 0, 8][..]),
+        "{}",
+        text(&payload)
+    );
 }
 
 /// Read-only SFTP means read-only: attributes changed through a handle opened for reading

@@ -110,16 +110,21 @@ impl Relay {
             ));
         }
         let text = wire::cstring(body);
-        if self.batch.open && self.batch.budget.is_some() && !self.batch.skipping {
-            // A Query inside an extended batch would take the batch's held messages to the
-            // server with it, and the server commits the batch's implicit transaction at the
-            // end of the Query: what the batch writes would go unmeasured. The batch is refused
-            // and the client's messages are skipped up to its Sync (this Query too), as the
-            // server skips them after an error.
+        if self.batch.open
+            && !self.batch.skipping
+            && (self.batch.unsent > 0 || self.batch.budget.is_some())
+        {
+            // A Query while an extended batch holds messages (before its Sync or a Flush) would
+            // take them to the server with it, and the server commits the batch's implicit
+            // transaction at the end of the Query: what the batch writes would not be measured
+            // as one, and the gateway's readings would interleave with the client's. No driver
+            // does this; the batch is refused and the client's messages are skipped up to its
+            // Sync (this Query too), as the server skips them after an error. (A Query after a
+            // batch that was flushed whole is the server's to run, as drivers do.)
             let u = Unreadable {
                 code: sqlstate::FEATURE_NOT_SUPPORTED,
-                reason: "warden: a Query inside an extended-protocol batch that writes under a \
-                         budget is refused; end the batch with Sync first"
+                reason: "warden: a Query inside an extended-protocol batch is refused; end the \
+                         batch with Sync first"
                     .into(),
             };
             self.refuse_unreadable(&text, &u).await?;

@@ -428,6 +428,10 @@ impl Input {
                     }
                 }
             }
+            Packet::Close { id, handle, bytes } => {
+                lock(&self.shared.sftp_handles).closing(&handle);
+                self.sftp_forward(Some(id), &bytes).await
+            }
             Packet::CopyFrom { id, handle, bytes } => {
                 if lock(&self.shared.sftp_handles).mask_of(&handle).is_none() {
                     return self.sftp_forward(Some(id), &bytes).await;

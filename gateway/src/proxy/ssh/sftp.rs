@@ -13,11 +13,15 @@ use std::sync::Arc;
 
 const INIT: u8 = 1;
 const OPEN: u8 = 3;
+const CLOSE: u8 = 4;
 const READ: u8 = 5;
+const WRITE: u8 = 6;
+const FSTAT: u8 = 8;
 const LSTAT: u8 = 7;
 const SETSTAT: u8 = 9;
 const FSETSTAT: u8 = 10;
 const OPENDIR: u8 = 11;
+const READDIR: u8 = 12;
 const REMOVE: u8 = 13;
 const MKDIR: u8 = 14;
 const RMDIR: u8 = 15;
@@ -71,6 +75,13 @@ pub enum Packet {
         handle: Vec<u8>,
         bytes: Vec<u8>,
     },
+    /// CLOSE: the handle is forgotten (the host may hand its number out again for the next
+    /// open, whose answer may come after a read of it), then forwarded.
+    Close {
+        id: u32,
+        handle: Vec<u8>,
+        bytes: Vec<u8>,
+    },
     /// READ: forwarded, or widened and masked when its handle's open was answered `mask`.
     Read {
         id: u32,
@@ -95,6 +106,7 @@ impl Packet {
             | Packet::CheckHandle { id, .. }
             | Packet::Unsupported { id, .. }
             | Packet::CopyFrom { id, .. }
+            | Packet::Close { id, .. }
             | Packet::Read { id, .. } => Some(*id),
         }
     }
@@ -144,6 +156,11 @@ fn classify(bytes: Vec<u8>) -> Result<Packet, String> {
         to,
     };
     let op = match kind {
+        WRITE | FSTAT | READDIR => return Ok(Packet::Forward(bytes)),
+        CLOSE => {
+            let handle = r.bytes()?.to_vec();
+            return Ok(Packet::Close { id, handle, bytes });
+        }
         READ => {
             let handle = r.bytes()?.to_vec();
             let offset = r.u64()?;
@@ -215,7 +232,14 @@ fn classify(bytes: Vec<u8>) -> Result<Packet, String> {
                 _ => return Ok(Packet::Unsupported { id, name }),
             }
         }
-        _ => return Ok(Packet::Forward(bytes)),
+        // A type SFTP v3 does not define: the host would not answer it (its id would wait
+        // for ever), so the gateway does.
+        _ => {
+            return Ok(Packet::Unsupported {
+                id,
+                name: format!("packet type {kind}"),
+            });
+        }
     };
     Ok(Packet::Check { id, op, bytes })
 }
@@ -381,6 +405,12 @@ impl Handles {
     /// A request with this id goes to the host.
     pub fn sent(&mut self, id: u32) {
         self.inflight.insert(id);
+    }
+
+    /// The client closes `handle`: forgotten, so until the host hands the number out again
+    /// (and says for which open), a read of it is masked as a handle of unknown origin.
+    pub fn closing(&mut self, handle: &[u8]) {
+        self.open.remove(handle);
     }
 
     /// How reads through `handle` are masked: its open's mask, or for a handle whose open is
