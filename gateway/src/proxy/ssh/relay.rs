@@ -428,6 +428,10 @@ impl Input {
                     }
                 }
             }
+            Packet::Limits { id, bytes } => {
+                lock(&self.shared.sftp_handles).asking_limits(id);
+                self.sftp_forward(Some(id), &bytes).await
+            }
             Packet::Close { id, handle, bytes } => {
                 lock(&self.shared.sftp_handles).closing(&handle);
                 self.sftp_forward(Some(id), &bytes).await

@@ -35,6 +35,7 @@ const STATUS: u8 = 101;
 const VERSION: u8 = 2;
 const HANDLE: u8 = 102;
 const DATA: u8 = 103;
+const EXTENDED_REPLY: u8 = 201;
 
 /// SSH_FX_EOF.
 pub const EOF: u32 = 1;
@@ -82,6 +83,9 @@ pub enum Packet {
         handle: Vec<u8>,
         bytes: Vec<u8>,
     },
+    /// `limits@openssh.com`: forwarded; its answer's read limit is lowered to what a masked
+    /// read can return whole.
+    Limits { id: u32, bytes: Vec<u8> },
     /// READ: forwarded, or widened and masked when its handle's open was answered `mask`.
     Read {
         id: u32,
@@ -107,6 +111,7 @@ impl Packet {
             | Packet::Unsupported { id, .. }
             | Packet::CopyFrom { id, .. }
             | Packet::Close { id, .. }
+            | Packet::Limits { id, .. }
             | Packet::Read { id, .. } => Some(*id),
         }
     }
@@ -226,7 +231,8 @@ fn classify(bytes: Vec<u8>) -> Result<Packet, String> {
                     return Ok(Packet::CopyFrom { id, handle, bytes });
                 }
                 // On handles already checked at open, or no path at all.
-                "fsync@openssh.com" | "fstatvfs@openssh.com" | "limits@openssh.com" => {
+                "limits@openssh.com" => return Ok(Packet::Limits { id, bytes }),
+                "fsync@openssh.com" | "fstatvfs@openssh.com" => {
                     return Ok(Packet::Forward(bytes));
                 }
                 _ => return Ok(Packet::Unsupported { id, name }),
@@ -302,11 +308,12 @@ const MAX_HANDLES: usize = 4096;
 /// that straddles the edge of what a read returns is seen whole.
 const OVERLAP: usize = 4096;
 
-/// The most a masked read returns (the client asks again for the rest, as after any short
-/// read): OpenSSH's own read size, so one window is one policy call of about 40 KiB. With its
-/// context it stays far below what servers cap a read at (OpenSSH: 255 KiB), so a short answer
-/// from the host means the end of the file (draft-02 6.4).
-const MAX_MASKED_READ: usize = 32 * 1024;
+/// The most a masked read returns: with its context, exactly what OpenSSH's sftp-server reads
+/// at most (255 KiB), so a short answer from the host means the end of the file (draft-02 6.4).
+/// The gateway tells clients that ask (`limits@openssh.com`) to read no more than this: a
+/// client given short reads in the middle of a file asks again out of order, and OpenSSH's scp
+/// then truncates the file it writes at the first gap.
+const MAX_MASKED_READ: usize = 261_120 - 2 * OVERLAP;
 
 /// How a handle's reads are masked: the open's audit sequence number and decision.
 pub type Mask = Arc<(u64, Decision)>;
@@ -363,6 +370,8 @@ pub struct Handles {
     /// The mask of the last open answered `mask`: a handle whose open cannot be attributed is
     /// read under it (fail closed).
     last_mask: Option<Mask>,
+    /// `limits@openssh.com` requests waiting for their answer.
+    limits: std::collections::HashSet<u32>,
     /// The start of a host packet not yet complete: its header, a whole HANDLE reply, or the
     /// whole answer to a masked read.
     head: Vec<u8>,
@@ -405,6 +414,11 @@ impl Handles {
     /// A request with this id goes to the host.
     pub fn sent(&mut self, id: u32) {
         self.inflight.insert(id);
+    }
+
+    /// A `limits@openssh.com` request with this id goes to the host.
+    pub fn asking_limits(&mut self, id: u32) {
+        self.limits.insert(id);
     }
 
     /// The client closes `handle`: forgotten, so until the host hands the number out again
@@ -505,6 +519,7 @@ impl Handles {
                 }
             } else {
                 self.reply();
+                self.lower_read_limit();
                 pass.extend_from_slice(&self.head);
             }
             self.skip = total.saturating_sub(self.head.len());
@@ -527,6 +542,12 @@ impl Handles {
         let total = 4 + self.packet_len();
         match self.head.get(4) {
             Some(&HANDLE) if total <= 4 + 1024 => total,
+            Some(&EXTENDED_REPLY)
+                if total <= 4 + 64
+                    && self.head_id().is_some_and(|id| self.limits.contains(&id)) =>
+            {
+                total
+            }
             Some(&DATA)
                 if total <= 4 + 13 + MAX_MASKED_READ + 2 * OVERLAP
                     && self
@@ -558,6 +579,26 @@ impl Handles {
         let id = self.head_id()?;
         let read = self.reads.remove(&id)?;
         (kind == DATA).then_some((id, read))
+    }
+
+    /// The answer to `limits@openssh.com` (max packet, read, write lengths, open handles, each
+    /// a u64): its read length lowered to [`MAX_MASKED_READ`] (0 means no limit).
+    fn lower_read_limit(&mut self) {
+        if self.head.get(4) != Some(&EXTENDED_REPLY) {
+            return;
+        }
+        let Some(id) = self.head_id() else { return };
+        if !self.limits.remove(&id) {
+            return;
+        }
+        if let Some(field) = self.head.get_mut(17..25) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(field);
+            let read = u64::from_be_bytes(b);
+            if read == 0 || read > MAX_MASKED_READ as u64 {
+                field.copy_from_slice(&(MAX_MASKED_READ as u64).to_be_bytes());
+            }
+        }
     }
 
     /// A complete header (or a complete HANDLE reply) in `head`.
@@ -815,7 +856,7 @@ mod tests {
             answered[0],
             (6, packet(DATA, 6, &[&window6[4096..4096 + 32_768]], &[]))
         );
-        // 7 asked at 100 (lead 100) for 1 MiB, capped at 64 KiB; the file had 4900 bytes more.
+        // 7 asked at 100 (lead 100) for 1 MiB (capped); the file had 4900 bytes more.
         assert_eq!(answered[1], (7, packet(DATA, 7, &[&window7[100..]], &[])));
         assert!(h.refuse_id(6).is_none() && h.refuse_id(7).is_none());
         // Past the end of the file: EOF.
