@@ -44,8 +44,9 @@ fn setup(pg: &common::pg::PgServer) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_over_budget_are_rolled_back_and_refused_whoever_does_them() {
+/// The server set up, a gateway whose target refuses over 10 rows written per table, and a
+/// connection to it as alice.
+async fn budgeted() -> (common::pg::PgServer, Gateway, tokio::net::TcpStream) {
     let pg = gateway::card_server();
     setup(&pg);
     let targets = target(
@@ -63,7 +64,14 @@ async fn writes_over_budget_are_rolled_back_and_refused_whoever_does_them() {
         },
     );
     let token = gw.token("alice", &["agent-7"], &[]);
-    let mut s = login(gw.pg_port, "budgeted", &token).await;
+    let s = login(gw.pg_port, "budgeted", &token).await;
+    (pg, gw, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_over_budget_are_rolled_back_and_refused_whoever_does_them() {
+    let (pg, gw, mut s) = budgeted().await;
+    let token = gw.token("alice", &["agent-7"], &[]);
     let merchants_before = pg.psql_db("payments", "SELECT count(*) FROM merchants");
 
     for (what, sql) in [
@@ -303,24 +311,7 @@ async fn over_budget_writes_wait_for_an_approver_and_results_can_be_cut() {
 /// and a batch whose flushed part the server already failed is answered, not waited on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_measured_when_the_batch_was_flushed_before_its_execute() {
-    let pg = gateway::card_server();
-    setup(&pg);
-    let targets = target(
-        "budgeted",
-        &pg,
-        "payments",
-        r#"{ module = "sql-guard", config = { write_budget = { per_table = 10, over = "refuse" } } }"#,
-    );
-    let gw = Gateway::start(
-        &pg,
-        "payments",
-        Extra {
-            targets: &targets,
-            ..Extra::default()
-        },
-    );
-    let token = gw.token("alice", &["agent-7"], &[]);
-    let mut s = login(gw.pg_port, "budgeted", &token).await;
+    let (pg, _gw, mut s) = budgeted().await;
     let described = |sql: &str| [parse("", sql), describe_statement(""), flush()].concat();
     let run = [bind("", ""), execute(""), sync()].concat();
 

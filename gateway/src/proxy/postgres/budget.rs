@@ -302,11 +302,7 @@ impl Relay {
         self.to_upstream.extend_from_slice(&payload);
         self.flush_upstream().await?;
         let status = loop {
-            let frame = self
-                .up_r
-                .next()
-                .await
-                .map_err(|e| End::ServerClosed(e.to_string()))?;
+            let frame = self.server_message().await?;
             if frame.tag == b'Z'
                 && matches!(self.expect.front(), Some(Expect::Query(_) | Expect::Sync))
             {
@@ -504,11 +500,7 @@ impl Relay {
         self.flush_upstream().await?;
         let (mut rows, mut closed) = (Vec::new(), 0);
         while closed < 2 * sqls.len() {
-            let frame = self
-                .up_r
-                .next()
-                .await
-                .map_err(|e| End::ServerClosed(e.to_string()))?;
+            let frame = self.server_message().await?;
             match frame.tag {
                 b'D' => rows.extend(text_row(frame.body())),
                 b'3' => closed += 1,
@@ -536,11 +528,7 @@ impl Relay {
         self.flush_upstream().await?;
         let mut rows = Vec::new();
         loop {
-            let frame = self
-                .up_r
-                .next()
-                .await
-                .map_err(|e| End::ServerClosed(e.to_string()))?;
+            let frame = self.server_message().await?;
             match frame.tag {
                 b'D' => rows.extend(text_row(frame.body())),
                 b'E' if forward_errors => self.to_client.extend_from_slice(&frame.raw),

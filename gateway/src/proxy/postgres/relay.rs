@@ -578,13 +578,17 @@ impl Relay {
 
     /// Relay server messages until every expected response has arrived (before holding a
     /// statement for approval, so the client has seen all earlier results).
+    /// The server's next message, waited for.
+    pub(super) async fn server_message(&mut self) -> Result<Frame, End> {
+        self.up_r
+            .next()
+            .await
+            .map_err(|e| End::ServerClosed(e.to_string()))
+    }
+
     pub async fn settle(&mut self) -> Result<(), End> {
         while !self.expect.is_empty() {
-            let frame = self
-                .up_r
-                .next()
-                .await
-                .map_err(|e| End::ServerClosed(e.to_string()))?;
+            let frame = self.server_message().await?;
             self.on_server(frame).await?;
             self.drain_local().await?;
         }

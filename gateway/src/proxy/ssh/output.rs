@@ -102,11 +102,11 @@ pub async fn mask_lines(
 /// or else the line with every digit starred. Output keeps its length, so a program that frames
 /// its output by byte counts (`scp -f`, `tar`, `rsync`) is not left waiting for bytes a mask
 /// removed.
-fn same_length(body: &[u8], edit: Option<String>) -> Vec<u8> {
+fn same_length(body: &[u8], edit: Option<String>) -> std::borrow::Cow<'_, [u8]> {
     match edit {
-        Some(text) if text.len() == body.len() => text.into_bytes(),
-        Some(_) => star_digits(body),
-        None => body.to_vec(),
+        Some(text) if text.len() == body.len() => text.into_bytes().into(),
+        Some(_) => star_digits(body).into(),
+        None => body.into(),
     }
 }
 
