@@ -7,8 +7,9 @@ mod common;
 
 use common::clients::{DENIED, MASK_ONLY, Matrix, script};
 
-/// Through pci-mask alone: sql-guard refuses pg_dump's catalog queries, which the gateway's SQL
-/// describer cannot read in full (`OPERATOR(pg_catalog.=)`), so what they write would be unknown.
+/// Through pci-mask alone: sql-guard holds each `LOCK TABLE ... IN ACCESS SHARE MODE` pg_dump
+/// sends for approval, since the WIT does not tell a policy the lock's mode (its catalog
+/// queries, `OPERATOR(pg_catalog.=) ANY`, are read from the server's tree and pass).
 #[test]
 fn pg_dump_and_pg_restore() {
     let m = Matrix::start_with(MASK_ONLY);

@@ -140,6 +140,47 @@ async fn destructive_statements_are_refused_and_nothing_reaches_the_server() {
     }
 }
 
+/// Syntax the gateway's second parser lacks (pg_dump's and psql's `x OPERATOR(pg_catalog.=)
+/// ANY (...)`) is judged from the server's own tree: the catalog query runs, and a write
+/// hidden in the same syntax is still found and refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_only_the_servers_grammar_reads_are_judged_from_its_tree() {
+    let pg = server();
+    let gw = Gateway::start(&pg, "payments", Extra::default());
+    let token = gw.token("alice", &["agent-7"], &["agents"]);
+    let c = connect(&gw.conninfo("payments", &token)).await.unwrap();
+    let rows = c
+        .simple_query(
+            "SELECT c.relname FROM pg_catalog.pg_class c \
+             LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+             WHERE c.relkind OPERATOR(pg_catalog.=) ANY (array['r', 'p']) \
+             AND c.relname OPERATOR(pg_catalog.~) '^(cards)$' COLLATE pg_catalog.default",
+        )
+        .await
+        .unwrap();
+    let names: Vec<_> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["cards"]);
+    let hidden = "WITH d AS (DELETE FROM owners RETURNING 1) \
+                  SELECT count(*) FROM d WHERE 1 OPERATOR(pg_catalog.=) ANY (array[1])";
+    let e = c.simple_query(hidden).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    let msg = e.as_db_error().unwrap().message().to_string();
+    assert!(msg.contains("DELETE on owners without WHERE"), "{msg}");
+    let n = pg.psql_db("payments", "SELECT count(*) FROM owners");
+    assert_ne!(n.trim(), "0", "owners untouched");
+    assert!(
+        !pg.statements_by(GATEWAY_ROLE)
+            .join("\n")
+            .contains("DELETE FROM owners")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn card_numbers_are_masked_in_every_result_path() {
     let pg = server();

@@ -17,7 +17,7 @@ pub mod server;
 pub use copy::{CopyFormat, CopyOut};
 pub use server::PreparedOp;
 
-use crate::policy::Sql;
+use crate::policy::{Sql, SqlWrite};
 
 /// One statement of a message, as policies and the PostgreSQL adapter see it.
 #[derive(Debug, Clone)]
@@ -74,12 +74,17 @@ pub fn parse(text: &str) -> Result<Vec<Statement>, Unreadable> {
 }
 
 fn statement(text: &str) -> Result<Statement, Unreadable> {
-    let sv = server::read(text).map_err(|e| Unreadable {
+    let described = describe::describe(text);
+    let mut sql = described.sql;
+    let read = if sql.parse_error.is_some() {
+        server::read_in_full
+    } else {
+        server::read
+    };
+    let sv = read(text).map_err(|e| Unreadable {
         code: SYNTAX_ERROR,
         reason: format!("warden: {e} (PostgreSQL's grammar; nothing was run)"),
     })?;
-    let described = describe::describe(text);
-    let mut sql = described.sql;
     disagreement(&sv, &sql).map_or(Ok(()), |what| {
         Err(Unreadable {
             code: NOT_SUPPORTED,
@@ -88,6 +93,7 @@ fn statement(text: &str) -> Result<Statement, Unreadable> {
             ),
         })
     })?;
+    from_server_alone(&sv, &mut sql);
     let kind = match (server::kind_of(&sv), sql.kind.as_str()) {
         // SELECT ... INTO creates a table; GrantStmt is also REVOKE.
         ("select", "create") => "create",
@@ -119,6 +125,45 @@ fn statement(text: &str) -> Result<Statement, Unreadable> {
         cursor: sv.cursor,
         copy_out: sv.copy_out,
     })
+}
+
+/// Statement types whose facts the server's tree gives in full: their writes (at any depth,
+/// with their WHERE) and their top-level WHERE. COPY and the other utility statements keep
+/// facts only the second parser finds (COPY's endpoint).
+const READ_BY_SERVER_ALONE: &[&str] = &[
+    "SelectStmt",
+    "InsertStmt",
+    "UpdateStmt",
+    "DeleteStmt",
+    "MergeStmt",
+    "ExplainStmt",
+];
+
+/// When the second parser cannot read a statement the server's grammar accepts (sqlparser
+/// lags the server's syntax: pg_dump and psql write `x OPERATOR(pg_catalog.=) ANY (...)`),
+/// the server's own tree supplies `writes` and `has_where` for the statement types it
+/// describes in full, and the statement is no longer unreadable. `limit` stays unknown (an
+/// unbounded read, the strict answer), and the server's tree is the one the server runs, so
+/// there is no second reading to disagree with.
+fn from_server_alone(sv: &server::ServerStatement, sql: &mut Sql) {
+    let (Some(_), Some(writes), Some(has_where)) = (&sql.parse_error, &sv.writes, sv.has_where)
+    else {
+        return;
+    };
+    if !READ_BY_SERVER_ALONE.contains(&sv.statement_type.as_str()) {
+        return;
+    }
+    sql.writes = writes
+        .iter()
+        .map(|(kind, table, has_where)| SqlWrite {
+            kind: (*kind).to_string(),
+            table: table.clone(),
+            has_where: *has_where,
+        })
+        .collect();
+    sql.has_where = has_where;
+    sql.limit = None;
+    sql.parse_error = None;
 }
 
 /// What the two readings disagree on, if anything a policy relies on. sqlparser may see more

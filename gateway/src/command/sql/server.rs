@@ -47,6 +47,11 @@ pub struct ServerStatement {
     pub writes: Option<Vec<(&'static str, String, bool)>>,
     /// Every use of a table column (see `lineage.rs`).
     pub columns: Vec<super::lineage::Use>,
+    /// Whether the top-level SELECT, UPDATE or DELETE (or the one EXPLAIN shows) has a WHERE,
+    /// when the statement was read in full.
+    pub has_where: Option<bool>,
+    /// A `SELECT ... INTO new_table` (it creates a table), when read in full.
+    pub select_into: bool,
 }
 
 /// A statement's effect on the session's SQL-level prepared statements, which share one
@@ -94,6 +99,16 @@ pub fn split(text: &str) -> Result<Vec<&str>, String> {
 
 /// Read one statement (a piece [`split`] returned).
 pub fn read(stmt: &str) -> Result<ServerStatement, String> {
+    read_with(stmt, false)
+}
+
+/// Read one statement and walk its whole tree whatever its type, so that `writes` and
+/// `has_where` are known: for a statement the second parser cannot read (`mod.rs`).
+pub fn read_in_full(stmt: &str) -> Result<ServerStatement, String> {
+    read_with(stmt, true)
+}
+
+fn read_with(stmt: &str, in_full: bool) -> Result<ServerStatement, String> {
     let summary = guarded(|| pg_query::summary(stmt, 0, -1).map_err(clean))?;
     let statement_type = summary
         .statement_types
@@ -130,8 +145,10 @@ pub fn read(stmt: &str) -> Result<ServerStatement, String> {
         .statement_types
         .iter()
         .any(|t| matches!(t.as_str(), "UpdateStmt" | "DeleteStmt" | "MergeStmt"));
-    let full =
-        !SUMMARISED.contains(&out.statement_type.as_str()) || calls_set_config || changes_rows;
+    let full = in_full
+        || !SUMMARISED.contains(&out.statement_type.as_str())
+        || calls_set_config
+        || changes_rows;
     // Column lineage needs the tree of any statement that names a table.
     if full || !out.tables.is_empty() {
         let (tree, copy_out) = guarded(|| {
@@ -292,6 +309,8 @@ fn top_level(tree: &Value, out: &mut ServerStatement) {
     };
     let str_field = |f: &str| stmt.get(f).and_then(Value::as_str).unwrap_or("");
     let int_field = |f: &str| stmt.get(f).and_then(Value::as_i64).unwrap_or(0);
+    out.has_where = Some(top_where(tree));
+    out.select_into = kind == "SelectStmt" && stmt.get("into_clause").is_some_and(|v| !v.is_null());
     match kind {
         "VariableSetStmt" => {
             let k = int_field("kind");
@@ -361,6 +380,18 @@ fn top_level(tree: &Value, out: &mut ServerStatement) {
     }
 }
 
+/// Whether the top-level SELECT, UPDATE or DELETE has a WHERE clause (the statement EXPLAIN
+/// shows, for EXPLAIN). A set operation (`UNION`) has none of its own.
+fn top_where(tree: &Value) -> bool {
+    match node(tree) {
+        Some(("SelectStmt" | "UpdateStmt" | "DeleteStmt", stmt)) => {
+            stmt.get("where_clause").is_some_and(|w| !w.is_null())
+        }
+        Some(("ExplainStmt", stmt)) => stmt.get("query").is_some_and(top_where),
+        _ => false,
+    }
+}
+
 /// The setting a `SELECT set_config(name, ...) FROM pg_settings WHERE name = 'x'` changes:
 /// `x`, when every set_config call's name is the column `name`, the only relation is
 /// `pg_settings` and the WHERE is exactly `name = 'x'`.
@@ -408,6 +439,7 @@ fn named_by_where(select: &Value) -> Option<String> {
 pub fn kind_of(s: &ServerStatement) -> &'static str {
     let t = s.statement_type.as_str();
     match t {
+        "SelectStmt" if s.select_into => "create",
         "SelectStmt" => "select",
         "InsertStmt" => "insert",
         "UpdateStmt" => "update",

@@ -237,16 +237,80 @@ fn a_chain_of_many_operators_does_not_overflow_the_stack() {
         "SELECT 1 FROM t WHERE {}",
         vec!["id > 0"; 40_000].join(" AND ")
     );
-    let s = one(&text);
     assert!(
-        s.parse_error.as_deref().unwrap_or("").contains("operators"),
-        "{:?}",
-        s.parse_error
+        describe::describe(&text)
+            .sql
+            .parse_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("operators")
     );
+    // The server's tree describes it instead.
+    let s = one(&text);
+    assert_eq!(s.parse_error, None);
     assert_eq!(
-        (s.kind.as_str(), s.tables.as_slice()),
-        ("select", &["t".to_string()][..])
+        (s.kind.as_str(), s.tables.as_slice(), s.has_where),
+        ("select", &["t".to_string()][..], true)
     );
+}
+
+/// What the server's tree says of a statement the second parser cannot read.
+fn by_server(text: &str) -> Sql {
+    assert!(
+        describe::describe(text).sql.parse_error.is_some(),
+        "sqlparser reads {text}: pick a text it cannot"
+    );
+    one(text)
+}
+
+#[test]
+fn the_server_describes_what_the_second_parser_cannot_read() {
+    // pg_dump's and psql's catalog queries (sqlparser refuses OPERATOR() before ANY).
+    let s = by_server(
+        "SELECT c.oid FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n \
+         ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+         WHERE c.relkind OPERATOR(pg_catalog.=) ANY (array['r', 'S']) LIMIT 5",
+    );
+    assert_eq!(s.parse_error, None);
+    assert_eq!((s.kind.as_str(), s.has_where), ("select", true));
+    assert_eq!(s.tables, ["pg_catalog.pg_class", "pg_catalog.pg_namespace"]);
+    assert!(s.writes.is_empty(), "{:?}", s.writes);
+    // A LIMIT the second parser did not judge is unknown: an unbounded read.
+    assert_eq!(s.limit, None);
+    let any = "1 OPERATOR(pg_catalog.=) ANY (array[1])";
+    // Writes at any depth, each with its own WHERE.
+    let s = by_server(&format!(
+        "WITH d AS (DELETE FROM t RETURNING 1) SELECT 1 FROM u WHERE {any}"
+    ));
+    let writes: Vec<_> = s
+        .writes
+        .iter()
+        .map(|w| (w.kind.as_str(), w.table.as_str(), w.has_where))
+        .collect();
+    assert_eq!(writes, [("delete", "t", false)]);
+    assert!(s.has_where);
+    let s = by_server(&format!("UPDATE t SET a = 1 WHERE {any}"));
+    assert_eq!(
+        (s.kind.as_str(), s.writes.len(), s.writes[0].has_where),
+        ("update", 1, true)
+    );
+    let s = by_server(&format!("UPDATE t SET a = (SELECT 1 WHERE {any})"));
+    assert_eq!((s.has_where, s.writes[0].has_where), (false, false));
+    let s = by_server(&format!("EXPLAIN ANALYZE DELETE FROM t WHERE {any}"));
+    assert_eq!(
+        (s.kind.as_str(), s.writes[0].kind.as_str()),
+        ("explain", "delete")
+    );
+    // SELECT ... INTO creates a table.
+    let s = by_server(&format!("SELECT 1 AS a INTO newt WHERE {any}"));
+    assert_eq!(s.kind, "create");
+    // A string continuation the second parser does not know.
+    let s = by_server("DELETE FROM t WHERE x = 'a'\n'b'");
+    assert_eq!((s.kind.as_str(), s.writes[0].has_where), ("delete", true));
+    // COPY's endpoint only the second parser finds: still unreadable.
+    let s = one(&format!("COPY (SELECT 1 WHERE {any}) TO '/tmp/x'"));
+    assert!(s.parse_error.is_some(), "{s:?}");
+    assert_eq!(s.kind, "copy");
 }
 
 #[test]
@@ -273,11 +337,11 @@ fn a_differential_between_the_readings_is_refused() {
         disagreement(&server, &one("DELETE FROM t WHERE id = 1")),
         None
     );
-    let s = one("DELETE FROM t WHERE x = 'a'\n'b'");
+    let s = one("COPY t FROM STDIN WHERE x = 'a'\n'b'");
     assert!(s.parse_error.is_some());
     assert_eq!(
         (s.kind.as_str(), s.statement_type.as_str()),
-        ("delete", "DeleteStmt")
+        ("copy", "CopyStmt")
     );
     assert_eq!(s.tables, ["t"]);
 }
