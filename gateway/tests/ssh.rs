@@ -409,6 +409,16 @@ fn card_numbers_are_found_as_written_on_stdout_and_stderr() {
         !out.contains("111 1111 1111 1111"),
         "full-width digits: {out:?}"
     );
+    // A zero-width space and a combining mark at odd places: the number still looks whole.
+    let o = gw.ssh(
+        "web-1",
+        &[],
+        &["printf '41\\342\\200\\2131111111\\314\\2011111111\\n'"],
+        None,
+    );
+    let out = text(&o.stdout);
+    let digits: String = out.chars().filter(char::is_ascii_digit).collect();
+    assert_eq!(digits, "1111", "only the last four stay: {out:?}");
 
     // A card number right across the line bound (64 KiB without a newline).
     let long = "head -c 65530 /dev/zero | tr '\\0' x; printf '4111111111111111\\n'";

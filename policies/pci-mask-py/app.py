@@ -13,7 +13,8 @@ inside longer text, keeping the last four, the separators and escape sequences
 
 A PAN is 13 to 19 digits (of any script) that pass Luhn and start like a card of that length
 (IIN), contiguous or in groups as cards are printed, joined by up to three separators
-(spaces, ``- . / _ +``, Unicode spaces and dashes, zero-width characters); windows are also
+(spaces, ``- . / _ +``, Unicode spaces, dashes, dots and slashes) and through characters a
+terminal does not show (escape codes, zero-width, direction and combining marks); windows are also
 found in longer runs of digits. The exact rules are in the crate docs of
 ``policy-sdk/pan/src/lib.rs``.
 

@@ -7,9 +7,10 @@ follow the Rust functions so the two read side by side. Only what a policy needs
 ``mask_pans``, ``find_pans``, ``luhn_valid`` (no stream masking).
 
 In short: the text is read as digits (ASCII or any Unicode decimal digit, table ``ND_ZEROS``),
-separators (space, tab, ``- . / _ +``, Unicode spaces, zero-width characters, dashes),
-invisibles (ANSI/OSC escape sequences, BEL, SI, SO) and anything else. A *chain* is digits at
-most 3 separators (and 4 invisibles) apart; a *group* is a part of a chain without a
+separators (space, tab, ``- . / _ +``, Unicode spaces and dashes, dots, slashes), invisibles
+(ANSI/OSC escape sequences, control characters, zero-width characters, direction marks,
+combining marks: what a terminal does not show) and anything else. A *chain* is digits at
+most 3 separators (and 16 invisibles) apart; a *group* is a part of a chain without a
 separator. A chain of 13 to 19 digits is one PAN if it passes Luhn, fits a card scheme (IIN
 and length) and is grouped like a card (groups of >= 4 digits, the last >= 3); otherwise it is
 searched for *windows* of 13 to 19 digits passing the same tests: whole groups, anywhere in a
@@ -40,7 +41,7 @@ MIN_DIGITS = 13
 MAX_DIGITS = 19
 #: Most separators and most invisibles between two digits of a chain.
 MAX_GAP = 3
-MAX_GAP_INVISIBLES = 4
+MAX_GAP_INVISIBLES = 16
 #: Longest escape sequence taken as one.
 MAX_ESCAPE = 32
 #: Shortest group searched for windows at every offset.
@@ -70,12 +71,24 @@ _HIDE = str.maketrans(dict.fromkeys(_DIGIT_VALUE, "*"))
 #: Luhn's doubling of an ASCII digit, already reduced (``2 * d - 9`` above 9).
 _DOUBLE = str.maketrans("0123456789", "0246813579")
 
-#: Separators that are not ASCII: no-break and other Unicode spaces; zero-width space,
-#: joiners, word joiner, BOM; soft hyphen, Unicode dashes and minus; full-width ``- . / _``.
+#: Separators that are not ASCII (Rust's ``char_atom_at``): every Unicode space and dash, the
+#: minus sign, dots, slashes, low lines and plus signs of other widths.
 _UNICODE_SEPARATORS = frozenset(
-    "\xa0\xad\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u200b\u200c"
-    "\u200d\u2010\u2011\u2012\u2013\u2014\u2015\u202f\u2060\u2212\u3000\ufeff\uff0d\uff0e"
-    "\uff0f\uff3f"
+    "\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f"
+    "\u205f\u3000\u058a\u05be\u1400\u1806\u2010\u2011\u2012\u2013\u2014\u2015\u2e17\u2e1a"
+    "\u2e3a\u2e3b\u2e40\u2e5d\u301c\u3030\u30a0\ufe31\ufe32\ufe58\ufe63\uff0d\U00010ead"
+    "\u2212\xb7\u2024\u2027\u2219\u22c5\u3002\u30fb\ufe52\uff0e\uff61\uff65\u2044\u2215"
+    "\uff0f\ufe4d\ufe4e\ufe4f\uff3f\uff0b"
+)
+#: What a terminal does not show (Rust's ``atom_at`` and ``char_atom_at``): control
+#: characters but tab, newline, CR, BS, VT, FF and ESC (escape sequences are read whole);
+#: C1 controls, soft hyphen, zero-width characters, direction marks, variation selectors,
+#: combining marks, format controls, tags.
+_INVISIBLE_CHAR = re.compile(
+    "[\x00-\x07\x0e-\x1a\x1c-\x1f\x7f-\x9f\xad\u0300-\u036f\u061c\u115f\u1160\u17b4"
+    "\u17b5\u180b-\u180f\u1ab0-\u1aff\u1dc0-\u1dff\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+    "\u2066-\u206f\u20d0-\u20ff\u3164\ufe00-\ufe0f\ufe20-\ufe2f\ufeff\uffa0\ufff9-\ufffb"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
 )
 _ASCII_SEPARATORS = " \t-./_+"  # `+`: a space in form-encoded bodies
 
@@ -205,7 +218,7 @@ def _may_hold_pan(text: str) -> bool:
 
 
 def _has_invisibles(text: str) -> bool:
-    return "\x1b" in text or "\x07" in text or "\x0e" in text or "\x0f" in text
+    return "\x1b" in text or _INVISIBLE_CHAR.search(text) is not None
 
 
 def _mask_chain(match: re.Match[str]) -> str:
@@ -300,11 +313,11 @@ def _atom_at(text: str, i: int) -> tuple[int, int]:
             return _SEPARATOR, i + 1
         if c == "\x1b":
             return _escape_at(text, i)
-        if c in "\x07\x0e\x0f":  # BEL, SO, SI
-            return _INVISIBLE, i + 1
-        return _OTHER, i + 1
+        return (_INVISIBLE if _INVISIBLE_CHAR.match(c) else _OTHER), i + 1
     if c in _UNICODE_SEPARATORS:
         return _SEPARATOR, i + 1
+    if _INVISIBLE_CHAR.match(c):
+        return _INVISIBLE, i + 1
     return (_DIGIT if c in _DIGIT_VALUE else _OTHER), i + 1
 
 

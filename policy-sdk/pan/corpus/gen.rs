@@ -179,9 +179,27 @@ pub fn groups(pan: &str) -> Vec<&str> {
 }
 
 pub const ASCII_SEPARATORS: [&str; 7] = [" ", "-", ".", "/", "_", "\t", "+"];
-pub const UNICODE_SEPARATORS: [&str; 12] = [
+pub const UNICODE_SEPARATORS: [&str; 20] = [
     "\u{A0}", "\u{2009}", "\u{202F}", "\u{3000}", "\u{2002}", "\u{200B}", "\u{200C}", "\u{200D}",
-    "\u{2060}", "\u{FEFF}", "\u{2013}", "\u{2212}",
+    "\u{2060}", "\u{FEFF}", "\u{2013}", "\u{2212}", "\u{1680}", "\u{205F}", "\u{B7}", "\u{2E3A}",
+    "\u{FE63}", "\u{30FB}", "\u{2044}", "\u{FF0B}",
+];
+
+/// What a terminal does not show: zero-width characters, direction marks, combining marks,
+/// variation selectors, tags, control characters.
+pub const INVISIBLES: [&str; 12] = [
+    "\u{200B}",
+    "\u{AD}",
+    "\u{200E}",
+    "\u{202E}",
+    "\u{2066}",
+    "\u{301}",
+    "\u{FE0F}",
+    "\u{20E3}",
+    "\u{E0041}",
+    "\u{85}",
+    "\u{7F}",
+    "\u{1}",
 ];
 
 /// A separator run of one to three characters of any kind.
@@ -323,7 +341,7 @@ const SENTENCES: [(&str, &str); 12] = [
 /// The true-PAN categories: name and generator.
 pub type PanGen = fn(&mut Rng) -> Sample;
 
-pub const PAN_CATEGORIES: [(&str, PanGen); 15] = [
+pub const PAN_CATEGORIES: [(&str, PanGen); 16] = [
     ("test cards, contiguous", |rng| {
         one("", TEST_CARDS[rng.below(TEST_CARDS.len())], "")
     }),
@@ -425,6 +443,20 @@ pub const PAN_CATEGORIES: [(&str, PanGen); 15] = [
             }
         }
         b.build()
+    }),
+    ("invisible characters anywhere in the number", |rng| {
+        let pan = any_pan(rng);
+        let mut b = Builder::default();
+        b.plain("card ").pan();
+        for (k, d) in pan.char_indices() {
+            b.digit_text(&pan[k..k + d.len_utf8()]);
+            if k + 1 < pan.len() && rng.chance(30) {
+                for _ in 0..rng.within(1..4) {
+                    b.invisible(rng.pick(&INVISIBLES));
+                }
+            }
+        }
+        b.plain(" ok").build()
     }),
     ("full-width (+ ideographic space)", |rng| {
         let pan = any_pan(rng);

@@ -7,10 +7,13 @@
 //! # What is a PAN here
 //! The text is read as a sequence of *digits* (ASCII or any other Unicode decimal digit:
 //! full-width, Arabic-Indic, Devanagari, Thai, mathematical…), *separators* (space, tab, `-`,
-//! `.`, `/`, `_`, `+`, no-break and other Unicode spaces, zero-width characters, Unicode
-//! dashes), *invisibles* (terminal escape sequences: CSI such as `ESC[01;31m`, two-byte and
-//! charset sequences such as `ESC(B`, OSC/DCS introducers and terminators, BEL, SI, SO) and
-//! anything else. A **chain** is a run of digits in which each two neighbours are at most
+//! `.`, `/`, `_`, `+`, every Unicode space and dash, the minus sign, middle and other dots,
+//! fraction and division slashes, full-width forms), *invisibles* (what a terminal or a text
+//! view does not show: escape sequences — CSI such as `ESC[01;31m`, two-byte and charset
+//! sequences such as `ESC(B`, OSC/DCS introducers and terminators —, C0 and C1 control
+//! characters other than tab, newline, CR, BS, VT and FF, the soft hyphen, zero-width
+//! characters and joiners, direction marks and embeddings, variation selectors, combining
+//! marks, tags) and anything else: `,` `;` `:` end a chain, so lists of numbers do not join. A **chain** is a run of digits in which each two neighbours are at most
 //! [`MAX_GAP`] separators apart (any mix, plus up to [`MAX_GAP_INVISIBLES`] invisibles); a
 //! **group** is a part of a chain with no separator inside (invisibles do not split groups).
 //!
@@ -77,9 +80,11 @@ const MAX_DIGITS: usize = 19;
 /// Most separator characters between two digits of a chain: enough for `4111 - 1111`, few
 /// enough that numbers in a table or a sentence do not join.
 pub const MAX_GAP: usize = 3;
-/// Most invisibles (escape sequences, BEL, SI, SO) between two digits of a chain: grep
-/// `--color` puts up to four between two groups (`ESC[m ESC[K ESC[01;31m ESC[K`).
-pub const MAX_GAP_INVISIBLES: usize = 4;
+/// Most invisibles (escape sequences, control characters, zero-width and combining
+/// characters) between two digits of a chain: grep `--color` puts four between two groups
+/// (`ESC[m ESC[K ESC[01;31m ESC[K`), and a digit may carry a few combining marks. The bound
+/// keeps what a stream holds back small.
+pub const MAX_GAP_INVISIBLES: usize = 16;
 /// Longest escape sequence taken as one (longer ones are text): keeps a stray ESC from
 /// swallowing the text after it.
 const MAX_ESCAPE: usize = 32;
@@ -427,7 +432,9 @@ fn atom_at(text: &str, i: usize) -> (Atom, usize) {
             // `+` is a space in form-encoded bodies (`4111+1111+…`).
             b' ' | b'\t' | b'-' | b'.' | b'/' | b'_' | b'+' => Atom::Separator,
             ESC => return escape_at(bytes, i),
-            0x07 | 0x0E | 0x0F => Atom::Invisible,
+            // Control characters a terminal shows nothing for (BEL, SO, SI, NUL, ...). Not
+            // BS, CR, VT or FF, which move the cursor, or tab and newline.
+            0x00..=0x07 | 0x0E..=0x1A | 0x1C..=0x1F | 0x7F => Atom::Invisible,
             _ => Atom::Other,
         };
         return (atom, i + 1);
@@ -443,19 +450,82 @@ fn char_atom_at(text: &str, i: usize) -> (Atom, usize) {
         .and_then(|s| s.chars().next())
         .unwrap_or(char::REPLACEMENT_CHARACTER);
     let atom = match c {
-        // No-break, Unicode and ideographic spaces; zero-width space, joiners, word joiner and
-        // BOM; soft hyphen, Unicode dashes and minus; full-width `-` `.` `/` `_`.
+        // Every Unicode space (Zs) and dash (Pd), the minus sign, dots, slashes, low lines and
+        // plus signs of other widths: what people print between groups of digits.
         '\u{A0}'
-        | '\u{AD}'
-        | '\u{2000}'..='\u{200D}'
-        | '\u{2010}'..='\u{2015}'
+        | '\u{1680}'
+        | '\u{2000}'..='\u{200A}'
         | '\u{202F}'
-        | '\u{2060}'
-        | '\u{2212}'
+        | '\u{205F}'
         | '\u{3000}'
+        | '\u{58A}'
+        | '\u{5BE}'
+        | '\u{1400}'
+        | '\u{1806}'
+        | '\u{2010}'..='\u{2015}'
+        | '\u{2E17}'
+        | '\u{2E1A}'
+        | '\u{2E3A}'
+        | '\u{2E3B}'
+        | '\u{2E40}'
+        | '\u{2E5D}'
+        | '\u{301C}'
+        | '\u{3030}'
+        | '\u{30A0}'
+        | '\u{FE31}'
+        | '\u{FE32}'
+        | '\u{FE58}'
+        | '\u{FE63}'
+        | '\u{FF0D}'
+        | '\u{10EAD}'
+        | '\u{2212}'
+        | '\u{B7}'
+        | '\u{2024}'
+        | '\u{2027}'
+        | '\u{2219}'
+        | '\u{22C5}'
+        | '\u{3002}'
+        | '\u{30FB}'
+        | '\u{FE52}'
+        | '\u{FF0E}'
+        | '\u{FF61}'
+        | '\u{FF65}'
+        | '\u{2044}'
+        | '\u{2215}'
+        | '\u{FF0F}'
+        | '\u{FE4D}'..='\u{FE4F}'
+        | '\u{FF3F}'
+        | '\u{FF0B}' => Atom::Separator,
+        // What a terminal or a text view does not show: C1 controls, soft hyphen, zero-width
+        // characters, joiners, direction marks and embeddings, invisible operators, fillers,
+        // variation selectors, combining marks (a digit with an accent still reads as the
+        // digit), format controls and tags. Unlike a separator they do not split a group:
+        // `41<ZWSP>11111111111111` looks like `4111111111111111`.
+        '\u{80}'..='\u{9F}'
+        | '\u{AD}'
+        | '\u{300}'..='\u{36F}'
+        | '\u{61C}'
+        | '\u{115F}'
+        | '\u{1160}'
+        | '\u{17B4}'
+        | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}'
+        | '\u{1AB0}'..='\u{1AFF}'
+        | '\u{1DC0}'..='\u{1DFF}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{20D0}'..='\u{20FF}'
+        | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FE20}'..='\u{FE2F}'
         | '\u{FEFF}'
-        | '\u{FF0D}'..='\u{FF0F}'
-        | '\u{FF3F}' => Atom::Separator,
+        | '\u{FFA0}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}' => Atom::Invisible,
         _ => digit_value(c).map_or(Atom::Other, Atom::Digit),
     };
     (atom, i + c.len_utf8())

@@ -147,6 +147,15 @@ fn finds_pans_with_every_separator() {
         "\u{FF0D}",
         "\u{AD}",
         "\u{2002}\u{200B}",
+        "\u{1680}",
+        "\u{205F}",
+        "\u{2E3A}",
+        "\u{FE63}",
+        "\u{B7}",
+        "\u{30FB}",
+        "\u{2044}",
+        "\u{FF0B}",
+        " \u{200E} ",
     ] {
         let text = ["4111", "1111", "1111", "1111"].join(sep);
         assert_eq!(pans(&text), [text.as_str()], "{sep:?}");
@@ -331,11 +340,47 @@ fn skips_terminal_escape_sequences() {
     );
 }
 
+/// What a terminal does not show, anywhere between the digits, does not split a group: the
+/// number looks whole, so it is read whole.
+#[test]
+fn skips_characters_a_terminal_does_not_show() {
+    for invisible in [
+        "\u{200B}",                       // zero-width space
+        "\u{200C}\u{200D}",               // joiners
+        "\u{AD}",                         // soft hyphen
+        "\u{200E}",                       // left-to-right mark
+        "\u{202E}\u{202C}",               // right-to-left override, pop
+        "\u{2066}",                       // isolate
+        "\u{FEFF}",                       // BOM
+        "\u{FE0F}",                       // variation selector
+        "\u{301}\u{302}\u{303}",          // combining marks on the digit before
+        "\u{20E3}",                       // combining keycap
+        "\u{E0041}",                      // tag
+        "\u{85}",                         // C1 control (NEL)
+        "\u{0}",                          // NUL
+        "\u{7F}",                         // DEL
+        "\u{1F}",                         // unit separator
+        "\x1b[31m\u{200B}\x1b[m\u{2060}", // mixed with escapes
+    ] {
+        // At odd places, so that no group is four digits long.
+        let text = format!("41{invisible}1111111{invisible}1111111");
+        assert_eq!(pans(&text), [text.as_str()], "{invisible:?}");
+        assert_eq!(
+            masked(&text),
+            format!("**{invisible}*******{invisible}***1111"),
+            "{invisible:?}"
+        );
+    }
+    // Sixteen between two digits are still read through.
+    let many = "\u{301}".repeat(16);
+    assert_eq!(pans(&format!("4{many}111111111111111")).len(), 1);
+}
+
 #[test]
 fn escape_sequences_that_do_not_parse_end_the_chain() {
-    // Five invisibles between two digits are too many.
-    let text = "4111\x1b[m\x1b[m\x1b[m\x1b[m\x1b[m111111111111";
-    assert!(pans(text).is_empty());
+    // Seventeen invisibles between two digits are too many.
+    let text = format!("4111{}111111111111", "\x1b[m".repeat(17));
+    assert!(pans(&text).is_empty());
     // A lone ESC is text.
     assert!(pans("4111\x1b 1111 1111 1111").is_empty());
 }
