@@ -634,6 +634,76 @@ fn files_read_over_sftp_are_masked_in_place() {
     assert!(!file_contains(&gw.audit_path(), "4111111111111111"));
 }
 
+/// Names are data too: a file named after a card number is listed masked by `sftp ls` and
+/// `ls -l` (OpenSSH's sftp), and READLINK / REALPATH answer with masked names (raw client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_in_listings_and_links_are_masked() {
+    let sshd = Sshd::start();
+    let gw = SshGateway::start(&sshd, MASK, &["allow-all", "pci-mask"], "");
+    let dir = sshd.dir.path().join("exports");
+    std::fs::create_dir(&dir).unwrap();
+    for name in [
+        "4111111111111111.csv",
+        "card 5500-0000-0000-0004.txt",
+        "plain.txt",
+    ] {
+        std::fs::write(dir.join(name), "x\n").unwrap();
+    }
+    std::os::unix::fs::symlink(dir.join("4111111111111111.csv"), dir.join("latest")).unwrap();
+    let local = gw.dir.path().to_path_buf();
+    let batch = local.join("batch");
+    let d = dir.display();
+    std::fs::write(&batch, format!("ls -1 {d}\nls -l {d}\n")).unwrap();
+    let listing = {
+        let batch = batch.clone();
+        let mut sftp = gw.with_key("sftp");
+        sftp.args(["-P", &gw.port.to_string(), "-b"])
+            .arg(&batch)
+            .arg("web-1@127.0.0.1");
+        tokio::task::spawn_blocking(move || run(sftp, None))
+            .await
+            .unwrap()
+    };
+    assert!(listing.status.success(), "{}", show(&listing));
+    let out = text(&listing.stdout);
+    for clear in ["4111111111111111", "5500-0000-0000-0004", "41111111"] {
+        assert!(!out.contains(clear), "{clear} listed in clear:\n{out}");
+    }
+    assert!(out.contains("************1111.csv"), "{out}");
+    assert!(out.contains("card ****-****-****-0004.txt"), "{out}");
+    assert!(
+        out.contains("plain.txt"),
+        "names without a number stay: {out}"
+    );
+    // `ls -l` asks for the owners' names (users-groups-by-id@openssh.com): answered.
+    assert!(
+        !text(&listing.stderr).contains("cannot be checked"),
+        "{}",
+        show(&listing)
+    );
+
+    let (_h, mut ch) = sftp_session(&gw, &sshd).await;
+    let mut buf = Vec::new();
+    let link = dir.join("latest");
+    ch.data(&sftp_packet(19, 1, &[link.to_str().unwrap().as_bytes()], &[])[..])
+        .await
+        .unwrap();
+    let (kind, payload) = sftp_reply(&mut ch, &mut buf, 1).await;
+    assert_eq!(kind, 104, "READLINK answers NAME: {payload:?}");
+    let answer = text(&payload);
+    assert!(!answer.contains("41111111"), "{answer:?}");
+    assert!(answer.contains("************1111.csv"), "{answer:?}");
+    let target = dir.join("4111111111111111.csv");
+    ch.data(&sftp_packet(16, 2, &[target.to_str().unwrap().as_bytes()], &[])[..])
+        .await
+        .unwrap();
+    let (kind, payload) = sftp_reply(&mut ch, &mut buf, 2).await;
+    assert_eq!(kind, 104, "REALPATH answers NAME: {payload:?}");
+    assert!(!text(&payload).contains("41111111"), "{:?}", text(&payload));
+    // The host's names are untouched.
+    assert!(dir.join("4111111111111111.csv").exists());
+}
+
 #[test]
 fn sftp_and_port_forwarding_are_denied_unless_a_policy_allows() {
     let sshd = Sshd::start();

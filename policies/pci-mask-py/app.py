@@ -6,8 +6,9 @@ itself is ``warden_pan.py`` beside this file, a copy of ``policy-sdk/pan/src/lib
 
 ``check`` answers ``mask`` for every SQL statement that can return rows (everything but
 transaction control, SET, PREPARE, ...; SQL the gateway cannot read fully too), every shell
-command and every HTTP request; the control statements, SFTP file operations and port
-forwards are allowed as is. ``mask_rows`` replaces the digits of each PAN in any cell, also
+command and every HTTP request, every SFTP open (its reads are masked) and every SFTP
+operation answered with file names (a listing, realpath, readlink); the control statements,
+other SFTP file operations and port forwards are allowed as is. ``mask_rows`` replaces the digits of each PAN in any cell, also
 inside longer text, keeping the last four, the separators and escape sequences
 (``**** **** **** 1111``). NULLs, non-PAN numbers and Luhn-invalid look-alikes are left alone.
 
@@ -61,6 +62,10 @@ from warden_pan import mask_pans  # built into the component with this file (bui
 CONTROL_KINDS = frozenset(
     {"begin", "commit", "rollback", "set", "deallocate", "discard", "listen", "notify", "prepare"}
 )
+
+#: SFTP operations answered with file names (``ls``, ``realpath``, ``readlink``): masked, so a
+#: file named after a card number is not listed in clear.
+NAMING_OPS = frozenset({"list", "realpath", "readlink"})
 
 # --------------------------------------------------------------------------------------------
 # Lineage: sensitive columns that leave through an expression
@@ -328,14 +333,17 @@ class PciMask:
     def check(self, command: wit.Command) -> wit.Verdict:
         """``deny`` for a statement that transforms a sensitive column; else ``mask`` unless
         the command is a SQL statement that cannot return rows, an SFTP file operation other
-        than an open (no file content: an open's reads are masked) or a port forward."""
+        than an open (whose reads are masked) or one answered with names (a listing, realpath,
+        readlink), or a port forward."""
         if isinstance(command, wit.Command_Sql):
             reason = refused_by_lineage(command.value, self.sensitive, self.refuse_filters)
             if reason is not None:
                 return wit.Verdict_Deny(reason)
             if command.value.kind in CONTROL_KINDS:
                 return wit.Verdict_Allow()
-        if isinstance(command, wit.Command_File) and command.value.op.startswith("open-"):
+        if isinstance(command, wit.Command_File) and (
+            command.value.op.startswith("open-") or command.value.op in NAMING_OPS
+        ):
             return wit.Verdict_Mask()
         if isinstance(command, (wit.Command_File, wit.Command_Forward)):
             return wit.Verdict_Allow()

@@ -94,10 +94,16 @@ impl Policy for PciMask {
         match command {
             Command::Sql(s) if !sql::may_return_rows(s) => Verdict::Allow,
             // A file opened over SFTP (for reading, or for writing, which may read too): what
-            // is read through it is masked, as command output is. Other file operations and
-            // port forwards carry no file content: nothing to mask. A policy that must keep
-            // card files in place denies the open instead.
-            Command::File(f) if f.op.starts_with("open-") => Verdict::Mask,
+            // is read through it is masked, as command output is; so are the names a listing,
+            // REALPATH or READLINK returns (a file named after a card number). Other file
+            // operations and port forwards carry no content: nothing to mask. A policy that
+            // must keep card files in place denies the open instead.
+            Command::File(f)
+                if f.op.starts_with("open-")
+                    || matches!(f.op.as_str(), "list" | "realpath" | "readlink") =>
+            {
+                Verdict::Mask
+            }
             Command::File(_) | Command::Forward(_) => Verdict::Allow,
             _ => Verdict::Mask,
         }

@@ -312,10 +312,13 @@ impl Output {
                         }
                     }
                 }
+                HostPiece::Names { id, mask, packet } => {
+                    self.masked_names(id, &mask, &packet).await
+                }
                 HostPiece::Fail { id } => sftp::status(
                     id,
                     sftp::FAILURE,
-                    "warden: the host's answer to a masked read is too large to mask",
+                    "warden: the host's answer is too large to mask",
                 ),
             };
             if !self.sent(self.shared.send(false, &bytes).await).await {
@@ -323,6 +326,26 @@ impl Output {
             }
         }
         true
+    }
+
+    /// A NAME reply (a directory listing, a REALPATH or READLINK answer) with its file names
+    /// and long names masked; a failure status when it cannot be.
+    async fn masked_names(&self, id: u32, mask: &sftp::Mask, packet: &[u8]) -> Vec<u8> {
+        let (seq, decision) = &**mask;
+        let session = &self.shared.conn.session;
+        let why = match sftp::names_of(packet) {
+            Ok(names) => match output::mask_names(session, *seq, decision, &names).await {
+                Ok(masked) => match sftp::with_names(packet, &masked) {
+                    Ok(reply) => return reply,
+                    Err(e) => e,
+                },
+                Err(output::MaskRefused(why)) => why,
+            },
+            Err(e) => format!("the host's list of names does not read ({e})"),
+        };
+        let why = format!("warden: {why}; the names are refused");
+        self.shared.conn.recorder.error(&why);
+        sftp::status(id, sftp::FAILURE, &why)
     }
 
     async fn masked(

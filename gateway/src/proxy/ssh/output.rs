@@ -89,7 +89,8 @@ pub async fn mask_lines(
 ) -> Result<Vec<u8>, MaskRefused> {
     let column = if stderr { "stderr" } else { "stdout" };
     let split: Vec<(&[u8], &[u8])> = lines.iter().map(|l| split_eol(l)).collect();
-    let edited = edit_lines(session, seq, decision, column, &split).await?;
+    let bodies: Vec<&[u8]> = split.iter().map(|(body, _)| *body).collect();
+    let edited = edit_lines(session, seq, decision, column, &bodies).await?;
     let mut out = Vec::with_capacity(lines.iter().map(Vec::len).sum());
     for ((body, eol), edit) in split.into_iter().zip(edited) {
         out.extend_from_slice(&same_length(body, edit));
@@ -125,21 +126,56 @@ pub async fn mask_exact(
         .split_inclusive(|&b| b == b'\n')
         .map(split_eol)
         .collect();
+    let bodies: Vec<&[u8]> = split.iter().map(|(body, _)| *body).collect();
+    let masked = mask_bodies(session, seq, decision, "file", &bodies).await?;
     let mut out = Vec::with_capacity(data.len());
-    // Up to 32 KiB of lines per policy call (a longer line alone), so a call on a window of a
-    // quarter of a megabyte stays within its deadline.
+    for (body, (_, eol)) in masked.iter().zip(&split) {
+        out.extend_from_slice(body);
+        out.extend_from_slice(eol);
+    }
+    Ok(out)
+}
+
+/// Mask the names an SFTP NAME reply carries (file names and `ls -l` long names), each a
+/// one-cell row of the column `filename`, keeping their lengths.
+pub async fn mask_names(
+    session: &Session,
+    seq: u64,
+    decision: &Decision,
+    names: &[&[u8]],
+) -> Result<Vec<Vec<u8>>, MaskRefused> {
+    let masked = mask_bodies(session, seq, decision, "filename", names).await?;
+    Ok(masked
+        .into_iter()
+        .map(std::borrow::Cow::into_owned)
+        .collect())
+}
+
+/// Each of `bodies` masked and kept at its length ([`same_length`]), up to 32 KiB of them per
+/// policy call (a longer one alone), so a call on a quarter of a megabyte stays within its
+/// deadline.
+async fn mask_bodies<'a>(
+    session: &Session,
+    seq: u64,
+    decision: &Decision,
+    column: &str,
+    bodies: &[&'a [u8]],
+) -> Result<Vec<std::borrow::Cow<'a, [u8]>>, MaskRefused> {
+    let mut out = Vec::with_capacity(bodies.len());
     let mut from = 0;
-    while from < split.len() {
+    while from < bodies.len() {
         let (mut to, mut size) = (from, 0);
-        while to < split.len() && (to == from || size + split[to].0.len() <= 32 * 1024) {
-            size += split[to].0.len();
+        while to < bodies.len() && (to == from || size + bodies[to].len() <= 32 * 1024) {
+            size += bodies[to].len();
             to += 1;
         }
-        let edited = edit_lines(session, seq, decision, "file", &split[from..to]).await?;
-        for ((body, eol), edit) in split[from..to].iter().zip(edited) {
-            out.extend_from_slice(&same_length(body, edit));
-            out.extend_from_slice(eol);
-        }
+        let edited = edit_lines(session, seq, decision, column, &bodies[from..to]).await?;
+        out.extend(
+            bodies[from..to]
+                .iter()
+                .zip(edited)
+                .map(|(body, edit)| same_length(body, edit)),
+        );
         from = to;
     }
     Ok(out)
@@ -153,7 +189,7 @@ async fn edit_lines(
     seq: u64,
     decision: &Decision,
     column: &str,
-    lines: &[(&[u8], &[u8])],
+    lines: &[&[u8]],
 ) -> Result<Vec<Option<String>>, MaskRefused> {
     let columns = [Column {
         name: column.to_string(),
@@ -161,7 +197,7 @@ async fn edit_lines(
     }];
     let mut rows: Vec<Row> = lines
         .iter()
-        .map(|(body, _)| vec![Some(String::from_utf8_lossy(body).into_owned())])
+        .map(|body| vec![Some(String::from_utf8_lossy(body).into_owned())])
         .collect();
     let edited = session
         .mask(seq, decision, &columns, &mut rows)

@@ -428,6 +428,10 @@ impl Input {
                     }
                 }
             }
+            Packet::ReadDir { id, handle, bytes } => {
+                lock(&self.shared.sftp_handles).read_dir(id, &handle);
+                self.sftp_forward(Some(id), &bytes).await
+            }
             Packet::Limits { id, bytes } => {
                 lock(&self.shared.sftp_handles).asking_limits(id);
                 self.sftp_forward(Some(id), &bytes).await
@@ -467,8 +471,14 @@ impl Input {
                     .then(|| op.path.clone());
                 match self.judge_file(op).await {
                     Ok(mask) => {
-                        if let Some(path) = opens {
-                            lock(&self.shared.sftp_handles).opening(id, &path, mask);
+                        {
+                            let mut handles = lock(&self.shared.sftp_handles);
+                            match (opens, mask) {
+                                (Some(path), mask) => handles.opening(id, &path, mask),
+                                // REALPATH, READLINK: the name they are answered with.
+                                (None, Some(mask)) => handles.naming(id, mask),
+                                (None, None) => {}
+                            }
                         }
                         self.sftp_forward(Some(id), &bytes).await
                     }
@@ -517,11 +527,12 @@ impl Input {
     /// if they are; `Err` carries the refusal the client is sent.
     async fn judge_file(&mut self, op: FileOp) -> Result<Option<sftp::Mask>, String> {
         let text = Command::File(op.clone()).text();
-        // What is read through an opened file is masked (see `sftp::Handles::read`); other
-        // operations carry no file content to mask.
+        // What is read through an opened file is masked (see `sftp::Handles::read`), and so
+        // are the names a listing, REALPATH or READLINK is answered with; other operations
+        // carry nothing to mask.
         let mut client = OneShot {
             refusal: None,
-            masks: op.op.starts_with("open-"),
+            masks: sftp::answer_is_masked(&op.op),
         };
         let session = &self.shared.conn.session;
         match session

@@ -35,6 +35,7 @@ const STATUS: u8 = 101;
 const VERSION: u8 = 2;
 const HANDLE: u8 = 102;
 const DATA: u8 = 103;
+const NAME: u8 = 104;
 const EXTENDED_REPLY: u8 = 201;
 
 /// SSH_FX_EOF.
@@ -86,6 +87,13 @@ pub enum Packet {
     /// `limits@openssh.com`: forwarded; its answer's read limit is lowered to what a masked
     /// read can return whole.
     Limits { id: u32, bytes: Vec<u8> },
+    /// READDIR: forwarded; the names it is answered with are masked when the directory's
+    /// open was answered `mask`.
+    ReadDir {
+        id: u32,
+        handle: Vec<u8>,
+        bytes: Vec<u8>,
+    },
     /// READ: forwarded, or widened and masked when its handle's open was answered `mask`.
     Read {
         id: u32,
@@ -112,6 +120,7 @@ impl Packet {
             | Packet::CopyFrom { id, .. }
             | Packet::Close { id, .. }
             | Packet::Limits { id, .. }
+            | Packet::ReadDir { id, .. }
             | Packet::Read { id, .. } => Some(*id),
         }
     }
@@ -161,7 +170,11 @@ fn classify(bytes: Vec<u8>) -> Result<Packet, String> {
         to,
     };
     let op = match kind {
-        WRITE | FSTAT | READDIR => return Ok(Packet::Forward(bytes)),
+        WRITE | FSTAT => return Ok(Packet::Forward(bytes)),
+        READDIR => {
+            let handle = r.bytes()?.to_vec();
+            return Ok(Packet::ReadDir { id, handle, bytes });
+        }
         CLOSE => {
             let handle = r.bytes()?.to_vec();
             return Ok(Packet::Close { id, handle, bytes });
@@ -230,9 +243,10 @@ fn classify(bytes: Vec<u8>) -> Result<Packet, String> {
                     let handle = r.bytes()?.to_vec();
                     return Ok(Packet::CopyFrom { id, handle, bytes });
                 }
-                // On handles already checked at open, or no path at all.
+                // On handles already checked at open, or no path at all (the host's account
+                // names for uids and gids, which `sftp ls -l` asks for).
                 "limits@openssh.com" => return Ok(Packet::Limits { id, bytes }),
-                "fsync@openssh.com" | "fstatvfs@openssh.com" => {
+                "fsync@openssh.com" | "fstatvfs@openssh.com" | "users-groups-by-id@openssh.com" => {
                     return Ok(Packet::Forward(bytes));
                 }
                 _ => return Ok(Packet::Unsupported { id, name }),
@@ -248,6 +262,16 @@ fn classify(bytes: Vec<u8>) -> Result<Packet, String> {
         }
     };
     Ok(Packet::Check { id, op, bytes })
+}
+
+/// Whether the answers to file operation `op` can be masked when a policy says `mask`: what
+/// is read through an opened file, and the names a listing (`list`), `realpath` or
+/// `readlink` is answered with. (STAT answers attributes only; the rest, a status.)
+pub fn answer_is_masked(op: &str) -> bool {
+    matches!(
+        op,
+        "open-read" | "open-write" | "list" | "realpath" | "readlink"
+    )
 }
 
 /// An SSH_FXP_STATUS reply.
@@ -267,8 +291,8 @@ pub fn status(id: u32, code: u32, message: &str) -> Vec<u8> {
 /// A cursor over a packet's fields.
 struct Fields<'a>(&'a [u8]);
 
-impl Fields<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if self.0.len() < n {
             return Err("truncated sftp packet".into());
         }
@@ -289,7 +313,7 @@ impl Fields<'_> {
             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
         ]))
     }
-    fn bytes(&mut self) -> Result<&[u8], String> {
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
         let n = self.u32()? as usize;
         self.take(n)
     }
@@ -348,7 +372,14 @@ pub enum HostPiece {
         read: MaskedRead,
         window: Vec<u8>,
     },
-    /// A reply to a masked read that cannot be masked (too large to hold): answer a failure.
+    /// A NAME reply (whole) to a request whose names are masked: mask its names with
+    /// [`names_of`] and [`with_names`].
+    Names {
+        id: u32,
+        mask: Mask,
+        packet: Vec<u8>,
+    },
+    /// A reply to be masked that cannot be (too large to hold): answer a failure.
     Fail { id: u32 },
 }
 
@@ -364,6 +395,9 @@ pub struct Handles {
     open: std::collections::HashMap<Vec<u8>, (String, Option<Mask>)>,
     /// Masked reads waiting for the host's answer, by request id.
     reads: std::collections::HashMap<u32, MaskedRead>,
+    /// Requests whose NAME answer is masked (READDIR of a masked directory, REALPATH and
+    /// READLINK answered `mask`), by request id.
+    names: std::collections::HashMap<u32, Mask>,
     /// Every request id forwarded and not answered yet: a request reusing one is refused, so
     /// no answer can be taken for another's (an open's handle, a masked read's data).
     inflight: std::collections::HashSet<u32>,
@@ -402,7 +436,10 @@ impl Handles {
     /// Why a request with this id cannot go to the host now: its id is still waiting for an
     /// answer (two answers could not be told apart), or too many requests are.
     pub fn refuse_id(&self, id: u32) -> Option<&'static str> {
-        if self.inflight.contains(&id) || self.reads.contains_key(&id) {
+        if self.inflight.contains(&id)
+            || self.reads.contains_key(&id)
+            || self.names.contains_key(&id)
+        {
             Some("warden: a request with this id is still waiting for its answer")
         } else if self.inflight.len() >= MAX_HANDLES {
             Some("warden: too many requests waiting for their answers")
@@ -414,6 +451,20 @@ impl Handles {
     /// A request with this id goes to the host.
     pub fn sent(&mut self, id: u32) {
         self.inflight.insert(id);
+    }
+
+    /// The names request `id` is answered with are masked under `mask` (a REALPATH or
+    /// READLINK answered `mask`).
+    pub fn naming(&mut self, id: u32, mask: Mask) {
+        self.names.insert(id, mask);
+    }
+
+    /// A READDIR of `handle`: its names are masked as the directory's open says (or, for a
+    /// handle whose open is unknown, under the last mask any open got).
+    pub fn read_dir(&mut self, id: u32, handle: &[u8]) {
+        if let Some(mask) = self.mask_of(handle) {
+            self.names.insert(id, mask);
+        }
     }
 
     /// A `limits@openssh.com` request with this id goes to the host.
@@ -503,15 +554,24 @@ impl Handles {
             {
                 self.inflight.remove(&id);
             }
-            if let Some((id, read)) = self.masked_answer() {
+            if let Some((id, answer)) = self.masked_answer() {
                 if !pass.is_empty() {
                     out.push(HostPiece::Pass(std::mem::take(&mut pass)));
                 }
-                let window = (self.head.len() == total)
-                    .then(|| Fields(&self.head[9..]).bytes().ok().map(<[u8]>::to_vec))
-                    .flatten();
-                match window {
-                    Some(window) => out.push(HostPiece::Read { id, read, window }),
+                let whole = self.head.len() == total;
+                let piece = match answer {
+                    Answer::Read(read) => whole
+                        .then(|| Fields(&self.head[9..]).bytes().ok().map(<[u8]>::to_vec))
+                        .flatten()
+                        .map(|window| HostPiece::Read { id, read, window }),
+                    Answer::Names(mask) => whole.then(|| HostPiece::Names {
+                        id,
+                        mask,
+                        packet: self.head.clone(),
+                    }),
+                };
+                match piece {
+                    Some(piece) => out.push(piece),
                     None => {
                         out.push(HostPiece::Fail { id });
                         self.dropping = true;
@@ -556,6 +616,14 @@ impl Handles {
             {
                 total
             }
+            Some(&NAME)
+                if total <= 4 + MAX_PACKET
+                    && self
+                        .head_id()
+                        .is_some_and(|id| self.names.contains_key(&id)) =>
+            {
+                total
+            }
             _ => total.min(9),
         }
     }
@@ -569,16 +637,26 @@ impl Handles {
         Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    /// The current packet answers a masked read: its id and the read (no longer waiting).
-    /// Only what a READ is answered with ends the wait: DATA (masked) or STATUS (passes).
-    fn masked_answer(&mut self) -> Option<(u32, MaskedRead)> {
+    /// The current packet answers a masked read or a request whose names are masked: its id
+    /// and what it answers (no longer waiting). Only what such a request is answered with ends
+    /// the wait: DATA or NAME (masked) or STATUS (passes).
+    fn masked_answer(&mut self) -> Option<(u32, Answer)> {
         let kind = *self.head.get(4)?;
-        if kind != DATA && kind != STATUS {
+        if kind != DATA && kind != NAME && kind != STATUS {
             return None;
         }
         let id = self.head_id()?;
-        let read = self.reads.remove(&id)?;
-        (kind == DATA).then_some((id, read))
+        if kind != NAME
+            && let Some(read) = self.reads.remove(&id)
+        {
+            return (kind == DATA).then_some((id, Answer::Read(read)));
+        }
+        if kind != DATA
+            && let Some(mask) = self.names.remove(&id)
+        {
+            return (kind == NAME).then_some((id, Answer::Names(mask)));
+        }
+        None
     }
 
     /// The answer to `limits@openssh.com` (max packet, read, write lengths, open handles, each
@@ -630,6 +708,105 @@ impl Handles {
             }
         }
     }
+}
+
+/// What a reply held for masking answers.
+enum Answer {
+    Read(MaskedRead),
+    Names(Mask),
+}
+
+/// Attribute flags of SFTP v3 (draft-02 5).
+const ATTR_SIZE: u32 = 0x1;
+const ATTR_UIDGID: u32 = 0x2;
+const ATTR_PERMISSIONS: u32 = 0x4;
+const ATTR_ACMODTIME: u32 = 0x8;
+const ATTR_EXTENDED: u32 = 0x8000_0000;
+
+/// One entry of a NAME reply: its file name, long name (`ls -l` line) and attributes as sent.
+struct NameEntry<'a> {
+    filename: &'a [u8],
+    longname: &'a [u8],
+    attrs: &'a [u8],
+}
+
+/// The entries of a whole NAME `packet`; `Err` for a packet that does not read as one to its
+/// last byte (then it cannot be masked, and is refused).
+fn name_entries(packet: &[u8]) -> Result<(u32, Vec<NameEntry<'_>>), String> {
+    let mut r = Fields(packet.get(4..).ok_or("short NAME reply")?);
+    if r.u8()? != NAME {
+        return Err("not a NAME reply".into());
+    }
+    let id = r.u32()?;
+    let count = r.u32()?;
+    let mut entries = Vec::new();
+    for _ in 0..count {
+        let filename = r.bytes()?;
+        let longname = r.bytes()?;
+        let start = r.0;
+        let flags = r.u32()?;
+        if flags & !(ATTR_SIZE | ATTR_UIDGID | ATTR_PERMISSIONS | ATTR_ACMODTIME | ATTR_EXTENDED)
+            != 0
+        {
+            return Err(format!(
+                "attribute flags {flags:#x} SFTP v3 does not define"
+            ));
+        }
+        let words = [ATTR_UIDGID, ATTR_PERMISSIONS, ATTR_ACMODTIME]
+            .iter()
+            .zip([2, 1, 2])
+            .filter(|(f, _)| flags & **f != 0)
+            .map(|(_, n)| n)
+            .sum::<usize>()
+            + if flags & ATTR_SIZE != 0 { 2 } else { 0 };
+        r.take(4 * words)?;
+        if flags & ATTR_EXTENDED != 0 {
+            for _ in 0..r.u32()? {
+                r.bytes()?;
+                r.bytes()?;
+            }
+        }
+        let attrs = &start[..start.len() - r.0.len()];
+        entries.push(NameEntry {
+            filename,
+            longname,
+            attrs,
+        });
+    }
+    if !r.0.is_empty() {
+        return Err("bytes after the last name".into());
+    }
+    Ok((id, entries))
+}
+
+/// The names of a whole NAME `packet`, each entry's file name then its long name.
+pub fn names_of(packet: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let (_, entries) = name_entries(packet)?;
+    Ok(entries
+        .iter()
+        .flat_map(|e| [e.filename, e.longname])
+        .collect())
+}
+
+/// The NAME `packet` with its names replaced by `names` (as [`names_of`] lists them).
+pub fn with_names(packet: &[u8], names: &[Vec<u8>]) -> Result<Vec<u8>, String> {
+    let (id, entries) = name_entries(packet)?;
+    if names.len() != 2 * entries.len() {
+        return Err("a name for each name".into());
+    }
+    let mut body = vec![NAME];
+    body.extend_from_slice(&id.to_be_bytes());
+    body.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    for (entry, pair) in entries.iter().zip(names.chunks(2)) {
+        for name in pair {
+            body.extend_from_slice(&(name.len() as u32).to_be_bytes());
+            body.extend_from_slice(name);
+        }
+        body.extend_from_slice(entry.attrs);
+    }
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&body);
+    Ok(out)
 }
 
 /// The client's answer to a masked read, from the `window` the host returned for it and its
@@ -848,6 +1025,7 @@ mod tests {
                         answered.push((id, read_reply(id, &read, &window, &window, star_digits)))
                     }
                     HostPiece::Fail { .. } => panic!("nothing too large"),
+                    HostPiece::Names { .. } => panic!("no names asked for"),
                 }
             }
         }
@@ -887,7 +1065,9 @@ mod tests {
                 match piece {
                     HostPiece::Pass(b) => passed.extend_from_slice(&b),
                     HostPiece::Fail { id } => failed.push(id),
-                    HostPiece::Read { .. } => panic!("too large to mask"),
+                    HostPiece::Read { .. } | HostPiece::Names { .. } => {
+                        panic!("too large to mask")
+                    }
                 }
             }
         }
@@ -937,6 +1117,132 @@ mod tests {
         h.sent(3);
         let _ = h.host_data(&packet(VERSION, 3, &[], &[]));
         assert!(h.refuse_id(3).is_some());
+    }
+
+    /// A NAME reply of `entries` (file name, long name, attributes).
+    fn name_reply(id: u32, entries: &[(&[u8], &[u8], &[u8])]) -> Vec<u8> {
+        let mut tail = (entries.len() as u32).to_be_bytes().to_vec();
+        for (name, long, attrs) in entries {
+            for s in [name, long] {
+                tail.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                tail.extend_from_slice(s);
+            }
+            tail.extend_from_slice(attrs);
+        }
+        packet(NAME, id, &[], &tail)
+    }
+
+    /// Names are read past every kind of attribute and put back with the attributes as sent;
+    /// a reply that does not read as SFTP v3 to its last byte is an error.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn name_replies_are_read_and_rebuilt() {
+        let all = [
+            &(ATTR_SIZE | ATTR_UIDGID | ATTR_PERMISSIONS | ATTR_ACMODTIME | ATTR_EXTENDED)
+                .to_be_bytes()[..],
+            &[0; 8],       // size
+            &[0; 8],       // uid, gid
+            &[0; 4],       // permissions
+            &[0; 8],       // atime, mtime
+            &[0, 0, 0, 1], // one extended pair
+            &[0, 0, 0, 1, b'k', 0, 0, 0, 1, b'v'],
+        ]
+        .concat();
+        let none = [0u8; 4];
+        let reply = name_reply(
+            7,
+            &[
+                (
+                    b"4111111111111111.csv",
+                    b"-rw-r--r-- 1 4111111111111111.csv",
+                    &all,
+                ),
+                (b"plain", b"-rw plain", &none),
+            ],
+        );
+        let names = names_of(&reply).unwrap();
+        assert_eq!(
+            names,
+            [
+                &b"4111111111111111.csv"[..],
+                b"-rw-r--r-- 1 4111111111111111.csv",
+                b"plain",
+                b"-rw plain"
+            ]
+        );
+        let masked: Vec<Vec<u8>> = ["************1111.csv", "l1", "plain", "l2"]
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        let rebuilt = with_names(&reply, &masked).unwrap();
+        assert_eq!(
+            rebuilt,
+            name_reply(
+                7,
+                &[
+                    (b"************1111.csv", b"l1", &all),
+                    (b"plain", b"l2", &none)
+                ]
+            )
+        );
+        assert!(with_names(&reply, &masked[..2]).is_err());
+        // Undefined attribute flags, bytes after the last entry, a short reply.
+        let odd = name_reply(7, &[(b"a", b"b", &0x10u32.to_be_bytes())]);
+        assert!(names_of(&odd).is_err());
+        let trailing = [name_reply(7, &[(b"a", b"b", &none)]), vec![0]].concat();
+        let trailing = [
+            &((trailing.len() - 4) as u32).to_be_bytes()[..],
+            &trailing[4..],
+        ]
+        .concat();
+        assert!(names_of(&trailing).is_err());
+        assert!(names_of(&reply[..reply.len() - 1]).is_err());
+    }
+
+    /// READDIR of a masked directory, and a REALPATH answered `mask`: their NAME answers are
+    /// held whole, however cut, and handed over for masking; a STATUS ends the wait; a NAME
+    /// for another request passes.
+    #[test]
+    #[allow(clippy::panic)]
+    fn names_of_masked_requests_are_held_for_masking() {
+        let mut h = Handles::default();
+        h.opening(1, "/srv", Some(mask()));
+        h.sent(1);
+        let _ = h.host_data(&packet(HANDLE, 1, &[b"d1"], &[]));
+        h.read_dir(2, b"d1");
+        h.sent(2);
+        h.naming(3, mask());
+        h.sent(3);
+        h.sent(4);
+        assert!(h.refuse_id(2).is_some(), "waiting");
+        let listing = name_reply(2, &[(b"4111111111111111", b"l", &[0; 4])]);
+        let other = name_reply(4, &[(b"4111111111111111", b"l", &[0; 4])]);
+        let status = packet(STATUS, 3, &[], &[0, 0, 0, 2]);
+        let bytes = [listing.clone(), other.clone(), status.clone()].concat();
+        let mut pieces = Vec::new();
+        for chunk in bytes.chunks(5) {
+            pieces.extend(h.host_data(chunk));
+        }
+        let mut names = Vec::new();
+        let mut passed = Vec::new();
+        for piece in pieces {
+            match piece {
+                HostPiece::Names { id, packet, .. } => names.push((id, packet)),
+                HostPiece::Pass(b) => passed.extend(b),
+                _ => panic!("unexpected piece"),
+            }
+        }
+        assert_eq!(names, [(2, listing)]);
+        assert_eq!(passed, [other, status].concat());
+        assert!(h.refuse_id(2).is_none() && h.refuse_id(3).is_none());
+        // An unmasked directory's listing passes.
+        h.opening(5, "/tmp", None);
+        h.sent(5);
+        let _ = h.host_data(&packet(HANDLE, 5, &[b"d2"], &[]));
+        h.read_dir(6, b"d2");
+        h.sent(6);
+        let plain = name_reply(6, &[(b"x", b"y", &[0; 4])]);
+        assert!(matches!(&h.host_data(&plain)[..], [HostPiece::Pass(b)] if *b == plain));
     }
 
     #[test]
@@ -1100,6 +1406,18 @@ mod fuzz {
             prop_assert_eq!(&whole, &handles(&data, &cuts));
             // Junk after the replies never panics.
             let _ = handles(&[data, junk].concat(), &cuts);
+        }
+
+        #[test]
+        fn name_replies_never_panic_and_rebuild_as_sent(id in any::<u32>(), rest in vec(any::<u8>(), 0..96)) {
+            let mut body = vec![NAME];
+            body.extend_from_slice(&id.to_be_bytes());
+            body.extend_from_slice(&rest);
+            let packet = [&(body.len() as u32).to_be_bytes()[..], &body].concat();
+            if let Ok(names) = names_of(&packet) {
+                let owned: Vec<Vec<u8>> = names.iter().map(|n| n.to_vec()).collect();
+                prop_assert_eq!(with_names(&packet, &owned).ok(), Some(packet.clone()));
+            }
         }
 
         #[test]
