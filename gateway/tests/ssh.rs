@@ -634,6 +634,64 @@ fn files_read_over_sftp_are_masked_in_place() {
     assert!(!file_contains(&gw.audit_path(), "4111111111111111"));
 }
 
+/// Text files in other encodings: a Latin-1 file whose separator is the one byte 0xA0 (no-break
+/// space), and a UTF-16 file (NUL bytes between the digits), read over SFTP and with `cat`.
+#[test]
+fn latin1_and_utf16_files_are_masked() {
+    let sshd = Sshd::start();
+    let gw = SshGateway::start(&sshd, MASK, &["allow-all", "pci-mask"], "");
+    let dir = sshd.dir.path();
+    let latin1: Vec<u8> = b"Karte 4111\xa01111\xa01111\xa01111 g\xfcltig\n".to_vec();
+    let utf16: Vec<u8> = "card 5500 0000 0000 0004\n"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    std::fs::write(dir.join("latin1.txt"), &latin1).unwrap();
+    std::fs::write(dir.join("utf16.txt"), &utf16).unwrap();
+    let digits = |b: &[u8]| -> String {
+        b.iter()
+            .filter(|b| b.is_ascii_digit())
+            .map(|&b| char::from(b))
+            .collect()
+    };
+    let local = gw.dir.path().to_path_buf();
+    let batch = local.join("batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "get {d}/latin1.txt {l}/latin1.txt\nget {d}/utf16.txt {l}/utf16.txt\n",
+            d = dir.display(),
+            l = local.display()
+        ),
+    )
+    .unwrap();
+    let mut sftp = gw.with_key("sftp");
+    sftp.args(["-P", &gw.port.to_string(), "-b"])
+        .arg(&batch)
+        .arg("web-1@127.0.0.1");
+    let o = run(sftp, None);
+    assert!(o.status.success(), "{}", show(&o));
+    for (name, clear, last) in [
+        ("latin1.txt", &latin1, "1111"),
+        ("utf16.txt", &utf16, "0004"),
+    ] {
+        let got = std::fs::read(local.join(name)).unwrap();
+        assert_eq!(got.len(), clear.len(), "{name}: length kept");
+        assert_eq!(
+            digits(&got),
+            last,
+            "{name}: only the last four stay: {got:?}"
+        );
+        let o = gw.ssh(
+            "web-1",
+            &[],
+            &[&format!("cat {}/{name}", dir.display())],
+            None,
+        );
+        assert_eq!(digits(&o.stdout), last, "cat {name}: {:?}", o.stdout);
+    }
+}
+
 /// Names are data too: a file named after a card number is listed masked by `sftp ls` and
 /// `ls -l` (OpenSSH's sftp), and READLINK / REALPATH answer with masked names (raw client).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
 //! Command output under a `mask` verdict: cut into lines (bounded length), each line a one-cell
-//! row for `mask-rows`, sent on masked or as it came. Bytes that are not UTF-8 (binary output)
-//! are shown to the policy with replacement characters; a line the policy does not edit goes
+//! row for `mask-rows`, sent on masked or as it came. A line that is not UTF-8 (binary output,
+//! a Latin-1 file) is shown to the policy twice, with replacement characters and as Latin-1; a line the policy does not edit goes
 //! out byte for byte, an edited one as the policy's text when that is as many bytes, else with
 //! every digit starred: output keeps its length. Files read over SFTP are masked the same way
 //! ([`mask_exact`]).
@@ -103,9 +103,9 @@ pub async fn mask_lines(
 /// or else the line with every digit starred. Output keeps its length, so a program that frames
 /// its output by byte counts (`scp -f`, `tar`, `rsync`) is not left waiting for bytes a mask
 /// removed.
-fn same_length(body: &[u8], edit: Option<String>) -> std::borrow::Cow<'_, [u8]> {
+fn same_length(body: &[u8], edit: Option<Vec<u8>>) -> std::borrow::Cow<'_, [u8]> {
     match edit {
-        Some(text) if text.len() == body.len() => text.into_bytes().into(),
+        Some(bytes) if bytes.len() == body.len() => bytes.into(),
         Some(_) => star_digits(body).into(),
         None => body.into(),
     }
@@ -183,22 +183,35 @@ async fn mask_bodies<'a>(
 
 /// Each line's text (without its terminator) as a one-cell row of `column` through the
 /// chain's `mask-rows`: the edited text of the lines a policy changed, `None` for the others.
-/// Bytes that are not UTF-8 are shown to the policy as replacement characters.
+/// A line that is not UTF-8 is shown both as UTF-8 with replacement characters and as
+/// Latin-1. (UTF-16 text needs no reading of its own: the NUL bytes between its ASCII digits
+/// are characters the detector reads through.)
 async fn edit_lines(
     session: &Session,
     seq: u64,
     decision: &Decision,
     column: &str,
     lines: &[&[u8]],
-) -> Result<Vec<Option<String>>, MaskRefused> {
+) -> Result<Vec<Option<Vec<u8>>>, MaskRefused> {
     let columns = [Column {
         name: column.to_string(),
         type_name: "text".to_string(),
     }];
-    let mut rows: Vec<Row> = lines
-        .iter()
-        .map(|body| vec![Some(String::from_utf8_lossy(body).into_owned())])
-        .collect();
+    // A line that is not UTF-8 is shown twice: as UTF-8 with replacement characters (text
+    // with a stray byte) and as Latin-1 (a file in ISO 8859-1 or Windows-1252, whose no-break
+    // space is the one byte 0xA0). `shows`: the line each row shows, and whether as Latin-1.
+    let mut rows: Vec<Row> = Vec::with_capacity(lines.len());
+    let mut shows = Vec::with_capacity(lines.len());
+    for (i, body) in lines.iter().enumerate() {
+        let text = String::from_utf8_lossy(body);
+        let utf8 = matches!(text, std::borrow::Cow::Borrowed(_));
+        rows.push(vec![Some(text.into_owned())]);
+        shows.push((i, false));
+        if !utf8 {
+            rows.push(vec![Some(body.iter().copied().map(char::from).collect())]);
+            shows.push((i, true));
+        }
+    }
     let edited = session
         .mask(seq, decision, &columns, &mut rows)
         .await
@@ -208,17 +221,29 @@ async fn edit_lines(
                 f.policy, f.error
             ))
         })?;
-    let mut changed = vec![false; rows.len()];
+    // The edit of the UTF-8 reading wins (as its bytes: with replacement characters it is
+    // not as long as the line, which then goes out with every digit starred). An edit of the
+    // Latin-1 reading alone goes back to Latin-1, byte for byte, when it can.
+    let mut edits: Vec<Option<Vec<u8>>> = vec![None; lines.len()];
     for (row, _) in edited {
-        if let Some(c) = changed.get_mut(row as usize) {
-            *c = true;
+        let row = row as usize;
+        let (Some(&(line, latin1)), Some(text)) = (
+            shows.get(row),
+            rows.get_mut(row)
+                .and_then(|cells| cells.first_mut())
+                .and_then(Option::take),
+        ) else {
+            continue;
+        };
+        if latin1 && edits[line].is_some() {
+            continue;
         }
+        let back: Option<Vec<u8>> = latin1
+            .then(|| text.chars().map(|c| u8::try_from(c).ok()).collect())
+            .flatten();
+        edits[line] = Some(back.unwrap_or_else(|| text.into_bytes()));
     }
-    Ok(rows
-        .into_iter()
-        .zip(changed)
-        .map(|(row, changed)| changed.then(|| row.into_iter().next().flatten()).flatten())
-        .collect())
+    Ok(edits)
 }
 
 /// `line` with every character that is a digit in any script replaced by as many `*` as its
