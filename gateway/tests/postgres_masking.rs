@@ -461,3 +461,62 @@ async fn the_attacks_on_masking_are_closed() {
     assert!(reply.errors().is_empty(), "{:?}", reply.error_texts());
     assert_eq!(reply.rows(), [["************1111"]]);
 }
+
+/// A view is read as its query: an expression over a sensitive column through a view (or a
+/// view of a view) is refused like one over the table; selecting the column through the view
+/// returns it masked; a view that itself transforms it is refused whatever is selected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lineage_follows_views_to_their_tables() {
+    let pg = gateway::card_server();
+    setup(&pg);
+    pg.psql_db(
+        "payments",
+        &format!(
+            "CREATE VIEW cards_v AS SELECT id, pan_text, amount FROM typed_cards;
+             CREATE VIEW cards_vv AS SELECT v.id, v.pan_text AS card FROM cards_v v;
+             CREATE VIEW cards_rev AS SELECT id, reverse(pan_text) AS r FROM typed_cards;
+             GRANT SELECT ON cards_v, cards_vv, cards_rev TO {GATEWAY_ROLE};"
+        ),
+    );
+    let targets = target(
+        "lineage",
+        &pg,
+        "payments",
+        r#"{ module = "pci-mask", config = { sensitive_columns = ["typed_cards.pan_text"] } }"#,
+    );
+    let gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            targets: &targets,
+            ..Extra::default()
+        },
+    );
+    let token = gw.token("alice", &["agent-7"], &[]);
+    let mut l = login(gw.pg_port, "lineage", &token).await;
+    for sql in [
+        "SELECT reverse(pan_text) FROM cards_v",
+        "SELECT substr(v.pan_text, 1, 8) FROM cards_v v",
+        "SELECT md5(card) FROM cards_vv",
+        "SELECT id FROM cards_v WHERE pan_text::numeric > 0",
+        "SELECT r FROM cards_rev",
+    ] {
+        let reply = round_trip(&mut l, &query(sql), 1).await;
+        assert_eq!(
+            reply.errors(),
+            ["42501"],
+            "{sql}: {:?}",
+            reply.error_texts()
+        );
+        assert!(
+            !pg.statements_logged().iter().any(|s| s.contains(sql)),
+            "{sql} reached the server"
+        );
+    }
+    let reply = round_trip(&mut l, &query("SELECT card FROM cards_vv"), 1).await;
+    assert!(reply.errors().is_empty(), "{:?}", reply.error_texts());
+    assert_eq!(reply.rows(), [["************1111"]]);
+    let reply = round_trip(&mut l, &query("SELECT id, amount FROM cards_v"), 1).await;
+    assert!(reply.errors().is_empty(), "{:?}", reply.error_texts());
+    assert_eq!(reply.rows(), [["1", "12.50"]]);
+}

@@ -13,9 +13,11 @@ mod copy;
 pub mod describe;
 mod lineage;
 pub mod server;
+pub mod views;
 
 pub use copy::{CopyFormat, CopyOut};
 pub use server::PreparedOp;
+pub use views::Views;
 
 use crate::policy::{Sql, SqlWrite};
 

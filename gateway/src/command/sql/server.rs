@@ -182,6 +182,21 @@ fn read_with(stmt: &str, in_full: bool) -> Result<ServerStatement, String> {
     Ok(out)
 }
 
+/// The parse tree of one statement, as JSON (`None` for text that does not parse).
+pub fn tree(stmt: &str) -> Option<Value> {
+    guarded(|| {
+        let parsed = pg_query::parse(stmt, 0).map_err(clean)?;
+        let raw = parsed
+            .protobuf
+            .stmts
+            .first()
+            .and_then(|s| s.stmt.as_ref())
+            .ok_or_else(|| "no statement".to_string())?;
+        serde_json::to_value(raw).map_err(|e| e.to_string())
+    })
+    .ok()
+}
+
 /// The last dot-separated part of a (possibly schema-qualified) name.
 pub fn last_part(name: &str) -> &str {
     name.rsplit_once('.').map_or(name, |(_, n)| n)

@@ -35,7 +35,7 @@ impl Relay {
                     // The server drops the unnamed statement before it reads the new one.
                     self.statements.remove("");
                 }
-                let statements = match read(&parse.query)
+                let statements = match read(&parse.query, &self.views)
                     .await
                     .and_then(|s| self.check_sql(s, Some(&name)))
                 {

@@ -130,7 +130,10 @@ impl Relay {
             self.refuse_unreadable(&text, &u).await?;
             return self.refuse_batch().await;
         }
-        let statements = match read(&text).await.and_then(|s| self.check_sql(s, None)) {
+        let statements = match read(&text, &self.views)
+            .await
+            .and_then(|s| self.check_sql(s, None))
+        {
             Ok(s) => s,
             Err(u) => {
                 self.refuse_unreadable(&text, &u).await?;
@@ -491,14 +494,24 @@ impl Client for PgClient<'_> {
     }
 }
 
-/// Read a message's SQL as the server will. A long message is read on a blocking thread: its
-/// parse must not hold up the other sessions this worker serves.
-pub(super) async fn read(text: &str) -> Result<Vec<Statement>, Unreadable> {
+/// Read a message's SQL as the server will, following the target's `views`. A long message is
+/// read on a blocking thread: its parse must not hold up the other sessions this worker serves.
+pub(super) async fn read(
+    text: &str,
+    views: &Arc<sql::Views>,
+) -> Result<Vec<Statement>, Unreadable> {
+    let read = |text: &str, views: &sql::Views| {
+        sql::parse(text).map(|mut s| {
+            views.follow_all(&mut s);
+            s
+        })
+    };
     if text.len() <= LONG_MESSAGE {
-        return sql::parse(text);
+        return read(text, views);
     }
     let owned = text.to_string();
-    tokio::task::spawn_blocking(move || sql::parse(&owned))
+    let views = Arc::clone(views);
+    tokio::task::spawn_blocking(move || read(&owned, &views))
         .await
         .unwrap_or_else(|_| {
             Err(Unreadable {

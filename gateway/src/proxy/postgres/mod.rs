@@ -301,6 +301,7 @@ async fn handle(pg: &Postgres, conn: Incoming) -> Result<(), String> {
         copy_expected: false,
         client_copying: false,
         plain_tables: up.plain_tables,
+        views: up.views,
         hold: false,
         cancel: notify,
         privileged_ok,

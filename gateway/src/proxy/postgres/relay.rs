@@ -214,6 +214,8 @@ pub(super) struct Relay {
     /// Relation names that are plain tables (read at login): reading any other relation may
     /// write (see `budget.rs`).
     pub plain_tables: std::collections::HashSet<String>,
+    /// The target's views (read at login), followed by column lineage.
+    pub views: Arc<crate::command::sql::Views>,
     pub cancel: Arc<Notify>,
     /// The target allows a privileged upstream role (`allow_privileged_upstream`).
     pub privileged_ok: bool,

@@ -55,6 +55,8 @@ pub struct Upstream {
     pub secret_key: i32,
     /// See [`plain_tables`].
     pub plain_tables: std::collections::HashSet<String>,
+    /// See [`views`].
+    pub views: std::sync::Arc<crate::command::sql::Views>,
 }
 
 /// Whether a ParameterStatus frame says `is_superuser = on`.
@@ -153,8 +155,10 @@ pub async fn connect(
         }
     }
     let plain_tables = plain_tables(&mut reader, &mut writer).await?;
+    let views = views(&mut reader, &mut writer).await?;
     Ok(Upstream {
         plain_tables,
+        views,
         reader,
         writer,
         parameters,
@@ -222,6 +226,30 @@ pub async fn plain_tables(
         .into_iter()
         .filter_map(|r| r.into_iter().next())
         .collect())
+}
+
+/// Every view and materialized view outside the system schemas, with its definition: column
+/// lineage follows a view to its tables (`command/sql/views.rs`). Read once per connection.
+const VIEWS: &str = "/* warden: view definitions, for column lineage */ \
+     SELECT n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid) \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('v', 'm') \
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+       AND n.nspname NOT LIKE 'pg\\_toast%'";
+
+/// See [`VIEWS`].
+pub async fn views(
+    reader: &mut FrameReader<ReadHalf<BoxedIo>>,
+    writer: &mut WriteHalf<BoxedIo>,
+) -> Result<std::sync::Arc<crate::command::sql::Views>, UpstreamError> {
+    let rows = rows(reader, writer, VIEWS).await?;
+    let views = rows
+        .into_iter()
+        .filter_map(|r| match <[String; 3]>::try_from(r) {
+            Ok([schema, name, def]) => Some((schema, name, def)),
+            Err(_) => None,
+        });
+    Ok(std::sync::Arc::new(crate::command::sql::Views::new(views)))
 }
 
 /// Run one query of the gateway's own during login; its rows as text (NULL as empty).
