@@ -5,14 +5,19 @@
 
 mod common;
 
-use common::clients::{DENIED, MASK_ONLY, Matrix, script};
+use common::clients::{DENIED, Matrix, script};
 
-/// Through pci-mask alone: sql-guard holds each `LOCK TABLE ... IN ACCESS SHARE MODE` pg_dump
-/// sends for approval, since the WIT does not tell a policy the lock's mode (its catalog
-/// queries, `OPERATOR(pg_catalog.=) ANY`, are read from the server's tree and pass).
+/// The quickstart's chain with one change: sql-guard holds an explicit LOCK for approval, and
+/// pg_dump sends `LOCK TABLE ... IN ACCESS SHARE MODE` for every table it dumps (the WIT does
+/// not tell a policy the lock's mode), so a target for dumps allows `LockStmt`. Its catalog
+/// queries (`x OPERATOR(pg_catalog.=) ANY (...)`, which the second SQL parser cannot read) are
+/// judged from the server's own tree.
+const DUMPS: &str = r#"{ module = "sql-guard", config = { allow = ["drop"], allow_statements = ["LockStmt"], write_budget = { per_table = 1000 } } },
+   { module = "pci-mask", config = { sensitive_columns = ["matrix_cards.pan"] } }"#;
+
 #[test]
 fn pg_dump_and_pg_restore() {
-    let m = Matrix::start_with(MASK_ONLY);
+    let m = Matrix::start_with(DUMPS);
     m.pg.psql("CREATE DATABASE restored_direct");
     m.pg.psql("CREATE DATABASE restored_masked");
     let s = script("pg_dump.sh");

@@ -2,8 +2,8 @@
 //! `tests/clients/install.sh`, run against a real PostgreSQL loaded with the matrix fixture —
 //! first directly (their expected values are the server's), then through a gateway whose target
 //! is the quickstart's chain: `sql-guard` measuring writes against a budget, `pci-mask` masking
-//! and refusing transformed card numbers by lineage (pg_dump: `pci-mask` alone, see
-//! `clients_pg_dump.rs`). Each script checks
+//! and refusing transformed card numbers by lineage (pg_dump: with explicit locks allowed,
+//! see `clients_pg_dump.rs`). Each script checks
 //! what it reads itself and exits non-zero at the first difference.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -43,10 +43,6 @@ pub fn script(name: &str) -> PathBuf {
 /// allowed: the scripts drop their scratch tables.)
 pub const QUICKSTART: &str = r#"{ module = "sql-guard", config = { allow = ["drop"], write_budget = { per_table = 1000 } } },
    { module = "pci-mask", config = { sensitive_columns = ["matrix_cards.pan"] } }"#;
-
-/// Masking only: pci-mask with the matrix's sensitive column.
-pub const MASK_ONLY: &str =
-    r#"{ module = "pci-mask", config = { sensitive_columns = ["matrix_cards.pan"] } }"#;
 
 impl Matrix {
     pub fn start() -> Matrix {

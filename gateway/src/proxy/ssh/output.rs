@@ -199,7 +199,9 @@ async fn edit_lines(
     }];
     // A line that is not UTF-8 is shown twice: as UTF-8 with replacement characters (text
     // with a stray byte) and as Latin-1 (a file in ISO 8859-1 or Windows-1252, whose no-break
-    // space is the one byte 0xA0). `shows`: the line each row shows, and whether as Latin-1.
+    // space is the one byte 0xA0) — the second only when the shared detector finds a card
+    // number in it, so binary data is not masked twice over. `shows`: the line each row shows,
+    // and whether as Latin-1.
     let mut rows: Vec<Row> = Vec::with_capacity(lines.len());
     let mut shows = Vec::with_capacity(lines.len());
     for (i, body) in lines.iter().enumerate() {
@@ -208,8 +210,11 @@ async fn edit_lines(
         rows.push(vec![Some(text.into_owned())]);
         shows.push((i, false));
         if !utf8 {
-            rows.push(vec![Some(body.iter().copied().map(char::from).collect())]);
-            shows.push((i, true));
+            let latin1: String = body.iter().copied().map(char::from).collect();
+            if !warden_pan::find_pans(&latin1).is_empty() {
+                rows.push(vec![Some(latin1)]);
+                shows.push((i, true));
+            }
         }
     }
     let edited = session
