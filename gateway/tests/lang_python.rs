@@ -473,6 +473,7 @@ fn commands() -> Vec<(Session, Command)> {
         "TRUNCATE cards",
         "GRANT SELECT ON cards TO bob",
         "SELECT xmlelement(name card, pan) FROM cards",
+        "COPY (SELECT xmlelement(name card, pan) FROM cards) TO STDOUT",
         "DO $$ BEGIN END $$",
     ];
     let mut out: Vec<(Session, Command)> = statements

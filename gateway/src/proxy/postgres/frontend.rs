@@ -500,18 +500,18 @@ pub(super) async fn read(
     text: &str,
     views: &Arc<sql::Views>,
 ) -> Result<Vec<Statement>, Unreadable> {
-    let read = |text: &str, views: &sql::Views| {
+    let parse_following = |text: &str, views: &sql::Views| {
         sql::parse(text).map(|mut s| {
             views.follow_all(&mut s);
             s
         })
     };
     if text.len() <= LONG_MESSAGE {
-        return read(text, views);
+        return parse_following(text, views);
     }
     let owned = text.to_string();
     let views = Arc::clone(views);
-    tokio::task::spawn_blocking(move || read(&owned, &views))
+    tokio::task::spawn_blocking(move || parse_following(&owned, &views))
         .await
         .unwrap_or_else(|_| {
             Err(Unreadable {

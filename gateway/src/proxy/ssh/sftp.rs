@@ -752,14 +752,18 @@ fn name_entries(packet: &[u8]) -> Result<(u32, Vec<NameEntry<'_>>), String> {
                 "attribute flags {flags:#x} SFTP v3 does not define"
             ));
         }
-        let words = [ATTR_UIDGID, ATTR_PERMISSIONS, ATTR_ACMODTIME]
-            .iter()
-            .zip([2, 1, 2])
-            .filter(|(f, _)| flags & **f != 0)
-            .map(|(_, n)| n)
-            .sum::<usize>()
-            + if flags & ATTR_SIZE != 0 { 2 } else { 0 };
-        r.take(4 * words)?;
+        // size u64; uid, gid u32; permissions u32; atime, mtime u32.
+        let fixed: usize = [
+            (ATTR_SIZE, 8),
+            (ATTR_UIDGID, 8),
+            (ATTR_PERMISSIONS, 4),
+            (ATTR_ACMODTIME, 8),
+        ]
+        .iter()
+        .filter(|(flag, _)| flags & flag != 0)
+        .map(|(_, bytes)| bytes)
+        .sum();
+        r.take(fixed)?;
         if flags & ATTR_EXTENDED != 0 {
             for _ in 0..r.u32()? {
                 r.bytes()?;
