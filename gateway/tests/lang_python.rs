@@ -757,6 +757,12 @@ fn cell(rng: &mut Rng) -> Option<String> {
                 "\u{B7}",
                 "\u{2E3A}",
                 "\u{FF0B}",
+                "\u{9B}31m",
+                "\u{9B}1;2",
+                "\u{2022}",
+                "\u{FFFD}",
+                "\u{2800}",
+                "\u{2065}",
             ];
             let p = formatted(rng, &valid);
             p.chars()

@@ -401,7 +401,8 @@ async fn extended_copy_and_flush_keep_requests_and_answers_in_step() {
     assert_eq!(r.rows(), [["1"]]);
 
     // 40,000 ANDs: the server's grammar flattens them; the second parser is not asked (its
-    // tree would overflow the stack). The gateway answers and goes on.
+    // tree would overflow the stack), and the server's tree describes the statement. The
+    // gateway answers and goes on.
     let chain = format!(
         "SELECT 1 FROM merchants WHERE {}",
         vec!["id > 0"; 40_000].join(" AND ")
@@ -412,10 +413,10 @@ async fn extended_copy_and_flush_keep_requests_and_answers_in_step() {
     let r = round_trip_within(&mut open, &query(&chain), 1, long).await;
     assert!(r.errors().is_empty(), "{:?}", r.error_texts());
     let r = round_trip_within(&mut s, &query(&chain), 1, long).await;
-    assert_eq!(
-        r.errors(),
-        ["42501"],
-        "sql-guard refuses what it cannot read fully"
+    assert!(
+        r.errors().is_empty(),
+        "sql-guard judges it from the server's tree: {:?}",
+        r.error_texts()
     );
     let r = round_trip(&mut open, &query("SELECT 2"), 1).await;
     assert_eq!(r.rows(), [["2"]]);

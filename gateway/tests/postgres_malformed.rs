@@ -196,3 +196,29 @@ async fn a_refused_pipeline_is_answered_at_once_and_nothing_of_it_runs() {
             .any(|l| l.contains("pipelined')"))
     );
 }
+
+/// Deeply nested SQL (scalar subqueries, function calls) is answered — run, or refused with an
+/// error — and never takes the gateway down: an unoptimised build used to overflow a runtime
+/// thread's stack reading fifteen nested subqueries, which aborted the whole process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_sql_never_takes_the_gateway_down() {
+    let pg = gateway::card_server();
+    let gw = Gateway::start(&pg, "payments", Extra::default());
+    let token = gw.token("alice", &["agent-7"], &["agents"]);
+    let nested =
+        |n: usize, inner: &str| format!("SELECT {}{inner}{}", "(SELECT ".repeat(n), ")".repeat(n));
+    for sql in [
+        nested(15, "id FROM owners LIMIT 1"),
+        nested(40, "id FROM owners LIMIT 1"),
+        nested(200, "1"),
+        format!("SELECT {}1{}", "abs(".repeat(60), ")".repeat(60)),
+        format!("SELECT {}1{}", "abs(".repeat(2000), ")".repeat(2000)),
+    ] {
+        let c = connect(&gw.conninfo("payments", &token)).await.unwrap();
+        // Either answer is fine; the connection and the gateway must live.
+        let _ = c.simple_query(&sql).await;
+        c.simple_query("SELECT 1").await.unwrap();
+    }
+    let c = connect(&gw.conninfo("payments", &token)).await.unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+}

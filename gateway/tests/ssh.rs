@@ -884,6 +884,48 @@ async fn sftp_session(
     (h, ch)
 }
 
+/// A card number spread wide — sixteen 32-byte escape sequences between each two digits,
+/// which a terminal shows as `4111111111111111` — read one byte at a time at each digit: every
+/// read is masked with enough text around it to see the whole number (the attack got all
+/// sixteen digits when the context was 4 KiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_byte_reads_of_a_wide_card_number_are_masked() {
+    let sshd = Sshd::start();
+    let gw = SshGateway::start(&sshd, MASK, &["allow-all", "pci-mask"], "");
+    let sgr = format!("\x1b[{}0m", "0;".repeat(14));
+    assert_eq!(sgr.len(), 32);
+    let digits = "4111111111111111";
+    let wide = digits
+        .chars()
+        .map(String::from)
+        .collect::<Vec<_>>()
+        .join(&sgr.repeat(16));
+    let file = sshd.dir.path().join("wide.txt");
+    std::fs::write(&file, format!("{wide}\n")).unwrap();
+    let (_h, mut ch) = sftp_session(&gw, &sshd).await;
+    let mut buf = Vec::new();
+    let path = file.to_str().unwrap().as_bytes();
+    ch.data(&sftp_packet(3, 1, &[path], &[0, 0, 0, 1, 0, 0, 0, 0])[..])
+        .await
+        .unwrap();
+    let (kind, payload) = sftp_reply(&mut ch, &mut buf, 1).await;
+    assert_eq!(kind, 102, "{payload:?}");
+    let handle = payload[4..].to_vec();
+    let mut got = String::new();
+    for (k, _) in digits.char_indices() {
+        let offset = (k * (1 + 16 * 32)) as u64;
+        let id = 10 + k as u32;
+        let tail = [&offset.to_be_bytes()[..], &1u32.to_be_bytes()].concat();
+        ch.data(&sftp_packet(5, id, &[&handle], &tail)[..])
+            .await
+            .unwrap();
+        let (kind, payload) = sftp_reply(&mut ch, &mut buf, id).await;
+        assert_eq!(kind, 103, "DATA for the byte at {offset}: {payload:?}");
+        got.push_str(&text(&payload[4..]));
+    }
+    assert_eq!(got, "************1111");
+}
+
 /// What cold attacks on masked SFTP reads found, with a raw client: an FSTAT and a READ
 /// sharing an id (the FSTAT's answer ended the masked read's wait and its data passed in
 /// clear), a host-side `copy-data` of the first twelve digits, a file read while it is being

@@ -78,7 +78,7 @@ _UNICODE_SEPARATORS = frozenset(
     "\u205f\u3000\u058a\u05be\u1400\u1806\u2010\u2011\u2012\u2013\u2014\u2015\u2e17\u2e1a"
     "\u2e3a\u2e3b\u2e40\u2e5d\u301c\u3030\u30a0\ufe31\ufe32\ufe58\ufe63\uff0d\U00010ead"
     "\u2212\xb7\u2024\u2027\u2219\u22c5\u3002\u30fb\ufe52\uff0e\uff61\uff65\u2044\u2215"
-    "\uff0f\ufe4d\ufe4e\ufe4f\uff3f\uff0b"
+    "\uff0f\ufe4d\ufe4e\ufe4f\uff3f\uff0b\u2022\u2800"
 )
 #: What a terminal does not show (Rust's ``atom_at`` and ``char_atom_at``): control
 #: characters but tab, newline, CR, BS, VT, FF and ESC (escape sequences are read whole);
@@ -86,8 +86,8 @@ _UNICODE_SEPARATORS = frozenset(
 #: combining marks, format controls, tags.
 _INVISIBLE_CHAR = re.compile(
     "[\x00-\x07\x0e-\x1a\x1c-\x1f\x7f-\x9f\xad\u0300-\u036f\u061c\u115f\u1160\u17b4"
-    "\u17b5\u180b-\u180f\u1ab0-\u1aff\u1dc0-\u1dff\u200b-\u200f\u202a-\u202e\u2060-\u2064"
-    "\u2066-\u206f\u20d0-\u20ff\u3164\ufe00-\ufe0f\ufe20-\ufe2f\ufeff\uffa0\ufff9-\ufffb"
+    "\u17b5\u180b-\u180f\u1ab0-\u1aff\u1dc0-\u1dff\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+    "\u20d0-\u20ff\u3164\ufe00-\ufe0f\ufe20-\ufe2f\ufeff\uffa0\ufff0-\ufffb"
     "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
 )
 _ASCII_SEPARATORS = " \t-./_+"  # `+`: a space in form-encoded bodies
@@ -314,6 +314,9 @@ def _atom_at(text: str, i: int) -> tuple[int, int]:
         if c == "\x1b":
             return _escape_at(text, i)
         return (_INVISIBLE if _INVISIBLE_CHAR.match(c) else _OTHER), i + 1
+    if c == "\x9b":  # the 8-bit CSI introducer: its parameters are not digits either
+        atom, after = _sequence_end(text, i, i + 1, 0x3F, 0x40, i + MAX_ESCAPE - 1)
+        return (_OTHER, i + 1) if atom == _OTHER else (atom, after)
     if c in _UNICODE_SEPARATORS:
         return _SEPARATOR, i + 1
     if _INVISIBLE_CHAR.match(c):
@@ -339,7 +342,17 @@ def _escape_at(text: str, i: int) -> tuple[int, int]:
         return _INVISIBLE, j + 1 if text[j] == ";" else j
     csi = second == "["
     middle_hi, last_lo = (0x3F, 0x40) if csi else (0x2F, 0x30)
-    j = i + 1 + csi
+    return _sequence_end(text, i, i + 1 + csi, middle_hi, last_lo, i + MAX_ESCAPE)
+
+
+def _sequence_end(
+    text: str, i: int, j: int, middle_hi: int, last_lo: int, end: int
+) -> tuple[int, int]:
+    """The end of an escape sequence at ``i`` whose introducer ends at ``j`` (Rust's
+    ``sequence_end``): characters 0x20..``middle_hi``, then one ``last_lo``..0x7E, before
+    ``end`` (``MAX_ESCAPE`` bytes from ``i`` in Rust's UTF-8)."""
+    n = len(text)
+    limit = min(n, end)
     while j < limit:
         b = ord(text[j])
         if 0x20 <= b <= middle_hi:

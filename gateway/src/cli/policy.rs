@@ -61,6 +61,7 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(crate::command::sql::READER_STACK)
         .build()?;
     rt.block_on(async {
         match cmd {

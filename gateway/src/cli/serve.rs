@@ -35,6 +35,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(crate::command::sql::READER_STACK)
         .build()?;
     rt.block_on(serve(config))
 }

@@ -96,6 +96,15 @@ const RING: usize = 32;
 /// numbers (64-bit ids, timestamps with microseconds, tracking numbers) would hold a window
 /// that passes Luhn and fits a scheme.
 pub const MIN_SEARCHED_RUN: usize = 2 * MIN_DIGITS;
+/// The most bytes [`MIN_SEARCHED_RUN`] digits can span with the widest gaps between them: a digit
+/// of at most 4 bytes, a gap of [`MAX_GAP`] separators of at most 4 bytes and
+/// [`MAX_GAP_INVISIBLES`] escape sequences of at most `MAX_ESCAPE` bytes. Whether a digit belongs
+/// to a card number is decided by at most this much text on each side of it: a reader of a
+/// stretch of a larger text (an SFTP read) must see this much around it, and a stream never
+/// holds back more.
+pub const MAX_CONTEXT: usize =
+    MIN_SEARCHED_RUN * 4 + (MIN_SEARCHED_RUN - 1) * (MAX_GAP * 4 + MAX_GAP_INVISIBLES * MAX_ESCAPE);
+
 /// Digits of a run a stream holds back when it is cut inside it: every PAN that ends in the
 /// next piece starts in them, and with one more digit they are a run that is searched.
 const HOLD_DIGITS: usize = MIN_SEARCHED_RUN - 1;
@@ -244,10 +253,17 @@ fn safe_point(text: &str) -> (usize, bool) {
     if let Some(chain) = last.filter(|c| c.open) {
         return hold_from(text, &chain);
     }
-    // No chain may go on, but an escape sequence may: hold it so it is read whole next time.
+    // No chain may go on, but an escape sequence may (ESC, or the 8-bit CSI: 0xC2 0x9B): hold
+    // it so it is read whole next time.
     let from = bytes.len().saturating_sub(MAX_ESCAPE);
-    match bytes[from..].iter().rposition(|&b| b == ESC) {
-        Some(k) if escape_at(bytes, from + k).0 == Atom::Cut => (from + k, false),
+    let start = bytes[from..]
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(k, &b)| (from + k, b))
+        .find(|&(k, b)| b == ESC || (b == 0xC2 && bytes.get(k + 1) == Some(&0x9B)));
+    match start {
+        Some((k, _)) if atom_at(text, k).0 == Atom::Cut => (k, false),
         _ => (bytes.len(), false),
     }
 }
@@ -449,6 +465,13 @@ fn char_atom_at(text: &str, i: usize) -> (Atom, usize) {
         .get(i..)
         .and_then(|s| s.chars().next())
         .unwrap_or(char::REPLACEMENT_CHARACTER);
+    if c == C1_CSI {
+        // The one-character CSI introducer: its parameters are not digits either.
+        return match sequence_end(text.as_bytes(), i, i + c.len_utf8(), CSI_MIDDLE, CSI_LAST) {
+            (Atom::Other, _) => (Atom::Other, i + c.len_utf8()),
+            found => found,
+        };
+    }
     let atom = match c {
         // Every Unicode space (Zs) and dash (Pd), the minus sign, dots, slashes, low lines and
         // plus signs of other widths: what people print between groups of digits.
@@ -495,7 +518,12 @@ fn char_atom_at(text: &str, i: usize) -> (Atom, usize) {
         | '\u{FF0F}'
         | '\u{FE4D}'..='\u{FE4F}'
         | '\u{FF3F}'
-        | '\u{FF0B}' => Atom::Separator,
+        | '\u{FF0B}'
+        // Bullet and braille blank. (Not the replacement character `�`: a reading of bytes
+        // that are not UTF-8 puts one for every stray byte, and the gateway reads such text
+        // as Latin-1 as well, where its separators are what they are.)
+        | '\u{2022}'
+        | '\u{2800}' => Atom::Separator,
         // What a terminal or a text view does not show: C1 controls, soft hyphen, zero-width
         // characters, joiners, direction marks and embeddings, invisible operators, fillers,
         // variation selectors, combining marks (a digit with an accent still reads as the
@@ -514,15 +542,14 @@ fn char_atom_at(text: &str, i: usize) -> (Atom, usize) {
         | '\u{1DC0}'..='\u{1DFF}'
         | '\u{200B}'..='\u{200F}'
         | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}'
-        | '\u{2066}'..='\u{206F}'
+        | '\u{2060}'..='\u{206F}'
         | '\u{20D0}'..='\u{20FF}'
         | '\u{3164}'
         | '\u{FE00}'..='\u{FE0F}'
         | '\u{FE20}'..='\u{FE2F}'
         | '\u{FEFF}'
         | '\u{FFA0}'
-        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{FFF0}'..='\u{FFFB}'
         | '\u{1BCA0}'..='\u{1BCA3}'
         | '\u{1D173}'..='\u{1D17A}'
         | '\u{E0000}'..='\u{E0FFF}' => Atom::Invisible,
@@ -540,11 +567,6 @@ fn char_atom_at(text: &str, i: usize) -> (Atom, usize) {
 #[inline(never)]
 fn escape_at(bytes: &[u8], i: usize) -> (Atom, usize) {
     let csi = bytes.get(i + 1) == Some(&b'[');
-    let (middle, last) = if csi {
-        (0x20..=0x3F, 0x40..=0x7E)
-    } else {
-        (0x20..=0x2F, 0x30..=0x7E)
-    };
     let limit = bytes.len().min(i + MAX_ESCAPE);
     if bytes.get(i + 1) == Some(&b']') {
         // OSC: the selector (`0;` title, `8;` hyperlink) goes with the introducer, or it
@@ -561,7 +583,30 @@ fn escape_at(bytes: &[u8], i: usize) -> (Atom, usize) {
             Some(_) => (Atom::Invisible, j),
         };
     }
-    let mut j = i + 1 + usize::from(csi);
+    if csi {
+        sequence_end(bytes, i, i + 2, CSI_MIDDLE, CSI_LAST)
+    } else {
+        sequence_end(bytes, i, i + 1, 0x20..=0x2F, 0x30..=0x7E)
+    }
+}
+
+/// The 8-bit CSI introducer (U+009B), which some terminals take for `ESC[`.
+const C1_CSI: char = '\u{9B}';
+/// A CSI's parameter and intermediate bytes, and its final byte.
+const CSI_MIDDLE: std::ops::RangeInclusive<u8> = 0x20..=0x3F;
+const CSI_LAST: std::ops::RangeInclusive<u8> = 0x40..=0x7E;
+
+/// The end of an escape sequence that starts at `i` and whose introducer ends at `j`: bytes of
+/// `middle`, then one of `last`, all within [`MAX_ESCAPE`] bytes of `i`. `Other` for the first
+/// byte when it does not end so (a stray introducer is text), `Cut` when the text ends first.
+fn sequence_end(
+    bytes: &[u8],
+    i: usize,
+    mut j: usize,
+    middle: std::ops::RangeInclusive<u8>,
+    last: std::ops::RangeInclusive<u8>,
+) -> (Atom, usize) {
+    let limit = bytes.len().min(i + MAX_ESCAPE);
     while j < limit {
         let b = bytes[j];
         if middle.contains(&b) {

@@ -156,6 +156,8 @@ fn finds_pans_with_every_separator() {
         "\u{2044}",
         "\u{FF0B}",
         " \u{200E} ",
+        "\u{2022}",
+        "\u{2800}",
     ] {
         let text = ["4111", "1111", "1111", "1111"].join(sep);
         assert_eq!(pans(&text), [text.as_str()], "{sep:?}");
@@ -361,6 +363,9 @@ fn skips_characters_a_terminal_does_not_show() {
         "\u{7F}",                         // DEL
         "\u{1F}",                         // unit separator
         "\x1b[31m\u{200B}\x1b[m\u{2060}", // mixed with escapes
+        "\u{2065}",                       // unassigned, in the invisible block
+        "\u{FFF0}",                       // unassigned special
+        "\u{9B}31m",                      // 8-bit CSI: its parameters are not digits
     ] {
         // At odd places, so that no group is four digits long.
         let text = format!("41{invisible}1111111{invisible}1111111");

@@ -62,6 +62,12 @@ pub fn record(text: &str, kind: &str) -> Sql {
     }
 }
 
+/// Stack for every thread that reads SQL (the gateway's runtime threads). Reading recurses once
+/// per level of nesting — libpg_query's result decoding (up to prost's depth limit of 100,
+/// beyond which the text is refused), the JSON tree, the walks over it — and an unoptimised
+/// build overflows the default 2 MiB at fifteen nested subqueries: the whole process aborts.
+pub const READER_STACK: usize = 32 << 20;
+
 const SYNTAX_ERROR: &str = "42601";
 const NOT_SUPPORTED: &str = "0A000";
 

@@ -61,25 +61,27 @@ impl Views {
     /// Follow the views each statement reads (see [`Views::follow`]).
     pub fn follow_all(&self, statements: &mut [super::Statement]) {
         for s in statements {
-            self.follow(&mut s.sql);
+            if !self.follow(&mut s.sql) {
+                continue;
+            }
             // What PREPARE prepares is described by the same tree (`mod.rs`).
             if let Some(inner) = &mut s.inner {
                 inner.columns.clone_from(&s.sql.columns);
                 inner.tables.clone_from(&s.sql.tables);
-                inner.limit = inner.limit.filter(|_| s.sql.limit.is_some());
+                inner.limit = None;
             }
         }
     }
 
     /// Follow the views `sql` reads: its lineage worked out again with each view's query in
     /// its place, the views' tables added to its tables, its `limit` dropped. Nothing changes
-    /// for a statement that names no view.
-    pub fn follow(&self, sql: &mut Sql) {
+    /// for a statement that names no view. Whether it named one.
+    pub fn follow(&self, sql: &mut Sql) -> bool {
         if self.is_empty() || !sql.tables.iter().any(|t| self.get(t).is_some()) {
-            return;
+            return false;
         }
         let Some(mut tree) = server::tree(&sql.text) else {
-            return;
+            return false;
         };
         let mut tables = sql.tables.clone();
         self.inline(&mut tree, &mut tables, 0);
@@ -89,6 +91,7 @@ impl Views {
             .collect();
         sql.tables = tables;
         sql.limit = None;
+        true
     }
 
     /// Put each view read in `v` in its place as a subquery, `depth` views deep; its tables go
@@ -252,6 +255,10 @@ mod tests {
 
     #[test]
     fn statements_without_views_are_unchanged() {
+        // A PREPARE keeps what it prepares as it was, LIMIT included.
+        let mut s = super::super::parse("PREPARE p AS SELECT pan FROM cards LIMIT 1").unwrap();
+        views().follow_all(&mut s);
+        assert_eq!(s[0].inner.as_ref().unwrap().limit, Some(1));
         let (u, tables, limit) = followed("SELECT pan FROM cards LIMIT 3");
         assert_eq!(
             (u.as_str(), tables.as_slice(), limit),

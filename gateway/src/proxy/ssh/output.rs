@@ -9,8 +9,10 @@ use crate::policy::{Column, Decision, Row};
 use crate::session::Session;
 
 /// The shortest line bound: longer than any tail that [`safe_cut`] holds back (25 digits and
-/// the gaps between them), so a cut at the bound always finds a place outside a number.
-pub const MIN_LINE: usize = 4096;
+/// the widest gaps between them, [`warden_pan::MAX_CONTEXT`]), so a cut at the bound always
+/// finds a place outside a number.
+pub const MIN_LINE: usize = 16 * 1024;
+const _: () = assert!(MIN_LINE > warden_pan::MAX_CONTEXT);
 
 /// Splits one stream (stdout or stderr) into lines.
 pub struct Lines {

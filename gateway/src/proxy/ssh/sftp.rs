@@ -327,10 +327,12 @@ impl<'a> Fields<'a> {
 /// FSETSTAT on it is refused.
 const MAX_HANDLES: usize = 4096;
 
-/// Context read on each side of a masked read: longer than any number the detector reads
-/// through (digits, separators, escape sequences; see `output::MIN_LINE`), so a card number
-/// that straddles the edge of what a read returns is seen whole.
-const OVERLAP: usize = 4096;
+/// Context read on each side of a masked read: at least what decides whether a digit belongs to
+/// a card number ([`warden_pan::MAX_CONTEXT`]: 26 digits with the widest gaps of separators and
+/// escape sequences between them), so a card number that straddles the edge of what a read
+/// returns is seen whole, however small the read.
+const OVERLAP: usize = 16 * 1024;
+const _: () = assert!(OVERLAP >= warden_pan::MAX_CONTEXT);
 
 /// The most a masked read returns: with its context, exactly what OpenSSH's sftp-server reads
 /// at most (255 KiB), so a short answer from the host means the end of the file (draft-02 6.4).
