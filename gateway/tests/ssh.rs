@@ -641,44 +641,74 @@ fn latin1_and_utf16_files_are_masked() {
     let sshd = Sshd::start();
     let gw = SshGateway::start(&sshd, MASK, &["allow-all", "pci-mask"], "");
     let dir = sshd.dir.path();
-    let latin1: Vec<u8> = b"Karte 4111\xa01111\xa01111\xa01111 g\xfcltig\n".to_vec();
-    let utf16: Vec<u8> = "card 5500 0000 0000 0004\n"
-        .encode_utf16()
-        .flat_map(u16::to_le_bytes)
-        .collect();
-    std::fs::write(dir.join("latin1.txt"), &latin1).unwrap();
-    std::fs::write(dir.join("utf16.txt"), &utf16).unwrap();
-    let digits = |b: &[u8]| -> String {
-        b.iter()
-            .filter(|b| b.is_ascii_digit())
-            .map(|&b| char::from(b))
+    let le = |t: &str| -> Vec<u8> { t.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+    let be = |t: &str| -> Vec<u8> { t.encode_utf16().flat_map(u16::to_be_bytes).collect() };
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "latin1.txt",
+            b"Karte 4111\xa01111\xa01111\xa01111 g\xfcltig\n".to_vec(),
+        ),
+        ("utf16.txt", le("card 5500 0000 0000 0004\n")),
+        // What the attack got through: anything but ASCII between the digits of UTF-16 text.
+        ("zwsp.txt", le("pay 41111111\u{200B}11111111 ok\n")),
+        ("wj.txt", le("4111\u{2060}1111\u{2060}1111\u{2060}1111\n")),
+        ("ideo.txt", le("4111\u{3000}1111\u{3000}1111\u{3000}1111\n")),
+        (
+            "fullwidth.txt",
+            le(
+                "\u{FF14}\u{FF11}\u{FF11}\u{FF11} \u{FF11}\u{FF11}\u{FF11}\u{FF11} \u{FF11}\u{FF11}\u{FF11}\u{FF11} \u{FF11}\u{FF11}\u{FF11}\u{FF11}\n",
+            ),
+        ),
+        (
+            "be.txt",
+            be("card 5500\u{3000}0000\u{3000}0000\u{3000}0004\n"),
+        ),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    // The digits a reader of the file sees: in its encoding, of any script.
+    let digits = |name: &str, b: &[u8]| -> String {
+        let text = match name {
+            "latin1.txt" => b.iter().copied().map(char::from).collect::<String>(),
+            "be.txt" => String::from_utf16_lossy(
+                &b.chunks_exact(2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => String::from_utf16_lossy(
+                &b.chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect::<Vec<_>>(),
+            ),
+        };
+        text.chars()
+            .filter_map(|c| match c {
+                '\u{FF10}'..='\u{FF19}' => char::from_u32(c as u32 - 0xFF10 + 0x30),
+                c if c.is_ascii_digit() => Some(c),
+                _ => None,
+            })
             .collect()
     };
     let local = gw.dir.path().to_path_buf();
     let batch = local.join("batch");
-    std::fs::write(
-        &batch,
-        format!(
-            "get {d}/latin1.txt {l}/latin1.txt\nget {d}/utf16.txt {l}/utf16.txt\n",
-            d = dir.display(),
-            l = local.display()
-        ),
-    )
-    .unwrap();
+    let gets: String = files
+        .iter()
+        .map(|(name, _)| format!("get {}/{name} {}/{name}\n", dir.display(), local.display()))
+        .collect();
+    std::fs::write(&batch, gets).unwrap();
     let mut sftp = gw.with_key("sftp");
     sftp.args(["-P", &gw.port.to_string(), "-b"])
         .arg(&batch)
         .arg("web-1@127.0.0.1");
     let o = run(sftp, None);
     assert!(o.status.success(), "{}", show(&o));
-    for (name, clear, last) in [
-        ("latin1.txt", &latin1, "1111"),
-        ("utf16.txt", &utf16, "0004"),
-    ] {
+    for (name, clear) in &files {
+        let last = &digits(name, clear)[12..];
         let got = std::fs::read(local.join(name)).unwrap();
         assert_eq!(got.len(), clear.len(), "{name}: length kept");
         assert_eq!(
-            digits(&got),
+            digits(name, &got),
             last,
             "{name}: only the last four stay: {got:?}"
         );
@@ -688,7 +718,7 @@ fn latin1_and_utf16_files_are_masked() {
             &[&format!("cat {}/{name}", dir.display())],
             None,
         );
-        assert_eq!(digits(&o.stdout), last, "cat {name}: {:?}", o.stdout);
+        assert_eq!(digits(name, &o.stdout), last, "cat {name}: {:?}", o.stdout);
     }
 }
 

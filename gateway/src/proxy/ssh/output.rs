@@ -199,24 +199,19 @@ async fn edit_lines(
         name: column.to_string(),
         type_name: "text".to_string(),
     }];
-    // A line that is not UTF-8 is shown twice: as UTF-8 with replacement characters (text
-    // with a stray byte) and as Latin-1 (a file in ISO 8859-1 or Windows-1252, whose no-break
-    // space is the one byte 0xA0) — the second only when the shared detector finds a card
-    // number in it, so binary data is not masked twice over. `shows`: the line each row shows,
-    // and whether as Latin-1.
+    // Each line as UTF-8 (with replacement characters for stray bytes), and in the other
+    // readings that hold a card number ([`other_readings`]). `shows`: the line each row shows,
+    // and how.
     let mut rows: Vec<Row> = Vec::with_capacity(lines.len());
     let mut shows = Vec::with_capacity(lines.len());
     for (i, body) in lines.iter().enumerate() {
         let text = String::from_utf8_lossy(body);
         let utf8 = matches!(text, std::borrow::Cow::Borrowed(_));
         rows.push(vec![Some(text.into_owned())]);
-        shows.push((i, false));
-        if !utf8 {
-            let latin1: String = body.iter().copied().map(char::from).collect();
-            if !warden_pan::find_pans(&latin1).is_empty() {
-                rows.push(vec![Some(latin1)]);
-                shows.push((i, true));
-            }
+        shows.push((i, Reading::Utf8));
+        for (reading, text) in other_readings(body, utf8) {
+            rows.push(vec![Some(text)]);
+            shows.push((i, reading));
         }
     }
     let edited = session
@@ -229,12 +224,12 @@ async fn edit_lines(
             ))
         })?;
     // The edit of the UTF-8 reading wins (as its bytes: with replacement characters it is
-    // not as long as the line, which then goes out with every digit starred). An edit of the
-    // Latin-1 reading alone goes back to Latin-1, byte for byte, when it can.
+    // not as long as the line, which then goes out with every digit starred). Else the first
+    // other reading's edit, put back in that reading's bytes ([`back`]).
     let mut edits: Vec<Option<Vec<u8>>> = vec![None; lines.len()];
     for (row, _) in edited {
         let row = row as usize;
-        let (Some(&(line, latin1)), Some(text)) = (
+        let (Some(&(line, reading)), Some(text)) = (
             shows.get(row),
             rows.get_mut(row)
                 .and_then(|cells| cells.first_mut())
@@ -242,15 +237,111 @@ async fn edit_lines(
         ) else {
             continue;
         };
-        if latin1 && edits[line].is_some() {
+        if reading != Reading::Utf8 && edits[line].is_some() {
             continue;
         }
-        let back: Option<Vec<u8>> = latin1
-            .then(|| text.chars().map(|c| u8::try_from(c).ok()).collect())
-            .flatten();
-        edits[line] = Some(back.unwrap_or_else(|| text.into_bytes()));
+        edits[line] = Some(back(lines[line], reading, text));
     }
     Ok(edits)
+}
+
+/// How a row shows its line's bytes to the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Utf8,
+    /// ISO 8859-1 (and the printable part of Windows-1252).
+    Latin1,
+    /// UTF-16, little- or big-endian, from byte `skip` (a line cut at the `\n` of a
+    /// little-endian newline starts with its other byte).
+    Utf16 {
+        le: bool,
+        skip: usize,
+    },
+}
+
+/// The readings of a line besides UTF-8, each only when the shared detector finds a card
+/// number in it (so binary data is not masked several times over): Latin-1 for a line that is
+/// not UTF-8 (a file in ISO 8859-1 or Windows-1252, whose no-break space is the one byte 0xA0);
+/// UTF-16 for a line that is not UTF-8 or holds a NUL (a number with anything but ASCII
+/// between its digits, or full-width digits, which the UTF-8 reading does not see).
+fn other_readings(body: &[u8], utf8: bool) -> Vec<(Reading, String)> {
+    let mut out = Vec::new();
+    if !utf8 {
+        let latin1: String = body.iter().copied().map(char::from).collect();
+        if !warden_pan::find_pans(&latin1).is_empty() {
+            out.push((Reading::Latin1, latin1));
+        }
+    }
+    if !utf8 || body.contains(&0) {
+        for (le, skip) in [(true, 0), (true, 1), (false, 0), (false, 1)] {
+            let text: String = char::decode_utf16(utf16_units(body, le, skip))
+                .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
+                .collect();
+            if text.chars().filter(|c| c.is_numeric()).count() >= 13
+                && !warden_pan::find_pans(&text).is_empty()
+            {
+                out.push((Reading::Utf16 { le, skip }, text));
+            }
+        }
+    }
+    out
+}
+
+fn utf16_units(body: &[u8], le: bool, skip: usize) -> Vec<u16> {
+    body.get(skip..)
+        .unwrap_or_default()
+        .chunks_exact(2)
+        .map(|b| {
+            if le {
+                u16::from_le_bytes([b[0], b[1]])
+            } else {
+                u16::from_be_bytes([b[0], b[1]])
+            }
+        })
+        .collect()
+}
+
+/// A policy's edit of one reading of `body`, as bytes of the line.
+fn back(body: &[u8], reading: Reading, edited: String) -> Vec<u8> {
+    match reading {
+        Reading::Utf8 => edited.into_bytes(),
+        Reading::Latin1 => edited
+            .chars()
+            .map(|c| u8::try_from(c).ok())
+            .collect::<Option<Vec<u8>>>()
+            .unwrap_or_else(|| edited.into_bytes()),
+        Reading::Utf16 { le, skip } => utf16_back(body, le, skip, &edited),
+    }
+}
+
+/// `body` with the UTF-16 units an edit changed written back in place, or, when the edit is
+/// not as many units, with every digit's units starred; as long as `body` either way.
+fn utf16_back(body: &[u8], le: bool, skip: usize, edited: &str) -> Vec<u8> {
+    let units = utf16_units(body, le, skip);
+    let new: Vec<u16> = edited.encode_utf16().collect();
+    let mut out = body.to_vec();
+    let mut put = |k: usize, u: u16| {
+        let b = if le { u.to_le_bytes() } else { u.to_be_bytes() };
+        out[skip + 2 * k..skip + 2 * k + 2].copy_from_slice(&b);
+    };
+    if new.len() == units.len() {
+        for (k, (&old, &n)) in units.iter().zip(&new).enumerate() {
+            // An unpaired surrogate was shown as U+FFFD: it stays as it was.
+            if old != n && !(0xD800..=0xDFFF).contains(&old) {
+                put(k, n);
+            }
+        }
+    } else {
+        let mut k = 0;
+        for r in char::decode_utf16(units.iter().copied()) {
+            let n = r.as_ref().map_or(1, |c| c.len_utf16());
+            if r.is_ok_and(|c| c.is_numeric()) {
+                (k..k + n).for_each(|j| put(j, u16::from(b'*')));
+            }
+            k += n;
+        }
+    }
+    out
 }
 
 /// `line` with every character that is a digit in any script replaced by as many `*` as its
@@ -286,6 +377,29 @@ fn split_eol(line: &[u8]) -> (&[u8], &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utf16_edits_go_back_in_place() {
+        let le = |t: &str| -> Vec<u8> { t.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+        let body = le("a 4111\u{3000}1111\u{3000}1111\u{3000}1111");
+        let masked = "a ****\u{3000}****\u{3000}****\u{3000}1111";
+        assert_eq!(utf16_back(&body, true, 0, masked), le(masked));
+        // An edit of another length: every digit starred, the length kept.
+        let all = le("a ****\u{3000}****\u{3000}****\u{3000}****");
+        assert_eq!(utf16_back(&body, true, 0, "[card]"), all);
+        // A line that starts with the second byte of a little-endian newline.
+        let shifted = [&[0][..], &body].concat();
+        assert_eq!(utf16_back(&shifted, true, 1, masked)[1..], le(masked)[..]);
+        // Readings offered: the UTF-16 ones that hold a number (the UTF-8 one does not).
+        let readings = other_readings(&body, true);
+        assert!(
+            readings
+                .iter()
+                .any(|(r, _)| *r == Reading::Utf16 { le: true, skip: 0 }),
+            "{readings:?}"
+        );
+        assert!(other_readings(b"plain text, no NUL", true).is_empty());
+    }
 
     #[test]
     fn lines_split_hold_partial_and_cut_long() {
