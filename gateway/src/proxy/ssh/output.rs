@@ -262,8 +262,9 @@ enum Reading {
 /// The readings of a line besides UTF-8, each only when the shared detector finds a card
 /// number in it (so binary data is not masked several times over): Latin-1 for a line that is
 /// not UTF-8 (a file in ISO 8859-1 or Windows-1252, whose no-break space is the one byte 0xA0);
-/// UTF-16 for a line that is not UTF-8 or holds a NUL (a number with anything but ASCII
-/// between its digits, or full-width digits, which the UTF-8 reading does not see).
+/// UTF-16 for a line that is not UTF-8 or holds a NUL, with 13 ASCII or full-width digits in
+/// that reading (a number with anything but ASCII between its digits, or full-width digits,
+/// which the UTF-8 reading does not see; digits of other scripts in UTF-16 are not looked for).
 fn other_readings(body: &[u8], utf8: bool) -> Vec<(Reading, String)> {
     let mut out = Vec::new();
     if !utf8 {
@@ -274,12 +275,19 @@ fn other_readings(body: &[u8], utf8: bool) -> Vec<(Reading, String)> {
     }
     if !utf8 || body.contains(&0) {
         for (le, skip) in [(true, 0), (true, 1), (false, 0), (false, 1)] {
+            // Read so only when it holds the 13 digits of the shortest card number, ASCII
+            // (U+0030-0039) or full-width (U+FF10-FF19), counted on the units before anything
+            // is built: a binary file's lines, or a stream of NULs, almost never do.
+            let digits = utf16_units(body, le, skip)
+                .filter(|u| matches!(u, 0x30..=0x39 | 0xFF10..=0xFF19))
+                .count();
+            if digits < 13 {
+                continue;
+            }
             let text: String = char::decode_utf16(utf16_units(body, le, skip))
                 .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
                 .collect();
-            if text.chars().filter(|c| c.is_numeric()).count() >= 13
-                && !warden_pan::find_pans(&text).is_empty()
-            {
+            if !warden_pan::find_pans(&text).is_empty() {
                 out.push((Reading::Utf16 { le, skip }, text));
             }
         }
@@ -287,18 +295,18 @@ fn other_readings(body: &[u8], utf8: bool) -> Vec<(Reading, String)> {
     out
 }
 
-fn utf16_units(body: &[u8], le: bool, skip: usize) -> Vec<u16> {
+/// The UTF-16 units of `body` from byte `skip` (a last odd byte is left out).
+fn utf16_units(body: &[u8], le: bool, skip: usize) -> impl Iterator<Item = u16> + '_ {
     body.get(skip..)
         .unwrap_or_default()
         .chunks_exact(2)
-        .map(|b| {
+        .map(move |b| {
             if le {
                 u16::from_le_bytes([b[0], b[1]])
             } else {
                 u16::from_be_bytes([b[0], b[1]])
             }
         })
-        .collect()
 }
 
 /// A policy's edit of one reading of `body`, as bytes of the line.
@@ -317,7 +325,7 @@ fn back(body: &[u8], reading: Reading, edited: String) -> Vec<u8> {
 /// `body` with the UTF-16 units an edit changed written back in place, or, when the edit is
 /// not as many units, with every digit's units starred; as long as `body` either way.
 fn utf16_back(body: &[u8], le: bool, skip: usize, edited: &str) -> Vec<u8> {
-    let units = utf16_units(body, le, skip);
+    let units: Vec<u16> = utf16_units(body, le, skip).collect();
     let new: Vec<u16> = edited.encode_utf16().collect();
     let mut out = body.to_vec();
     let mut put = |k: usize, u: u16| {
