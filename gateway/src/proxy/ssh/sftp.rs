@@ -994,18 +994,18 @@ mod tests {
         assert!(matches!(&pieces[..], [HostPiece::Pass(b)] if *b == opened));
         // Unmasked handle: the READ goes as it came.
         assert!(matches!(h.read(5, b"h2", 0, 100), ReadPlan::Forward));
-        // Masked: 4 KiB before (less at the start of the file), 4 KiB after.
-        let ReadPlan::Widened(p) = h.read(6, b"h1", 10_000, 32_768) else {
+        // Masked: OVERLAP before (less at the start of the file), OVERLAP after.
+        let ReadPlan::Widened(p) = h.read(6, b"h1", 40_000, 32_768) else {
             panic!("not widened")
         };
         let fields = &p[9 + 4 + 2..];
         assert_eq!(
             u64::from_be_bytes(fields[..8].try_into().unwrap()),
-            10_000 - 4096
+            40_000 - OVERLAP as u64
         );
         assert_eq!(
             u32::from_be_bytes(fields[8..12].try_into().unwrap()),
-            4096 + 32_768 + 4096
+            (OVERLAP + 32_768 + OVERLAP) as u32
         );
         let ReadPlan::Widened(_) = h.read(7, b"h1", 100, 1 << 20) else {
             panic!("not widened")
@@ -1014,7 +1014,9 @@ mod tests {
         // The host answers: a STATUS for 5 (passes), DATA for 6 (full window), a short DATA
         // for 7 (the file ends), cut every 1000 bytes.
         let status5 = packet(STATUS, 5, &[], &[0, 0, 0, 0]);
-        let window6: Vec<u8> = (0..4096 + 32_768 + 4096).map(|i| (i % 251) as u8).collect();
+        let window6: Vec<u8> = (0..OVERLAP + 32_768 + OVERLAP)
+            .map(|i| (i % 251) as u8)
+            .collect();
         let window7 = vec![b'x'; 5000];
         let all = [
             status5.clone(),
@@ -1038,7 +1040,10 @@ mod tests {
         assert_eq!(passed, status5);
         assert_eq!(
             answered[0],
-            (6, packet(DATA, 6, &[&window6[4096..4096 + 32_768]], &[]))
+            (
+                6,
+                packet(DATA, 6, &[&window6[OVERLAP..OVERLAP + 32_768]], &[])
+            )
         );
         // 7 asked at 100 (lead 100) for 1 MiB (capped); the file had 4900 bytes more.
         assert_eq!(answered[1], (7, packet(DATA, 7, &[&window7[100..]], &[])));
