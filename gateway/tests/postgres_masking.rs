@@ -439,6 +439,9 @@ async fn the_attacks_on_masking_are_closed() {
         "CREATE TEMP TABLE t1 AS SELECT pan_text FROM typed_cards",
         "SELECT most_common_vals::text FROM pg_stats WHERE attname = 'pan_text'",
         "SELECT query FROM pg_stat_activity",
+        // The second attack: a join's alias, a set operation's first branch.
+        "SELECT substr(x.p, 1, 8) FROM (typed_cards c JOIN typed_cards d USING (id)) AS x(i, p)",
+        "SELECT reverse(x) FROM (SELECT 'a' AS x UNION ALL SELECT pan_text FROM typed_cards) s",
     ] {
         let reply = round_trip(&mut l, &query(sql), 1).await;
         assert_eq!(

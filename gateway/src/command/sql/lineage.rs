@@ -9,7 +9,7 @@
 //! sources by name, whatever scope they are used in.
 
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// How a column reaches the statement (the WIT's `column-usage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +43,9 @@ pub fn uses(tree: &Value, tables: &[String]) -> Vec<Use> {
         tables,
         aliases: HashMap::new(),
         derived: HashMap::new(),
+        groups: Vec::new(),
+        expanded: HashSet::new(),
+        seen: HashSet::new(),
         out: Vec::new(),
     };
     l.collect(tree);
@@ -54,9 +57,15 @@ struct Lineage<'a> {
     tables: &'a [String],
     /// Alias or table name (last part) → table.
     aliases: HashMap<String, String>,
-    /// A name a subquery or CTE passes on (its alias, or an output column) → the columns it
-    /// came from.
-    derived: HashMap<String, Vec<(String, String)>>,
+    /// A name a subquery or CTE passes on (its alias, or an output column) → the groups of
+    /// columns it came from (indices into `groups`). Groups are shared, not copied: a column
+    /// list of N names over N columns is N references to one group, not N² entries.
+    derived: HashMap<String, Vec<usize>>,
+    groups: Vec<Vec<(String, String)>>,
+    /// Groups already emitted, with the usage: each is walked once per usage, so N references
+    /// to a group of N columns cost N, not N².
+    expanded: HashSet<(usize, Usage)>,
+    seen: HashSet<Use>,
     out: Vec<Use>,
 }
 
@@ -88,13 +97,29 @@ impl Lineage<'_> {
                     self.aliases.insert(alias.to_string(), table.clone());
                     // `cards c(i, h, x)` renames the columns in order: whatever `x` is, it is
                     // one of the table's columns.
+                    let whole = self.group(vec![(table.clone(), "*".into())]);
                     for col in alias_columns(map.get("alias")) {
-                        self.derived
-                            .entry(col)
-                            .or_default()
-                            .push((table.clone(), "*".into()));
+                        self.derived.entry(col).or_default().push(whole);
                     }
                     self.aliases.insert(rel.to_string(), table);
+                }
+                // `(a JOIN b USING (id)) AS x(i, h, p)`: the join's alias and its column names
+                // pass on every column of every table inside the join.
+                if let Some(join) = map.get("JoinExpr")
+                    && let Some(alias) = join.get("alias").filter(|a| !a.is_null())
+                {
+                    let mut inside = Vec::new();
+                    range_vars(join, &mut inside);
+                    let whole = self.group(inside.into_iter().map(|t| (t, "*".into())).collect());
+                    let names = alias_columns(Some(alias)).into_iter().chain(
+                        alias
+                            .get("aliasname")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                    );
+                    for name in names {
+                        self.derived.entry(name).or_default().push(whole);
+                    }
                 }
                 let passed_on = match (map.get("RangeSubselect"), map.get("CommonTableExpr")) {
                     (Some(r), _) => Some((
@@ -127,6 +152,7 @@ impl Lineage<'_> {
         column_refs(query, &mut everything);
         let everything: Vec<(String, String)> =
             everything.iter().map(|r| self.resolve(r)).collect();
+        let everything = self.group(everything);
         let width = query
             .get("SelectStmt")
             .or_else(|| node(query).map(|(_, s)| s))
@@ -138,35 +164,46 @@ impl Lineage<'_> {
             .map_or(0, Vec::len);
         let values_names = (1..=width).map(|i| format!("column{i}"));
         for n in renamed.iter().cloned().chain(values_names) {
-            self.derived
-                .entry(n)
-                .or_default()
-                .extend(everything.clone());
+            self.derived.entry(n).or_default().push(everything);
         }
+        // A set operation's columns are named by its first branch: the k-th column of every
+        // branch passes on under the k-th name of the first.
         let mut lists = Vec::new();
         find_target_lists(query, &mut lists);
+        let mut first_names: Vec<Option<String>> = Vec::new();
         for list in lists {
-            for target in list.as_array().into_iter().flatten() {
+            let targets = list.as_array().map(Vec::as_slice).unwrap_or_default();
+            // (A set operation's own select list is empty: the first branch with one names.)
+            let first_branch = first_names.is_empty();
+            for (k, target) in targets.iter().enumerate() {
                 let Some(("ResTarget", t)) = node(target) else {
                     continue;
                 };
                 let mut refs = Vec::new();
                 column_refs(t.get("val").unwrap_or(&Value::Null), &mut refs);
                 let sources: Vec<(String, String)> = refs.iter().map(|r| self.resolve(r)).collect();
-                let out_name = t
+                let own_name = t
                     .get("name")
                     .and_then(Value::as_str)
                     .map(str::to_string)
                     .or_else(|| refs.first().map(|r| self.resolve(r).1));
-                if let Some(n) = out_name {
-                    self.derived.entry(n).or_default().extend(sources.clone());
+                if first_branch {
+                    first_names.push(own_name.clone());
                 }
-                self.derived
-                    .entry(name.to_string())
-                    .or_default()
-                    .extend(sources);
+                let group = self.group(sources);
+                let first = first_names.get(k).cloned().flatten();
+                let names = own_name.into_iter().chain(first);
+                for n in names.chain(std::iter::once(name.to_string())) {
+                    self.derived.entry(n).or_default().push(group);
+                }
             }
         }
+    }
+
+    /// A new group of source columns; its index.
+    fn group(&mut self, columns: Vec<(String, String)>) -> usize {
+        self.groups.push(columns);
+        self.groups.len() - 1
     }
 
     /// The table and column a ColumnRef's fields name.
@@ -197,7 +234,7 @@ impl Lineage<'_> {
 
     fn emit(&mut self, table: String, column: String, usage: Usage) {
         let u = (table, column, usage);
-        if !self.out.contains(&u) {
+        if self.seen.insert(u.clone()) {
             self.out.push(u);
         }
     }
@@ -224,14 +261,17 @@ impl Lineage<'_> {
         if let Some(Some(last)) = fields.last() {
             names.push(last);
         }
-        let sources: Vec<(String, String)> = names
+        let groups: Vec<usize> = names
             .iter()
             .filter_map(|n| self.derived.get(*n))
             .flatten()
-            .cloned()
+            .copied()
+            .filter(|g| self.expanded.insert((*g, usage)))
             .collect();
-        for (t, c) in sources {
-            self.emit(t, c, usage);
+        for g in groups {
+            for (t, c) in self.groups[g].clone() {
+                self.emit(t, c, usage);
+            }
         }
     }
 
@@ -430,6 +470,20 @@ fn select_lists<'a>(select: &'a Value, out: &mut Vec<&'a Value>) {
         if let Some(s) = select.get(side) {
             select_lists(s, out);
         }
+    }
+}
+
+/// The tables (RangeVars) anywhere inside `v`.
+fn range_vars(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            if map.contains_key("relname") && map.contains_key("relpersistence") {
+                out.push(super::server::range_var(v));
+            }
+            map.values().for_each(|v| range_vars(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|i| range_vars(i, out)),
+        _ => {}
     }
 }
 

@@ -370,6 +370,30 @@ fn pan_usage(text: &str) -> String {
     u.into_iter().collect()
 }
 
+/// What the second attack got through: a join's alias renaming the columns, a set operation
+/// whose first branch names the column, and a column list so long that following it grew with
+/// its square (a stall, then an abort).
+#[test]
+fn lineage_follows_join_aliases_set_operations_and_long_column_lists() {
+    for text in [
+        "SELECT substr(x.p, 1, 8) FROM (cards c JOIN cards d USING (id)) AS x(i, h, p)",
+        "SELECT reverse(x) FROM (SELECT 'a' AS x UNION ALL SELECT pan FROM cards) s",
+        "WITH t AS (SELECT 'a' AS x UNION ALL SELECT pan FROM cards) SELECT reverse(x) FROM t",
+        "SELECT md5(j.x) FROM (cards JOIN owners ON true) AS j(x)",
+    ] {
+        assert!(pan_usage(text).contains('t'), "{text}: {}", pan_usage(text));
+    }
+    let n = 3000;
+    let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    let text = format!(
+        "SELECT {} FROM (SELECT {} FROM cards) s({})",
+        names.join(", "),
+        vec!["pan"; n].join(", "),
+        names.join(", ")
+    );
+    assert_eq!(pan_usage(&text), "o");
+}
+
 #[test]
 fn lineage_tells_a_column_sent_as_it_is_from_one_transformed() {
     for (text, want) in [

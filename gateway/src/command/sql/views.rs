@@ -16,8 +16,13 @@ use crate::policy::Sql;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-/// Views inside views followed at most; deeper ones are not put in place.
+/// Views inside views followed at most, and views put in place in one statement at most
+/// (a view naming another view five times, eight deep, would be 390,625 copies). Past either,
+/// the rest are not put in place: their tables are added as read, and the statement gets a
+/// transformed use of every column of its tables (`""`, `*`), which a policy refusing
+/// transformed card numbers refuses (fail closed).
 pub const MAX_DEPTH: usize = 8;
+pub const MAX_INLINED: usize = 64;
 
 /// One view's definition: its query's parse tree and the tables it names.
 #[derive(Debug, Clone)]
@@ -37,15 +42,18 @@ impl Views {
     /// parse is left out (the server wrote it, so it does; the gateway's reader may lag).
     pub fn new(rows: impl IntoIterator<Item = (String, String, String)>) -> Views {
         let mut by_name = HashMap::new();
+        let mut unqualified: HashMap<String, Vec<Definition>> = HashMap::new();
         for (schema, name, text) in rows {
             let Some(def) = definition(&text) else {
                 continue;
             };
             by_name.insert(format!("{schema}.{name}"), def.clone());
-            // An unqualified name: the view in `public` wins over one of another schema.
-            if schema == "public" || !by_name.contains_key(&name) {
-                by_name.insert(name, def);
-            }
+            unqualified.entry(name).or_default().push(def);
+        }
+        // An unqualified name is whichever view the session's search_path finds, which the
+        // gateway does not follow: it reads as all views of that name at once (a UNION).
+        for (name, defs) in unqualified {
+            by_name.insert(name, union(defs));
         }
         Views { by_name }
     }
@@ -54,8 +62,17 @@ impl Views {
         self.by_name.is_empty()
     }
 
+    /// A view by name as written: `v`, `schema.v`, or `database.schema.v`.
     fn get(&self, name: &str) -> Option<&Definition> {
-        self.by_name.get(name)
+        self.by_name.get(name).or_else(|| {
+            let parts: Vec<&str> = name.split('.').collect();
+            match parts.as_slice() {
+                [.., schema, rel] if parts.len() > 2 => {
+                    self.by_name.get(&format!("{schema}.{rel}"))
+                }
+                _ => None,
+            }
+        })
     }
 
     /// Follow the views each statement reads (see [`Views::follow`]).
@@ -84,19 +101,36 @@ impl Views {
             return false;
         };
         let mut tables = sql.tables.clone();
-        self.inline(&mut tree, &mut tables, 0);
+        let mut budget = MAX_INLINED;
+        let mut unfollowed = false;
+        self.inline(&mut tree, &mut tables, 0, &mut budget, &mut unfollowed);
         sql.columns = lineage::uses(&tree, &tables)
             .iter()
             .map(lineage::to_wit)
             .collect();
+        if unfollowed {
+            sql.columns.push(crate::policy::ColumnUse {
+                table: String::new(),
+                column: "*".into(),
+                usage: crate::policy::ColumnUsage::Transformed,
+            });
+        }
         sql.tables = tables;
         sql.limit = None;
         true
     }
 
-    /// Put each view read in `v` in its place as a subquery, `depth` views deep; its tables go
-    /// to `tables`.
-    fn inline(&self, v: &mut Value, tables: &mut Vec<String>, depth: usize) {
+    /// Put each view read in `v` in its place as a subquery, `depth` views deep, at most
+    /// `budget` more in all; its tables go to `tables`. `unfollowed`: a view was left in place
+    /// (too deep, or over the budget).
+    fn inline(
+        &self,
+        v: &mut Value,
+        tables: &mut Vec<String>,
+        depth: usize,
+        budget: &mut usize,
+        unfollowed: &mut bool,
+    ) {
         match v {
             Value::Object(map) => {
                 // A RangeVar node in FROM (a write's target is a plain `relation` field, and
@@ -104,10 +138,15 @@ impl Views {
                 if let Some(view) = map
                     .get("node")
                     .and_then(|n| n.get("RangeVar"))
-                    .filter(|_| depth < MAX_DEPTH)
                     .and_then(|r| self.get(&server::range_var(r)).map(|d| (r, d)))
                 {
                     let (range_var, def) = view;
+                    if depth >= MAX_DEPTH || *budget == 0 {
+                        *unfollowed = true;
+                        self.all_tables(def, tables);
+                        return;
+                    }
+                    *budget -= 1;
                     let name = range_var
                         .get("alias")
                         .and_then(|a| a.get("aliasname"))
@@ -126,7 +165,7 @@ impl Views {
                         }
                     }
                     let mut subquery = def.tree.clone();
-                    self.inline(&mut subquery, tables, depth + 1);
+                    self.inline(&mut subquery, tables, depth + 1, budget, unfollowed);
                     *v = json!({"node": {"RangeSubselect": {
                         "lateral": false,
                         "subquery": subquery,
@@ -134,12 +173,63 @@ impl Views {
                     }}});
                     return;
                 }
-                map.values_mut().for_each(|v| self.inline(v, tables, depth));
+                map.values_mut()
+                    .for_each(|v| self.inline(v, tables, depth, budget, unfollowed));
             }
-            Value::Array(items) => items.iter_mut().for_each(|i| self.inline(i, tables, depth)),
+            Value::Array(items) => items
+                .iter_mut()
+                .for_each(|i| self.inline(i, tables, depth, budget, unfollowed)),
             _ => {}
         }
     }
+
+    /// Every table `def` reads, through views in views (each view once).
+    fn all_tables(&self, def: &Definition, tables: &mut Vec<String>) {
+        let mut todo = vec![def];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(d) = todo.pop() {
+            for t in &d.tables {
+                if !tables.contains(t) {
+                    tables.push(t.clone());
+                }
+                if seen.insert(t.clone())
+                    && let Some(inner) = self.get(t)
+                {
+                    todo.push(inner);
+                }
+            }
+        }
+    }
+}
+
+/// Several views' queries as one: a UNION ALL of them (a view's query is a SelectStmt node;
+/// one that is not is left out of the union, its tables kept).
+fn union(mut defs: Vec<Definition>) -> Definition {
+    let Some(first) = defs.pop() else {
+        return Definition {
+            tree: Value::Null,
+            tables: Vec::new(),
+        };
+    };
+    defs.into_iter().fold(first, |acc, d| {
+        let mut tables = acc.tables;
+        for t in d.tables {
+            if !tables.contains(&t) {
+                tables.push(t);
+            }
+        }
+        let select = |v: &Value| v.get("node").and_then(|n| n.get("SelectStmt")).cloned();
+        let tree = match (select(&acc.tree), select(&d.tree)) {
+            (Some(l), Some(r)) => json!({"node": {"SelectStmt": {
+                "op": pg_query::protobuf::SetOperation::SetopUnion as i32,
+                "all": true,
+                "larg": l,
+                "rarg": r,
+            }}}),
+            _ => acc.tree,
+        };
+        Definition { tree, tables }
+    })
 }
 
 /// A view's query as a parse-tree node, and the tables it names.
@@ -283,12 +373,66 @@ mod tests {
             ));
         }
         let views = Views::new(rows);
+        // (its tables; whether some view was left in place, reported as a transformed use of
+        // every column)
         let deepest = |n: usize| {
-            let mut s = super::super::parse(&format!("SELECT reverse(pan) FROM v{n}")).unwrap();
+            let mut s = super::super::parse(&format!("SELECT id FROM v{n}")).unwrap();
             views.follow_all(&mut s);
-            s[0].sql.tables.contains(&"cards".to_string())
+            let sql = &s[0].sql;
+            let blanket = sql.columns.iter().any(|c| {
+                c.table.is_empty() && c.column == "*" && c.usage == ColumnUsage::Transformed
+            });
+            (sql.tables.contains(&"cards".to_string()), blanket)
         };
-        assert!(deepest(MAX_DEPTH - 1));
-        assert!(!deepest(MAX_DEPTH + 1));
+        assert_eq!(deepest(MAX_DEPTH - 1), (true, false));
+        // Too deep: the tables are still found, and the statement fails closed.
+        assert_eq!(deepest(MAX_DEPTH + 1), (true, true));
+        // A view naming another five times, four deep: 625 copies, over the budget.
+        let fan = |i: usize| {
+            let from: Vec<String> = (0..5).map(|k| format!("f{} a{k}", i - 1)).collect();
+            format!("SELECT a0.pan FROM {}", from.join(", "))
+        };
+        let mut rows = vec![(
+            "public".to_string(),
+            "f0".to_string(),
+            "SELECT cards.pan FROM cards".to_string(),
+        )];
+        rows.extend((1..=4).map(|i| ("public".to_string(), format!("f{i}"), fan(i))));
+        let views = Views::new(rows);
+        let mut s = super::super::parse("SELECT 1 FROM f4").unwrap();
+        views.follow_all(&mut s);
+        assert!(s[0].sql.tables.contains(&"cards".to_string()));
+        assert!(
+            s[0].sql
+                .columns
+                .iter()
+                .any(|c| c.table.is_empty() && c.column == "*")
+        );
+    }
+
+    /// A view named with its database, and a name two schemas use (the server's search_path
+    /// picks one; the gateway reads both).
+    #[test]
+    fn views_by_any_name() {
+        assert!(
+            followed("SELECT reverse(pan) FROM payments.public.cards_view")
+                .0
+                .contains('t')
+        );
+        let row =
+            |schema: &str, def: &str| ("".to_string() + schema, "dup".to_string(), def.to_string());
+        let views = Views::new([
+            row("public", "SELECT cards.holder AS x FROM cards"),
+            row("reports", "SELECT cards.pan AS x FROM cards"),
+        ]);
+        let mut s = super::super::parse("SELECT reverse(x) FROM dup").unwrap();
+        views.follow_all(&mut s);
+        assert!(
+            s[0].sql.columns.iter().any(|c| c.column == "pan"
+                && (c.table == "cards" || c.table.is_empty())
+                && c.usage == ColumnUsage::Transformed),
+            "{:?}",
+            s[0].sql.columns
+        );
     }
 }
