@@ -663,6 +663,12 @@ fn latin1_and_utf16_files_are_masked() {
             "be.txt",
             be("card 5500\u{3000}0000\u{3000}0000\u{3000}0004\n"),
         ),
+        // An ASCII number the UTF-8 reading masks, and a UTF-16 one only the UTF-16 reading
+        // sees, in one line: both masked (the second attack's G6).
+        (
+            "both.txt",
+            le("4111111111111111 and 5500\u{3000}0000\u{3000}0000\u{3000}0004\n"),
+        ),
     ];
     for (name, bytes) in &files {
         std::fs::write(dir.join(name), bytes).unwrap();
@@ -704,7 +710,14 @@ fn latin1_and_utf16_files_are_masked() {
     let o = run(sftp, None);
     assert!(o.status.success(), "{}", show(&o));
     for (name, clear) in &files {
-        let last = &digits(name, clear)[12..];
+        // The last four of each number.
+        let all = digits(name, clear);
+        let last = if *name == "both.txt" {
+            format!("{}{}", &all[12..16], &all[28..])
+        } else {
+            all[12..].to_string()
+        };
+        let last = last.as_str();
         let got = std::fs::read(local.join(name)).unwrap();
         assert_eq!(got.len(), clear.len(), "{name}: length kept");
         assert_eq!(

@@ -223,9 +223,11 @@ async fn edit_lines(
                 f.policy, f.error
             ))
         })?;
-    // The edit of the UTF-8 reading wins (as its bytes: with replacement characters it is
-    // not as long as the line, which then goes out with every digit starred). Else the first
-    // other reading's edit, put back in that reading's bytes ([`back`]).
+    // Each reading's edit is put back in that reading's bytes ([`back`]), and the edits of a
+    // line are merged: every byte any of them changed is changed, so a number one reading
+    // masks and another does not see stays masked. An edit that is not as long as the line
+    // (the UTF-8 reading's, with replacement characters) goes out as it is, and the line
+    // then with every digit starred ([`same_length`]).
     let mut edits: Vec<Option<Vec<u8>>> = vec![None; lines.len()];
     for (row, _) in edited {
         let row = row as usize;
@@ -237,10 +239,21 @@ async fn edit_lines(
         ) else {
             continue;
         };
-        if reading != Reading::Utf8 && edits[line].is_some() {
-            continue;
-        }
-        edits[line] = Some(back(lines[line], reading, text));
+        let body = lines[line];
+        let new = back(body, reading, text);
+        edits[line] = Some(match edits[line].take() {
+            Some(mut merged) if merged.len() == body.len() && new.len() == body.len() => {
+                for ((m, n), b) in merged.iter_mut().zip(&new).zip(body.iter()) {
+                    if n != b {
+                        *m = *n;
+                    }
+                }
+                merged
+            }
+            // One of them is not as long as the line: it is starred whole.
+            Some(merged) if merged.len() != body.len() => merged,
+            _ => new,
+        });
     }
     Ok(edits)
 }
