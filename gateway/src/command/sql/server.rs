@@ -151,17 +151,7 @@ fn read_with(stmt: &str, in_full: bool) -> Result<ServerStatement, String> {
         || changes_rows;
     // Column lineage needs the tree of any statement that names a table.
     if full || !out.tables.is_empty() {
-        let (tree, copy_out) = guarded(|| {
-            let parsed = pg_query::parse(stmt, 0).map_err(clean)?;
-            let raw = parsed
-                .protobuf
-                .stmts
-                .first()
-                .and_then(|s| s.stmt.as_ref())
-                .ok_or_else(|| "no statement".to_string())?;
-            let tree = serde_json::to_value(raw).map_err(|e| e.to_string())?;
-            Ok((tree, super::copy::copy_out(raw)))
-        })?;
+        let (tree, copy_out) = parse_tree(stmt)?;
         out.copy_out = copy_out;
         out.columns = super::lineage::uses(&tree, &out.tables);
         if !full {
@@ -184,6 +174,12 @@ fn read_with(stmt: &str, in_full: bool) -> Result<ServerStatement, String> {
 
 /// The parse tree of one statement, as JSON (`None` for text that does not parse).
 pub fn tree(stmt: &str) -> Option<Value> {
+    parse_tree(stmt).ok().map(|(tree, _)| tree)
+}
+
+/// One statement's full parse: its tree as JSON, and for `COPY ... TO STDOUT` its columns'
+/// query and line format.
+fn parse_tree(stmt: &str) -> Result<(Value, Option<super::copy::CopyOut>), String> {
     guarded(|| {
         let parsed = pg_query::parse(stmt, 0).map_err(clean)?;
         let raw = parsed
@@ -192,9 +188,9 @@ pub fn tree(stmt: &str) -> Option<Value> {
             .first()
             .and_then(|s| s.stmt.as_ref())
             .ok_or_else(|| "no statement".to_string())?;
-        serde_json::to_value(raw).map_err(|e| e.to_string())
+        let tree = serde_json::to_value(raw).map_err(|e| e.to_string())?;
+        Ok((tree, super::copy::copy_out(raw)))
     })
-    .ok()
 }
 
 /// The last dot-separated part of a (possibly schema-qualified) name.

@@ -351,10 +351,14 @@ fn a_differential_between_the_readings_is_refused() {
 
 /// How `cards.pan` is used by `text`: the set of usages, as letters (o, t, f).
 fn pan_usage(text: &str) -> String {
+    pan_usage_in(&one(text).columns)
+}
+
+/// How `cards.pan` (or every column of it, or of an unknown table) is used in `columns`: the
+/// set of usages, as letters (o, t, f). Shared with `views.rs`.
+pub(super) fn pan_usage_in(columns: &[crate::policy::ColumnUse]) -> String {
     use crate::policy::ColumnUsage;
-    let sql = one(text);
-    let mut u: Vec<char> = sql
-        .columns
+    let mut u: Vec<char> = columns
         .iter()
         .filter(|c| {
             (c.column == "pan" || c.column == "*") && (c.table == "cards" || c.table.is_empty())

@@ -282,19 +282,8 @@ mod tests {
         let mut statements = super::super::parse(text).unwrap();
         views().follow_all(&mut statements);
         let sql = &statements[0].sql;
-        let mut u: Vec<char> = sql
-            .columns
-            .iter()
-            .filter(|c| c.column == "pan" && (c.table == "cards" || c.table.is_empty()))
-            .map(|c| match c.usage {
-                ColumnUsage::Output => 'o',
-                ColumnUsage::Transformed => 't',
-                ColumnUsage::Filter => 'f',
-            })
-            .collect();
-        u.sort_unstable();
-        u.dedup();
-        (u.into_iter().collect(), sql.tables.clone(), sql.limit)
+        let usage = super::super::tests::pan_usage_in(&sql.columns);
+        (usage, sql.tables.clone(), sql.limit)
     }
 
     #[test]
