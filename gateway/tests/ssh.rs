@@ -369,6 +369,56 @@ fn output_after_the_exit_status_is_masked_whole() {
     assert!(shown.is_some() && shown < exit, "{raw}");
 }
 
+/// A shell `printf` of `bytes`, every byte as an octal escape.
+fn printf(bytes: &[u8]) -> String {
+    let escaped: String = bytes.iter().map(|b| format!("\\{b:03o}")).collect();
+    format!("printf '{escaped}'")
+}
+
+/// A program that pauses in the middle of a card number: what goes out at the pause is only
+/// what cannot be part of it, in every encoding the number can be read in, and a number inside
+/// a run of digits longer than a stream holds back is masked from both sides of the cut (the
+/// piece before the pause was once masked alone: all sixteen digits left clear). What the host
+/// prints is the ground truth.
+#[test]
+fn a_pause_inside_a_card_number_sends_none_of_it_clear() {
+    let sshd = Sshd::start();
+    let mut gw = SshGateway::start(&sshd, MASK, &["allow-all", "pci-mask"], "");
+    let le = |t: &str| -> Vec<u8> { t.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+    let cases: [(Vec<u8>, Vec<u8>, Vec<u8>); 3] = [
+        // Latin-1: the no-break space is one byte, 0xA0, not UTF-8.
+        (
+            b"card 4111\xa01111\xa01111".to_vec(),
+            b"\xa01111 end\n".to_vec(),
+            b"card ****\xa0****\xa0****\xa01111 end\n".to_vec(),
+        ),
+        // UTF-16 (little-endian), as `iconv -t UTF-16LE` writes it.
+        (
+            le("card 4111 1111 1111 "),
+            [le("1111 end"), b"\n".to_vec()].concat(),
+            [le("card **** **** **** 1111 end"), b"\n".to_vec()].concat(),
+        ),
+        // 30 digits before the pause, the card number first: more than is held back.
+        (
+            b"run 411111111111111133333333333333".to_vec(),
+            b"3 end\n".to_vec(),
+            warden_pan::scrub("run 4111111111111111333333333333333 end\n")
+                .into_owned()
+                .into_bytes(),
+        ),
+    ];
+    for (before, after, masked) in cases {
+        let command = format!("{}; sleep 0.5; {}", printf(&before), printf(&after));
+        let direct = sshd.direct(&[&command], None);
+        assert_eq!(direct.stdout, [&before[..], &after].concat(), "{command}");
+        let o = gw.ssh("web-1", &[], &[&command], None);
+        assert!(o.status.success(), "{}", show(&o));
+        assert_eq!(text(&o.stdout), text(&masked), "{command}");
+        assert!(text(&o.stdout).contains('*'), "{command}");
+    }
+    gw.stop();
+}
+
 /// What terminals and people write: colour codes between the digits (`grep --color=always`),
 /// other separators, full-width digits, stderr, and a number across the 64 KiB line bound.
 #[test]

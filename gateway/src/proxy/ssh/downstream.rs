@@ -301,7 +301,8 @@ impl Output {
                 HostPiece::Read { id, read, window } => {
                     let (seq, decision) = &*read.mask;
                     let session = &self.shared.conn.session;
-                    match output::mask_exact(session, *seq, decision, &window).await {
+                    let mid_file = read.lead == sftp::OVERLAP;
+                    match output::mask_exact(session, *seq, decision, &window, mid_file).await {
                         Ok(masked) => {
                             sftp::read_reply(id, &read, &window, &masked, output::star_digits)
                         }
@@ -353,7 +354,7 @@ impl Output {
         seq: u64,
         decision: &Decision,
         is_stderr: bool,
-        lines: Vec<Vec<u8>>,
+        lines: Vec<output::Piece>,
     ) -> bool {
         match self.shared.conn.mask(seq, decision, is_stderr, lines).await {
             Ok(bytes) => self.sent(self.shared.send(is_stderr, &bytes).await).await,

@@ -6,7 +6,7 @@
 //! Files: `config.rs` (its part of warden.toml), `keys.rs` (host key, pins), `upstream.rs`
 //! (the gateway's login to the host), `handler.rs` (authentication, channel opens, port
 //! forwarding), `channel.rs` (a session channel: exec, shell, subsystem), `relay.rs` (client to host:
-//! line and SFTP checks), `downstream.rs` (host to client: masking, recording), `output.rs` (output lines for `mask-rows`),
+//! line and SFTP checks), `downstream.rs` (host to client: masking, recording), `output.rs` (output lines for `mask-rows`), `readings.rs` (the encodings a line is read in),
 //! `terminal.rs` (line reconstruction in a pty), `sftp.rs` (SFTP operations).
 
 mod channel;
@@ -15,6 +15,7 @@ mod downstream;
 mod handler;
 mod keys;
 mod output;
+mod readings;
 mod relay;
 mod script;
 mod sftp;
@@ -355,9 +356,9 @@ impl Conn {
         seq: u64,
         decision: &Decision,
         stderr: bool,
-        lines: Vec<Vec<u8>>,
+        pieces: Vec<output::Piece>,
     ) -> Result<Vec<u8>, output::MaskRefused> {
-        output::mask_lines(&self.session, seq, decision, stderr, lines).await
+        output::mask_lines(&self.session, seq, decision, stderr, pieces).await
     }
 
     async fn close(&self, reason: &str) {

@@ -331,7 +331,7 @@ const MAX_HANDLES: usize = 4096;
 /// a card number ([`warden_pan::MAX_CONTEXT`]: 26 digits with the widest gaps of separators and
 /// escape sequences between them), so a card number that straddles the edge of what a read
 /// returns is seen whole, however small the read.
-const OVERLAP: usize = 16 * 1024;
+pub const OVERLAP: usize = 16 * 1024;
 const _: () = assert!(OVERLAP >= warden_pan::MAX_CONTEXT);
 
 /// The most a masked read returns: with its context, exactly what OpenSSH's sftp-server reads
@@ -834,7 +834,7 @@ pub fn read_reply(
     }
     let mut data = masked[read.lead..end].to_vec();
     if window.len() < read.asked && window.len() == masked.len() {
-        let safe = warden_pan::split_safe_point_bytes(window).max(read.lead);
+        let safe = super::readings::safe_cut(window).max(read.lead);
         if safe < end && masked[safe..end] == window[safe..end] {
             let from = safe - read.lead;
             let starred = star(&data[from..]);
@@ -1119,6 +1119,20 @@ mod tests {
         // The file ends in 12 digits: starred, never a clear first half.
         let reply = read_reply(9, read, window, window, star_digits);
         assert!(reply.ends_with(b"card **** **** ****"), "{reply:?}");
+        // The same in Latin-1 (no-break spaces) and in UTF-16: read so, it may go on too.
+        for (end, starred) in [
+            (
+                &b"card 4111\xa01111\xa01111"[..],
+                &b"card ****\xa0****\xa0****"[..],
+            ),
+            (
+                b"4\x001\x001\x001\x00 \x001\x00",
+                b"*\x00*\x00*\x00*\x00 \x00*\x00",
+            ),
+        ] {
+            let reply = read_reply(9, read, end, end, star_digits);
+            assert!(reply.ends_with(starred), "{reply:?}");
+        }
         // A handle never seen opened (an answer that could not be attributed) reads masked.
         assert!(matches!(
             h.read(10, b"unknown", 0, 64),
