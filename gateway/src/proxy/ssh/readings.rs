@@ -157,16 +157,17 @@ pub fn safe_cut(bytes: &[u8]) -> usize {
             }
             let text = utf16_text(tail, le, skip);
             let point = warden_pan::split_safe_point(&text);
-            let units: usize = text[..point].chars().map(char::len_utf16).sum();
-            cut = cut.min(skip + 2 * units);
-            // A last odd byte that may be the first half of a digit: held too.
+            if point < text.len() {
+                let units: usize = text[..point].chars().map(char::len_utf16).sum();
+                cut = cut.min(skip + 2 * units);
+            }
+            // A last odd byte that may be the first half of a little-endian digit, the half
+            // that tells which digit: held too. (A big-endian digit's first byte, 0x00 or
+            // 0xFF, tells nothing; holding it would stall a protocol whose last byte is a NUL,
+            // such as `scp -f` waiting for its acknowledgement.)
             let odd = (tail.len() - skip) % 2 == 1;
             let last = tail[tail.len() - 1];
-            let half_digit = if le {
-                matches!(last, b'0'..=b'9' | 0x10..=0x19)
-            } else {
-                matches!(last, 0x00 | 0xFF)
-            };
+            let half_digit = le && matches!(last, b'0'..=b'9' | 0x10..=0x19);
             if odd && half_digit {
                 cut = cut.min(tail.len() - 1);
             }
