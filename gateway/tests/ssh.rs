@@ -1456,49 +1456,55 @@ fn interactive_lines_are_checked_and_the_session_recorded() {
     );
 }
 
+/// `warden approvals ARGS` against `gw`'s admin API, as the approver bob.
+fn approvals(gw: &SshGateway, args: &[&str]) -> Output {
+    let admin = format!("http://127.0.0.1:{}", gw.admin_port);
+    let approver = gw.token("bob", &[], &["approvers"]);
+    std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["approvals", "--admin", &admin, "--token", &approver])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The id of the first pending approval, once there is one.
+fn pending_id(gw: &SshGateway) -> String {
+    for _ in 0..200 {
+        let out = text(&approvals(gw, &["list"]).stdout);
+        if let Some(id) = out.split_whitespace().find(|w| w.starts_with("apr-")) {
+            return id.to_string();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no pending approval appeared");
+}
+
+/// `line` run by alice over ssh on a thread (it may wait for an approver).
+fn ssh_in_background(gw: &SshGateway, line: &str) -> std::thread::JoinHandle<Output> {
+    let token = gw.token("alice", &["agent-7"], &[]);
+    let line = line.to_string();
+    let port = gw.port;
+    let mut cmd = gw.with_token("ssh", &token);
+    std::thread::spawn(move || {
+        cmd.args(["-p", &port.to_string(), "web-1@127.0.0.1", &line]);
+        run(cmd, None)
+    })
+}
+
 #[test]
 fn sudo_waits_for_an_approver() {
     let sshd = Sshd::start();
     let gw = SshGateway::start(&sshd, GUARD, &["ssh-guard", "pci-mask"], "");
-    let admin = format!("http://127.0.0.1:{}", gw.admin_port);
-    let approver = gw.token("bob", &[], &["approvers"]);
-    let approvals = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["approvals", "--admin", &admin, "--token", &approver])
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let pending_id = || -> String {
-        for _ in 0..200 {
-            let out = text(&approvals(&["list"]).stdout);
-            if let Some(id) = out.split_whitespace().find(|w| w.starts_with("apr-")) {
-                return id.to_string();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("no pending approval appeared");
-    };
     let marker = sshd.dir.path().join("sudo-marker");
     let line = format!(
         "sudo -n true 2>/dev/null; touch {}; echo ran",
         marker.display()
     );
     for (decision, reason) in [("approve", "maintenance window"), ("deny", "not now")] {
-        let held = {
-            let token = gw.token("alice", &["agent-7"], &[]);
-            let line = line.clone();
-            let port = gw.port;
-            let cmd = gw.with_token("ssh", &token);
-            std::thread::spawn(move || {
-                let mut cmd = cmd;
-                cmd.args(["-p", &port.to_string(), "web-1@127.0.0.1", &line]);
-                run(cmd, None)
-            })
-        };
-        let id = pending_id();
+        let held = ssh_in_background(&gw, &line);
+        let id = pending_id(&gw);
         assert!(!marker.exists(), "ran before approval");
-        let o = approvals(&[decision, &id, "--reason", reason]);
+        let o = approvals(&gw, &[decision, &id, "--reason", reason]);
         assert!(o.status.success(), "{}", show(&o));
         let o = held.join().unwrap();
         assert!(
@@ -1522,9 +1528,9 @@ fn sudo_waits_for_an_approver() {
     }
 }
 
-#[test]
-fn every_command_the_host_ran_was_audited_first() {
-    // A wrapper on the host logs each command, with the time, before running it.
+/// An sshd whose ForceCommand logs each command, with the time in nanoseconds, before it runs
+/// it: the host's own record of what ran (`ran.log` in the returned directory).
+fn logged_sshd() -> (Sshd, tempfile::TempDir, std::path::PathBuf) {
     let wrapper_dir = tempfile::tempdir().unwrap();
     let log = wrapper_dir.path().join("ran.log");
     let wrapper = wrapper_dir.path().join("wrapper.sh");
@@ -1542,6 +1548,12 @@ fn every_command_the_host_ran_was_audited_first() {
     )
     .unwrap();
     let sshd = Sshd::start_with(&format!("ForceCommand {}", wrapper.display()));
+    (sshd, wrapper_dir, log)
+}
+
+#[test]
+fn every_command_the_host_ran_was_audited_first() {
+    let (sshd, _logs, log) = logged_sshd();
     let mut gw = SshGateway::start(&sshd, GUARD, &["ssh-guard", "pci-mask"], "");
     for line in [
         "echo one",
@@ -1585,6 +1597,62 @@ fn every_command_the_host_ran_was_audited_first() {
         );
     }
     assert!(!file_contains(&gw.audit_path(), "4111111111111111"));
+}
+
+/// Leaving the gateway behind, as the attack on issue 12 did: a key appended to
+/// authorized_keys (then a direct login with no policy and no audit), a tunnel from the host
+/// to its own sshd (`/dev/tcp`, `nc` as a ProxyCommand), writes through `/proc/self/root`, an
+/// unknown wrapper. The host's ForceCommand log is the ground truth: none of them ran. Then the
+/// quickstart's allowlist mode: read-only commands run, anything else waits for an approver,
+/// and one denied never runs.
+#[test]
+fn persistence_tunnels_and_unknown_programs_never_reach_the_host() {
+    let (sshd, _logs, log) = logged_sshd();
+    let gw = SshGateway::start(&sshd, GUARD, &["ssh-guard", "pci-mask"], "");
+    let port = sshd.port;
+    let refused = [
+        "echo 'ssh-ed25519 AAAA evil' >> ~/.ssh/authorized_keys".to_string(),
+        format!("bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}; head -c 20 <&3'"),
+        format!("nc 127.0.0.1 {port}"),
+        "touch /proc/self/root/etc/warden-x".to_string(),
+        "echo '* * * * * id' | crontab -".to_string(),
+        "ln -s /etc /tmp/warden-etc".to_string(),
+    ];
+    for line in &refused {
+        let o = gw.ssh("web-1", &[], &[line], None);
+        assert_eq!(o.status.code(), Some(126), "{line}: {}", show(&o));
+        assert!(
+            text(&o.stderr).contains("ssh-guard"),
+            "{line}: {}",
+            show(&o)
+        );
+    }
+    let ran = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(ran.is_empty(), "the host ran: {ran}");
+    assert!(!std::path::Path::new("/etc/warden-x").exists());
+    assert!(!std::path::Path::new("/tmp/warden-etc").exists());
+
+    // Allowlist mode: read-only commands run; a write waits, and one denied never runs.
+    drop(gw);
+    let allowlist =
+        r#"{ module = "ssh-guard", config = { mode = "allowlist" } }, { module = "pci-mask" }"#;
+    let gw = SshGateway::start(&sshd, allowlist, &["ssh-guard", "pci-mask"], "");
+    let o = gw.ssh("web-1", &[], &["uname -s && ls / | wc -l"], None);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(text(&o.stdout).starts_with("Linux\n"), "{}", show(&o));
+    let marker = sshd.dir.path().join("allowlist-marker");
+    let held = ssh_in_background(&gw, &format!("touch {}", marker.display()));
+    let id = pending_id(&gw);
+    let listed = text(&approvals(&gw, &["list"]).stdout);
+    assert!(listed.contains("allowlist"), "{listed}");
+    let o = approvals(&gw, &["deny", &id, "--reason", "not on the list"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let o = held.join().unwrap();
+    assert_eq!(o.status.code(), Some(126), "{}", show(&o));
+    assert!(!marker.exists());
+    let ran = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(ran.lines().count(), 1, "{ran}");
+    assert!(ran.contains("uname -s"), "{ran}");
 }
 
 /// The gateway's host key (what clients must see) and the host's own (what they must not).

@@ -11,8 +11,53 @@ pub const PROTECTED_PATHS: &[&str] = &[
     "/", "/bin", "/boot", "/dev", "/etc", "/home", "/home/*", "/lib*", "/media", "/mnt", "/opt",
     "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/usr", "/usr/*", "/var", "/var/*", "~",
 ];
-/// Paths nothing may be written under (redirections, `tee`, `cp`, `sed -i`, ...).
-pub const WRITE_PROTECTED_PATHS: &[&str] = &["/etc", "/boot"];
+/// Paths nothing may be written under (redirections, `tee`, `cp`, `sed -i`, ...): the system's
+/// configuration, and every place a write there would outlive the session — code run at login
+/// or on a schedule, keys that let a client in without the gateway, programs and libraries
+/// other users run.
+pub const WRITE_PROTECTED_PATHS: &[&str] = &[
+    "/etc",
+    "/boot",
+    // Logins that bypass the gateway.
+    "~/.ssh",
+    "/root/.ssh",
+    "/home/*/.ssh",
+    // Code run at login or by every shell.
+    "~/.profile",
+    "~/.bash_profile",
+    "~/.bash_login",
+    "~/.bashrc",
+    "~/.bash_logout",
+    "~/.zshrc",
+    "~/.zprofile",
+    "~/.zshenv",
+    "~/.zlogin",
+    "~/.config/fish",
+    "~/.pam_environment",
+    "~/.config/autostart",
+    "~/.config/environment.d",
+    // Schedules and services.
+    "/var/spool/cron",
+    "/var/spool/at",
+    "~/.config/systemd",
+    "/usr/lib/systemd",
+    "/lib/systemd",
+    "/run/systemd",
+    // Programs and libraries.
+    "/bin",
+    "/sbin",
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+    "/usr/lib",
+    "/lib",
+    "/lib64",
+    "/usr/lib64",
+    "/usr/libexec",
+    "~/bin",
+    "~/.local/bin",
+];
 /// Paths SFTP may neither read nor write under.
 pub const SFTP_DENIED_PATHS: &[&str] = &[
     "/etc",
@@ -30,6 +75,10 @@ pub const APPROVAL_COMMANDS: &[&str] = &["sudo", "su", "doas", "pkexec", "run0"]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `denylist` (the default: what the rules refuse is refused, the rest runs) or
+    /// `allowlist` (only the vetted read-only commands of `allowlist.rs` run; the rest is held
+    /// for approval).
+    pub mode: Option<String>,
     /// Rules to switch off, by name.
     pub allow: Vec<String>,
     /// Added to [`PROTECTED_PATHS`].
@@ -52,6 +101,8 @@ pub struct Config {
 /// The checked config.
 #[derive(Debug)]
 pub struct Guard {
+    /// Allowlist mode: commands not on the allowlist are held for approval.
+    pub allowlist: bool,
     pub allowed: Vec<Rule>,
     pub protected: PathList,
     pub write_protected: PathList,
@@ -117,11 +168,21 @@ impl Guard {
         if c.sftp_read_only && !c.allow_sftp {
             return Err("`sftp_read_only` needs `allow_sftp = true`".to_string());
         }
+        let allowlist = match c.mode.as_deref() {
+            None | Some("denylist") => false,
+            Some("allowlist") => true,
+            Some(m) => return Err(format!("`mode` is `denylist` or `allowlist`, not `{m}`")),
+        };
+        // With no forwarding allowed, a connection from the host is a tunnel around it.
+        if !c.allow_forwarding.is_empty() || c.allow_remote_forwarding {
+            allowed.push(Rule::Network);
+        }
         let mut forwards = Vec::new();
         for p in &c.allow_forwarding {
             forwards.push(forward_pattern(p)?);
         }
         Ok(Guard {
+            allowlist,
             allowed,
             protected,
             write_protected,

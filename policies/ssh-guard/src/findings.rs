@@ -22,6 +22,9 @@ pub enum Rule {
     SftpPath,
     Forward,
     RemoteForward,
+    Network,
+    Allowlist,
+    UnknownWrapper,
 }
 
 impl Rule {
@@ -37,6 +40,8 @@ impl Rule {
         Rule::ForkBomb,
         Rule::DynamicCommand,
         Rule::Unparseable,
+        Rule::Network,
+        Rule::UnknownWrapper,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +62,9 @@ impl Rule {
             Rule::SftpPath => "sftp_denied_paths",
             Rule::Forward => "allow_forwarding",
             Rule::RemoteForward => "allow_remote_forwarding",
+            Rule::Network => "network",
+            Rule::Allowlist => "allowlist",
+            Rule::UnknownWrapper => "unknown_wrapper",
         }
     }
 }
@@ -88,6 +96,13 @@ impl Findings {
     pub fn approval(&mut self, reason: String) {
         if self.approval.is_none() {
             self.approval = Some(format!("{reason} (ssh-guard approval_commands)"));
+        }
+    }
+
+    /// Record a reason to hold for approval under `rule` (the first one counts).
+    pub fn hold(&mut self, rule: Rule, reason: impl FnOnce() -> String) {
+        if self.approval.is_none() && !self.allowed.contains(&rule) {
+            self.approval = Some(format!("{} (ssh-guard {})", reason(), rule.name()));
         }
     }
 

@@ -27,7 +27,16 @@
 //! - `fork_bomb`: a function calling itself in a pipeline or the background;
 //! - `dynamic_command`: a program, `sh -c` string or `eval` text only known at run time;
 //! - `unparseable`: a line that does not parse (unbalanced quotes): fail closed;
-//! - `deny_commands`: programs the config refuses.
+//! - `deny_commands`: programs the config refuses;
+//! - `network`: while the target allows no port forwarding, connections from the host
+//!   (`/dev/tcp`, `nc`, `socat`, `ssh`, ...), which would tunnel around the gateway.
+//!
+//! `protected_write` covers persistence too: `~/.ssh`, login scripts, cron and at spools,
+//! systemd unit directories, binary and library directories; a path through
+//! `/proc/PID/root` or `/proc/PID/cwd` counts as what it names, a link as its target too.
+//!
+//! In allowlist mode (`"mode": "allowlist"`, `allowlist.rs`) only vetted read-only commands
+//! run without approval; every other program and every write to a file is held.
 //!
 //! `sudo`, `su`, `doas`, `pkexec` and `run0` need approval (`approval_commands`); the command
 //! they run is checked too, and a destructive one is denied. SFTP operations (`files`) and port
@@ -37,11 +46,12 @@
 //!
 //! Config (JSON; warden.toml tables arrive as JSON; unknown keys are refused); see
 //! `config.rs` and the README for the defaults:
-//! `{ "allow": ["power"], "protected_paths": ["/data"], "write_protected_paths": ["/usr/local"],
+//! `{ "mode": "allowlist", "allow": ["power"], "protected_paths": ["/data"], "write_protected_paths": ["/usr/local"],
 //!    "approval_commands": ["sudo"], "deny_commands": ["nmap"], "allow_sftp": true,
 //!    "sftp_read_only": true, "sftp_denied_paths": ["/srv/secrets"],
 //!    "allow_forwarding": ["db.internal:5432"], "allow_remote_forwarding": false }`
 
+mod allowlist;
 mod ast;
 mod builtins;
 mod config;
@@ -52,6 +62,7 @@ mod files;
 mod findings;
 mod grammar;
 mod lex;
+mod network;
 mod opts;
 mod paths;
 mod rules;

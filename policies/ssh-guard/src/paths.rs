@@ -34,11 +34,10 @@ pub fn normalize(abs: &str) -> String {
 /// and the home directory one of `homes` (all absolute): `~` and `~/x` give one candidate per
 /// home, `~user` gives `/home/user` (or `/root`), a relative path one per working directory.
 pub fn resolve<S: AsRef<str>>(path: &str, cwd: &[String], homes: &[S]) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut raw = Vec::new();
     if path == "~" || path.starts_with("~/") {
         for home in homes {
-            let home = home.as_ref();
-            push_unique(&mut out, normalize(&format!("{home}/{}", &path[1..])));
+            raw.push(format!("{}/{}", home.as_ref(), &path[1..]));
         }
     } else if let Some(rest) = path.strip_prefix('~') {
         let (user, tail) = rest.split_once('/').unwrap_or((rest, ""));
@@ -47,15 +46,51 @@ pub fn resolve<S: AsRef<str>>(path: &str, cwd: &[String], homes: &[S]) -> Vec<St
         } else {
             format!("/home/{user}")
         };
-        push_unique(&mut out, normalize(&format!("{home}/{tail}")));
+        raw.push(format!("{home}/{tail}"));
     } else if path.starts_with('/') {
-        push_unique(&mut out, normalize(path));
+        raw.push(path.to_string());
     } else {
         for dir in cwd {
-            push_unique(&mut out, normalize(&format!("{dir}/{path}")));
+            raw.push(format!("{dir}/{path}"));
         }
     }
+    let mut out = Vec::new();
+    for p in raw {
+        through_proc(&p, cwd, 0, &mut out);
+    }
     out
+}
+
+/// `path` normalised, or, when it goes through a process's view of the file system
+/// (`/proc/PID/root`, the root; `/proc/PID/cwd`, a working directory: one of `cwd`, or any),
+/// the paths it can name: `/proc/self/root/etc/x` is `/etc/x`, and `/proc/self/cwd/../etc`
+/// is the parent of the working directory's `etc` (the `..` applies to the link's target).
+fn through_proc(path: &str, cwd: &[String], depth: usize, out: &mut Vec<String>) {
+    let segs: Vec<&str> = path
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    let named: Vec<String> = match segs.as_slice() {
+        ["proc", _pid, link, rest @ ..] if depth < 8 => {
+            let rest = rest.join("/");
+            match *link {
+                "root" => vec![format!("/{rest}")],
+                "cwd" => cwd
+                    .iter()
+                    .map(|d| format!("{d}/{rest}"))
+                    .chain([format!("/{rest}")])
+                    .collect(),
+                _ => Vec::new(),
+            }
+        }
+        _ => Vec::new(),
+    };
+    if named.is_empty() {
+        push_unique(out, normalize(path));
+    }
+    for n in named {
+        through_proc(&n, cwd, depth + 1, out);
+    }
 }
 
 pub fn push_unique(v: &mut Vec<String>, s: String) {
@@ -230,6 +265,30 @@ mod tests {
 
     fn list(entries: &[&str]) -> PathList {
         PathList::new(entries).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_process_view_of_the_file_system_names_the_real_path() {
+        let cwd = vec!["/srv/app".to_string()];
+        let homes: [&str; 0] = [];
+        assert_eq!(resolve("/proc/self/root/etc/x", &cwd, &homes), ["/etc/x"]);
+        assert_eq!(
+            resolve("/proc/1/root/proc/self/root/srv", &cwd, &homes),
+            ["/srv"]
+        );
+        assert_eq!(
+            resolve("/proc/self/cwd/../x", &cwd, &homes),
+            ["/srv/x", "/x"]
+        );
+        assert_eq!(
+            resolve("/proc/self/cwd/x", &cwd, &homes),
+            ["/srv/app/x", "/x"]
+        );
+        assert_eq!(resolve("//proc/./1/root/../etc", &cwd, &homes), ["/etc"]);
+        assert_eq!(
+            resolve("/proc/self/status", &cwd, &homes),
+            ["/proc/self/status"]
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::opts::{Spec, parse};
 use crate::paths::push_unique;
 use crate::rules::{self, SHELLS, Source};
 use crate::wrappers::{Unwrapped, basename, unwrap};
-use crate::{files, writes};
+use crate::{allowlist, files, network, writes};
 
 /// Wrappers around one command (`sudo env nice timeout ...`) before the line is refused.
 pub(crate) const MAX_HOPS: usize = 32;
@@ -131,6 +131,9 @@ impl Checker<'_> {
                 } else {
                     self.list(body, ctx, &env.stdin);
                 }
+                if let Some(target) = &env.network {
+                    network::check_redirect(target, "{ ... }", &mut self.out);
+                }
             }
             Cmd::Function { name, body } => {
                 let (calls, piped) = calls(body, name, false);
@@ -203,6 +206,9 @@ impl Checker<'_> {
             for w in &s.words[..n] {
                 self.assign(w, ctx);
             }
+            if let Some(target) = &env.network {
+                network::check_redirect(target, &shown, &mut self.out);
+            }
             return;
         }
         // `LD_PRELOAD=x.so cmd`: the command runs with them.
@@ -218,6 +224,10 @@ impl Checker<'_> {
         }
         self.hops = 0;
         self.invoke(argv, &env, ctx);
+        // After the command: a shell wired to the network is named as such first.
+        if let Some(target) = &env.network {
+            network::check_redirect(target, &shown, &mut self.out);
+        }
     }
 
     fn assign(&mut self, w: &Word, ctx: &mut Ctx) {
@@ -281,6 +291,11 @@ impl Checker<'_> {
                 env.stdin.merge(self.list_feed(l, ctx));
             }
         }
+        if r.writes() && self.g.allowlist && !harmless_sink(target.text()) {
+            self.out.hold(Rule::Allowlist, || {
+                format!("`{shown} > {}` writes a file; on this target only vetted read-only commands run without approval", target.text())
+            });
+        }
         if r.writes() {
             writes::check(
                 self.g,
@@ -307,6 +322,21 @@ impl Checker<'_> {
     }
 
     pub(crate) fn invoke(&mut self, argv: Vec<Arg>, env: &Env, ctx: &mut Ctx) {
+        // A program that connects from the host is refused after what it runs is checked,
+        // so a destructive command it carries (`ssh other rm -rf /`) is named first.
+        let connects: Option<(Vec<String>, Vec<Arg>, String)> = argv.first().map(|first| {
+            let names = first.alts.iter().map(|a| basename(a)).collect();
+            (names, argv[1..].to_vec(), show(&argv))
+        });
+        self.invoke_one(argv, env, ctx);
+        if let Some((names, args, shown)) = connects {
+            for prog in names {
+                network::check_client(&prog, &args, &shown, &mut self.out);
+            }
+        }
+    }
+
+    fn invoke_one(&mut self, argv: Vec<Arg>, env: &Env, ctx: &mut Ctx) {
         if self.out.denied() {
             return;
         }
@@ -355,10 +385,18 @@ impl Checker<'_> {
                 format!("`{shown}`: `{prog}` is denied on this target")
             });
         }
-        if self.g.needs_approval(&prog) {
+        let approval = self.g.needs_approval(&prog);
+        if approval {
             self.out.approval(format!(
                 "`{shown}` runs a command as another user and needs approval"
             ));
+        }
+        if self.g.allowlist
+            && let Some(why) = allowlist::refused(&prog, args, approval)
+        {
+            self.out.hold(Rule::Allowlist, || {
+                format!("`{shown}` {why}; on this target only vetted read-only commands run without approval")
+            });
         }
         match prog.as_str() {
             "cd" | "pushd" | "popd" => return self.cd(&prog, args, ctx),
@@ -383,7 +421,15 @@ impl Checker<'_> {
             return;
         }
         match unwrap(&prog, args) {
-            Unwrapped::No => {}
+            Unwrapped::No => {
+                if !self.g.allowlist
+                    && !rules::is_interpreter(&prog)
+                    && let Some(why) = allowlist::unknown_wrapper(&prog, args)
+                {
+                    self.out
+                        .hold(Rule::UnknownWrapper, || format!("`{shown}` {why}"));
+                }
+            }
             Unwrapped::Nothing => return,
             Unwrapped::Run {
                 argv,
@@ -523,6 +569,14 @@ fn expand_joined(w: &Word, ctx: &Ctx) -> Option<String> {
         return None;
     }
     Some(args.iter().map(Arg::text).collect::<Vec<_>>().join(" "))
+}
+
+/// Redirection targets that keep output on the terminal or throw it away.
+fn harmless_sink(target: &str) -> bool {
+    matches!(
+        target,
+        "/dev/null" | "/dev/stdout" | "/dev/stderr" | "/dev/tty"
+    ) || target.starts_with("/dev/fd/")
 }
 
 #[cfg(test)]

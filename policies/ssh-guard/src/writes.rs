@@ -83,7 +83,7 @@ fn last_if_many(ops: &[Arg]) -> Vec<Arg> {
 }
 
 /// A `host:path` or `rsync://` operand names another machine.
-fn is_remote(a: &Arg) -> bool {
+pub(crate) fn is_remote(a: &Arg) -> bool {
     let t = a.text();
     t.contains("://") || t.split_once(':').is_some_and(|(h, _)| !h.contains('/'))
 }
@@ -131,22 +131,22 @@ pub fn written(prog: &str, args: &[Arg]) -> Vec<Arg> {
                     ],
                 ),
             );
-            // `mv` takes its sources away; a hard link makes its source writable through the
-            // new name.
-            let hard_link = prog == "ln" && !p.has(&["-s", "--symbolic"]);
+            // `mv` takes its sources away; a link, hard or symbolic, makes its source writable
+            // through the new name.
+            let link = prog == "ln";
             if let Some(t) = p.value(&["-t", "--target-directory"]) {
                 let mut v = vec![t.clone()];
-                if prog == "mv" || hard_link {
+                if prog == "mv" || link {
                     v.extend(p.operands.iter().cloned());
                 }
                 return v;
             }
             match prog {
                 "mv" => p.operands,
-                "ln" if hard_link && p.operands.len() >= 2 => p.operands,
+                "ln" if p.operands.len() >= 2 => p.operands,
                 "install" if p.has(&["-d", "--directory"]) => p.operands,
                 "ln" if p.operands.len() == 1 => {
-                    vec![arg(&basename(p.operands[0].text()))]
+                    vec![arg(&basename(p.operands[0].text())), p.operands[0].clone()]
                 }
                 _ => last_if_many(&p.operands),
             }
@@ -471,7 +471,24 @@ pub fn written(prog: &str, args: &[Arg]) -> Vec<Arg> {
                 Some(v) if !user && SYSTEMCTL_WRITES.contains(&v.text()) => {
                     vec![arg("/etc/systemd/system")]
                 }
+                // A user's units start at every login of that user.
+                Some(v) if SYSTEMCTL_WRITES.contains(&v.text()) => {
+                    vec![arg("~/.config/systemd/user")]
+                }
                 _ => Vec::new(),
+            }
+        }
+        // Installs, edits or removes a user's schedule; only listing it writes nothing.
+        "crontab" => {
+            let p = parse(args, spec("u", &[]));
+            let list = p.has(&["-l"])
+                && p.operands.is_empty()
+                && p.opts.iter().all(|(o, _)| o == "-l" || o == "-u")
+                && !args.iter().any(|a| a.dynamic);
+            if list {
+                Vec::new()
+            } else {
+                vec![arg("/var/spool/cron/crontabs")]
             }
         }
         "update-alternatives" => {
@@ -567,5 +584,15 @@ mod tests {
         assert_eq!(w("vim", "+10 /etc/hosts"), ["/etc/hosts"]);
         assert_eq!(w("systemctl", "enable nginx"), ["/etc/systemd/system"]);
         assert!(w("systemctl", "status nginx").is_empty());
+        assert_eq!(
+            w("systemctl", "--user enable x"),
+            ["~/.config/systemd/user"]
+        );
+        assert_eq!(w("crontab", "/tmp/evil"), ["/var/spool/cron/crontabs"]);
+        assert_eq!(w("crontab", "-"), ["/var/spool/cron/crontabs"]);
+        assert_eq!(w("crontab", "-e"), ["/var/spool/cron/crontabs"]);
+        assert!(w("crontab", "-l").is_empty());
+        assert!(w("crontab", "-u www -l").is_empty());
+        assert_eq!(w("ln", "-s /etc/shadow x"), ["/etc/shadow", "x"]);
     }
 }
