@@ -457,6 +457,10 @@ async fn the_attacks_on_masking_are_closed() {
         // The second attack: a join's alias, a set operation's first branch.
         "SELECT substr(x.p, 1, 8) FROM (typed_cards c JOIN typed_cards d USING (id)) AS x(i, p)",
         "SELECT reverse(x) FROM (SELECT 'a' AS x UNION ALL SELECT pan_text FROM typed_cards) s",
+        // The third attack: an expression in a write's RETURNING list (PostgreSQL 18 gives it
+        // a clause of its own in the tree).
+        "UPDATE typed_cards SET id = id WHERE id > 0 RETURNING translate(pan_text, '0123456789', 'abcdefghij')",
+        "DELETE FROM typed_cards WHERE id = 0 RETURNING reverse(pan_text)",
     ] {
         refused_unrun(&mut l, &pg, sql).await;
     }

@@ -300,6 +300,9 @@ impl Lineage<'_> {
                             self.walk(value, Usage::Transformed);
                         }
                         "target_list" | "returning_list" => self.targets(value, usage),
+                        "returning_clause" => {
+                            self.targets(value.get("exprs").unwrap_or(&Value::Null), usage);
+                        }
                         "where_clause"
                         | "having_clause"
                         | "quals"
@@ -331,7 +334,11 @@ impl Lineage<'_> {
         let Some(map) = stmt.as_object() else { return };
         for (key, value) in map {
             match key.as_str() {
+                // PostgreSQL 18 wraps the list (`RETURNING OLD.x, NEW.y`) in a clause.
                 "returning_list" => self.targets(value, usage),
+                "returning_clause" => {
+                    self.targets(value.get("exprs").unwrap_or(&Value::Null), usage);
+                }
                 "where_clause" | "join_condition" => self.walk(value, narrowed(usage)),
                 "target_list" => self.targets(value, Usage::Transformed),
                 "select_stmt" | "query" | "merge_when_clauses" | "values_lists" => {

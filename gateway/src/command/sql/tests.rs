@@ -494,6 +494,19 @@ fn lineage_tells_a_column_sent_as_it_is_from_one_transformed() {
             "t",
         ),
         ("DELETE FROM cards WHERE pan = '1' RETURNING pan", "fo"),
+        // The third attack's F3: an expression in a top-level RETURNING list.
+        (
+            "update cards set holder=holder where id>0 returning id, translate(pan,'0123456789','abcdefghij'), reverse(pan_varchar)",
+            "t",
+        ),
+        (
+            "insert into cards(id,holder) values (4,'Dan') on conflict (id) do update set holder=excluded.holder returning translate(pan,'0','a')",
+            "t",
+        ),
+        (
+            "delete from cards where id=5 returning translate(pan,'0','a')",
+            "t",
+        ),
         (
             "UPDATE cards SET holder = 'x' WHERE pan = '1' RETURNING pan",
             "fo",
