@@ -1602,7 +1602,8 @@ fn every_command_the_host_ran_was_audited_first() {
 /// Leaving the gateway behind, as the attack on issue 12 did: a key appended to
 /// authorized_keys (then a direct login with no policy and no audit), a tunnel from the host
 /// to its own sshd (`/dev/tcp`, `nc` as a ProxyCommand), writes through `/proc/self/root`, an
-/// unknown wrapper. The host's ForceCommand log is the ground truth: none of them ran. Then the
+/// unknown wrapper, a Python program on stdin. The host's ForceCommand log is the ground truth:
+/// none of them ran. Then the
 /// quickstart's allowlist mode: read-only commands run, anything else waits for an approver,
 /// and one denied never runs.
 #[test]
@@ -1627,6 +1628,15 @@ fn persistence_tunnels_and_unknown_programs_never_reach_the_host() {
             show(&o)
         );
     }
+    // Another language's program on standard input waits for an approver; denied, it never
+    // starts.
+    let held = ssh_in_background(&gw, "python3 -");
+    let id = pending_id(&gw);
+    let o = approvals(&gw, &["deny", &id, "--reason", "no REPLs"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let o = held.join().unwrap();
+    assert_eq!(o.status.code(), Some(126), "{}", show(&o));
+    assert!(text(&o.stderr).contains("stdin_code"), "{}", show(&o));
     let ran = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(ran.is_empty(), "the host ran: {ran}");
     assert!(!std::path::Path::new("/etc/warden-x").exists());

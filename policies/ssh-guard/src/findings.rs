@@ -25,6 +25,7 @@ pub enum Rule {
     Network,
     Allowlist,
     UnknownWrapper,
+    StdinCode,
 }
 
 impl Rule {
@@ -42,6 +43,7 @@ impl Rule {
         Rule::Unparseable,
         Rule::Network,
         Rule::UnknownWrapper,
+        Rule::StdinCode,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +67,7 @@ impl Rule {
             Rule::Network => "network",
             Rule::Allowlist => "allowlist",
             Rule::UnknownWrapper => "unknown_wrapper",
+            Rule::StdinCode => "stdin_code",
         }
     }
 }

@@ -129,6 +129,10 @@ pub fn source(prog: &str, args: &[Arg]) -> Source {
     if p.has(&["-c", "-m", "-e", "-E", "-r", "-p", "--eval", "--print"]) {
         return Source::Inline;
     }
+    // `python3 --version`: no program at all.
+    if p.rest.is_empty() && p.has(&["-V", "--version", "-h", "--help"]) {
+        return Source::Inline;
+    }
     p.rest.first().map_or(Source::Stdin, from_file)
 }
 

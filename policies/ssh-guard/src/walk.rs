@@ -538,6 +538,12 @@ impl Checker<'_> {
                     for t in &env.stdin.texts {
                         self.script(t, &mut ctx.clone());
                     }
+                } else {
+                    // A shell's standard input is read by the gateway line by line as
+                    // commands; another language's program is not shell: held.
+                    self.out.hold(Rule::StdinCode, || {
+                        format!("`{shown}` reads its program from standard input (or the terminal), which the guard cannot check as commands")
+                    });
                 }
             }
             Source::File(_) | Source::Inline => {}

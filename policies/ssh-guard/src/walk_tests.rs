@@ -493,3 +493,37 @@ fn allowlist_mode_runs_only_vetted_read_only_commands() {
     assert!(matches!(v("nc 127.0.0.1 22"), Verdict::Deny(_)));
     assert!(Guard::from_json(r#"{"mode": "strict"}"#).is_err());
 }
+
+/// Code on standard input is code: another language's interpreter reading its program there
+/// (or at a terminal) is held; a shell's stdin is judged by the gateway line by line.
+#[test]
+fn interpreters_reading_code_from_stdin_are_held() {
+    for line in [
+        "python3",
+        "python3 -",
+        "perl",
+        "node -",
+        "ruby /dev/stdin",
+        "echo 'import os; os.system(\"id\")' | python3",
+        "sudo -n python3",
+    ] {
+        match verdict(&guard(""), line, false) {
+            Verdict::RequireApproval(r) => assert!(
+                r.contains("(ssh-guard stdin_code)") || r.contains("approval_commands"),
+                "{line}: {r}"
+            ),
+            v => panic!("{line}: expected require-approval, got {v:?}"),
+        }
+    }
+    for line in [
+        "python3 --version",
+        "python3 -c 'print(1)'",
+        "bash -s",
+        "sh",
+        "perl -e 1",
+    ] {
+        allowed(line);
+    }
+    let g = guard(r#"{"allow": ["stdin_code"]}"#);
+    assert!(matches!(verdict(&g, "python3 -", false), Verdict::Allow));
+}

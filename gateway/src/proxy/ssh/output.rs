@@ -450,6 +450,15 @@ mod tests {
                     body.extend_from_slice(&le("4111 1111 1111 1111 end"));
                     body.push(b'\n');
                 }
+                // EBCDIC: `4111 1111 1111 1111` between two letters.
+                9 => {
+                    body.push(0x83);
+                    for group in ["4111", "1111", "1111", "1111"] {
+                        body.extend(group.bytes().map(|d| 0xF0 + (d - b'0')));
+                        body.push(0x40);
+                    }
+                    body.extend_from_slice(&[0x84, b'\n']);
+                }
                 _ => {}
             }
         }
@@ -466,6 +475,7 @@ mod tests {
             &b"4111111111111111"[..],
             b"1111\xa01111",
             b"5500005555555559",
+            b"\xf4\xf1\xf1\xf1\x40",
         ] {
             assert!(!whole.windows(needle.len()).any(|w| w == needle));
         }

@@ -18,6 +18,9 @@ pub enum Reading {
         le: bool,
         skip: usize,
     },
+    /// EBCDIC (code page 037 and its kin: 1047, 500, 1140), as mainframe extracts are
+    /// written: digits are 0xF0-0xF9.
+    Ebcdic,
 }
 
 /// The UTF-16 readings, by byte order and first byte.
@@ -94,6 +97,7 @@ impl Shown {
 /// The readings of a line besides UTF-8, each only when the shared detector finds a card
 /// number in it (so binary data is not masked several times over): Latin-1 for a line that is
 /// not UTF-8 (a file in ISO 8859-1 or Windows-1252, whose no-break space is the one byte 0xA0);
+/// EBCDIC for a line that is not UTF-8 with 13 EBCDIC digits;
 /// UTF-16 for a line that is not UTF-8 or holds a NUL, with 13 ASCII or full-width digits in
 /// that reading (a number with anything but ASCII between its digits, or full-width digits,
 /// which the UTF-8 reading does not see; digits of other scripts in UTF-16 are not looked for).
@@ -103,6 +107,13 @@ pub fn other_readings(body: &[u8], utf8: bool) -> Vec<(Reading, String)> {
         let latin1 = latin1(body);
         if !warden_pan::find_pans(&latin1).is_empty() {
             out.push((Reading::Latin1, latin1));
+        }
+        // EBCDIC only when it holds the 13 digits of the shortest card number.
+        if body.iter().filter(|b| (0xF0..=0xF9).contains(*b)).count() >= 13 {
+            let text = ebcdic(body);
+            if !warden_pan::find_pans(&text).is_empty() {
+                out.push((Reading::Ebcdic, text));
+            }
         }
     }
     if !utf8 || body.contains(&0) {
@@ -146,9 +157,10 @@ pub fn safe_cut(bytes: &[u8]) -> usize {
     let utf8 = std::str::from_utf8(tail).is_ok();
     if !utf8 {
         // One character per byte: the point's characters are its bytes.
-        let text = latin1(tail);
-        let point = warden_pan::split_safe_point(&text);
-        cut = cut.min(text[..point].chars().count());
+        for text in [latin1(tail), ebcdic(tail)] {
+            let point = warden_pan::split_safe_point(&text);
+            cut = cut.min(text[..point].chars().count());
+        }
     }
     if !utf8 || tail.contains(&0) {
         for (le, skip) in UTF16 {
@@ -190,6 +202,42 @@ fn latin1(body: &[u8]) -> String {
     body.iter().copied().map(char::from).collect()
 }
 
+/// `body` read as EBCDIC (code page 037): one character per byte. What the detector needs is
+/// read as such (digits, letters, space and the separators, line ends, tab; NUL and the other
+/// controls as controls); any other byte is U+FFFD, which ends a chain.
+fn ebcdic(body: &[u8]) -> String {
+    body.iter().map(|&b| ebcdic_char(b)).collect()
+}
+
+fn ebcdic_char(b: u8) -> char {
+    let from = |first: u8, base: u8| char::from(base + (b - first));
+    match b {
+        0xF0..=0xF9 => from(0xF0, b'0'),
+        0xC1..=0xC9 => from(0xC1, b'A'),
+        0xD1..=0xD9 => from(0xD1, b'J'),
+        0xE2..=0xE9 => from(0xE2, b'S'),
+        0x81..=0x89 => from(0x81, b'a'),
+        0x91..=0x99 => from(0x91, b'j'),
+        0xA2..=0xA9 => from(0xA2, b's'),
+        0x40 => ' ',
+        0x41 => '\u{a0}',
+        0x4B => '.',
+        0x4E => '+',
+        0x5C => '*',
+        0x5E => ';',
+        0x60 => '-',
+        0x61 => '/',
+        0x6B => ',',
+        0x6D => '_',
+        0x7A => ':',
+        0x05 => '\t',
+        0x15 | 0x25 => '\n',
+        0x0D => '\r',
+        0x00..=0x3F => '\u{1}',
+        _ => char::REPLACEMENT_CHARACTER,
+    }
+}
+
 /// An ASCII (U+0030-0039) or full-width (U+FF10-FF19) digit.
 fn utf16_digit(unit: u16) -> bool {
     matches!(unit, 0x30..=0x39 | 0xFF10..=0xFF19)
@@ -226,7 +274,25 @@ fn back(body: &[u8], reading: Reading, edited: String) -> Vec<u8> {
             .collect::<Option<Vec<u8>>>()
             .unwrap_or_else(|| edited.into_bytes()),
         Reading::Utf16 { le, skip } => utf16_back(body, le, skip, &edited),
+        Reading::Ebcdic => ebcdic_back(body, &edited),
     }
+}
+
+/// `body` with the characters an edit of its EBCDIC reading changed written back in place as
+/// EBCDIC `*` (0x5C); when the edit is not as many characters, every EBCDIC digit starred. As
+/// long as `body` either way.
+fn ebcdic_back(body: &[u8], edited: &str) -> Vec<u8> {
+    const STAR: u8 = 0x5C;
+    if edited.chars().count() != body.len() {
+        return body
+            .iter()
+            .map(|&b| if (0xF0..=0xF9).contains(&b) { STAR } else { b })
+            .collect();
+    }
+    body.iter()
+        .zip(edited.chars())
+        .map(|(&b, c)| if c != ebcdic_char(b) { STAR } else { b })
+        .collect()
 }
 
 /// `body` with the UTF-16 units an edit changed written back in place, or, when the edit is
@@ -284,5 +350,40 @@ mod tests {
             "{readings:?}"
         );
         assert!(other_readings(b"plain text, no NUL", true).is_empty());
+    }
+
+    #[test]
+    fn ebcdic_text_is_read_and_masked_in_place() {
+        // `card 4111 1111 1111 1111` as `iconv -t EBCDIC-US` writes it.
+        let to_ebcdic = |t: &str| -> Vec<u8> {
+            t.bytes()
+                .map(|c| match c {
+                    b'0'..=b'9' => 0xF0 + (c - b'0'),
+                    b' ' => 0x40,
+                    b'*' => 0x5C,
+                    b'c' => 0x83,
+                    b'a' => 0x81,
+                    b'r' => 0x99,
+                    b'd' => 0x84,
+                    _ => 0x6F,
+                })
+                .collect()
+        };
+        let body = to_ebcdic("card 4111 1111 1111 1111");
+        let readings = other_readings(&body, false);
+        let ebcdic = readings.iter().find(|(r, _)| *r == Reading::Ebcdic);
+        assert_eq!(
+            ebcdic.map(|(_, t)| t.as_str()),
+            Some("card 4111 1111 1111 1111"),
+            "{readings:?}"
+        );
+        let masked = warden_pan::mask_pans("card 4111 1111 1111 1111").unwrap_or_default();
+        assert_eq!(
+            back(&body, Reading::Ebcdic, masked),
+            to_ebcdic("card **** **** **** 1111")
+        );
+        // Held back at a pause inside the number.
+        let half = to_ebcdic("card 4111 1111 11");
+        assert_eq!(safe_cut(&half), 5);
     }
 }
