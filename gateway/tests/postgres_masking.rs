@@ -461,6 +461,9 @@ async fn the_attacks_on_masking_are_closed() {
         // a clause of its own in the tree).
         "UPDATE typed_cards SET id = id WHERE id > 0 RETURNING translate(pan_text, '0123456789', 'abcdefghij')",
         "DELETE FROM typed_cards WHERE id = 0 RETURNING reverse(pan_text)",
+        // ... a subquery there, and a whole row passed on under another name (F8).
+        "UPDATE typed_cards SET id = id WHERE id = 0 RETURNING (SELECT string_agg(reverse(pan_text), ',') FROM typed_cards)",
+        "SELECT translate((x).pan_text, '0123456789', 'abcdefghij') FROM (SELECT c AS x FROM typed_cards c LIMIT 5) s",
     ] {
         refused_unrun(&mut l, &pg, sql).await;
     }

@@ -39,8 +39,19 @@ pub fn to_wit((table, column, usage): &Use) -> crate::policy::ColumnUse {
 /// The column uses of a parsed statement (`tree`: one statement node as JSON). `tables`: the
 /// statement's tables, for unqualified columns.
 pub fn uses(tree: &Value, tables: &[String]) -> Vec<Use> {
+    // Every table the tree names, besides those given: a summary can miss one (a subquery in
+    // an UPDATE's RETURNING list), and an unqualified column must not then be taken for the
+    // only other table's.
+    let mut all = tables.to_vec();
+    let mut named = Vec::new();
+    range_vars(tree, &mut named);
+    for t in named {
+        if !all.contains(&t) {
+            all.push(t);
+        }
+    }
     let mut l = Lineage {
-        tables,
+        tables: &all,
         aliases: HashMap::new(),
         derived: HashMap::new(),
         groups: Vec::new(),
@@ -134,10 +145,13 @@ impl Lineage<'_> {
                     )),
                     _ => None,
                 };
+                // Inside first, so the subquery's own aliases are known when what it passes on
+                // is resolved: `(SELECT c AS x FROM cards c) s` passes on the whole row of
+                // `cards` under `x`, not a column named `c`.
+                map.values().for_each(|v| self.collect(v));
                 if let Some((Some(Value::String(name)), Some(query), renamed)) = passed_on {
                     self.pass_on(name, query, &renamed);
                 }
-                map.values().for_each(|v| self.collect(v));
             }
             Value::Array(items) => items.iter().for_each(|i| self.collect(i)),
             _ => {}

@@ -508,6 +508,19 @@ fn lineage_tells_a_column_sent_as_it_is_from_one_transformed() {
             "t",
         ),
         (
+            "update owners set name=name where id=1 returning (select string_agg(translate(pan,'0','a'),',') from cards)",
+            "t",
+        ),
+        // The third attack's F8: a whole row passed on under another name.
+        (
+            "select translate((x).pan,'0','a') from (select c as x from cards c limit 5) s",
+            "ot",
+        ),
+        (
+            "with w as (select c as x from cards c) select reverse((x).pan) from w",
+            "ot",
+        ),
+        (
             "UPDATE cards SET holder = 'x' WHERE pan = '1' RETURNING pan",
             "fo",
         ),
