@@ -146,6 +146,20 @@ def refused_by_lineage(
                     f"pci-mask: this code names {column} ({table}.{column} holds card numbers) "
                     "in a body the gateway cannot read"
                 )
+        # `FOR r IN SELECT * FROM cards ... RAISE NOTICE '%', translate(r::text, ...)` reads
+        # the column without naming it.
+        for table, column in sensitive:
+            if _mentions(text, _unqualified(table)):
+                return (
+                    f"pci-mask: this code reads {table} ({table}.{column} holds card numbers) "
+                    "in a body the gateway cannot read"
+                )
+        # Statements built at run time can name anything.
+        if _mentions(text, "execute"):
+            return (
+                "pci-mask: this code builds statements at run time (EXECUTE) in a body the "
+                "gateway cannot read, and card-number columns are protected here"
+            )
     for use in sql.columns:
         if use.usage == wit.ColumnUsage.TRANSFORMED:
             how = "through an expression (a function, operator, cast or aggregate)"
