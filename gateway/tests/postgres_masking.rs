@@ -266,6 +266,22 @@ async fn messages_other_than_rows_are_masked() {
         let text = all_text(&reply);
         assert!(text.contains("1111"), "{sql}: the last four stay: {text:?}");
     }
+    // The notification reaches the client (the third attack saw none with psql -c, which
+    // exits before it prints them), its payload masked.
+    let reply = round_trip(
+        &mut s,
+        &query(&format!(
+            "LISTEN ch3; SELECT pg_notify('ch3', 'card {PAN}')"
+        )),
+        1,
+    )
+    .await;
+    let notes: Vec<String> = reply
+        .of(b'A')
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert_eq!(notes.len(), 1, "{:?}", reply.messages);
+    assert!(notes[0].contains("ch3\0card ************1111"), "{notes:?}");
     // COPY is read by its columns' types, in every format.
     for (sql, want) in [
         (
