@@ -405,6 +405,12 @@ async fn the_attacks_on_masking_are_closed() {
             "payments",
             r#"{ module = "pci-mask", config = { sensitive_columns = ["typed_cards.pan_text"] } }"#,
         ),
+        target(
+            "oracles",
+            &pg,
+            "payments",
+            r#"{ module = "pci-mask", config = { sensitive_columns = ["typed_cards.pan_text"], refuse_filters = true } }"#,
+        ),
     ]
     .concat();
     let gw = Gateway::start(
@@ -416,6 +422,27 @@ async fn the_attacks_on_masking_are_closed() {
         },
     );
     let token = gw.token("alice", &["agent-7"], &[]);
+    // With refuse_filters, a card-number column may not choose rows, however the comparison is
+    // written: each answer would tell something about its digits (the fourth attack joined
+    // the table to inserted guesses with USING).
+    let mut o = login(gw.pg_port, "oracles", &token).await;
+    for sql in [
+        "SELECT id FROM typed_cards WHERE pan_text LIKE '4%'",
+        "SELECT id FROM typed_cards ORDER BY pan_text",
+        "SELECT c.id FROM typed_cards c JOIN typed_cards d ON c.pan_text = d.pan_text",
+        "SELECT c.id FROM typed_cards c JOIN typed_cards d USING (pan_text)",
+        "SELECT c.id FROM typed_cards c NATURAL JOIN typed_cards d",
+    ] {
+        refused_unrun(&mut o, &pg, sql).await;
+    }
+    let reply = round_trip(
+        &mut o,
+        &query("SELECT pan_text FROM typed_cards WHERE id = 1"),
+        1,
+    )
+    .await;
+    assert!(reply.errors().is_empty(), "{:?}", reply.error_texts());
+    assert_eq!(reply.rows(), [["************1111"]]);
 
     // A table's row type, in binary.
     let client = connect(&gw.conninfo("masked", &token)).await.unwrap();

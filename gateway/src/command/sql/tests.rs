@@ -511,6 +511,12 @@ fn lineage_tells_a_column_sent_as_it_is_from_one_transformed() {
             "update owners set name=name where id=1 returning (select string_agg(translate(pan,'0','a'),',') from cards)",
             "t",
         ),
+        // The fourth attack's F1: a join's USING list and a NATURAL join compare columns.
+        (
+            "select d.holder from cards c join cards d using (pan) where c.id = 8",
+            "f",
+        ),
+        ("select c.id from cards c natural join cards d", "f"),
         // The third attack's F8: a whole row passed on under another name.
         (
             "select translate((x).pan,'0','a') from (select c as x from cards c limit 5) s",
