@@ -432,6 +432,10 @@ async fn the_attacks_on_masking_are_closed() {
         "SELECT c.id FROM typed_cards c JOIN typed_cards d ON c.pan_text = d.pan_text",
         "SELECT c.id FROM typed_cards c JOIN typed_cards d USING (pan_text)",
         "SELECT c.id FROM typed_cards c NATURAL JOIN typed_cards d",
+        // ... or ordering by the select list's position or name (the fourth attack's F2).
+        "SELECT id, pan_text FROM typed_cards ORDER BY 2 LIMIT 1",
+        "SELECT id, pan_text p FROM typed_cards ORDER BY p LIMIT 1",
+        "SELECT DISTINCT ON (2) id, pan_text FROM typed_cards",
     ] {
         refused_unrun(&mut o, &pg, sql).await;
     }

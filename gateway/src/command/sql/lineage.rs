@@ -298,6 +298,7 @@ impl Lineage<'_> {
                     self.reference(&fields, usage);
                     return;
                 }
+                self.by_output(map, usage);
                 // SELECT ... INTO writes its select list into a new table.
                 let into = map.get("into_clause").is_some_and(|i| !i.is_null());
                 for (key, value) in map {
@@ -364,6 +365,55 @@ impl Lineage<'_> {
                 }
                 _ => self.walk(value, usage),
             }
+        }
+    }
+
+    /// `ORDER BY 2`, `ORDER BY p` (an output column's name), `GROUP BY 1`, `DISTINCT ON (2)`:
+    /// the select list's column, named by position or name, chooses rows as the expression it
+    /// stands for (the fourth attack ordered a guess row against a card by position).
+    fn by_output(&mut self, select: &serde_json::Map<String, Value>, usage: Usage) {
+        let Some(targets) = select.get("target_list").and_then(Value::as_array) else {
+            return;
+        };
+        let name_of = |t: &Value| {
+            node(t)
+                .and_then(|(_, t)| t.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let mut chosen = Vec::new();
+        for key in ["sort_clause", "group_clause", "distinct_clause"] {
+            for item in select
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                // A SortBy's expression is its field `node`; the other clauses list nodes.
+                let expr = match node(item) {
+                    Some(("SortBy", s)) => s.get("node").and_then(node),
+                    other => other,
+                };
+                let target = match expr {
+                    Some(("AConst", c)) => c
+                        .get("val")
+                        .and_then(|v| v.get("Ival"))
+                        .and_then(|i| i.get("ival"))
+                        .and_then(Value::as_u64)
+                        .and_then(|k| targets.get(usize::try_from(k).ok()?.checked_sub(1)?)),
+                    Some(("ColumnRef", c)) => match ref_fields(c).as_slice() {
+                        [Some(n)] => targets.iter().find(|t| name_of(t).as_deref() == Some(n)),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                if let Some(val) = target.and_then(node).and_then(|(_, t)| t.get("val")) {
+                    chosen.push(val.clone());
+                }
+            }
+        }
+        for val in chosen {
+            self.walk(&val, narrowed(usage));
         }
     }
 

@@ -511,6 +511,12 @@ fn lineage_tells_a_column_sent_as_it_is_from_one_transformed() {
             "update owners set name=name where id=1 returning (select string_agg(translate(pan,'0','a'),',') from cards)",
             "t",
         ),
+        // The fourth attack's F2: ordering, grouping or DISTINCT ON by position or output name.
+        ("select id, pan from cards order by 2 limit 1", "fo"),
+        ("select id, pan p from cards order by p limit 1", "fo"),
+        ("select distinct on (2) id, pan from cards", "fo"),
+        ("select pan, count(*) from cards group by 1", "fo"),
+        ("select id, reverse(pan) r from cards order by id", "t"),
         // The fourth attack's F1: a join's USING list and a NATURAL join compare columns.
         (
             "select d.holder from cards c join cards d using (pan) where c.id = 8",
