@@ -1618,6 +1618,8 @@ fn persistence_tunnels_and_unknown_programs_never_reach_the_host() {
         "touch /proc/self/root/etc/warden-x".to_string(),
         "echo '* * * * * id' | crontab -".to_string(),
         "ln -s /etc /tmp/warden-etc".to_string(),
+        // xargs runs what standard input names (the fourth attack's F3).
+        "xargs env".to_string(),
     ];
     for line in &refused {
         let o = gw.ssh("web-1", &[], &[line], None);

@@ -140,6 +140,9 @@ const READERS: &[&str] = &[
     "jobs",
 ];
 
+/// Readers with an option that writes or acts, checked below.
+const CHECKED_READERS: &[&str] = &["tree", "blkid", "ss"];
+
 /// Wrappers that run the command they are given and do nothing else that matters: that
 /// command is checked instead ([`crate::wrappers`] finds it). `sudo` and the like are held for
 /// approval by their own rule.
@@ -150,10 +153,29 @@ const WRAPPERS: &[&str] = &[
 
 /// Why `prog args` is not on the allowlist, to follow the command in a message (`None`: it
 /// is). `approval`: programs held by their own rule (`sudo`), which need no second reason.
-pub fn refused(prog: &str, args: &[Arg], approval: bool) -> Option<String> {
+pub fn refused(prog: &str, args: &[Arg], approval: bool, from_stdin: bool) -> Option<String> {
     let why = |s: &str| Some(s.to_string());
-    if approval || READERS.contains(&prog) {
+    if approval {
         return None;
+    }
+    // More arguments come from standard input (`xargs`): they could be any option, so only a
+    // program whose every option is harmless may take them.
+    let any_args_harmless = READERS.contains(&prog) && !CHECKED_READERS.contains(&prog);
+    if from_stdin && !any_args_harmless {
+        return why("takes more arguments from standard input (xargs), which could be any option");
+    }
+    if READERS.contains(&prog) && !CHECKED_READERS.contains(&prog) {
+        return None;
+    }
+    match prog {
+        // `tree -o FILE` writes its listing; `blkid -c FILE` its cache; `ss -K` kills sockets.
+        "tree" if has(args, &["-o"], &[], "LPIoH") => return why("with -o writes a file"),
+        "blkid" if has(args, &["-c"], &["--cache-file"], "cosStLUp") => {
+            return why("with -c writes a cache file");
+        }
+        "ss" if has(args, &["-K"], &["--kill"], "fAF") => return why("with -K kills sockets"),
+        "tree" | "blkid" | "ss" => return None,
+        _ => {}
     }
     if WRAPPERS.contains(&prog) {
         // `time -o FILE` writes its report.
@@ -548,7 +570,7 @@ mod tests {
         let mut words = line.split(' ').filter(|s| !s.is_empty());
         let prog = words.next().unwrap_or_default();
         let args: Vec<Arg> = words.map(Arg::plain).collect();
-        refused(prog, &args, false)
+        refused(prog, &args, false, false)
     }
 
     #[test]
@@ -620,6 +642,9 @@ mod tests {
             "strace -o /tmp/x id",
             "script -c id /tmp/x",
             "touch /tmp/x",
+            "tree -o /tmp/x /etc",
+            "blkid -c /tmp/x",
+            "ss -K dst 127.0.0.1",
         ] {
             assert!(r(held).is_some(), "{held}");
         }
@@ -628,9 +653,14 @@ mod tests {
             dynamic: true,
             ..Arg::plain("")
         };
-        assert!(refused("sort", std::slice::from_ref(&dynamic), false).is_some());
-        assert!(refused("find", &[Arg::plain("/"), dynamic], false).is_some());
-        assert_eq!(refused("sudo", &[], true), None);
+        assert!(refused("sort", std::slice::from_ref(&dynamic), false, false).is_some());
+        assert!(refused("find", &[Arg::plain("/"), dynamic], false, false).is_some());
+        assert_eq!(refused("sudo", &[], true, false), None);
+        // Arguments from standard input (xargs): only programs whose every option is harmless.
+        assert_eq!(refused("grep", &[Arg::plain("x")], false, true), None);
+        for prog in ["find", "sort", "uniq", "env", "tree", "date"] {
+            assert!(refused(prog, &[], false, true).is_some(), "xargs {prog}");
+        }
     }
 
     #[test]

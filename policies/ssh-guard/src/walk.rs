@@ -392,7 +392,7 @@ impl Checker<'_> {
             ));
         }
         if self.g.allowlist
-            && let Some(why) = allowlist::refused(&prog, args, approval)
+            && let Some(why) = allowlist::refused(&prog, args, approval, env.from_stdin)
         {
             self.out.hold(Rule::Allowlist, || {
                 format!("`{shown}` {why}; on this target only vetted read-only commands run without approval")
@@ -430,7 +430,15 @@ impl Checker<'_> {
                         .hold(Rule::UnknownWrapper, || format!("`{shown}` {why}"));
                 }
             }
-            Unwrapped::Nothing => return,
+            Unwrapped::Nothing => {
+                // `xargs env`, `xargs nice`: the program to run comes from standard input.
+                if env.from_stdin {
+                    self.out.deny(Rule::DynamicCommand, || {
+                        format!("`{shown}` runs a program named on standard input (xargs), only known at run time")
+                    });
+                }
+                return;
+            }
             Unwrapped::Run {
                 argv,
                 cwd,

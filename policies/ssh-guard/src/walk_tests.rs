@@ -480,6 +480,11 @@ fn allowlist_mode_runs_only_vetted_read_only_commands() {
         "systemctl restart nginx",
         "kill -9 1234",
         "sudo tail -n 2 /var/log/auth.log",
+        // The fourth attack's F3: xargs appends what the client sends on stdin.
+        "xargs find",
+        "xargs sort",
+        "xargs uniq",
+        "find . -name '*.log' | xargs sort",
     ] {
         assert!(
             matches!(v(line), Verdict::RequireApproval(ref r) if r.contains("(ssh-guard")),
@@ -487,7 +492,12 @@ fn allowlist_mode_runs_only_vetted_read_only_commands() {
             v(line)
         );
     }
+    assert!(matches!(
+        v("find /var/log -name '*.log' | xargs grep -l error"),
+        Verdict::Allow
+    ));
     // The deny rules come first: a destructive command is refused, not held.
+    assert!(matches!(v("xargs env"), Verdict::Deny(_)));
     assert!(matches!(v("touch /etc/x"), Verdict::Deny(_)));
     assert!(matches!(v("rm -rf /"), Verdict::Deny(_)));
     assert!(matches!(v("nc 127.0.0.1 22"), Verdict::Deny(_)));
