@@ -14,7 +14,9 @@ pub const PROTECTED_PATHS: &[&str] = &[
 /// Paths nothing may be written under (redirections, `tee`, `cp`, `sed -i`, ...): the system's
 /// configuration, and every place a write there would outlive the session — code run at login
 /// or on a schedule, keys that let a client in without the gateway, programs and libraries
-/// other users run.
+/// other users run. A home directory's entries are listed for every home (`/home/*`, `/root`)
+/// as well as `~`: the guard does not know which account the gateway logs in as, and a write
+/// names the home by its path as often as by `~`.
 pub const WRITE_PROTECTED_PATHS: &[&str] = &[
     "/etc",
     "/boot",
@@ -24,22 +26,50 @@ pub const WRITE_PROTECTED_PATHS: &[&str] = &[
     "/home/*/.ssh",
     // Code run at login or by every shell.
     "~/.profile",
+    "/home/*/.profile",
+    "/root/.profile",
     "~/.bash_profile",
+    "/home/*/.bash_profile",
+    "/root/.bash_profile",
     "~/.bash_login",
+    "/home/*/.bash_login",
+    "/root/.bash_login",
     "~/.bashrc",
+    "/home/*/.bashrc",
+    "/root/.bashrc",
     "~/.bash_logout",
+    "/home/*/.bash_logout",
+    "/root/.bash_logout",
     "~/.zshrc",
+    "/home/*/.zshrc",
+    "/root/.zshrc",
     "~/.zprofile",
+    "/home/*/.zprofile",
+    "/root/.zprofile",
     "~/.zshenv",
+    "/home/*/.zshenv",
+    "/root/.zshenv",
     "~/.zlogin",
+    "/home/*/.zlogin",
+    "/root/.zlogin",
     "~/.config/fish",
+    "/home/*/.config/fish",
+    "/root/.config/fish",
     "~/.pam_environment",
+    "/home/*/.pam_environment",
+    "/root/.pam_environment",
     "~/.config/autostart",
+    "/home/*/.config/autostart",
+    "/root/.config/autostart",
     "~/.config/environment.d",
+    "/home/*/.config/environment.d",
+    "/root/.config/environment.d",
     // Schedules and services.
     "/var/spool/cron",
     "/var/spool/at",
     "~/.config/systemd",
+    "/home/*/.config/systemd",
+    "/root/.config/systemd",
     "/usr/lib/systemd",
     "/lib/systemd",
     "/run/systemd",
@@ -56,7 +86,11 @@ pub const WRITE_PROTECTED_PATHS: &[&str] = &[
     "/usr/lib64",
     "/usr/libexec",
     "~/bin",
+    "/home/*/bin",
+    "/root/bin",
     "~/.local/bin",
+    "/home/*/.local/bin",
+    "/root/.local/bin",
 ];
 /// Paths SFTP may neither read nor write under.
 pub const SFTP_DENIED_PATHS: &[&str] = &[

@@ -419,6 +419,11 @@ fn persistence_tunnels_and_proc_paths_are_refused() {
         "install -m 755 x /usr/bin/x",
         "mv x ~/.local/bin/ls",
         "ln -s /etc /tmp/e",
+        // A home named by its path, not `~` (the fourth attack's F5).
+        "echo 'curl x|sh' >> /home/warden-demo/.bashrc",
+        "cp evil /home/alice/.local/bin/ls",
+        "mkdir -p /home/alice/.config/systemd/user",
+        "tee -a /root/.profile",
     ] {
         denied(line, "protected_write");
     }
