@@ -22,7 +22,8 @@
 #   5. shows, with psql, an allowed query, a masked one, a denied DROP (SQLSTATE 42501; the
 #      server never sees it) and a read held for approval and approved by bob; with ssh, an
 #      allowed command, masked output, a denied write under /etc (exit status 126; the host
-#      never runs it), a sudo held for approval and approved by bob, and scp refused; then the
+#      never runs it), a sudo held for approval and approved by bob, a command off ssh-guard's
+#      allowlist held and denied by bob (the host never runs it), and scp refused; then the
 #      audit trail (sessions, replay, hash-chain verification).
 # Everything listens on 127.0.0.1 only; everything it started is stopped and removed on exit.
 set -euo pipefail
@@ -693,6 +694,33 @@ else
     HELD_PID=''
     indent <"$RUN/held-ssh.out"
     FAILED+=("ssh approval")
+fi
+
+step "8b. ssh: a command off ssh-guard's allowlist waits for a human, who can refuse it"
+OFF_LIST="touch $WEB1/off-list-marker"
+show "ssh -p $SPORT web-1@127.0.0.1 '$OFF_LIST'   # in the background: touch is not a read-only command"
+ssh_alice "$OFF_LIST" >"$RUN/held-off-list.out" 2>&1 &
+HELD_PID=$!
+if await_approval "$HELD_PID"; then
+    printf '%s\n' "$LISTING" | indent
+    show "WARDEN_TOKEN=<bob> warden approvals --admin $ADMIN deny $APR --reason \"demo: no writes on web-1\""
+    approvals deny "$APR" --reason "demo: no writes on web-1" 2>&1 | indent || true
+    if wait "$HELD_PID"; then held_rc=0; else held_rc=$?; fi
+    HELD_PID=''
+    indent <"$RUN/held-off-list.out"
+    if ((held_rc == 126)) && grep -q 'allowlist' "$RUN/held-off-list.out" &&
+        [[ ! -e $WEB1/off-list-marker ]] && ! grep -qF "$OFF_LIST" "$WEB1/ran.log"; then
+        ok "held (ssh-guard allowlist), denied by bob with exit status 126; the host never ran it"
+    else
+        warn "the off-list command did not end as expected"; FAILED+=("ssh allowlist hold")
+    fi
+else
+    warn "no pending approval appeared"
+    kill "$HELD_PID" 2>/dev/null || true
+    wait "$HELD_PID" 2>/dev/null || true
+    HELD_PID=''
+    indent <"$RUN/held-off-list.out"
+    FAILED+=("ssh allowlist hold")
 fi
 
 step "9. scp: file transfer is off on web-1 (ssh-guard's default; with allow_sftp = true, files read are masked like output)"
