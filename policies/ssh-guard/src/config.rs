@@ -12,64 +12,14 @@ pub const PROTECTED_PATHS: &[&str] = &[
     "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/usr", "/usr/*", "/var", "/var/*", "~",
 ];
 /// Paths nothing may be written under (redirections, `tee`, `cp`, `sed -i`, ...): the system's
-/// configuration, and every place a write there would outlive the session — code run at login
-/// or on a schedule, keys that let a client in without the gateway, programs and libraries
-/// other users run. A home directory's entries are listed for every home (`/home/*`, `/root`)
-/// as well as `~`: the guard does not know which account the gateway logs in as, and a write
-/// names the home by its path as often as by `~`.
+/// configuration, and every place a write there would outlive the session — code run on a
+/// schedule, programs and libraries other users run — and [`HOME_PERSISTENCE`] in every home.
 pub const WRITE_PROTECTED_PATHS: &[&str] = &[
     "/etc",
     "/boot",
-    // Logins that bypass the gateway.
-    "~/.ssh",
-    "/root/.ssh",
-    "/home/*/.ssh",
-    // Code run at login or by every shell.
-    "~/.profile",
-    "/home/*/.profile",
-    "/root/.profile",
-    "~/.bash_profile",
-    "/home/*/.bash_profile",
-    "/root/.bash_profile",
-    "~/.bash_login",
-    "/home/*/.bash_login",
-    "/root/.bash_login",
-    "~/.bashrc",
-    "/home/*/.bashrc",
-    "/root/.bashrc",
-    "~/.bash_logout",
-    "/home/*/.bash_logout",
-    "/root/.bash_logout",
-    "~/.zshrc",
-    "/home/*/.zshrc",
-    "/root/.zshrc",
-    "~/.zprofile",
-    "/home/*/.zprofile",
-    "/root/.zprofile",
-    "~/.zshenv",
-    "/home/*/.zshenv",
-    "/root/.zshenv",
-    "~/.zlogin",
-    "/home/*/.zlogin",
-    "/root/.zlogin",
-    "~/.config/fish",
-    "/home/*/.config/fish",
-    "/root/.config/fish",
-    "~/.pam_environment",
-    "/home/*/.pam_environment",
-    "/root/.pam_environment",
-    "~/.config/autostart",
-    "/home/*/.config/autostart",
-    "/root/.config/autostart",
-    "~/.config/environment.d",
-    "/home/*/.config/environment.d",
-    "/root/.config/environment.d",
     // Schedules and services.
     "/var/spool/cron",
     "/var/spool/at",
-    "~/.config/systemd",
-    "/home/*/.config/systemd",
-    "/root/.config/systemd",
     "/usr/lib/systemd",
     "/lib/systemd",
     "/run/systemd",
@@ -85,12 +35,29 @@ pub const WRITE_PROTECTED_PATHS: &[&str] = &[
     "/lib64",
     "/usr/lib64",
     "/usr/libexec",
-    "~/bin",
-    "/home/*/bin",
-    "/root/bin",
-    "~/.local/bin",
-    "/home/*/.local/bin",
-    "/root/.local/bin",
+];
+/// Paths in a home directory a write to which would outlive the session: keys that let a
+/// client in without the gateway, code run at login or by every shell, user units, programs.
+/// Write-protected in every home (`~`, `/root`, `/home/*`): the guard does not know which
+/// account the gateway logs in as, and a write names a home by its path as often as by `~`.
+pub const HOME_PERSISTENCE: &[&str] = &[
+    ".ssh",
+    ".profile",
+    ".bash_profile",
+    ".bash_login",
+    ".bashrc",
+    ".bash_logout",
+    ".zshrc",
+    ".zprofile",
+    ".zshenv",
+    ".zlogin",
+    ".config/fish",
+    ".pam_environment",
+    ".config/autostart",
+    ".config/environment.d",
+    ".config/systemd",
+    "bin",
+    ".local/bin",
 ];
 /// Paths SFTP may neither read nor write under.
 pub const SFTP_DENIED_PATHS: &[&str] = &[
@@ -180,11 +147,22 @@ impl Guard {
             Ok::<_, String>(l)
         };
         let protected = paths("protected_paths", PROTECTED_PATHS, &c.protected_paths)?;
-        let write_protected = paths(
+        let mut write_protected = paths(
             "write_protected_paths",
             WRITE_PROTECTED_PATHS,
             &c.write_protected_paths,
         )?;
+        let homes: Vec<String> = HOME_PERSISTENCE
+            .iter()
+            .flat_map(|p| {
+                [
+                    format!("~/{p}"),
+                    format!("/root/{p}"),
+                    format!("/home/*/{p}"),
+                ]
+            })
+            .collect();
+        write_protected.extend(PathList::new(&homes)?);
         let sftp_denied = paths("sftp_denied_paths", SFTP_DENIED_PATHS, &c.sftp_denied_paths)?;
         let approval = c
             .approval_commands

@@ -134,8 +134,9 @@ pub async fn mask_lines(
     pieces: Vec<Piece>,
 ) -> Result<Vec<u8>, MaskRefused> {
     let column = if stderr { "stderr" } else { "stdout" };
-    let cells: Vec<&[u8]> = pieces.iter().map(|p| cell_of(p).0).collect();
-    let edited = edit_lines(session, seq, decision, column, &cells).await?;
+    let cells: Vec<(&[u8], usize)> = pieces.iter().map(cell_of).collect();
+    let texts: Vec<&[u8]> = cells.iter().map(|(cell, _)| *cell).collect();
+    let edited = edit_lines(session, seq, decision, column, &texts).await?;
     Ok(pieces_out(&pieces, &cells, edited))
 }
 
@@ -152,10 +153,10 @@ fn cell_of(piece: &Piece) -> (&[u8], usize) {
 }
 
 /// The bytes of `pieces` that go out, from the edits of their `cells` ([`cell_of`]).
-fn pieces_out(pieces: &[Piece], cells: &[&[u8]], edits: Vec<Option<Vec<u8>>>) -> Vec<u8> {
+fn pieces_out(pieces: &[Piece], cells: &[(&[u8], usize)], edits: Vec<Option<Vec<u8>>>) -> Vec<u8> {
     let mut out = Vec::with_capacity(pieces.iter().map(|p| p.body.len()).sum());
-    for ((piece, cell), edit) in pieces.iter().zip(cells).zip(edits) {
-        let end = piece.body.end - cell_of(piece).1;
+    for ((piece, &(cell, eol)), edit) in pieces.iter().zip(cells).zip(edits) {
+        let end = piece.body.end - eol;
         out.extend_from_slice(&same_length(cell, piece.body.start..end, edit));
         out.extend_from_slice(&piece.text[end..piece.body.end]);
     }
@@ -425,8 +426,9 @@ mod tests {
 
     /// `pieces` masked as a policy that masks with the shared detector would, in every reading.
     fn mask_like_pci_mask(pieces: &[Piece]) -> Vec<u8> {
-        let cells: Vec<&[u8]> = pieces.iter().map(|p| cell_of(p).0).collect();
-        let mut shown = readings::show(&cells);
+        let cells: Vec<(&[u8], usize)> = pieces.iter().map(cell_of).collect();
+        let texts: Vec<&[u8]> = cells.iter().map(|(cell, _)| *cell).collect();
+        let mut shown = readings::show(&texts);
         let mut edited = Vec::new();
         for (i, row) in shown.rows.iter_mut().enumerate() {
             if let Some(masked) = warden_pan::mask_pans(row[0].as_deref().unwrap_or_default()) {
@@ -434,7 +436,7 @@ mod tests {
                 edited.push(i);
             }
         }
-        pieces_out(pieces, &cells, shown.edits(&cells, edited))
+        pieces_out(pieces, &cells, shown.edits(&texts, edited))
     }
 
     /// Output cut anywhere, with pauses anywhere: masking the pieces one by one, each in its
