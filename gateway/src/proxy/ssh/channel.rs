@@ -225,28 +225,34 @@ impl Start {
         for (k, v) in allowed_env {
             ok &= up.set_env(false, k, v).await.is_ok();
         }
+        let mut markers = None;
         let mode = match self {
-            // A shell that reads its commands from stdin gets them judged like a shell
-            // session's lines: with a terminal at Enter, without one whole (`script.rs`).
+            // A shell that reads its commands from stdin gets each command judged whole and
+            // sent whole (`script.rs`); with a terminal, keys are held until Enter.
             Start::Exec { raw, line } => {
                 ok &= up.exec(false, raw).await.is_ok();
-                match (
-                    super::script::reads_commands_from_stdin(&line),
-                    pty.is_some(),
-                ) {
-                    (false, _) => Mode::Exec,
-                    (true, true) => Mode::Shell(Box::default()),
-                    (true, false) => Mode::Script(Box::default()),
+                if super::script::reads_commands_from_stdin(&line) {
+                    Mode::Script(Box::default())
+                } else {
+                    Mode::Exec
                 }
             }
-            Start::Shell => {
-                ok &= up.request_shell(false).await.is_ok();
-                if pty.is_some() {
-                    Mode::Shell(Box::default())
-                } else {
+            // With a terminal, the gateway owns the line: the host runs the gateway's bash,
+            // whose prompts are markers (`prompt.rs`, `terminal.rs`).
+            Start::Shell => match &pty {
+                Some(p) => {
+                    let m = super::prompt::Markers::new();
+                    ok &= up.exec(false, m.shell_command()).await.is_ok();
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                    markers = Some((m, tx));
+                    let term = super::terminal::Terminal::new(&conn.target, p.cols);
+                    Mode::Terminal(Box::new(term), rx)
+                }
+                None => {
+                    ok &= up.request_shell(false).await.is_ok();
                     Mode::Script(Box::default())
                 }
-            }
+            },
             Start::Sftp => {
                 ok &= up.request_subsystem(false, "sftp").await.is_ok();
                 Mode::Sftp(Box::default())
@@ -264,7 +270,10 @@ impl Start {
         }
         let (up_rx, up) = up.split();
         let sftp = matches!(mode, Mode::Sftp(_));
-        let shared = Shared::new(conn, client, up, server, id, pty.is_some(), sftp);
+        let mut shared = Shared::new(conn, client, up, server, id, pty.is_some(), sftp);
+        if let Some((m, tx)) = markers {
+            shared.watch_prompts(m, tx);
+        }
         relay::run(shared, rx, up_rx, mode, ruling, held).await;
     }
 }

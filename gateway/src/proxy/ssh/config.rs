@@ -72,6 +72,11 @@ pub struct SshUpstream {
     /// ... or its fingerprint as `ssh-keygen -lf` prints it (`SHA256:...`). A host whose key
     /// matches neither is refused; there is no trust on first use.
     pub host_key_fingerprint: Option<String>,
+    /// Programs that may read the terminal in an interactive session (`top`, `less`): while
+    /// one runs, keys go to it as typed, and are recorded. Others get no keys, and a line
+    /// running a known terminal program not named here is refused (docs/ssh.md).
+    #[serde(default)]
+    pub terminal_programs: Vec<String>,
 }
 
 fn default_ssh_port() -> u16 {

@@ -5,6 +5,7 @@
 
 use super::channel::{ClientTx, finish, stderr};
 use super::output::{self, Lines};
+use super::prompt::{Chunk, Markers};
 use super::sftp::{self, HostPiece};
 use super::{Conn, REFUSED_EXIT};
 use crate::policy::Decision;
@@ -46,6 +47,9 @@ pub struct Shared {
     /// Output bytes still to be recorded for the current command, and those shown beyond.
     budget: AtomicUsize,
     unrecorded: AtomicU64,
+    /// A terminal shell: the host's prompt markers, taken out of the output and handed to the
+    /// client → host side.
+    prompts: Option<(Mutex<Markers>, tokio::sync::mpsc::UnboundedSender<Chunk>)>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -75,7 +79,17 @@ impl Shared {
             tail: Mutex::new(Vec::new()),
             sftp_handles: Mutex::new(super::sftp::Handles::default()),
             unrecorded: AtomicU64::new(0),
+            prompts: None,
         }
+    }
+
+    /// Find `markers` in the output and send each prompt to `to`.
+    pub fn watch_prompts(
+        &mut self,
+        markers: Markers,
+        to: tokio::sync::mpsc::UnboundedSender<Chunk>,
+    ) {
+        self.prompts = Some((Mutex::new(markers), to));
     }
 
     /// Output from now on is masked under this ruling. Nothing unmasks it again: in a shell
@@ -275,11 +289,36 @@ impl Output {
         }
     }
 
-    /// Host output: masked by lines when a verdict said so, then sent and recorded.
+    /// Host output: prompt markers taken out, masked by lines when a verdict said so, then
+    /// sent and recorded.
     async fn output(&mut self, is_stderr: bool, data: &[u8]) -> bool {
         if self.shared.sftp && !is_stderr {
             return self.sftp_output(data).await;
         }
+        let shared = self.shared.clone();
+        if let (false, Some((markers, to))) = (is_stderr, &shared.prompts) {
+            let chunks = lock(markers).scan(data);
+            for chunk in chunks {
+                let go = match chunk {
+                    Chunk::Out(bytes) => self.shown(false, &bytes).await,
+                    // A prompt: the command's output is complete; all of it goes out first.
+                    prompt => {
+                        let flushed = self.flush(true).await;
+                        let _ = to.send(prompt);
+                        flushed
+                    }
+                };
+                if !go {
+                    return false;
+                }
+            }
+            return true;
+        }
+        self.shown(is_stderr, data).await
+    }
+
+    /// Output as the client sees it: masked by lines when a verdict said so.
+    async fn shown(&mut self, is_stderr: bool, data: &[u8]) -> bool {
         let Some(mask) = self.masking() else {
             return self.sent(self.shared.send(is_stderr, data).await).await;
         };

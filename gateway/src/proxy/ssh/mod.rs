@@ -12,9 +12,11 @@
 mod channel;
 pub mod config;
 mod downstream;
+mod editor;
 mod handler;
 mod keys;
 mod output;
+mod prompt;
 mod readings;
 mod relay;
 mod script;
@@ -277,6 +279,11 @@ impl Conn {
     fn max_line(&self) -> usize {
         self.listener()
             .map_or(64 << 10, |l| l.mask_max_line.0 as usize)
+    }
+
+    /// What the target lets read the terminal in an interactive session.
+    fn terminal_programs(&self) -> &[String] {
+        &self.upstream_cfg.terminal_programs
     }
 
     fn recorded_output_budget(&self) -> usize {

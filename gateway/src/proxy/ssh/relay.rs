@@ -1,16 +1,18 @@
 //! Client → host: what the client sends, passed on once it may be. Exec input goes straight
-//! through; in a terminal shell each line is checked at Enter; shell input without a terminal
-//! (and the stdin of an exec'd shell) is held until it forms a command, which is checked and
-//! sent whole (`script.rs`); under SFTP each file operation is checked.
+//! through; in a terminal shell the gateway's editor has the line, and each complete command is
+//! judged and sent whole (`terminal.rs`); shell input without a terminal (and the stdin of an
+//! exec'd shell) is held until it forms a command, which is judged and sent whole
+//! (`script.rs`); under SFTP each file operation is checked.
 //! Window changes, signals and EOF are passed on. The host → client direction runs in its own
 //! task (`downstream.rs`), so neither direction waits on the other.
 
 use super::REFUSED_EXIT;
 use super::channel::{ClientRx, judge, stderr};
 use super::downstream::{self, Shared, lock};
+use super::prompt::Chunk;
 use super::script::{Piece, Script, TooLong};
 use super::sftp::{self, Packet, ReadPlan};
-use super::terminal::{Key, LineEditor};
+use super::terminal::{self, Step, Terminal};
 use crate::policy::{Command, FileOp};
 use crate::session::{Judged, OneShot, Ruling};
 use russh::ChannelMsg;
@@ -24,7 +26,9 @@ const HOST_CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// What runs on the channel.
 pub enum Mode {
     Exec,
-    Shell(Box<LineEditor>),
+    /// A terminal shell: the gateway's editor has the line; prompts come from the host's
+    /// output (`prompt.rs`).
+    Terminal(Box<Terminal>, tokio::sync::mpsc::UnboundedReceiver<Chunk>),
     /// A shell reading commands from stdin with no terminal: the gateway owns the input.
     Script(Box<Script>),
     Sftp(Box<sftp::Reader>),
@@ -41,79 +45,48 @@ fn at_password_prompt(tail: &[u8]) -> bool {
             .any(|w| last.contains(w))
 }
 
-/// Programs that ask for a password, passphrase or one-time code on the terminal.
-const ASK_SECRETS: &[&str] = &[
-    "sudo",
-    "su",
-    "doas",
-    "pkexec",
-    "passwd",
-    "chpasswd",
-    "login",
-    "ssh",
-    "scp",
-    "sftp",
-    "ssh-add",
-    "ssh-keygen",
-    "ssh-copy-id",
-    "gpg",
-    "gpg2",
-    "openssl",
-    "kinit",
-    "htpasswd",
-    "mysql",
-    "mariadb",
-    "psql",
-    "pg_dump",
-    "pg_dumpall",
-    "createuser",
-    "sqlplus",
-    "mongo",
-    "mongosh",
-    "redis-cli",
-    "ldapsearch",
-    "ldapadd",
-    "ldapmodify",
-    "ldappasswd",
-    "smbclient",
-    "ftp",
-    "lftp",
-    "cryptsetup",
-    "veracrypt",
-    "mount",
-    "vault",
-    "ansible-vault",
-    "ansible-playbook",
-    "docker",
-    "podman",
-    "git",
-    "svn",
-    "keytool",
-    "pass",
-    "zip",
-    "unzip",
-    "7z",
-    "expect",
-];
+/// Who edits the line a command was typed on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Typed {
+    /// No terminal: the shell reads a script, where every byte is text.
+    NoTerminal,
+    /// The gateway's editor: a tab is text, other control characters are not.
+    GatewayEditor,
+    /// The host shell's own line editor (an exec'd `bash -i` under `ssh -t`): control
+    /// characters and tabs are editing keys there, not text.
+    HostEditor,
+}
 
-/// How many lines may be typed at password prompts after `line`: three when it runs (or names
-/// anywhere) a program that asks for a secret on the terminal (sudo asks three times), one
-/// after the shell's own silent `read -s`, none otherwise.
-fn secret_lines(line: &str) -> u8 {
-    let words: Vec<&str> = line
-        .split(|c: char| c.is_whitespace() || ";|&()`$<>{}'\"".contains(c))
-        .map(|w| w.rsplit('/').next().unwrap_or(w))
-        .collect();
-    if words.iter().any(|w| ASK_SECRETS.contains(w)) {
-        3
-    } else if words.contains(&"read")
-        && words
-            .iter()
-            .any(|w| w.starts_with('-') && !w.starts_with("--") && w.contains('s'))
-    {
-        1
+/// Why a command cannot be sent as it was judged, if it cannot: history expansion (`!!`,
+/// `!$`, `^a^b`) would have the shell run another text than the one judged, and in a terminal,
+/// a control character would be read as a key.
+fn unsendable(command: &str, typed: Typed) -> Option<&'static str> {
+    if super::script::history_expansion(command) {
+        return Some(
+            "warden: history expansion (`!`, `^`) is not sent: the shell would run another \
+             command than the one judged; write the command out",
+        );
+    }
+    let control = |c: char| match typed {
+        Typed::NoTerminal => false,
+        Typed::GatewayEditor => c.is_control() && c != '\n' && c != '\t',
+        Typed::HostEditor => c.is_control() && c != '\n',
+    };
+    if command.chars().any(control) {
+        return Some("warden: control characters in a command line are not sent");
+    }
+    None
+}
+
+/// Shell input for the script reader: from a terminal (`ssh -t host bash`), Enter is a CR.
+fn for_script(data: &[u8], pty: bool) -> std::borrow::Cow<'_, [u8]> {
+    if pty && data.contains(&b'\r') {
+        data.iter()
+            .map(|&b| if b == b'\r' { b'\n' } else { b })
+            .collect::<Vec<u8>>()
+            .into()
     } else {
-        0
+        data.into()
     }
 }
 
@@ -144,7 +117,6 @@ pub async fn run(
         rx,
         mode,
         backlog: held.into(),
-        secret_lines: 0,
     };
     loop {
         let flow = if let Some(msg) = input.backlog.pop_front() {
@@ -152,6 +124,7 @@ pub async fn run(
         } else {
             tokio::select! {
                 msg = input.rx.wait() => input.on_client(msg).await,
+                Some(chunk) = host_prompt(&mut input.mode) => input.host_prompt(chunk).await,
                 // The host closed the channel (and the client was told): nothing more to pass.
                 _ = &mut host => return,
             }
@@ -174,10 +147,14 @@ struct Input {
     mode: Mode,
     /// Client messages to handle before reading more.
     backlog: VecDeque<ChannelMsg>,
-    /// Lines that may still be kept out of the record at a password prompt: set by a
-    /// recorded line that runs a program asking for a secret, so a fake prompt (`PS1='Password:
-    /// '`) cannot hide the session's commands from the audit.
-    secret_lines: u8,
+}
+
+/// The host's next prompt, in a terminal shell (never, otherwise).
+async fn host_prompt(mode: &mut Mode) -> Option<Chunk> {
+    match mode {
+        Mode::Terminal(_, prompts) => prompts.recv().await,
+        _ => std::future::pending().await,
+    }
 }
 
 impl Input {
@@ -185,16 +162,19 @@ impl Input {
         match msg {
             Some(ChannelMsg::Data { data }) => match &mut self.mode {
                 Mode::Exec => self.send_host(&data).await,
-                Mode::Shell(editor) => {
-                    let keys = editor.feed(&data);
-                    for key in keys {
-                        if let Flow::End = self.key(key).await {
-                            return Flow::End;
-                        }
+                Mode::Terminal(term, _) => {
+                    let now = term.input(&data);
+                    if term.in_program() {
+                        self.program_input(&now);
                     }
-                    Flow::Go
+                    if !now.is_empty()
+                        && let Flow::End = self.send_host(&now).await
+                    {
+                        return Flow::End;
+                    }
+                    self.terminal_steps().await
                 }
-                Mode::Script(script) => match script.feed(&data) {
+                Mode::Script(script) => match script.feed(&for_script(&data, self.shared.pty)) {
                     Ok(pieces) => {
                         for piece in pieces {
                             let flow = match piece {
@@ -243,6 +223,13 @@ impl Input {
                     }
                 },
             },
+            // In a terminal, EOF is Ctrl-D: at an empty prompt it ends the shell.
+            Some(ChannelMsg::Eof) if matches!(self.mode, Mode::Terminal(..)) => {
+                self.backlog.push_back(ChannelMsg::Data {
+                    data: b"\x04".as_slice().into(),
+                });
+                Flow::Go
+            }
             Some(ChannelMsg::Eof) => {
                 // A shell runs an unterminated last command at EOF: it is judged first.
                 if let Mode::Script(script) = &mut self.mode
@@ -261,6 +248,9 @@ impl Input {
                 pix_height,
             }) => {
                 self.shared.conn.recorder.resize(col_width, row_height);
+                if let Mode::Terminal(term, _) = &mut self.mode {
+                    term.resize(col_width);
+                }
                 let _ = self
                     .shared
                     .up
@@ -290,59 +280,119 @@ impl Input {
         }
     }
 
-    /// A keystroke batch in a shell: forwarded, or (Enter) checked first.
-    async fn key(&mut self, key: Key) -> Flow {
-        match key {
-            Key::Forward(bytes) => self.send_host(&bytes).await,
-            Key::Submit {
-                line,
-                uncertain,
-                enter,
-            } => {
-                if line.trim().is_empty() {
-                    return self.send_host(&enter).await;
+    /// Keys typed into a named terminal program: recorded as typed, or as hidden input after
+    /// a password prompt.
+    fn program_input(&self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let recorder = &self.shared.conn.recorder;
+        if at_password_prompt(&self.shared.tail()) {
+            recorder.input("(hidden input)");
+        } else {
+            recorder.input(&String::from_utf8_lossy(data));
+        }
+    }
+
+    /// The host's shell showed a prompt, or asks for a continuation line.
+    async fn host_prompt(&mut self, chunk: Chunk) -> Flow {
+        let Mode::Terminal(term, _) = &mut self.mode else {
+            return Flow::Go;
+        };
+        let mut out = Vec::new();
+        match chunk {
+            Chunk::Prompt(dir) => term.prompt(dir, &mut out),
+            Chunk::Continue => term.continuation(&mut out),
+            Chunk::Out(_) => {}
+        }
+        if let Flow::End = self.echo(&out).await {
+            return Flow::End;
+        }
+        self.terminal_steps().await
+    }
+
+    /// The editor's drawing, to the client only (the recording gets each line as submitted).
+    async fn echo(&self, out: &[u8]) -> Flow {
+        if out.is_empty() || self.shared.client.data(out).await.is_ok() {
+            Flow::Go
+        } else {
+            let _ = self.shared.up.close().await;
+            Flow::End
+        }
+    }
+
+    /// Run the editor over type-ahead; judge, and send or refuse, each complete command.
+    async fn terminal_steps(&mut self) -> Flow {
+        loop {
+            let Mode::Terminal(term, _) = &mut self.mode else {
+                return Flow::Go;
+            };
+            let mut out = Vec::new();
+            let step = term.step(&mut out);
+            let shown = term.take_shown();
+            if let Flow::End = self.echo(&out).await {
+                return Flow::End;
+            }
+            self.shared.conn.recorder.output(false, shown.as_bytes());
+            let flow = match step {
+                None => return Flow::Go,
+                Some(Step::Interrupt) => self.send_host(b"\x03").await,
+                Some(Step::Refuse(text, why)) => self.terminal_refuse(&text, why).await,
+                Some(Step::Judge(command)) => self.terminal_command(command).await,
+            };
+            if let Flow::End = flow {
+                return Flow::End;
+            }
+        }
+    }
+
+    /// A command refused before any policy is asked: audited, the client told, a fresh prompt.
+    async fn terminal_refuse(&mut self, text: &str, why: &str) -> Flow {
+        let s = &self.shared;
+        let _ = s.conn.session.refuse(text, "shell", why).await;
+        let _ = stderr(&s.conn, &s.client, why, true).await;
+        self.terminal_prompt_again().await
+    }
+
+    async fn terminal_prompt_again(&mut self) -> Flow {
+        let Mode::Terminal(term, _) = &mut self.mode else {
+            return Flow::Go;
+        };
+        let mut out = Vec::new();
+        term.refused(&mut out);
+        self.echo(&out).await
+    }
+
+    /// A complete command typed at the gateway's prompt: judged, then sent whole, or not at
+    /// all.
+    async fn terminal_command(&mut self, command: String) -> Flow {
+        if command.trim().is_empty() {
+            return self.terminal_prompt_again().await;
+        }
+        if let Some(why) = unsendable(&command, Typed::GatewayEditor) {
+            return self.terminal_refuse(&command, why).await;
+        }
+        let program =
+            match terminal::terminal_program(&command, self.shared.conn.terminal_programs()) {
+                Ok(program) => program,
+                Err(name) => {
+                    let why = format!(
+                        "warden: `{name}` reads the terminal, and target {} does not name it in \
+                     terminal_programs; run commands that do not wait for keys",
+                        self.shared.conn.target
+                    );
+                    return self.terminal_refuse(&command, &why).await;
                 }
-                // A line typed at a password prompt is still checked (a fake prompt must not
-                // open a way around the chain), and its text is kept out of the audit trail
-                // and the recording only when the line before ran a program that asks for a
-                // secret (a few tries each): a prompt the session made up hides nothing.
-                let secret = self.secret_lines > 0 && at_password_prompt(&self.shared.tail());
-                self.secret_lines = if secret {
-                    self.secret_lines - 1
-                } else {
-                    secret_lines(&line)
-                };
-                let shown = if secret {
-                    "(typed at a password prompt; not recorded)".to_string()
-                } else {
-                    line.clone()
-                };
-                let allowed = if uncertain {
-                    let reason = "warden: this line was edited with keys the gateway cannot follow \
-                                  (history, completion, cursor movement); type it out in full";
-                    let _ = self
-                        .shared
-                        .conn
-                        .session
-                        .refuse(&shown, "shell", reason)
-                        .await;
-                    let s = &self.shared;
-                    let _ = stderr(&s.conn, &s.client, reason, s.pty).await;
-                    None
-                } else {
-                    match self.judge_shell(&shown, &line).await {
-                        Some(ruling) => ruling,
-                        None => return Flow::End,
-                    }
-                };
-                match allowed {
-                    Some(ruling) => {
-                        self.ran(&format!("{shown}\r"), &ruling);
-                        self.send_host(&enter).await
-                    }
-                    // Abandon the typed line on the host: Ctrl-C clears it in any shell.
-                    None => self.send_host(b"\x03").await,
+            };
+        match self.judge_shell(&command, &command).await {
+            None => Flow::End,
+            Some(None) => self.terminal_prompt_again().await,
+            Some(Some(ruling)) => {
+                self.ran(&format!("{command}\r"), &ruling);
+                if let Mode::Terminal(term, _) = &mut self.mode {
+                    term.ran(&command, program);
                 }
+                self.send_host(format!("{command}\n").as_bytes()).await
             }
         }
     }
@@ -378,6 +428,16 @@ impl Input {
         let line = text.strip_suffix('\n').unwrap_or(&text);
         if line.trim().is_empty() {
             return self.send_host(&bytes).await;
+        }
+        if let Some(why) = unsendable(
+            line,
+            if self.shared.pty {
+                Typed::HostEditor
+            } else {
+                Typed::NoTerminal
+            },
+        ) {
+            return self.script_unreadable(&bytes, why).await;
         }
         match self.judge_shell(line, line).await {
             None => Flow::End,
@@ -572,29 +632,6 @@ impl Input {
 #[cfg(test)]
 mod tests {
     use super::at_password_prompt;
-
-    #[test]
-    fn programs_that_ask_for_secrets_are_recognised() {
-        use super::secret_lines;
-        for line in [
-            "sudo -k apt update",
-            "cd /srv && /usr/bin/su - app",
-            "PGPASSWORD= psql -h db -W",
-            "echo x | (ssh-add ~/.ssh/id)",
-        ] {
-            assert_eq!(secret_lines(line), 3, "{line}");
-        }
-        assert_eq!(secret_lines("read -rs -p 'Password: ' pw; echo ok"), 1);
-        for line in [
-            "PS1='Password: '",
-            "stty -echo",
-            "ls /srv/sudoers.d",
-            "echo pseudo",
-            "read -p 'Password: ' x",
-        ] {
-            assert_eq!(secret_lines(line), 0, "{line}");
-        }
-    }
 
     #[test]
     fn password_prompts_are_recognised() {

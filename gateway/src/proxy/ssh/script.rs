@@ -352,9 +352,75 @@ pub fn reads_commands_from_stdin(line: &str) -> bool {
         })
 }
 
+/// Whether bash's history expansion could change `text` (an interactive shell expands `!!`,
+/// `!$`, `!-2`, `!cmd` and a line starting `^old^new` before it runs anything, so the command
+/// it runs is not the one judged). A `!` followed by a blank, `=`, `(`, a closing `"` or the
+/// end of the text does not expand, nor `$!` or `${!name}`, nor one inside single quotes or
+/// after a backslash; a
+/// quote the scan cannot follow counts as expanding (the gateway refuses rather than guesses).
+pub fn history_expansion(text: &str) -> bool {
+    if text.lines().any(|l| l.trim_start().starts_with('^')) {
+        return true;
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let (mut single, mut double, mut escaped) = (false, false, false);
+    for (i, &c) in chars.iter().enumerate() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if !single => escaped = true,
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            // `$!` and `${!name}` are parameters, not history.
+            '!' if !(single
+                || i > 0 && chars[i - 1] == '$'
+                || i > 1 && chars[i - 2] == '$' && chars[i - 1] == '{') =>
+            {
+                match chars.get(i + 1) {
+                    None | Some(' ' | '\t' | '\n' | '\r' | '=' | '(') => {}
+                    Some('"') if double => {}
+                    Some(_) => return true,
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_expansion_is_recognised() {
+        for text in [
+            "echo !!",
+            "!!:1*",
+            "ls !$",
+            "!-2",
+            "echo \"!ls\"",
+            "^a^b",
+            " ^x",
+            "a\n!v",
+        ] {
+            assert!(history_expansion(text), "{text}");
+        }
+        for text in [
+            "[ ! -f x ]",
+            "test a != b",
+            "echo 'hi!x'",
+            "echo hi\\!x",
+            "echo \"hi!\"",
+            "echo !",
+            "a=b; echo ${a}",
+            "kill $!; echo ${!x}",
+        ] {
+            assert!(!history_expansion(text), "{text}");
+        }
+    }
 
     /// The commands of `input` fed in one piece and byte by byte (they must agree), and the
     /// rest at EOF.

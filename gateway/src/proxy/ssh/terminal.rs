@@ -1,313 +1,408 @@
-//! Line reconstruction for interactive sessions: every keystroke goes to the host at once (so
-//! the host echoes and edits as usual), except Enter, which is held until the line typed so far
-//! has been checked.
+//! A terminal session (`ssh TARGET` with a pty), where the gateway owns the line (issue 12.1):
+//! the client types into the gateway's editor (`editor.rs`); a complete command (`script.rs`
+//! decides, as for input without a terminal) is judged whole and only then sent whole to the
+//! host's shell, which reads it with its own echo and editing off (`prompt.rs`).
 //!
-//! What a relay can follow: printable text, backspace, Ctrl-U (kill line), Ctrl-W (kill word),
-//! Ctrl-C (abandon the line), bracketed paste. What it cannot: history recall, tab completion,
-//! cursor movement, reverse search and other readline editing, because their effect depends on
-//! state only the host's shell has. A line that used any of them is marked `uncertain`; the
-//! relay refuses it (fail closed) and asks the user to type the line out. Programs that read
-//! lines themselves (an editor, a REPL, a password prompt) are seen as shell lines too.
+//! While a command runs, keys are kept as type-ahead for the next prompt: only Ctrl-C, Ctrl-\
+//! and Ctrl-Z are passed on (the host's terminal turns them into signals; Ctrl-C also drops the
+//! type-ahead, as a terminal flushes its input). So a program that reads the terminal (an
+//! editor, a pager, a REPL, a password prompt, `read`) gets no input, unless the target names
+//! it in `terminal_programs`: then everything typed while it runs goes to it as typed, and is
+//! recorded (as hidden input at a password prompt). A line that runs a program known to read
+//! the terminal, and not named, is refused with a message saying so, rather than left waiting.
 
-/// What the relay should do with a piece of client input.
+use super::editor::{Editor, Event};
+use super::script::{Piece, Script, TooLong};
+
+/// Type-ahead kept while a command runs.
+const TYPEAHEAD: usize = 64 << 10;
+
+/// Programs that read the terminal and are no use without keys, or that would read commands
+/// the gateway does not see (a shell, a REPL). The check is a courtesy, not the boundary: a
+/// program missing here gets no keys either.
+const READS_TERMINAL: &[&str] = &[
+    "vi",
+    "vim",
+    "nvim",
+    "view",
+    "vimdiff",
+    "rvim",
+    "ex",
+    "nano",
+    "pico",
+    "emacs",
+    "mg",
+    "joe",
+    "micro",
+    "ed",
+    "less",
+    "more",
+    "most",
+    "pg",
+    "man",
+    "info",
+    "top",
+    "htop",
+    "atop",
+    "btop",
+    "iotop",
+    "iftop",
+    "nmon",
+    "watch",
+    "tmux",
+    "screen",
+    "mc",
+    "ranger",
+    "nnn",
+    "dialog",
+    "whiptail",
+    "python",
+    "python2",
+    "python3",
+    "ipython",
+    "node",
+    "irb",
+    "pry",
+    "ghci",
+    "lua",
+    "R",
+    "sqlite3",
+    "psql",
+    "mysql",
+    "mariadb",
+    "mongo",
+    "mongosh",
+    "redis-cli",
+    "ftp",
+    "telnet",
+    "ssh",
+    "su",
+    "passwd",
+    "vipw",
+    "visudo",
+    "sudoedit",
+    "script",
+    "expect",
+];
+
+/// Commands that run another command: the program after them is the one that matters.
+const RUNS_ANOTHER: &[&str] = &[
+    "sudo", "env", "nice", "nohup", "time", "exec", "command", "stdbuf", "ionice", "timeout",
+    "doas", "chrt", "taskset",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// The shell has not shown its first prompt yet.
+    Starting,
+    /// The gateway's editor has the line.
+    Prompt,
+    /// A command runs: keys are type-ahead, signals pass.
+    Running,
+    /// A named terminal program runs: keys pass as typed.
+    Program,
+}
+
+/// What the session must do next.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Key {
-    /// Send these bytes to the host now.
-    Forward(Vec<u8>),
-    /// Enter was pressed: check `line`; if it may run, send `enter` to the host.
-    Submit {
-        line: String,
-        uncertain: bool,
-        enter: Vec<u8>,
-    },
+pub enum Step {
+    /// Judge this complete command (its lines joined by `\n`, no final newline) and, allowed,
+    /// send it with a newline.
+    Judge(String),
+    /// Refuse this input without asking a policy: the text, and why.
+    Refuse(String, &'static str),
+    /// Ctrl-C while the host's shell reads a continuation: pass the Ctrl-C on.
+    Interrupt,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Esc {
-    #[default]
-    None,
-    /// After ESC.
-    Start,
-    /// In a CSI sequence (ESC `[` params final).
-    Csi,
-    /// After ESC `O`: one more byte.
-    Ss3,
+pub struct Terminal {
+    editor: Editor,
+    state: State,
+    typeahead: Vec<u8>,
+    /// Lines of a command not yet complete (an open quote, a here-document).
+    script: Script,
+    /// The host's shell reads the rest of a compound command (`for ...; do` was sent).
+    host_continues: bool,
+    /// Continuation prompts the host will print while it reads a multi-line command the
+    /// gateway sent (they are not the user's turn).
+    skip_continues: usize,
+    target: String,
+    dir: String,
+    /// The prompt the editor shows now.
+    prompt: String,
+    /// What the client was shown of lines submitted since the last `take_shown`: prompt,
+    /// line, newline (for the recording; the host no longer echoes).
+    shown: String,
 }
 
-/// The line being typed.
-#[derive(Debug, Default)]
-pub struct LineEditor {
-    line: Vec<u8>,
-    uncertain: bool,
-    esc: Esc,
-    csi: Vec<u8>,
-    last_cr: bool,
-}
-
-impl LineEditor {
-    #[cfg(test)]
-    pub fn new() -> LineEditor {
-        LineEditor::default()
+impl Terminal {
+    pub fn new(target: &str, cols: u32) -> Terminal {
+        Terminal {
+            editor: Editor::new(cols),
+            state: State::Starting,
+            typeahead: Vec::new(),
+            script: Script::default(),
+            host_continues: false,
+            skip_continues: 0,
+            target: target.chars().filter(|c| !c.is_control()).collect(),
+            dir: String::new(),
+            prompt: String::new(),
+            shown: String::new(),
+        }
     }
 
-    /// Feed client input; returns what to forward and which lines to check, in order.
-    pub fn feed(&mut self, data: &[u8]) -> Vec<Key> {
-        let mut keys = Vec::new();
-        let mut pending = Vec::new();
-        for &b in data {
-            let was_cr = std::mem::take(&mut self.last_cr);
-            if self.esc != Esc::None {
-                pending.push(b);
-                self.escape(b);
+    pub fn resize(&mut self, cols: u32) {
+        self.editor.resize(cols);
+    }
+
+    /// Whether keys go to a named terminal program.
+    pub fn in_program(&self) -> bool {
+        self.state == State::Program
+    }
+
+    /// Client input: what to pass to the host now (signals, or everything for a terminal
+    /// program); the rest waits for the editor.
+    pub fn input(&mut self, data: &[u8]) -> Vec<u8> {
+        match self.state {
+            State::Program => return data.to_vec(),
+            State::Running => {
+                let mut now = Vec::new();
+                for &b in data {
+                    match b {
+                        0x03 => {
+                            self.typeahead.clear();
+                            now.push(b);
+                        }
+                        0x1c | 0x1a => now.push(b),
+                        _ if self.typeahead.len() < TYPEAHEAD => self.typeahead.push(b),
+                        _ => {}
+                    }
+                }
+                return now;
+            }
+            State::Starting | State::Prompt => {}
+        }
+        let room = TYPEAHEAD.saturating_sub(self.typeahead.len());
+        self.typeahead
+            .extend_from_slice(&data[..data.len().min(room)]);
+        Vec::new()
+    }
+
+    /// The host's shell showed a prompt: the editor takes the line.
+    pub fn prompt(&mut self, dir: String, out: &mut Vec<u8>) {
+        self.dir = dir;
+        self.host_continues = false;
+        self.skip_continues = 0;
+        self.script = Script::default();
+        self.state = State::Prompt;
+        self.start(self.prompt_text(), out);
+    }
+
+    fn start(&mut self, prompt: String, out: &mut Vec<u8>) {
+        self.editor.start(&prompt, out);
+        self.prompt = prompt;
+    }
+
+    /// What the client was shown of the lines submitted since the last call.
+    pub fn take_shown(&mut self) -> String {
+        std::mem::take(&mut self.shown)
+    }
+
+    /// The host's shell reads a continuation line (PS2).
+    pub fn continuation(&mut self, out: &mut Vec<u8>) {
+        if self.skip_continues > 0 {
+            self.skip_continues -= 1;
+            return;
+        }
+        self.host_continues = true;
+        self.state = State::Prompt;
+        self.start("> ".into(), out);
+    }
+
+    fn prompt_text(&self) -> String {
+        format!("{}:{}$ ", self.target, self.dir)
+    }
+
+    /// Edit type-ahead at the prompt until a step is due.
+    pub fn step(&mut self, out: &mut Vec<u8>) -> Option<Step> {
+        while self.state == State::Prompt && !self.typeahead.is_empty() {
+            let (used, event) = self.editor.feed(&self.typeahead, out);
+            self.typeahead.drain(..used);
+            match &event {
+                Some(Event::Line(line)) => {
+                    self.shown += &format!("{}{line}\r\n", self.prompt);
+                }
+                Some(Event::Cancel) => self.shown += &format!("{}^C\r\n", self.prompt),
+                _ => {}
+            }
+            match event {
+                None => {}
+                Some(Event::Cancel) => {
+                    self.script = Script::default();
+                    if self.host_continues {
+                        self.state = State::Running;
+                        return Some(Step::Interrupt);
+                    }
+                    self.start(self.prompt_text(), out);
+                }
+                // Ctrl-D at an empty prompt ends the shell, as `exit` would (and is judged as
+                // one).
+                Some(Event::Eof) => {
+                    self.script = Script::default();
+                    return Some(Step::Judge("exit".into()));
+                }
+                Some(Event::Line(line)) => {
+                    let mut bytes = line.clone().into_bytes();
+                    bytes.push(b'\n');
+                    match self.script.feed(&bytes) {
+                        Err(TooLong) => {
+                            self.script = Script::default();
+                            return Some(Step::Refuse(line, "warden: the command is too long"));
+                        }
+                        Ok(pieces) => match pieces.into_iter().next() {
+                            None => self.start("> ".into(), out),
+                            Some(Piece::Command(c)) => {
+                                let text = String::from_utf8_lossy(&c);
+                                let text = text.strip_suffix('\n').unwrap_or(&text);
+                                return Some(Step::Judge(text.to_string()));
+                            }
+                            Some(Piece::Unreadable { bytes, why }) => {
+                                let text = String::from_utf8_lossy(&bytes).into_owned();
+                                return Some(Step::Refuse(text, why));
+                            }
+                        },
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The judged command was sent: keys go to it when it runs a named terminal program.
+    pub fn ran(&mut self, command: &str, program: bool) {
+        self.state = if program {
+            State::Program
+        } else {
+            State::Running
+        };
+        self.host_continues = false;
+        self.skip_continues = command.matches('\n').count();
+    }
+
+    /// The command was refused: a fresh prompt (the host's shell still waits for the rest of
+    /// a compound command, if it did).
+    pub fn refused(&mut self, out: &mut Vec<u8>) {
+        self.state = State::Prompt;
+        let prompt = if self.host_continues {
+            "> ".to_string()
+        } else {
+            self.prompt_text()
+        };
+        self.start(prompt, out);
+    }
+}
+
+/// The programs `line` runs, as far as plain words tell: the first word of each simple
+/// command, after variable assignments and commands that run another, by base name.
+pub fn programs(line: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for part in line.split(['|', ';', '&', '(', ')', '\n', '`', '{', '}']) {
+        let words = shell_words::split(part)
+            .unwrap_or_else(|_| part.split_whitespace().map(str::to_string).collect());
+        let mut words = words.iter().map(|w| w.rsplit('/').next().unwrap_or(w));
+        let mut skip_value = false;
+        for word in words.by_ref() {
+            if skip_value {
+                skip_value = false;
                 continue;
             }
-            match b {
-                b'\r' | b'\n' if !(b == b'\n' && was_cr) => {
-                    self.last_cr = b == b'\r';
-                    if !pending.is_empty() {
-                        keys.push(Key::Forward(std::mem::take(&mut pending)));
-                    }
-                    keys.push(Key::Submit {
-                        line: String::from_utf8_lossy(&self.line).into_owned(),
-                        uncertain: std::mem::take(&mut self.uncertain),
-                        enter: vec![b],
-                    });
-                    self.line.clear();
-                    continue;
-                }
-                b'\n' => {}
-                0x1b => self.esc = Esc::Start,
-                0x7f | 0x08 => self.backspace(),
-                0x15 => {
-                    self.line.clear();
-                    self.uncertain = false;
-                }
-                0x17 => self.kill_word(),
-                0x03 => {
-                    self.line.clear();
-                    self.uncertain = false;
-                }
-                0x04 | 0x0c | 0x07 => {}
-                // Tab completion, Ctrl-A/B/E/F/K/N/P/R/T/Y and the rest: the host's line
-                // editor does something the relay cannot see.
-                0x00..=0x1f => self.uncertain = true,
-                _ => self.line.push(b),
+            let assignment = word
+                .split_once('=')
+                .is_some_and(|(name, _)| !name.is_empty() && !name.contains(['-', ' ']));
+            if assignment || word.starts_with('-') || word.starts_with('$') {
+                continue;
             }
-            pending.push(b);
+            if word == "timeout" {
+                skip_value = true;
+            }
+            if RUNS_ANOTHER.contains(&word) || word.chars().all(|c| c.is_ascii_digit()) {
+                continue;
+            }
+            found.push(word.to_string());
+            break;
         }
-        if !pending.is_empty() {
-            keys.push(Key::Forward(pending));
-        }
-        keys
     }
+    found
+}
 
-    fn escape(&mut self, b: u8) {
-        match self.esc {
-            Esc::Start => match b {
-                b'[' => {
-                    self.esc = Esc::Csi;
-                    self.csi.clear();
-                }
-                b'O' => self.esc = Esc::Ss3,
-                _ => {
-                    // Alt-key: readline word motions and the like.
-                    self.uncertain = true;
-                    self.esc = Esc::None;
-                }
-            },
-            Esc::Csi => {
-                if (0x40..=0x7e).contains(&b) {
-                    self.esc = Esc::None;
-                    // Bracketed paste markers carry no editing; everything else (arrows,
-                    // Home/End, Delete) moves or edits where the relay cannot follow.
-                    let paste = b == b'~' && (self.csi == b"200" || self.csi == b"201");
-                    if !paste {
-                        self.uncertain = true;
-                    }
-                } else if self.csi.len() < 32 {
-                    self.csi.push(b);
-                }
-            }
-            Esc::Ss3 => {
-                self.uncertain = true;
-                self.esc = Esc::None;
-            }
-            Esc::None => {}
+/// Whether `line` runs a terminal program that `named` lets read the terminal (`Ok(true)`),
+/// runs one that it does not (`Err(name)`), or none (`Ok(false)`).
+pub fn terminal_program(line: &str, named: &[String]) -> Result<bool, String> {
+    let mut program = false;
+    for p in programs(line) {
+        if named.contains(&p) {
+            program = true;
+        } else if READS_TERMINAL.contains(&p.as_str()) {
+            return Err(p);
         }
     }
-
-    fn backspace(&mut self) {
-        // Remove one UTF-8 character: continuation bytes, then the lead byte.
-        while let Some(&b) = self.line.last() {
-            self.line.pop();
-            if b & 0xc0 != 0x80 {
-                break;
-            }
-        }
-    }
-
-    fn kill_word(&mut self) {
-        while self.line.last() == Some(&b' ') {
-            self.line.pop();
-        }
-        while self.line.last().is_some_and(|&b| b != b' ') {
-            self.line.pop();
-        }
-    }
+    Ok(program)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn submit(line: &str, uncertain: bool, enter: &[u8]) -> Key {
-        Key::Submit {
-            line: line.to_string(),
-            uncertain,
-            enter: enter.to_vec(),
-        }
+    #[test]
+    fn keys_wait_while_a_command_runs_and_signals_pass() {
+        let mut t = Terminal::new("web-1", 80);
+        let mut out = Vec::new();
+        assert!(t.input(b"ls\r").is_empty());
+        t.prompt("~".into(), &mut out);
+        assert!(String::from_utf8_lossy(&out).contains("web-1:~$ "));
+        assert_eq!(t.step(&mut out), Some(Step::Judge("ls".into())));
+        t.ran("ls", false);
+        // Typed while `ls` runs: kept; Ctrl-C passes and drops what was typed before it.
+        assert_eq!(t.input(b"rm x\x03pwd\r"), b"\x03");
+        assert_eq!(t.step(&mut out), None);
+        t.prompt("~".into(), &mut out);
+        assert_eq!(t.step(&mut out), Some(Step::Judge("pwd".into())));
     }
 
     #[test]
-    fn typing_and_enter() {
-        let mut e = LineEditor::new();
-        assert_eq!(e.feed(b"ls -l"), vec![Key::Forward(b"ls -l".to_vec())]);
-        assert_eq!(e.feed(b"\r"), vec![submit("ls -l", false, b"\r")]);
+    fn a_command_is_judged_when_complete() {
+        let mut t = Terminal::new("web-1", 80);
+        let mut out = Vec::new();
+        t.prompt("~".into(), &mut out);
+        t.input(b"echo 'a\rb'\r");
+        assert_eq!(t.step(&mut out), Some(Step::Judge("echo 'a\nb'".into())));
+        t.ran("echo 'a\nb'", false);
+        // The host's continuation prompt while it reads the second line is not the user's.
+        out.clear();
+        t.continuation(&mut out);
+        assert!(out.is_empty());
+        t.prompt("~".into(), &mut out);
+        // A compound command the host continues: its continuation prompt is the user's, and
+        // Ctrl-C there interrupts the host's shell.
+        t.input(b"for i in 1; do\r");
+        assert_eq!(t.step(&mut out), Some(Step::Judge("for i in 1; do".into())));
+        t.ran("for i in 1; do", false);
+        t.continuation(&mut out);
+        t.input(b"\x03");
+        assert_eq!(t.step(&mut out), Some(Step::Interrupt));
+    }
+
+    #[test]
+    fn programs_that_read_the_terminal_are_named_or_refused() {
+        let named = vec!["top".to_string()];
+        assert_eq!(terminal_program("ls -l | grep x", &named), Ok(false));
+        assert_eq!(terminal_program("top -d 1", &named), Ok(true));
+        assert_eq!(terminal_program("sudo -n /usr/bin/top", &named), Ok(true));
+        assert_eq!(terminal_program("cat f | less", &named), Err("less".into()));
         assert_eq!(
-            e.feed(b"echo a\nid\n"),
-            vec![
-                Key::Forward(b"echo a".to_vec()),
-                submit("echo a", false, b"\n"),
-                Key::Forward(b"id".to_vec()),
-                submit("id", false, b"\n"),
-            ]
+            terminal_program("LANG=C timeout 5 vim x", &named),
+            Err("vim".into())
         );
-    }
-
-    #[test]
-    fn crlf_is_one_enter() {
-        let mut e = LineEditor::new();
-        let keys = e.feed(b"id\r\nwho\r\n");
-        let submits: Vec<_> = keys
-            .iter()
-            .filter_map(|k| match k {
-                Key::Submit { line, .. } => Some(line.as_str()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(submits, ["id", "who"]);
-    }
-
-    #[test]
-    fn editing_keys_that_can_be_followed() {
-        let mut e = LineEditor::new();
-        e.feed(b"rm -rf /tmp/x\x7f\x7f\x7f\x7f\x7f\x7fsafe");
-        assert_eq!(e.feed(b"\r"), vec![submit("rm -rf safe", false, b"\r")]);
-        e.feed(b"reboot\x15echo hi");
-        assert_eq!(e.feed(b"\r"), vec![submit("echo hi", false, b"\r")]);
-        e.feed(b"cat /etc/passwd \x17ls");
-        assert_eq!(e.feed(b"\r"), vec![submit("cat ls", false, b"\r")]);
-        e.feed("é\x7fe".as_bytes());
-        assert_eq!(e.feed(b"\r"), vec![submit("e", false, b"\r")]);
-        e.feed(b"half\x03");
-        assert_eq!(e.feed(b"\r"), vec![submit("", false, b"\r")]);
-    }
-
-    #[test]
-    fn editing_keys_that_cannot_be_followed_make_the_line_uncertain() {
-        for keys in [
-            &b"\x1b[A"[..],
-            b"rm\t",
-            b"\x1b[D\x1b[D",
-            b"\x12reb",
-            b"\x1bb",
-            b"\x1bOA",
-        ] {
-            let mut e = LineEditor::new();
-            e.feed(keys);
-            let last = e.feed(b"\r").pop();
-            assert!(
-                matches!(
-                    last,
-                    Some(Key::Submit {
-                        uncertain: true,
-                        ..
-                    })
-                ),
-                "{keys:?}: {last:?}"
-            );
-            // The next line starts certain again.
-            assert_eq!(e.feed(b"id\r").pop(), Some(submit("id", false, b"\r")));
-        }
-    }
-
-    #[test]
-    fn bracketed_paste_is_followed() {
-        let mut e = LineEditor::new();
-        e.feed(b"\x1b[200~echo pasted\x1b[201~");
-        assert_eq!(e.feed(b"\r"), vec![submit("echo pasted", false, b"\r")]);
-    }
-}
-
-/// Property tests of the line assembler: any input, cut anywhere, gives the same lines and
-/// forwards every byte exactly once. `PROPTEST_CASES` sets the number of cases.
-#[cfg(test)]
-mod fuzz {
-    use super::*;
-    use proptest::collection::vec;
-    use proptest::prelude::*;
-
-    /// Editing keys, escapes, line ends and a two-byte character: what the editor reacts to.
-    const KEYS: &[u8] = b"\r\n\x1b[O~20\x7f\x15\x17\x03 \xc3\xa9";
-
-    /// Any bytes, or bytes drawn mostly from `KEYS` and letters. (Mapped from plain bytes: a
-    /// union strategy per byte makes generation, not the editor, most of the test's time.)
-    fn input() -> impl Strategy<Value = Vec<u8>> {
-        let keyed = vec(any::<u8>(), 0..256).prop_map(|raw| {
-            raw.into_iter()
-                .map(|b| match b {
-                    0..=127 => KEYS[usize::from(b) % KEYS.len()],
-                    128..=191 => b'a' + (b - 128) % 26,
-                    _ => b,
-                })
-                .collect()
-        });
-        prop_oneof![keyed, vec(any::<u8>(), 0..256)]
-    }
-
-    /// Feed `data` in chunks cut at `cuts`; the submitted lines and every byte sent on.
-    fn run(data: &[u8], cuts: &[usize]) -> (Vec<Key>, Vec<u8>) {
-        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
-        cuts.sort_unstable();
-        let mut e = LineEditor::default();
-        let (mut submits, mut sent, mut from) = (Vec::new(), Vec::new(), 0);
-        for to in cuts.into_iter().chain([data.len()]) {
-            for key in e.feed(&data[from..to]) {
-                match key {
-                    Key::Forward(b) => sent.extend_from_slice(&b),
-                    Key::Submit { ref enter, .. } => {
-                        sent.extend_from_slice(enter);
-                        submits.push(key);
-                    }
-                }
-            }
-            from = to;
-        }
-        (submits, sent)
-    }
-
-    proptest! {
-        #[test]
-        fn splitting_changes_nothing(data in input(), cuts in vec(any::<usize>(), 0..8)) {
-            let (whole, sent) = run(&data, &[]);
-            prop_assert_eq!(&sent, &data);
-            let (split, sent) = run(&data, &cuts);
-            prop_assert_eq!(&split, &whole);
-            prop_assert_eq!(&sent, &data);
-            let every: Vec<usize> = (0..data.len()).collect();
-            let (bytewise, sent) = run(&data, &every);
-            prop_assert_eq!(bytewise, whole);
-            prop_assert_eq!(sent, data);
-        }
+        assert_eq!(terminal_program("echo vim", &named), Ok(false));
     }
 }
