@@ -2,7 +2,8 @@
 # gateway/benches/ssh.sh — SSH through Warden against the same sshd directly.
 #
 #   gateway/benches/ssh.sh [--size 1G] [--file-size 512M] [--text-size 64M] [--runs 3]
-#                          [--execs 100] [--perf] [--debug] [--hold]
+#                          [--execs 100] [--interactive 50] [--interactive-only] [--perf]
+#                          [--debug] [--hold]
 #
 # Starts its own OpenSSH sshd and Warden on free loopback ports in a temp dir. The client logs
 # in to Warden with a key registered in [[ssh.keys]], and straight to sshd with the gateway's
@@ -16,6 +17,9 @@
 #   3. scp (SFTP protocol, OpenSSH 9) of a FILE_SIZE file of random bytes (default 512M),
 #      upload and download, MB/s (a transfer whose file stops growing for 10 s is stopped and
 #      counted as hung; each path's round trip is first checked byte for byte);
+#   5. --interactive × (a key typed at a terminal session's prompt until it shows; Enter on a
+#      short `echo` until its output shows), default 50, through `ssh -tt` on a pty
+#      (gateway/benches/interactive.py), p50/p99 ms; --interactive-only measures only this;
 #   4. --execs × `ssh HOST true` (default 100) on fresh connections and on one multiplexed
 #      connection (ControlMaster=auto, ControlPersist), p50/p99/mean ms per exec, Warden's CPU
 #      per exec, and how many logins sshd saw (1 for a multiplexed series when the gateway
@@ -43,6 +47,8 @@ FILE_SIZE=${FILE_SIZE:-512M}
 TEXT_SIZE=${TEXT_SIZE:-64M}
 RUNS=${RUNS:-3}
 EXECS=${EXECS:-100}
+INTERACTIVE=${INTERACTIVE:-50}
+INTERACTIVE_ONLY=0
 PERF=0
 HOLD=0
 PROFILE=release
@@ -55,6 +61,8 @@ while (($#)); do
         --text-size) TEXT_SIZE=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
         --execs) EXECS=$2; shift 2 ;;
+        --interactive) INTERACTIVE=$2; shift 2 ;;
+        --interactive-only) INTERACTIVE_ONLY=1; shift ;;
         --perf) PERF=1; shift ;;
         --hold) HOLD=1; shift ;;
         --debug) PROFILE=debug; shift ;;
@@ -368,6 +376,38 @@ ratio() { # a / b with two decimals, or "—"
     if [[ -n $1 && -n $2 ]]; then awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "—" }'; else echo "—"; fi
 }
 
+# Interactive round trips: one terminal session per path (gateway/benches/interactive.py).
+interactive_table() {
+    local name o r e50 e99 l50 l99 de50 dl50
+    cat <<EOF
+
+### Interactive terminal session: $INTERACTIVE × key echo and line round trip (ms)
+
+| path | key echo p50 | p99 | vs direct (p50) | line → output p50 | p99 | vs direct (p50) |
+|---|---:|---:|---:|---:|---:|---:|
+EOF
+    for name in "${NAMES[@]}"; do
+        mapfile -t o < <(opts "$name")
+        log "$name: $INTERACTIVE × interactive key echo and line round trip"
+        r=$(timeout 300 python3 "$(dirname "${BASH_SOURCE[0]}")/interactive.py" "$INTERACTIVE" -- \
+            ssh "${o[@]}" -tt -p "${PORT[$name]}" "${LOGIN[$name]}@127.0.0.1" 2>>"$DIR/interactive.log") ||
+            { log "$name: interactive run failed: $(tail -n 2 "$DIR/interactive.log")"; r="— — — —"; }
+        read -r e50 e99 l50 l99 <<<"$r"
+        [[ $name == direct ]] && de50=$e50 dl50=$l50
+        printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$e50" "$e99" "$(ratio "$e50" "$de50")" \
+            "$l50" "$l99" "$(ratio "$l50" "$dl50")"
+    done
+    cat <<EOF
+
+Direct, the host's bash (readline) echoes each key; through Warden the gateway's line editor
+does, and the line is judged, audited (a durable append) and sent whole before the host runs it.
+EOF
+}
+if ((INTERACTIVE_ONLY)); then
+    interactive_table
+    exit 0
+fi
+
 if ((HOLD)); then
     for name in "${NAMES[@]}"; do
         mapfile -t o < <(opts "$name")
@@ -646,6 +686,7 @@ non-zero. Warden CPU is utime + stime of the gateway process (all threads), at $
 ticks/s. After the last client: Warden still held $HELD TCP connections ($HELD_UP of them to
 sshd); its log has $WARNINGS warning or error lines.
 EOF
+((INTERACTIVE > 0)) && interactive_table
 if ((PERF)); then
     cat <<EOF
 

@@ -153,11 +153,7 @@ async fn allowlist_c_decides_per_target_and_frees_its_arguments() {
         "{:?}",
         d.verdict
     );
-    let shell = Command::Shell(warden::policy::Shell {
-        line: "ls".into(),
-        argv: vec!["ls".into()],
-        interactive: false,
-    });
+    let shell = Command::Shell(warden::command::shell("ls", false));
     let mut ssh = session();
     ssh.protocol = Protocol::Ssh;
     assert_eq!(

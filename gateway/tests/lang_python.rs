@@ -488,6 +488,7 @@ fn commands() -> Vec<(Session, Command)> {
                 line: line.into(),
                 argv: shell_words(line),
                 interactive: line.starts_with("ls"),
+                stdin_kind: warden::command::shell::stdin_kind(line),
             }),
         ));
     }

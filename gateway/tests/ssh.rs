@@ -1396,6 +1396,7 @@ fn a_terminal_session_runs_only_judged_lines() {
             "for i in 1 2; do\n",
             "echo loop-$i; done\n",
             "vim /etc/passwd\n",
+            "stty intr a\n",
             // `read` gets no keys: what is typed meanwhile waits, and Ctrl-C drops it.
             "read x; echo got-$x\n",
             &format!("touch {dir}/m3\n"),
@@ -1416,6 +1417,7 @@ fn a_terminal_session_runs_only_judged_lines() {
     assert!(out.contains("history expansion"), "{}", show(&o));
     assert!(out.contains("loop-1\r\nloop-2"), "{}", show(&o));
     assert!(out.contains("`vim` reads the terminal"), "{}", show(&o));
+    assert!(out.contains("settings are the gateway's"), "{}", show(&o));
     // `read` never got a key: neither the typed line nor an empty one after Ctrl-C.
     assert!(
         !out.contains("got-touch") && !out.contains("got-\r"),

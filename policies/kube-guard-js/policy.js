@@ -1,6 +1,6 @@
 // kube-guard-js: a Warden policy, in JavaScript, for Kubernetes API and plain HTTP targets.
 //
-// Implements the `policy` world of wit/policy.wit (warden:policy@0.3.0); build.mjs turns this
+// Implements the `policy` world of wit/policy.wit (warden:policy@0.4.0); build.mjs turns this
 // module into a component with ComponentizeJS (SpiderMonkey). Rules, for `http` commands:
 //
 //   with Kubernetes request info (`kube`):

@@ -68,8 +68,8 @@ pub mod bindings {
 
 pub use bindings::warden::policy::types::{
     Budget, CellEdit, Column, ColumnUsage, ColumnUse, Command, CopyTarget, FileOp, Forward, Http,
-    Kube, OverBudget, Principal, Protocol, Session, Shell, Sql, SqlCopy, SqlWrite, TableBudget,
-    Verdict,
+    Kube, OverBudget, Principal, Protocol, Session, Shell, Sql, SqlCopy, SqlWrite, StdinKind,
+    TableBudget, Verdict,
 };
 
 /// One result row: cells as text, `None` for NULL.

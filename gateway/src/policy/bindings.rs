@@ -11,7 +11,7 @@ wasmtime::component::bindgen!({
 // The world's `use` already brings CellEdit, Column, Command, Session and Verdict in scope.
 pub use self::warden::policy::types::{
     Budget, ColumnUsage, ColumnUse, CopyTarget, FileOp, Forward, Http, Kube, OverBudget, Principal,
-    Protocol, Shell, Sql, SqlCopy, SqlWrite, TableBudget,
+    Protocol, Shell, Sql, SqlCopy, SqlWrite, StdinKind, TableBudget,
 };
 
 impl From<&crate::identity::Principal> for Principal {

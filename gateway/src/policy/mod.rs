@@ -21,7 +21,7 @@ mod verdict;
 pub use bindings::{Budget, OverBudget, TableBudget};
 pub use bindings::{
     CellEdit, Column, ColumnUsage, ColumnUse, Command, CopyTarget, FileOp, Forward, Http, Kube,
-    Principal, Protocol, Session, Shell, Sql, SqlCopy, SqlWrite, Verdict,
+    Principal, Protocol, Session, Shell, Sql, SqlCopy, SqlWrite, StdinKind, Verdict,
 };
 pub use cache::LoadSource;
 pub use error::PolicyError;

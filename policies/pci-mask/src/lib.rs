@@ -298,6 +298,7 @@ mod tests {
             line: "cat log".into(),
             argv: vec!["cat".into(), "log".into()],
             interactive: false,
+            stdin_kind: warden_policy::StdinKind::Data,
         });
         assert!(matches!(p.check(&session(), &shell), Verdict::Mask));
     }

@@ -71,7 +71,8 @@ mod wrappers;
 mod writes;
 
 use config::Guard;
-use warden_policy::{Command, Policy, Session, Verdict, export_policy};
+use findings::Rule;
+use warden_policy::{Command, Policy, Session, StdinKind, Verdict, export_policy};
 
 struct SshGuard {
     guard: Guard,
@@ -86,7 +87,20 @@ impl Policy for SshGuard {
 
     fn check(&self, _session: &Session, command: &Command) -> Verdict {
         match command {
-            Command::Shell(s) => walk::check_line(&self.guard, &s.line, s.interactive).verdict(),
+            Command::Shell(s) => {
+                let mut found = walk::check_line(&self.guard, &s.line, s.interactive);
+                // The gateway's reading agrees or adds: another language's program on stdin
+                // is held whatever the walk made of the line.
+                if s.stdin_kind == StdinKind::Code {
+                    found.hold(Rule::StdinCode, || {
+                        format!(
+                            "`{}` reads its program from standard input (or the terminal), which no policy can see",
+                            s.line
+                        )
+                    });
+                }
+                found.verdict()
+            }
             Command::File(f) => files::check_file(&self.guard, f).verdict(),
             Command::Forward(f) => files::check_forward(&self.guard, f).verdict(),
             Command::Sql(_) | Command::Http(_) => Verdict::Allow,

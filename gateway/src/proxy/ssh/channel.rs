@@ -231,7 +231,7 @@ impl Start {
             // sent whole (`script.rs`); with a terminal, keys are held until Enter.
             Start::Exec { raw, line } => {
                 ok &= up.exec(false, raw).await.is_ok();
-                if super::script::reads_commands_from_stdin(&line) {
+                if crate::command::shell::reads_commands_from_stdin(&line) {
                     Mode::Script(Box::default())
                 } else {
                     Mode::Exec

@@ -6,8 +6,11 @@
 //!
 //! The start-up file also fixes the host terminal's mode at every prompt: no echo (the
 //! gateway echoes), no canonical line editing and no `IEXTEN`/`IXON` special characters, so
-//! the bytes of a judged line reach the shell as sent. Only `ISIG` stays on, so that Ctrl-C,
-//! Ctrl-\ and Ctrl-Z reach a running command.
+//! the bytes of a judged line reach the shell as sent. Only `ISIG` stays on, with its three
+//! characters set back to Ctrl-C, Ctrl-\ and Ctrl-Z, so that they reach a running command. A
+//! line that would change the terminal's settings or shadow `stty` is refused
+//! (`terminal::settings_changed`): `stty intr a` would make the host cut a later line at every
+//! `a`.
 //!
 //! A marker is a claim by whatever prints to the terminal: a command the policy allowed can
 //! print one (the nonce can be read inside the shell). What a forged marker gets is the
@@ -20,8 +23,10 @@ use rand::Rng;
 const OSC: &[u8] = b"\x1b]7773;";
 /// A marker longer than this is not one.
 const MAX_MARKER: usize = 4096;
-/// The terminal mode the shell reads its lines in.
-const STTY: &str = "stty -echo -icanon min 1 time 0 -iexten -ixon -ixoff isig 2>/dev/null";
+/// The terminal mode the shell reads its lines in (`$__warden_stty` is stty's path, found once
+/// at start, so a later `PATH` does not change which program resets the mode).
+const STTY: &str = "\"$__warden_stty\" -echo -icanon min 1 time 0 -iexten -ixon -ixoff isig \
+                    intr '^C' quit '^\\' susp '^Z' 2>/dev/null";
 
 /// What the host sent, with markers taken out.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,6 +63,8 @@ impl Markers {
     pub fn shell_command(&self) -> String {
         let marker = format!("\\e]7773;{};", self.nonce);
         let rc = [
+            "__warden_stty=$(command -v stty || echo stty)".to_string(),
+            "readonly __warden_stty".into(),
             STTY.to_string(),
             "set +H +o history".into(),
             "unset HISTFILE PS0 PROMPT_COMMAND".into(),

@@ -67,6 +67,12 @@ fn unsendable(command: &str, typed: Typed) -> Option<&'static str> {
              command than the one judged; write the command out",
         );
     }
+    if typed != Typed::NoTerminal && terminal::settings_changed(command) {
+        return Some(
+            "warden: the terminal's settings are the gateway's: `stty` may only show them \
+             (stty -a, stty size), and may not be redefined",
+        );
+    }
     let control = |c: char| match typed {
         Typed::NoTerminal => false,
         Typed::GatewayEditor => c.is_control() && c != '\n' && c != '\t',

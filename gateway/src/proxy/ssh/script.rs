@@ -325,33 +325,6 @@ pub fn normalise(line: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Shells: what they read is shell code.
-const SHELLS: &[&str] = &[
-    "sh", "bash", "dash", "ash", "zsh", "ksh", "ksh93", "mksh", "pdksh", "yash", "posh", "fish",
-    "csh", "tcsh", "rbash", "busybox",
-];
-
-/// Other words that, anywhere in an exec line, may turn its stdin into code: stdin named as a
-/// file (`source /dev/stdin`, `bash /proc/self/fd/0`), and `system` (awk, perl or python
-/// one-liners that run what they read).
-const STDIN_AS_CODE: &[&str] = &["/dev/stdin", "/dev/fd/0", "/proc/self/fd/0", "system"];
-
-/// Whether the stdin of the exec command line `line` may reach a shell as code, so that it is
-/// judged command by command: the line names a shell anywhere, not only as its program
-/// (`sh`, `bash -s`, `cat | sh`, `bash <(cat)`, `env -S sh`, `script -qc bash`, `find -exec
-/// sh`, `sudo -u app bash`), or one of [`STDIN_AS_CODE`]. Deliberately broad: data piped to
-/// such a line (`bash -c 'cat > f' < file`) is judged as commands too, and refused where it is
-/// not one; a transfer goes through a command that names no shell (`cat > f`, `tar x`, sftp).
-/// (Other interpreters reading code from stdin, `python3 -`, `perl`, are the policy's to
-/// refuse by name; see docs/ssh.md.)
-pub fn reads_commands_from_stdin(line: &str) -> bool {
-    line.split(|c: char| !(c.is_alphanumeric() || "_./+-".contains(c)))
-        .any(|word| {
-            let name = word.rsplit('/').next().unwrap_or(word);
-            SHELLS.contains(&name) || STDIN_AS_CODE.contains(&word)
-        })
-}
-
 /// Whether bash's history expansion could change `text` (an interactive shell expands `!!`,
 /// `!$`, `!-2`, `!cmd` and a line starting `^old^new` before it runs anything, so the command
 /// it runs is not the one judged). A `!` followed by a blank, `=`, `(`, a closing `"` or the
@@ -537,40 +510,6 @@ mod tests {
             commands("sh <<X\nrm -rf /\n"),
             (vec![], Some("sh <<X\nrm -rf /\n".into()))
         );
-    }
-
-    #[test]
-    fn any_line_that_names_a_shell_has_its_stdin_judged() {
-        for line in [
-            "sh",
-            "/bin/bash --norc -i",
-            "env LC_ALL=C sh -",
-            "sudo -u app bash",
-            "cat | sh",
-            "tee /dev/null|bash",
-            "bash <(cat)",
-            "/usr/bin/env -S 'bash -s'",
-            "script -qc bash /dev/null",
-            "find /tmp -maxdepth 0 -exec sh \\;",
-            "xargs -0 sh -c",
-            "source /dev/stdin",
-            ". /proc/self/fd/0",
-            "awk '{system($0)}'",
-            "busybox sh",
-            "bash -c 'exec bash'",
-        ] {
-            assert!(reads_commands_from_stdin(line), "{line}");
-        }
-        for line in [
-            "cat > f",
-            "tar xf - -C /tmp",
-            "shellcheck x",
-            "git-receive-pack 'repo.git'",
-            "rsync --server -e.LsfxC . /tmp/x",
-            "python3",
-        ] {
-            assert!(!reads_commands_from_stdin(line), "{line}");
-        }
     }
 
     #[test]

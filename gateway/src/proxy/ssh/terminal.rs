@@ -13,6 +13,7 @@
 
 use super::editor::{Editor, Event};
 use super::script::{Piece, Script, TooLong};
+use crate::command::shell::simple_commands;
 
 /// Type-ahead kept while a command runs.
 const TYPEAHEAD: usize = 64 << 10;
@@ -83,12 +84,6 @@ const READS_TERMINAL: &[&str] = &[
     "sudoedit",
     "script",
     "expect",
-];
-
-/// Commands that run another command: the program after them is the one that matters.
-const RUNS_ANOTHER: &[&str] = &[
-    "sudo", "env", "nice", "nohup", "time", "exec", "command", "stdbuf", "ionice", "timeout",
-    "doas", "chrt", "taskset",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,37 +297,13 @@ impl Terminal {
     }
 }
 
-/// The programs `line` runs, as far as plain words tell: the first word of each simple
-/// command, after variable assignments and commands that run another, by base name.
-pub fn programs(line: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for part in line.split(['|', ';', '&', '(', ')', '\n', '`', '{', '}']) {
-        let words = shell_words::split(part)
-            .unwrap_or_else(|_| part.split_whitespace().map(str::to_string).collect());
-        let mut words = words.iter().map(|w| w.rsplit('/').next().unwrap_or(w));
-        let mut skip_value = false;
-        for word in words.by_ref() {
-            if skip_value {
-                skip_value = false;
-                continue;
-            }
-            let assignment = word
-                .split_once('=')
-                .is_some_and(|(name, _)| !name.is_empty() && !name.contains(['-', ' ']));
-            if assignment || word.starts_with('-') || word.starts_with('$') {
-                continue;
-            }
-            if word == "timeout" {
-                skip_value = true;
-            }
-            if RUNS_ANOTHER.contains(&word) || word.chars().all(|c| c.is_ascii_digit()) {
-                continue;
-            }
-            found.push(word.to_string());
-            break;
-        }
-    }
-    found
+/// The programs `line` runs, as far as plain words tell, by base name.
+fn programs(line: &str) -> Vec<String> {
+    simple_commands(line)
+        .into_iter()
+        .filter_map(|words| words.into_iter().next())
+        .map(|w| w.rsplit('/').next().unwrap_or(&w).to_string())
+        .collect()
 }
 
 /// Whether `line` runs a terminal program that `named` lets read the terminal (`Ok(true)`),
@@ -347,6 +318,48 @@ pub fn terminal_program(line: &str, named: &[String]) -> Result<bool, String> {
         }
     }
     Ok(program)
+}
+
+/// What `stty` may be given in a terminal session: options that only show settings.
+const STTY_SHOWS: &[&str] = &["-a", "--all", "-g", "--save", "size", "speed"];
+
+/// Whether `line` could change how the host's terminal reads later lines: `stty` with a
+/// setting (`stty intr a` makes every `a` of a later line a Ctrl-C that cuts it), or `stty`
+/// shadowed by a function, alias or hash entry (the gateway's prompt resets the mode with it).
+/// Programs that set the mode through other means (a Python `termios` call) are the policy's
+/// to hold, as any code is.
+pub fn settings_changed(line: &str) -> bool {
+    let words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || ";|&`".contains(c))
+        .filter(|w| !w.is_empty())
+        .collect();
+    // A builtin that can give the name `stty` another meaning, anywhere on the line.
+    let defining = words.iter().any(|w| {
+        [
+            "function", "alias", "unalias", "unset", "hash", "enable", "declare", "typeset",
+            "readonly", "local", "export",
+        ]
+        .contains(w)
+    });
+    words.iter().enumerate().any(|(i, raw)| {
+        let w = raw.trim_matches(|c| c == '\'' || c == '"' || c == '(' || c == ')' || c == '{');
+        let name = w.rsplit('/').next().unwrap_or(w);
+        let Some(rest) = name.strip_prefix("stty") else {
+            return false;
+        };
+        if !(rest.is_empty() || rest.starts_with(['=', '('])) {
+            return false;
+        }
+        let defines = !rest.is_empty()
+            || raw.contains("stty(")
+            || words.get(i + 1).is_some_and(|next| next.starts_with('('))
+            || defining;
+        let sets = words[i + 1..]
+            .iter()
+            .take_while(|a| !a.starts_with(['>', '<', '(', ')', '{', '}']))
+            .any(|a| !STTY_SHOWS.contains(a) && !a.starts_with("2"));
+        defines || sets
+    })
 }
 
 #[cfg(test)]
@@ -390,6 +403,32 @@ mod tests {
         t.continuation(&mut out);
         t.input(b"\x03");
         assert_eq!(t.step(&mut out), Some(Step::Interrupt));
+    }
+
+    #[test]
+    fn terminal_settings_are_the_gateways() {
+        for line in [
+            "stty intr a",
+            "stty -isig; ls",
+            "/bin/stty raw",
+            "stty() { :; }",
+            "function stty { :; }",
+            "alias stty=true",
+            "hash -p /tmp/x stty",
+            "/usr/bin/stty() { :; }",
+            "ls && stty sane",
+        ] {
+            assert!(settings_changed(line), "{line}");
+        }
+        for line in [
+            "stty -a",
+            "stty size",
+            "ls /etc/stty.conf",
+            "echo sttyx",
+            "stty -g > /dev/null",
+        ] {
+            assert!(!settings_changed(line), "{line}");
+        }
     }
 
     #[test]
