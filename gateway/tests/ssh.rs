@@ -1362,8 +1362,14 @@ fn typed(gw: &SshGateway, args: &[&str], keys: &[&str]) -> Output {
         use std::io::Write;
         std::thread::sleep(Duration::from_millis(1500));
         for k in keys {
-            stdin.write_all(k.as_bytes()).unwrap();
-            stdin.flush().unwrap();
+            // The session may have ended (a refused command): the rest is not typed.
+            if stdin
+                .write_all(k.as_bytes())
+                .and_then(|_| stdin.flush())
+                .is_err()
+            {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(700));
         }
         stdin
@@ -1513,6 +1519,28 @@ fn named_terminal_programs_get_keys_and_exec_shells_get_whole_commands() {
     let out = text(&o.stdout);
     assert!(out.contains("typed-through"), "{}", show(&o));
     assert!(out.contains("after-cat"), "{}", show(&o));
+    // `ssh -t host CMD`: a named program gets the keys, an editor not named is refused, and
+    // any other command gets only the signal keys.
+    let o = typed(&gw, &["cat"], &["keys-to-cat\n", "\x03"]);
+    assert!(
+        text(&o.stdout).contains("keys-to-cat\r\nkeys-to-cat"),
+        "{}",
+        show(&o)
+    );
+    let vimmed = sshd.dir.path().join("vimmed");
+    let o = typed(
+        &gw,
+        &["vim", "/tmp/warden-notes"],
+        &[&format!(":!touch {}\n", vimmed.display())],
+    );
+    assert!(
+        text(&o.stdout).contains("`vim` reads the terminal"),
+        "{}",
+        show(&o)
+    );
+    assert!(!vimmed.exists());
+    let o = typed(&gw, &["read x; echo got-$x"], &["secret\n", "\x03"]);
+    assert!(!text(&o.stdout).contains("got-secret"), "{}", show(&o));
     let dir = sshd.dir.path().display().to_string();
     let o = typed(
         &gw,

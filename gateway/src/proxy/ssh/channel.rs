@@ -5,7 +5,7 @@
 //! non-zero exit status.
 
 use super::downstream::Shared;
-use super::relay::{self, Mode};
+use super::relay::{self, Keys, Mode};
 use super::{Conn, REFUSED_EXIT, UNREACHABLE_EXIT};
 use crate::policy::Command;
 use crate::session::{Client, Ending, Interrupt, Judged, Refused, Ruling};
@@ -181,6 +181,28 @@ impl Start {
         };
         held_early.extend(held);
         let held = held_early;
+        // A command run with a terminal gets keys only when the target names it as a terminal
+        // program (a program that reads the terminal may run commands of its own: `vim`'s
+        // `:!`); a known one not named is refused rather than left waiting for keys.
+        let mut keys = Keys::All;
+        if let (Start::Exec { line, .. }, Some(_)) = (&self, &pty)
+            && !crate::command::shell::reads_commands_from_stdin(line)
+        {
+            keys = match super::terminal::terminal_program(line, conn.terminal_programs()) {
+                Ok(true) => Keys::Recorded,
+                Ok(false) => Keys::Signals,
+                Err(name) => {
+                    let why = format!(
+                        "warden: `{name}` reads the terminal, and target {} does not name it in \
+                         terminal_programs",
+                        conn.target
+                    );
+                    let _ = conn.session.refuse(line, "shell", &why).await;
+                    let _ = stderr(&conn, &client, &why, true).await;
+                    return finish(&client, REFUSED_EXIT).await;
+                }
+            };
+        }
         let upstream = match conn.upstream().await {
             Ok(u) => u,
             Err(e) => {
@@ -234,7 +256,7 @@ impl Start {
                 if crate::command::shell::reads_commands_from_stdin(&line) {
                     Mode::Script(Box::default())
                 } else {
-                    Mode::Exec
+                    Mode::Exec(keys)
                 }
             }
             // With a terminal, the gateway owns the line: the host runs the gateway's bash,

@@ -23,9 +23,20 @@ use std::time::Duration;
 /// How long the host side may take to wind down after the client closed.
 const HOST_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
+/// Which keys of an exec'd command's stdin reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// No terminal: stdin is data, passed as it comes.
+    All,
+    /// A terminal program the target names: every key, recorded as input.
+    Recorded,
+    /// Another command under a terminal: only Ctrl-C, Ctrl-\ and Ctrl-Z (signals).
+    Signals,
+}
+
 /// What runs on the channel.
 pub enum Mode {
-    Exec,
+    Exec(Keys),
     /// A terminal shell: the gateway's editor has the line; prompts come from the host's
     /// output (`prompt.rs`).
     Terminal(Box<Terminal>, tokio::sync::mpsc::UnboundedReceiver<Chunk>),
@@ -167,7 +178,23 @@ impl Input {
     async fn on_client(&mut self, msg: Option<ChannelMsg>) -> Flow {
         match msg {
             Some(ChannelMsg::Data { data }) => match &mut self.mode {
-                Mode::Exec => self.send_host(&data).await,
+                Mode::Exec(Keys::All) => self.send_host(&data).await,
+                Mode::Exec(Keys::Recorded) => {
+                    self.program_input(&data);
+                    self.send_host(&data).await
+                }
+                Mode::Exec(Keys::Signals) => {
+                    let signals: Vec<u8> = data
+                        .iter()
+                        .copied()
+                        .filter(|b| [0x03, 0x1c, 0x1a].contains(b))
+                        .collect();
+                    if signals.is_empty() {
+                        Flow::Go
+                    } else {
+                        self.send_host(&signals).await
+                    }
+                }
                 Mode::Terminal(term, _) => {
                     let now = term.input(&data);
                     if term.in_program() {
