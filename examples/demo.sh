@@ -23,8 +23,9 @@
 #      server never sees it) and a read held for approval and approved by bob; with ssh, an
 #      allowed command, masked output, a denied write under /etc (exit status 126; the host
 #      never runs it), a sudo held for approval and approved by bob, a command off ssh-guard's
-#      allowlist held and denied by bob (the host never runs it), and scp refused; then the
-#      audit trail (sessions, replay, hash-chain verification).
+#      allowlist held and denied by bob (the host never runs it), scp refused, and an
+#      interactive session in which warden owns the line (a listing runs, a write is refused);
+#      then the audit trail (sessions, replay, hash-chain verification).
 # Everything listens on 127.0.0.1 only; everything it started is stopped and removed on exit.
 set -euo pipefail
 
@@ -732,6 +733,22 @@ if ((rc != 0)) && [[ ! -e $RUN/copied.log ]]; then
     info "(scp reports any refused lookup as \"No such file\"; warden's reason is in the audit trail, replayed below)"
 else
     warn "expected scp to be refused (exit $rc)"; FAILED+=("scp refused")
+fi
+
+step "9b. ssh: an interactive session: the gateway owns the line"
+# Keys typed into a terminal session go to warden's own line editor; each complete command is
+# judged, then sent whole to the host, or not at all. (Keys are piped here, with pauses.)
+TTY_BAD='echo pwned > /etc/warden-demo-tty'
+show "ssh -tt -p $SPORT web-1@127.0.0.1   # then types: ls $WEB1 / $TTY_BAD / exit"
+out=$( (sleep 2; printf 'ls %s\n' "$WEB1"; sleep 1; printf '%s\n' "$TTY_BAD"; sleep 1; printf 'exit\n') |
+    env -u DISPLAY SSH_ASKPASS="$RUN/alice-askpass" SSH_ASKPASS_REQUIRE=force \
+        timeout 60 setsid -w ssh "${SSH_OPTS[@]}" -tt -p "$SPORT" web-1@127.0.0.1 2>&1 |
+    sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\r//g' | grep -v '^ *$') || true
+printf '%s\n' "$out" | indent
+if grep -q 'web-1:~\$ ls' <<<"$out" && grep -q 'warden: denied' <<<"$out" && [[ ! -e /etc/warden-demo-tty ]]; then
+    ok "warden drew the prompt, ran the listing and refused the write: the host never saw a byte of it"
+else
+    warn "expected warden's prompt, the listing and a refusal"; FAILED+=("ssh interactive")
 fi
 
 step "10. The audit trail"
