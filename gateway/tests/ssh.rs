@@ -1387,10 +1387,13 @@ fn a_terminal_session_runs_only_judged_lines() {
     let (sshd, _logs, log) = logged_sshd();
     let mut gw = SshGateway::start(&sshd, GUARD, &["ssh-guard", "pci-mask"], "");
     let dir = sshd.dir.path().display().to_string();
+    // Commands in a file the shell could be pointed at (`exec < file`): never read.
+    std::fs::write(sshd.dir.path().join("cmds"), format!("touch {dir}/m4\n")).unwrap();
     let o = typed(
         &gw,
         &[],
         &[
+            &format!("exec < {dir}/cmds\n"),
             "echo first-$((6*7))\n",
             // Edited into a denied line: the line judged is the line that would run.
             &format!("echo hi\x15touch {dir}/m1 && echo x > /etc/warden-tty-marker\n"),
@@ -1431,7 +1434,8 @@ fn a_terminal_session_runs_only_judged_lines() {
         show(&o)
     );
     assert!(out.contains("after-6"), "{}", show(&o));
-    for m in ["m1", "m2", "m3"] {
+    assert!(out.contains("point the shell's input elsewhere"), "{}", show(&o));
+    for m in ["m1", "m2", "m3", "m4"] {
         assert!(
             !sshd.dir.path().join(m).exists(),
             "{m} was made: {}",

@@ -69,13 +69,20 @@ enum Typed {
 }
 
 /// Why a command cannot be sent as it was judged, if it cannot: history expansion (`!!`,
-/// `!$`, `^a^b`) would have the shell run another text than the one judged, and in a terminal,
-/// a control character would be read as a key.
+/// `!$`, `^a^b`) would have the shell run another text than the one judged; `exec < file`
+/// would have it read commands from somewhere else; in a terminal, a control character would
+/// be read as a key, and new terminal settings would cut later lines.
 fn unsendable(command: &str, typed: Typed) -> Option<&'static str> {
     if super::script::history_expansion(command) {
         return Some(
             "warden: history expansion (`!`, `^`) is not sent: the shell would run another \
              command than the one judged; write the command out",
+        );
+    }
+    if super::script::replaces_stdin(command) {
+        return Some(
+            "warden: `exec` may not point the shell's input elsewhere: the shell would run \
+             what it reads there, unjudged",
         );
     }
     if typed != Typed::NoTerminal && terminal::settings_changed(command) {

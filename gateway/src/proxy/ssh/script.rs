@@ -363,9 +363,71 @@ pub fn history_expansion(text: &str) -> bool {
     false
 }
 
+/// Whether `text` may point the shell's own standard input elsewhere (`exec < file`, `exec
+/// 0<&3`, `exec <<< 'cmd'`, `exec < <(...)`): a shell that reads its commands from stdin (a
+/// terminal session, `ssh host bash`) would then run what it reads there, unjudged. Read on the
+/// raw text, quotes included (`eval 'exec < f'` counts), so it errs towards refusing.
+pub fn replaces_stdin(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("exec") {
+        let start = i + at;
+        let end = start + 4;
+        i = end;
+        let word_before =
+            start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let word_after = bytes
+            .get(end)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
+        if word_before || word_after {
+            continue;
+        }
+        let rest = &text[end..];
+        let command = rest.split([';', '|', '&', '\n']).next().unwrap_or("");
+        let cmd = command.as_bytes();
+        for (j, &b) in cmd.iter().enumerate() {
+            // `<` for fd 0: nothing before it but a blank, a quote or `0` (and `0` itself
+            // starting the word); `3<file` and `{fd}<file` are other descriptors.
+            if b == b'<' {
+                let before = if j == 0 { b' ' } else { cmd[j - 1] };
+                let zero = before == b'0' && (j < 2 || !cmd[j - 2].is_ascii_alphanumeric());
+                if before.is_ascii_whitespace() || before == b'\'' || before == b'"' || zero {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pointing_the_shells_stdin_elsewhere_is_seen() {
+        for text in [
+            "exec < /tmp/cmds",
+            "exec 0</tmp/cmds",
+            "exec <<< 'touch /etc/x'",
+            "exec < <(cat /tmp/x)",
+            "exec 0<&3",
+            "eval 'exec </tmp/c'",
+            "true; exec <>/dev/tcp/127.0.0.1/22",
+        ] {
+            assert!(replaces_stdin(text), "{text}");
+        }
+        for text in [
+            "exec 3</tmp/cmds",
+            "exec {fd}<f",
+            "exec >/tmp/log 2>&1",
+            "cat < /tmp/x",
+            "executor < f",
+            "exec sleep 1",
+        ] {
+            assert!(!replaces_stdin(text), "{text}");
+        }
+    }
 
     #[test]
     fn history_expansion_is_recognised() {
