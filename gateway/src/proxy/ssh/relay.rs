@@ -56,16 +56,14 @@ fn at_password_prompt(tail: &[u8]) -> bool {
             .any(|w| last.contains(w))
 }
 
-/// Who edits the line a command was typed on.
+/// Where the shell a command goes to reads it from.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Typed {
     /// No terminal: the shell reads a script, where every byte is text.
     NoTerminal,
-    /// The gateway's editor: a tab is text, other control characters are not.
-    GatewayEditor,
-    /// The host shell's own line editor (an exec'd `bash -i` under `ssh -t`): control
-    /// characters and tabs are editing keys there, not text.
-    HostEditor,
+    /// A terminal: a control character or a tab could be a key to whatever reads it (a line
+    /// editor the host's shell turned on, a program reading the terminal), not text.
+    Terminal,
 }
 
 /// Why a command cannot be sent as it was judged, if it cannot: history expansion (`!!`,
@@ -87,17 +85,14 @@ fn unsendable(command: &str, typed: Typed) -> Option<&'static str> {
     }
     if typed != Typed::NoTerminal && terminal::settings_changed(command) {
         return Some(
-            "warden: the terminal's settings are the gateway's: `stty` may only show them \
-             (stty -a, stty size), and may not be redefined",
+            "warden: the terminal's settings and line editing are the gateway's: `stty` may \
+             only show them (stty -a, stty size), may not be redefined, and `set -o \
+             emacs|vi` is not sent",
         );
     }
-    let control = |c: char| match typed {
-        Typed::NoTerminal => false,
-        Typed::GatewayEditor => c.is_control() && c != '\n' && c != '\t',
-        Typed::HostEditor => c.is_control() && c != '\n',
-    };
+    let control = |c: char| typed == Typed::Terminal && c.is_control() && c != '\n';
     if command.chars().any(control) {
-        return Some("warden: control characters in a command line are not sent");
+        return Some("warden: control characters and tabs in a command line are not sent");
     }
     None
 }
@@ -409,7 +404,7 @@ impl Input {
         if command.trim().is_empty() {
             return self.terminal_prompt_again().await;
         }
-        if let Some(why) = unsendable(&command, Typed::GatewayEditor) {
+        if let Some(why) = unsendable(&command, Typed::Terminal) {
             return self.terminal_refuse(&command, why).await;
         }
         let program =
@@ -472,7 +467,7 @@ impl Input {
         if let Some(why) = unsendable(
             line,
             if self.shared.pty {
-                Typed::HostEditor
+                Typed::Terminal
             } else {
                 Typed::NoTerminal
             },

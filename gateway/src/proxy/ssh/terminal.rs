@@ -325,7 +325,8 @@ const STTY_SHOWS: &[&str] = &["-a", "--all", "-g", "--save", "size", "speed"];
 
 /// Whether `line` could change how the host's terminal reads later lines: `stty` with a
 /// setting (`stty intr a` makes every `a` of a later line a Ctrl-C that cuts it), or `stty`
-/// shadowed by a function, alias or hash entry (the gateway's prompt resets the mode with it).
+/// shadowed by a function, alias or hash entry (the gateway's prompt resets the mode with it),
+/// or the shell's own line editor turned on (`set -o emacs`, `set -o vi`).
 /// Programs that set the mode through other means (a Python `termios` call) are the policy's
 /// to hold, as any code is.
 pub fn settings_changed(line: &str) -> bool {
@@ -333,6 +334,14 @@ pub fn settings_changed(line: &str) -> bool {
         .split(|c: char| c.is_whitespace() || ";|&`".contains(c))
         .filter(|w| !w.is_empty())
         .collect();
+    // `set -o emacs` / `set -o vi` would turn the shell's own line editor on, which reads
+    // keys in what the gateway sends.
+    if words
+        .windows(2)
+        .any(|w| ["-o", "+o"].contains(&w[0]) && ["emacs", "vi"].contains(&w[1]))
+    {
+        return true;
+    }
     // A builtin that can give the name `stty` another meaning, anywhere on the line.
     let defining = words.iter().any(|w| {
         [
@@ -417,6 +426,8 @@ mod tests {
             "hash -p /tmp/x stty",
             "/usr/bin/stty() { :; }",
             "ls && stty sane",
+            "set -o vi",
+            "set +o emacs; ls",
         ] {
             assert!(settings_changed(line), "{line}");
         }
