@@ -1426,7 +1426,11 @@ fn a_terminal_session_runs_only_judged_lines() {
     assert!(out.contains("history expansion"), "{}", show(&o));
     assert!(out.contains("loop-1\r\nloop-2"), "{}", show(&o));
     assert!(out.contains("`vim` reads the terminal"), "{}", show(&o));
-    assert!(out.contains("line editing are the gateway's"), "{}", show(&o));
+    assert!(
+        out.contains("line editing are the gateway's"),
+        "{}",
+        show(&o)
+    );
     // `read` never got a key: neither the typed line nor an empty one after Ctrl-C.
     assert!(
         !out.contains("got-touch") && !out.contains("got-\r"),

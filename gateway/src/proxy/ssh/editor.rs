@@ -45,6 +45,12 @@ enum Esc {
     Csi,
     /// After ESC `O`: one more byte.
     Ss3,
+    /// In a string a terminal sends as an answer (OSC, DCS, APC, PM: ESC `]`, `P`, `_`, `^`
+    /// up to BEL or ESC `\`): dropped whole, so an answer to a query a host program printed is
+    /// never typed into the line.
+    Str,
+    /// ESC inside such a string.
+    StrEsc,
 }
 
 /// The line being edited, and how it is drawn.
@@ -237,6 +243,7 @@ impl Editor {
                         self.params.clear();
                     }
                     b'O' => self.esc = Esc::Ss3,
+                    b']' | b'P' | b'_' | b'^' => self.esc = Esc::Str,
                     b'b' | b'B' => return self.move_to(self.word_back()),
                     b'f' | b'F' => return self.move_to(self.word_forward()),
                     b'd' | b'D' => return self.delete(self.pos, self.word_forward(), true),
@@ -264,6 +271,18 @@ impl Editor {
                     self.esc = Esc::None;
                     None
                 }
+            }
+            Esc::Str => {
+                match b {
+                    0x07 => self.esc = Esc::None,
+                    0x1b => self.esc = Esc::StrEsc,
+                    _ => {}
+                }
+                None
+            }
+            Esc::StrEsc => {
+                self.esc = if b == b'\\' { Esc::None } else { Esc::Str };
+                None
             }
             Esc::None => None,
         }
@@ -494,6 +513,11 @@ mod tests {
         assert_eq!(run(b"lsx\x02\x04\r\x04"), vec![line("ls"), Event::Eof]);
         // Tab and Ctrl-R only ring the bell.
         assert_eq!(run(b"l\ts\x12\r"), vec![line("ls")]);
+        // A terminal's answer to a query (a colour, a title, a cursor position) types nothing.
+        assert_eq!(
+            run(b"l\x1b]11;rgb:0000/0000/0000\x07s\x1bP1$r0m\x1b\\\x1b[12;5R\r"),
+            vec![line("ls")]
+        );
     }
 
     #[test]
