@@ -49,8 +49,8 @@ enum Esc {
     /// up to BEL or ESC `\`): dropped whole, so an answer to a query a host program printed is
     /// never typed into the line.
     Str,
-    /// ESC inside such a string.
-    StrEsc,
+    /// ESC inside such a string (ESC `\\` ends it).
+    StrEnd,
 }
 
 /// The line being edited, and how it is drawn.
@@ -275,12 +275,12 @@ impl Editor {
             Esc::Str => {
                 match b {
                     0x07 => self.esc = Esc::None,
-                    0x1b => self.esc = Esc::StrEsc,
+                    0x1b => self.esc = Esc::StrEnd,
                     _ => {}
                 }
                 None
             }
-            Esc::StrEsc => {
+            Esc::StrEnd => {
                 self.esc = if b == b'\\' { Esc::None } else { Esc::Str };
                 None
             }
