@@ -49,7 +49,7 @@ enum Esc {
     /// up to BEL or ESC `\`): dropped whole, so an answer to a query a host program printed is
     /// never typed into the line.
     Str,
-    /// ESC inside such a string (ESC `\\` ends it).
+    /// ESC inside such a string (ESC `\` ends it).
     StrEnd,
 }
 
