@@ -1406,6 +1406,14 @@ fn a_terminal_session_runs_only_judged_lines() {
             "echo loop-$i; done\n",
             "vim /etc/passwd\n",
             "stty intr a\n",
+            // Quoting does not hide stty (the attack's F1: istrip made the host read `»` as `;`).
+            "st\"\"ty istrip\n",
+            // Set by a program the gateway cannot read: undone before the next line is read.
+            "python3 -c 'import termios; a = termios.tcgetattr(0); a[0] |= termios.ISTRIP | termios.IUCLC; termios.tcsetattr(0, termios.TCSANOW, a)'\n",
+            "printf 'got-%s\\n' »X\n",
+            // A card number in the working directory is masked in the gateway's prompt too.
+            &format!("mkdir -p {dir}/4111111111111111 && cd {dir}/4111111111111111\n"),
+            "cd /tmp\n",
             // `read` gets no keys: what is typed meanwhile waits, and Ctrl-C drops it.
             "read x; echo got-$x\n",
             &format!("touch {dir}/m3\n"),
@@ -1421,16 +1429,22 @@ fn a_terminal_session_runs_only_judged_lines() {
     // The host's answer is masked; the client's own typing is echoed as typed (by the
     // gateway: the host does not echo).
     assert!(out.contains("card ************1111"), "{}", show(&o));
-    assert_eq!(out.matches("4111111111111111").count(), 1, "{}", show(&o));
+    // Typed in `echo card ...` and twice in `mkdir ... && cd ...`: nowhere else.
+    assert_eq!(out.matches("4111111111111111").count(), 3, "{}", show(&o));
     assert!(plain.contains("web-1:/tmp$ "), "{plain}");
     assert!(out.contains("history expansion"), "{}", show(&o));
     assert!(out.contains("loop-1\r\nloop-2"), "{}", show(&o));
     assert!(out.contains("`vim` reads the terminal"), "{}", show(&o));
-    assert!(
-        out.contains("line editing are the gateway's"),
+    assert_eq!(
+        out.matches("line editing are the gateway's").count(),
+        2,
         "{}",
         show(&o)
     );
+    // ISTRIP and IUCLC, set by the program, were undone before this line was read.
+    assert!(out.contains("got-»X\r\n"), "{}", show(&o));
+    assert!(!plain.contains("4111111111111111$ "), "{plain}");
+    assert!(plain.contains("1111$ "), "{plain}");
     // `read` never got a key: neither the typed line nor an empty one after Ctrl-C.
     assert!(
         !out.contains("got-touch") && !out.contains("got-\r"),
@@ -1506,8 +1520,8 @@ fn a_terminal_session_runs_only_judged_lines() {
     );
 }
 
-/// A program the target names in `terminal_programs` gets the keys, recorded; a shell started
-/// with a terminal (`ssh -t host bash`) gets whole judged commands, never control keys.
+/// A program the target names in `terminal_programs` gets the keys, recorded, run as itself
+/// only; a shell started with a terminal (`ssh -t host bash`) is refused.
 #[test]
 fn named_terminal_programs_get_keys_and_exec_shells_get_whole_commands() {
     let sshd = Sshd::start();
@@ -1553,22 +1567,24 @@ fn named_terminal_programs_get_keys_and_exec_shells_get_whole_commands() {
     assert!(!vimmed.exists());
     let o = typed(&gw, &["read x; echo got-$x"], &["secret\n", "\x03"]);
     assert!(!text(&o.stdout).contains("got-secret"), "{}", show(&o));
+    // A shell started with a terminal would edit what it reads with its own line editor (a
+    // `bind` macro turns a judged line into another): refused, nothing runs.
     let dir = sshd.dir.path().display().to_string();
-    let o = typed(
-        &gw,
-        &["bash"],
-        &[
-            "echo one-$((1+1))\n",
-            &format!("touch {dir}/t1\tx\n"),
-            "echo !!\n",
-            "exit\n",
-        ],
+    let o = typed(&gw, &["bash"], &[&format!("touch {dir}/t1\n"), "exit\n"]);
+    assert!(
+        text(&o.stdout).contains("a shell started with a terminal"),
+        "{}",
+        show(&o)
     );
-    let out = text(&o.stdout);
-    assert!(out.contains("one-2"), "{}", show(&o));
-    assert!(out.contains("control characters"), "{}", show(&o));
-    assert!(out.contains("history expansion"), "{}", show(&o));
     assert!(!sshd.dir.path().join("t1").exists());
+    // A named terminal program runs only as itself: `env -u LESSSECURE less` would undo
+    // what makes `less` safe to name.
+    let o = typed(&gw, &["env", "-u", "X", "cat"], &["x\n", "\x03"]);
+    assert!(
+        text(&o.stdout).contains("runs only as itself"),
+        "{}",
+        show(&o)
+    );
     gw.stop();
     let (_, raw) = first_recording(&gw);
     assert!(raw.contains("typed-through"), "{raw}");

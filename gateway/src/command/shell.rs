@@ -40,6 +40,30 @@ pub fn reads_commands_from_stdin(line: &str) -> bool {
             let name = word.rsplit('/').next().unwrap_or(word);
             SHELLS.contains(&name) || STDIN_AS_CODE.contains(&word)
         })
+        || awk_runs_commands(line)
+}
+
+/// Whether an awk program in `line` pipes to or from a command (`print | $0`, `cmd | getline`,
+/// `|&`): awk hands that command to `sh -c`, so what it reads may become shell commands.
+fn awk_runs_commands(line: &str) -> bool {
+    simple_commands(line).iter().any(|simple| {
+        let name = simple.words[0]
+            .rsplit('/')
+            .next()
+            .unwrap_or(&simple.words[0]);
+        AWKS.contains(&name) && simple.words[1..].iter().any(|w| w.contains('|'))
+    }) || {
+        // The line is cut at `|` before words are read: an awk program holding one is seen
+        // in the raw text.
+        let awk = line
+            .split(|c: char| c.is_whitespace() || c == ';')
+            .any(|w| AWKS.contains(&w.rsplit('/').next().unwrap_or(w)));
+        awk && line
+            .split('\'')
+            .skip(1)
+            .step_by(2)
+            .any(|quoted| quoted.contains('|'))
+    }
 }
 
 /// Commands that run another command: the program after them is the one that matters. With
@@ -72,10 +96,20 @@ const RUNS_ANOTHER: &[(&str, &[&str], usize)] = &[
     ("unbuffer", &[], 0),
 ];
 
-/// The words of each simple command of `line`, from its program on (variable assignments and
-/// commands that run another, with their options, left out), as far as plain words tell: the
-/// line is cut at `|`, `;`, `&`, parentheses, braces, backquotes and newlines.
-pub fn simple_commands(line: &str) -> Vec<Vec<String>> {
+/// One simple command of a line, as plain words tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Simple {
+    /// Its words from the program on.
+    pub words: Vec<String>,
+    /// Variable assignments or a command that runs another came first (`env -u X prog`,
+    /// `LANG=C prog`, `sudo prog`).
+    pub wrapped: bool,
+}
+
+/// Each simple command of `line`, from its program on (variable assignments and commands that
+/// run another, with their options, left out), as far as plain words tell: the line is cut at
+/// `|`, `;`, `&`, parentheses, braces, backquotes and newlines.
+pub fn simple_commands(line: &str) -> Vec<Simple> {
     let mut found = Vec::new();
     for part in line.split(['|', ';', '&', '(', ')', '\n', '`', '{', '}']) {
         let words = shell_words::split(part)
@@ -109,7 +143,10 @@ pub fn simple_commands(line: &str) -> Vec<Vec<String>> {
             !word.chars().all(|c| c.is_ascii_digit())
         });
         if let Some(start) = start {
-            found.push(words[start..].to_vec());
+            found.push(Simple {
+                words: words[start..].to_vec(),
+                wrapped: start > 0,
+            });
         }
     }
     found
@@ -147,6 +184,29 @@ const INTERPRETERS: &[(&str, &[&str])] = &[
     ("expect", &["-c"]),
 ];
 
+/// awk and its kin: the program is inline unless `-f` names a file.
+const AWKS: &[&str] = &["awk", "gawk", "mawk", "nawk", "busybox"];
+
+/// Whether `-f FILE` / `-fFILE` / `--file=FILE` among `args` names stdin (`sed -f -`, `awk -f
+/// /dev/stdin`): the program is then read from stdin.
+fn reads_program_file_from_stdin(args: &[String]) -> bool {
+    args.iter().enumerate().any(|(i, a)| {
+        let file = if a == "-f" || a == "--file" {
+            args.get(i + 1).map(String::as_str)
+        } else if let Some(f) = a.strip_prefix("--file=") {
+            Some(f)
+        } else if let Some(f) = a
+            .strip_prefix("-f")
+            .filter(|f| !f.is_empty() && !a.starts_with("--"))
+        {
+            Some(f)
+        } else {
+            None
+        };
+        file.is_some_and(|f| STDIN_NAMES.contains(&f))
+    })
+}
+
 /// Operands that name stdin as the program.
 const STDIN_NAMES: &[&str] = &["-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"];
 
@@ -154,34 +214,45 @@ const STDIN_NAMES: &[&str] = &["-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"
 /// program first (the stricter answer: `ruby /dev/stdin` is code, though the gateway also
 /// judges that stdin as shell commands), then shell commands, else data.
 pub fn stdin_kind(line: &str) -> StdinKind {
-    let code = simple_commands(line).iter().any(|words| {
-        let name = words[0].rsplit('/').next().unwrap_or(&words[0]);
-        let version = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
-        let Some((_, inline)) = INTERPRETERS
-            .iter()
-            .find(|(n, _)| *n == name || (n.starts_with("python") && *n == version))
-        else {
-            return false;
-        };
-        let args = &words[1..];
-        if args.iter().any(|a| {
-            inline
-                .iter()
-                .any(|o| a == o || (o.len() == 2 && a.starts_with(o)))
-        }) {
-            return false;
-        }
-        match args.iter().find(|a| !a.starts_with('-') || *a == "-") {
-            None => true,
-            Some(operand) => STDIN_NAMES.contains(&operand.as_str()),
-        }
-    });
+    let code = simple_commands(line)
+        .iter()
+        .any(|simple| program_from_stdin(&simple.words) == Some(true));
     if code {
         StdinKind::Code
     } else if reads_commands_from_stdin(line) {
         StdinKind::Commands
     } else {
         StdinKind::Data
+    }
+}
+
+/// For a simple command (`words` from its program on) whose program is an interpreter of
+/// another language: whether it reads its program from stdin (no script, no inline program,
+/// or `-`). `None` for other programs.
+pub fn program_from_stdin(words: &[String]) -> Option<bool> {
+    {
+        let name = words[0].rsplit('/').next().unwrap_or(&words[0]);
+        if AWKS.contains(&name) || name == "sed" {
+            return Some(reads_program_file_from_stdin(&words[1..]));
+        }
+        let version = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+        let (_, inline) = INTERPRETERS
+            .iter()
+            .find(|(n, _)| *n == name || (n.starts_with("python") && *n == version))?;
+        let args = &words[1..];
+        if args.iter().any(|a| {
+            inline
+                .iter()
+                .any(|o| a == o || (o.len() == 2 && a.starts_with(o)))
+        }) {
+            return Some(false);
+        }
+        Some(
+            match args.iter().find(|a| !a.starts_with('-') || *a == "-") {
+                None => true,
+                Some(operand) => STDIN_NAMES.contains(&operand.as_str()),
+            },
+        )
     }
 }
 
@@ -235,6 +306,9 @@ mod tests {
             "ruby /dev/stdin",
             "sudo -u app python3",
             "sqlite3",
+            "sed -f - /etc/hosts",
+            "awk -f /dev/stdin x",
+            "sed -f/proc/self/fd/0 x",
         ] {
             assert_eq!(stdin_kind(line), StdinKind::Code, "{line}");
         }
@@ -250,5 +324,8 @@ mod tests {
             assert_eq!(stdin_kind(line), StdinKind::Data, "{line}");
         }
         assert_eq!(stdin_kind("cat | sh"), StdinKind::Commands);
+        assert_eq!(stdin_kind("awk '{printf \"\" | $0}'"), StdinKind::Commands);
+        assert_eq!(stdin_kind("awk '{print $1}' f | sort"), StdinKind::Data);
+        assert_eq!(stdin_kind("sed -n 1p f"), StdinKind::Data);
     }
 }

@@ -184,19 +184,26 @@ impl Start {
         // A command run with a terminal gets keys only when the target names it as a terminal
         // program (a program that reads the terminal may run commands of its own: `vim`'s
         // `:!`); a known one not named is refused rather than left waiting for keys.
+        // A shell started with a terminal (`ssh -t host bash`, `sudo -i`) would read what the
+        // gateway sends with its own line editor, where a `bind` macro or `~/.inputrc` turns a
+        // judged line into another: refused; `ssh TARGET` gives the gateway's editor.
         let mut keys = Keys::All;
-        if let (Start::Exec { line, .. }, Some(_)) = (&self, &pty)
-            && !crate::command::shell::reads_commands_from_stdin(line)
-        {
-            keys = match super::terminal::terminal_program(line, conn.terminal_programs()) {
+        if let (Start::Exec { line, .. }, Some(_)) = (&self, &pty) {
+            let refused = if crate::command::shell::reads_commands_from_stdin(line) {
+                Err(
+                    "a shell started with a terminal would edit what it reads itself; use \
+                     `ssh TARGET` for an interactive shell (the gateway's editor), or pipe \
+                     commands without -t"
+                        .to_string(),
+                )
+            } else {
+                super::terminal::terminal_program(line, conn.terminal_programs())
+            };
+            keys = match refused {
                 Ok(true) => Keys::Recorded,
                 Ok(false) => Keys::Signals,
-                Err(name) => {
-                    let why = format!(
-                        "warden: `{name}` reads the terminal, and target {} does not name it in \
-                         terminal_programs",
-                        conn.target
-                    );
+                Err(why) => {
+                    let why = format!("warden: {why}");
                     let _ = conn.session.refuse(line, "shell", &why).await;
                     let _ = stderr(&conn, &client, &why, true).await;
                     return finish(&client, REFUSED_EXIT).await;

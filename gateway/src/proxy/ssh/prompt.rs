@@ -25,7 +25,8 @@ const OSC: &[u8] = b"\x1b]7773;";
 const MAX_MARKER: usize = 4096;
 /// The terminal mode the shell reads its lines in (`$__warden_stty` is stty's path, found once
 /// at start, so a later `PATH` does not change which program resets the mode).
-const STTY: &str = "\"$__warden_stty\" -echo -icanon min 1 time 0 -iexten -ixon -ixoff isig \
+const STTY: &str = "\"$__warden_stty\" sane -echo -icanon min 1 time 0 -iexten -ixon -ixoff \
+                    -istrip -iuclc -inlcr -igncr icrnl -ixany -inpck -parmrk cs8 -parenb isig \
                     intr '^C' quit '^\\' susp '^Z' 2>/dev/null";
 
 /// What the host sent, with markers taken out.
@@ -75,7 +76,8 @@ impl Markers {
                 .into(),
             format!("__warden_prompt() {{ {STTY}; }}"),
             "readonly -f __warden_prompt".into(),
-            "PROMPT_COMMAND=__warden_prompt".into(),
+            // The backslash: an alias named like the function is not expanded.
+            "PROMPT_COMMAND='\\__warden_prompt'".into(),
             format!("PS1='{marker}\\w\\a'"),
             format!("PS2='{marker}+\\a'"),
             "readonly PROMPT_COMMAND PS1 PS2 LESSSECURE SYSTEMD_PAGERSECURE".into(),
@@ -116,12 +118,16 @@ impl Markers {
             let body = String::from_utf8_lossy(&marker[OSC.len()..marker.len() - 1]).into_owned();
             match body.split_once(';') {
                 Some((nonce, "+")) if nonce == self.nonce => chunks.push(Chunk::Continue),
-                Some((nonce, dir)) if nonce == self.nonce => chunks.push(Chunk::Prompt(
-                    dir.chars()
+                // The directory is host output shown to the client: card numbers in it are
+                // masked like any (`cd /data/4111...` must not show them in the prompt).
+                Some((nonce, dir)) if nonce == self.nonce => {
+                    let shown: String = dir
+                        .chars()
                         .map(|c| if c.is_control() { '?' } else { c })
                         .take(200)
-                        .collect(),
-                )),
+                        .collect();
+                    chunks.push(Chunk::Prompt(crate::session::scrub(&shown)));
+                }
                 // Someone else's OSC 7773: output like any other.
                 _ => chunks.push(Chunk::Out(marker)),
             }

@@ -61,8 +61,9 @@ fn at_password_prompt(tail: &[u8]) -> bool {
 enum Typed {
     /// No terminal: the shell reads a script, where every byte is text.
     NoTerminal,
-    /// A terminal: a control character or a tab could be a key to whatever reads it (a line
-    /// editor the host's shell turned on, a program reading the terminal), not text.
+    /// The gateway's terminal session: a control character or a tab could be a key to
+    /// whatever reads the terminal (a line editor the host's shell turned on, a program), not
+    /// text.
     Terminal,
 }
 
@@ -95,18 +96,6 @@ fn unsendable(command: &str, typed: Typed) -> Option<&'static str> {
         return Some("warden: control characters and tabs in a command line are not sent");
     }
     None
-}
-
-/// Shell input for the script reader: from a terminal (`ssh -t host bash`), Enter is a CR.
-fn for_script(data: &[u8], pty: bool) -> std::borrow::Cow<'_, [u8]> {
-    if pty && data.contains(&b'\r') {
-        data.iter()
-            .map(|&b| if b == b'\r' { b'\n' } else { b })
-            .collect::<Vec<u8>>()
-            .into()
-    } else {
-        data.into()
-    }
 }
 
 enum Flow {
@@ -209,7 +198,7 @@ impl Input {
                     }
                     self.terminal_steps().await
                 }
-                Mode::Script(script) => match script.feed(&for_script(&data, self.shared.pty)) {
+                Mode::Script(script) => match script.feed(&data) {
                     Ok(pieces) => {
                         for piece in pieces {
                             let flow = match piece {
@@ -410,12 +399,8 @@ impl Input {
         let program =
             match terminal::terminal_program(&command, self.shared.conn.terminal_programs()) {
                 Ok(program) => program,
-                Err(name) => {
-                    let why = format!(
-                        "warden: `{name}` reads the terminal, and target {} does not name it in \
-                     terminal_programs; run commands that do not wait for keys",
-                        self.shared.conn.target
-                    );
+                Err(why) => {
+                    let why = format!("warden: {why}; run commands that do not wait for keys");
                     return self.terminal_refuse(&command, &why).await;
                 }
             };
@@ -464,14 +449,7 @@ impl Input {
         if line.trim().is_empty() {
             return self.send_host(&bytes).await;
         }
-        if let Some(why) = unsendable(
-            line,
-            if self.shared.pty {
-                Typed::Terminal
-            } else {
-                Typed::NoTerminal
-            },
-        ) {
+        if let Some(why) = unsendable(line, Typed::NoTerminal) {
             return self.script_unreadable(&bytes, why).await;
         }
         match self.judge_shell(line, line).await {

@@ -297,24 +297,31 @@ impl Terminal {
     }
 }
 
-/// The programs `line` runs, as far as plain words tell, by base name.
-fn programs(line: &str) -> Vec<String> {
-    simple_commands(line)
-        .into_iter()
-        .filter_map(|words| words.into_iter().next())
-        .map(|w| w.rsplit('/').next().unwrap_or(&w).to_string())
-        .collect()
-}
-
 /// Whether `line` runs a terminal program that `named` lets read the terminal (`Ok(true)`),
-/// runs one that it does not (`Err(name)`), or none (`Ok(false)`).
+/// or none (`Ok(false)`); `Err` says why it may not run: a known terminal program not named,
+/// or a named one run under a wrapper or with variables (`env -u LESSSECURE less` would undo
+/// what makes it safe to name).
 pub fn terminal_program(line: &str, named: &[String]) -> Result<bool, String> {
     let mut program = false;
-    for p in programs(line) {
-        if named.contains(&p) {
+    for simple in simple_commands(line) {
+        let first = &simple.words[0];
+        let name = first.rsplit('/').next().unwrap_or(first);
+        if named.iter().any(|n| n == name) {
+            if simple.wrapped {
+                return Err(format!(
+                    "`{name}` is a terminal program here, and runs only as itself: not under \
+                     env, sudo or another wrapper, nor with variables set"
+                ));
+            }
             program = true;
-        } else if READS_TERMINAL.contains(&p.as_str()) {
-            return Err(p);
+        } else if READS_TERMINAL.contains(&name)
+            // An interpreter given a script or inline code does not read the terminal.
+            && crate::command::shell::program_from_stdin(&simple.words) != Some(false)
+        {
+            return Err(format!(
+                "`{name}` reads the terminal, and this target does not name it in \
+                 terminal_programs"
+            ));
         }
     }
     Ok(program)
@@ -326,10 +333,18 @@ const STTY_SHOWS: &[&str] = &["-a", "--all", "-g", "--save", "size", "speed"];
 /// Whether `line` could change how the host's terminal reads later lines: `stty` with a
 /// setting (`stty intr a` makes every `a` of a later line a Ctrl-C that cuts it), or `stty`
 /// shadowed by a function, alias or hash entry (the gateway's prompt resets the mode with it),
-/// or the shell's own line editor turned on (`set -o emacs`, `set -o vi`).
+/// or the shell's own line editor turned on (`set -o emacs`, `set -o vi`), or a function named
+/// by a path. Quotes and backslashes are read through.
 /// Programs that set the mode through other means (a Python `termios` call) are the policy's
 /// to hold, as any code is.
 pub fn settings_changed(line: &str) -> bool {
+    // Quotes and backslashes do not change a word's meaning here (`st""ty`, `'stty'`, `st\ty`).
+    let line: String = line
+        .replace("$'", "'")
+        .replace("$\"", "\"")
+        .chars()
+        .filter(|c| !matches!(c, '\'' | '"' | '\\'))
+        .collect();
     let words: Vec<&str> = line
         .split(|c: char| c.is_whitespace() || ";|&`".contains(c))
         .filter(|w| !w.is_empty())
@@ -340,6 +355,17 @@ pub fn settings_changed(line: &str) -> bool {
         .windows(2)
         .any(|w| ["-o", "+o"].contains(&w[0]) && ["emacs", "vi"].contains(&w[1]))
     {
+        return true;
+    }
+    // A function named by a path (`function /usr/bin/stty`, `/bin/stty() {`): the prompt
+    // runs stty by its path, which bash looks up as a function first.
+    let path_function = words.iter().enumerate().any(|(i, w)| {
+        w.contains('/')
+            && (w.contains("()")
+                || words.get(i + 1).is_some_and(|n| n.starts_with("()"))
+                || (i > 0 && words[i - 1] == "function"))
+    });
+    if path_function {
         return true;
     }
     // A builtin that can give the name `stty` another meaning, anywhere on the line.
@@ -428,10 +454,17 @@ mod tests {
             "ls && stty sane",
             "set -o vi",
             "set +o emacs; ls",
+            "st\"\"ty istrip",
+            "'stty' iuclc",
+            "st\\ty -isig",
+            "$'stty' raw",
+            "function /usr/local/bin/x { :; }",
+            "/tmp/y() { :; }",
         ] {
             assert!(settings_changed(line), "{line}");
         }
         for line in [
+            "find /tmp ( -name a -o -name b )",
             "stty -a",
             "stty size",
             "ls /etc/stty.conf",
@@ -447,12 +480,16 @@ mod tests {
         let named = vec!["top".to_string()];
         assert_eq!(terminal_program("ls -l | grep x", &named), Ok(false));
         assert_eq!(terminal_program("top -d 1", &named), Ok(true));
-        assert_eq!(terminal_program("sudo -n /usr/bin/top", &named), Ok(true));
-        assert_eq!(terminal_program("cat f | less", &named), Err("less".into()));
-        assert_eq!(
-            terminal_program("LANG=C timeout 5 vim x", &named),
-            Err("vim".into())
+        assert!(terminal_program("sudo -n /usr/bin/top", &named).is_err());
+        assert!(terminal_program("env -u LESSSECURE top", &named).is_err());
+        assert!(
+            terminal_program("cat f | less", &named)
+                .unwrap_err()
+                .contains("`less`")
         );
+        assert!(terminal_program("LANG=C timeout 5 vim x", &named).is_err());
         assert_eq!(terminal_program("echo vim", &named), Ok(false));
+        assert_eq!(terminal_program("python3 -c 'print(1)'", &named), Ok(false));
+        assert!(terminal_program("python3", &named).is_err());
     }
 }
