@@ -193,15 +193,8 @@ fn reads_program_file_from_stdin(args: &[String]) -> bool {
     args.iter().enumerate().any(|(i, a)| {
         let file = if a == "-f" || a == "--file" {
             args.get(i + 1).map(String::as_str)
-        } else if let Some(f) = a.strip_prefix("--file=") {
-            Some(f)
-        } else if let Some(f) = a
-            .strip_prefix("-f")
-            .filter(|f| !f.is_empty() && !a.starts_with("--"))
-        {
-            Some(f)
         } else {
-            None
+            a.strip_prefix("--file=").or_else(|| a.strip_prefix("-f"))
         };
         file.is_some_and(|f| STDIN_NAMES.contains(&f))
     })
