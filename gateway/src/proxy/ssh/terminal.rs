@@ -345,10 +345,18 @@ pub fn settings_changed(line: &str) -> bool {
         .chars()
         .filter(|c| !matches!(c, '\'' | '"' | '\\'))
         .collect();
-    let words: Vec<&str> = line
-        .split(|c: char| c.is_whitespace() || ";|&`".contains(c))
-        .filter(|w| !w.is_empty())
+    // Separators stay words of their own, so that stty's arguments end at them.
+    let spaced: String = line
+        .chars()
+        .flat_map(|c| {
+            if ";|&`".contains(c) {
+                vec![' ', ';', ' ']
+            } else {
+                vec![c]
+            }
+        })
         .collect();
+    let words: Vec<&str> = spaced.split_whitespace().collect();
     // `set -o emacs` / `set -o vi` would turn the shell's own line editor on, which reads
     // keys in what the gateway sends.
     if words
@@ -391,7 +399,7 @@ pub fn settings_changed(line: &str) -> bool {
             || defining;
         let sets = words[i + 1..]
             .iter()
-            .take_while(|a| !a.starts_with(['>', '<', '(', ')', '{', '}']))
+            .take_while(|a| !a.starts_with([';', '>', '<', '(', ')', '{', '}']))
             .any(|a| !STTY_SHOWS.contains(a) && !a.starts_with("2"));
         defines || sets
     })
@@ -470,6 +478,8 @@ mod tests {
             "ls /etc/stty.conf",
             "echo sttyx",
             "stty -g > /dev/null",
+            "stty -a | grep intr",
+            "stty size; ls -l",
         ] {
             assert!(!settings_changed(line), "{line}");
         }
