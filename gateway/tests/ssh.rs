@@ -1408,6 +1408,9 @@ fn a_terminal_session_runs_only_judged_lines() {
             "stty intr a\n",
             // Quoting does not hide stty (the attack's F1: istrip made the host read `»` as `;`).
             "st\"\"ty istrip\n",
+            // The second attack: a trap run after the reset, and `exec` behind a variable.
+            "set -T; trap 'stty istrip' RETURN\n",
+            &format!("e=exec; $e 0<<<'touch {dir}/m5'\n"),
             // Set by a program the gateway cannot read: undone before the next line is read.
             "python3 -c 'import termios; a = termios.tcgetattr(0); a[0] |= termios.ISTRIP | termios.IUCLC; termios.tcsetattr(0, termios.TCSANOW, a)'\n",
             "printf 'got-%s\\n' »X\n",
@@ -1437,7 +1440,7 @@ fn a_terminal_session_runs_only_judged_lines() {
     assert!(out.contains("`vim` reads the terminal"), "{}", show(&o));
     assert_eq!(
         out.matches("line editing are the gateway's").count(),
-        2,
+        3,
         "{}",
         show(&o)
     );
@@ -1452,12 +1455,13 @@ fn a_terminal_session_runs_only_judged_lines() {
         show(&o)
     );
     assert!(out.contains("after-6"), "{}", show(&o));
-    assert!(
-        out.contains("point the shell's input elsewhere"),
+    assert_eq!(
+        out.matches("point the shell's input elsewhere").count(),
+        2,
         "{}",
         show(&o)
     );
-    for m in ["m1", "m2", "m3", "m4"] {
+    for m in ["m1", "m2", "m3", "m4", "m5"] {
         assert!(
             !sshd.dir.path().join(m).exists(),
             "{m} was made: {}",

@@ -25,7 +25,14 @@ const SHELLS: &[&str] = &[
 /// Other words that, anywhere in an exec line, may turn its stdin into code: stdin named as a
 /// file (`source /dev/stdin`, `bash /proc/self/fd/0`), and `system` (awk, perl or python
 /// one-liners that run what they read).
-const STDIN_AS_CODE: &[&str] = &["/dev/stdin", "/dev/fd/0", "/proc/self/fd/0", "system"];
+const STDIN_AS_CODE: &[&str] = &[
+    "/dev/stdin",
+    "/dev/fd/0",
+    "/proc/self/fd/0",
+    "system",
+    // `script` runs the login's shell on a new terminal and types its stdin into it.
+    "script",
+];
 
 /// Whether the stdin of the exec command line `line` may reach a shell as code, so that it is
 /// judged command by command: the line names a shell anywhere, not only as its program
@@ -184,6 +191,15 @@ const INTERPRETERS: &[(&str, &[&str])] = &[
     ("expect", &["-c"]),
 ];
 
+/// vim in ex mode (`vim -es`, `vi -e`) reads its commands from stdin.
+fn vim_ex_mode(words: &[String]) -> bool {
+    let name = words[0].rsplit('/').next().unwrap_or(&words[0]);
+    ["vim", "vi", "nvim", "view", "vimdiff"].contains(&name)
+        && words[1..]
+            .iter()
+            .any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains(['e', 'E']))
+}
+
 /// awk and its kin: the program is inline unless `-f` names a file.
 const AWKS: &[&str] = &["awk", "gawk", "mawk", "nawk", "busybox"];
 
@@ -207,9 +223,9 @@ const STDIN_NAMES: &[&str] = &["-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"
 /// program first (the stricter answer: `ruby /dev/stdin` is code, though the gateway also
 /// judges that stdin as shell commands), then shell commands, else data.
 pub fn stdin_kind(line: &str) -> StdinKind {
-    let code = simple_commands(line)
-        .iter()
-        .any(|simple| program_from_stdin(&simple.words) == Some(true));
+    let code = simple_commands(line).iter().any(|simple| {
+        program_from_stdin(&simple.words) == Some(true) || vim_ex_mode(&simple.words)
+    });
     if code {
         StdinKind::Code
     } else if reads_commands_from_stdin(line) {
@@ -225,9 +241,10 @@ pub fn stdin_kind(line: &str) -> StdinKind {
 pub fn program_from_stdin(words: &[String]) -> Option<bool> {
     {
         let name = words[0].rsplit('/').next().unwrap_or(&words[0]);
-        if AWKS.contains(&name) || name == "sed" {
+        if AWKS.contains(&name) || ["sed", "make", "gmake"].contains(&name) {
             return Some(reads_program_file_from_stdin(&words[1..]));
         }
+
         let version = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
         let (_, inline) = INTERPRETERS
             .iter()
@@ -302,6 +319,8 @@ mod tests {
             "sed -f - /etc/hosts",
             "awk -f /dev/stdin x",
             "sed -f/proc/self/fd/0 x",
+            "make -s -f -",
+            "vim -es",
         ] {
             assert_eq!(stdin_kind(line), StdinKind::Code, "{line}");
         }
@@ -320,5 +339,7 @@ mod tests {
         assert_eq!(stdin_kind("awk '{printf \"\" | $0}'"), StdinKind::Commands);
         assert_eq!(stdin_kind("awk '{print $1}' f | sort"), StdinKind::Data);
         assert_eq!(stdin_kind("sed -n 1p f"), StdinKind::Data);
+        assert_eq!(stdin_kind("script -q /dev/null"), StdinKind::Commands);
+        assert_eq!(stdin_kind("make -C src"), StdinKind::Data);
     }
 }

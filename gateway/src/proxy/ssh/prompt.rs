@@ -74,10 +74,9 @@ impl Markers {
             "export PAGER=cat SYSTEMD_PAGER=cat GIT_PAGER=cat MANPAGER=cat LESSSECURE=1 \
              SYSTEMD_PAGERSECURE=1"
                 .into(),
-            format!("__warden_prompt() {{ {STTY}; }}"),
-            "readonly -f __warden_prompt".into(),
-            // The backslash: an alias named like the function is not expanded.
-            "PROMPT_COMMAND='\\__warden_prompt'".into(),
+            // One simple command, no function: a RETURN trap (`set -T`) cannot run after it,
+            // and a DEBUG trap runs before it.
+            format!("PROMPT_COMMAND={}", shell_quote(STTY)),
             format!("PS1='{marker}\\w\\a'"),
             format!("PS2='{marker}+\\a'"),
             "readonly PROMPT_COMMAND PS1 PS2 LESSSECURE SYSTEMD_PAGERSECURE".into(),
@@ -133,6 +132,11 @@ impl Markers {
             }
         }
     }
+}
+
+/// `text` in single quotes for the shell.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -88,7 +88,7 @@ fn unsendable(command: &str, typed: Typed) -> Option<&'static str> {
         return Some(
             "warden: the terminal's settings and line editing are the gateway's: `stty` may \
              only show them (stty -a, stty size), may not be redefined, and `set -o \
-             emacs|vi` is not sent",
+             emacs|vi` and traps are not sent",
         );
     }
     let control = |c: char| typed == Typed::Terminal && c.is_control() && c != '\n';

@@ -368,6 +368,43 @@ pub fn history_expansion(text: &str) -> bool {
 /// terminal session, `ssh host bash`) would then run what it reads there, unjudged. Read on the
 /// raw text, quotes included (`eval 'exec < f'` counts), so it errs towards refusing.
 pub fn replaces_stdin(text: &str) -> bool {
+    exec_word_redirects_stdin(text) || unknown_program_redirects_stdin(text)
+}
+
+/// A command whose program is only known at run time (`$e`, `"$(echo exec)"`), or one that
+/// runs a builtin (`builtin`, `command`, `eval`), with stdin redirected: it may be `exec`
+/// (`e=exec; $e 0<<<'cmd'`).
+fn unknown_program_redirects_stdin(text: &str) -> bool {
+    text.split([';', '|', '&', '\n', '(', ')', '{', '}'])
+        .any(|command| {
+            let program = command
+                .split_whitespace()
+                .find(|w| !w.split_once('=').is_some_and(|(n, _)| is_name(n)));
+            let unknown = program.is_some_and(|p| {
+                p.contains(['$', '`']) || ["builtin", "command", "eval"].contains(&p)
+            });
+            unknown && fd0_input(command.as_bytes())
+        })
+}
+
+fn is_name(word: &str) -> bool {
+    !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `cmd` has an input redirection of fd 0 (`<`, `0<`, `<<<`, `<&`, `<>`).
+fn fd0_input(cmd: &[u8]) -> bool {
+    cmd.iter().enumerate().any(|(j, &b)| {
+        if b != b'<' {
+            return false;
+        }
+        let before = if j == 0 { b' ' } else { cmd[j - 1] };
+        let zero = before == b'0' && (j < 2 || !cmd[j - 2].is_ascii_alphanumeric());
+        before.is_ascii_whitespace() || before == b'\'' || before == b'"' || zero
+    })
+}
+
+/// `exec` written out, anywhere in the text (quotes included), with stdin redirected.
+fn exec_word_redirects_stdin(text: &str) -> bool {
     let bytes = text.as_bytes();
     let mut i = 0;
     while let Some(at) = text[i..].find("exec") {
@@ -384,17 +421,10 @@ pub fn replaces_stdin(text: &str) -> bool {
         }
         let rest = &text[end..];
         let command = rest.split([';', '|', '&', '\n']).next().unwrap_or("");
-        let cmd = command.as_bytes();
-        for (j, &b) in cmd.iter().enumerate() {
-            // `<` for fd 0: nothing before it but a blank, a quote or `0` (and `0` itself
-            // starting the word); `3<file` and `{fd}<file` are other descriptors.
-            if b == b'<' {
-                let before = if j == 0 { b' ' } else { cmd[j - 1] };
-                let zero = before == b'0' && (j < 2 || !cmd[j - 2].is_ascii_alphanumeric());
-                if before.is_ascii_whitespace() || before == b'\'' || before == b'"' || zero {
-                    return true;
-                }
-            }
+        // `<` for fd 0: nothing before it but a blank, a quote or `0` (and `0` itself
+        // starting the word); `3<file` and `{fd}<file` are other descriptors.
+        if fd0_input(command.as_bytes()) {
+            return true;
         }
     }
     false
@@ -414,6 +444,10 @@ mod tests {
             "exec 0<&3",
             "eval 'exec </tmp/c'",
             "true; exec <>/dev/tcp/127.0.0.1/22",
+            "e=exec; $e 0<<<'echo x'",
+            "\"$(echo exec)\" < f",
+            "builtin exec <f",
+            "command exec 0<f",
         ] {
             assert!(replaces_stdin(text), "{text}");
         }
@@ -424,6 +458,8 @@ mod tests {
             "cat < /tmp/x",
             "executor < f",
             "exec sleep 1",
+            "x=1 cat < f",
+            "$EDITOR f",
         ] {
             assert!(!replaces_stdin(text), "{text}");
         }

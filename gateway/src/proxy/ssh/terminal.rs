@@ -334,7 +334,8 @@ const STTY_SHOWS: &[&str] = &["-a", "--all", "-g", "--save", "size", "speed"];
 /// setting (`stty intr a` makes every `a` of a later line a Ctrl-C that cuts it), or `stty`
 /// shadowed by a function, alias or hash entry (the gateway's prompt resets the mode with it),
 /// or the shell's own line editor turned on (`set -o emacs`, `set -o vi`), or a function named
-/// by a path. Quotes and backslashes are read through.
+/// by a path, or a trap set (it runs code at a time no one judged, such as after the reset).
+/// Quotes and backslashes are read through.
 /// Programs that set the mode through other means (a Python `termios` call) are the policy's
 /// to hold, as any code is.
 pub fn settings_changed(line: &str) -> bool {
@@ -357,12 +358,22 @@ pub fn settings_changed(line: &str) -> bool {
         })
         .collect();
     let words: Vec<&str> = spaced.split_whitespace().collect();
-    // `set -o emacs` / `set -o vi` would turn the shell's own line editor on, which reads
-    // keys in what the gateway sends.
-    if words
-        .windows(2)
-        .any(|w| ["-o", "+o"].contains(&w[0]) && ["emacs", "vi"].contains(&w[1]))
-    {
+    // `set -o emacs` / `set -o vi` (`shopt -so vi`) would turn the shell's own line editor on,
+    // which reads keys in what the gateway sends.
+    if words.windows(2).any(|w| {
+        w[0].starts_with(['-', '+']) && w[0].contains('o') && ["emacs", "vi"].contains(&w[1])
+    }) {
+        return true;
+    }
+    // A trap runs code at a time no one judged: after the prompt's reset (`set -T; trap ...
+    // RETURN`), at a window change or a finished job while the shell waits for a line.
+    if words.iter().enumerate().any(|(i, w)| {
+        *w == "trap"
+            && words[i + 1..]
+                .iter()
+                .take_while(|a| **a != ";")
+                .any(|a| !["-p", "-l"].contains(a))
+    }) {
         return true;
     }
     // A function named by a path (`function /usr/bin/stty`, `/bin/stty() {`): the prompt
@@ -467,6 +478,9 @@ mod tests {
             "st\\ty -isig",
             "$'stty' raw",
             "function /usr/local/bin/x { :; }",
+            "shopt -so vi",
+            "set -T; trap 'stty istrip' RETURN",
+            "tr''ap 'x' WINCH",
             "/tmp/y() { :; }",
         ] {
             assert!(settings_changed(line), "{line}");
@@ -480,6 +494,7 @@ mod tests {
             "stty -g > /dev/null",
             "stty -a | grep intr",
             "stty size; ls -l",
+            "trap -p; trap",
         ] {
             assert!(!settings_changed(line), "{line}");
         }
