@@ -649,3 +649,22 @@ fn append_rate() {
         store.close().unwrap();
     }
 }
+
+/// The audit store is the gateway's alone (issue 13.9): created 0600 whatever the umask, and
+/// an existing store with a wider mode is narrowed when the gateway opens it.
+#[test]
+fn the_audit_store_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = AuditStore::open(&path).unwrap();
+    store.append_blocking(note("one")).unwrap();
+    store.close().unwrap();
+    assert_eq!(mode(&path), 0o600);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = AuditStore::open(&path).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(store.append_blocking(note("two")).unwrap(), 2);
+    store.close().unwrap();
+}

@@ -100,6 +100,7 @@ impl AuditStore {
         // append-mostly and read rarely, so a small cache costs nothing.
         builder.set_cache_size(64 << 20);
         let opened = if options.create {
+            private_file(path)?;
             builder.create(path)
         } else {
             builder.open(path)
@@ -392,4 +393,26 @@ fn all_json<T: for<'de> serde::Deserialize<'de>>(
         out.push(serde_json::from_slice(entry?.1.value())?);
     }
     Ok(out)
+}
+
+/// The audit trail is readable by the gateway's user only (0600), whatever the umask: created
+/// so, or narrowed when it was not (a file someone else owns is left as it is, with a warning).
+fn private_file(path: &Path) -> Result<(), AuditError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let private = std::fs::Permissions::from_mode(0o600);
+            if let Err(e) = std::fs::set_permissions(path, private) {
+                tracing::warn!(path = %path.display(), "audit store left with its mode: {e}");
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
