@@ -44,7 +44,7 @@ const STDIN_AS_CODE: &[&str] = &[
 pub fn reads_commands_from_stdin(line: &str) -> bool {
     line.split(|c: char| !(c.is_alphanumeric() || "_./+-".contains(c)))
         .any(|word| {
-            let name = word.rsplit('/').next().unwrap_or(word);
+            let name = base_name(word);
             SHELLS.contains(&name) || STDIN_AS_CODE.contains(&word)
         })
         || awk_runs_commands(line)
@@ -54,23 +54,25 @@ pub fn reads_commands_from_stdin(line: &str) -> bool {
 /// `|&`): awk hands that command to `sh -c`, so what it reads may become shell commands.
 fn awk_runs_commands(line: &str) -> bool {
     simple_commands(line).iter().any(|simple| {
-        let name = simple.words[0]
-            .rsplit('/')
-            .next()
-            .unwrap_or(&simple.words[0]);
-        AWKS.contains(&name) && simple.words[1..].iter().any(|w| w.contains('|'))
+        AWKS.contains(&base_name(&simple.words[0]))
+            && simple.words[1..].iter().any(|w| w.contains('|'))
     }) || {
         // The line is cut at `|` before words are read: an awk program holding one is seen
         // in the raw text.
         let awk = line
             .split(|c: char| c.is_whitespace() || c == ';')
-            .any(|w| AWKS.contains(&w.rsplit('/').next().unwrap_or(w)));
+            .any(|w| AWKS.contains(&base_name(w)));
         awk && line
             .split('\'')
             .skip(1)
             .step_by(2)
             .any(|quoted| quoted.contains('|'))
     }
+}
+
+/// A word's last path component: the program `/usr/bin/stty` runs is `stty`.
+pub fn base_name(word: &str) -> &str {
+    word.rsplit('/').next().unwrap_or(word)
 }
 
 /// Commands that run another command: the program after them is the one that matters. With
@@ -129,7 +131,7 @@ pub fn simple_commands(line: &str) -> Vec<Simple> {
                 skip -= 1;
                 return false;
             }
-            let name = word.rsplit('/').next().unwrap_or(word);
+            let name = base_name(word);
             let assignment = word
                 .split_once('=')
                 .is_some_and(|(name, _)| !name.is_empty() && !name.contains(['-', ' ']));
@@ -193,7 +195,7 @@ const INTERPRETERS: &[(&str, &[&str])] = &[
 
 /// vim in ex mode (`vim -es`, `vi -e`) reads its commands from stdin.
 fn vim_ex_mode(words: &[String]) -> bool {
-    let name = words[0].rsplit('/').next().unwrap_or(&words[0]);
+    let name = base_name(&words[0]);
     ["vim", "vi", "nvim", "view", "vimdiff"].contains(&name)
         && words[1..]
             .iter()
@@ -240,7 +242,7 @@ pub fn stdin_kind(line: &str) -> StdinKind {
 /// or `-`). `None` for other programs.
 pub fn program_from_stdin(words: &[String]) -> Option<bool> {
     {
-        let name = words[0].rsplit('/').next().unwrap_or(&words[0]);
+        let name = base_name(&words[0]);
         if AWKS.contains(&name) || ["sed", "make", "gmake"].contains(&name) {
             return Some(reads_program_file_from_stdin(&words[1..]));
         }

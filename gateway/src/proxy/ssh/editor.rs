@@ -465,17 +465,24 @@ mod tests {
     /// Feed everything, collecting events (the editor is restarted after each, as the session
     /// does at its next prompt).
     fn run(data: &[u8]) -> Vec<Event> {
+        run_parts(&[data])
+    }
+
+    /// `run` with the input arriving in these packets.
+    fn run_parts(parts: &[&[u8]]) -> Vec<Event> {
         let mut e = Editor::new(80);
         let mut out = Vec::new();
         e.start("$ ", &mut out);
         let mut events = Vec::new();
-        let mut rest = data;
-        while !rest.is_empty() {
-            let (used, event) = e.feed(rest, &mut out);
-            rest = &rest[used..];
-            if let Some(ev) = event {
-                events.push(ev);
-                e.start("$ ", &mut out);
+        for part in parts {
+            let mut rest = *part;
+            while !rest.is_empty() {
+                let (used, event) = e.feed(rest, &mut out);
+                rest = &rest[used..];
+                if let Some(ev) = event {
+                    events.push(ev);
+                    e.start("$ ", &mut out);
+                }
             }
         }
         events
@@ -589,21 +596,7 @@ mod tests {
         fn splitting_changes_nothing(data in input(), cut in any::<prop::sample::Index>()) {
             let whole = run(&data);
             let at = cut.index(data.len() + 1);
-            let mut e = Editor::new(80);
-            let mut out = Vec::new();
-            e.start("$ ", &mut out);
-            let mut events = Vec::new();
-            for part in [&data[..at], &data[at..]] {
-                let mut rest = part;
-                while !rest.is_empty() {
-                    let (used, event) = e.feed(rest, &mut out);
-                    rest = &rest[used..];
-                    if let Some(ev) = event {
-                        events.push(ev);
-                        e.start("$ ", &mut out);
-                    }
-                }
-            }
+            let events = run_parts(&[&data[..at], &data[at..]]);
             prop_assert_eq!(events, whole);
         }
     }

@@ -13,7 +13,7 @@
 
 use super::editor::{Editor, Event};
 use super::script::{Piece, Script, TooLong};
-use crate::command::shell::simple_commands;
+use crate::command::shell::{base_name, simple_commands};
 
 /// Type-ahead kept while a command runs.
 const TYPEAHEAD: usize = 64 << 10;
@@ -305,7 +305,7 @@ pub fn terminal_program(line: &str, named: &[String]) -> Result<bool, String> {
     let mut program = false;
     for simple in simple_commands(line) {
         let first = &simple.words[0];
-        let name = first.rsplit('/').next().unwrap_or(first);
+        let name = base_name(first);
         if named.iter().any(|n| n == name) {
             if simple.wrapped {
                 return Err(format!(
@@ -397,7 +397,7 @@ pub fn settings_changed(line: &str) -> bool {
     });
     words.iter().enumerate().any(|(i, raw)| {
         let w = raw.trim_matches(|c| c == '\'' || c == '"' || c == '(' || c == ')' || c == '{');
-        let name = w.rsplit('/').next().unwrap_or(w);
+        let name = base_name(w);
         let Some(rest) = name.strip_prefix("stty") else {
             return false;
         };
