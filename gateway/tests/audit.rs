@@ -8,12 +8,11 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable};
-use warden::audit::schema::{EVENTS, HEAD, META};
+use warden::audit::schema::{APPROVALS, EVENTS, HEAD, META, RECORDINGS, SESSIONS};
 use warden::audit::{
-    ApprovalDecided, ApprovalRecord, ApprovalRequested, AuditError, AuditPrincipal, AuditStore,
-    AuditVerdict, CommandEvent, EventKind, MaskedCells, MaskedEvent, NewEvent, Note,
-    PolicyDecision, ProblemKind, Requester, SessionCounts, SessionEnd, SessionStart, Timestamp,
-    verify_export,
+    ApprovalDecided, ApprovalRequested, AuditError, AuditPrincipal, AuditStore, AuditVerdict,
+    CommandEvent, EventKind, MaskedCells, MaskedEvent, NewEvent, Note, PolicyDecision, ProblemKind,
+    Requester, SessionCounts, SessionEnd, SessionStart, verify_export,
 };
 use warden::cli::audit::{AuditCmd, run};
 use warden::protocol::Protocol;
@@ -405,25 +404,13 @@ async fn sessions_approvals_and_recordings_round_trip() {
         ),
         ("carol", false, decided)
     );
-    let direct = ApprovalRecord {
-        id: "ap-2".into(),
-        session: None,
-        command: "truncate t".into(),
-        reason: "r".into(),
-        requester,
-        requested: Timestamp::now(),
-        requested_seq: 0,
-        decision: None,
-    };
-    store.put_approval(direct.clone()).await.unwrap();
-    assert_eq!(store.approval("ap-2").unwrap(), Some(direct));
     let ids: Vec<_> = store
         .approvals()
         .unwrap()
         .into_iter()
         .map(|a| a.id)
         .collect();
-    assert_eq!(ids, ["ap-1", "ap-2"]);
+    assert_eq!(ids, ["ap-1"]);
 
     // Recordings: chunks in order, per session; a session id that is a prefix of another's
     // does not see its chunks.
@@ -455,9 +442,217 @@ async fn sessions_approvals_and_recordings_round_trip() {
         matches!(&events[0].event.kind, EventKind::Command(c) if c.verdict == AuditVerdict::Mask)
     );
     assert!(matches!(&events[1].event.kind, EventKind::Masked(m) if m.command_seq == cmd));
-    assert_eq!(store.events(..).unwrap().len(), 6);
-    assert_eq!(store.verify().unwrap().events, 6);
+    // Six events, and one `recording` event chaining each of the four chunks.
+    assert_eq!(store.events(..).unwrap().len(), 10);
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!((report.events, report.chunks), (10, 4));
     store.close().unwrap();
+}
+
+/// A closed database holding one whole session: start, a held command approved by carol, two
+/// recording chunks, end. Returns the seqs of (session_start, first recording, approval_decided).
+fn closed_db_with_a_session() -> (tempfile::TempDir, PathBuf, [u64; 3]) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = AuditStore::open(&path).unwrap();
+    let principal = AuditPrincipal {
+        subject: "agent-7".into(),
+        issuer: "idp".into(),
+        groups: vec![],
+        actors: vec!["alice".into(), "agent-7".into()],
+    };
+    let start = store
+        .append_blocking(NewEvent::session(
+            "s1",
+            EventKind::SessionStart(SessionStart {
+                protocol: Protocol::Ssh,
+                target: "box".into(),
+                client_addr: "127.0.0.1:1".into(),
+                principal,
+            }),
+        ))
+        .unwrap();
+    store
+        .append_blocking(command("s1", "id", AuditVerdict::RequireApproval))
+        .unwrap();
+    store
+        .append_blocking(NewEvent::session(
+            "s1",
+            EventKind::ApprovalRequested(ApprovalRequested {
+                approval_id: "ap-1".into(),
+                command: "id".into(),
+                reason: "needs a human".into(),
+                requester: Requester {
+                    subject: "agent-7".into(),
+                    actors: vec!["alice".into(), "agent-7".into()],
+                },
+            }),
+        ))
+        .unwrap();
+    let decided = store
+        .append_blocking(NewEvent::session(
+            "s1",
+            EventKind::ApprovalDecided(ApprovalDecided {
+                approval_id: "ap-1".into(),
+                approver: "carol".into(),
+                approved: false,
+                reason: Some("not today".into()),
+            }),
+        ))
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for chunk in [
+            "{\"t\":0,\"type\":\"output\",\"data\":\"uid=0(root) gid=0(root)\"}\n",
+            "{\"t\":9,\"type\":\"exit\",\"status\":0}\n",
+        ] {
+            store
+                .append_recording("s1", chunk.as_bytes().to_vec())
+                .await
+                .unwrap();
+        }
+    });
+    let first_chunk = decided + 1;
+    store
+        .append_blocking(NewEvent::session(
+            "s1",
+            EventKind::SessionEnd(SessionEnd {
+                reason: "client closed".into(),
+                counts: SessionCounts::default(),
+            }),
+        ))
+        .unwrap();
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!((report.records, report.chunks), (2, 2));
+    store.close().unwrap();
+    (dir, path, [start, first_chunk, decided])
+}
+
+/// Edit one of the record tables directly.
+fn tamper_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    path: &Path,
+    table: redb::TableDefinition<K, V>,
+    edit: impl FnOnce(&mut redb::Table<'_, K, V>),
+) {
+    let db = Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut opened = txn.open_table(table).unwrap();
+        edit(&mut opened);
+    }
+    txn.commit().unwrap();
+}
+
+fn edited_json(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.contains(from), "{text}");
+    text.replace(from, to).into_bytes()
+}
+
+#[test]
+fn a_forged_recording_chunk_is_found_at_its_recording_event() {
+    let (_dir, path, [_, chunk_seq, _]) = closed_db_with_a_session();
+    // The attack from the issue: the chunk rewritten so replay shows another user.
+    tamper_table(&path, RECORDINGS, |t| {
+        let forged = "{\"t\":0,\"type\":\"output\",\"data\":\"uid=1000(alice) gid=1000(alice)\"}\n";
+        t.insert(("s1", 0), forged.as_bytes()).unwrap();
+    });
+    let report = verify_file(&path);
+    let problem = report.problem.unwrap();
+    assert_eq!(
+        (problem.seq, problem.kind),
+        (chunk_seq, ProblemKind::RecordChanged)
+    );
+    assert!(
+        problem.message.contains("recording chunk 0 of session s1"),
+        "{problem}"
+    );
+    assert_eq!(cli_verify(&path), ExitCode::FAILURE);
+}
+
+#[test]
+fn a_removed_or_added_recording_chunk_is_found() {
+    let (_dir, path, [_, chunk_seq, _]) = closed_db_with_a_session();
+    tamper_table(&path, RECORDINGS, |t| {
+        t.remove(("s1", 1)).unwrap();
+    });
+    let problem = verify_file(&path).problem.unwrap();
+    assert_eq!(
+        (problem.seq, problem.kind),
+        (chunk_seq + 1, ProblemKind::RecordRemoved)
+    );
+
+    let (_dir, path, _) = closed_db_with_a_session();
+    tamper_table(&path, RECORDINGS, |t| {
+        t.insert(
+            ("s1", 2),
+            b"{\"t\":10,\"type\":\"output\",\"data\":\"more\"}\n".as_slice(),
+        )
+        .unwrap();
+    });
+    let problem = verify_file(&path).problem.unwrap();
+    assert_eq!(problem.kind, ProblemKind::RecordAdded);
+    assert!(
+        problem.message.contains("recording chunk 2 of session s1"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn an_edited_session_record_is_found_at_its_start() {
+    let (_dir, path, [start, _, _]) = closed_db_with_a_session();
+    tamper_table(&path, SESSIONS, |t| {
+        let bytes = t.get("s1").unwrap().unwrap().value().to_vec();
+        let forged = edited_json(&bytes, "\"alice\"", "\"mallory\"");
+        t.insert("s1", forged.as_slice()).unwrap();
+    });
+    let problem = verify_file(&path).problem.unwrap();
+    assert_eq!(
+        (problem.seq, problem.kind),
+        (start, ProblemKind::RecordChanged)
+    );
+    assert!(problem.message.contains("session record s1"), "{problem}");
+    assert_eq!(cli_verify(&path), ExitCode::FAILURE);
+
+    // A session no event started.
+    let (_dir, path, _) = closed_db_with_a_session();
+    tamper_table(&path, SESSIONS, |t| {
+        let bytes = t.get("s1").unwrap().unwrap().value().to_vec();
+        let forged = edited_json(&bytes, "\"s1\"", "\"s2\"");
+        t.insert("s2", forged.as_slice()).unwrap();
+    });
+    let problem = verify_file(&path).problem.unwrap();
+    assert_eq!(problem.kind, ProblemKind::RecordAdded);
+    assert!(problem.message.contains("session record s2"), "{problem}");
+}
+
+#[test]
+fn an_edited_approval_decision_is_found_at_its_decision() {
+    let (_dir, path, [_, _, decided]) = closed_db_with_a_session();
+    // carol's refusal turned into an approval.
+    tamper_table(&path, APPROVALS, |t| {
+        let bytes = t.get("ap-1").unwrap().unwrap().value().to_vec();
+        let forged = edited_json(&bytes, "\"approved\":false", "\"approved\":true");
+        t.insert("ap-1", forged.as_slice()).unwrap();
+    });
+    let problem = verify_file(&path).problem.unwrap();
+    assert_eq!(
+        (problem.seq, problem.kind),
+        (decided, ProblemKind::RecordChanged)
+    );
+    assert!(
+        problem.message.contains("approval record ap-1"),
+        "{problem}"
+    );
+
+    let (_dir, path, [_, _, _]) = closed_db_with_a_session();
+    tamper_table(&path, APPROVALS, |t| {
+        t.remove("ap-1").unwrap();
+    });
+    let problem = verify_file(&path).problem.unwrap();
+    assert_eq!(problem.kind, ProblemKind::RecordRemoved);
 }
 
 #[test]

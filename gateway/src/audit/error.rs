@@ -24,6 +24,16 @@ pub enum AuditError {
     /// durable any more.
     #[error("audit writer is not running")]
     WriterGone,
+    /// Stored data that cannot be what the gateway wrote (a forged or damaged record).
+    #[error("audit data damaged: {0}")]
+    Corrupt(String),
+    /// The checkpoint key or a signature: missing, unreadable, or not Ed25519.
+    #[error("audit checkpoint: {0}")]
+    Checkpoint(String),
+    /// The disk holding the audit store is nearly full: new sessions are refused before a
+    /// command can find the store unable to write.
+    #[error("audit disk nearly full: {0}")]
+    DiskFull(String),
     /// `close` was called while other handles to the store were still alive.
     #[error("audit store is still in use by {0} other handle(s)")]
     InUse(usize),

@@ -62,7 +62,13 @@ pub enum EventKind {
     ApprovalRequested(ApprovalRequested),
     ApprovalDecided(ApprovalDecided),
     Masked(MaskedEvent),
-    /// Anything without a kind of its own yet: policy reloads, start-up, retention runs.
+    /// A recording chunk as stored: its digest puts the recording under the chain.
+    Recording(RecordingChunk),
+    /// The head signed with the checkpoint key (also written to the checkpoint sinks).
+    Checkpoint(SignedHead),
+    /// Retention removed everything up to a signed cut.
+    Pruned(Pruned),
+    /// Anything without a kind of its own yet: policy reloads, start-up.
     Note(Note),
 }
 
@@ -76,6 +82,9 @@ impl EventKind {
             EventKind::ApprovalRequested(_) => "approval_requested",
             EventKind::ApprovalDecided(_) => "approval_decided",
             EventKind::Masked(_) => "masked",
+            EventKind::Recording(_) => "recording",
+            EventKind::Checkpoint(_) => "checkpoint",
+            EventKind::Pruned(_) => "pruned",
             EventKind::Note(_) => "note",
         }
     }
@@ -223,6 +232,58 @@ pub struct MaskedCells {
     /// The rule the policy named in its cell edits.
     pub rule: String,
     pub count: u64,
+}
+
+/// One chunk of a session's recording (the event's session): where it sits and what it hashes
+/// to. `verify` recomputes the digest from the stored chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingChunk {
+    /// The chunk's number within the session's recording, from 0.
+    pub chunk: u64,
+    /// Its length before compression.
+    pub bytes: u64,
+    /// Hex sha256 of those bytes.
+    pub sha256: String,
+}
+
+/// A chain head signed with the gateway's Ed25519 checkpoint key: "event `seq` had chain hash
+/// `hash` at `time`". The signed message is [`SignedHead::message`]; anyone with the public key
+/// can check it without warden.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedHead {
+    pub seq: u64,
+    /// Hex chain hash of event `seq`.
+    pub hash: String,
+    pub time: Timestamp,
+    /// Hex of the 32-byte Ed25519 public key that signed.
+    pub key: String,
+    /// Hex of the 64-byte Ed25519 signature over [`SignedHead::message`].
+    pub signature: String,
+}
+
+impl SignedHead {
+    /// The bytes signed: one line, versioned, fields in a fixed order.
+    pub fn message(seq: u64, hash: &str, time: Timestamp) -> Vec<u8> {
+        format!("warden-audit-checkpoint/1 seq={seq} hash={hash} time={time}").into_bytes()
+    }
+}
+
+/// What one retention run removed, and the signed cut what remains chains from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    /// Events older than this were due (the `[audit] retain` window).
+    pub before: Timestamp,
+    /// The last event removed: the chain now starts after it, from its hash.
+    pub through: u64,
+    /// Hex chain hash of event `through`.
+    pub hash: String,
+    /// `through` and `hash` signed with the checkpoint key, when one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<SignedHead>,
+    pub events: u64,
+    pub sessions: u64,
+    pub approvals: u64,
+    pub chunks: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

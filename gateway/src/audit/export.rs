@@ -79,12 +79,7 @@ struct LineHeader {
 /// to its line's. An export starting at 1 must start from genesis; one starting later is
 /// trusted for its first `prev`.
 pub fn verify_export(input: impl BufRead) -> Result<VerifyReport, AuditError> {
-    let mut report = VerifyReport {
-        events: 0,
-        head_seq: 0,
-        head_hash: GENESIS,
-        problem: None,
-    };
+    let mut report = VerifyReport::default();
     let mut expected: Option<(u64, Hash)> = None;
     for (index, line) in input.lines().enumerate() {
         let line = line?;

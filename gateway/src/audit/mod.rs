@@ -15,6 +15,7 @@
 //! process (such as `warden audit verify`) cannot open it: verify a copy, or use the running
 //! gateway's own [`AuditStore::verify`].
 
+mod blob;
 mod chain;
 mod error;
 mod event;
@@ -29,12 +30,13 @@ mod writer;
 use serde::Deserialize;
 use std::path::PathBuf;
 
+pub use blob::{cap_text, sha256_hex};
 pub use chain::{GENESIS, Hash, canonical_bytes, chain_hash, parse_hash};
 pub use error::AuditError;
 pub use event::{
     ApprovalDecided, ApprovalRequested, AuditPrincipal, AuditVerdict, CommandEvent, Event,
-    EventKind, MaskedCells, MaskedEvent, NewEvent, Note, PolicyDecision, Requester, SessionCounts,
-    SessionEnd, SessionStart, Timestamp,
+    EventKind, MaskedCells, MaskedEvent, NewEvent, Note, PolicyDecision, Pruned, RecordingChunk,
+    Requester, SessionCounts, SessionEnd, SessionStart, SignedHead, Timestamp,
 };
 pub use export::verify_export;
 pub use records::{ApprovalDecision, ApprovalRecord, SessionEndRecord, SessionRecord};

@@ -1,6 +1,9 @@
 //! Session and approval records: the tables `warden sessions` and `warden approvals` list. They
-//! are indexes derived from the events (the events are the evidence, hash-chained; these are
-//! not), kept up to date by the writer in the same transaction as the event they come from.
+//! are derived from the events, kept up to date by the writer in the same transaction as the
+//! event they come from. The events are chained; the records are checked by deriving them again
+//! (`verify`), so an edited record is found as surely as an edited event.
+
+use std::collections::BTreeMap;
 
 use redb::{ReadableTable, Table};
 use serde::{Deserialize, Serialize};
@@ -69,12 +72,62 @@ pub struct ApprovalDecision {
 
 type JsonTable<'txn> = Table<'txn, &'static str, &'static [u8]>;
 
-/// Update the session and approval indexes for one event about to be committed.
-pub(crate) fn index_event(
-    event: &Event,
-    sessions: &mut JsonTable<'_>,
-    approvals: &mut JsonTable<'_>,
-) -> Result<(), AuditError> {
+/// Where the derived records live: the redb tables (the writer keeps them) or maps (`verify`
+/// derives them again from the events and compares).
+pub(crate) trait Index {
+    fn session(&self, id: &str) -> Result<Option<SessionRecord>, AuditError>;
+    fn put_session(&mut self, record: SessionRecord) -> Result<(), AuditError>;
+    fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, AuditError>;
+    fn put_approval(&mut self, record: ApprovalRecord) -> Result<(), AuditError>;
+}
+
+/// The writer's index: the two tables of the transaction being written.
+pub(crate) struct TableIndex<'a, 'txn> {
+    pub sessions: &'a mut JsonTable<'txn>,
+    pub approvals: &'a mut JsonTable<'txn>,
+}
+
+impl Index for TableIndex<'_, '_> {
+    fn session(&self, id: &str) -> Result<Option<SessionRecord>, AuditError> {
+        get_json(self.sessions, id)
+    }
+    fn put_session(&mut self, record: SessionRecord) -> Result<(), AuditError> {
+        put_json(self.sessions, &record.id, &record)
+    }
+    fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, AuditError> {
+        get_json(self.approvals, id)
+    }
+    fn put_approval(&mut self, record: ApprovalRecord) -> Result<(), AuditError> {
+        put_json(self.approvals, &record.id, &record)
+    }
+}
+
+/// The records as the events say they should be.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryIndex {
+    pub sessions: BTreeMap<String, SessionRecord>,
+    pub approvals: BTreeMap<String, ApprovalRecord>,
+}
+
+impl Index for MemoryIndex {
+    fn session(&self, id: &str) -> Result<Option<SessionRecord>, AuditError> {
+        Ok(self.sessions.get(id).cloned())
+    }
+    fn put_session(&mut self, record: SessionRecord) -> Result<(), AuditError> {
+        self.sessions.insert(record.id.clone(), record);
+        Ok(())
+    }
+    fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, AuditError> {
+        Ok(self.approvals.get(id).cloned())
+    }
+    fn put_approval(&mut self, record: ApprovalRecord) -> Result<(), AuditError> {
+        self.approvals.insert(record.id.clone(), record);
+        Ok(())
+    }
+}
+
+/// Update the session and approval records for one event about to be committed.
+pub(crate) fn index_event(event: &Event, index: &mut impl Index) -> Result<(), AuditError> {
     match &event.kind {
         EventKind::SessionStart(start) => {
             let Some(id) = &event.session else {
@@ -84,7 +137,7 @@ pub(crate) fn index_event(
                 );
                 return Ok(());
             };
-            let record = SessionRecord {
+            index.put_session(SessionRecord {
                 id: id.clone(),
                 protocol: start.protocol,
                 target: start.target.clone(),
@@ -93,8 +146,7 @@ pub(crate) fn index_event(
                 started: event.time,
                 start_seq: event.seq,
                 end: None,
-            };
-            put_json(sessions, id, &record)
+            })
         }
         EventKind::SessionEnd(end) => {
             let Some(id) = &event.session else {
@@ -104,13 +156,10 @@ pub(crate) fn index_event(
                 );
                 return Ok(());
             };
-            let Some(mut record) = get_json::<SessionRecord>(sessions, id)? else {
-                // The event itself is still chained; only the listing misses it.
-                tracing::warn!(
-                    seq = event.seq,
-                    session = %id,
-                    "session_end for an unknown session"
-                );
+            let Some(mut record) = index.session(id)? else {
+                // The event itself is still chained; only the listing misses it (or retention
+                // removed the session's start).
+                tracing::debug!(seq = event.seq, session = %id, "session_end for an unknown session");
                 return Ok(());
             };
             record.end = Some(SessionEndRecord {
@@ -119,25 +168,21 @@ pub(crate) fn index_event(
                 reason: end.reason.clone(),
                 counts: end.counts,
             });
-            put_json(sessions, id, &record)
+            index.put_session(record)
         }
-        EventKind::ApprovalRequested(req) => {
-            let record = ApprovalRecord {
-                id: req.approval_id.clone(),
-                session: event.session.clone(),
-                command: req.command.clone(),
-                reason: req.reason.clone(),
-                requester: req.requester.clone(),
-                requested: event.time,
-                requested_seq: event.seq,
-                decision: None,
-            };
-            put_json(approvals, &req.approval_id, &record)
-        }
+        EventKind::ApprovalRequested(req) => index.put_approval(ApprovalRecord {
+            id: req.approval_id.clone(),
+            session: event.session.clone(),
+            command: req.command.clone(),
+            reason: req.reason.clone(),
+            requester: req.requester.clone(),
+            requested: event.time,
+            requested_seq: event.seq,
+            decision: None,
+        }),
         EventKind::ApprovalDecided(decided) => {
-            let Some(mut record) = get_json::<ApprovalRecord>(approvals, &decided.approval_id)?
-            else {
-                tracing::warn!(
+            let Some(mut record) = index.approval(&decided.approval_id)? else {
+                tracing::debug!(
                     seq = event.seq,
                     approval = %decided.approval_id,
                     "approval_decided for an unknown approval"
@@ -151,9 +196,14 @@ pub(crate) fn index_event(
                 decided: event.time,
                 decided_seq: event.seq,
             });
-            put_json(approvals, &decided.approval_id, &record)
+            index.put_approval(record)
         }
-        EventKind::Command(_) | EventKind::Masked(_) | EventKind::Note(_) => Ok(()),
+        EventKind::Command(_)
+        | EventKind::Masked(_)
+        | EventKind::Recording(_)
+        | EventKind::Checkpoint(_)
+        | EventKind::Pruned(_)
+        | EventKind::Note(_) => Ok(()),
     }
 }
 

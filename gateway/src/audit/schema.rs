@@ -27,3 +27,7 @@ pub const META: TableDefinition<&str, (u64, Hash)> = TableDefinition::new("meta"
 /// Key in [`META`]: the last event written and its hash. Updated in the same transaction as the
 /// events, so an event removed from the tail later shows up as a head pointing past the end.
 pub const HEAD: &str = "head";
+
+/// Key in [`META`]: where the chain starts after retention removed its beginning: the last
+/// removed event's `seq` and hash. Absent until the first pruning.
+pub const BASE: &str = "base";

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 use tokio::sync::{mpsc, oneshot};
 
+use super::blob;
 use super::chain::{GENESIS, Hash};
 use super::event::{Event, NewEvent};
 use super::export::export_events;
 use super::records::{ApprovalRecord, SessionRecord, get_json};
-use super::schema::{APPROVALS, EVENTS, HEAD, META, RECORDINGS, SESSIONS};
+use super::schema::{APPROVALS, BASE, EVENTS, HEAD, META, RECORDINGS, SESSIONS};
 use super::verify::{VerifyReport, verify_chain};
 use super::writer::{ChainHead, Counters, Op, Reply, Request, Writer, WriterStats};
 use super::{AuditConfig, AuditError};
@@ -155,21 +156,13 @@ impl AuditStore {
         self.request_blocking(Op::Append(event))
     }
 
-    /// Insert or replace an approval record, durably. Appending `approval_requested` and
-    /// `approval_decided` events already maintains the record; this is for states the event
-    /// model does not carry.
-    pub async fn put_approval(&self, record: ApprovalRecord) -> Result<(), AuditError> {
-        self.request(Op::PutApproval(record)).await.map(|_| ())
-    }
-
     /// Append a chunk to a session's recording, durably; returns its chunk number (from 0). The
-    /// bytes must already be masked. Recordings are not part of the hash chain.
+    /// bytes must already be masked. The chunk is stored compressed, and a `recording` event
+    /// with its digest chains it. Compression runs here, on the caller's thread, not the
+    /// writer's.
     pub async fn append_recording(&self, session: &str, chunk: Vec<u8>) -> Result<u64, AuditError> {
-        self.request(Op::Recording {
-            session: session.to_owned(),
-            chunk,
-        })
-        .await
+        self.request(Op::Recording(blob::store_chunk(session, &chunk)?))
+            .await
     }
 
     async fn request(&self, op: Op) -> Result<u64, AuditError> {
@@ -254,7 +247,7 @@ impl AuditStore {
         let table = txn.open_table(RECORDINGS)?;
         let mut chunks = Vec::new();
         for entry in table.range((session, 0u64)..=(session, u64::MAX))? {
-            chunks.push(entry?.1.value().to_vec());
+            chunks.push(blob::load_chunk(entry?.1.value())?);
         }
         Ok(chunks)
     }
@@ -338,8 +331,17 @@ fn table_missing<T>(opened: Result<T, TableError>) -> Result<bool, AuditError> {
 }
 
 pub(crate) fn read_head(txn: &ReadTransaction) -> Result<Option<ChainHead>, AuditError> {
+    read_meta(txn, HEAD)
+}
+
+/// The retention cut the chain starts from, if retention has run.
+pub(crate) fn read_base(txn: &ReadTransaction) -> Result<Option<ChainHead>, AuditError> {
+    read_meta(txn, BASE)
+}
+
+fn read_meta(txn: &ReadTransaction, key: &str) -> Result<Option<ChainHead>, AuditError> {
     let meta = txn.open_table(META)?;
-    Ok(meta.get(HEAD)?.map(|guard| {
+    Ok(meta.get(key)?.map(|guard| {
         let (seq, hash) = guard.value();
         ChainHead { seq, hash }
     }))

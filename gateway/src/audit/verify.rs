@@ -1,21 +1,28 @@
-//! `verify`: walk the chain from genesis, recompute every hash from the stored bytes, and report
-//! the first thing that is not as the writer left it.
+//! `verify`: walk the chain from genesis (or from the retention cut), recompute every hash from
+//! the stored bytes, then check every other piece of evidence against the events: the session
+//! and approval records are derived again and compared, and every recording chunk is hashed and
+//! compared with the digest its `recording` event holds. The first thing that is not as the
+//! writer left it is reported, whatever table it is in.
 //!
-//! What it proves: no event was changed, removed, inserted or moved since it was written, by
+//! What it proves: nothing was changed, removed, inserted or moved since it was written, by
 //! anyone who could not also recompute every later hash and the head. What it cannot prove on
 //! its own: that someone with write access did not rewrite the whole chain consistently. That
-//! needs the head anchored outside this file (printed by verify, exported, shipped to a log
-//! collector) and compared later.
+//! needs the head anchored outside this file: the signed checkpoints (`checkpoint.rs`).
 
 use redb::{ReadTransaction, ReadableTable};
 
+use std::collections::BTreeMap;
+
 use super::AuditError;
+use super::blob::{load_chunk, sha256_hex};
 use super::chain::{EventHeader, GENESIS, Hash, chain_hash};
-use super::schema::EVENTS;
-use super::store::read_head;
+use super::event::{Event, EventKind, RecordingChunk};
+use super::records::{ApprovalRecord, MemoryIndex, SessionRecord, index_event};
+use super::schema::{APPROVALS, EVENTS, RECORDINGS, SESSIONS};
+use super::store::{read_base, read_head};
 
 /// The outcome of a verification: counts and head when sound, else the first problem found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VerifyReport {
     /// Events that verified (before the problem, if any).
     pub events: u64,
@@ -23,6 +30,11 @@ pub struct VerifyReport {
     pub head_seq: u64,
     /// Its hash, recomputed ([`GENESIS`] when none).
     pub head_hash: Hash,
+    /// Retention removed events up to this one; the chain was walked from its hash (0: none).
+    pub pruned_through: u64,
+    /// Records and recording chunks checked against the events (when the chain verified).
+    pub records: u64,
+    pub chunks: u64,
     pub problem: Option<ChainProblem>,
 }
 
@@ -70,6 +82,12 @@ pub enum ProblemKind {
     HeadMismatch,
     /// Stored bytes that match their hash but are not an event.
     Unreadable,
+    /// A session or approval record, or a recording chunk, differs from what the events say.
+    RecordChanged,
+    /// A record or chunk the events say exists is gone.
+    RecordRemoved,
+    /// A record or chunk exists that no event accounts for.
+    RecordAdded,
 }
 
 /// Verify the chain as of `txn`'s snapshot.
@@ -85,10 +103,13 @@ pub(crate) fn verify_chain(txn: &ReadTransaction) -> Result<VerifyReport, AuditE
         })
         .peekable();
     let stored_head = read_head(txn)?;
+    let base = read_base(txn)?;
     let mut walk = Walk {
-        prev: GENESIS,
-        count: 0,
+        prev: base.map_or(GENESIS, |b| b.hash),
+        count: base.map_or(0, |b| b.seq),
+        base: base.map_or(0, |b| b.seq),
     };
+    let mut evidence = Evidence::default();
 
     while let Some(entry) = entries.next() {
         let (seq, stored, bytes) = entry?;
@@ -141,6 +162,10 @@ pub(crate) fn verify_chain(txn: &ReadTransaction) -> Result<VerifyReport, AuditE
             let message = format!("event {seq} matches its hash but is not an event: {err}");
             return Ok(walk.broken(seq, ProblemKind::Unreadable, message));
         }
+        // A kind this build does not know still verifies; it just derives nothing.
+        if let Ok(event) = serde_json::from_slice::<Event>(&bytes) {
+            evidence.note(&event);
+        }
         walk.prev = computed;
         walk.count = seq;
     }
@@ -178,10 +203,186 @@ pub(crate) fn verify_chain(txn: &ReadTransaction) -> Result<VerifyReport, AuditE
         )),
         Some(_) => None,
     };
-    Ok(match problem {
-        Some((seq, kind, message)) => walk.broken(seq, kind, message),
-        None => walk.report(None),
-    })
+    if let Some((seq, kind, message)) = problem {
+        return Ok(walk.broken(seq, kind, message));
+    }
+    let checked = evidence.check(txn, walk.base > 0)?;
+    let mut report = walk.report(checked.problem);
+    report.records = checked.records;
+    report.chunks = checked.chunks;
+    Ok(report)
+}
+
+/// What the events say the other tables hold.
+#[derive(Default)]
+struct Evidence {
+    index: MemoryIndex,
+    /// (session, chunk) → (seq of its `recording` event, what it recorded).
+    chunks: BTreeMap<(String, u64), (u64, RecordingChunk)>,
+}
+
+/// The outcome of [`Evidence::check`].
+struct Checked {
+    records: u64,
+    chunks: u64,
+    problem: Option<ChainProblem>,
+}
+
+impl Evidence {
+    fn note(&mut self, event: &Event) {
+        // The writer indexed this event the same way; a failure here is a failure there, and
+        // the comparison below reports the record it left behind.
+        let _ = index_event(event, &mut self.index);
+        if let (EventKind::Recording(chunk), Some(session)) = (&event.kind, &event.session) {
+            self.chunks
+                .insert((session.clone(), chunk.chunk), (event.seq, chunk.clone()));
+        }
+    }
+
+    /// Compare every stored record and chunk with its derivation. Each problem is placed at
+    /// the event the item comes from (items no event accounts for, after the chain's end), and
+    /// the earliest is reported. `pruned`: retention ran, so chunks of sessions whose start was
+    /// removed may be gone with them.
+    fn check(self, txn: &ReadTransaction, pruned: bool) -> Result<Checked, AuditError> {
+        let mut problems: Vec<ChainProblem> = Vec::new();
+        let mut report = |seq: u64, kind: ProblemKind, message: String| {
+            problems.push(ChainProblem { seq, kind, message });
+        };
+        let Evidence { index, mut chunks } = self;
+        let mut records = 0;
+        let seen: std::collections::BTreeSet<String> = index.sessions.keys().cloned().collect();
+
+        let mut derived = index.sessions;
+        for entry in txn.open_table(SESSIONS)?.iter()? {
+            let (key, value) = entry?;
+            let id = key.value().to_owned();
+            records += 1;
+            let stored = serde_json::from_slice::<SessionRecord>(value.value());
+            match (derived.remove(&id), stored) {
+                (Some(want), Ok(got)) if want == got => {}
+                (Some(want), _) => report(
+                    want.start_seq,
+                    ProblemKind::RecordChanged,
+                    format!(
+                        "session record {id} was changed: it no longer matches its events \
+                         (session_start {})",
+                        want.start_seq
+                    ),
+                ),
+                (None, _) => report(
+                    u64::MAX,
+                    ProblemKind::RecordAdded,
+                    format!(
+                        "session record {id} has no session_start event: added outside the audit writer"
+                    ),
+                ),
+            }
+        }
+        for (id, want) in derived {
+            report(
+                want.start_seq,
+                ProblemKind::RecordRemoved,
+                format!(
+                    "session record {id} was removed (session_start {})",
+                    want.start_seq
+                ),
+            );
+        }
+
+        let mut derived = index.approvals;
+        for entry in txn.open_table(APPROVALS)?.iter()? {
+            let (key, value) = entry?;
+            let id = key.value().to_owned();
+            records += 1;
+            let stored = serde_json::from_slice::<ApprovalRecord>(value.value());
+            match (derived.remove(&id), stored) {
+                (Some(want), Ok(got)) if want == got => {}
+                (Some(want), _) => report(
+                    approval_seq(&want),
+                    ProblemKind::RecordChanged,
+                    format!(
+                        "approval record {id} was changed: it no longer matches its events \
+                         (approval_requested {}{})",
+                        want.requested_seq,
+                        want.decision
+                            .as_ref()
+                            .map(|d| format!(", approval_decided {}", d.decided_seq))
+                            .unwrap_or_default()
+                    ),
+                ),
+                (None, _) => report(
+                    u64::MAX,
+                    ProblemKind::RecordAdded,
+                    format!(
+                        "approval record {id} has no approval_requested event: added outside the audit writer"
+                    ),
+                ),
+            }
+        }
+        for (id, want) in derived {
+            report(
+                want.requested_seq,
+                ProblemKind::RecordRemoved,
+                format!(
+                    "approval record {id} was removed (approval_requested {})",
+                    want.requested_seq
+                ),
+            );
+        }
+
+        let mut checked_chunks = 0;
+        for entry in txn.open_table(RECORDINGS)?.iter()? {
+            let (key, value) = entry?;
+            let (session, n) = key.value();
+            checked_chunks += 1;
+            let item = format!("recording chunk {n} of session {session}");
+            let Some((seq, want)) = chunks.remove(&(session.to_owned(), n)) else {
+                report(
+                    u64::MAX,
+                    ProblemKind::RecordAdded,
+                    format!("{item} has no recording event: added outside the audit writer"),
+                );
+                continue;
+            };
+            let intact = load_chunk(value.value())
+                .map(|plain| plain.len() as u64 == want.bytes && sha256_hex(&plain) == want.sha256)
+                .unwrap_or(false);
+            if !intact {
+                report(
+                    seq,
+                    ProblemKind::RecordChanged,
+                    format!("{item} was changed: it no longer matches the digest in event {seq}"),
+                );
+            }
+        }
+        for ((session, n), (seq, _)) in chunks {
+            if pruned && !seen.contains(&session) {
+                continue;
+            }
+            report(
+                seq,
+                ProblemKind::RecordRemoved,
+                format!(
+                    "recording chunk {n} of session {session} was removed (recorded in event {seq})"
+                ),
+            );
+        }
+
+        let problem = problems.into_iter().min_by_key(|p| p.seq);
+        Ok(Checked {
+            records,
+            chunks: checked_chunks,
+            problem,
+        })
+    }
+}
+
+/// The event an approval record's latest state comes from.
+fn approval_seq(record: &ApprovalRecord) -> u64 {
+    record
+        .decision
+        .as_ref()
+        .map_or(record.requested_seq, |d| d.decided_seq)
 }
 
 /// "event 7 was" or "events 7..=9 were".
@@ -196,16 +397,21 @@ fn span(first: u64, last: u64) -> String {
 /// The verified prefix so far.
 struct Walk {
     prev: Hash,
-    /// Also the `seq` of the last verified event: the chain starts at 1 without gaps.
+    /// Also the `seq` of the last verified event: the chain starts after `base` without gaps.
     count: u64,
+    /// The retention cut (0: none).
+    base: u64,
 }
 
 impl Walk {
     fn report(&self, problem: Option<ChainProblem>) -> VerifyReport {
         VerifyReport {
-            events: self.count,
+            events: self.count - self.base,
             head_seq: self.count,
             head_hash: self.prev,
+            pruned_through: self.base,
+            records: 0,
+            chunks: 0,
             problem,
         }
     }

@@ -15,18 +15,17 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::AuditError;
 use super::chain::{Hash, canonical_bytes, chain_hash};
-use super::event::{Event, NewEvent, Timestamp};
-use super::records::{ApprovalRecord, index_event, put_json};
+use super::event::{Event, EventKind, NewEvent, RecordingChunk, Timestamp};
+use super::records::{TableIndex, index_event};
 use super::schema::{APPROVALS, EVENTS, HEAD, META, RECORDINGS, SESSIONS};
 
 /// Something to make durable.
 pub(crate) enum Op {
     /// Answered with the event's `seq`.
     Append(NewEvent),
-    /// Answered with 0.
-    PutApproval(ApprovalRecord),
-    /// Answered with the chunk's number within the session's recording.
-    Recording { session: String, chunk: Vec<u8> },
+    /// Answered with the chunk's number within the session's recording. The chunk is stored
+    /// as given (compressed by the caller) and chained by a `recording` event with its digest.
+    Recording(StoredChunk),
 }
 
 /// Where the answer goes: an async appender awaits a oneshot; a blocking one waits on a std
@@ -51,6 +50,14 @@ impl Reply {
     }
 }
 
+/// A recording chunk ready to store: compressed, with the digest of its plain bytes.
+pub(crate) struct StoredChunk {
+    pub session: String,
+    pub stored: Vec<u8>,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
 pub(crate) struct Request {
     pub op: Op,
     pub reply: Reply,
@@ -71,7 +78,7 @@ pub(crate) struct Counters {
 pub struct WriterStats {
     /// Transactions committed: with group commit, fewer than `requests` under load.
     pub commits: u64,
-    /// Requests made durable (events, approvals, recording chunks).
+    /// Requests made durable (events and recording chunks).
     pub requests: u64,
     /// Events among them.
     pub events: u64,
@@ -172,10 +179,13 @@ impl Writer {
                         }
                         result
                     }
-                    Op::PutApproval(record) => {
-                        put_json(&mut tables.approvals, &record.id, record).map(|()| 0)
+                    Op::Recording(chunk) => {
+                        let result = tables.recording(&mut head, chunk);
+                        if result.is_ok() {
+                            events += 1;
+                        }
+                        result
                     }
-                    Op::Recording { session, chunk } => tables.recording(session, chunk),
                 };
                 match result {
                     Err(AuditError::Encoding(err)) => results.push(Err(AuditError::Encoding(err))),
@@ -227,17 +237,30 @@ impl<'txn> Tables<'txn> {
     /// Chain one event onto `head` and advance it. Encoding happens before any write, so an
     /// encoding failure leaves the transaction untouched.
     fn append(&mut self, head: &mut ChainHead, new: &NewEvent) -> Result<u64, AuditError> {
+        self.append_kind(head, new.session.clone(), new.kind.clone())
+    }
+
+    fn append_kind(
+        &mut self,
+        head: &mut ChainHead,
+        session: Option<String>,
+        kind: EventKind,
+    ) -> Result<u64, AuditError> {
         let seq = head.seq + 1;
         let event = Event {
             seq,
             time: Timestamp::now(),
-            session: new.session.clone(),
-            kind: new.kind.clone(),
+            session,
+            kind,
         };
         let bytes = canonical_bytes(&event)?;
         let hash = chain_hash(&head.hash, &bytes);
         self.events.insert(seq, (hash, bytes.as_slice()))?;
-        match index_event(&event, &mut self.sessions, &mut self.approvals) {
+        let mut index = TableIndex {
+            sessions: &mut self.sessions,
+            approvals: &mut self.approvals,
+        };
+        match index_event(&event, &mut index) {
             // The indexes are conveniences derived from the chain: an undecodable old record
             // must not stop the evidence from being written.
             Err(AuditError::Encoding(err)) => {
@@ -249,8 +272,9 @@ impl<'txn> Tables<'txn> {
         Ok(seq)
     }
 
-    /// Store a recording chunk after the session's last one.
-    fn recording(&mut self, session: &str, chunk: &[u8]) -> Result<u64, AuditError> {
+    /// Store a recording chunk after the session's last one, and chain its digest.
+    fn recording(&mut self, head: &mut ChainHead, chunk: &StoredChunk) -> Result<u64, AuditError> {
+        let session = chunk.session.as_str();
         let next = match self
             .recordings
             .range((session, 0u64)..=(session, u64::MAX))?
@@ -259,7 +283,14 @@ impl<'txn> Tables<'txn> {
             Some(last) => last?.0.value().1 + 1,
             None => 0,
         };
-        self.recordings.insert((session, next), chunk)?;
+        let kind = EventKind::Recording(RecordingChunk {
+            chunk: next,
+            bytes: chunk.bytes,
+            sha256: chunk.sha256.clone(),
+        });
+        self.append_kind(head, Some(chunk.session.clone()), kind)?;
+        self.recordings
+            .insert((session, next), chunk.stored.as_slice())?;
         Ok(next)
     }
 }
