@@ -14,6 +14,7 @@ use warden::audit::{
     CommandEvent, EventKind, MaskedCells, MaskedEvent, NewEvent, Note, PolicyDecision, ProblemKind,
     Requester, SessionCounts, SessionEnd, SessionStart, verify_export,
 };
+use warden::audit::{StoreOptions, checkpoint};
 use warden::cli::audit::{AuditCmd, run};
 use warden::protocol::Protocol;
 
@@ -88,7 +89,12 @@ fn verify_file(path: &Path) -> warden::audit::VerifyReport {
 }
 
 fn cli_verify(path: &Path) -> ExitCode {
-    run(AuditCmd::Verify { db: path.into() }).unwrap()
+    run(AuditCmd::Verify {
+        db: path.into(),
+        checkpoints: None,
+        pubkey: None,
+    })
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -268,7 +274,9 @@ fn an_empty_database_verifies_and_a_missing_one_is_an_error() {
     // A typo must not verify as an empty chain.
     assert!(
         run(AuditCmd::Verify {
-            db: dir.path().join("nope.redb")
+            db: dir.path().join("nope.redb"),
+            checkpoints: None,
+            pubkey: None,
         })
         .is_err()
     );
@@ -653,6 +661,158 @@ fn an_edited_approval_decision_is_found_at_its_decision() {
     });
     let problem = verify_file(&path).problem.unwrap();
     assert_eq!(problem.kind, ProblemKind::RecordRemoved);
+}
+
+/// A store that signs checkpoints with a fresh key in `dir`; returns it with the checkpoint
+/// file and public key paths.
+fn store_with_checkpoints(dir: &Path) -> (AuditStore, PathBuf, PathBuf) {
+    let key = dir.join("checkpoint.pem");
+    let public = dir.join("checkpoint.pub.pem");
+    checkpoint::generate_key(&key, &public).unwrap();
+    let file = dir.join("elsewhere-checkpoints.jsonl");
+    let signer = checkpoint::Checkpointer::from_config(&checkpoint::CheckpointConfig {
+        key,
+        file: file.clone(),
+        interval: Duration::from_secs(300),
+        syslog: None,
+    })
+    .unwrap();
+    let options = StoreOptions {
+        checkpointer: Some(std::sync::Arc::new(signer)),
+        ..StoreOptions::default()
+    };
+    let store = AuditStore::open_with(dir.join("audit.redb"), &options).unwrap();
+    (store, file, public)
+}
+
+fn cli_verify_checkpoints(path: &Path, file: &Path, public: &Path) -> ExitCode {
+    run(AuditCmd::Verify {
+        db: path.into(),
+        checkpoints: Some(file.into()),
+        pubkey: Some(public.into()),
+    })
+    .unwrap()
+}
+
+/// Rehash every event from `from` on, and the head, as a rewriter with write access would.
+fn rehash_from(path: &Path, from: u64) {
+    let db = Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut events = txn.open_table(EVENTS).unwrap();
+        let mut prev = if from == 1 {
+            [0u8; 32]
+        } else {
+            stored(&events, from - 1).0
+        };
+        let last = events.last().unwrap().unwrap().0.value();
+        for seq in from..=last {
+            let (_, bytes) = stored(&events, seq);
+            let hash = warden::audit::chain_hash(&prev, &bytes);
+            events.insert(seq, (hash, bytes.as_slice())).unwrap();
+            prev = hash;
+        }
+        let mut meta = txn.open_table(META).unwrap();
+        meta.insert(HEAD, (last, prev)).unwrap();
+    }
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_whole_chain_rewrite_verifies_alone_but_fails_against_the_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, file, public) = store_with_checkpoints(dir.path());
+    store.append_blocking(note("start")).unwrap();
+    let denied = store
+        .append_blocking(command("s1", "drop table cards", AuditVerdict::Deny))
+        .unwrap();
+    let first = store.checkpoint_blocking().unwrap().unwrap();
+    assert_eq!(first.seq, denied);
+    // Nothing new: no second signature of the same head.
+    assert!(store.checkpoint_blocking().unwrap().is_none());
+    store.append_blocking(note("later")).unwrap();
+    let second = store.checkpoint_blocking().unwrap().unwrap();
+    store.close().unwrap();
+    let path = dir.path().join("audit.redb");
+    assert_eq!(
+        cli_verify_checkpoints(&path, &file, &public),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 2);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    // The attack from the issue: the deny becomes a mask and every later event is rehashed.
+    tamper(&path, |events| {
+        let (hash, bytes) = stored(events, denied);
+        let text = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"deny\"", "\"mask\"");
+        events.insert(denied, (hash, text.as_bytes())).unwrap();
+    });
+    rehash_from(&path, denied);
+    // The chain alone cannot tell...
+    assert!(verify_file(&path).is_ok());
+    assert_eq!(cli_verify(&path), ExitCode::SUCCESS);
+    // ...the signed checkpoints can.
+    assert_eq!(
+        cli_verify_checkpoints(&path, &file, &public),
+        ExitCode::FAILURE
+    );
+    let store = AuditStore::open(&path).unwrap();
+    let report = checkpoint::check_checkpoints(
+        &checkpoint::read_checkpoints(&file).unwrap(),
+        &store.checkpoint_events().unwrap(),
+        &checkpoint::load_public_key(&public).unwrap(),
+        store.base().unwrap(),
+        &mut |seq| store.hash_at(seq),
+    )
+    .unwrap();
+    store.close().unwrap();
+    let problem = report.problem.unwrap();
+    assert!(
+        problem.contains(&format!("signed event {denied}")),
+        "{problem}"
+    );
+    assert!(problem.contains("rewritten"), "{problem}");
+    let _ = second;
+}
+
+#[test]
+fn a_cut_tail_and_a_foreign_key_fail_checkpoint_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, file, public) = store_with_checkpoints(dir.path());
+    for i in 0..5 {
+        store.append_blocking(note(format!("n{i}"))).unwrap();
+    }
+    let signed = store.checkpoint_blocking().unwrap().unwrap();
+    store.close().unwrap();
+    let path = dir.path().join("audit.redb");
+    // Remove the tail, the checkpoint event with it, and point the head at what is left.
+    tamper(&path, |events| {
+        for seq in 4..=signed.seq + 1 {
+            events.remove(seq).unwrap();
+        }
+    });
+    rehash_from(&path, 3);
+    assert!(verify_file(&path).is_ok());
+    assert_eq!(
+        cli_verify_checkpoints(&path, &file, &public),
+        ExitCode::FAILURE
+    );
+
+    // A checkpoint file checked with another key proves nothing.
+    let other = tempfile::tempdir().unwrap();
+    let other_public = other.path().join("p.pem");
+    checkpoint::generate_key(&other.path().join("k.pem"), &other_public).unwrap();
+    let (_d, fresh) = closed_db_with(3);
+    assert_eq!(
+        cli_verify_checkpoints(&fresh, &file, &other_public),
+        ExitCode::FAILURE
+    );
 }
 
 #[test]

@@ -65,7 +65,7 @@ pub enum EventKind {
     /// A recording chunk as stored: its digest puts the recording under the chain.
     Recording(RecordingChunk),
     /// The head signed with the checkpoint key (also written to the checkpoint sinks).
-    Checkpoint(SignedHead),
+    Checkpoint(CheckpointEvent),
     /// Retention removed everything up to a signed cut.
     Pruned(Pruned),
     /// Anything without a kind of its own yet: policy reloads, start-up.
@@ -268,6 +268,13 @@ impl SignedHead {
     }
 }
 
+/// A checkpoint as the chain records it (the signed head is nested: its `seq` and `time` are
+/// the head's, not the event's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointEvent {
+    pub head: SignedHead,
+}
+
 /// What one retention run removed, and the signed cut what remains chains from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pruned {
@@ -362,6 +369,16 @@ mod tests {
         assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
     }
 
+    fn signed() -> SignedHead {
+        SignedHead {
+            seq: 40,
+            hash: "cd".repeat(32),
+            time: Timestamp::from_unix_micros(8),
+            key: "ee".repeat(32),
+            signature: "ff".repeat(64),
+        }
+    }
+
     #[test]
     fn every_kind_round_trips() {
         let kinds = vec![
@@ -426,6 +443,24 @@ mod tests {
             EventKind::Note(Note {
                 topic: "startup".into(),
                 message: "hello".into(),
+            }),
+            EventKind::Recording(RecordingChunk {
+                chunk: 2,
+                bytes: 10,
+                sha256: "ab".repeat(32),
+            }),
+            // A kind holding fields named like the event's own (`seq`, `time`) must nest them:
+            // flattened, they would clash.
+            EventKind::Checkpoint(CheckpointEvent { head: signed() }),
+            EventKind::Pruned(Pruned {
+                before: Timestamp::from_unix_micros(9),
+                through: 40,
+                hash: "cd".repeat(32),
+                signed: Some(signed()),
+                events: 40,
+                sessions: 2,
+                approvals: 1,
+                chunks: 7,
             }),
         ];
         for kind in kinds {

@@ -17,6 +17,7 @@
 
 mod blob;
 mod chain;
+pub mod checkpoint;
 mod error;
 mod event;
 mod export;
@@ -34,9 +35,10 @@ pub use blob::{cap_text, sha256_hex};
 pub use chain::{GENESIS, Hash, canonical_bytes, chain_hash, parse_hash};
 pub use error::AuditError;
 pub use event::{
-    ApprovalDecided, ApprovalRequested, AuditPrincipal, AuditVerdict, CommandEvent, Event,
-    EventKind, MaskedCells, MaskedEvent, NewEvent, Note, PolicyDecision, Pruned, RecordingChunk,
-    Requester, SessionCounts, SessionEnd, SessionStart, SignedHead, Timestamp,
+    ApprovalDecided, ApprovalRequested, AuditPrincipal, AuditVerdict, CheckpointEvent,
+    CommandEvent, Event, EventKind, MaskedCells, MaskedEvent, NewEvent, Note, PolicyDecision,
+    Pruned, RecordingChunk, Requester, SessionCounts, SessionEnd, SessionStart, SignedHead,
+    Timestamp,
 };
 pub use export::verify_export;
 pub use records::{ApprovalDecision, ApprovalRecord, SessionEndRecord, SessionRecord};
@@ -54,9 +56,12 @@ pub const DEFAULT_MAX_BATCH: usize = 512;
 pub struct AuditConfig {
     /// The redb database file.
     pub path: PathBuf,
-    /// Most requests (events, approvals, recording chunks) one group commit takes.
+    /// Most requests (events, recording chunks) one group commit takes.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Signed checkpoints of the chain's head (`[audit.checkpoints]`).
+    #[serde(default)]
+    pub checkpoints: Option<checkpoint::CheckpointConfig>,
 }
 
 fn default_max_batch() -> usize {

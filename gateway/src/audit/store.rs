@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::blob;
 use super::chain::{GENESIS, Hash};
-use super::event::{Event, NewEvent};
+use super::checkpoint::Checkpointer;
+use super::event::{Event, EventKind, NewEvent, SignedHead};
 use super::export::export_events;
 use super::records::{ApprovalRecord, SessionRecord, get_json};
 use super::schema::{APPROVALS, BASE, EVENTS, HEAD, META, RECORDINGS, SESSIONS};
@@ -32,6 +33,8 @@ pub struct StoreOptions {
     /// Check every page's checksum on open: slow on a big file, meant for `warden audit verify`,
     /// where a file altered outside redb must be reported rather than trusted.
     pub check_integrity: bool,
+    /// Signs checkpoints ([`AuditStore::checkpoint`]); none: checkpoints are refused.
+    pub checkpointer: Option<Arc<Checkpointer>>,
 }
 
 impl Default for StoreOptions {
@@ -40,6 +43,7 @@ impl Default for StoreOptions {
             create: true,
             max_batch: super::DEFAULT_MAX_BATCH,
             check_integrity: false,
+            checkpointer: None,
         }
     }
 }
@@ -56,6 +60,7 @@ struct Inner {
     writer: std::thread::JoinHandle<()>,
     counters: Arc<Counters>,
     path: PathBuf,
+    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 /// A stored event with its chain hash.
@@ -81,10 +86,15 @@ impl AuditStore {
 
     /// Open as `[audit]` in warden.toml says.
     pub fn from_config(config: &AuditConfig) -> Result<AuditStore, AuditError> {
+        let checkpointer = match &config.checkpoints {
+            Some(c) => Some(Arc::new(Checkpointer::from_config(c)?)),
+            None => None,
+        };
         AuditStore::open_with(
             &config.path,
             &StoreOptions {
                 max_batch: config.max_batch,
+                checkpointer,
                 ..StoreOptions::default()
             },
         )
@@ -124,6 +134,8 @@ impl AuditStore {
             head,
             max_batch: options.max_batch.max(1),
             counters: counters.clone(),
+            checkpointer: options.checkpointer.clone(),
+            last_checkpoint: last_checkpoint(&db)?,
         };
         let handle = std::thread::Builder::new()
             .name("warden-audit-writer".into())
@@ -135,6 +147,7 @@ impl AuditStore {
                 writer: handle,
                 counters,
                 path: path.to_path_buf(),
+                checkpointer: options.checkpointer.clone(),
             }),
         })
     }
@@ -163,6 +176,45 @@ impl AuditStore {
     pub async fn append_recording(&self, session: &str, chunk: Vec<u8>) -> Result<u64, AuditError> {
         self.request(Op::Recording(blob::store_chunk(session, &chunk)?))
             .await
+    }
+
+    /// Sign the head with the checkpoint key, chain the signature and write it to the sinks.
+    /// `None` when nothing was appended since the last checkpoint. Fails without a key.
+    pub async fn checkpoint(&self) -> Result<Option<SignedHead>, AuditError> {
+        let seq = self.request(Op::Checkpoint).await?;
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.publish_checkpoint(seq))
+            .await
+            .map_err(|e| AuditError::CommitFailed(e.to_string()))?
+    }
+
+    /// [`Self::checkpoint`] outside a runtime.
+    pub fn checkpoint_blocking(&self) -> Result<Option<SignedHead>, AuditError> {
+        let seq = self.request_blocking(Op::Checkpoint)?;
+        self.publish_checkpoint(seq)
+    }
+
+    /// How often the gateway checkpoints, when a key is configured.
+    pub fn checkpoint_interval(&self) -> Option<std::time::Duration> {
+        self.inner.checkpointer.as_ref().map(|c| c.interval)
+    }
+
+    fn publish_checkpoint(&self, seq: u64) -> Result<Option<SignedHead>, AuditError> {
+        if seq == 0 {
+            return Ok(None);
+        }
+        let signed = match self.events(seq..=seq)?.pop().map(|e| e.event.kind) {
+            Some(EventKind::Checkpoint(c)) => c.head,
+            _ => {
+                return Err(AuditError::Corrupt(format!(
+                    "checkpoint event {seq} not found"
+                )));
+            }
+        };
+        if let Some(checkpointer) = &self.inner.checkpointer {
+            checkpointer.publish(&signed)?;
+        }
+        Ok(Some(signed))
     }
 
     async fn request(&self, op: Op) -> Result<u64, AuditError> {
@@ -256,6 +308,41 @@ impl AuditStore {
     /// the gateway appends.
     pub fn verify(&self) -> Result<VerifyReport, AuditError> {
         verify_chain(&self.read()?)
+    }
+
+    /// The stored chain hash of event `seq` (after a successful [`Self::verify`], the verified
+    /// one); `None` when there is no such event.
+    pub fn hash_at(&self, seq: u64) -> Result<Option<Hash>, AuditError> {
+        let txn = self.read()?;
+        let table = txn.open_table(EVENTS)?;
+        Ok(table.get(seq)?.map(|guard| guard.value().0))
+    }
+
+    /// The retention cut the chain starts after: `(seq, hash)`, `(0, GENESIS)` when none.
+    pub fn base(&self) -> Result<(u64, Hash), AuditError> {
+        Ok(read_base(&self.read()?)?.map_or((0, GENESIS), |b| (b.seq, b.hash)))
+    }
+
+    /// Every checkpoint event in the chain, oldest first.
+    pub fn checkpoint_events(&self) -> Result<Vec<SignedHead>, AuditError> {
+        let txn = self.read()?;
+        let table = txn.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, value) = entry?;
+            let bytes = value.value().1;
+            if !is_checkpoint(bytes) {
+                continue;
+            }
+            if let Ok(Event {
+                kind: EventKind::Checkpoint(c),
+                ..
+            }) = serde_json::from_slice(bytes)
+            {
+                out.push(c.head);
+            }
+        }
+        Ok(out)
     }
 
     /// Write events from `from` (default 1) as JSON lines; returns how many. See
@@ -383,6 +470,27 @@ fn load_head(db: &Database) -> Result<ChainHead, AuditError> {
             hash: GENESIS,
         }),
     }
+}
+
+/// The `seq` of the newest checkpoint event: the writer does not sign the same head twice.
+fn last_checkpoint(db: &Database) -> Result<u64, AuditError> {
+    let txn = db.begin_read()?;
+    let events = txn.open_table(EVENTS)?;
+    // Checkpoints are frequent; looking back a few thousand events finds the newest one.
+    for entry in events.iter()?.rev().take(4096) {
+        let (key, value) = entry?;
+        if is_checkpoint(value.value().1) {
+            return Ok(key.value());
+        }
+    }
+    Ok(0)
+}
+
+/// A cheap test on an event's bytes. Inside a JSON string the quotes would be escaped, so the
+/// pattern only matches the event's own `type`.
+fn is_checkpoint(bytes: &[u8]) -> bool {
+    const TAG: &[u8] = b"\"type\":\"checkpoint\"";
+    bytes.windows(TAG.len()).any(|w| w == TAG)
 }
 
 fn all_json<T: for<'de> serde::Deserialize<'de>>(

@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::AuditError;
 use super::chain::{Hash, canonical_bytes, chain_hash};
-use super::event::{Event, EventKind, NewEvent, RecordingChunk, Timestamp};
+use super::checkpoint::Checkpointer;
+use super::event::{CheckpointEvent, Event, EventKind, NewEvent, RecordingChunk, Timestamp};
 use super::records::{TableIndex, index_event};
 use super::schema::{APPROVALS, EVENTS, HEAD, META, RECORDINGS, SESSIONS};
 
@@ -26,6 +27,9 @@ pub(crate) enum Op {
     /// Answered with the chunk's number within the session's recording. The chunk is stored
     /// as given (compressed by the caller) and chained by a `recording` event with its digest.
     Recording(StoredChunk),
+    /// Sign the head and chain the signature; answered with the checkpoint event's `seq`, or 0
+    /// when nothing was appended since the last checkpoint.
+    Checkpoint,
 }
 
 /// Where the answer goes: an async appender awaits a oneshot; a blocking one waits on a std
@@ -112,6 +116,9 @@ pub(crate) struct Writer {
     pub head: ChainHead,
     pub max_batch: usize,
     pub counters: Arc<Counters>,
+    pub checkpointer: Option<Arc<Checkpointer>>,
+    /// The `seq` of the last checkpoint event this writer appended.
+    pub last_checkpoint: u64,
 }
 
 impl Writer {
@@ -162,12 +169,13 @@ impl Writer {
 
     /// Write the whole batch in one transaction. A request that cannot be encoded fails alone
     /// (before anything of it is written); a storage failure fails the batch.
-    fn write(&self, batch: &[Request]) -> Result<Committed, AuditError> {
+    fn write(&mut self, batch: &[Request]) -> Result<Committed, AuditError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let mut head = self.head;
         let mut events = 0;
         let mut results = Vec::with_capacity(batch.len());
+        let mut checkpointed = None;
         {
             let mut tables = Tables::open(&txn)?;
             for request in batch {
@@ -186,9 +194,27 @@ impl Writer {
                         }
                         result
                     }
+                    Op::Checkpoint => match &self.checkpointer {
+                        None => Err(AuditError::Checkpoint(
+                            "no checkpoint key is configured ([audit.checkpoints])".into(),
+                        )),
+                        Some(_) if head.seq == self.last_checkpoint => Ok(0),
+                        Some(signer) => {
+                            let signed = signer.sign(head.seq, &head.hash);
+                            let seq = tables.append_kind(
+                                &mut head,
+                                None,
+                                EventKind::Checkpoint(CheckpointEvent { head: signed }),
+                            )?;
+                            events += 1;
+                            checkpointed = Some(seq);
+                            Ok(seq)
+                        }
+                    },
                 };
                 match result {
                     Err(AuditError::Encoding(err)) => results.push(Err(AuditError::Encoding(err))),
+                    Err(err @ AuditError::Checkpoint(_)) => results.push(Err(err)),
                     Err(other) => return Err(other),
                     Ok(value) => results.push(Ok(value)),
                 }
@@ -198,6 +224,9 @@ impl Writer {
             }
         }
         txn.commit()?;
+        if let Some(seq) = checkpointed {
+            self.last_checkpoint = seq;
+        }
         Ok(Committed {
             results,
             head,

@@ -1,4 +1,5 @@
-//! `warden audit`: verify the hash chain of an audit database, and export it for compliance.
+//! `warden audit`: verify the hash chain of an audit database (and its signed checkpoints),
+//! export it for compliance, and make checkpoint keys.
 //!
 //! These open the database file themselves, and redb locks it to one process: stop the gateway
 //! first, or point `--db` at a copy.
@@ -10,16 +11,33 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::audit::checkpoint::{self, CheckpointReport};
 use crate::audit::{AuditError, AuditStore, StoreOptions, VerifyReport, verify_export};
 
 /// `warden audit ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCmd {
-    /// Walk the hash chain; exit status 1 at the first altered, missing or moved event.
+    /// Walk the hash chain and check every record and recording chunk against it; with
+    /// `--checkpoints`, also prove the chain was not rewritten since its last signed
+    /// checkpoint. Exit status 1 at the first problem.
     Verify {
         /// The audit database (`[audit] path` in warden.toml).
         #[arg(long)]
         db: PathBuf,
+        /// The checkpoint file the gateway writes (`[audit.checkpoints] file`).
+        #[arg(long, requires = "pubkey")]
+        checkpoints: Option<PathBuf>,
+        /// The checkpoint key's public half (PEM, or 64 hex digits).
+        #[arg(long, requires = "checkpoints")]
+        pubkey: Option<PathBuf>,
+    },
+    /// Make an Ed25519 key pair for signed checkpoints: the private key (PKCS#8 PEM, mode 0600)
+    /// for `[audit.checkpoints] key`, the public key for `verify --pubkey`.
+    Keygen {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        pubkey: PathBuf,
     },
     /// Write events as JSON lines (`seq`, `prev`, `hash`, `event`) to standard output.
     Export {
@@ -41,11 +59,25 @@ pub enum AuditCmd {
 /// is reported on stdout with exit status 1.
 pub fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        AuditCmd::Verify { db } => {
+        AuditCmd::Verify {
+            db,
+            checkpoints,
+            pubkey,
+        } => {
             let store = open_existing(&db)?;
-            let report = store.verify().context("reading the audit chain")?;
+            let checked = verify_store(&store, checkpoints.as_deref().zip(pubkey.as_deref()));
             store.close().context("closing the audit database")?;
-            Ok(print_report(&report))
+            checked
+        }
+        AuditCmd::Keygen { key, pubkey } => {
+            let public = crate::audit::checkpoint::generate_key(&key, &pubkey)?;
+            println!(
+                "wrote {} (private, 0600) and {}",
+                key.display(),
+                pubkey.display()
+            );
+            println!("public key {public}");
+            Ok(ExitCode::SUCCESS)
         }
         AuditCmd::Export { db, from } => {
             let store = open_existing(&db)?;
@@ -66,6 +98,67 @@ pub fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Verify the chain, then (given a checkpoint file and public key) the checkpoints.
+pub fn verify_store(
+    store: &AuditStore,
+    checkpoints: Option<(&Path, &Path)>,
+) -> anyhow::Result<ExitCode> {
+    let report = store.verify().context("reading the audit chain")?;
+    let code = print_report(&report);
+    if code != ExitCode::SUCCESS {
+        return Ok(code);
+    }
+    if report.pruned_through > 0 {
+        println!(
+            "  events 1..={} were removed by retention; the chain starts from that cut",
+            report.pruned_through
+        );
+    }
+    let Some((file, pubkey)) = checkpoints else {
+        return Ok(code);
+    };
+    let public = checkpoint::load_public_key(pubkey)?;
+    let lines = checkpoint::read_checkpoints(file)?;
+    let in_chain = store.checkpoint_events()?;
+    let checked =
+        checkpoint::check_checkpoints(&lines, &in_chain, &public, store.base()?, &mut |seq| {
+            store.hash_at(seq)
+        })?;
+    Ok(print_checkpoints(&checked, report.head_seq, file))
+}
+
+fn print_checkpoints(checked: &CheckpointReport, head: u64, file: &Path) -> ExitCode {
+    if let Some(problem) = &checked.problem {
+        println!("checkpoints FAILED: {problem}");
+        return ExitCode::FAILURE;
+    }
+    let Some(last) = &checked.last else {
+        println!(
+            "checkpoints FAILED: {} holds no checkpoint of this chain",
+            file.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    println!(
+        "checkpoints OK: {} signed checkpoints match the chain, the last at event {} ({}); {} \
+         checkpoint events in the chain are signed by this key",
+        checked.matched, last.seq, last.time, checked.in_chain
+    );
+    if checked.before_cut > 0 {
+        println!(
+            "  {} older checkpoints precede the retention cut",
+            checked.before_cut
+        );
+    }
+    if head > last.seq {
+        println!(
+            "  events {}..={head} are newer than the last checkpoint: not yet covered",
+            last.seq + 1
+        );
+    }
+    ExitCode::SUCCESS
+}
+
 /// The stable, greppable verdict lines the brief and runbooks refer to.
 fn print_report(report: &VerifyReport) -> ExitCode {
     match &report.problem {
@@ -74,6 +167,10 @@ fn print_report(report: &VerifyReport) -> ExitCode {
                 "audit chain OK: {} events, head {}",
                 report.events,
                 report.head_hex()
+            );
+            println!(
+                "  {} session and approval records and {} recording chunks match their events",
+                report.records, report.chunks
             );
             ExitCode::SUCCESS
         }

@@ -51,6 +51,18 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             orphan.last_event
         );
     }
+    // Sign what the last run left, then at the configured interval, and once more at shutdown.
+    let checkpoints = audit.checkpoint_interval().map(|interval| {
+        let audit = audit.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = audit.checkpoint().await {
+                    tracing::error!("audit checkpoint: {e}");
+                }
+                tokio::time::sleep(interval).await;
+            }
+        })
+    });
     crate::proxy::postgres::check_upstreams(&config).await?;
     crate::proxy::ssh::check_upstreams(&config).await?;
     let verifier = Verifier::from_config(&config.identity)?;
@@ -114,7 +126,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let state = AdminState {
         approvals,
         verifier: Arc::new(Verifier::from_config(&gw.config().identity)?),
-        audit,
+        audit: audit.clone(),
     };
     let admin_stop = stopped(stop_rx.clone());
     tasks.spawn(async move {
@@ -139,6 +151,14 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
                 "{} sessions did not close in time (approval waits, stuck clients)",
                 gw.lifecycle().open_sessions()
             );
+        }
+    }
+    if let Some(task) = checkpoints {
+        task.abort();
+        match audit.checkpoint().await {
+            Ok(Some(signed)) => tracing::info!(seq = signed.seq, "audit checkpoint at shutdown"),
+            Ok(None) => {}
+            Err(e) => tracing::error!("audit checkpoint at shutdown: {e}"),
         }
     }
     Ok(ExitCode::SUCCESS)
