@@ -197,14 +197,23 @@ async fn transcript_replays_as_psql_and_the_file_holds_no_clear_pan() {
     end_session(&store, "ses-1", SessionCounts::default()).await;
     store.close().unwrap();
 
-    // The whole file, as an attacker with the disk would read it.
+    // The whole file, as an attacker with the disk would read it; recordings are stored
+    // compressed, so their plain bytes are read back too.
     let bytes = std::fs::read(&path).unwrap();
+    let store = AuditStore::open(&path).unwrap();
+    let plain = store.recording("ses-1").unwrap().concat();
+    store.close().unwrap();
     for pan in CLEAR {
         assert!(!contains(&bytes, pan), "clear PAN {pan} in the redb file");
+        assert!(!contains(&plain, pan), "clear PAN {pan} in the recording");
     }
     assert!(
-        contains(&bytes, "**** **** **** 1111"),
+        contains(&plain, "**** **** **** 1111"),
         "the recording is in the file"
+    );
+    assert!(
+        !contains(&bytes, "**** **** **** 1111"),
+        "the recording is stored compressed"
     );
 
     let (code, out) = replay(&path, "ses-1", false);
@@ -339,6 +348,7 @@ async fn sessions_lists_principal_chain_target_and_counts() {
     let args = SessionsArgs {
         db: path.clone(),
         json: false,
+        raw: false,
     };
     list_to(&args, &mut out).unwrap();
     let table = String::from_utf8(out).unwrap();
@@ -391,6 +401,7 @@ async fn sessions_lists_principal_chain_target_and_counts() {
     let args = SessionsArgs {
         db: path,
         json: true,
+        raw: false,
     };
     list_to(&args, &mut out).unwrap();
     let records: Vec<SessionRecord> = String::from_utf8(out)
@@ -402,6 +413,89 @@ async fn sessions_lists_principal_chain_target_and_counts() {
     assert_eq!(ids, ["ses-b", "ses-a"]);
     assert_eq!(records[0].end.as_ref().unwrap().counts, counts);
     assert!(records[1].end.is_none());
+}
+
+/// What a terminal obeys rather than shows.
+const HOSTILE: [&str; 5] = [
+    "\u{1b}[2J\u{1b}[H",
+    "\u{1b}]0;pwned-title\u{7}",
+    "\u{1b}]52;c;ZXZpbA==\u{7}",
+    "\u{9b}31m",
+    "over\rwritten",
+];
+
+fn assert_inert(out: &str) {
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+    assert!(!out.contains('\u{9b}'), "{out:?}");
+    assert!(!out.contains('\r'), "{out:?}");
+    assert!(out.contains("\\x1b[2J\\x1b[H"), "{out:?}");
+    assert!(out.contains("\\x1b]0;pwned-title"), "{out:?}");
+}
+
+#[tokio::test]
+async fn hostile_escape_sequences_reach_the_auditor_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let store = AuditStore::open(&path).unwrap();
+    start_session(&store, "ses-x", "payments").await;
+    let rec = Recorder::start(store.clone(), "ses-x");
+    let all = HOSTILE.concat();
+    rec.command(&format!("SELECT '{all}' AS \"{all}\";"), "allow", None);
+    rec.columns(&cols(&[all.as_str()]));
+    rec.rows(&[row(&[Some(all.as_str())])]);
+    rec.complete("SELECT 1");
+    rec.finish().await;
+    // A token subject with escapes and a newline (the issue's `ali ESC[31m ce \n X`).
+    let mut principal = principal();
+    principal.subject = "ali \u{1b}[31m ce \n X".into();
+    store
+        .append(NewEvent::session(
+            "ses-y",
+            EventKind::SessionStart(SessionStart {
+                protocol: Protocol::Ssh,
+                target: "box".into(),
+                client_addr: "127.0.0.1:1".into(),
+                principal,
+            }),
+        ))
+        .await
+        .unwrap();
+    store.close().unwrap();
+
+    let (code, out) = replay(&path, "ses-x", false);
+    assert_eq!(code, ExitCode::SUCCESS);
+    assert_inert(&out);
+    // --raw prints the stored JSON lines: the same values, nothing a terminal acts on.
+    let (_, raw) = replay(&path, "ses-x", true);
+    assert!(
+        !raw.contains('\u{1b}') && !raw.contains('\u{9b}'),
+        "{raw:?}"
+    );
+    assert!(raw.contains("\\u001b]0;pwned-title"), "{raw}");
+
+    let mut out = Vec::new();
+    let args = SessionsArgs {
+        db: path.clone(),
+        json: false,
+        raw: false,
+    };
+    list_to(&args, &mut out).unwrap();
+    let table = String::from_utf8(out).unwrap();
+    assert!(table.contains("ali \\x1b[31m ce \\n X"), "{table}");
+    assert!(!table.contains('\u{1b}'), "{table:?}");
+    // One row per session: the newline did not make a row of its own.
+    assert!(table.ends_with("(2 sessions)\n"), "{table}");
+    let mut out = Vec::new();
+    list_to(
+        &SessionsArgs {
+            db: path,
+            json: false,
+            raw: true,
+        },
+        &mut out,
+    )
+    .unwrap();
+    assert!(String::from_utf8(out).unwrap().contains('\u{1b}'));
 }
 
 #[tokio::test]

@@ -340,6 +340,11 @@ fn card_numbers_in_output_are_masked_and_never_recorded() {
     );
     assert!(!file_contains(&gw.audit_path(), "4111 1111 1111 1111"));
     assert!(!file_contains(&gw.audit_path(), "5500005555555559"));
+    // The scan reaches into the compressed recording: the masked output is found there.
+    assert!(file_contains(
+        &gw.audit_path(),
+        "stderr-free tail ************5559"
+    ));
 }
 
 /// sshd sends `exit-status` as soon as the command exits, ahead of output still to come: from

@@ -270,12 +270,10 @@ fn short_duration(d: Duration) -> String {
     }
 }
 
-/// Commands and reasons come from agents: control characters (terminal escapes, newlines)
-/// become spaces so they cannot rewrite the approver's screen or forge table rows.
+/// Commands and reasons come from agents: control characters (terminal escapes, newlines) are
+/// shown escaped so they cannot rewrite the approver's screen or forge table rows.
 fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    super::escape::cell(text).into_owned()
 }
 
 fn truncate(text: &str, max: usize) -> String {

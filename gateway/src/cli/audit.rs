@@ -129,7 +129,7 @@ pub fn verify_store(
 
 fn print_checkpoints(checked: &CheckpointReport, head: u64, file: &Path) -> ExitCode {
     if let Some(problem) = &checked.problem {
-        println!("checkpoints FAILED: {problem}");
+        println!("checkpoints FAILED: {}", super::escape::cell(problem));
         return ExitCode::FAILURE;
     }
     let Some(last) = &checked.last else {
@@ -175,7 +175,8 @@ fn print_report(report: &VerifyReport) -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(problem) => {
-            println!("audit chain BROKEN at event {}: {}", problem.seq, problem);
+            let message = super::escape::cell(&problem.message);
+            println!("audit chain BROKEN at event {}: {message}", problem.seq);
             ExitCode::FAILURE
         }
     }

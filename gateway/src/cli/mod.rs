@@ -2,6 +2,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod escape;
 pub mod policy;
 pub mod replay;
 pub mod scaffold;

@@ -6,7 +6,10 @@
 //! writes an SSH session as an asciicast v2 file for `asciinema play`; `--raw` prints the stored
 //! JSON lines (format in [`crate::recording`]).
 //!
-//! Recordings hold masked data only; replay shows what was stored and unmasks nothing.
+//! Recordings hold masked data only; replay shows what was stored and unmasks nothing. What
+//! agents wrote reaches the auditor's terminal escaped (`cli::escape`): transcripts show
+//! control characters as `\x1b`; terminal playback keeps colours and cursor movement and
+//! escapes what a terminal would act on beyond its screen.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::escape::{self, TerminalFilter};
 use super::sessions::open_db;
 use crate::protocol::Protocol;
 use crate::recording::terminal::{self, CastOptions, Pacing, TerminalInfo, Transcript};
@@ -111,10 +115,7 @@ pub fn replay_to(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<ExitC
         return Ok(ExitCode::SUCCESS);
     }
     if args.raw {
-        for (_, line) in transcript_lines(&chunks) {
-            out.write_all(line)?;
-            out.write_all(b"\n")?;
-        }
+        write_raw(&chunks, out)?;
         return Ok(ExitCode::SUCCESS);
     }
     let target = match &record {
@@ -137,13 +138,12 @@ pub fn replay_to(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<ExitC
             "--asciicast is for SSH sessions; this {} session replays as text without it",
             protocol.as_str()
         ),
-        Protocol::Postgres => out.write_all(render_psql(&lines, target).as_bytes())?,
+        Protocol::Postgres => {
+            out.write_all(escape::text(&render_psql(&lines, target)).as_bytes())?;
+        }
         Protocol::Http => {
             eprintln!("warden: no renderer for this protocol yet; printing the raw recording");
-            for (_, line) in transcript_lines(&chunks) {
-                out.write_all(line)?;
-                out.write_all(b"\n")?;
-            }
+            write_raw(&chunks, out)?;
             return Ok(ExitCode::SUCCESS);
         }
     }
@@ -153,6 +153,16 @@ pub fn replay_to(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<ExitC
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The stored JSON lines. JSON already escapes C0 controls; C1 controls and bidi overrides are
+/// rewritten as `\uXXXX` escapes of the same value.
+fn write_raw(chunks: &[Vec<u8>], out: &mut dyn Write) -> std::io::Result<()> {
+    for (_, line) in transcript_lines(chunks) {
+        out.write_all(escape::json_line(&String::from_utf8_lossy(line)).as_bytes())?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 /// An SSH session: an asciicast file, a timed terminal playback, or an exec transcript.
@@ -174,7 +184,11 @@ fn replay_ssh(
     }
     match terminal::terminal_info(lines).filter(|_| !args.no_wait) {
         // No pty: nothing to animate; the transcript reads best all at once.
-        None => out.write_all(terminal::render_ssh(lines).as_bytes())?,
+        None => {
+            let mut filter = TerminalFilter::new();
+            out.write_all(filter.push(&terminal::render_ssh(lines)).as_bytes())?;
+            out.write_all(filter.finish().as_bytes())?;
+        }
         Some(info) => play_terminal(args, &info, lines, out)?,
     }
     Ok(())
@@ -208,21 +222,25 @@ fn play_terminal(
 }
 
 /// Write each piece after its pause, flushing first so the screen is current while waiting.
+/// What the session's programs sent the terminal passes the playback filter: colours and
+/// cursor movement as recorded, anything a terminal would act on beyond the screen escaped.
 fn play(frames: &[(u64, String)], pacing: Pacing, out: &mut dyn Write) -> std::io::Result<()> {
     let delays = terminal::delays(frames.iter().map(|(t, _)| *t), pacing);
+    let mut filter = TerminalFilter::new();
     for ((_, text), delay) in frames.iter().zip(delays) {
         if !delay.is_zero() {
             out.flush()?;
             std::thread::sleep(delay);
         }
-        out.write_all(text.as_bytes())?;
+        out.write_all(filter.push(text).as_bytes())?;
     }
+    out.write_all(filter.finish().as_bytes())?;
     out.flush()
 }
 
 fn write_cast(path: &Path, cast: &str, out: &mut dyn Write) -> anyhow::Result<()> {
     if path == Path::new("-") {
-        out.write_all(cast.as_bytes())?;
+        out.write_all(escape::json_line(cast).as_bytes())?;
         return Ok(());
     }
     std::fs::write(path, cast).with_context(|| format!("writing {}", path.display()))?;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::escape;
 use crate::audit::{AuditError, AuditStore, SessionRecord, StoreOptions, Timestamp};
 use crate::recording::table::{Align, Table};
 
@@ -22,6 +23,10 @@ pub struct SessionsArgs {
     /// One JSON object per line (the stored session records) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Print cells as stored, control characters included (the default shows them escaped:
+    /// subjects and addresses come from clients).
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// List the sessions on standard output.
@@ -43,12 +48,13 @@ pub fn list_to(args: &SessionsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     sessions.sort_by_key(|s| s.start_seq);
     if args.json {
         for session in &sessions {
-            serde_json::to_writer(&mut *out, session)?;
+            let line = serde_json::to_string(session)?;
+            out.write_all(escape::json_line(&line).as_bytes())?;
             out.write_all(b"\n")?;
         }
         return Ok(());
     }
-    out.write_all(render_table(&sessions).as_bytes())?;
+    out.write_all(render_table(&sessions, args.raw).as_bytes())?;
     Ok(())
 }
 
@@ -70,13 +76,18 @@ const HEADERS: [&str; 14] = [
 ];
 
 /// The sessions as a psql-style table with a `(N sessions)` footer.
-pub fn render_table(sessions: &[SessionRecord]) -> String {
+pub fn render_table(sessions: &[SessionRecord], raw: bool) -> String {
     let headers: Vec<String> = HEADERS.iter().map(|h| (*h).to_owned()).collect();
     let mut aligns = vec![Align::Left; HEADERS.len()];
     for align in &mut aligns[8..13] {
         *align = Align::Right;
     }
-    let rows: Vec<Vec<Option<String>>> = sessions.iter().map(row).collect();
+    let mut rows: Vec<Vec<Option<String>>> = sessions.iter().map(row).collect();
+    if !raw {
+        for cell in rows.iter_mut().flatten().flatten() {
+            *cell = escape::cell(cell).into_owned();
+        }
+    }
     let mut out = String::new();
     Table {
         headers: Some(&headers),
