@@ -14,7 +14,7 @@ use warden::audit::{
     CommandEvent, EventKind, MaskedCells, MaskedEvent, NewEvent, Note, PolicyDecision, ProblemKind,
     Requester, SessionCounts, SessionEnd, SessionStart, verify_export,
 };
-use warden::audit::{StoreOptions, checkpoint};
+use warden::audit::{StoreOptions, Timestamp, checkpoint};
 use warden::cli::audit::{AuditCmd, run};
 use warden::protocol::Protocol;
 
@@ -826,17 +826,20 @@ fn an_export_verifies_on_its_own_and_shows_tampering() {
     assert_eq!(store.export(Some(5), &mut tail).unwrap(), 4);
     store.close().unwrap();
 
-    let checked = verify_export(full.as_slice()).unwrap();
+    let checked = verify_export(full.as_slice(), false).unwrap();
     assert!(checked.is_ok(), "{:?}", checked.problem);
     assert_eq!((checked.events, checked.head_hash), (8, report.head_hash));
-    let checked = verify_export(tail.as_slice()).unwrap();
+    let checked = verify_export(tail.as_slice(), false).unwrap();
     assert!(checked.is_ok(), "{:?}", checked.problem);
     assert_eq!((checked.events, checked.head_hash), (4, report.head_hash));
 
     let text = String::from_utf8(full).unwrap();
     assert_eq!(text.lines().count(), 8);
     let changed = text.replace("event 3", "event X");
-    let problem = verify_export(changed.as_bytes()).unwrap().problem.unwrap();
+    let problem = verify_export(changed.as_bytes(), false)
+        .unwrap()
+        .problem
+        .unwrap();
     assert_eq!(
         (problem.seq, problem.kind),
         (3, ProblemKind::Changed),
@@ -847,7 +850,10 @@ fn an_export_verifies_on_its_own_and_shows_tampering() {
         .filter(|line| !line.starts_with("{\"seq\":6,"))
         .map(|line| format!("{line}\n"))
         .collect();
-    let problem = verify_export(dropped.as_bytes()).unwrap().problem.unwrap();
+    let problem = verify_export(dropped.as_bytes(), false)
+        .unwrap()
+        .problem
+        .unwrap();
     assert_eq!(
         (problem.seq, problem.kind),
         (6, ProblemKind::Missing),
@@ -1022,4 +1028,172 @@ fn the_audit_store_is_readable_by_its_owner_only() {
     assert_eq!(mode(&path), 0o600);
     assert_eq!(store.append_blocking(note("two")).unwrap(), 2);
     store.close().unwrap();
+}
+
+/// `warden ARGS` on the built binary: (exit code, stdout).
+fn warden(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.code().is_some(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+fn start(store: &AuditStore, id: &str, target: &str, actors: &[&str]) {
+    let principal = AuditPrincipal {
+        subject: actors.last().unwrap().to_string(),
+        issuer: "idp".into(),
+        groups: vec![],
+        actors: actors.iter().map(|a| a.to_string()).collect(),
+    };
+    store
+        .append_blocking(NewEvent::session(
+            id,
+            EventKind::SessionStart(SessionStart {
+                protocol: Protocol::Postgres,
+                target: target.into(),
+                client_addr: "127.0.0.1:2".into(),
+                principal,
+            }),
+        ))
+        .unwrap();
+}
+
+fn seqs(jsonl: &str) -> Vec<u64> {
+    jsonl
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// A known trail: two sessions, the first three agents deep, commands of each verdict, a
+/// pause between the two halves for the time filter.
+fn known_trail(dir: &Path) -> (PathBuf, Timestamp, Vec<u64>) {
+    let path = dir.join("audit.redb");
+    let store = AuditStore::open(&path).unwrap();
+    start(&store, "s1", "payments", &["alice", "planner", "sql-agent"]);
+    let deny1 = store
+        .append_blocking(command("s1", "DROP TABLE cards", AuditVerdict::Deny))
+        .unwrap();
+    store
+        .append_blocking(command("s1", "SELECT 1", AuditVerdict::Allow))
+        .unwrap();
+    start(&store, "s2", "orders", &["bob", "reporter"]);
+    store
+        .append_blocking(command(
+            "s2",
+            "=HYPERLINK(\"http://x\")",
+            AuditVerdict::Allow,
+        ))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let cut = Timestamp::now();
+    std::thread::sleep(Duration::from_millis(30));
+    let deny2 = store
+        .append_blocking(command("s1", "DELETE FROM cards", AuditVerdict::Deny))
+        .unwrap();
+    store
+        .append_blocking(command("s2", "SELECT 'a,\"b\"\nc'", AuditVerdict::Mask))
+        .unwrap();
+    store.close().unwrap();
+    (path, cut, vec![deny1, deny2])
+}
+
+#[test]
+fn export_filters_select_by_time_actor_depth_and_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, cut, denies) = known_trail(dir.path());
+    let db = path.to_str().unwrap();
+    let (code, all) = warden(&["audit", "export", "--db", db]);
+    assert_eq!(code, 0);
+    assert_eq!(seqs(&all), (1..=7).collect::<Vec<_>>());
+
+    // Depth 2 of s1's chain (alice > planner > sql-agent): s1's events only.
+    let (_, planner) = warden(&["audit", "export", "--db", db, "--actor", "planner"]);
+    assert_eq!(seqs(&planner), [1, 2, 3, 6]);
+    let (_, denied) = warden(&["audit", "export", "--db", db, "--verdict", "deny"]);
+    assert_eq!(seqs(&denied), denies);
+    let from = cut.to_string();
+    let (_, late) = warden(&["audit", "export", "--db", db, "--from", &from]);
+    assert_eq!(seqs(&late), [6, 7]);
+    let (_, early) = warden(&["audit", "export", "--db", db, "--to", &from]);
+    assert_eq!(seqs(&early), [1, 2, 3, 4, 5]);
+    let (_, both) = warden(&[
+        "audit", "export", "--db", db, "--target", "orders", "--type", "command",
+    ]);
+    assert_eq!(seqs(&both), [5, 7]);
+
+    // A filtered export still checks line by line; as a whole chain it has gaps.
+    let file = dir.path().join("planner.jsonl");
+    std::fs::write(&file, &planner).unwrap();
+    let f = file.to_str().unwrap();
+    assert_eq!(
+        warden(&["audit", "verify-export", "--file", f, "--filtered"]).0,
+        0
+    );
+    assert_eq!(warden(&["audit", "verify-export", "--file", f]).0, 1);
+}
+
+#[test]
+fn csv_export_reads_in_python_with_the_same_rows_as_jsonl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _, _) = known_trail(dir.path());
+    let db = path.to_str().unwrap();
+    let (_, jsonl) = warden(&["audit", "export", "--db", db]);
+    let (code, csv) = warden(&["audit", "export", "--db", db, "--format", "csv"]);
+    assert_eq!(code, 0);
+    std::fs::write(dir.path().join("a.jsonl"), &jsonl).unwrap();
+    std::fs::write(dir.path().join("a.csv"), &csv).unwrap();
+    let script = r#"
+import csv, json, sys
+d = sys.argv[1]
+lines = [json.loads(l) for l in open(d + "/a.jsonl")]
+with open(d + "/a.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+assert len(rows) == len(lines), (len(rows), len(lines))
+for row, line in zip(rows, lines):
+    assert int(row["seq"]) == line["seq"]
+    assert row["hash"] == line["hash"] and row["prev"] == line["prev"]
+    assert json.loads(row["event"]) == line["event"], (row["event"], line["event"])
+    ev = line["event"]
+    if ev["type"] == "command":
+        # The formula guard adds a quote to what a spreadsheet would run; nothing else changes.
+        cmd = row["command"]
+        if ev["command"][0] in "=+-@":
+            assert cmd == "'" + ev["command"], cmd
+        else:
+            assert cmd == ev["command"], cmd
+        assert row["verdict"] == ev["verdict"]
+print("rows", len(rows), "chains", sorted({r["chain"] for r in rows}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("rows 7"), "{stdout}");
+    assert!(stdout.contains("alice > planner > sql-agent"), "{stdout}");
+    // --raw leaves the formula as the agent wrote it.
+    let (_, raw) = warden(&["audit", "export", "--db", db, "--format", "csv", "--raw"]);
+    assert!(
+        raw.contains("\n5,") && raw.contains(",\"=HYPERLINK("),
+        "{raw}"
+    );
 }

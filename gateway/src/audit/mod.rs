@@ -21,6 +21,7 @@ pub mod checkpoint;
 mod error;
 mod event;
 mod export;
+mod query;
 mod records;
 mod recover;
 pub mod schema;
@@ -40,7 +41,8 @@ pub use event::{
     Pruned, RecordingChunk, Requester, SessionCounts, SessionEnd, SessionStart, SignedHead,
     Timestamp,
 };
-pub use export::verify_export;
+pub use export::{CSV_COLUMNS, ExportFormat, ExportOptions, verify_export};
+pub use query::{ExportFilter, SessionContext};
 pub use records::{ApprovalDecision, ApprovalRecord, SessionEndRecord, SessionRecord};
 pub use recover::Orphan;
 pub use store::{AuditStore, ChainedEvent, StoreOptions};

@@ -15,7 +15,8 @@ use super::blob;
 use super::chain::{GENESIS, Hash};
 use super::checkpoint::Checkpointer;
 use super::event::{Event, EventKind, NewEvent, SignedHead};
-use super::export::export_events;
+use super::export::{ExportOptions, export_events};
+use super::query::ExportFilter;
 use super::records::{ApprovalRecord, SessionRecord, get_json};
 use super::schema::{APPROVALS, BASE, EVENTS, HEAD, META, RECORDINGS, SESSIONS};
 use super::verify::{VerifyReport, verify_chain};
@@ -352,7 +353,26 @@ impl AuditStore {
         from: Option<u64>,
         out: &mut dyn std::io::Write,
     ) -> Result<u64, AuditError> {
-        export_events(&self.read()?, from.unwrap_or(1), out)
+        let options = ExportOptions {
+            filter: ExportFilter {
+                from_seq: from,
+                ..ExportFilter::default()
+            },
+            ..ExportOptions::default()
+        };
+        self.export_with(&options, out, &mut |_| {})
+    }
+
+    /// Write the events `options` selects, as JSON lines or CSV; returns how many. `progress`
+    /// hears each `seq` read. Runs against one snapshot, so it may run while the gateway
+    /// appends.
+    pub fn export_with(
+        &self,
+        options: &ExportOptions,
+        out: &mut dyn std::io::Write,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, AuditError> {
+        export_events(&self.read()?, options, out, progress)
     }
 
     pub(super) fn db(&self) -> &Database {

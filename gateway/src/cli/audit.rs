@@ -5,12 +5,13 @@
 //! first, or point `--db` at a copy.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::export::ExportArgs;
 use crate::audit::checkpoint::{self, CheckpointReport};
 use crate::audit::{AuditError, AuditStore, StoreOptions, VerifyReport, verify_export};
 
@@ -39,19 +40,17 @@ pub enum AuditCmd {
         #[arg(long)]
         pubkey: PathBuf,
     },
-    /// Write events as JSON lines (`seq`, `prev`, `hash`, `event`) to standard output.
-    Export {
-        #[arg(long)]
-        db: PathBuf,
-        /// First event to export (default: the first).
-        #[arg(long)]
-        from: Option<u64>,
-    },
-    /// Check an export file on its own; exit status 1 if it does not chain.
+    /// Write events to standard output as JSON lines (`seq`, `prev`, `hash`, `event`) or CSV,
+    /// filtered by time, session, actor, target, verdict or type.
+    Export(ExportArgs),
+    /// Check a JSON-lines export on its own; exit status 1 if it does not chain.
     VerifyExport {
         /// The JSON-lines file `warden audit export` wrote.
         #[arg(long)]
         file: PathBuf,
+        /// The export was filtered: sequence numbers may skip; each line is checked alone.
+        #[arg(long)]
+        filtered: bool,
     },
 }
 
@@ -79,19 +78,15 @@ pub fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
             println!("public key {public}");
             Ok(ExitCode::SUCCESS)
         }
-        AuditCmd::Export { db, from } => {
-            let store = open_existing(&db)?;
-            let stdout = std::io::stdout();
-            let mut out = BufWriter::new(stdout.lock());
-            store.export(from, &mut out).context("exporting events")?;
-            out.flush()?;
-            drop(out);
+        AuditCmd::Export(args) => {
+            let store = open_existing(&args.db)?;
+            let exported = super::export::run(args, &store);
             store.close().context("closing the audit database")?;
-            Ok(ExitCode::SUCCESS)
+            exported
         }
-        AuditCmd::VerifyExport { file } => {
+        AuditCmd::VerifyExport { file, filtered } => {
             let input = File::open(&file).with_context(|| format!("opening {}", file.display()))?;
-            let report = verify_export(BufReader::new(input))
+            let report = verify_export(BufReader::new(input), filtered)
                 .with_context(|| format!("reading {}", file.display()))?;
             Ok(print_report(&report))
         }

@@ -3,6 +3,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod escape;
+pub mod export;
 pub mod policy;
 pub mod replay;
 pub mod scaffold;
