@@ -99,7 +99,7 @@ pub(crate) fn export_events(
         ExportFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record(CSV_COLUMNS).map_err(csv_error)?;
-            Sink::Csv(w)
+            Sink::Csv(Box::new(w))
         }
     };
     let mut count = 0;
@@ -181,7 +181,7 @@ pub(crate) fn export_events(
 /// Where rows go: JSON lines straight out, CSV through its writer's quoting.
 enum Sink<'a> {
     Jsonl(&'a mut dyn Write),
-    Csv(csv::Writer<&'a mut dyn Write>),
+    Csv(Box<csv::Writer<&'a mut dyn Write>>),
 }
 
 fn csv_error(err: csv::Error) -> AuditError {
