@@ -500,6 +500,85 @@ async fn every_executed_statement_was_audited_first_and_no_pan_is_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_statements_are_stored_as_head_and_digest_and_a_full_disk_turns_sessions_away() {
+    let pg = server();
+    let mut gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            audit: "text_cap = 4096",
+            ..Extra::default()
+        },
+    );
+    let token = gw.token("alice", &["agent-7"], &["agents"]);
+    let c = connect(&gw.conninfo("open", &token)).await.unwrap();
+    // The growth attack: three 1 MB statements that return nothing.
+    let filler = "x".repeat(1 << 20);
+    let sql = format!("SELECT '{filler}' AS f WHERE false");
+    let before = std::fs::metadata(gw.audit_path()).unwrap().len();
+    for _ in 0..3 {
+        c.simple_query(&sql).await.unwrap();
+    }
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gw.stop();
+    let grown = std::fs::metadata(gw.audit_path())
+        .unwrap()
+        .len()
+        .saturating_sub(before);
+    let traffic = 3 * sql.len() as u64;
+    assert!(
+        grown * 2 <= traffic,
+        "the audit grew {grown} bytes for {traffic} bytes of statements"
+    );
+    let audit = warden::audit::AuditStore::open(gw.audit_path()).unwrap();
+    let digest = warden::audit::sha256_hex(sql.as_bytes());
+    let commands: Vec<String> = audit
+        .events(..)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.event.kind {
+            warden::audit::EventKind::Command(c) if c.command.starts_with("SELECT 'xxx") => {
+                Some(c.command)
+            }
+            _ => None,
+        })
+        .collect();
+    audit.close().unwrap();
+    assert_eq!(commands.len(), 3);
+    for command in &commands {
+        assert!(command.len() < 4096 + 200, "{}", command.len());
+        assert!(command.starts_with("SELECT 'xxx"), "{}", &command[..40]);
+        assert!(
+            command.ends_with(&format!("{} bytes in all, sha256 {digest}]", sql.len())),
+            "{}",
+            &command[command.len() - 120..]
+        );
+    }
+
+    // With less free space than min_free, a new session is refused with a clear error and
+    // the gateway stays up.
+    let mut gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            audit: "min_free = \"1000000GiB\"",
+            ..Extra::default()
+        },
+    );
+    let token = gw.token("alice", &["agent-7"], &["agents"]);
+    let err = connect(&gw.conninfo("open", &token)).await.unwrap_err();
+    let message = err
+        .as_db_error()
+        .map(|e| e.message().to_owned())
+        .unwrap_or_default();
+    assert!(message.contains("disk is nearly full"), "{err:?}");
+    let (ok, _, stderr) = psql(&gw.conninfo("open", &token), "SELECT 1", &[]);
+    assert!(!ok && stderr.contains("disk is nearly full"), "{stderr}");
+    gw.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_clients_get_clear_errors_and_the_gateway_stays_up() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let pg = server();

@@ -61,6 +61,14 @@ pub struct AuditConfig {
     /// Most requests (events, recording chunks) one group commit takes.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Command texts longer than this many bytes are stored as their head plus the whole
+    /// text's length and sha256 (in events, approval requests and recordings).
+    #[serde(default = "default_text_cap")]
+    pub text_cap: usize,
+    /// New sessions are refused while the audit store's file system has less free space than
+    /// this (sessions already open keep going): `"1GiB"`, `"512MiB"`, or a byte count.
+    #[serde(default = "default_min_free")]
+    pub min_free: crate::units::ByteSize,
     /// Signed checkpoints of the chain's head (`[audit.checkpoints]`).
     #[serde(default)]
     pub checkpoints: Option<checkpoint::CheckpointConfig>,
@@ -68,4 +76,18 @@ pub struct AuditConfig {
 
 fn default_max_batch() -> usize {
     DEFAULT_MAX_BATCH
+}
+
+/// Default for [`AuditConfig::text_cap`]: whole statements of any ordinary size.
+pub const DEFAULT_TEXT_CAP: usize = 16 << 10;
+
+fn default_text_cap() -> usize {
+    DEFAULT_TEXT_CAP
+}
+
+/// Default for [`AuditConfig::min_free`].
+pub const DEFAULT_MIN_FREE: u64 = 512 << 20;
+
+fn default_min_free() -> crate::units::ByteSize {
+    crate::units::ByteSize(DEFAULT_MIN_FREE)
 }

@@ -36,6 +36,10 @@ pub struct StoreOptions {
     pub check_integrity: bool,
     /// Signs checkpoints ([`AuditStore::checkpoint`]); none: checkpoints are refused.
     pub checkpointer: Option<Arc<Checkpointer>>,
+    /// See [`super::AuditConfig::text_cap`].
+    pub text_cap: usize,
+    /// See [`super::AuditConfig::min_free`] (0: no guard).
+    pub min_free: u64,
 }
 
 impl Default for StoreOptions {
@@ -45,6 +49,8 @@ impl Default for StoreOptions {
             max_batch: super::DEFAULT_MAX_BATCH,
             check_integrity: false,
             checkpointer: None,
+            text_cap: super::DEFAULT_TEXT_CAP,
+            min_free: 0,
         }
     }
 }
@@ -62,6 +68,8 @@ struct Inner {
     counters: Arc<Counters>,
     path: PathBuf,
     checkpointer: Option<Arc<Checkpointer>>,
+    text_cap: usize,
+    min_free: u64,
 }
 
 /// A stored event with its chain hash.
@@ -96,6 +104,8 @@ impl AuditStore {
             &StoreOptions {
                 max_batch: config.max_batch,
                 checkpointer,
+                text_cap: config.text_cap,
+                min_free: config.min_free.0,
                 ..StoreOptions::default()
             },
         )
@@ -149,6 +159,8 @@ impl AuditStore {
                 counters,
                 path: path.to_path_buf(),
                 checkpointer: options.checkpointer.clone(),
+                text_cap: options.text_cap.max(64),
+                min_free: options.min_free,
             }),
         })
     }
@@ -160,8 +172,43 @@ impl AuditStore {
     /// Append an event; returns its `seq` once it is durable on disk. Concurrent appends share
     /// one commit. If the future is dropped after the request was queued, the event is still
     /// written: an audit record is never lost because its caller gave up waiting.
+    /// A `session_start` is refused (before anything is written) while the disk is nearly full:
+    /// see [`Self::check_space`].
     pub async fn append(&self, event: NewEvent) -> Result<u64, AuditError> {
+        if matches!(event.kind, EventKind::SessionStart(_)) {
+            self.check_space()?;
+        }
         self.request(Op::Append(event)).await
+    }
+
+    /// Is there room for a new session? Refuses while the file system holding the store has
+    /// less than `[audit] min_free` available, so sessions are turned away cleanly at the door
+    /// instead of a command finding the store unable to write.
+    pub fn check_space(&self) -> Result<(), AuditError> {
+        if self.inner.min_free == 0 {
+            return Ok(());
+        }
+        let dir = match self.inner.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let stat = rustix::fs::statvfs(dir)
+            .map_err(|e| AuditError::Io(std::io::Error::from_raw_os_error(e.raw_os_error())))?;
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        if free < self.inner.min_free {
+            return Err(AuditError::DiskFull(format!(
+                "{} MiB free where the audit store is, below [audit] min_free ({} MiB)",
+                free >> 20,
+                self.inner.min_free >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    /// A command text as the store keeps it: whole up to `[audit] text_cap` bytes, else its
+    /// head plus the whole text's length and sha256.
+    pub fn cap<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        blob::cap_text(text, self.inner.text_cap)
     }
 
     /// [`Self::append`] for threads outside the runtime. Blocks until durable. Safe to call from

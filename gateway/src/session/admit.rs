@@ -261,6 +261,15 @@ impl Gateway {
         )
         .await
         .map_err(|e| match e {
+            SessionError::Audit(crate::audit::AuditError::DiskFull(why)) => {
+                tracing::error!("session refused: {why}");
+                refuse(
+                    RefusalKind::Unavailable,
+                    "the audit store's disk is nearly full: new sessions are refused until an \
+                     operator frees space"
+                        .into(),
+                )
+            }
             SessionError::Audit(_) => refuse(
                 RefusalKind::Unavailable,
                 "the audit store is unavailable".into(),

@@ -256,7 +256,7 @@ impl Session {
             .map(policy_decision)
             .collect();
         let event = CommandEvent {
-            command: scrub(text),
+            command: self.gw.audit.cap(&scrub(text)).into_owned(),
             kind,
             verdict: audit_verdict(&decision.verdict),
             reason: decision
@@ -283,7 +283,7 @@ impl Session {
     pub async fn refuse(&self, text: &str, kind: &str, reason: &str) -> Result<u64, SessionError> {
         self.flush_masked().await?;
         let event = CommandEvent {
-            command: scrub(text),
+            command: self.gw.audit.cap(&scrub(text)).into_owned(),
             kind: kind.to_string(),
             verdict: AuditVerdict::Deny,
             reason: Some(scrub(reason)),
@@ -316,7 +316,8 @@ impl Session {
                 AuditVerdict::RequireApproval => counts.approvals += 1,
             }
         }
-        self.recorder.command(text, verdict.as_str(), shown);
+        self.recorder
+            .command(&self.gw.audit.cap(text), verdict.as_str(), shown);
         Ok(seq)
     }
 
@@ -331,7 +332,7 @@ impl Session {
             session_id: self.id().to_string(),
             target: self.info.target.clone(),
             requester: self.principal.clone(),
-            command: scrub(text),
+            command: self.gw.audit.cap(&scrub(text)).into_owned(),
             reason: scrub(&reason),
         };
         self.gw

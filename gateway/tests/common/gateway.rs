@@ -33,6 +33,8 @@ pub struct Extra<'a> {
     pub plaintext: bool,
     /// More `[identity]` lines (`leeway = "1s"`).
     pub identity: &'a str,
+    /// More `[audit]` lines (`min_free = "1GiB"`).
+    pub audit: &'a str,
 }
 
 impl Default for Extra<'_> {
@@ -44,6 +46,7 @@ impl Default for Extra<'_> {
             listener: "",
             plaintext: true,
             identity: "",
+            audit: "",
         }
     }
 }
@@ -110,6 +113,7 @@ reload_interval = "100ms"
 deadline = "250ms"
 [audit]
 path = "audit.redb"
+{audit}
 [identity]
 issuer = "{ISSUER}"
 audience = "{AUDIENCE}"
@@ -130,6 +134,7 @@ approval_timeout = "{timeout}"
             plaintext = extra.plaintext,
             listener = extra.listener,
             identity = extra.identity,
+            audit = extra.audit,
         );
         config.push_str(&target(
             "payments",
