@@ -1197,3 +1197,85 @@ print("rows", len(rows), "chains", sorted({r["chain"] for r in rows}))
         "{raw}"
     );
 }
+
+/// A whole session: start, a command, a recording chunk, end.
+fn whole_session(store: &AuditStore, rt: &tokio::runtime::Runtime, id: &str, end: bool) {
+    start(store, id, "payments", &["alice", id]);
+    store
+        .append_blocking(command(id, "SELECT 1", AuditVerdict::Allow))
+        .unwrap();
+    rt.block_on(store.append_recording(
+        id,
+        format!("{{\"t\":0,\"type\":\"output\",\"data\":\"{id}\"}}\n").into_bytes(),
+    ))
+    .unwrap();
+    if end {
+        end_session(store, id);
+    }
+}
+
+fn end_session(store: &AuditStore, id: &str) {
+    store
+        .append_blocking(NewEvent::session(
+            id,
+            EventKind::SessionEnd(SessionEnd {
+                reason: "client closed".into(),
+                counts: SessionCounts::default(),
+            }),
+        ))
+        .unwrap();
+}
+
+#[test]
+fn pruning_keeps_what_remains_verifiable_and_is_itself_in_the_chain() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, file, public) = store_with_checkpoints(dir.path());
+    whole_session(&store, &rt, "s-old", true);
+    // Started before the cut and still open after it: the cut must not split it.
+    whole_session(&store, &rt, "s-across", false);
+    store.checkpoint_blocking().unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let cut = Timestamp::now();
+    std::thread::sleep(Duration::from_millis(30));
+    end_session(&store, "s-across");
+    whole_session(&store, &rt, "s-new", true);
+    let old_start = store.session("s-old").unwrap().unwrap().start_seq;
+    let across_start = store.session("s-across").unwrap().unwrap().start_seq;
+    assert_eq!(old_start, 1);
+
+    let pruned = store.prune_blocking(cut).unwrap().unwrap();
+    // Everything before s-across's start went, nothing after.
+    assert_eq!(pruned.through, across_start - 1);
+    assert_eq!((pruned.sessions, pruned.chunks), (1, 1));
+    assert!(pruned.signed.is_some());
+    assert!(store.session("s-old").unwrap().is_none());
+    assert!(store.recording("s-old").unwrap().is_empty());
+    assert!(store.session("s-across").unwrap().is_some());
+    assert_eq!(store.recording("s-new").unwrap().len(), 1);
+    // Nothing more is due: a second run removes nothing.
+    assert!(store.prune_blocking(cut).unwrap().is_none());
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.pruned_through, pruned.through);
+    let last = store.events(..).unwrap().pop().unwrap();
+    assert!(matches!(last.event.kind, EventKind::Pruned(_)));
+    assert_eq!(store.events(..).unwrap()[0].event.seq, pruned.through + 1);
+    store.checkpoint_blocking().unwrap().unwrap();
+    store.close().unwrap();
+
+    let path = dir.path().join("audit.redb");
+    assert_eq!(cli_verify(&path), ExitCode::SUCCESS);
+    // The checkpoints (the one before the cut included) still hold against what remains.
+    assert_eq!(
+        cli_verify_checkpoints(&path, &file, &public),
+        ExitCode::SUCCESS
+    );
+    // Tampering after a prune is still found.
+    tamper_table(&path, SESSIONS, |t| {
+        let bytes = t.get("s-new").unwrap().unwrap().value().to_vec();
+        let forged = edited_json(&bytes, "\"alice\"", "\"mallory\"");
+        t.insert("s-new", forged.as_slice()).unwrap();
+    });
+    assert_eq!(cli_verify(&path), ExitCode::FAILURE);
+}

@@ -24,6 +24,7 @@ mod export;
 mod query;
 mod records;
 mod recover;
+mod retention;
 pub mod schema;
 mod store;
 mod verify;
@@ -69,6 +70,11 @@ pub struct AuditConfig {
     /// this (sessions already open keep going): `"1GiB"`, `"512MiB"`, or a byte count.
     #[serde(default = "default_min_free")]
     pub min_free: crate::units::ByteSize,
+    /// Keep events, sessions and recordings this long, then remove them (leaving a signed cut
+    /// the rest still verifies from). PCI DSS 10.5.1 asks for at least 12 months (`"400d"`).
+    /// Unset: keep everything.
+    #[serde(default, with = "humantime_serde")]
+    pub retain: Option<std::time::Duration>,
     /// Signed checkpoints of the chain's head (`[audit.checkpoints]`).
     #[serde(default)]
     pub checkpoints: Option<checkpoint::CheckpointConfig>,

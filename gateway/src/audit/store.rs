@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::blob;
 use super::chain::{GENESIS, Hash};
 use super::checkpoint::Checkpointer;
-use super::event::{Event, EventKind, NewEvent, SignedHead};
+use super::event::{Event, EventKind, NewEvent, Pruned, SignedHead, Timestamp};
 use super::export::{ExportOptions, export_events};
 use super::query::ExportFilter;
 use super::records::{ApprovalRecord, SessionRecord, get_json};
@@ -240,6 +240,32 @@ impl AuditStore {
     pub fn checkpoint_blocking(&self) -> Result<Option<SignedHead>, AuditError> {
         let seq = self.request_blocking(Op::Checkpoint)?;
         self.publish_checkpoint(seq)
+    }
+
+    /// Retention: remove events older than `before` with the sessions they began, their
+    /// recordings and approvals, leaving a signed cut the rest chains from and a `pruned`
+    /// event (see `retention.rs`). `None` when nothing was due.
+    pub fn prune_blocking(&self, before: Timestamp) -> Result<Option<Pruned>, AuditError> {
+        let seq = self.request_blocking(Op::Prune(before))?;
+        if seq == 0 {
+            return Ok(None);
+        }
+        let pruned = match self.events(seq..=seq)?.pop().map(|e| e.event.kind) {
+            Some(EventKind::Pruned(p)) => p,
+            _ => return Err(AuditError::Corrupt(format!("pruned event {seq} not found"))),
+        };
+        if let (Some(signed), Some(checkpointer)) = (&pruned.signed, &self.inner.checkpointer) {
+            checkpointer.publish(signed)?;
+        }
+        Ok(Some(pruned))
+    }
+
+    /// [`Self::prune_blocking`] from async code.
+    pub async fn prune(&self, before: Timestamp) -> Result<Option<Pruned>, AuditError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.prune_blocking(before))
+            .await
+            .map_err(|e| AuditError::CommitFailed(e.to_string()))?
     }
 
     /// How often the gateway checkpoints, when a key is configured.

@@ -18,6 +18,7 @@ use super::chain::{Hash, canonical_bytes, chain_hash};
 use super::checkpoint::Checkpointer;
 use super::event::{CheckpointEvent, Event, EventKind, NewEvent, RecordingChunk, Timestamp};
 use super::records::{TableIndex, index_event};
+use super::retention;
 use super::schema::{APPROVALS, EVENTS, HEAD, META, RECORDINGS, SESSIONS};
 
 /// Something to make durable.
@@ -30,6 +31,9 @@ pub(crate) enum Op {
     /// Sign the head and chain the signature; answered with the checkpoint event's `seq`, or 0
     /// when nothing was appended since the last checkpoint.
     Checkpoint,
+    /// Retention: remove what is older than this (see `retention.rs`); answered with the
+    /// `pruned` event's `seq`, or 0 when nothing was due.
+    Prune(Timestamp),
 }
 
 /// Where the answer goes: an async appender awaits a oneshot; a blocking one waits on a std
@@ -194,6 +198,18 @@ impl Writer {
                         }
                         result
                     }
+                    Op::Prune(before) => {
+                        let result = retention::prune(
+                            &mut tables,
+                            &mut head,
+                            *before,
+                            self.checkpointer.as_deref(),
+                        );
+                        if matches!(result, Ok(seq) if seq > 0) {
+                            events += 1;
+                        }
+                        result
+                    }
                     Op::Checkpoint => match &self.checkpointer {
                         None => Err(AuditError::Checkpoint(
                             "no checkpoint key is configured ([audit.checkpoints])".into(),
@@ -244,12 +260,12 @@ struct Committed {
 }
 
 /// The tables one batch writes to, opened once per transaction.
-struct Tables<'txn> {
-    events: redb::Table<'txn, u64, (Hash, &'static [u8])>,
-    sessions: redb::Table<'txn, &'static str, &'static [u8]>,
-    approvals: redb::Table<'txn, &'static str, &'static [u8]>,
-    recordings: redb::Table<'txn, (&'static str, u64), &'static [u8]>,
-    meta: redb::Table<'txn, &'static str, (u64, Hash)>,
+pub(crate) struct Tables<'txn> {
+    pub events: redb::Table<'txn, u64, (Hash, &'static [u8])>,
+    pub sessions: redb::Table<'txn, &'static str, &'static [u8]>,
+    pub approvals: redb::Table<'txn, &'static str, &'static [u8]>,
+    pub recordings: redb::Table<'txn, (&'static str, u64), &'static [u8]>,
+    pub meta: redb::Table<'txn, &'static str, (u64, Hash)>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -269,7 +285,7 @@ impl<'txn> Tables<'txn> {
         self.append_kind(head, new.session.clone(), new.kind.clone())
     }
 
-    fn append_kind(
+    pub(crate) fn append_kind(
         &mut self,
         head: &mut ChainHead,
         session: Option<String>,

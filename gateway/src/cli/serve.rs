@@ -21,6 +21,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// How often retention looks for what is due (and at start).
+const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// How long shutdown waits for open sessions to close.
 const SESSION_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -60,6 +63,34 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
                     tracing::error!("audit checkpoint: {e}");
                 }
                 tokio::time::sleep(interval).await;
+            }
+        })
+    });
+    let retention = config.audit.retain.map(|retain| {
+        if retain < std::time::Duration::from_secs(365 * 86_400) {
+            tracing::warn!("[audit] retain is shorter than the 12 months PCI DSS 10.5.1 asks for");
+        }
+        let audit = audit.clone();
+        tokio::spawn(async move {
+            loop {
+                let before = std::time::SystemTime::now()
+                    .checked_sub(retain)
+                    .map(crate::audit::Timestamp::from_system_time);
+                if let Some(before) = before {
+                    match audit.prune(before).await {
+                        Ok(Some(p)) => tracing::info!(
+                            through = p.through,
+                            sessions = p.sessions,
+                            "audit retention ran"
+                        ),
+                        Ok(None) => {}
+                        Err(e) => tracing::error!("audit retention: {e}"),
+                    }
+                }
+                tokio::time::sleep(
+                    RETENTION_INTERVAL.min(retain.max(std::time::Duration::from_secs(1))),
+                )
+                .await;
             }
         })
     });
@@ -152,6 +183,9 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
                 gw.lifecycle().open_sessions()
             );
         }
+    }
+    if let Some(task) = retention {
+        task.abort();
     }
     if let Some(task) = checkpoints {
         task.abort();
