@@ -129,8 +129,9 @@ cleanup() {
         wait "$WARDEN_PID" 2>/dev/null
         # With the gateway stopped, the audit file is free for the CLI: check its chain.
         if [[ -s $RUN/warden-audit.redb ]]; then
-            show "warden audit verify --db $RUN/warden-audit.redb"
-            timeout 60 "$WARDEN" audit verify --db "$RUN/warden-audit.redb" 2>&1 | indent
+            show "warden audit verify --db $RUN/warden-audit.redb --checkpoints $RUN/audit-checkpoints.jsonl --pubkey $RUN/audit-key.pub.pem"
+            timeout 60 "$WARDEN" audit verify --db "$RUN/warden-audit.redb" \
+                --checkpoints "$RUN/audit-checkpoints.jsonl" --pubkey "$RUN/audit-key.pub.pem" 2>&1 | indent
         fi
     fi
     if ((PG_STARTED)); then
@@ -429,6 +430,9 @@ if ! grep -q "^listen = \"127.0.0.1:$WPORT\"" "$CFG" || ! grep -q "^listen = \"1
     die "examples/quickstart.toml changed: could not set the ports in $CFG"
 fi
 (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$RUN/dev-secret")
+# The key that signs the audit chain's checkpoints: outside the database, readable by warden only.
+show "warden audit keygen --key $RUN/audit-key.pem --pubkey $RUN/audit-key.pub.pem"
+"$WARDEN" audit keygen --key "$RUN/audit-key.pem" --pubkey "$RUN/audit-key.pub.pem" | indent
 (umask 077 && printf '%s' "$GW_PW" >"$RUN/pg-password")
 info "quickstart.toml  ports: postgres listener $WPORT, ssh listener $SPORT, admin $APORT, upstreams $PGPORT (postgres) and $SSHD_PORT (sshd)"
 info "dev-secret       HS256 secret for development tokens"
@@ -443,7 +447,9 @@ show "warden token mint --config $CFG --sub alice --act agent-7 --group agents -
 ALICE_TOKEN=$("$WARDEN" token mint --config "$CFG" --sub alice --act agent-7 --group agents --ttl 1h)
 show "warden token mint --config $CFG --sub bob --group approvers --ttl 1h"
 BOB_TOKEN=$("$WARDEN" token mint --config "$CFG" --sub bob --group approvers --ttl 1h)
-ok "alice (via agent-7): ${ALICE_TOKEN:0:24}…   bob (approver): ${BOB_TOKEN:0:24}…"
+show "warden token mint --config $CFG --sub erin --group auditors --ttl 1h"
+ERIN_TOKEN=$("$WARDEN" token mint --config "$CFG" --sub erin --group auditors --ttl 1h)
+ok "alice (via agent-7): ${ALICE_TOKEN:0:24}…   bob (approver): ${BOB_TOKEN:0:24}…   erin (auditor): ${ERIN_TOKEN:0:24}…"
 
 # ---------------------------------------------------------------------------------------------
 step "Starting warden"
@@ -751,38 +757,38 @@ else
     warn "expected warden's prompt, the listing and a refusal"; FAILED+=("ssh interactive")
 fi
 
-step "10. The audit trail"
-if command -v curl >/dev/null; then
-    show "curl -H 'Authorization: Bearer <bob>' $ADMIN/v1/audit/verify"
-    verify=$(timeout 30 curl -sS -H "Authorization: Bearer $BOB_TOKEN" "$ADMIN/v1/audit/verify" 2>&1 || true)
-    printf '%s\n' "$verify" | indent
-    if grep -q '"ok": *true' <<<"$verify"; then
-        ok "hash chain intact (checked by the running gateway)"
-    else
-        warn "the chain did not verify"; FAILED+=("audit verify")
-    fi
-fi
-# `warden sessions` and `warden replay` open the redb file, which the running gateway holds
-# locked: read a copy. (After Ctrl-C, `warden audit verify` runs on the file itself.)
-if "$WARDEN" sessions --help >/dev/null 2>&1; then
-    SNAP=$RUN/audit-snapshot.redb
-    cp "$RUN/warden-audit.redb" "$SNAP"
-    show "cp $RUN/warden-audit.redb $SNAP   # the gateway holds the file locked"
-    show "warden sessions --db $SNAP"
-    if timeout 60 "$WARDEN" sessions --db "$SNAP" 2>&1 | indent; then
-        if "$WARDEN" replay --help >/dev/null 2>&1; then
-            ids=$(timeout 60 "$WARDEN" sessions --db "$SNAP" --json 2>/dev/null |
-                sed -n 's/^{"id":"\([^"]*\)".*/\1/p' || true)
-            for id in $ids; do
-                show "warden replay $id --db $SNAP"
-                timeout 60 "$WARDEN" replay "$id" --db "$SNAP" 2>&1 | head -n 60 | indent || true
-            done
-        fi
-    else
-        warn "could not read the snapshot"; FAILED+=("sessions")
-    fi
+step "10. The audit trail, read live by an auditor"
+# The running gateway holds the database; erin (group auditors) reads it through the admin API.
+show "WARDEN_TOKEN=<erin> warden audit verify --admin $ADMIN --checkpoints $RUN/audit-checkpoints.jsonl --pubkey $RUN/audit-key.pub.pem"
+verify=$(WARDEN_TOKEN=$ERIN_TOKEN timeout 60 "$WARDEN" audit verify --admin "$ADMIN" \
+    --checkpoints "$RUN/audit-checkpoints.jsonl" --pubkey "$RUN/audit-key.pub.pem" 2>&1)
+verify_rc=$?
+printf '%s\n' "$verify" | indent
+if ((verify_rc == 0)) && grep -q '^audit chain OK' <<<"$verify" && grep -q '^checkpoints OK' <<<"$verify"; then
+    ok "hash chain, records, recordings and signed checkpoints verify"
 else
-    info "(this build has no 'warden sessions' / 'warden replay' yet)"
+    warn "the chain did not verify"; FAILED+=("audit verify")
+fi
+show "WARDEN_TOKEN=<erin> warden sessions --admin $ADMIN"
+if WARDEN_TOKEN=$ERIN_TOKEN timeout 60 "$WARDEN" sessions --admin "$ADMIN" 2>&1 | indent; then
+    ids=$(WARDEN_TOKEN=$ERIN_TOKEN timeout 60 "$WARDEN" sessions --admin "$ADMIN" --json 2>/dev/null |
+        sed -n 's/^{"id":"\([^"]*\)".*/\1/p' || true)
+    for id in $ids; do
+        show "warden replay $id --admin $ADMIN --no-wait"
+        WARDEN_TOKEN=$ERIN_TOKEN timeout 60 "$WARDEN" replay "$id" --admin "$ADMIN" --no-wait 2>&1 |
+            head -n 60 | indent || true
+    done
+else
+    warn "could not list the sessions"; FAILED+=("sessions")
+fi
+show "warden audit export --admin $ADMIN --verdict deny --format csv"
+WARDEN_TOKEN=$ERIN_TOKEN timeout 60 "$WARDEN" audit export --admin "$ADMIN" --verdict deny --format csv 2>&1 |
+    cut -c1-160 | head -n 12 | indent
+show "warden audit report --admin $ADMIN --out $RUN/evidence.md"
+if WARDEN_TOKEN=$ERIN_TOKEN timeout 60 "$WARDEN" audit report --admin "$ADMIN" --out "$RUN/evidence.md" 2>&1 | indent; then
+    sed -n '1,/^## Sessions/p' "$RUN/evidence.md" | indent
+else
+    warn "no evidence report"; FAILED+=("audit report")
 fi
 
 step "Summary"

@@ -106,6 +106,9 @@ pub struct AdminConfig {
     pub listen: std::net::SocketAddr,
     /// Token groups allowed to decide approvals.
     pub approver_groups: Vec<String>,
+    /// Token groups allowed to read the audit trail through the admin API (sessions,
+    /// recordings, exports, verification, reports).
+    pub auditor_groups: Vec<String>,
     /// How long a held command waits for a decision before it is refused.
     #[serde(with = "humantime_serde")]
     pub approval_timeout: std::time::Duration,
@@ -116,6 +119,7 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9190)),
             approver_groups: vec!["approvers".to_string()],
+            auditor_groups: vec!["auditors".to_string()],
             approval_timeout: std::time::Duration::from_secs(300),
         }
     }
@@ -205,6 +209,10 @@ impl Config {
             fix(dir);
         }
         fix(&mut self.audit.path);
+        if let Some(c) = &mut self.audit.checkpoints {
+            fix(&mut c.key);
+            fix(&mut c.file);
+        }
         self.identity.resolve_relative_to(base);
         if let Some(pg) = &mut self.postgres {
             pg.paths_mut().for_each(&fix);

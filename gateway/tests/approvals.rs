@@ -49,6 +49,7 @@ async fn harness(timeout: Duration) -> Harness {
     let config = AdminConfig {
         listen: listener.local_addr().unwrap(),
         approver_groups: vec!["approvers".into()],
+        auditor_groups: vec!["auditors".into()],
         approval_timeout: timeout,
     };
     let approvals = Approvals::new(audit.clone(), &config);
@@ -56,6 +57,7 @@ async fn harness(timeout: Duration) -> Harness {
         approvals: approvals.clone(),
         verifier: verifier.clone(),
         audit: audit.clone(),
+        auditors: Arc::new(config.auditor_groups.clone()),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(admin::serve(listener, state, async {
@@ -135,6 +137,10 @@ impl Harness {
         self.token("carol", &["approvers"], &[])
     }
 
+    fn auditor(&self) -> String {
+        self.token("dora", &["auditors"], &[])
+    }
+
     /// The approval events of `id`, in chain order.
     fn approval_events(&self, id: &str) -> Vec<(Option<String>, EventKind)> {
         self.audit
@@ -212,8 +218,13 @@ async fn approve_wakes_the_waiter_and_is_audited() {
     let record = h.audit.approval(&id).unwrap().unwrap();
     assert_eq!(record.decision.unwrap().approver, "carol");
 
-    let (status, report) = h
+    // Reading the trail is for auditors, not approvers.
+    let (status, _) = h
         .call(Method::GET, "/v1/audit/verify", Some(&h.approver()), None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, report) = h
+        .call(Method::GET, "/v1/audit/verify", Some(&h.auditor()), None)
         .await;
     assert_eq!(status, 200);
     assert_eq!(report["ok"], true, "{report}");

@@ -90,7 +90,8 @@ fn verify_file(path: &Path) -> warden::audit::VerifyReport {
 
 fn cli_verify(path: &Path) -> ExitCode {
     run(AuditCmd::Verify {
-        db: path.into(),
+        db: Some(path.into()),
+        live: Default::default(),
         checkpoints: None,
         pubkey: None,
     })
@@ -274,7 +275,8 @@ fn an_empty_database_verifies_and_a_missing_one_is_an_error() {
     // A typo must not verify as an empty chain.
     assert!(
         run(AuditCmd::Verify {
-            db: dir.path().join("nope.redb"),
+            db: Some(dir.path().join("nope.redb")),
+            live: Default::default(),
             checkpoints: None,
             pubkey: None,
         })
@@ -687,7 +689,8 @@ fn store_with_checkpoints(dir: &Path) -> (AuditStore, PathBuf, PathBuf) {
 
 fn cli_verify_checkpoints(path: &Path, file: &Path, public: &Path) -> ExitCode {
     run(AuditCmd::Verify {
-        db: path.into(),
+        db: Some(path.into()),
+        live: Default::default(),
         checkpoints: Some(file.into()),
         pubkey: Some(public.into()),
     })

@@ -578,6 +578,115 @@ async fn long_statements_are_stored_as_head_and_digest_and_a_full_disk_turns_ses
     gw.stop();
 }
 
+/// `warden ARGS` with `WARDEN_TOKEN`: (success, stdout, stderr).
+fn warden_as(token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .env("WARDEN_TOKEN", token)
+        .env_remove("WARDEN_ADMIN")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditors_read_a_running_gateway_and_the_report_lists_what_happened() {
+    let pg = server();
+    let mut gw = Gateway::start(&pg, "payments", Extra::default());
+    let token = gw.token("alice", &["planner", "agent-7"], &["agents"]);
+    let c = connect(&gw.conninfo("payments", &token)).await.unwrap();
+    c.simple_query("SELECT holder, pan FROM cards ORDER BY id LIMIT 3")
+        .await
+        .unwrap();
+    let denied = c.simple_query("DROP TABLE cards").await.unwrap_err();
+    assert!(denied.as_db_error().is_some(), "{denied:?}");
+    drop(c);
+    // A login refused: a token for nobody the targets allow... and a malformed one.
+    assert!(
+        connect(&gw.conninfo("payments", "not-a-token"))
+            .await
+            .is_err()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let admin = format!("http://127.0.0.1:{}", gw.admin_port);
+    let auditor = gw.token("dora", &[], &["auditors"]);
+    // Someone outside [admin] auditor_groups is refused.
+    let agent = gw.token("mallory", &[], &["agents"]);
+    let (ok, _, err) = warden_as(&agent, &["sessions", "--admin", &admin]);
+    assert!(!ok && err.contains("may not read the audit trail"), "{err}");
+
+    // Live, while the gateway holds the file.
+    let (ok, listing, err) = warden_as(&auditor, &["sessions", "--admin", &admin]);
+    assert!(ok, "{err}");
+    assert!(listing.contains("alice > planner > agent-7"), "{listing}");
+    let (_, json, _) = warden_as(&auditor, &["sessions", "--admin", &admin, "--json"]);
+    let id = json
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|s| s["target"] == "payments")
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .unwrap();
+    let (ok, replay, err) = warden_as(&auditor, &["replay", &id, "--admin", &admin]);
+    assert!(ok, "{err}");
+    assert!(replay.contains("DROP TABLE cards"), "{replay}");
+    assert!(!replay.contains("4111111111111111"), "{replay}");
+    let (ok, verify, err) = warden_as(&auditor, &["audit", "verify", "--admin", &admin]);
+    assert!(ok && verify.starts_with("audit chain OK"), "{verify}{err}");
+    let (ok, denied, _) = warden_as(
+        &auditor,
+        &[
+            "audit",
+            "export",
+            "--admin",
+            &admin,
+            "--verdict",
+            "deny",
+            "--actor",
+            "planner",
+        ],
+    );
+    assert!(ok);
+    assert_eq!(denied.lines().count(), 1, "{denied}");
+    assert!(denied.contains("DROP TABLE cards"), "{denied}");
+    let (ok, live_report, err) = warden_as(&auditor, &["audit", "report", "--admin", &admin]);
+    assert!(ok, "{err}");
+    gw.stop();
+
+    // The same report from the file, once the gateway is gone.
+    let db = gw.audit_path();
+    let (ok, report, err) = warden_as("", &["audit", "report", "--db", db.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    for report in [&live_report, &report] {
+        assert!(report.contains("The hash chain verifies"), "{report}");
+        assert!(
+            report.contains("| alice | alice > planner > agent-7 | 1 | payments |"),
+            "{report}"
+        );
+        assert!(report.contains("`DROP TABLE cards`"), "{report}");
+        // pci-mask masked the pan column of the SELECT.
+        assert!(
+            report.lines().any(|l| l.starts_with("| pci-mask | pan |")),
+            "{report}"
+        );
+        assert!(report.contains("## Logins refused"), "{report}");
+        assert!(report.contains("login from"), "{report}");
+    }
+    let (ok, json, _) = warden_as(
+        "",
+        &["audit", "report", "--db", db.to_str().unwrap(), "--json"],
+    );
+    assert!(ok);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["verification"]["ok"], true);
+    assert_eq!(json["refused"][0]["verdict"], "deny");
+    assert!(!json["logins_refused"].as_array().unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_clients_get_clear_errors_and_the_gateway_stays_up() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

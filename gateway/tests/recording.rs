@@ -73,7 +73,7 @@ fn replay(path: &Path, session: &str, raw: bool) -> (ExitCode, String) {
     let mut out = Vec::new();
     let args = ReplayArgs {
         session: session.into(),
-        db: path.into(),
+        db: Some(path.into()),
         raw,
         ..ReplayArgs::default()
     };
@@ -346,7 +346,8 @@ async fn sessions_lists_principal_chain_target_and_counts() {
 
     let mut out = Vec::new();
     let args = SessionsArgs {
-        db: path.clone(),
+        db: Some(path.clone()),
+        live: Default::default(),
         json: false,
         raw: false,
     };
@@ -399,7 +400,8 @@ async fn sessions_lists_principal_chain_target_and_counts() {
 
     let mut out = Vec::new();
     let args = SessionsArgs {
-        db: path,
+        db: Some(path),
+        live: Default::default(),
         json: true,
         raw: false,
     };
@@ -475,7 +477,8 @@ async fn hostile_escape_sequences_reach_the_auditor_escaped() {
 
     let mut out = Vec::new();
     let args = SessionsArgs {
-        db: path.clone(),
+        db: Some(path.clone()),
+        live: Default::default(),
         json: false,
         raw: false,
     };
@@ -488,7 +491,8 @@ async fn hostile_escape_sequences_reach_the_auditor_escaped() {
     let mut out = Vec::new();
     list_to(
         &SessionsArgs {
-            db: path,
+            db: Some(path),
+            live: Default::default(),
             json: false,
             raw: true,
         },
@@ -508,7 +512,7 @@ async fn replaying_an_unknown_session_is_a_clear_error() {
 
     let args = ReplayArgs {
         session: "ses-nope".into(),
-        db: path.clone(),
+        db: Some(path.clone()),
         raw: false,
         ..ReplayArgs::default()
     };
@@ -522,7 +526,7 @@ async fn replaying_an_unknown_session_is_a_clear_error() {
 
     let args = ReplayArgs {
         session: "ses-1".into(),
-        db: dir.path().join("missing.redb"),
+        db: Some(dir.path().join("missing.redb")),
         raw: false,
         ..ReplayArgs::default()
     };
@@ -552,7 +556,7 @@ fn cli_arguments_parse_as_subcommands() {
         panic!("not replay")
     };
     assert_eq!(args.session, "ses-1");
-    assert_eq!(args.db, PathBuf::from("a.redb"));
+    assert_eq!(args.db, Some(PathBuf::from("a.redb")));
     assert!(args.raw);
 
     let cli = Cli::try_parse_from(["warden", "sessions", "--db", "a.redb", "--json"]).unwrap();
@@ -688,7 +692,7 @@ async fn ssh_exec_sessions_replay_as_command_verdict_output_and_exit_status() {
     // Exec sessions do not wait, whatever the pacing says.
     let args = ReplayArgs {
         session: "ses-x".into(),
-        db: path.clone(),
+        db: Some(path.clone()),
         speed: 0.001,
         idle_limit: Some(0.0),
         ..ReplayArgs::default()
@@ -751,7 +755,7 @@ async fn ssh_terminal_sessions_play_their_output() {
 
     let args = ReplayArgs {
         session: "ses-t".into(),
-        db: path.clone(),
+        db: Some(path.clone()),
         no_wait: true,
         ..ReplayArgs::default()
     };
@@ -809,7 +813,7 @@ async fn ssh_sessions_export_as_asciicast_v2() {
     let cast_file = dir.path().join("ses-t.cast");
     let args = ReplayArgs {
         session: "ses-t".into(),
-        db: path.clone(),
+        db: Some(path.clone()),
         asciicast: Some(cast_file.clone()),
         idle_limit: Some(1.5),
         ..ReplayArgs::default()
@@ -835,7 +839,7 @@ async fn ssh_sessions_export_as_asciicast_v2() {
     // An exec session: 80x24, no TERM, the transcript as output with terminal line endings.
     let args = ReplayArgs {
         session: "ses-x".into(),
-        db: path.clone(),
+        db: Some(path.clone()),
         asciicast: Some("-".into()),
         ..ReplayArgs::default()
     };
@@ -861,7 +865,7 @@ async fn ssh_sessions_export_as_asciicast_v2() {
     store.close().unwrap();
     let args = ReplayArgs {
         session: "ses-pg".into(),
-        db: path,
+        db: Some(path),
         asciicast: Some("-".into()),
         ..ReplayArgs::default()
     };
@@ -881,7 +885,7 @@ async fn asciinema_reads_the_exported_casts() {
         let file = dir.path().join(format!("{id}.cast"));
         let args = ReplayArgs {
             session: id.into(),
-            db: path.clone(),
+            db: Some(path.clone()),
             asciicast: Some(file.clone()),
             ..ReplayArgs::default()
         };

@@ -24,6 +24,7 @@ mod export;
 mod query;
 mod records;
 mod recover;
+pub mod report;
 mod retention;
 pub mod schema;
 mod store;
@@ -65,7 +66,7 @@ pub struct AuditConfig {
     /// Command texts longer than this many bytes are stored as their head plus the whole
     /// text's length and sha256 (in events, approval requests and recordings).
     #[serde(default = "default_text_cap")]
-    pub text_cap: usize,
+    pub text_cap: crate::units::ByteSize,
     /// New sessions are refused while the audit store's file system has less free space than
     /// this (sessions already open keep going): `"1GiB"`, `"512MiB"`, or a byte count.
     #[serde(default = "default_min_free")]
@@ -87,8 +88,8 @@ fn default_max_batch() -> usize {
 /// Default for [`AuditConfig::text_cap`]: whole statements of any ordinary size.
 pub const DEFAULT_TEXT_CAP: usize = 16 << 10;
 
-fn default_text_cap() -> usize {
-    DEFAULT_TEXT_CAP
+fn default_text_cap() -> crate::units::ByteSize {
+    crate::units::ByteSize(DEFAULT_TEXT_CAP as u64)
 }
 
 /// Default for [`AuditConfig::min_free`].

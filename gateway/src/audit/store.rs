@@ -16,7 +16,7 @@ use super::chain::{GENESIS, Hash};
 use super::checkpoint::Checkpointer;
 use super::event::{Event, EventKind, NewEvent, Pruned, SignedHead, Timestamp};
 use super::export::{ExportOptions, export_events};
-use super::query::ExportFilter;
+use super::query::{ExportFilter, SessionContext, Sessions};
 use super::records::{ApprovalRecord, SessionRecord, get_json};
 use super::schema::{APPROVALS, BASE, EVENTS, HEAD, META, RECORDINGS, SESSIONS};
 use super::verify::{VerifyReport, verify_chain};
@@ -54,6 +54,10 @@ impl Default for StoreOptions {
         }
     }
 }
+
+/// What [`AuditStore::for_each_event`] calls for each event it selects.
+pub type EventVisitor<'a> =
+    dyn FnMut(&Event, Option<&SessionContext>) -> Result<(), AuditError> + 'a;
 
 /// A cheap-to-clone handle on the audit database, shared by every session task.
 #[derive(Clone)]
@@ -104,7 +108,7 @@ impl AuditStore {
             &StoreOptions {
                 max_batch: config.max_batch,
                 checkpointer,
-                text_cap: config.text_cap,
+                text_cap: usize::try_from(config.text_cap.0).unwrap_or(usize::MAX),
                 min_free: config.min_free.0,
                 ..StoreOptions::default()
             },
@@ -434,6 +438,29 @@ impl AuditStore {
             ..ExportOptions::default()
         };
         self.export_with(&options, out, &mut |_| {})
+    }
+
+    /// Call `f` with each readable event `filter` selects, in order, with its session's
+    /// context, from one snapshot (events are decoded one at a time, not all held).
+    pub fn for_each_event(
+        &self,
+        filter: &ExportFilter,
+        f: &mut EventVisitor<'_>,
+    ) -> Result<(), AuditError> {
+        let txn = self.read()?;
+        let table = txn.open_table(EVENTS)?;
+        let mut sessions = Sessions::new(&txn);
+        for entry in table.range(filter.from_seq.unwrap_or(0)..)? {
+            let (_, value) = entry?;
+            let Ok(event) = serde_json::from_slice::<Event>(value.value().1) else {
+                continue;
+            };
+            let context = sessions.context(&event)?;
+            if filter.matches(&event, context.as_ref()) {
+                f(&event, context.as_ref())?;
+            }
+        }
+        Ok(())
     }
 
     /// Write the events `options` selects, as JSON lines or CSV; returns how many. `progress`

@@ -3,24 +3,17 @@
 //! must not cross a network in the clear.
 
 use std::io::Write;
-use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::admin_client::{admin_base, call};
 use crate::approvals::{PendingInfo, chain};
 
-/// How long one admin API call may take before the CLI gives up.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Widest command and reason shown by `list`; the full text is in `GET /v1/approvals`.
 const MAX_CELL: usize = 60;
 
@@ -131,27 +124,6 @@ pub fn run_with(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Check `--admin` and return it without a trailing slash. Only `http://` to a loopback host.
-fn admin_base(admin: &str) -> anyhow::Result<String> {
-    let uri: Uri = admin
-        .parse()
-        .with_context(|| format!("--admin `{admin}` is not a URL"))?;
-    if uri.scheme_str() != Some("http") {
-        bail!("--admin must be an http:// URL (the admin API listens on loopback only)");
-    }
-    let host = uri.host().unwrap_or_default();
-    let ip = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        bail!("--admin must be a loopback address: the token would cross the network in the clear");
-    }
-    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
-        bail!("--admin takes the gateway's address only, like http://127.0.0.1:9190");
-    }
-    Ok(admin.trim_end_matches('/').to_owned())
-}
-
 /// Ids are `apr-` and hex; anything else would change the path, so it never reaches the URL.
 fn decide_path(id: &str, action: &str) -> anyhow::Result<String> {
     if id.is_empty()
@@ -162,49 +134,6 @@ fn decide_path(id: &str, action: &str) -> anyhow::Result<String> {
         bail!("`{}` is not an approval id", clean(id));
     }
     Ok(format!("/v1/approvals/{id}/{action}"))
-}
-
-async fn call(
-    base: &str,
-    path: &str,
-    method: Method,
-    token: &str,
-    body: Option<Value>,
-) -> anyhow::Result<(StatusCode, Value)> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
-        .context("the token contains characters not allowed in a header")?;
-    auth.set_sensitive(true);
-    let mut request = Request::builder()
-        .method(method)
-        .uri(format!("{base}{path}"))
-        .header(header::AUTHORIZATION, auth);
-    let body = match body {
-        Some(body) => {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-            Full::new(Bytes::from(body.to_string()))
-        }
-        None => Full::new(Bytes::new()),
-    };
-    let request = request.body(body).context("building the request")?;
-    let exchange = async {
-        let response = client.request(request).await?;
-        let status = response.status();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, bytes))
-    };
-    let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-        .await
-        .with_context(|| {
-            format!(
-                "no answer from {base} within {}s",
-                REQUEST_TIMEOUT.as_secs()
-            )
-        })?
-        .with_context(|| format!("cannot reach the admin API at {base}"))?;
-    let value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{base} answered HTTP {} without JSON", status.as_u16()))?;
-    Ok((status, value))
 }
 
 fn print_table(

@@ -11,7 +11,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::admin_client::LiveArgs;
 use super::export::ExportArgs;
+use super::report::ReportArgs;
 use crate::audit::checkpoint::{self, CheckpointReport};
 use crate::audit::{AuditError, AuditStore, StoreOptions, VerifyReport, verify_export};
 
@@ -24,7 +26,9 @@ pub enum AuditCmd {
     Verify {
         /// The audit database (`[audit] path` in warden.toml).
         #[arg(long)]
-        db: PathBuf,
+        db: Option<PathBuf>,
+        #[command(flatten)]
+        live: LiveArgs,
         /// The checkpoint file the gateway writes (`[audit.checkpoints] file`).
         #[arg(long, requires = "pubkey")]
         checkpoints: Option<PathBuf>,
@@ -43,6 +47,11 @@ pub enum AuditCmd {
     /// Write events to standard output as JSON lines (`seq`, `prev`, `hash`, `event`) or CSV,
     /// filtered by time, session, actor, target, verdict or type.
     Export(ExportArgs),
+    /// A PCI DSS evidence report for a period (Markdown, or JSON with --json): sessions per
+    /// principal and delegation chain, denied and held commands with approvers and reasons,
+    /// masked cells per policy and column, logins refused, and the verification result with
+    /// the checkpoints it relied on.
+    Report(ReportArgs),
     /// Check a JSON-lines export on its own; exit status 1 if it does not chain.
     VerifyExport {
         /// The JSON-lines file `warden audit export` wrote.
@@ -60,14 +69,20 @@ pub fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCmd::Verify {
             db,
+            live,
             checkpoints,
             pubkey,
         } => {
-            let store = open_existing(&db)?;
-            let checked = verify_store(&store, checkpoints.as_deref().zip(pubkey.as_deref()));
+            let checkpoints = checkpoints.as_deref().zip(pubkey.as_deref());
+            if let Some(live) = live.live(db.as_deref())? {
+                return super::live_audit::verify(&live, checkpoints);
+            }
+            let store = open_existing(&source(db.as_deref())?)?;
+            let checked = verify_store(&store, checkpoints);
             store.close().context("closing the audit database")?;
             checked
         }
+        AuditCmd::Report(args) => super::report::run(args),
         AuditCmd::Keygen { key, pubkey } => {
             let public = crate::audit::checkpoint::generate_key(&key, &pubkey)?;
             println!(
@@ -79,7 +94,10 @@ pub fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCmd::Export(args) => {
-            let store = open_existing(&args.db)?;
+            if let Some(live) = args.live.live(args.db.as_deref())? {
+                return super::export::run_live(&args, &live);
+            }
+            let store = open_existing(&source(args.db.as_deref())?)?;
             let exported = super::export::run(args, &store);
             store.close().context("closing the audit database")?;
             exported
@@ -122,7 +140,7 @@ pub fn verify_store(
     Ok(print_checkpoints(&checked, report.head_seq, file))
 }
 
-fn print_checkpoints(checked: &CheckpointReport, head: u64, file: &Path) -> ExitCode {
+pub(crate) fn print_checkpoints(checked: &CheckpointReport, head: u64, file: &Path) -> ExitCode {
     if let Some(problem) = &checked.problem {
         println!("checkpoints FAILED: {}", super::escape::cell(problem));
         return ExitCode::FAILURE;
@@ -154,8 +172,14 @@ fn print_checkpoints(checked: &CheckpointReport, head: u64, file: &Path) -> Exit
     ExitCode::SUCCESS
 }
 
+/// `--db`, or the error saying what to give.
+pub(crate) fn source(db: Option<&Path>) -> anyhow::Result<PathBuf> {
+    db.map(Path::to_path_buf)
+        .ok_or_else(|| anyhow::anyhow!("{}", super::sessions::NO_SOURCE))
+}
+
 /// The stable, greppable verdict lines the brief and runbooks refer to.
-fn print_report(report: &VerifyReport) -> ExitCode {
+pub(crate) fn print_report(report: &VerifyReport) -> ExitCode {
     match &report.problem {
         None => {
             println!(
@@ -179,7 +203,7 @@ fn print_report(report: &VerifyReport) -> ExitCode {
 
 /// Open without creating (a mistyped path must not verify as an empty, valid chain) and with
 /// redb's page checksums checked, so a file edited outside redb is an error, not trusted.
-fn open_existing(path: &Path) -> anyhow::Result<AuditStore> {
+pub(crate) fn open_existing(path: &Path) -> anyhow::Result<AuditStore> {
     if !path.is_file() {
         anyhow::bail!("no audit database at {}", path.display());
     }

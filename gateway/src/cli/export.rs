@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 
+use super::admin_client::{Live, LiveArgs};
 use super::escape;
 use crate::audit::{AuditStore, ExportFilter, ExportFormat, ExportOptions, Timestamp};
 
@@ -62,7 +63,9 @@ impl SelectArgs {
 pub struct ExportArgs {
     /// The audit database (`[audit] path` in warden.toml).
     #[arg(long)]
-    pub db: PathBuf,
+    pub db: Option<PathBuf>,
+    #[command(flatten)]
+    pub live: LiveArgs,
     #[arg(long, value_enum, default_value = "jsonl")]
     pub format: Format,
     /// First event to export, by sequence number.
@@ -113,13 +116,7 @@ pub fn run(args: ExportArgs, store: &AuditStore) -> anyhow::Result<ExitCode> {
     };
     let (head, _) = store.head().context("reading the chain head")?;
     let bar = progress_bar(head);
-    let stdout = std::io::stdout();
-    let terminal = stdout.is_terminal() && !args.raw;
-    let mut out: Box<dyn Write> = if terminal {
-        Box::new(EscapingWriter::new(stdout.lock(), args.format))
-    } else {
-        Box::new(std::io::BufWriter::new(stdout.lock()))
-    };
+    let mut out = stdout_for(&args);
     let count = store
         .export_with(&options, &mut out, &mut |seq| bar.set_position(seq))
         .context("exporting events")?;
@@ -129,6 +126,61 @@ pub fn run(args: ExportArgs, store: &AuditStore) -> anyhow::Result<ExitCode> {
         eprintln!("warden: exported {count} events");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Standard output, escaped line by line when it is a terminal (unless `--raw`).
+fn stdout_for(args: &ExportArgs) -> Box<dyn Write> {
+    let stdout = std::io::stdout();
+    if stdout.is_terminal() && !args.raw {
+        Box::new(EscapingWriter::new(stdout.lock(), args.format))
+    } else {
+        Box::new(std::io::BufWriter::new(stdout.lock()))
+    }
+}
+
+/// Export through a running gateway's admin API.
+pub fn run_live(args: &ExportArgs, live: &Live) -> anyhow::Result<ExitCode> {
+    let path = format!("/v1/audit/events?{}", export_query(args));
+    let bytes = live.get(&path)?;
+    let mut out = stdout_for(args);
+    out.write_all(&bytes)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The admin API's query string for these arguments (see `admin/audit.rs`).
+pub fn export_query(args: &ExportArgs) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if args.format == Format::Csv {
+        query.append_pair("format", "csv");
+    }
+    if args.raw {
+        query.append_pair("raw", "1");
+    }
+    if let Some(seq) = args.from_seq {
+        query.append_pair("from_seq", &seq.to_string());
+    }
+    let s = &args.select;
+    if let Some(t) = s.from {
+        query.append_pair("from", &t.to_string());
+    }
+    if let Some(t) = s.to {
+        query.append_pair("to", &t.to_string());
+    }
+    for (key, value) in [
+        ("session", &s.session),
+        ("actor", &s.actor),
+        ("target", &s.target),
+        ("verdict", &s.verdict),
+    ] {
+        if let Some(value) = value {
+            query.append_pair(key, value);
+        }
+    }
+    for kind in &s.kinds {
+        query.append_pair("type", kind);
+    }
+    query.finish()
 }
 
 /// A bar on standard error, drawn only when that is a terminal.

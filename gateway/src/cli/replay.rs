@@ -18,8 +18,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::admin_client::{LiveArgs, encode};
 use super::escape::{self, TerminalFilter};
-use super::sessions::open_db;
+use super::sessions::{NO_SOURCE, open_db};
+use crate::audit::SessionRecord;
 use crate::protocol::Protocol;
 use crate::recording::terminal::{self, CastOptions, Pacing, TerminalInfo, Transcript};
 use crate::recording::{parse_transcript, render_psql, transcript_lines};
@@ -35,7 +37,9 @@ pub struct ReplayArgs {
     pub session: String,
     /// The audit database (`[audit] path` in warden.toml).
     #[arg(long)]
-    pub db: PathBuf,
+    pub db: Option<PathBuf>,
+    #[command(flatten)]
+    pub live: LiveArgs,
     /// Print the recording's JSON lines as stored instead of rendering them.
     #[arg(long, conflicts_with = "asciicast")]
     pub raw: bool,
@@ -59,7 +63,8 @@ impl Default for ReplayArgs {
     fn default() -> Self {
         ReplayArgs {
             session: String::new(),
-            db: PathBuf::new(),
+            db: None,
+            live: LiveArgs::default(),
             raw: false,
             speed: 1.0,
             idle_limit: None,
@@ -95,19 +100,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 
 /// [`run`], writing to `out`.
 pub fn replay_to(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let store = open_db(&args.db)?;
-    let read = store
-        .session(&args.session)
-        .and_then(|record| Ok((record, store.recording(&args.session)?)))
-        .context("reading the session");
-    store.close().context("closing the audit database")?;
-    let (record, chunks) = read?;
+    let (record, chunks) = read_session(args)?;
     if record.is_none() && chunks.is_empty() {
         anyhow::bail!(
-            "no session `{}` in {} (`warden sessions --db {}` lists them)",
-            args.session,
-            args.db.display(),
-            args.db.display()
+            "no session `{}` there (`warden sessions` lists them)",
+            escape::cell(&args.session)
         );
     }
     if chunks.is_empty() {
@@ -153,6 +150,32 @@ pub fn replay_to(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<ExitC
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The session's record and recording, from the file or the running gateway.
+fn read_session(args: &ReplayArgs) -> anyhow::Result<(Option<SessionRecord>, Vec<Vec<u8>>)> {
+    if let Some(live) = args.live.live(args.db.as_deref())? {
+        let id = encode(&args.session);
+        let record = match live.get_optional(&format!("/v1/sessions/{id}"))? {
+            Some(bytes) => Some(serde_json::from_slice(&bytes).context("reading the session")?),
+            None => None,
+        };
+        let chunks = match live.get_optional(&format!("/v1/sessions/{id}/recording"))? {
+            Some(bytes) if !bytes.is_empty() => vec![bytes.to_vec()],
+            _ => Vec::new(),
+        };
+        return Ok((record, chunks));
+    }
+    let Some(db) = &args.db else {
+        anyhow::bail!("{NO_SOURCE}");
+    };
+    let store = open_db(db)?;
+    let read = store
+        .session(&args.session)
+        .and_then(|record| Ok((record, store.recording(&args.session)?)))
+        .context("reading the session");
+    store.close().context("closing the audit database")?;
+    read
 }
 
 /// The stored JSON lines. JSON already escapes C0 controls; C1 controls and bidi overrides are

@@ -158,6 +158,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         approvals,
         verifier: Arc::new(Verifier::from_config(&gw.config().identity)?),
         audit: audit.clone(),
+        auditors: Arc::new(gw.config().admin.auditor_groups.clone()),
     };
     let admin_stop = stopped(stop_rx.clone());
     tasks.spawn(async move {

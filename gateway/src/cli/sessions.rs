@@ -1,8 +1,8 @@
 //! `warden sessions`: list the sessions in an audit database, oldest first, as a table or as
 //! JSON lines.
 //!
-//! Like every command that opens the database file, it needs the file to itself: redb locks it
-//! to one process, so stop the gateway first or point `--db` at a copy.
+//! With `--db` it opens the file, which redb locks to one process: for a running gateway use
+//! `--admin URL` (and an auditor's token), which reads through the gateway's admin API.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,16 +10,19 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::admin_client::LiveArgs;
 use super::escape;
 use crate::audit::{AuditError, AuditStore, SessionRecord, StoreOptions, Timestamp};
 use crate::recording::table::{Align, Table};
 
-/// `warden sessions --db PATH [--json]`
+/// `warden sessions (--db PATH | --admin URL) [--json]`
 #[derive(Debug, clap::Args)]
 pub struct SessionsArgs {
     /// The audit database (`[audit] path` in warden.toml).
     #[arg(long)]
-    pub db: PathBuf,
+    pub db: Option<PathBuf>,
+    #[command(flatten)]
+    pub live: LiveArgs,
     /// One JSON object per line (the stored session records) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -40,10 +43,22 @@ pub fn run(args: SessionsArgs) -> anyhow::Result<ExitCode> {
 
 /// [`run`], writing to `out`.
 pub fn list_to(args: &SessionsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let store = open_db(&args.db)?;
-    let listed = store.sessions().context("reading sessions");
-    store.close().context("closing the audit database")?;
-    let mut sessions = listed?;
+    let mut sessions = match (args.live.live(args.db.as_deref())?, &args.db) {
+        (Some(live), _) => {
+            #[derive(serde::Deserialize)]
+            struct Listing {
+                sessions: Vec<SessionRecord>,
+            }
+            live.get_json::<Listing>("/v1/sessions")?.sessions
+        }
+        (None, Some(db)) => {
+            let store = open_db(db)?;
+            let listed = store.sessions().context("reading sessions");
+            store.close().context("closing the audit database")?;
+            listed?
+        }
+        (None, None) => anyhow::bail!("{NO_SOURCE}"),
+    };
     // Ids are random; the order people expect is the order sessions started in.
     sessions.sort_by_key(|s| s.start_seq);
     if args.json {
@@ -141,6 +156,10 @@ fn chain(s: &SessionRecord) -> String {
 fn time(t: Timestamp) -> String {
     humantime::format_rfc3339_seconds(t.to_system_time()).to_string()
 }
+
+/// What every reading command says when given neither source.
+pub(crate) const NO_SOURCE: &str =
+    "say where to read: --db PATH (a database file) or --admin URL (a running gateway)";
 
 /// Open an existing database for reading: never create one (a mistyped path must not list as
 /// empty), and say plainly when the gateway holds the lock.

@@ -6,15 +6,16 @@
 //! | `GET /v1/approvals`                | approvers                  | `{"approvals":[PendingInfo]}` |
 //! | `POST /v1/approvals/{id}/approve`  | approvers, not the parties | `{"id",..,"decision"}`      |
 //! | `POST /v1/approvals/{id}/deny`     | approvers, not the parties | `{"id",..,"decision"}`      |
-//! | `GET /v1/audit/verify`             | any valid token            | the chain report            |
+//! | `GET /v1/audit/...`, `/v1/sessions...` | auditors                 | see `audit.rs`              |
 //!
 //! Everything but health needs `Authorization: Bearer <JWT>`, checked by the gateway's own
 //! [`Verifier`]. Decision bodies are `{"reason": "..."}`, at most [`MAX_BODY`] bytes. Errors
 //! are `{"error": "..."}` with 400, 401, 403, 404, 405, 410, 413 or 500. Tokens are never
 //! logged. The pending list is for approvers only: it shows other principals' commands.
 //!
-//! `audit/verify` exists because redb locks the database to the gateway's process: while the
-//! gateway runs, this is how compliance checks the chain without stopping it.
+//! The audit reads exist because redb locks the database to the gateway's process: while the
+//! gateway runs, this is how compliance reads and checks the trail without stopping it or
+//! copying the file.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,6 +34,10 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+
+mod audit;
+
+use audit::AuditRoute;
 
 use crate::approvals::{ApprovalError, Approvals};
 use crate::audit::{AuditStore, VerifyReport};
@@ -53,6 +58,8 @@ pub struct AdminState {
     pub approvals: Approvals,
     pub verifier: Arc<Verifier>,
     pub audit: AuditStore,
+    /// `[admin] auditor_groups`.
+    pub auditors: Arc<Vec<String>>,
 }
 
 /// Why the admin API could not start.
@@ -158,7 +165,7 @@ enum Route<'a> {
     Health,
     List,
     Decide { id: &'a str, approve: bool },
-    Verify,
+    Audit(AuditRoute<'a>),
 }
 
 async fn handle(state: &AdminState, req: Request<Incoming>) -> Reply {
@@ -191,7 +198,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Reply {
         Route::Health => reply(StatusCode::OK, &json!({"status": "ok"})),
         Route::List => list(state, &principal),
         Route::Decide { id, approve } => decide(state, &principal, id, approve, req).await,
-        Route::Verify => verify(state).await,
+        Route::Audit(read) => audit::handle(state, &principal, read, req.uri().query()).await,
     }
 }
 
@@ -213,7 +220,16 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, RouteError> {
         ["v1", "approvals", id, "deny"] if !id.is_empty() => {
             (Route::Decide { id, approve: false }, Method::POST)
         }
-        ["v1", "audit", "verify"] => (Route::Verify, Method::GET),
+        ["v1", "audit", "verify"] => (Route::Audit(AuditRoute::Verify), Method::GET),
+        ["v1", "audit", "events"] => (Route::Audit(AuditRoute::Events), Method::GET),
+        ["v1", "audit", "report"] => (Route::Audit(AuditRoute::Report), Method::GET),
+        ["v1", "sessions"] => (Route::Audit(AuditRoute::Sessions), Method::GET),
+        ["v1", "sessions", id] if !id.is_empty() => {
+            (Route::Audit(AuditRoute::Session(id)), Method::GET)
+        }
+        ["v1", "sessions", id, "recording"] if !id.is_empty() => {
+            (Route::Audit(AuditRoute::Recording(id)), Method::GET)
+        }
         _ => return Err(RouteError::NotFound),
     };
     if *method != allowed {
@@ -323,15 +339,6 @@ fn status_of(err: &ApprovalError) -> StatusCode {
     }
 }
 
-async fn verify(state: &AdminState) -> Reply {
-    let audit = state.audit.clone();
-    match tokio::task::spawn_blocking(move || audit.verify()).await {
-        Ok(Ok(report)) => reply(StatusCode::OK, &report_json(&report)),
-        Ok(Err(err)) => error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
-    }
-}
-
 /// The report as JSON: `ok` is the verdict; `head_hash` is what to anchor outside the file.
 pub fn report_json(report: &VerifyReport) -> Value {
     let problem = report.problem.as_ref().map(|p| {
@@ -346,6 +353,9 @@ pub fn report_json(report: &VerifyReport) -> Value {
         "events": report.events,
         "head_seq": report.head_seq,
         "head_hash": report.head_hex(),
+        "pruned_through": report.pruned_through,
+        "records": report.records,
+        "chunks": report.chunks,
         "problem": problem,
     })
 }

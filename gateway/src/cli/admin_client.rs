@@ -1,0 +1,184 @@
+//! The CLI's side of the admin API: one place for the address rule (loopback `http://` only:
+//! the bearer token must not cross a network in the clear), the bearer header (marked
+//! sensitive, never logged) and timeouts. `warden approvals` and the live audit reads
+//! (`sessions`, `replay`, `audit verify|export|report` with `--admin`) go through here.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// How long one admin API call may take before the CLI gives up (exports can be long).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `--admin URL` and the caller's token, for commands that read a running gateway.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LiveArgs {
+    /// Read through a running gateway's admin API (`[admin] listen`) instead of a database
+    /// file; needs a token in one of `[admin] auditor_groups`. `--db`, when given, wins.
+    #[arg(long, env = "WARDEN_ADMIN")]
+    pub admin: Option<String>,
+    /// Your bearer token, for --admin. Prefer the environment variable: arguments show in the
+    /// process list.
+    #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// A running gateway to read from.
+pub struct Live {
+    base: String,
+    token: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl LiveArgs {
+    /// `Some` when the command should read through the admin API: `--admin` (or
+    /// `WARDEN_ADMIN`) given and no database file (`db`).
+    pub fn live(&self, db: Option<&std::path::Path>) -> anyhow::Result<Option<Live>> {
+        let Some(admin) = self.admin.as_ref().filter(|_| db.is_none()) else {
+            return Ok(None);
+        };
+        let Some(token) = self.token.as_deref().filter(|t| !t.trim().is_empty()) else {
+            bail!("--admin needs a token: set WARDEN_TOKEN or pass --token");
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        Ok(Some(Live {
+            base: admin_base(admin)?,
+            token: token.to_owned(),
+            runtime,
+        }))
+    }
+}
+
+impl Live {
+    /// GET `path`; a 4xx or 5xx is an error carrying the gateway's message.
+    pub fn get(&self, path: &str) -> anyhow::Result<Bytes> {
+        let (status, bytes) =
+            self.runtime
+                .block_on(request(&self.base, path, Method::GET, &self.token, None))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| "no error message".into());
+            bail!(
+                "{}: {} (HTTP {})",
+                self.base,
+                super::escape::cell(&message),
+                status.as_u16()
+            );
+        }
+        Ok(bytes)
+    }
+
+    /// GET `path` as JSON.
+    pub fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let bytes = self.get(path)?;
+        serde_json::from_slice(&bytes).with_context(|| format!("reading {}{path}", self.base))
+    }
+
+    /// `404` answers as `None`.
+    pub fn get_optional(&self, path: &str) -> anyhow::Result<Option<Bytes>> {
+        let (status, bytes) =
+            self.runtime
+                .block_on(request(&self.base, path, Method::GET, &self.token, None))?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return self.get(path).map(Some);
+        }
+        Ok(Some(bytes))
+    }
+}
+
+/// A path segment or query value, percent-encoded.
+pub fn encode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Check `--admin` and return it without a trailing slash. Only `http://` to a loopback host.
+pub fn admin_base(admin: &str) -> anyhow::Result<String> {
+    let uri: Uri = admin
+        .parse()
+        .with_context(|| format!("--admin `{admin}` is not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        bail!("--admin must be an http:// URL (the admin API listens on loopback only)");
+    }
+    let host = uri.host().unwrap_or_default();
+    let ip = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!("--admin must be a loopback address: the token would cross the network in the clear");
+    }
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        bail!("--admin takes the gateway's address only, like http://127.0.0.1:9190");
+    }
+    Ok(admin.trim_end_matches('/').to_owned())
+}
+
+/// One request; the answer's status and body.
+pub async fn request(
+    base: &str,
+    path: &str,
+    method: Method,
+    token: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+        .context("the token contains characters not allowed in a header")?;
+    auth.set_sensitive(true);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"))
+        .header(header::AUTHORIZATION, auth);
+    let body = match body {
+        Some(body) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            Full::new(Bytes::from(body.to_string()))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    let request = request.body(body).context("building the request")?;
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, bytes))
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .with_context(|| {
+            format!(
+                "no answer from {base} within {}s",
+                REQUEST_TIMEOUT.as_secs()
+            )
+        })?
+        .with_context(|| format!("cannot reach the admin API at {base}"))
+}
+
+/// [`request`], the answer read as JSON.
+pub async fn call(
+    base: &str,
+    path: &str,
+    method: Method,
+    token: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let (status, bytes) = request(base, path, method, token, body).await?;
+    let value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{base} answered HTTP {} without JSON", status.as_u16()))?;
+    Ok((status, value))
+}
