@@ -1282,3 +1282,46 @@ fn pruning_keeps_what_remains_verifiable_and_is_itself_in_the_chain() {
     });
     assert_eq!(cli_verify(&path), ExitCode::FAILURE);
 }
+
+#[test]
+fn a_cut_set_by_hand_to_hide_old_events_is_found() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, file, public) = store_with_checkpoints(dir.path());
+    whole_session(&store, &rt, "s-1", true);
+    whole_session(&store, &rt, "s-2", true);
+    store.checkpoint_blocking().unwrap().unwrap();
+    let s2 = store.session("s-2").unwrap().unwrap().start_seq;
+    store.close().unwrap();
+    let path = dir.path().join("audit.redb");
+    // Delete s-1 and everything before s-2 as retention would, but by hand: the base moved,
+    // no pruned event, no signed cut.
+    let base_hash = {
+        let store = AuditStore::open(&path).unwrap();
+        let h = store.hash_at(s2 - 1).unwrap().unwrap();
+        store.close().unwrap();
+        h
+    };
+    tamper(&path, |events| {
+        for seq in 1..s2 {
+            events.remove(seq).unwrap();
+        }
+    });
+    tamper_table(&path, SESSIONS, |t| {
+        t.remove("s-1").unwrap();
+    });
+    tamper_table(&path, RECORDINGS, |t| {
+        t.remove(("s-1", 0)).unwrap();
+    });
+    tamper_table(&path, META, |t| {
+        t.insert(warden::audit::schema::BASE, (s2 - 1, base_hash))
+            .unwrap();
+    });
+    let problem = verify_file(&path).problem.unwrap();
+    assert!(problem.message.contains("no pruned event"), "{problem}");
+    assert_eq!(cli_verify(&path), ExitCode::FAILURE);
+    assert_eq!(
+        cli_verify_checkpoints(&path, &file, &public),
+        ExitCode::FAILURE
+    );
+}

@@ -283,6 +283,23 @@ pub fn check_checkpoints(
     hash_at: &mut dyn FnMut(u64) -> Result<Option<[u8; 32]>, AuditError>,
 ) -> Result<CheckpointReport, AuditError> {
     let mut report = CheckpointReport::default();
+    // A chain that starts after a cut: the cut must be one the key signed (retention publishes
+    // it), or the events before it were removed by someone else.
+    let (base_seq, base_hash) = base;
+    if base_seq > 0 {
+        let signed_cut = lines.iter().any(|l| {
+            l.head.as_ref().is_ok_and(|h| {
+                h.seq == base_seq && h.hash == hex::encode(base_hash) && signature_holds(h, public)
+            })
+        });
+        if !signed_cut {
+            report.problem = Some(format!(
+                "the chain starts after event {base_seq}, a cut no checkpoint in the file signs: \
+                 events before it were removed outside retention"
+            ));
+            return Ok(report);
+        }
+    }
     for signed in in_chain {
         if !signature_holds(signed, public) {
             report.problem = Some(format!(
@@ -308,7 +325,6 @@ pub fn check_checkpoints(
             ));
             return Ok(report);
         }
-        let (base_seq, base_hash) = base;
         let found = if head.seq < base_seq {
             report.before_cut += 1;
             continue;

@@ -206,6 +206,22 @@ pub(crate) fn verify_chain(txn: &ReadTransaction) -> Result<VerifyReport, AuditE
     if let Some((seq, kind, message)) = problem {
         return Ok(walk.broken(seq, kind, message));
     }
+    // A chain that starts after a cut must say so itself: the newest `pruned` event names the
+    // cut and its hash. A base set by hand (to hide deleted events) has none.
+    if let Some(base) = base {
+        let accounted = evidence
+            .last_prune
+            .as_ref()
+            .is_some_and(|(through, hash)| *through == base.seq && *hash == hex::encode(base.hash));
+        if !accounted {
+            let message = format!(
+                "the chain starts after event {} but no pruned event records that cut: events \
+                 were removed outside retention",
+                base.seq
+            );
+            return Ok(walk.broken(base.seq + 1, ProblemKind::Missing, message));
+        }
+    }
     let checked = evidence.check(txn, walk.base > 0)?;
     let mut report = walk.report(checked.problem);
     report.records = checked.records;
@@ -219,6 +235,8 @@ struct Evidence {
     index: MemoryIndex,
     /// (session, chunk) → (seq of its `recording` event, what it recorded).
     chunks: BTreeMap<(String, u64), (u64, RecordingChunk)>,
+    /// The newest `pruned` event's cut: (through, hex hash).
+    last_prune: Option<(u64, String)>,
 }
 
 /// The outcome of [`Evidence::check`].
@@ -233,6 +251,9 @@ impl Evidence {
         // The writer indexed this event the same way; a failure here is a failure there, and
         // the comparison below reports the record it left behind.
         let _ = index_event(event, &mut self.index);
+        if let EventKind::Pruned(p) = &event.kind {
+            self.last_prune = Some((p.through, p.hash.clone()));
+        }
         if let (EventKind::Recording(chunk), Some(session)) = (&event.kind, &event.session) {
             self.chunks
                 .insert((session.clone(), chunk.chunk), (event.seq, chunk.clone()));
@@ -248,7 +269,9 @@ impl Evidence {
         let mut report = |seq: u64, kind: ProblemKind, message: String| {
             problems.push(ChainProblem { seq, kind, message });
         };
-        let Evidence { index, mut chunks } = self;
+        let Evidence {
+            index, mut chunks, ..
+        } = self;
         let mut records = 0;
         let seen: std::collections::BTreeSet<String> = index.sessions.keys().cloned().collect();
 
