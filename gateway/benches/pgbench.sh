@@ -372,7 +372,9 @@ for p in "${PATHS[@]}"; do
 done
 
 NPROC=$(nproc)
-declare -A TPS LAT
+declare -A TPS LAT TX GROWTH
+# The audit store's size on disk (0 without Warden): what each Warden run adds to it.
+audit_size() { if [[ -n ${W:-} && -f $W/audit.redb ]]; then stat -c %s "$W/audit.redb"; else echo 0; fi; }
 for p in "${PATHS[@]}"; do
     IFS='|' read -r name port db user pw <<<"$p"
     for script in $SCRIPTS; do
@@ -383,10 +385,13 @@ for p in "${PATHS[@]}"; do
                 j=$((c < NPROC ? c : NPROC))
                 k="$name|$script|$mode|$c"
                 log "$name: pgbench ${flag[*]} -M $mode -c $c -j $j -T $DURATION"
+                before=$(audit_size)
                 if out=$(PGPASSWORD=$pw timeout $((DURATION + 120)) "$PGBENCH" -n "${flag[@]}" -M "$mode" -c "$c" -j "$j" \
                     -T "$DURATION" -h 127.0.0.1 -p "$port" -U "$user" "$db" 2>&1); then
                     TPS[$k]=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | tail -n 1)
                     LAT[$k]=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' <<<"$out" | tail -n 1)
+                    TX[$k]=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out" | tail -n 1)
+                    GROWTH[$k]=$(($(audit_size) - before))
                 else
                     log "$name $script -M $mode -c $c failed: $(grep -m 3 -i 'error\|fatal\|abort' <<<"$out" | tr '\n' ' ')"
                     TPS[$k]=''
@@ -494,10 +499,11 @@ READ_PATHS=("direct|$PGPORT|bench|bench|$BENCH_PW")
 if ((WITH_WARDEN)); then
     READ_PATHS+=("warden allow-all|$WPORT|allow|bench|$ALLOW_TOKEN" "warden sql-guard+pci-mask (masked)|$WPORT|guard|bench|$GUARD_TOKEN")
 fi
-declare -A READ_S READ_BYTES READ_ROWS READ_PANS
+declare -A READ_S READ_BYTES READ_ROWS READ_PANS READ_GROWTH
 for p in "${READ_PATHS[@]}"; do
     IFS='|' read -r name port db user pw <<<"$p"
     log "$name: SELECT $ROWS rows × 5 columns"
+    before=$(audit_size)
     start=$(date +%s.%N)
     if res=$(PGPASSWORD=$pw timeout 900 psql -X -At -c 'SELECT id, holder, pan, note, amount FROM big_read' \
         "host=127.0.0.1 port=$port dbname=$db user=$user sslmode=disable" |
@@ -506,6 +512,7 @@ for p in "${READ_PATHS[@]}"; do
         end=$(date +%s.%N)
         read -r "READ_ROWS[$name]" "READ_BYTES[$name]" "READ_PANS[$name]" <<<"$res"
         READ_S[$name]=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
+        READ_GROWTH[$name]=$(($(audit_size) - before))
     else
         log "$name: the read failed"
         READ_S[$name]=''
@@ -528,6 +535,21 @@ if [[ -x $BIGREAD ]]; then
     done
 else
     log "no bigread example at $BIGREAD: the binary read is skipped"
+fi
+# The issue's growth attack: three 8 MB statements that return nothing.
+BIG_GROWTH='' BIG_TRAFFIC=''
+if ((WITH_WARDEN)); then
+    log "warden allow-all: three 8 MB statements"
+    big=$DIR/big.sql
+    python3 -c "import sys; sys.stdout.write(\"SELECT '\" + 'x' * (8 << 20) + \"' WHERE false;\\n\")" >"$big"
+    before=$(audit_size)
+    for _ in 1 2 3; do
+        PGPASSWORD=$ALLOW_TOKEN timeout 300 psql -X -q -f "$big" \
+            "host=127.0.0.1 port=$WPORT dbname=allow user=bench sslmode=disable" >/dev/null || log "a big statement failed"
+    done
+    sleep 1
+    BIG_GROWTH=$(($(audit_size) - before))
+    BIG_TRAFFIC=$((3 * $(stat -c %s "$big")))
 fi
 WARDEN_AFTER_READ=''
 if ((WITH_WARDEN)); then
@@ -626,3 +648,25 @@ for name in "${IDLE_NAMES[@]}"; do
         "$(awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN { if (n > 0) printf "%.1f", (a - b) / n; else print "—" }')" \
         "$n" "${IDLE_BACKENDS[$name]:-—}"
 done
+
+if ((WITH_WARDEN)); then
+    cat <<EOF
+
+### Audit space: bytes the audit store grew per byte of traffic
+
+| workload | traffic | audit growth | stored per byte of traffic |
+|---|---:|---:|---:|
+EOF
+    per() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "—" }'; }
+    [[ -n $BIG_GROWTH ]] && printf '| three 8 MB statements (allow-all) | %s B | %s B | %s |\n' \
+        "$BIG_TRAFFIC" "$BIG_GROWTH" "$(per "$BIG_GROWTH" "$BIG_TRAFFIC")"
+    for name in "warden allow-all" "warden sql-guard+pci-mask (masked)"; do
+        [[ -n ${READ_GROWTH[$name]:-} ]] && printf '| %s rows read, %s (psql text) | %s B | %s B | %s |\n' \
+            "$ROWS" "$name" "${READ_BYTES[$name]}" "${READ_GROWTH[$name]}" "$(per "${READ_GROWTH[$name]}" "${READ_BYTES[$name]}")"
+    done
+    for k in "${!GROWTH[@]}"; do
+        [[ $k == warden* && -n ${TX[$k]:-} && ${TX[$k]} -gt 0 ]] || continue
+        printf '| pgbench %s: %s transactions | — | %s B | %s B per transaction |\n' \
+            "$k" "${TX[$k]}" "${GROWTH[$k]}" "$(awk -v a="${GROWTH[$k]}" -v b="${TX[$k]}" 'BEGIN { printf "%.0f", a / b }')"
+    done | sort
+fi
