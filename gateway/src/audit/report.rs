@@ -271,23 +271,47 @@ pub fn build(
     })
 }
 
-/// A Markdown table cell: one line, pipes escaped, controls shown escaped (agents wrote it).
+/// A Markdown table cell: one line, pipes escaped, controls shown escaped, and nothing a
+/// renderer would turn into HTML, a link or an image (agents wrote it).
 fn md(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
-            '|' => out.push_str("\\|"),
-            '\n' => out.push_str("\\n"),
-            '`' => out.push('\''),
-            c if c.is_control()
-                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
-            {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            // `>` cannot open a tag, and a cell never starts a line (no blockquote).
+            '<' => out.push_str("&lt;"),
+            '&' => out.push_str("&amp;"),
+            '[' | ']' | '!' | '\\' => {
+                out.push('\\');
+                out.push(c);
             }
-            c => out.push(c),
+            _ => push_code_char(&mut out, c),
         }
     }
     out
+}
+
+/// Text for a code span inside a table cell: literal there, so only what ends the span, the
+/// cell or the line needs care.
+fn md_code(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        push_code_char(&mut out, c);
+    }
+    out
+}
+
+fn push_code_char(out: &mut String, c: char) {
+    match c {
+        '|' => out.push_str("\\|"),
+        '\n' => out.push_str("\\n"),
+        '`' => out.push('\''),
+        c if c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+        {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+        c => out.push(c),
+    }
 }
 
 fn when(t: Option<Timestamp>) -> String {
@@ -397,7 +421,7 @@ impl Report {
                 md(&r.chain.join(" > ")),
                 md(&r.target),
                 r.verdict.as_str(),
-                md(&r.command),
+                md_code(&r.command),
                 md(r.reason.as_deref().unwrap_or(""))
             );
         }
@@ -419,7 +443,7 @@ impl Report {
                 md(&a.id),
                 a.requested,
                 md(&a.requester.join(" > ")),
-                md(&a.command),
+                md_code(&a.command),
                 decision,
                 md(a.approver.as_deref().unwrap_or("")),
                 md(a.decision_reason.as_deref().unwrap_or(""))
@@ -451,5 +475,32 @@ impl Report {
             let _ = writeln!(s, "| {kind} | {n} |");
         }
         s
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_cannot_break_the_table_or_become_html_or_links() {
+        let hostile =
+            "a|b\n| forged | row |<img src=x onerror=alert(1)>[click](javascript:x)`\u{1b}[2J";
+        let cell = md(hostile);
+        assert!(!cell.contains('\n') && !cell.contains('<') && !cell.contains('\u{1b}'));
+        assert!(!cell.contains("](") || cell.contains("\\]("), "{cell}");
+        assert_eq!(
+            cell.matches('|').count(),
+            cell.matches("\\|").count(),
+            "{cell}"
+        );
+        let code = md_code(hostile);
+        assert!(!code.contains('`') && !code.contains('\n'), "{code}");
+        assert_eq!(
+            code.matches('|').count(),
+            code.matches("\\|").count(),
+            "{code}"
+        );
     }
 }

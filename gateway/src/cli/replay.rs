@@ -155,6 +155,16 @@ pub fn replay_to(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<ExitC
 /// The session's record and recording, from the file or the running gateway.
 fn read_session(args: &ReplayArgs) -> anyhow::Result<(Option<SessionRecord>, Vec<Vec<u8>>)> {
     if let Some(live) = args.live.live(args.db.as_deref())? {
+        // Session ids are the gateway's own (`[A-Za-z0-9._-]`); anything else would change the
+        // path, so it never reaches the URL.
+        if args.session.is_empty()
+            || !args
+                .session
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            anyhow::bail!("`{}` is not a session id", escape::cell(&args.session));
+        }
         let id = encode(&args.session);
         let record = match live.get_optional(&format!("/v1/sessions/{id}"))? {
             Some(bytes) => Some(serde_json::from_slice(&bytes).context("reading the session")?),
