@@ -973,10 +973,27 @@ fn run_child_until(path: &Path, kill_at: u64) -> u64 {
 #[test]
 #[ignore = "a measurement, not a check"]
 fn append_rate() {
+    use std::io::Write;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
+    // The floor: one 300-byte write and fdatasync on the same file system, as a journal would.
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = std::fs::File::create(dir.path().join("probe")).unwrap();
+        let started = Instant::now();
+        for _ in 0..1000 {
+            file.write_all(&[b'x'; 300]).unwrap();
+            file.sync_data().unwrap();
+        }
+        let each = started.elapsed() / 1000;
+        println!(
+            "   raw write+fdatasync: {:.0} µs each = {:.0} per second",
+            each.as_secs_f64() * 1e6,
+            1.0 / each.as_secs_f64()
+        );
+    }
     for appenders in [1u64, 8, 32, 128] {
         let dir = tempfile::tempdir().unwrap();
         let store = AuditStore::open(db_path(&dir)).unwrap();
@@ -1320,6 +1337,100 @@ fn a_cut_set_by_hand_to_hide_old_events_is_found() {
     let problem = verify_file(&path).problem.unwrap();
     assert!(problem.message.contains("no pruned event"), "{problem}");
     assert_eq!(cli_verify(&path), ExitCode::FAILURE);
+    assert_eq!(
+        cli_verify_checkpoints(&path, &file, &public),
+        ExitCode::FAILURE
+    );
+}
+
+/// The file's bytes, for "did reading it change it?".
+fn digest(path: &Path) -> String {
+    warden::audit::sha256_hex(&std::fs::read(path).unwrap())
+}
+
+#[test]
+fn reading_evidence_never_changes_the_file() {
+    let (dir, path, _) = closed_db_with_a_session();
+    let before = digest(&path);
+    let db = path.to_str().unwrap();
+    for args in [
+        vec!["audit", "verify", "--db", db],
+        vec!["sessions", "--db", db],
+        vec!["audit", "export", "--db", db, "--format", "csv"],
+        vec!["audit", "report", "--db", db],
+        vec!["replay", "s1", "--db", db, "--raw"],
+    ] {
+        let (code, _) = warden(&args);
+        assert_eq!(code, 0, "{args:?}");
+        assert_eq!(digest(&path), before, "{args:?} changed the evidence file");
+    }
+    // A copy taken while a gateway was writing needs recovery: it is read from a private,
+    // recovered copy and the evidence file itself stays as it was.
+    let live = dir.path().join("live.redb");
+    let store = AuditStore::open(&live).unwrap();
+    for i in 0..20 {
+        store.append_blocking(note(format!("n{i}"))).unwrap();
+    }
+    let copy = dir.path().join("copied-while-open.redb");
+    std::fs::copy(&live, &copy).unwrap();
+    store.close().unwrap();
+    let copied = digest(&copy);
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "verify", "--db", copy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.starts_with("audit chain OK: 20 events"), "{stdout}");
+    assert!(stderr.contains("needs recovery"), "{stderr}");
+    assert_eq!(digest(&copy), copied);
+}
+
+#[test]
+fn a_checkpoint_of_the_cut_event_does_not_authorise_a_cut_and_a_cut_file_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, file, public) = store_with_checkpoints(dir.path());
+    for i in 0..4 {
+        store.append_blocking(note(format!("n{i}"))).unwrap();
+    }
+    let signed = store.checkpoint_blocking().unwrap().unwrap();
+    store.append_blocking(note("later")).unwrap();
+    let last = store.checkpoint_blocking().unwrap().unwrap();
+    let hash = store.hash_at(signed.seq).unwrap().unwrap();
+    let in_chain = store.checkpoint_events().unwrap();
+    store.close().unwrap();
+    let public_key = checkpoint::load_public_key(&public).unwrap();
+    let lines = checkpoint::read_checkpoints(&file).unwrap();
+    // Events 1..=4 removed by someone without the key, the base set at the checkpointed
+    // event: an ordinary checkpoint of event 4 is not a signed cut.
+    let report = checkpoint::check_checkpoints(
+        &lines,
+        &in_chain,
+        &public_key,
+        (signed.seq, hash),
+        &mut |_| Ok(Some(hash)),
+    )
+    .unwrap();
+    let problem = report.problem.unwrap();
+    assert!(
+        problem.contains("a cut no checkpoint in the file signs"),
+        "{problem}"
+    );
+
+    // The file loses its last line: the chain still holds that checkpoint.
+    let path = dir.path().join("audit.redb");
+    assert_eq!(
+        cli_verify_checkpoints(&path, &file, &public),
+        ExitCode::SUCCESS
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains(&last.signature))
+        .collect();
+    assert_eq!(kept.len(), 1);
+    std::fs::write(&file, kept.join("\n") + "\n").unwrap();
     assert_eq!(
         cli_verify_checkpoints(&path, &file, &public),
         ExitCode::FAILURE

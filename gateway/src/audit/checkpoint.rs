@@ -83,15 +83,25 @@ impl Checkpointer {
 
     /// Sign "event `seq` had chain hash `hash`".
     pub fn sign(&self, seq: u64, hash: &[u8; 32]) -> SignedHead {
+        self.sign_as(seq, hash, false)
+    }
+
+    /// Sign "events up to `seq` (chain hash `hash`) were removed by retention".
+    pub fn sign_cut(&self, seq: u64, hash: &[u8; 32]) -> SignedHead {
+        self.sign_as(seq, hash, true)
+    }
+
+    fn sign_as(&self, seq: u64, hash: &[u8; 32], cut: bool) -> SignedHead {
         let hash = hex::encode(hash);
         let time = Timestamp::now();
-        let signature = self.key.sign(&SignedHead::message(seq, &hash, time));
+        let signature = self.key.sign(&SignedHead::message(seq, &hash, time, cut));
         SignedHead {
             seq,
             hash,
             time,
             key: self.public_hex.clone(),
             signature: hex::encode(signature.as_ref()),
+            cut,
         }
     }
 
@@ -111,15 +121,24 @@ impl Checkpointer {
     }
 }
 
-/// Append-only, created 0600.
+/// Append-only, created 0600; an existing file others could read or write is narrowed to 0600.
 fn open_sink(path: &Path) -> Result<std::fs::File, AuditError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |e: std::io::Error| {
+        AuditError::Checkpoint(format!("checkpoint file {}: {e}", path.display()))
+    };
+    let file = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| AuditError::Checkpoint(format!("checkpoint file {}: {e}", path.display())))
+        .map_err(fail)?;
+    let mode = file.metadata().map_err(fail)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(fail)?;
+    }
+    Ok(file)
 }
 
 /// RFC 5424, facility authpriv (10), severity notice (5): `<85>1 TIME HOST warden - checkpoint - MSG`.
@@ -189,7 +208,7 @@ pub fn signature_holds(head: &SignedHead, public: &[u8; 32]) -> bool {
     head.key == hex::encode(public)
         && UnparsedPublicKey::new(&ED25519, public)
             .verify(
-                &SignedHead::message(head.seq, &head.hash, head.time),
+                &SignedHead::message(head.seq, &head.hash, head.time, head.cut),
                 &signature,
             )
             .is_ok()
@@ -287,9 +306,13 @@ pub fn check_checkpoints(
     // it), or the events before it were removed by someone else.
     let (base_seq, base_hash) = base;
     if base_seq > 0 {
+        // Only a cut signature authorises it: a checkpoint of the same event does not.
         let signed_cut = lines.iter().any(|l| {
             l.head.as_ref().is_ok_and(|h| {
-                h.seq == base_seq && h.hash == hex::encode(base_hash) && signature_holds(h, public)
+                h.cut
+                    && h.seq == base_seq
+                    && h.hash == hex::encode(base_hash)
+                    && signature_holds(h, public)
             })
         });
         if !signed_cut {
@@ -305,6 +328,20 @@ pub fn check_checkpoints(
             report.problem = Some(format!(
                 "the checkpoint event for seq {} in the chain is not signed by this key",
                 signed.seq
+            ));
+            return Ok(report);
+        }
+        // The gateway appends every checkpoint it chains to the file: one the file lacks was
+        // cut from it (or, for the newest only, the gateway stopped between the two writes).
+        let in_file = lines
+            .iter()
+            .any(|l| l.head.as_ref().is_ok_and(|h| h == signed));
+        if !in_file {
+            report.problem = Some(format!(
+                "the chain holds a signed checkpoint of event {} ({}) that the checkpoint file \
+                 does not: lines were removed from the file (or the gateway stopped between \
+                 signing and writing it)",
+                signed.seq, signed.time
             ));
             return Ok(report);
         }
@@ -418,6 +455,33 @@ mod tests {
         .unwrap();
         let err = load_private_key(&dir.path().join("key.pem")).unwrap_err();
         assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn a_checkpoint_file_others_could_read_is_narrowed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("checkpoints.jsonl");
+        std::fs::write(&file, "").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let (signer, _) = keys(dir.path());
+        signer.publish(&signer.sign(1, &[0; 32])).unwrap();
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn a_cut_and_a_checkpoint_sign_different_statements() {
+        let dir = tempfile::tempdir().unwrap();
+        let (signer, public) = keys(dir.path());
+        let cut = signer.sign_cut(5, &[1; 32]);
+        assert!(signature_holds(&cut, &public));
+        let mut posing = cut.clone();
+        posing.cut = false;
+        assert!(!signature_holds(&posing, &public));
+        let mut promoted = signer.sign(5, &[1; 32]);
+        promoted.cut = true;
+        assert!(!signature_holds(&promoted, &public));
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub enum AuditError {
     /// durable any more.
     #[error("audit writer is not running")]
     WriterGone,
+    /// Opened read-only, the file turned out to need recovery (it was copied while a gateway
+    /// was writing it); recovering would change the evidence file, so it is refused.
+    #[error(
+        "audit database {0} needs recovery (copied while in use?); reading it read-only is refused"
+    )]
+    NeedsRecovery(String),
     /// Stored data that cannot be what the gateway wrote (a forged or damaged record).
     #[error("audit data damaged: {0}")]
     Corrupt(String),

@@ -259,12 +259,17 @@ pub struct SignedHead {
     pub key: String,
     /// Hex of the 64-byte Ed25519 signature over [`SignedHead::message`].
     pub signature: String,
+    /// A retention cut ("events up to `seq` were removed on purpose"), signed with a message of
+    /// its own: an ordinary checkpoint of the same event does not authorise removing events.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cut: bool,
 }
 
 impl SignedHead {
     /// The bytes signed: one line, versioned, fields in a fixed order.
-    pub fn message(seq: u64, hash: &str, time: Timestamp) -> Vec<u8> {
-        format!("warden-audit-checkpoint/1 seq={seq} hash={hash} time={time}").into_bytes()
+    pub fn message(seq: u64, hash: &str, time: Timestamp, cut: bool) -> Vec<u8> {
+        let what = if cut { "cut" } else { "checkpoint" };
+        format!("warden-audit-{what}/1 seq={seq} hash={hash} time={time}").into_bytes()
     }
 }
 
@@ -376,6 +381,7 @@ mod tests {
             time: Timestamp::from_unix_micros(8),
             key: "ee".repeat(32),
             signature: "ff".repeat(64),
+            cut: false,
         }
     }
 

@@ -5,8 +5,6 @@
 
 use std::collections::HashMap;
 
-use redb::ReadableDatabase;
-
 use super::event::{AuditVerdict, EventKind, NewEvent, SessionCounts, SessionEnd, Timestamp};
 use super::schema::EVENTS;
 use super::{AuditError, AuditStore};
@@ -47,7 +45,7 @@ impl AuditStore {
             .collect();
         let mut seen_last = std::collections::HashSet::new();
         {
-            let txn = self.db().begin_read()?;
+            let txn = self.read()?;
             let table = txn.open_table(EVENTS)?;
             for entry in table.range(oldest..)?.rev() {
                 let (_, value) = entry?;

@@ -349,7 +349,8 @@ impl Report {
             let _ = writeln!(
                 s,
                 "\nEvents 1..={} were removed by retention (PCI DSS 10.5.1); the chain verifies \
-                 from that signed cut.",
+                 from that cut (signed when a checkpoint key was configured: check it with \
+                 `--checkpoints`).",
                 v.pruned_through
             );
         }

@@ -56,7 +56,7 @@ pub(crate) fn prune(
         before,
         through: cut,
         hash: hex::encode(cut_hash),
-        signed: signer.map(|s| s.sign(cut, &cut_hash)),
+        signed: signer.map(|s| s.sign_cut(cut, &cut_hash)),
         events: 0,
         sessions: 0,
         approvals: 0,

@@ -8,7 +8,10 @@ use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableError};
+use redb::{
+    Database, DatabaseError, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
+    TableError,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::blob;
@@ -66,14 +69,33 @@ pub struct AuditStore {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    db: Db,
     tx: mpsc::UnboundedSender<Request>,
-    writer: std::thread::JoinHandle<()>,
+    /// `None` for a store opened read-only.
+    writer: Option<std::thread::JoinHandle<()>>,
     counters: Arc<Counters>,
     path: PathBuf,
     checkpointer: Option<Arc<Checkpointer>>,
     text_cap: usize,
     min_free: u64,
+    /// A private copy made to recover a file that needed it: removed at close.
+    scratch: bool,
+}
+
+/// The database: the gateway's, which its writer thread writes, or a read-only view that never
+/// changes a byte of the file (for auditors' offline reads of evidence copies).
+enum Db {
+    Writable(Arc<Database>),
+    ReadOnly(ReadOnlyDatabase),
+}
+
+impl Db {
+    fn begin_read(&self) -> Result<ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::Writable(db) => db.begin_read(),
+            Db::ReadOnly(db) => db.begin_read(),
+        }
+    }
 }
 
 /// A stored event with its chain hash.
@@ -157,16 +179,95 @@ impl AuditStore {
             .spawn(move || writer.run())?;
         Ok(AuditStore {
             inner: Arc::new(Inner {
-                db,
+                db: Db::Writable(db),
                 tx,
-                writer: handle,
+                writer: Some(handle),
                 counters,
                 path: path.to_path_buf(),
                 checkpointer: options.checkpointer.clone(),
                 text_cap: options.text_cap.max(64),
                 min_free: options.min_free,
+                scratch: false,
             }),
         })
+    }
+
+    /// Open an existing database without writing to it: not a byte of the file changes (its
+    /// digest stays the evidence's), and it may sit on read-only or immutable storage. Appends
+    /// fail. A file that needs recovery (copied while a gateway was writing it) is refused
+    /// with [`AuditError::NeedsRecovery`]: recover a copy instead.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<AuditStore, AuditError> {
+        let path = path.as_ref();
+        let mut builder = Database::builder();
+        builder.set_cache_size(64 << 20);
+        let db = match builder.open_read_only(path) {
+            Ok(db) => db,
+            Err(DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(AuditError::Locked(path.display().to_string()));
+            }
+            Err(DatabaseError::RepairAborted) => {
+                return Err(AuditError::NeedsRecovery(path.display().to_string()));
+            }
+            Err(DatabaseError::Storage(redb::StorageError::Io(e))) => return Err(e.into()),
+            Err(err) => {
+                return Err(AuditError::NeedsRecovery(format!(
+                    "{}: {err}",
+                    path.display()
+                )));
+            }
+        };
+        // Nobody listens: a write request fails at once with `WriterGone`.
+        let (tx, _) = mpsc::unbounded_channel();
+        Ok(AuditStore {
+            inner: Arc::new(Inner {
+                db: Db::ReadOnly(db),
+                tx,
+                writer: None,
+                counters: Arc::new(Counters::default()),
+                path: path.to_path_buf(),
+                checkpointer: None,
+                text_cap: super::DEFAULT_TEXT_CAP,
+                min_free: 0,
+                scratch: false,
+            }),
+        })
+    }
+
+    /// For reading evidence: [`Self::open_read_only`], or, when the file needs recovery, a
+    /// private copy recovered and read instead (the original is never written). The second
+    /// value says which.
+    pub fn open_evidence(path: impl AsRef<Path>) -> Result<(AuditStore, bool), AuditError> {
+        let path = path.as_ref();
+        match AuditStore::open_read_only(path) {
+            Err(AuditError::NeedsRecovery(_)) => {}
+            other => return other.map(|store| (store, false)),
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let copy = std::env::temp_dir().join(format!(
+            "warden-recovered-{}-{nanos}.redb",
+            std::process::id()
+        ));
+        private_file(&copy)?;
+        std::fs::copy(path, &copy)?;
+        let options = StoreOptions {
+            create: false,
+            check_integrity: true,
+            ..StoreOptions::default()
+        };
+        match AuditStore::open_with(&copy, &options) {
+            Ok(mut store) => {
+                if let Some(inner) = Arc::get_mut(&mut store.inner) {
+                    inner.scratch = true;
+                }
+                Ok((store, true))
+            }
+            Err(err) => {
+                let _ = std::fs::remove_file(&copy);
+                Err(err)
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -475,11 +576,7 @@ impl AuditStore {
         export_events(&self.read()?, options, out, progress)
     }
 
-    pub(super) fn db(&self) -> &Database {
-        &self.inner.db
-    }
-
-    fn read(&self) -> Result<ReadTransaction, AuditError> {
+    pub(super) fn read(&self) -> Result<ReadTransaction, AuditError> {
         Ok(self.inner.db.begin_read()?)
     }
 
@@ -489,16 +586,29 @@ impl AuditStore {
     pub fn close(self) -> Result<(), AuditError> {
         let inner = Arc::try_unwrap(self.inner)
             .map_err(|inner| AuditError::InUse(Arc::strong_count(&inner) - 1))?;
-        let Inner { db, tx, writer, .. } = inner;
+        let Inner {
+            db,
+            tx,
+            writer,
+            scratch,
+            path,
+            ..
+        } = inner;
         drop(tx);
         // The writer answers everything already queued before it sees the channel close.
-        if writer.join().is_err() {
+        if writer.is_some_and(|w| w.join().is_err()) {
             tracing::error!("audit writer thread panicked");
         }
-        match Arc::try_unwrap(db) {
-            Ok(db) => db.close()?,
-            // Only the writer shares it, and it has stopped; if not, dropping closes it later.
-            Err(_) => tracing::warn!("audit database still referenced at close"),
+        match db {
+            Db::Writable(db) => match Arc::try_unwrap(db) {
+                Ok(db) => db.close()?,
+                // Only the writer shares it, and it has stopped; if not, dropping closes it later.
+                Err(_) => tracing::warn!("audit database still referenced at close"),
+            },
+            Db::ReadOnly(db) => drop(db),
+        }
+        if scratch {
+            let _ = std::fs::remove_file(&path);
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use super::admin_client::LiveArgs;
 use super::export::ExportArgs;
 use super::report::ReportArgs;
 use crate::audit::checkpoint::{self, CheckpointReport};
-use crate::audit::{AuditError, AuditStore, StoreOptions, VerifyReport, verify_export};
+use crate::audit::{AuditError, AuditStore, VerifyReport, verify_export};
 
 /// `warden audit ...`
 #[derive(Debug, clap::Subcommand)]
@@ -207,13 +207,17 @@ pub(crate) fn open_existing(path: &Path) -> anyhow::Result<AuditStore> {
     if !path.is_file() {
         anyhow::bail!("no audit database at {}", path.display());
     }
-    let options = StoreOptions {
-        create: false,
-        check_integrity: true,
-        ..StoreOptions::default()
-    };
-    match AuditStore::open_with(path, &options) {
-        Ok(store) => Ok(store),
+    match AuditStore::open_evidence(path) {
+        Ok((store, recovered)) => {
+            if recovered {
+                eprintln!(
+                    "warden: {} needs recovery (copied while a gateway wrote it?): reading a \
+                     recovered private copy; the file itself is not changed",
+                    path.display()
+                );
+            }
+            Ok(store)
+        }
         Err(err @ AuditError::Locked(_)) => Err(err.into()),
         Err(err) => Err(anyhow::Error::new(err).context(format!("opening {}", path.display()))),
     }

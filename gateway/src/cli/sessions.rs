@@ -12,7 +12,7 @@ use anyhow::Context;
 
 use super::admin_client::LiveArgs;
 use super::escape;
-use crate::audit::{AuditError, AuditStore, SessionRecord, StoreOptions, Timestamp};
+use crate::audit::{AuditError, AuditStore, SessionRecord, Timestamp};
 use crate::recording::table::{Align, Table};
 
 /// `warden sessions (--db PATH | --admin URL) [--json]`
@@ -167,12 +167,17 @@ pub(crate) fn open_db(path: &Path) -> anyhow::Result<AuditStore> {
     if !path.is_file() {
         anyhow::bail!("no audit database at {}", path.display());
     }
-    let options = StoreOptions {
-        create: false,
-        ..StoreOptions::default()
-    };
-    match AuditStore::open_with(path, &options) {
-        Ok(store) => Ok(store),
+    match AuditStore::open_evidence(path) {
+        Ok((store, recovered)) => {
+            if recovered {
+                eprintln!(
+                    "warden: {} needs recovery (copied while a gateway wrote it?): reading a \
+                     recovered private copy; the file itself is not changed",
+                    path.display()
+                );
+            }
+            Ok(store)
+        }
         Err(err @ AuditError::Locked(_)) => Err(err.into()),
         Err(err) => Err(anyhow::Error::new(err).context(format!("opening {}", path.display()))),
     }
