@@ -539,3 +539,36 @@ async fn binary_lists_and_denies() {
     ));
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_unauthenticated_connections_cannot_lock_approvers_out() {
+    use tokio::io::AsyncWriteExt;
+    let h = harness(Duration::from_secs(60)).await;
+    let addr = h.base.trim_start_matches("http://").to_owned();
+    // The attack: many connections that never finish their headers, and some that finish an
+    // unauthenticated request and stay open.
+    let mut held = Vec::new();
+    for i in 0..200 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if i % 2 == 0 {
+            s.write_all(b"GET /v1/approvals HTTP/1.1\r\n")
+                .await
+                .unwrap();
+        } else {
+            s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+        }
+        held.push(s);
+    }
+    for who in [h.approver(), h.auditor()] {
+        let path = if who == h.approver() {
+            "/v1/approvals"
+        } else {
+            "/v1/audit/verify"
+        };
+        let (status, body) = h.call(Method::GET, path, Some(&who), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    drop(held);
+}

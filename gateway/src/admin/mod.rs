@@ -31,9 +31,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio::task::JoinSet;
+
+use tokio::sync::watch;
+use tokio::task::{AbortHandle, JoinSet};
 
 mod audit;
 
@@ -46,8 +49,9 @@ use crate::identity::{Principal, Verifier};
 /// Largest request body read.
 pub const MAX_BODY: usize = 64 * 1024;
 /// A client that has not sent its headers by then is dropped: slow clients cannot pin slots.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Concurrent connections; more are closed at once.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Concurrent connections; past it, the oldest connection no approver or auditor has used is
+/// closed to make room.
 const MAX_CONNECTIONS: usize = 64;
 /// How long shutdown waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -93,19 +97,38 @@ pub async fn serve(
     }
     tracing::info!(%local, "admin API listening");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
+    // Connections no approver or auditor has used yet, oldest first: when every slot is taken,
+    // the oldest of these makes room. A local process holding idle or unauthenticated
+    // connections cannot lock approvers and auditors out.
+    let mut untrusted: VecDeque<(AbortHandle, Arc<AtomicBool>)> = VecDeque::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => match slots.clone().try_acquire_owned() {
-                    Ok(slot) => {
-                        connections.spawn(connection(stream, state.clone(), stop_rx.clone(), slot));
+                Ok((stream, _peer)) => {
+                    untrusted.retain(|(task, trusted)| {
+                        !task.is_finished() && !trusted.load(Ordering::Relaxed)
+                    });
+                    if connections.len() >= MAX_CONNECTIONS {
+                        match untrusted.pop_front() {
+                            Some((oldest, _)) => oldest.abort(),
+                            None => {
+                                tracing::warn!("admin API: every connection is in use by approvers or auditors, closing a new one");
+                                continue;
+                            }
+                        }
                     }
-                    Err(_) => tracing::warn!("admin API: too many connections, closing one"),
-                },
+                    let trusted = Arc::new(AtomicBool::new(false));
+                    let task = connections.spawn(connection(
+                        stream,
+                        state.clone(),
+                        stop_rx.clone(),
+                        trusted.clone(),
+                    ));
+                    untrusted.push_back((task, trusted));
+                }
                 Err(err) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!("admin API accept: {err}");
@@ -130,11 +153,12 @@ async fn connection(
     stream: TcpStream,
     state: AdminState,
     mut stop: watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
+    trusted: Arc<AtomicBool>,
 ) {
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+        let trusted = trusted.clone();
+        async move { Ok::<_, Infallible>(handle(&state, req, &trusted).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -168,7 +192,7 @@ enum Route<'a> {
     Audit(AuditRoute<'a>),
 }
 
-async fn handle(state: &AdminState, req: Request<Incoming>) -> Reply {
+async fn handle(state: &AdminState, req: Request<Incoming>, trusted: &AtomicBool) -> Reply {
     let path = req.uri().path().to_owned();
     let route = match route(req.method(), &path) {
         Ok(route) => route,
@@ -194,6 +218,9 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Reply {
             return reply;
         }
     };
+    if state.approvals.is_approver(&principal) || audit::is_auditor(state, &principal) {
+        trusted.store(true, Ordering::Relaxed);
+    }
     match route {
         Route::Health => reply(StatusCode::OK, &json!({"status": "ok"})),
         Route::List => list(state, &principal),
