@@ -1436,3 +1436,65 @@ fn a_checkpoint_of_the_cut_event_does_not_authorise_a_cut_and_a_cut_file_fails()
         ExitCode::FAILURE
     );
 }
+
+#[test]
+fn a_rehashed_export_chains_alone_but_not_to_the_signed_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, file, public) = store_with_checkpoints(dir.path());
+    store.append_blocking(note("start")).unwrap();
+    store
+        .append_blocking(command("s1", "drop table cards", AuditVerdict::Deny))
+        .unwrap();
+    store.append_blocking(note("after")).unwrap();
+    store.checkpoint_blocking().unwrap().unwrap();
+    store.close().unwrap();
+    let db = dir.path().join("audit.redb");
+    let (_, export) = warden(&["audit", "export", "--db", db.to_str().unwrap()]);
+    // Rewrite the deny as a mask and rehash every line from there, as sha256 alone allows.
+    let mut prev = [0u8; 32];
+    let mut forged = String::new();
+    for line in export.lines() {
+        let at = line.find(",\"event\":").unwrap();
+        let event = line[at + 9..line.len() - 1].replace("\"deny\"", "\"mask\"");
+        let seq = serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"]
+            .as_u64()
+            .unwrap();
+        let hash = warden::audit::chain_hash(&prev, event.as_bytes());
+        forged += &format!(
+            "{{\"seq\":{seq},\"prev\":\"{}\",\"hash\":\"{}\",\"event\":{event}}}\n",
+            hex::encode(prev),
+            hex::encode(hash)
+        );
+        prev = hash;
+    }
+    assert_ne!(forged, export);
+    let path = dir.path().join("forged.jsonl");
+    std::fs::write(&path, &forged).unwrap();
+    let p = path.to_str().unwrap();
+    assert_eq!(warden(&["audit", "verify-export", "--file", p]).0, 0);
+    let (code, out) = warden(&[
+        "audit",
+        "verify-export",
+        "--file",
+        p,
+        "--checkpoints",
+        file.to_str().unwrap(),
+        "--pubkey",
+        public.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("checkpoints FAILED"), "{out}");
+    // The genuine export passes the same check.
+    std::fs::write(&path, &export).unwrap();
+    let (code, out) = warden(&[
+        "audit",
+        "verify-export",
+        "--file",
+        p,
+        "--checkpoints",
+        file.to_str().unwrap(),
+        "--pubkey",
+        public.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+}

@@ -58,23 +58,30 @@ pub(crate) fn load_chunk(stored: &[u8]) -> Result<Vec<u8>, AuditError> {
     Ok(plain)
 }
 
-/// A command text longer than `cap` bytes is kept as its first `cap` bytes (cut at a character
-/// boundary), then a marker with the whole text's length and sha256: an auditor sees what it
-/// began with and can match it against a copy, and one 8 MB statement costs the store `cap`
-/// bytes, not 8 MB.
+/// A command text longer than `cap` bytes is kept as its first and last `cap / 2` bytes (cut
+/// at character boundaries) around a marker with the whole text's length and sha256: one 8 MB
+/// statement costs the store `cap` bytes, not 8 MB; padding put in front of a statement does not
+/// hide what it ends with (nor padding behind it what it starts with); and an auditor can match
+/// a copy of the text to its digest.
 pub fn cap_text(text: &str, cap: usize) -> std::borrow::Cow<'_, str> {
     if text.len() <= cap {
         return text.into();
     }
-    let mut end = cap;
-    while !text.is_char_boundary(end) {
-        end -= 1;
+    let mut head = cap / 2;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - cap / 2;
+    while !text.is_char_boundary(tail) {
+        tail += 1;
     }
     format!(
-        "{}… [warden: {} bytes in all, sha256 {}]",
-        &text[..end],
+        "{} … [warden: {} bytes in all, the {} between not kept, sha256 {}] … {}",
+        &text[..head],
         text.len(),
-        sha256_hex(text.as_bytes())
+        tail - head,
+        sha256_hex(text.as_bytes()),
+        &text[tail..]
     )
     .into()
 }
@@ -112,13 +119,23 @@ mod tests {
     }
 
     #[test]
-    fn long_texts_keep_their_head_and_digest() {
+    fn long_texts_keep_their_head_tail_and_digest() {
         let text = format!("SELECT '{}' WHERE false", "é".repeat(5000));
         let capped = cap_text(&text, 101);
         assert!(capped.starts_with("SELECT '"));
+        assert!(capped.ends_with("' WHERE false"), "{capped}");
         assert!(capped.len() < 300);
         assert!(capped.contains(&format!("{} bytes in all", text.len())));
         assert!(capped.contains(&sha256_hex(text.as_bytes())));
         assert_eq!(cap_text("short", 101), "short");
+        // Padding in front does not hide the statement.
+        let padded = format!(
+            "/* {} */ UPDATE cards SET amount = amount + 1000 WHERE id = 8",
+            "x".repeat(20000)
+        );
+        assert!(
+            cap_text(&padded, 4096)
+                .ends_with("UPDATE cards SET amount = amount + 1000 WHERE id = 8")
+        );
     }
 }

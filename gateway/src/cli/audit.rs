@@ -58,8 +58,14 @@ pub enum AuditCmd {
         #[arg(long)]
         file: PathBuf,
         /// The export was filtered: sequence numbers may skip; each line is checked alone.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "checkpoints")]
         filtered: bool,
+        /// Also check the signed checkpoints against the export (a whole export: an edited
+        /// and rehashed one chains on its own, but not to what the key signed).
+        #[arg(long, requires = "pubkey")]
+        checkpoints: Option<PathBuf>,
+        #[arg(long, requires = "checkpoints")]
+        pubkey: Option<PathBuf>,
     },
 }
 
@@ -102,7 +108,17 @@ pub fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
             store.close().context("closing the audit database")?;
             exported
         }
-        AuditCmd::VerifyExport { file, filtered } => {
+        AuditCmd::VerifyExport {
+            file,
+            filtered,
+            checkpoints,
+            pubkey,
+        } => {
+            if let Some((cp, key)) = checkpoints.as_deref().zip(pubkey.as_deref()) {
+                let export =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                return super::live_audit::check_export(&export, cp, key);
+            }
             let input = File::open(&file).with_context(|| format!("opening {}", file.display()))?;
             let report = verify_export(BufReader::new(input), filtered)
                 .with_context(|| format!("reading {}", file.display()))?;

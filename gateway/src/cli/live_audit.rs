@@ -66,7 +66,13 @@ pub fn verify(live: &Live, checkpoints: Option<(&Path, &Path)>) -> anyhow::Resul
 
     // The whole export, checked here.
     let export = live.get("/v1/audit/events")?;
-    let chained = verify_export(export.as_ref(), false)?;
+    check_export(&export, file, pubkey)
+}
+
+/// Check a whole JSON-lines export on its own, then the signed checkpoints against it: the
+/// proof needs only the export, the checkpoint file and the public key.
+pub fn check_export(export: &[u8], file: &Path, pubkey: &Path) -> anyhow::Result<ExitCode> {
+    let chained = verify_export(export, false)?;
     if let Some(problem) = &chained.problem {
         println!(
             "export BROKEN at event {}: {}",
@@ -75,6 +81,11 @@ pub fn verify(live: &Live, checkpoints: Option<(&Path, &Path)>) -> anyhow::Resul
         );
         return Ok(ExitCode::FAILURE);
     }
+    println!(
+        "export OK: {} events chain, head {}",
+        chained.events,
+        chained.head_hex()
+    );
     #[derive(Deserialize)]
     struct Line {
         seq: u64,
