@@ -1498,3 +1498,59 @@ fn a_rehashed_export_chains_alone_but_not_to_the_signed_checkpoints() {
     ]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn the_gateway_refuses_a_rolled_back_database_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.pem");
+    checkpoint::generate_key(&key, &dir.path().join("k.pub.pem")).unwrap();
+    let config = warden::audit::AuditConfig {
+        path: dir.path().join("audit.redb"),
+        max_batch: 16,
+        text_cap: warden::units::ByteSize(16384),
+        min_free: warden::units::ByteSize(0),
+        retain: None,
+        checkpoints: Some(checkpoint::CheckpointConfig {
+            key,
+            file: dir.path().join("cp.jsonl"),
+            interval: Duration::from_secs(300),
+            syslog: None,
+        }),
+    };
+    let store = AuditStore::from_config(&config).unwrap();
+    store.append_blocking(note("one")).unwrap();
+    store.checkpoint_blocking().unwrap().unwrap();
+    store.close().unwrap();
+    let old = dir.path().join("old.redb");
+    std::fs::copy(&config.path, &old).unwrap();
+    // Later work, signed.
+    let store = AuditStore::from_config(&config).unwrap();
+    store.append_blocking(note("two")).unwrap();
+    store.checkpoint_blocking().unwrap().unwrap();
+    store.close().unwrap();
+    // Roll the database back: the gateway refuses to continue on it.
+    std::fs::copy(&old, &config.path).unwrap();
+    let err = AuditStore::from_config(&config).unwrap_err();
+    assert!(
+        err.to_string().contains("does not match its checkpoints"),
+        "{err}"
+    );
+    // A checkpoint file that lost its lines is put back from the chain, and the gateway starts.
+    let mut fresh = config.clone();
+    fresh.path = dir.path().join("fresh.redb");
+    fresh.checkpoints.as_mut().unwrap().file = dir.path().join("fresh-cp.jsonl");
+    let store = AuditStore::from_config(&fresh).unwrap();
+    store.append_blocking(note("x")).unwrap();
+    store.checkpoint_blocking().unwrap().unwrap();
+    store.close().unwrap();
+    std::fs::remove_file(dir.path().join("fresh-cp.jsonl")).unwrap();
+    let store = AuditStore::from_config(&fresh).unwrap();
+    store.close().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("fresh-cp.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+}

@@ -81,6 +81,23 @@ impl Checkpointer {
         })
     }
 
+    /// The key's public half, hex.
+    pub fn public_hex(&self) -> &str {
+        &self.public_hex
+    }
+
+    /// The checkpoint file's lines.
+    pub fn lines(&self) -> Result<Vec<CheckpointLine>, AuditError> {
+        match std::fs::metadata(&self.file) {
+            Ok(_) => read_checkpoints(&self.file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(AuditError::Checkpoint(format!(
+                "checkpoint file {}: {e}",
+                self.file.display()
+            ))),
+        }
+    }
+
     /// Sign "event `seq` had chain hash `hash`".
     pub fn sign(&self, seq: u64, hash: &[u8; 32]) -> SignedHead {
         self.sign_as(seq, hash, false)

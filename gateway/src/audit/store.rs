@@ -125,7 +125,7 @@ impl AuditStore {
             Some(c) => Some(Arc::new(Checkpointer::from_config(c)?)),
             None => None,
         };
-        AuditStore::open_with(
+        let store = AuditStore::open_with(
             &config.path,
             &StoreOptions {
                 max_batch: config.max_batch,
@@ -134,7 +134,57 @@ impl AuditStore {
                 min_free: config.min_free.0,
                 ..StoreOptions::default()
             },
-        )
+        )?;
+        store.check_against_checkpoints()?;
+        Ok(store)
+    }
+
+    /// Before the gateway writes on a database, check it against its own checkpoint file: a
+    /// database rolled back or replaced (older than what the key signed), or a checkpoint file
+    /// cut or removed while the chain holds checkpoints, is refused rather than continued and
+    /// signed over.
+    fn check_against_checkpoints(&self) -> Result<(), AuditError> {
+        let Some(signer) = &self.inner.checkpointer else {
+            return Ok(());
+        };
+        let own = |h: &SignedHead| h.key == signer.public_hex();
+        let in_chain: Vec<_> = self.checkpoint_events()?.into_iter().filter(own).collect();
+        // A checkpoint the chain holds and the file lacks (the gateway stopped between the
+        // two writes, or the file lost it): the chain's signed copy is put back, loudly.
+        let present = signer.lines()?;
+        for head in &in_chain {
+            if !present.iter().any(|l| l.head.as_ref() == Ok(head)) {
+                tracing::warn!(
+                    seq = head.seq,
+                    "checkpoint missing from the checkpoint file: restored from the chain"
+                );
+                signer.publish(head)?;
+            }
+        }
+        let lines: Vec<_> = signer
+            .lines()?
+            .into_iter()
+            .filter(|l| l.head.as_ref().is_ok_and(own))
+            .collect();
+        let public = hex::decode(signer.public_hex())
+            .ok()
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+            .ok_or_else(|| AuditError::Checkpoint("bad public key".into()))?;
+        let checked = super::checkpoint::check_checkpoints(
+            &lines,
+            &in_chain,
+            &public,
+            self.base()?,
+            &mut |seq| self.hash_at(seq),
+        )?;
+        match checked.problem {
+            None => Ok(()),
+            Some(problem) => Err(AuditError::Checkpoint(format!(
+                "{} does not match its checkpoints: {problem}. Refusing to write on it; \
+                 investigate with `warden audit verify --checkpoints`",
+                self.inner.path.display()
+            ))),
+        }
     }
 
     pub fn open_with(
