@@ -164,6 +164,55 @@ impl Drop for Slot {
     }
 }
 
+/// Refused logins audited one by one per client address and minute; more are counted.
+const REFUSALS_NOTED_PER_MINUTE: u32 = 30;
+
+/// The per-address rate of refused-login notes.
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    windows: Mutex<HashMap<String, RefusalWindow>>,
+}
+
+#[derive(Debug)]
+struct RefusalWindow {
+    start: std::time::Instant,
+    noted: u32,
+    /// Refusals counted but not noted, not yet reported.
+    suppressed: u64,
+}
+
+impl RefusalLog {
+    /// `Some(n)`: note this refusal, mentioning `n` earlier ones that were only counted;
+    /// `None`: count it.
+    pub fn admit(&self, client_addr: &str) -> Option<u64> {
+        let key = client_addr
+            .parse::<std::net::SocketAddr>()
+            .map_or_else(|_| client_addr.to_owned(), |a| a.ip().to_string());
+        let now = std::time::Instant::now();
+        let minute = std::time::Duration::from_secs(60);
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if windows.len() > 10_000 {
+            windows.retain(|_, w| now.duration_since(w.start) < minute || w.suppressed > 0);
+        }
+        let w = windows.entry(key).or_insert(RefusalWindow {
+            start: now,
+            noted: 0,
+            suppressed: 0,
+        });
+        if now.duration_since(w.start) >= minute {
+            w.start = now;
+            w.noted = 0;
+        }
+        if w.noted < REFUSALS_NOTED_PER_MINUTE {
+            w.noted += 1;
+            Some(std::mem::take(&mut w.suppressed))
+        } else {
+            w.suppressed += 1;
+            None
+        }
+    }
+}
+
 impl Gateway {
     /// Authenticate, authorize and open a session, or say why not (audited either way).
     pub async fn authenticate(self: &Arc<Self>, login: Login<'_>) -> Result<Session, Refusal> {
@@ -176,17 +225,29 @@ impl Gateway {
                 login.protocol.as_str(),
                 refusal.message
             );
-            self.note(
-                "login-refused",
-                format!(
-                    "{} login from {} to target {} refused: {}",
-                    login.protocol.as_str(),
-                    login.client_addr,
-                    shown(login.target),
-                    refusal.message
-                ),
-            )
-            .await;
+            // Each refusal is audited, up to a rate per address: past it, refusals are counted
+            // and the count goes into the address's next note, so a flood of bad logins cannot
+            // grow the audit store without bound.
+            if let Some(suppressed) = self.refusals.admit(&login.client_addr) {
+                let more = match suppressed {
+                    0 => String::new(),
+                    n => format!(
+                        " ({n} earlier refused logins from this address were counted, not noted \
+                         one by one)"
+                    ),
+                };
+                self.note(
+                    "login-refused",
+                    format!(
+                        "{} login from {} to target {} refused: {}{more}",
+                        login.protocol.as_str(),
+                        login.client_addr,
+                        shown(login.target),
+                        refusal.message
+                    ),
+                )
+                .await;
+            }
         }
         result
     }
@@ -308,5 +369,28 @@ impl Gateway {
             target: target.to_string(),
             subject: subject.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod refusal_tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_refusals_is_noted_at_a_bounded_rate_and_counted() {
+        let log = RefusalLog::default();
+        let noted = (0..1000)
+            .filter(|i| log.admit(&format!("127.0.0.1:{}", 1000 + i)).is_some())
+            .count();
+        assert_eq!(noted, REFUSALS_NOTED_PER_MINUTE as usize);
+        // Another address has its own allowance.
+        assert_eq!(log.admit("10.0.0.1:5"), Some(0));
+        // The count reaches the next note once the window has passed.
+        {
+            let mut w = log.windows.lock().unwrap();
+            w.get_mut("127.0.0.1").unwrap().start -= std::time::Duration::from_secs(61);
+        }
+        assert_eq!(log.admit("127.0.0.1:9"), Some(1000 - 30));
     }
 }

@@ -19,6 +19,7 @@ pub struct Gateway {
     pub(super) approvals: Approvals,
     pub(super) lifecycle: Lifecycle,
     pub(super) slots: Slots,
+    pub(super) refusals: super::admit::RefusalLog,
 }
 
 impl Gateway {
@@ -38,6 +39,7 @@ impl Gateway {
             approvals,
             lifecycle: Lifecycle::new(stop),
             slots: Slots::default(),
+            refusals: super::admit::RefusalLog::default(),
         }
     }
 
