@@ -521,7 +521,9 @@ done
 # The same read in binary format (tokio-postgres via the bigread example, next to the binary).
 BIGREAD=${BIGREAD_BIN:-$(dirname "${WARDEN:-$ROOT/target/$PROFILE/warden}")/examples/bigread}
 declare -A BIN_S BIN_BYTES BIN_ROWS BIN_PANS
+HAVE_BIN=0
 if [[ -x $BIGREAD ]]; then
+    HAVE_BIN=1
     for p in "${READ_PATHS[@]}"; do
         IFS='|' read -r name port db user pw <<<"$p"
         log "$name: SELECT $ROWS rows × 5 columns, binary format"
@@ -619,7 +621,7 @@ read_rows() {
     done
 }
 read_rows READ_S READ_ROWS READ_BYTES READ_PANS
-if ((${#BIN_S[@]})); then
+if ((HAVE_BIN)); then
     cat <<EOF
 
 ### Large read in binary format: $ROWS rows × 5 columns (tokio-postgres, whole result)
