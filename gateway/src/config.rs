@@ -234,6 +234,7 @@ impl Config {
         self.identity
             .validate()
             .map_err(|e| format!("[identity]: {e}"))?;
+        self.audit.validate().map_err(|e| format!("[audit]: {e}"))?;
         if let Some(pg) = &self.postgres {
             pg.validate().map_err(|e| format!("[postgres]: {e}"))?;
         }

@@ -459,7 +459,7 @@ async fn cli_lists_and_approves() {
         })
     };
 
-    let (code, out, _) = run(args(ApprovalsCmd::List)).await.unwrap();
+    let (code, out, _) = run(args(ApprovalsCmd::List { full: true })).await.unwrap();
     assert_eq!(code, std::process::ExitCode::SUCCESS);
     assert!(
         out.contains(&id) && out.contains("alice > agent-7"),

@@ -1375,16 +1375,38 @@ fn reading_evidence_never_changes_the_file() {
     std::fs::copy(&live, &copy).unwrap();
     store.close().unwrap();
     let copied = digest(&copy);
-    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["audit", "verify", "--db", copy.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let scratch = dir.path().join("tmp");
+    std::fs::create_dir(&scratch).unwrap();
+    let verify = |db: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["audit", "verify", "--db", db.to_str().unwrap()])
+            .env("TMPDIR", &scratch)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&copy);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.starts_with("audit chain OK: 20 events"), "{stdout}");
     assert!(stderr.contains("needs recovery"), "{stderr}");
     assert_eq!(digest(&copy), copied);
+    // The private copy was never left in the temp dir.
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+    // A file padded past the temp dir's free space is refused before anything is copied.
+    let padded = dir.path().join("padded.redb");
+    std::fs::copy(&copy, &padded).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&padded)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let out = verify(&padded);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("point TMPDIR at a larger disk"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
 }
 
 #[test]
@@ -1510,6 +1532,7 @@ fn the_gateway_refuses_a_rolled_back_database_at_start() {
         text_cap: warden::units::ByteSize(16384),
         min_free: warden::units::ByteSize(0),
         retain: None,
+        retain_below_pci_minimum: false,
         checkpoints: Some(checkpoint::CheckpointConfig {
             key,
             file: dir.path().join("cp.jsonl"),
@@ -1543,14 +1566,28 @@ fn the_gateway_refuses_a_rolled_back_database_at_start() {
     store.append_blocking(note("x")).unwrap();
     store.checkpoint_blocking().unwrap().unwrap();
     store.close().unwrap();
-    std::fs::remove_file(dir.path().join("fresh-cp.jsonl")).unwrap();
+    // One checkpoint lost from the file (the gateway stopped between its two writes): put
+    // back from the chain.
+    let store = AuditStore::from_config(&fresh).unwrap();
+    store.append_blocking(note("y")).unwrap();
+    store.checkpoint_blocking().unwrap().unwrap();
+    store.close().unwrap();
+    let cp = dir.path().join("fresh-cp.jsonl");
+    let first = std::fs::read_to_string(&cp)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(&cp, format!("{first}\n")).unwrap();
     let store = AuditStore::from_config(&fresh).unwrap();
     store.close().unwrap();
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("fresh-cp.jsonl"))
-            .unwrap()
-            .lines()
-            .count(),
-        1
+    assert_eq!(std::fs::read_to_string(&cp).unwrap().lines().count(), 2);
+    // The file gone altogether: refused (it was the proof against a rolled-back copy).
+    std::fs::remove_file(&cp).unwrap();
+    let err = AuditStore::from_config(&fresh).unwrap_err();
+    assert!(
+        err.to_string().contains("checkpoint file is missing"),
+        "{err}"
     );
 }

@@ -244,9 +244,11 @@ fn csv_row(
     ]
 }
 
+/// Spreadsheets skip leading whitespace before reading a formula, so look past it.
 fn guard_formula(cell: String) -> String {
-    match cell.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
+    match cell.trim_start().chars().next() {
+        Some('=' | '+' | '-' | '@') => format!("'{cell}"),
+        _ if cell.starts_with(['\t', '\r', '\n']) => format!("'{cell}"),
         _ => cell,
     }
 }

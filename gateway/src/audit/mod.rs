@@ -76,6 +76,11 @@ pub struct AuditConfig {
     /// Unset: keep everything.
     #[serde(default, with = "humantime_serde")]
     pub retain: Option<std::time::Duration>,
+    /// A `retain` shorter than 365 days is refused unless this says it is meant (a test
+    /// environment, a non-PCI deployment): a config edit must not be a quiet way to remove
+    /// evidence.
+    #[serde(default)]
+    pub retain_below_pci_minimum: bool,
     /// Signed checkpoints of the chain's head (`[audit.checkpoints]`).
     #[serde(default)]
     pub checkpoints: Option<checkpoint::CheckpointConfig>,
@@ -83,6 +88,25 @@ pub struct AuditConfig {
 
 fn default_max_batch() -> usize {
     DEFAULT_MAX_BATCH
+}
+
+/// PCI DSS 10.5.1: keep audit history at least 12 months.
+pub const PCI_MIN_RETAIN: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
+
+impl AuditConfig {
+    /// Refuse a retention shorter than [`PCI_MIN_RETAIN`] unless acknowledged.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.retain {
+            Some(retain) if retain < PCI_MIN_RETAIN && !self.retain_below_pci_minimum => {
+                Err(format!(
+                    "retain = \"{}\" is shorter than the 12 months PCI DSS 10.5.1 asks for; set \
+                 retain_below_pci_minimum = true if that is meant",
+                    humantime::format_duration(retain)
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Default for [`AuditConfig::text_cap`]: whole statements of any ordinary size.
@@ -97,4 +121,24 @@ pub const DEFAULT_MIN_FREE: u64 = 512 << 20;
 
 fn default_min_free() -> crate::units::ByteSize {
     crate::units::ByteSize(DEFAULT_MIN_FREE)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn config(toml_text: &str) -> AuditConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn a_retention_under_twelve_months_needs_saying_so() {
+        assert!(config("path = \"a\"\nretain = \"400d\"").validate().is_ok());
+        assert!(config("path = \"a\"").validate().is_ok());
+        let short = config("path = \"a\"\nretain = \"1s\"");
+        assert!(short.validate().unwrap_err().contains("12 months"));
+        let acknowledged = config("path = \"a\"\nretain = \"1s\"\nretain_below_pci_minimum = true");
+        assert!(acknowledged.validate().is_ok());
+    }
 }

@@ -78,8 +78,6 @@ struct Inner {
     checkpointer: Option<Arc<Checkpointer>>,
     text_cap: usize,
     min_free: u64,
-    /// A private copy made to recover a file that needed it: removed at close.
-    scratch: bool,
 }
 
 /// The database: the gateway's, which its writer thread writes, or a read-only view that never
@@ -150,8 +148,18 @@ impl AuditStore {
         let own = |h: &SignedHead| h.key == signer.public_hex();
         let in_chain: Vec<_> = self.checkpoint_events()?.into_iter().filter(own).collect();
         // A checkpoint the chain holds and the file lacks (the gateway stopped between the
-        // two writes, or the file lost it): the chain's signed copy is put back, loudly.
+        // two writes, or the file lost it): the chain's signed copy is put back, loudly. A file
+        // gone altogether while the chain holds checkpoints is refused: with it went the proof
+        // that this database is not a rolled-back copy.
         let present = signer.lines()?;
+        if present.is_empty() && !in_chain.is_empty() {
+            return Err(AuditError::Checkpoint(format!(
+                "the checkpoint file is missing or empty while {} holds {} checkpoints: restore \
+                 the file (from its off-host copy or syslog) before starting on this database",
+                self.inner.path.display(),
+                in_chain.len()
+            )));
+        }
         for head in &in_chain {
             if !present.iter().any(|l| l.head.as_ref() == Ok(head)) {
                 tracing::warn!(
@@ -210,6 +218,11 @@ impl AuditStore {
             }
             Err(err) => return Err(err.into()),
         };
+        AuditStore::start(db, path, options)
+    }
+
+    /// Start the writer on an opened database.
+    fn start(db: Database, path: &Path, options: &StoreOptions) -> Result<AuditStore, AuditError> {
         ensure_tables(&db)?;
         let head = load_head(&db)?;
         let db = Arc::new(db);
@@ -237,7 +250,6 @@ impl AuditStore {
                 checkpointer: options.checkpointer.clone(),
                 text_cap: options.text_cap.max(64),
                 min_free: options.min_free,
-                scratch: false,
             }),
         })
     }
@@ -278,46 +290,61 @@ impl AuditStore {
                 checkpointer: None,
                 text_cap: super::DEFAULT_TEXT_CAP,
                 min_free: 0,
-                scratch: false,
             }),
         })
     }
 
     /// For reading evidence: [`Self::open_read_only`], or, when the file needs recovery, a
     /// private copy recovered and read instead (the original is never written). The second
-    /// value says which.
+    /// value says which. The copy is an unlinked 0600 file in the temp dir (`TMPDIR`): nothing
+    /// is left behind however the command ends, and a file larger than the space there (less
+    /// [`super::DEFAULT_MIN_FREE`]) is refused before anything is copied.
     pub fn open_evidence(path: impl AsRef<Path>) -> Result<(AuditStore, bool), AuditError> {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = path.as_ref();
         match AuditStore::open_read_only(path) {
             Err(AuditError::NeedsRecovery(_)) => {}
             other => return other.map(|store| (store, false)),
         }
+        let size = std::fs::metadata(path)?.len();
+        let dir = std::env::temp_dir();
+        let stat = rustix::fs::statvfs(&dir)
+            .map_err(|e| AuditError::Io(std::io::Error::from_raw_os_error(e.raw_os_error())))?;
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        if size.saturating_add(super::DEFAULT_MIN_FREE) > free {
+            return Err(AuditError::DiskFull(format!(
+                "recovering a copy of {} needs {} MiB in {} ({} MiB free, {} MiB kept free): \
+                 point TMPDIR at a larger disk",
+                path.display(),
+                size >> 20,
+                dir.display(),
+                free >> 20,
+                super::DEFAULT_MIN_FREE >> 20
+            )));
+        }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let copy = std::env::temp_dir().join(format!(
+        let name = dir.join(format!(
             "warden-recovered-{}-{nanos}.redb",
             std::process::id()
         ));
-        private_file(&copy)?;
-        std::fs::copy(path, &copy)?;
-        let options = StoreOptions {
-            create: false,
-            check_integrity: true,
-            ..StoreOptions::default()
-        };
-        match AuditStore::open_with(&copy, &options) {
-            Ok(mut store) => {
-                if let Some(inner) = Arc::get_mut(&mut store.inner) {
-                    inner.scratch = true;
-                }
-                Ok((store, true))
-            }
-            Err(err) => {
-                let _ = std::fs::remove_file(&copy);
-                Err(err)
-            }
-        }
+        let mut copy = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&name)?;
+        // Unlinked at once: the open file is all there is.
+        std::fs::remove_file(&name)?;
+        std::io::copy(&mut std::fs::File::open(path)?, &mut copy)?;
+        let mut builder = Database::builder();
+        builder.set_check_integrity_on_open(true);
+        builder.set_cache_size(64 << 20);
+        let backend = redb::backends::FileBackend::new(copy)?;
+        let db = builder.create_with_backend(backend)?;
+        let store = AuditStore::start(db, path, &StoreOptions::default())?;
+        Ok((store, true))
     }
 
     pub fn path(&self) -> &Path {
@@ -636,14 +663,7 @@ impl AuditStore {
     pub fn close(self) -> Result<(), AuditError> {
         let inner = Arc::try_unwrap(self.inner)
             .map_err(|inner| AuditError::InUse(Arc::strong_count(&inner) - 1))?;
-        let Inner {
-            db,
-            tx,
-            writer,
-            scratch,
-            path,
-            ..
-        } = inner;
+        let Inner { db, tx, writer, .. } = inner;
         drop(tx);
         // The writer answers everything already queued before it sees the channel close.
         if writer.is_some_and(|w| w.join().is_err()) {
@@ -656,9 +676,6 @@ impl AuditStore {
                 Err(_) => tracing::warn!("audit database still referenced at close"),
             },
             Db::ReadOnly(db) => drop(db),
-        }
-        if scratch {
-            let _ = std::fs::remove_file(&path);
         }
         Ok(())
     }

@@ -39,8 +39,13 @@ pub struct ApprovalsArgs {
 /// `warden approvals ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum ApprovalsCmd {
-    /// Show the commands waiting for a decision.
-    List,
+    /// Show the commands waiting for a decision (the table cuts long commands: decide on the
+    /// whole text, with --full).
+    List {
+        /// Also print every pending command whole (control characters escaped).
+        #[arg(long)]
+        full: bool,
+    },
     /// Let a held command run.
     Approve {
         /// The approval id (`apr-...`), as `list` shows it.
@@ -80,7 +85,7 @@ pub fn run_with(
         .build()
         .context("starting the async runtime")?;
     let (path, method, body) = match &args.cmd {
-        ApprovalsCmd::List => ("/v1/approvals".to_owned(), Method::GET, None),
+        ApprovalsCmd::List { .. } => ("/v1/approvals".to_owned(), Method::GET, None),
         ApprovalsCmd::Approve { id, reason } => {
             (decide_path(id, "approve")?, Method::POST, Some(reason))
         }
@@ -100,7 +105,7 @@ pub fn run_with(
         return Ok(ExitCode::FAILURE);
     }
     match args.cmd {
-        ApprovalsCmd::List => {
+        ApprovalsCmd::List { full } => {
             #[derive(Deserialize)]
             struct Listing {
                 approvals: Vec<PendingInfo>,
@@ -108,6 +113,12 @@ pub fn run_with(
             let listing: Listing =
                 serde_json::from_value(value).context("reading the gateway's answer")?;
             print_table(out, &listing.approvals, SystemTime::now())?;
+            if full {
+                for a in &listing.approvals {
+                    writeln!(out, "\n{} ({} bytes):", clean(&a.id), a.command.len())?;
+                    writeln!(out, "{}", super::escape::text(&a.command))?;
+                }
+            }
         }
         ApprovalsCmd::Approve { id, .. } | ApprovalsCmd::Deny { id, .. } => {
             let decision = value

@@ -87,10 +87,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
                         Err(e) => tracing::error!("audit retention: {e}"),
                     }
                 }
-                tokio::time::sleep(
-                    RETENTION_INTERVAL.min(retain.max(std::time::Duration::from_secs(1))),
-                )
-                .await;
+                tokio::time::sleep(RETENTION_INTERVAL).await;
             }
         })
     });
@@ -129,6 +126,16 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         stop_rx.clone(),
     ));
 
+    // Refused logins past the per-address rate are counted; the counts are noted every minute.
+    let counts = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                gw.note_refusal_counts().await;
+            }
+        })
+    };
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -188,6 +195,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     if let Some(task) = retention {
         task.abort();
     }
+    counts.abort();
+    gw.note_refusal_counts().await;
     if let Some(task) = checkpoints {
         task.abort();
         match audit.checkpoint().await {

@@ -181,13 +181,29 @@ struct RefusalWindow {
     suppressed: u64,
 }
 
+/// Whose allowance a client address draws on: every loopback address is one (a local process
+/// can bind any of 127.0.0.0/8), IPv4 by /24, IPv6 by /64.
+fn refusal_key(client_addr: &str) -> String {
+    use std::net::IpAddr;
+    match client_addr.parse::<std::net::SocketAddr>().map(|a| a.ip()) {
+        Ok(ip) if ip.is_loopback() => "loopback".to_owned(),
+        Ok(IpAddr::V4(v4)) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        Ok(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Err(_) => client_addr.to_owned(),
+    }
+}
+
 impl RefusalLog {
     /// `Some(n)`: note this refusal, mentioning `n` earlier ones that were only counted;
     /// `None`: count it.
     pub fn admit(&self, client_addr: &str) -> Option<u64> {
-        let key = client_addr
-            .parse::<std::net::SocketAddr>()
-            .map_or_else(|_| client_addr.to_owned(), |a| a.ip().to_string());
+        let key = refusal_key(client_addr);
         let now = std::time::Instant::now();
         let minute = std::time::Duration::from_secs(60);
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
@@ -211,9 +227,34 @@ impl RefusalLog {
             None
         }
     }
+
+    /// Counts not yet reported, per address range, taken (for a periodic note).
+    pub fn take_counts(&self) -> Vec<(String, u64)> {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        windows
+            .iter_mut()
+            .filter(|(_, w)| w.suppressed > 0)
+            .map(|(k, w)| (k.clone(), std::mem::take(&mut w.suppressed)))
+            .collect()
+    }
 }
 
 impl Gateway {
+    /// Note the refused logins that were only counted (see [`RefusalLog`]): `warden serve`
+    /// calls this every minute, so a count never waits for a next refusal.
+    pub async fn note_refusal_counts(&self) {
+        for (range, n) in self.refusals.take_counts() {
+            self.note(
+                "login-refused",
+                format!(
+                    "{n} more logins from {range} were refused with a bad credential (counted, \
+                     not noted one by one)"
+                ),
+            )
+            .await;
+        }
+    }
+
     /// Authenticate, authorize and open a session, or say why not (audited either way).
     pub async fn authenticate(self: &Arc<Self>, login: Login<'_>) -> Result<Session, Refusal> {
         let result = self.admit(&login).await;
@@ -228,7 +269,14 @@ impl Gateway {
             // Each refusal is audited, up to a rate per address: past it, refusals are counted
             // and the count goes into the address's next note, so a flood of bad logins cannot
             // grow the audit store without bound.
-            if let Some(suppressed) = self.refusals.admit(&login.client_addr) {
+            // Refusals of a validly signed token are bounded by token issuance: always noted.
+            let limited = refusal.kind == RefusalKind::Credential;
+            let admitted = if limited {
+                self.refusals.admit(&login.client_addr)
+            } else {
+                Some(0)
+            };
+            if let Some(suppressed) = admitted {
                 let more = match suppressed {
                     0 => String::new(),
                     n => format!(
@@ -384,13 +432,19 @@ mod refusal_tests {
             .filter(|i| log.admit(&format!("127.0.0.1:{}", 1000 + i)).is_some())
             .count();
         assert_eq!(noted, REFUSALS_NOTED_PER_MINUTE as usize);
-        // Another address has its own allowance.
+        // Every loopback address draws on the same allowance.
+        assert_eq!(log.admit("127.8.9.10:5"), None);
+        // Another network has its own.
         assert_eq!(log.admit("10.0.0.1:5"), Some(0));
-        // The count reaches the next note once the window has passed.
+        assert_eq!(log.admit("10.0.0.77:5"), Some(0));
+        // The count is taken by the periodic note...
+        assert_eq!(log.take_counts(), [("loopback".to_owned(), 1000 - 30 + 1)]);
+        // ...or reaches the next note once the window has passed.
+        assert_eq!(log.admit("127.0.0.1:1"), None);
         {
             let mut w = log.windows.lock().unwrap();
-            w.get_mut("127.0.0.1").unwrap().start -= std::time::Duration::from_secs(61);
+            w.get_mut("loopback").unwrap().start -= std::time::Duration::from_secs(61);
         }
-        assert_eq!(log.admit("127.0.0.1:9"), Some(1000 - 30));
+        assert_eq!(log.admit("127.0.0.1:9"), Some(1));
     }
 }

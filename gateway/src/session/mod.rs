@@ -39,7 +39,16 @@ pub enum SessionError {
     },
     #[error("audit store unavailable: {0}")]
     Audit(#[from] AuditError),
+    /// A held command too long to show an approver whole: refused rather than approved blind.
+    #[error(
+        "the command is {0} bytes: longer than an approver can be shown whole ({APPROVAL_TEXT_MAX} bytes)"
+    )]
+    TooLongToApprove(usize),
 }
+
+/// Longest command held for approval. An approver decides on the whole text, never on a
+/// capped one (padding around a statement would hide it), so a longer one is refused.
+pub const APPROVAL_TEXT_MAX: usize = 256 << 10;
 
 /// The ruling on one client message (one or more commands).
 #[derive(Debug, Clone)]
@@ -328,11 +337,15 @@ impl Session {
         ruling: &Ruling,
     ) -> Result<PendingApproval, SessionError> {
         let reason = ruling.decision.display_reason();
+        let command = scrub(text);
+        if command.len() > APPROVAL_TEXT_MAX {
+            return Err(SessionError::TooLongToApprove(command.len()));
+        }
         let request = ApprovalRequest {
             session_id: self.id().to_string(),
             target: self.info.target.clone(),
             requester: self.principal.clone(),
-            command: self.gw.audit.cap(&scrub(text)).into_owned(),
+            command,
             reason: scrub(&reason),
         };
         self.gw
