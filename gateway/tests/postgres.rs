@@ -601,7 +601,26 @@ fn warden_as(token: &str, args: &[&str]) -> (bool, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auditors_read_a_running_gateway_and_the_report_lists_what_happened() {
     let pg = server();
-    let mut gw = Gateway::start(&pg, "payments", Extra::default());
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public, checkpoints) = (
+        keys.path().join("k.pem"),
+        keys.path().join("k.pub.pem"),
+        keys.path().join("cp.jsonl"),
+    );
+    warden::audit::checkpoint::generate_key(&key, &public).unwrap();
+    let audit = format!(
+        "[audit.checkpoints]\nkey = \"{}\"\nfile = \"{}\"\ninterval = \"1s\"\n",
+        key.display(),
+        checkpoints.display()
+    );
+    let mut gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            audit: &audit,
+            ..Extra::default()
+        },
+    );
     let token = gw.token("alice", &["planner", "agent-7"], &["agents"]);
     let c = connect(&gw.conninfo("payments", &token)).await.unwrap();
     c.simple_query("SELECT holder, pan FROM cards ORDER BY id LIMIT 3")
@@ -642,6 +661,21 @@ async fn auditors_read_a_running_gateway_and_the_report_lists_what_happened() {
     assert!(!replay.contains("4111111111111111"), "{replay}");
     let (ok, verify, err) = warden_as(&auditor, &["audit", "verify", "--admin", &admin]);
     assert!(ok && verify.starts_with("audit chain OK"), "{verify}{err}");
+    // With the signed checkpoints, checked on the auditor's side against the whole export.
+    let (ok, verify, err) = warden_as(
+        &auditor,
+        &[
+            "audit",
+            "verify",
+            "--admin",
+            &admin,
+            "--checkpoints",
+            checkpoints.to_str().unwrap(),
+            "--pubkey",
+            public.to_str().unwrap(),
+        ],
+    );
+    assert!(ok && verify.contains("\ncheckpoints OK"), "{verify}{err}");
     let (ok, denied, _) = warden_as(
         &auditor,
         &[
@@ -662,8 +696,24 @@ async fn auditors_read_a_running_gateway_and_the_report_lists_what_happened() {
     assert!(ok, "{err}");
     gw.stop();
 
-    // The same report from the file, once the gateway is gone.
+    // The same report from the file, once the gateway is gone; closed cleanly, the file needs
+    // no recovery, and its checkpoints hold.
     let db = gw.audit_path();
+    let (ok, verify, err) = warden_as(
+        "",
+        &[
+            "audit",
+            "verify",
+            "--db",
+            db.to_str().unwrap(),
+            "--checkpoints",
+            checkpoints.to_str().unwrap(),
+            "--pubkey",
+            public.to_str().unwrap(),
+        ],
+    );
+    assert!(ok && verify.contains("\ncheckpoints OK"), "{verify}{err}");
+    assert!(!err.contains("needs recovery"), "{err}");
     let (ok, report, err) = warden_as("", &["audit", "report", "--db", db.to_str().unwrap()]);
     assert!(ok, "{err}");
     for report in [&live_report, &report] {

@@ -657,6 +657,19 @@ impl AuditStore {
         Ok(self.inner.db.begin_read()?)
     }
 
+    /// [`Self::close`] once this is the last handle, waiting up to `wait` for the others (tasks
+    /// being torn down) to go. A database closed so needs no recovery when next opened; after
+    /// the wait it is dropped instead (redb recovers it on the next open).
+    pub async fn close_when_alone(self, wait: std::time::Duration) -> Result<(), AuditError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        while Arc::strong_count(&self.inner) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::task::spawn_blocking(move || self.close())
+            .await
+            .map_err(|e| AuditError::CommitFailed(e.to_string()))?
+    }
+
     /// Stop the writer after it has answered everything queued, and close the file, releasing
     /// its lock. Fails with [`AuditError::InUse`] while other clones of this handle exist.
     /// Dropping the last handle also stops the writer, but without waiting for it.
