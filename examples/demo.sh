@@ -759,6 +759,8 @@ fi
 
 step "10. The audit trail, read live by an auditor"
 # The running gateway holds the database; erin (group auditors) reads it through the admin API.
+# The first signed checkpoint comes within the interval of the start (10 s here): wait for it.
+for _ in $(seq 60); do [[ -s $RUN/audit-checkpoints.jsonl ]] && break; sleep 0.5; done
 show "WARDEN_TOKEN=<erin> warden audit verify --admin $ADMIN --checkpoints $RUN/audit-checkpoints.jsonl --pubkey $RUN/audit-key.pub.pem"
 verify_rc=0
 verify=$(WARDEN_TOKEN=$ERIN_TOKEN timeout 60 "$WARDEN" audit verify --admin "$ADMIN" \

@@ -179,10 +179,11 @@ pub(crate) fn print_checkpoints(checked: &CheckpointReport, head: u64, file: &Pa
             checked.before_cut
         );
     }
-    if head > last.seq {
+    // The event after a checkpoint's head is the checkpoint event itself.
+    if head > last.seq + 1 {
         println!(
             "  events {}..={head} are newer than the last checkpoint: not yet covered",
-            last.seq + 1
+            last.seq + 2
         );
     }
     ExitCode::SUCCESS
