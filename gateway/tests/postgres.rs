@@ -661,7 +661,14 @@ async fn auditors_read_a_running_gateway_and_the_report_lists_what_happened() {
     assert!(!replay.contains("4111111111111111"), "{replay}");
     let (ok, verify, err) = warden_as(&auditor, &["audit", "verify", "--admin", &admin]);
     assert!(ok && verify.starts_with("audit chain OK"), "{verify}{err}");
-    // With the signed checkpoints, checked on the auditor's side against the whole export.
+    // With the signed checkpoints, checked on the auditor's side against the whole export
+    // (the first is signed within the interval, 1 s here, of the first events).
+    for _ in 0..100 {
+        if std::fs::metadata(&checkpoints).is_ok_and(|m| m.len() > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (ok, verify, err) = warden_as(
         &auditor,
         &[
