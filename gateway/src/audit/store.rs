@@ -200,11 +200,7 @@ impl AuditStore {
         options: &StoreOptions,
     ) -> Result<AuditStore, AuditError> {
         let path = path.as_ref();
-        let mut builder = Database::builder();
-        builder.set_check_integrity_on_open(options.check_integrity);
-        // redb's default cache (1 GiB) would grow with every recording written; the store is
-        // append-mostly and read rarely, so a small cache costs nothing.
-        builder.set_cache_size(64 << 20);
+        let builder = builder(options.check_integrity);
         let opened = if options.create {
             private_file(path)?;
             builder.create(path)
@@ -260,9 +256,7 @@ impl AuditStore {
     /// with [`AuditError::NeedsRecovery`]: recover a copy instead.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<AuditStore, AuditError> {
         let path = path.as_ref();
-        let mut builder = Database::builder();
-        builder.set_cache_size(64 << 20);
-        let db = match builder.open_read_only(path) {
+        let db = match builder(false).open_read_only(path) {
             Ok(db) => db,
             Err(DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(AuditError::Locked(path.display().to_string()));
@@ -338,11 +332,8 @@ impl AuditStore {
         // Unlinked at once: the open file is all there is.
         std::fs::remove_file(&name)?;
         std::io::copy(&mut std::fs::File::open(path)?, &mut copy)?;
-        let mut builder = Database::builder();
-        builder.set_check_integrity_on_open(true);
-        builder.set_cache_size(64 << 20);
         let backend = redb::backends::FileBackend::new(copy)?;
-        let db = builder.create_with_backend(backend)?;
+        let db = builder(true).create_with_backend(backend)?;
         let store = AuditStore::start(db, path, &StoreOptions::default())?;
         Ok((store, true))
     }
@@ -692,6 +683,16 @@ impl AuditStore {
         }
         Ok(())
     }
+}
+
+/// How every store opens its file.
+fn builder(check_integrity: bool) -> redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_check_integrity_on_open(check_integrity);
+    // redb's default cache (1 GiB) would grow with every recording written; the store is
+    // append-mostly and read rarely, so a small cache costs nothing.
+    builder.set_cache_size(64 << 20);
+    builder
 }
 
 /// Create the tables on a new file. Skipped when they exist, so opening an existing database

@@ -63,22 +63,30 @@ impl LiveArgs {
 impl Live {
     /// GET `path`; a 4xx or 5xx is an error carrying the gateway's message.
     pub fn get(&self, path: &str) -> anyhow::Result<Bytes> {
-        let (status, bytes) =
-            self.runtime
-                .block_on(request(&self.base, path, Method::GET, &self.token, None))?;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_else(|| "no error message".into());
-            bail!(
-                "{}: {} (HTTP {})",
-                self.base,
-                super::escape::cell(&message),
-                status.as_u16()
-            );
+        let (status, bytes) = self.request(path)?;
+        self.success(status, bytes)
+    }
+
+    fn request(&self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.runtime
+            .block_on(request(&self.base, path, Method::GET, &self.token, None))
+    }
+
+    /// The body of a successful answer, or the gateway's message as the error.
+    fn success(&self, status: StatusCode, bytes: Bytes) -> anyhow::Result<Bytes> {
+        if status.is_success() {
+            return Ok(bytes);
         }
-        Ok(bytes)
+        let message = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| "no error message".into());
+        bail!(
+            "{}: {} (HTTP {})",
+            self.base,
+            super::escape::cell(&message),
+            status.as_u16()
+        );
     }
 
     /// GET `path` as JSON.
@@ -89,16 +97,10 @@ impl Live {
 
     /// `404` answers as `None`.
     pub fn get_optional(&self, path: &str) -> anyhow::Result<Option<Bytes>> {
-        let (status, bytes) =
-            self.runtime
-                .block_on(request(&self.base, path, Method::GET, &self.token, None))?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
+        match self.request(path)? {
+            (StatusCode::NOT_FOUND, _) => Ok(None),
+            (status, bytes) => self.success(status, bytes).map(Some),
         }
-        if !status.is_success() {
-            return self.get(path).map(Some);
-        }
-        Ok(Some(bytes))
     }
 }
 

@@ -14,8 +14,9 @@ use anyhow::Context;
 use super::admin_client::LiveArgs;
 use super::export::ExportArgs;
 use super::report::ReportArgs;
+use super::sessions::open_db;
 use crate::audit::checkpoint::{self, CheckpointReport};
-use crate::audit::{AuditError, AuditStore, VerifyReport, verify_export};
+use crate::audit::{AuditStore, VerifyReport, verify_export};
 
 /// `warden audit ...`
 #[derive(Debug, clap::Subcommand)]
@@ -83,7 +84,7 @@ pub fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
             if let Some(live) = live.live(db.as_deref())? {
                 return super::live_audit::verify(&live, checkpoints);
             }
-            let store = open_existing(&source(db.as_deref())?)?;
+            let store = open_db(&source(db.as_deref())?)?;
             let checked = verify_store(&store, checkpoints);
             store.close().context("closing the audit database")?;
             checked
@@ -103,7 +104,7 @@ pub fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
             if let Some(live) = args.live.live(args.db.as_deref())? {
                 return super::export::run_live(&args, &live);
             }
-            let store = open_existing(&source(args.db.as_deref())?)?;
+            let store = open_db(&source(args.db.as_deref())?)?;
             let exported = super::export::run(args, &store);
             store.close().context("closing the audit database")?;
             exported
@@ -215,27 +216,5 @@ pub(crate) fn print_report(report: &VerifyReport) -> ExitCode {
             println!("audit chain BROKEN at event {}: {message}", problem.seq);
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Open without creating (a mistyped path must not verify as an empty, valid chain) and with
-/// redb's page checksums checked, so a file edited outside redb is an error, not trusted.
-pub(crate) fn open_existing(path: &Path) -> anyhow::Result<AuditStore> {
-    if !path.is_file() {
-        anyhow::bail!("no audit database at {}", path.display());
-    }
-    match AuditStore::open_evidence(path) {
-        Ok((store, recovered)) => {
-            if recovered {
-                eprintln!(
-                    "warden: {} needs recovery (copied while a gateway wrote it?): reading a \
-                     recovered private copy; the file itself is not changed",
-                    path.display()
-                );
-            }
-            Ok(store)
-        }
-        Err(err @ AuditError::Locked(_)) => Err(err.into()),
-        Err(err) => Err(anyhow::Error::new(err).context(format!("opening {}", path.display()))),
     }
 }

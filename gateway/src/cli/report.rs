@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::admin_client::LiveArgs;
-use super::audit::{open_existing, source};
+use super::audit::source;
 use super::escape;
 use super::export::parse_time;
+use super::sessions::open_db;
 use crate::audit::checkpoint;
 use crate::audit::{ExportFilter, Timestamp, report};
 
@@ -65,7 +66,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             String::from_utf8_lossy(&bytes).into_owned()
         }
         None => {
-            let store = open_existing(&source(args.db.as_deref())?)?;
+            let store = open_db(&source(args.db.as_deref())?)?;
             let built = build(&args, &store);
             store.close().context("closing the audit database")?;
             let report = built?;

@@ -161,7 +161,7 @@ fn time(t: Timestamp) -> String {
 pub(crate) const NO_SOURCE: &str =
     "say where to read: --db PATH (a database file) or --admin URL (a running gateway)";
 
-/// Open an existing database for reading: never create one (a mistyped path must not list as
+/// Open an existing database for reading (every `--db` command goes through here): never create one (a mistyped path must not list as
 /// empty), and say plainly when the gateway holds the lock.
 pub(crate) fn open_db(path: &Path) -> anyhow::Result<AuditStore> {
     if !path.is_file() {
