@@ -102,8 +102,13 @@ impl TargetConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Loopback address of the admin API.
+    /// Address of the admin API: loopback, unless `tls_cert` and `tls_key` are set (bearer
+    /// tokens must not cross a network in the clear).
     pub listen: std::net::SocketAddr,
+    /// PEM certificate chain the admin API serves HTTPS with.
+    pub tls_cert: Option<PathBuf>,
+    /// Its PEM private key.
+    pub tls_key: Option<PathBuf>,
     /// Token groups allowed to decide approvals.
     pub approver_groups: Vec<String>,
     /// Token groups allowed to read the audit trail through the admin API (sessions,
@@ -118,6 +123,8 @@ impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9190)),
+            tls_cert: None,
+            tls_key: None,
             approver_groups: vec!["approvers".to_string()],
             auditor_groups: vec!["auditors".to_string()],
             approval_timeout: std::time::Duration::from_secs(300),
@@ -209,6 +216,11 @@ impl Config {
             fix(dir);
         }
         fix(&mut self.audit.path);
+        self.admin
+            .tls_cert
+            .iter_mut()
+            .chain(self.admin.tls_key.iter_mut())
+            .for_each(fix);
         if let Some(c) = &mut self.audit.checkpoints {
             fix(&mut c.key);
             fix(&mut c.file);
@@ -247,8 +259,18 @@ impl Config {
         if let Some(ssh) = &self.ssh {
             ssh.validate().map_err(|e| format!("[ssh]: {e}"))?;
         }
-        if !self.admin.listen.ip().is_loopback() {
-            return Err("[admin]: listen must be a loopback address".into());
+        match (&self.admin.tls_cert, &self.admin.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err("[admin]: tls_cert and tls_key go together".into());
+            }
+            (None, None) if !self.admin.listen.ip().is_loopback() => {
+                return Err(
+                    "[admin]: listen must be a loopback address unless tls_cert and \
+                     tls_key are set (tokens must not cross a network in the clear)"
+                        .into(),
+                );
+            }
+            _ => {}
         }
         if self.policy.deadline.is_zero() {
             return Err("policy.deadline must be greater than zero".into());

@@ -45,9 +45,13 @@ async fn harness(timeout: Duration) -> Harness {
     };
     let verifier = Arc::new(Verifier::from_config(&identity).unwrap());
     let audit = AuditStore::open(dir.path().join("audit.redb")).unwrap();
-    let listener = admin::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let listener = admin::bind("127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap();
     let config = AdminConfig {
         listen: listener.local_addr().unwrap(),
+        tls_cert: None,
+        tls_key: None,
         approver_groups: vec!["approvers".into()],
         auditor_groups: vec!["auditors".into()],
         approval_timeout: timeout,
@@ -60,7 +64,7 @@ async fn harness(timeout: Duration) -> Harness {
         auditors: Arc::new(config.auditor_groups.clone()),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(admin::serve(listener, state, async {
+    let server = tokio::spawn(admin::serve(listener, state, None, async {
         let _ = stopped.await;
     }));
     Harness {
@@ -448,6 +452,7 @@ async fn cli_lists_and_approves() {
     let args = |cmd| ApprovalsArgs {
         admin: h.base.clone(),
         token: Some(h.approver()),
+        admin_ca: None,
         cmd,
     };
     let run = |args: ApprovalsArgs| {

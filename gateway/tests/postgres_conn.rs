@@ -71,6 +71,153 @@ fn clients_use_tls_and_plaintext_tokens_are_refused() {
     assert!(err.contains("requires TLS"), "{err}");
 }
 
+/// The admin API over HTTPS (what lets it listen beyond loopback): auditors and approvers
+/// reach it with `--admin https://... --admin-ca`, curl with `--cacert`; a client that does
+/// not verify the certificate against the right CA sends no token.
+#[test]
+fn the_admin_api_serves_https_verified_against_its_ca() {
+    let pg = server();
+    // A CA and a certificate it signed for 127.0.0.1; a second CA that signed nothing here.
+    let (certs, others) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (ca, cert, key) = ca_and_server(certs.path());
+    let (other, _, _) = ca_and_server(others.path());
+    let admin = format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"",
+        cert.display(),
+        key.display()
+    );
+    let gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            admin: &admin,
+            ..Extra::default()
+        },
+    );
+    let (ok, _, err) = psql(
+        &gw.conninfo("open", &gw.token("alice", &[], &[])),
+        "SELECT 1",
+        &[],
+    );
+    assert!(ok, "{err}");
+    let url = format!("https://127.0.0.1:{}", gw.admin_port);
+    let warden = |args: &[&str], token: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(args)
+            .env("WARDEN_TOKEN", token)
+            .env_remove("WARDEN_ADMIN")
+            .env_remove("WARDEN_ADMIN_CA")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let auditor = gw.token("erin", &[], &["auditors"]);
+    let ca_arg = ca.to_str().unwrap();
+    let (ok, out) = warden(
+        &["sessions", "--admin", &url, "--admin-ca", ca_arg],
+        &auditor,
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("alice"), "{out}");
+    let (ok, out) = warden(
+        &["audit", "verify", "--admin", &url, "--admin-ca", ca_arg],
+        &auditor,
+    );
+    assert!(ok && out.contains("audit chain OK"), "{out}");
+    let approver = gw.token("carol", &[], &["approvers"]);
+    let (ok, out) = warden(
+        &["approvals", "--admin", &url, "--admin-ca", ca_arg, "list"],
+        &approver,
+    );
+    assert!(ok, "{out}");
+    // Not verified, or verified against the wrong CA: refused before any token is sent.
+    let (ok, out) = warden(&["sessions", "--admin", &url], &auditor);
+    assert!(!ok && out.contains("--admin-ca"), "{out}");
+    let (ok, out) = warden(
+        &[
+            "sessions",
+            "--admin",
+            &url,
+            "--admin-ca",
+            other.to_str().unwrap(),
+        ],
+        &auditor,
+    );
+    assert!(!ok && out.contains("TLS"), "{out}");
+    // Plain HTTP to the TLS listener gets nowhere.
+    let plain = format!("http://127.0.0.1:{}", gw.admin_port);
+    let (ok, _) = warden(&["sessions", "--admin", &plain], &auditor);
+    assert!(!ok);
+    // curl, as a SIEM or a script would.
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, body) = curl(&["--cacert", ca_arg, &format!("{url}/v1/health")]);
+    assert!(ok && body.contains("ok"), "{body}");
+    let (ok, _) = curl(&[
+        "--cacert",
+        other.to_str().unwrap(),
+        &format!("{url}/v1/health"),
+    ]);
+    assert!(!ok);
+
+    // Beyond loopback only with TLS: the same config listening on every address without its
+    // certificate, or with half of it, does not start.
+    let config = std::fs::read_to_string(&gw.config_path).unwrap();
+    let admin_section = config.find("[admin]").unwrap();
+    let (before, after) = config.split_at(admin_section);
+    let wide = format!(
+        "{before}{}",
+        after.replacen("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"", 1)
+    );
+    let cert_line = wide
+        .lines()
+        .find(|l| l.starts_with("tls_cert"))
+        .unwrap()
+        .to_owned();
+    let key_line = wide
+        .lines()
+        .find(|l| l.starts_with("tls_key"))
+        .unwrap()
+        .to_owned();
+    for (config, expected) in [
+        (
+            wide.replace(&cert_line, "").replace(&key_line, ""),
+            "listen must be a loopback address unless tls_cert and",
+        ),
+        (
+            wide.replace(&key_line, ""),
+            "tls_cert and tls_key go together",
+        ),
+    ] {
+        let path = gw.dir.path().join("wide.toml");
+        std::fs::write(&path, config).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_logins_with_scram_md5_and_trust() {
     let pg = server();

@@ -1,4 +1,5 @@
-//! The local admin API: HTTP/1.1 on a loopback address, for `warden approvals` and compliance.
+//! The admin API: HTTP/1.1 on a loopback address, or HTTPS on any address (`[admin] tls_cert`,
+//! `tls_key`), for `warden approvals` and compliance.
 //!
 //! | route                              | who                        | answer                      |
 //! |------------------------------------|----------------------------|-----------------------------|
@@ -34,6 +35,7 @@ use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
@@ -69,33 +71,49 @@ pub struct AdminState {
 /// Why the admin API could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("the admin API must listen on a loopback address, not {0}")]
+    #[error(
+        "the admin API must listen on a loopback address, not {0}, unless it serves TLS \
+         ([admin] tls_cert and tls_key)"
+    )]
     NotLoopback(SocketAddr),
+    #[error("admin API TLS: {0}")]
+    Tls(String),
     #[error("admin API: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Bind `[admin] listen`, refusing anything but loopback (config validation checks it too;
-/// this keeps the rule where the socket is made).
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, AdminError> {
-    if !addr.ip().is_loopback() {
+/// The TLS acceptor `[admin]` asks for, if any.
+pub fn tls(config: &crate::config::AdminConfig) -> Result<Option<TlsAcceptor>, AdminError> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(
+            crate::proxy::tls::acceptor(cert, key).map_err(AdminError::Tls)?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Bind `[admin] listen`, refusing anything but loopback without TLS (config validation checks
+/// it too; this keeps the rule where the socket is made).
+pub async fn bind(addr: SocketAddr, tls: bool) -> Result<TcpListener, AdminError> {
+    if !tls && !addr.ip().is_loopback() {
         return Err(AdminError::NotLoopback(addr));
     }
     Ok(TcpListener::bind(addr).await?)
 }
 
 /// Serve until `shutdown` resolves, then let requests in flight finish (up to a few seconds).
-/// Spawn it: `tokio::spawn(admin::serve(listener, state, shutdown))`.
+/// Spawn it: `tokio::spawn(admin::serve(listener, state, tls, shutdown))`.
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AdminError> {
     let local = listener.local_addr()?;
-    if !local.ip().is_loopback() {
+    if tls.is_none() && !local.ip().is_loopback() {
         return Err(AdminError::NotLoopback(local));
     }
-    tracing::info!(%local, "admin API listening");
+    tracing::info!(%local, tls = tls.is_some(), "admin API listening");
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     // Connections no approver or auditor has used yet, oldest first: when every slot is taken,
@@ -123,6 +141,7 @@ pub async fn serve(
                     let trusted = Arc::new(AtomicBool::new(false));
                     let task = connections.spawn(connection(
                         stream,
+                        tls.clone(),
                         state.clone(),
                         stop_rx.clone(),
                         trusted.clone(),
@@ -151,10 +170,32 @@ pub async fn serve(
 
 async fn connection(
     stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    state: AdminState,
+    stop: watch::Receiver<bool>,
+    trusted: Arc<AtomicBool>,
+) {
+    let Some(acceptor) = tls else {
+        return http(stream, state, stop, trusted).await;
+    };
+    // The handshake has the same bound as the headers: a client that opens a connection and
+    // says nothing does not keep its slot.
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => http(stream, state, stop, trusted).await,
+        Ok(Err(err)) => tracing::debug!("admin API TLS handshake: {err}"),
+        Err(_) => tracing::debug!("admin API TLS handshake timed out"),
+    }
+}
+
+/// HTTP/1.1 on one connection, plain or TLS.
+async fn http<S>(
+    stream: S,
     state: AdminState,
     mut stop: watch::Receiver<bool>,
     trusted: Arc<AtomicBool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();
         let trusted = trusted.clone();

@@ -1,6 +1,6 @@
-//! The CLI's side of the admin API: one place for the address rule (loopback `http://` only:
-//! the bearer token must not cross a network in the clear), the bearer header (marked
-//! sensitive, never logged) and timeouts. `warden approvals` and the live audit reads
+//! The CLI's side of the admin API: one place for the address rule (`http://` to loopback only,
+//! or `https://` verified against `--admin-ca`: the bearer token must not cross a network in
+//! the clear), the bearer header (marked sensitive, never logged) and timeouts. `warden approvals` and the live audit reads
 //! (`sessions`, `replay`, `audit verify|export|report` with `--admin`) go through here.
 
 use std::net::IpAddr;
@@ -11,9 +11,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
 use serde_json::Value;
+use std::path::Path;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::proxy::postgres::config::UpstreamTls;
 
 /// How long one admin API call may take before the CLI gives up (exports can be long).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
@@ -29,11 +34,14 @@ pub struct LiveArgs {
     /// process list.
     #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// For an https:// --admin: the PEM file of the CA that signed its certificate.
+    #[arg(long, env = "WARDEN_ADMIN_CA")]
+    pub admin_ca: Option<std::path::PathBuf>,
 }
 
 /// A running gateway to read from.
 pub struct Live {
-    base: String,
+    endpoint: Endpoint,
     token: String,
     runtime: tokio::runtime::Runtime,
 }
@@ -53,7 +61,7 @@ impl LiveArgs {
             .build()
             .context("starting the async runtime")?;
         Ok(Some(Live {
-            base: admin_base(admin)?,
+            endpoint: Endpoint::parse(admin, self.admin_ca.as_deref())?,
             token: token.to_owned(),
             runtime,
         }))
@@ -68,8 +76,13 @@ impl Live {
     }
 
     fn request(&self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
-        self.runtime
-            .block_on(request(&self.base, path, Method::GET, &self.token, None))
+        self.runtime.block_on(request(
+            &self.endpoint,
+            path,
+            Method::GET,
+            &self.token,
+            None,
+        ))
     }
 
     /// The body of a successful answer, or the gateway's message as the error.
@@ -83,7 +96,7 @@ impl Live {
             .unwrap_or_else(|| "no error message".into());
         bail!(
             "{}: {} (HTTP {})",
-            self.base,
+            self.endpoint.base,
             super::escape::cell(&message),
             status.as_u16()
         );
@@ -92,7 +105,8 @@ impl Live {
     /// GET `path` as JSON.
     pub fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let bytes = self.get(path)?;
-        serde_json::from_slice(&bytes).with_context(|| format!("reading {}{path}", self.base))
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("reading {}{path}", self.endpoint.base))
     }
 
     /// `404` answers as `None`.
@@ -109,42 +123,95 @@ pub fn encode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
-/// Check `--admin` and return it without a trailing slash. Only `http://` to a loopback host.
-pub fn admin_base(admin: &str) -> anyhow::Result<String> {
-    let uri: Uri = admin
-        .parse()
-        .with_context(|| format!("--admin `{admin}` is not a URL"))?;
-    if uri.scheme_str() != Some("http") {
-        bail!("--admin must be an http:// URL (the admin API listens on loopback only)");
+/// A gateway's admin API: where it is and how to reach it.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// `http(s)://host:port`, as given (for messages).
+    pub base: String,
+    host: String,
+    port: u16,
+    /// For `https://`: the connector trusting `--admin-ca`, and the name to verify.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.base)
     }
-    let host = uri.host().unwrap_or_default();
-    let ip = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        bail!("--admin must be a loopback address: the token would cross the network in the clear");
+}
+
+impl Endpoint {
+    /// `--admin URL`: `http://` to a loopback host, or `https://` to any host, its certificate
+    /// verified against `ca` (`--admin-ca`, PEM). The token must not cross a network in the
+    /// clear, nor go to a server nobody verified.
+    pub fn parse(admin: &str, ca: Option<&Path>) -> anyhow::Result<Endpoint> {
+        let uri: Uri = admin
+            .parse()
+            .with_context(|| format!("--admin `{admin}` is not a URL"))?;
+        if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+            bail!("--admin takes the gateway's address only, like http://127.0.0.1:9190");
+        }
+        let host = uri.host().unwrap_or_default();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let (tls, default_port) = match uri.scheme_str() {
+            Some("http") => {
+                let loopback = host.eq_ignore_ascii_case("localhost")
+                    || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                if !loopback {
+                    bail!(
+                        "--admin http:// must be a loopback address: the token would cross the \
+                         network in the clear (use https:// with --admin-ca)"
+                    );
+                }
+                (None, 80)
+            }
+            Some("https") => {
+                let Some(ca) = ca else {
+                    bail!(
+                        "--admin https:// needs --admin-ca (or WARDEN_ADMIN_CA): the PEM file of \
+                         the CA that signed the admin API's certificate"
+                    );
+                };
+                let connector = crate::proxy::tls::client(UpstreamTls::Verify, Some(ca))
+                    .map_err(|e| anyhow::anyhow!("--admin-ca: {e}"))?;
+                let name = crate::proxy::tls::server_name(bare)
+                    .map_err(|e| anyhow::anyhow!("--admin host `{host}`: {e}"))?;
+                (Some((connector, name)), 443)
+            }
+            _ => bail!("--admin must be an http:// (loopback) or https:// URL"),
+        };
+        Ok(Endpoint {
+            base: admin.trim_end_matches('/').to_owned(),
+            host: bare.to_owned(),
+            port: uri.port_u16().unwrap_or(default_port),
+            tls,
+        })
     }
-    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
-        bail!("--admin takes the gateway's address only, like http://127.0.0.1:9190");
+
+    fn authority(&self) -> String {
+        match self.host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(_)) => format!("[{}]:{}", self.host, self.port),
+            _ => format!("{}:{}", self.host, self.port),
+        }
     }
-    Ok(admin.trim_end_matches('/').to_owned())
 }
 
 /// One request; the answer's status and body.
 pub async fn request(
-    base: &str,
+    endpoint: &Endpoint,
     path: &str,
     method: Method,
     token: &str,
     body: Option<Value>,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let base = &endpoint.base;
     let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
         .context("the token contains characters not allowed in a header")?;
     auth.set_sensitive(true);
     let mut request = Request::builder()
         .method(method)
-        .uri(format!("{base}{path}"))
+        .uri(path)
+        .header(header::HOST, endpoint.authority())
         .header(header::AUTHORIZATION, auth);
     let body = match body {
         Some(body) => {
@@ -155,10 +222,17 @@ pub async fn request(
     };
     let request = request.body(body).context("building the request")?;
     let exchange = async {
-        let response = client.request(request).await?;
-        let status = response.status();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, bytes))
+        let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
+        match &endpoint.tls {
+            None => exchange(stream, request).await,
+            Some((connector, name)) => {
+                let stream = connector
+                    .connect(name.clone(), stream)
+                    .await
+                    .context("TLS with the admin API")?;
+                exchange(stream, request).await
+            }
+        }
     };
     tokio::time::timeout(REQUEST_TIMEOUT, exchange)
         .await
@@ -171,16 +245,40 @@ pub async fn request(
         .with_context(|| format!("cannot reach the admin API at {base}"))
 }
 
+/// One HTTP/1.1 exchange on a connected stream.
+async fn exchange<S>(
+    stream: S,
+    request: Request<Full<Bytes>>,
+) -> anyhow::Result<(StatusCode, Bytes)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let connection = tokio::spawn(connection);
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    drop(sender);
+    connection.abort();
+    Ok((status, bytes))
+}
+
 /// [`request`], the answer read as JSON.
 pub async fn call(
-    base: &str,
+    endpoint: &Endpoint,
     path: &str,
     method: Method,
     token: &str,
     body: Option<Value>,
 ) -> anyhow::Result<(StatusCode, Value)> {
-    let (status, bytes) = request(base, path, method, token, body).await?;
-    let value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{base} answered HTTP {} without JSON", status.as_u16()))?;
+    let (status, bytes) = request(endpoint, path, method, token, body).await?;
+    let value = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{} answered HTTP {} without JSON",
+            endpoint.base,
+            status.as_u16()
+        )
+    })?;
     Ok((status, value))
 }

@@ -1,6 +1,6 @@
 //! `warden approvals`: list, approve and deny held commands through a running gateway's admin
-//! API (see `admin.rs`). Plain HTTP, so only loopback addresses are accepted: the bearer token
-//! must not cross a network in the clear.
+//! API (`admin/`): plain HTTP to a loopback address, or HTTPS verified against `--admin-ca`
+//! (the bearer token must not cross a network in the clear).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -11,7 +11,7 @@ use hyper::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::admin_client::{admin_base, call};
+use super::admin_client::{Endpoint, call};
 use crate::approvals::{PendingInfo, chain};
 
 /// Widest command and reason shown by `list`; the full text is in `GET /v1/approvals`.
@@ -32,6 +32,9 @@ pub struct ApprovalsArgs {
     /// process list. Optional to clap only because clap refuses required global arguments.
     #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// For an https:// --admin: the PEM file of the CA that signed its certificate.
+    #[arg(long, env = "WARDEN_ADMIN_CA", global = true)]
+    pub admin_ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub cmd: ApprovalsCmd,
 }
@@ -76,7 +79,7 @@ pub fn run_with(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let base = admin_base(&args.admin)?;
+    let endpoint = Endpoint::parse(&args.admin, args.admin_ca.as_deref())?;
     let Some(token) = args.token.as_deref().filter(|t| !t.trim().is_empty()) else {
         bail!("a token is required: set WARDEN_TOKEN or pass --token");
     };
@@ -92,7 +95,7 @@ pub fn run_with(
         ApprovalsCmd::Deny { id, reason } => (decide_path(id, "deny")?, Method::POST, Some(reason)),
     };
     let body = body.map(|reason| json!({ "reason": reason }));
-    let (status, value) = runtime.block_on(call(&base, &path, method, token, body))?;
+    let (status, value) = runtime.block_on(call(&endpoint, &path, method, token, body))?;
     if !status.is_success() {
         let message = value
             .get("error")
@@ -230,19 +233,28 @@ fn truncate(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use crate::audit::{Requester, Timestamp};
+    use std::path::Path;
 
     #[test]
-    fn admin_must_be_loopback_http() {
+    fn admin_is_loopback_http_or_verified_https() {
+        let parse = |url: &str| Endpoint::parse(url, None);
         assert_eq!(
-            admin_base("http://127.0.0.1:9190/").unwrap(),
+            parse("http://127.0.0.1:9190/").unwrap().base,
             "http://127.0.0.1:9190"
         );
-        assert!(admin_base("http://localhost:9190").is_ok());
-        assert!(admin_base("http://[::1]:9190").is_ok());
-        assert!(admin_base("https://127.0.0.1:9190").is_err());
-        assert!(admin_base("http://10.0.0.1:9190").is_err());
-        assert!(admin_base("http://gateway.example:9190").is_err());
-        assert!(admin_base("http://127.0.0.1:9190/v1").is_err());
+        assert!(parse("http://localhost:9190").is_ok());
+        assert!(parse("http://[::1]:9190").is_ok());
+        assert!(parse("http://10.0.0.1:9190").is_err());
+        assert!(parse("http://gateway.example:9190").is_err());
+        assert!(parse("http://127.0.0.1:9190/v1").is_err());
+        assert!(parse("ftp://127.0.0.1:9190").is_err());
+        // https needs the CA to verify the gateway with.
+        let err = parse("https://gateway.example:9190")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--admin-ca"), "{err}");
+        let missing = Some(Path::new("/nonexistent/ca.pem"));
+        assert!(Endpoint::parse("https://gateway.example:9190", missing).is_err());
     }
 
     #[test]

@@ -95,7 +95,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     crate::proxy::ssh::check_upstreams(&config).await?;
     let verifier = Verifier::from_config(&config.identity)?;
     let approvals = Approvals::new(audit.clone(), &config.admin);
-    let admin_listener = admin::bind(config.admin.listen).await?;
+    let admin_tls = admin::tls(&config.admin)?;
+    let admin_listener = admin::bind(config.admin.listen, admin_tls.is_some()).await?;
     let pg_listener = match &config.postgres {
         Some(pg) => Some((
             tokio::net::TcpListener::bind(pg.listen).await?,
@@ -169,7 +170,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     };
     let admin_stop = stopped(stop_rx.clone());
     tasks.spawn(async move {
-        if let Err(e) = admin::serve(admin_listener, state, admin_stop).await {
+        if let Err(e) = admin::serve(admin_listener, state, admin_tls, admin_stop).await {
             tracing::error!("admin API: {e}");
         }
     });
