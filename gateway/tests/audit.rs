@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use warden::audit::schema::{APPROVALS, EVENTS, HEAD, META, RECORDINGS, SESSIONS};
 use warden::audit::{
     ApprovalDecided, ApprovalRequested, AuditError, AuditPrincipal, AuditStore, AuditVerdict,
@@ -973,61 +973,82 @@ fn run_child_until(path: &Path, kill_at: u64) -> u64 {
 #[test]
 #[ignore = "a measurement, not a check"]
 fn append_rate() {
-    use std::io::Write;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    // The floor: one 300-byte write and fdatasync on the same file system, as a journal would.
-    {
+    // The floors: one 300-byte write and fdatasync on the same file system, appending (the
+    // file grows, so the sync carries its size too) and into space written beforehand (what
+    // the journal does).
+    for preallocated in [false, true] {
+        use std::os::unix::fs::FileExt;
         let dir = tempfile::tempdir().unwrap();
-        let mut file = std::fs::File::create(dir.path().join("probe")).unwrap();
+        let file = std::fs::File::create(dir.path().join("probe")).unwrap();
+        if preallocated {
+            file.write_all_at(&vec![0; 1 << 20], 0).unwrap();
+            file.sync_all().unwrap();
+        }
         let started = Instant::now();
-        for _ in 0..1000 {
-            file.write_all(&[b'x'; 300]).unwrap();
+        for i in 0..1000u64 {
+            file.write_all_at(&[b'x'; 300], i * 300).unwrap();
             file.sync_data().unwrap();
         }
         let each = started.elapsed() / 1000;
         println!(
-            "   raw write+fdatasync: {:.0} µs each = {:.0} per second",
+            "   raw write+fdatasync ({}): {:.0} µs each = {:.0} per second",
+            if preallocated {
+                "preallocated"
+            } else {
+                "appending"
+            },
             each.as_secs_f64() * 1e6,
             1.0 / each.as_secs_f64()
         );
     }
-    for appenders in [1u64, 8, 32, 128] {
-        let dir = tempfile::tempdir().unwrap();
-        let store = AuditStore::open(db_path(&dir)).unwrap();
-        let per_task = (2_000 / appenders).max(20);
-        let total = per_task * appenders;
-        let started = Instant::now();
-        runtime.block_on(async {
-            let mut tasks = Vec::new();
-            for t in 0..appenders {
-                let store = store.clone();
-                tasks.push(tokio::spawn(async move {
-                    for i in 0..per_task {
-                        let text = format!("select * from t where id = {i}");
-                        store
-                            .append(command(&format!("s{t}"), &text, AuditVerdict::Allow))
-                            .await
-                            .unwrap();
-                    }
-                }));
-            }
-            for task in tasks {
-                task.await.unwrap();
-            }
-        });
-        let elapsed = started.elapsed();
-        let stats = store.stats();
-        println!(
-            "{appenders:>4} appenders: {total} events in {:.2?} = {:.0} appends/s, {} commits ({:.1} events/commit)",
-            elapsed,
-            total as f64 / elapsed.as_secs_f64(),
-            stats.commits,
-            stats.events as f64 / stats.commits as f64,
-        );
-        store.close().unwrap();
+    for (mode, journal_size) in [
+        ("redb commits", 0),
+        ("journal", StoreOptions::default().journal_size),
+    ] {
+        for appenders in [1u64, 8, 32, 128] {
+            let dir = tempfile::tempdir().unwrap();
+            let options = StoreOptions {
+                journal_size,
+                ..StoreOptions::default()
+            };
+            let store = AuditStore::open_with(db_path(&dir), &options).unwrap();
+            let per_task = (2_000 / appenders).max(20);
+            let total = per_task * appenders;
+            let started = Instant::now();
+            runtime.block_on(async {
+                let mut tasks = Vec::new();
+                for t in 0..appenders {
+                    let store = store.clone();
+                    tasks.push(tokio::spawn(async move {
+                        for i in 0..per_task {
+                            let text = format!("select * from t where id = {i}");
+                            store
+                                .append(command(&format!("s{t}"), &text, AuditVerdict::Allow))
+                                .await
+                                .unwrap();
+                        }
+                    }));
+                }
+                for task in tasks {
+                    task.await.unwrap();
+                }
+            });
+            let elapsed = started.elapsed();
+            let stats = store.stats();
+            println!(
+                "{mode:>12}, {appenders:>3} appenders: {total} events in {:.2?} = {:.0} appends/s, {:.0} µs each alone, {} commits ({:.1} events/commit)",
+                elapsed,
+                total as f64 / elapsed.as_secs_f64(),
+                elapsed.as_secs_f64() * 1e6 / (total / appenders) as f64,
+                stats.commits,
+                stats.events as f64 / stats.commits as f64,
+            );
+            store.close().unwrap();
+        }
     }
 }
 
@@ -1300,6 +1321,148 @@ fn pruning_keeps_what_remains_verifiable_and_is_itself_in_the_chain() {
     assert_eq!(cli_verify(&path), ExitCode::FAILURE);
 }
 
+/// A statement long enough to be stored once (`texts.rs`: 512 bytes and up).
+fn long_statement(tag: &str) -> String {
+    format!(
+        "SELECT {} FROM orders WHERE tag = '{tag}'",
+        (0..400)
+            .map(|i| format!("c{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// Bytes a store grows by for 2000 appends of `text`, checking what reads back.
+fn growth_for_repeats(text: &str) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = AuditStore::open(&path).unwrap();
+    store.append_blocking(note("warm-up")).unwrap();
+    store.close().unwrap();
+    let empty = std::fs::metadata(&path).unwrap().len();
+    let store = AuditStore::open(&path).unwrap();
+    for _ in 0..2000 {
+        store
+            .append_blocking(command("s1", text, AuditVerdict::Allow))
+            .unwrap();
+    }
+    let events = store.events(2..).unwrap();
+    assert_eq!(events.len(), 2000);
+    assert!(events.iter().all(|e| matches!(
+        &e.event.kind,
+        EventKind::Command(c) if c.command == text
+    )));
+    assert!(store.verify().unwrap().is_ok());
+    store.close().unwrap();
+    // Exports carry the whole text.
+    let (code, jsonl) = warden(&["audit", "export", "--db", path.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert_eq!(jsonl.matches(text).count(), 2000);
+    std::fs::metadata(&path).unwrap().len() - empty
+}
+
+#[test]
+fn a_repeated_long_statement_is_stored_once_and_read_back_whole() {
+    let short = long_statement("a");
+    let long = format!("{short} {}", "-- padding ".repeat(700));
+    assert!(short.len() > 2000 && long.len() > 9000);
+    let (small, big) = (growth_for_repeats(&short), growth_for_repeats(&long));
+    let traffic = 2000 * long.len() as u64;
+    eprintln!(
+        "2000 × {} bytes: {small} bytes stored; 2000 × {} bytes: {big} bytes stored ({:.3}×)",
+        short.len(),
+        long.len(),
+        big as f64 / traffic as f64
+    );
+    // What each repeat costs does not depend on the text's length: it is stored once.
+    assert!(big < small + small / 2, "{big} vs {small}");
+    assert!(big * 10 < traffic, "{big} bytes for {traffic}");
+}
+
+#[test]
+fn a_changed_stored_text_is_found_at_the_first_event_using_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = AuditStore::open(&path).unwrap();
+    store.append_blocking(note("first")).unwrap();
+    let text = long_statement("drop-me");
+    for _ in 0..3 {
+        store
+            .append_blocking(command("s1", &text, AuditVerdict::Deny))
+            .unwrap();
+    }
+    store.close().unwrap();
+    assert_eq!(cli_verify(&path), ExitCode::SUCCESS);
+    // The stored text edited (`drop-me` → `select1`, same length), recompressed.
+    tamper_table(&path, warden::audit::schema::TEXTS, |t| {
+        let (digest, stored) = {
+            let (k, v) = t.iter().unwrap().next().unwrap().unwrap();
+            (k.value(), v.value().to_vec())
+        };
+        let plain = zstd::bulk::decompress(&stored, 1 << 20).unwrap();
+        let forged = edited_json(&plain, "drop-me", "select1");
+        let forged = zstd::bulk::compress(&forged, 3).unwrap();
+        t.insert(digest, forged.as_slice()).unwrap();
+    });
+    let report = verify_file(&path);
+    let problem = report.problem.unwrap();
+    assert_eq!(
+        (problem.seq, problem.kind),
+        (2, ProblemKind::Changed),
+        "{problem:?}"
+    );
+    // Removed altogether: the same.
+    tamper_table(&path, warden::audit::schema::TEXTS, |t| {
+        let digest = t.iter().unwrap().next().unwrap().unwrap().0.value();
+        t.remove(digest).unwrap();
+    });
+    let problem = verify_file(&path).problem.unwrap();
+    assert_eq!(
+        (problem.seq, problem.kind),
+        (2, ProblemKind::Changed),
+        "{problem:?}"
+    );
+}
+
+#[test]
+fn retention_removes_a_text_with_the_last_event_that_used_it() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = AuditStore::open(&path).unwrap();
+    let (shared, old_only) = (long_statement("shared"), long_statement("old-only"));
+    start(&store, "s-old", "payments", &["alice"]);
+    for text in [&shared, &old_only] {
+        store
+            .append_blocking(command("s-old", text, AuditVerdict::Allow))
+            .unwrap();
+    }
+    end_session(&store, "s-old");
+    std::thread::sleep(Duration::from_millis(30));
+    let cut = Timestamp::now();
+    std::thread::sleep(Duration::from_millis(30));
+    whole_session(&store, &rt, "s-new", false);
+    store
+        .append_blocking(command("s-new", &shared, AuditVerdict::Allow))
+        .unwrap();
+    end_session(&store, "s-new");
+    store.prune_blocking(cut).unwrap().unwrap();
+    assert!(store.verify().unwrap().is_ok());
+    let kept = store.events(..).unwrap();
+    assert!(kept.iter().any(|e| matches!(
+        &e.event.kind,
+        EventKind::Command(c) if c.command == shared
+    )));
+    store.close().unwrap();
+    let db = Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let texts = txn.open_table(warden::audit::schema::TEXTS).unwrap();
+    let last = txn.open_table(warden::audit::schema::TEXT_LAST).unwrap();
+    // Only the text a remaining event uses is left.
+    assert_eq!(texts.len().unwrap(), 1);
+    assert_eq!(last.len().unwrap(), 1);
+}
+
 #[test]
 fn a_cut_set_by_hand_to_hide_old_events_is_found() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -1348,6 +1511,150 @@ fn digest(path: &Path) -> String {
     warden::audit::sha256_hex(&std::fs::read(path).unwrap())
 }
 
+fn journal_of(db: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.journal", db.display()))
+}
+
+/// What a crash leaves, or a copy taken while the store is open: the database as of its last
+/// durable commit (redb writes its header only then) and the journal holding what was
+/// acknowledged since.
+fn crash_copy(path: &Path, to: &Path) {
+    std::fs::copy(path, to).unwrap();
+    std::fs::copy(journal_of(path), journal_of(to)).unwrap();
+}
+
+#[test]
+fn acknowledged_events_survive_a_crash_through_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = AuditStore::open(&path).unwrap();
+    let mut acknowledged = 0;
+    for i in 0..50 {
+        let text = format!("select {i}");
+        acknowledged = store
+            .append_blocking(command("s1", &text, AuditVerdict::Allow))
+            .unwrap();
+    }
+    let chunk = br#"{"t":0,"type":"rows"}"#.repeat(100);
+    assert_eq!(
+        rt.block_on(store.append_recording("s1", chunk.clone()))
+            .unwrap(),
+        0
+    );
+    acknowledged += 1;
+    assert!(store.stats().journal_syncs >= 51, "{:?}", store.stats());
+    let crashed = dir.path().join("crashed.redb");
+    crash_copy(&path, &crashed);
+    store.close().unwrap();
+
+    // The database file alone is behind what was acknowledged: the journal made it durable.
+    let bare = dir.path().join("bare.redb");
+    std::fs::copy(&crashed, &bare).unwrap();
+    let (alone, _) = AuditStore::open_evidence(&bare).unwrap();
+    assert!(alone.head().unwrap().0 < acknowledged);
+    drop(alone);
+
+    // Offline reads of what the crash left see every acknowledged event, and change nothing.
+    let digests = || (digest(&crashed), digest(&journal_of(&crashed)));
+    let before = digests();
+    let (evidence, recovered) = AuditStore::open_evidence(&crashed).unwrap();
+    assert!(recovered);
+    assert_eq!(evidence.head().unwrap().0, acknowledged);
+    assert!(evidence.verify().unwrap().is_ok());
+    assert_eq!(evidence.recording("s1").unwrap(), vec![chunk.clone()]);
+    drop(evidence);
+    let (code, out) = warden(&["audit", "verify", "--db", crashed.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("{acknowledged} events")), "{out}");
+    assert_eq!(digests(), before);
+
+    // The gateway opening them puts the journal's events back and continues the chain.
+    let store = AuditStore::open(&crashed).unwrap();
+    assert_eq!(store.head().unwrap().0, acknowledged);
+    assert!(store.verify().unwrap().is_ok());
+    assert_eq!(store.recording("s1").unwrap(), vec![chunk]);
+    assert_eq!(
+        store.append_blocking(note("after the crash")).unwrap(),
+        acknowledged + 1
+    );
+    store.close().unwrap();
+    // Closed cleanly, the database holds everything on its own.
+    std::fs::remove_file(journal_of(&crashed)).unwrap();
+    let (alone, recovered) = AuditStore::open_evidence(&crashed).unwrap();
+    assert!(!recovered);
+    assert_eq!(alone.head().unwrap().0, acknowledged + 1);
+}
+
+#[test]
+fn a_journal_that_does_not_continue_the_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = AuditStore::open(&path).unwrap();
+    for i in 0..5 {
+        store.append_blocking(note(format!("n{i}"))).unwrap();
+    }
+    let crashed = dir.path().join("crashed.redb");
+    crash_copy(&path, &crashed);
+    store.close().unwrap();
+    // Another database put in its place (or one rolled back), under the crashed one's journal.
+    let (_other_dir, other) = closed_db_with(3);
+    std::fs::copy(&other, &crashed).unwrap();
+    let err = AuditStore::open(&crashed).unwrap_err().to_string();
+    assert!(err.contains("does not continue this database"), "{err}");
+    let err = AuditStore::open_evidence(&crashed).unwrap_err().to_string();
+    assert!(err.contains("does not continue this database"), "{err}");
+    // Nothing of it was applied.
+    std::fs::rename(journal_of(&crashed), dir.path().join("aside")).unwrap();
+    let (store, _) = AuditStore::open_evidence(&crashed).unwrap();
+    assert_eq!(store.head().unwrap().0, 3);
+}
+
+#[test]
+fn a_small_journal_starts_over_often_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let options = StoreOptions {
+        journal_size: 16 << 10,
+        ..StoreOptions::default()
+    };
+    let store = AuditStore::open_with(&path, &options).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..100 {
+                    let text = format!("select {t}, {i}");
+                    store
+                        .append(command(&format!("s{t}"), &text, AuditVerdict::Allow))
+                        .await
+                        .unwrap();
+                }
+                // A chunk bigger than the whole journal is made durable by redb instead.
+                let big: Vec<u8> = (0..200_000u32).flat_map(|n| n.to_le_bytes()).collect();
+                store.append_recording(&format!("s{t}"), big).await.unwrap();
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    let stats = store.stats();
+    assert!(stats.flushes >= 3, "{stats:?}");
+    assert!(stats.journal_syncs > 0, "{stats:?}");
+    let crashed = dir.path().join("crashed.redb");
+    crash_copy(&path, &crashed);
+    store.close().unwrap();
+    let store = AuditStore::open(&crashed).unwrap();
+    assert_eq!(store.head().unwrap().0, 808);
+    assert!(store.verify().unwrap().is_ok());
+    for t in 0..8 {
+        assert_eq!(store.recording(&format!("s{t}")).unwrap()[0].len(), 800_000);
+    }
+}
+
 #[test]
 fn reading_evidence_never_changes_the_file() {
     let (dir, path, _) = closed_db_with_a_session();
@@ -1372,7 +1679,7 @@ fn reading_evidence_never_changes_the_file() {
         store.append_blocking(note(format!("n{i}"))).unwrap();
     }
     let copy = dir.path().join("copied-while-open.redb");
-    std::fs::copy(&live, &copy).unwrap();
+    crash_copy(&live, &copy);
     store.close().unwrap();
     let copied = digest(&copy);
     let scratch = dir.path().join("tmp");

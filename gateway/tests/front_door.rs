@@ -391,6 +391,62 @@ async fn kill_9_under_load_leaves_no_session_open() {
     assert!(store.verify().unwrap().is_ok(), "chain verifies");
 }
 
+/// Every statement the server ran before a SIGKILL has its audit event afterwards, read offline
+/// before any restart and after one: each was durable (in the journal) before it was
+/// forwarded, and the journal is put back on the next read or start.
+#[test]
+fn statements_run_before_a_sigkill_are_in_the_audit_offline_and_after_restart() {
+    let pg = card_server();
+    let mut gw = Gateway::start(&pg, "payments", Extra::default());
+    let token = gw.token("alice", &[], &[]);
+    let markers: Vec<String> = (0..12).map(|i| format!("journal_marker_{i:02}")).collect();
+    for marker in &markers {
+        let (ok, _, err) = psql(
+            &gw.conninfo("open", &token),
+            &format!("SELECT 1 AS {marker}"),
+            &[],
+        );
+        assert!(ok, "{err}");
+    }
+    gw.kill9();
+    // Ground truth: the server ran every one of them.
+    let log = pg.log_text();
+    for marker in &markers {
+        assert!(
+            log.contains(marker.as_str()),
+            "{marker} not in the server's log"
+        );
+    }
+    let db = gw.audit_path();
+    let export = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["audit", "export", "--db", db.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let offline = export();
+    for marker in &markers {
+        assert!(
+            offline.contains(marker.as_str()),
+            "{marker} missing from the audit after SIGKILL"
+        );
+    }
+    gw.restart();
+    gw.stop();
+    let after = export();
+    for marker in &markers {
+        assert_eq!(after.matches(marker.as_str()).count(), 1, "{marker}");
+    }
+    let store = AuditStore::open(gw.audit_path()).unwrap();
+    assert!(store.verify().unwrap().is_ok());
+}
+
 /// A gateway whose PostgreSQL role is a superuser does not start, unless the target allows it.
 #[test]
 fn a_superuser_upstream_is_refused_at_start() {

@@ -25,6 +25,7 @@ use super::event::{Event, EventKind};
 use super::query::{ExportFilter, SessionContext, Sessions};
 use super::schema::EVENTS;
 use super::store::read_base;
+use super::texts::{expand, open_texts};
 use super::verify::{ChainProblem, ProblemKind, VerifyReport};
 
 const EVENT_KEY: &str = ",\"event\":";
@@ -78,6 +79,7 @@ pub(crate) fn export_events(
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, AuditError> {
     let table = txn.open_table(EVENTS)?;
+    let texts = open_texts(txn)?;
     let base = read_base(txn)?;
     let from = options
         .filter
@@ -105,7 +107,8 @@ pub(crate) fn export_events(
     let mut count = 0;
     for entry in table.range(from..)? {
         let (key, value) = entry?;
-        let (hash, bytes) = value.value();
+        let (hash, row) = value.value();
+        let bytes = &*expand(row, texts.as_ref())?;
         let seq = key.value();
         progress(seq);
         let this_prev = std::mem::replace(&mut prev, hash);

@@ -9,7 +9,7 @@
 //!
 //! Files: `event.rs` is the record format auditors read, `records.rs` the session and approval
 //! listings derived from it, [`schema`] the redb tables, `store.rs` the handle and its readers,
-//! `verify.rs` the chain walk.
+//! `verify.rs` the chain walk, `journal.rs` the write-ahead journal that makes appends durable.
 //!
 //! redb locks the database file to the process that opens it. While the gateway runs, another
 //! process (such as `warden audit verify`) cannot open it: verify a copy, or use the running
@@ -21,6 +21,7 @@ pub mod checkpoint;
 mod error;
 mod event;
 mod export;
+mod journal;
 mod query;
 mod records;
 mod recover;
@@ -28,6 +29,7 @@ pub mod report;
 mod retention;
 pub mod schema;
 mod store;
+mod texts;
 mod verify;
 mod writer;
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use super::event::{AuditVerdict, EventKind, NewEvent, SessionCounts, SessionEnd, Timestamp};
 use super::schema::EVENTS;
+use super::texts::{expand, open_texts};
 use super::{AuditError, AuditStore};
 
 /// One session closed by [`AuditStore::close_orphans`].
@@ -47,10 +48,11 @@ impl AuditStore {
         {
             let txn = self.read()?;
             let table = txn.open_table(EVENTS)?;
+            let texts = open_texts(&txn)?;
             for entry in table.range(oldest..)?.rev() {
                 let (_, value) = entry?;
-                let (_, bytes) = value.value();
-                let event: super::Event = serde_json::from_slice(bytes)?;
+                let (_, row) = value.value();
+                let event: super::Event = serde_json::from_slice(&expand(row, texts.as_ref())?)?;
                 let Some(orphan) = event.session.as_ref().and_then(|id| found.get_mut(id)) else {
                     continue;
                 };

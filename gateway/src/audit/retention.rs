@@ -17,6 +17,7 @@ use super::checkpoint::Checkpointer;
 use super::event::{EventKind, Pruned, Timestamp};
 use super::records::{ApprovalRecord, SessionRecord};
 use super::schema::BASE;
+use super::texts::expand;
 use super::writer::{ChainHead, Tables};
 
 /// Remove what is older than `before`; returns the `pruned` event's `seq`, or 0 when nothing
@@ -94,6 +95,18 @@ pub(crate) fn prune(
             removed.events += 1;
         }
     }
+    // Texts no event after the cut uses any more.
+    let mut unused = Vec::new();
+    for entry in tables.text_last.iter()? {
+        let (digest, last) = entry?;
+        if last.value() <= cut {
+            unused.push(digest.value());
+        }
+    }
+    for digest in unused {
+        tables.text_last.remove(digest)?;
+        tables.texts.remove(digest)?;
+    }
     tables.meta.insert(BASE, (cut, cut_hash))?;
     tracing::info!(
         through = cut,
@@ -115,9 +128,11 @@ fn due_before(tables: &Tables<'_>, base: u64, before: Timestamp) -> Result<u64, 
     let mut cut = base;
     for entry in tables.events.range(base + 1..)? {
         let (key, value) = entry?;
-        let bytes = value.value().1;
-        let due = EventHeader::parse(bytes).is_ok()
-            && serde_json::from_slice::<Time>(bytes).is_ok_and(|t| t.time < before);
+        let Ok(bytes) = expand(value.value().1, Some(&tables.texts)) else {
+            break;
+        };
+        let due = EventHeader::parse(&bytes).is_ok()
+            && serde_json::from_slice::<Time>(&bytes).is_ok_and(|t| t.time < before);
         if !due {
             break;
         }

@@ -21,6 +21,12 @@ pub const APPROVALS: TableDefinition<&str, &[u8]> = TableDefinition::new("approv
 /// (Session id, chunk number from 0) → recording bytes, masked by the caller.
 pub const RECORDINGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("recordings");
 
+/// sha256 of a long text cut out of events → the text, zstd-compressed (`texts.rs`).
+pub const TEXTS: TableDefinition<Hash, &[u8]> = TableDefinition::new("texts");
+
+/// sha256 of a text in [`TEXTS`] → `seq` of the newest event stored with it (for retention).
+pub const TEXT_LAST: TableDefinition<Hash, u64> = TableDefinition::new("text_last");
+
 /// Name → (sequence number, hash). See [`HEAD`].
 pub const META: TableDefinition<&str, (u64, Hash)> = TableDefinition::new("meta");
 

@@ -19,9 +19,11 @@ use super::chain::{GENESIS, Hash};
 use super::checkpoint::Checkpointer;
 use super::event::{Event, EventKind, NewEvent, Pruned, SignedHead, Timestamp};
 use super::export::{ExportOptions, export_events};
+use super::journal::{self, Journal};
 use super::query::{ExportFilter, SessionContext, Sessions};
 use super::records::{ApprovalRecord, SessionRecord, get_json};
-use super::schema::{APPROVALS, BASE, EVENTS, HEAD, META, RECORDINGS, SESSIONS};
+use super::schema::{APPROVALS, BASE, EVENTS, HEAD, META, RECORDINGS, SESSIONS, TEXT_LAST, TEXTS};
+use super::texts::{expand, open_texts};
 use super::verify::{VerifyReport, verify_chain};
 use super::writer::{ChainHead, Counters, Op, Reply, Request, Writer, WriterStats};
 use super::{AuditConfig, AuditError};
@@ -43,6 +45,9 @@ pub struct StoreOptions {
     pub text_cap: usize,
     /// See [`super::AuditConfig::min_free`] (0: no guard).
     pub min_free: u64,
+    /// Size of the write-ahead journal beside the file (`journal.rs`); 0: every batch is a
+    /// durable redb commit instead.
+    pub journal_size: u64,
 }
 
 impl Default for StoreOptions {
@@ -54,6 +59,7 @@ impl Default for StoreOptions {
             checkpointer: None,
             text_cap: super::DEFAULT_TEXT_CAP,
             min_free: 0,
+            journal_size: journal::DEFAULT_SIZE,
         }
     }
 }
@@ -217,9 +223,26 @@ impl AuditStore {
         AuditStore::start(db, path, options)
     }
 
-    /// Start the writer on an opened database.
+    /// Start the writer on an opened database, after putting back what its journal holds
+    /// beyond the last durable commit (a crash).
     fn start(db: Database, path: &Path, options: &StoreOptions) -> Result<AuditStore, AuditError> {
         ensure_tables(&db)?;
+        let journal = if options.journal_size > 0 {
+            let (mut journal, records) =
+                Journal::open(&journal::path_for(path), options.journal_size)?;
+            let restored = super::writer::replay(&db, &records)?;
+            if restored > 0 {
+                tracing::warn!(
+                    restored,
+                    journal = %journal.path().display(),
+                    "audit events restored from the journal after an unclean stop"
+                );
+            }
+            journal.reset()?;
+            Some(journal)
+        } else {
+            None
+        };
         let head = load_head(&db)?;
         let db = Arc::new(db);
         let counters = Arc::new(Counters::default());
@@ -232,6 +255,7 @@ impl AuditStore {
             counters: counters.clone(),
             checkpointer: options.checkpointer.clone(),
             last_checkpoint: last_checkpoint(&db)?,
+            journal,
         };
         let handle = std::thread::Builder::new()
             .name("warden-audit-writer".into())
@@ -272,6 +296,16 @@ impl AuditStore {
                 )));
             }
         };
+        // Events acknowledged after the file's last durable commit are in the journal (the
+        // gateway stopped without closing): reading them needs a recovered copy.
+        let head = read_head(&db.begin_read()?)?.map_or(0, |h| h.seq);
+        let journal = journal::path_for(path);
+        if Journal::read(&journal)?.iter().any(|r| r.seq() > head) {
+            return Err(AuditError::NeedsRecovery(format!(
+                "{} (its journal holds newer events)",
+                path.display()
+            )));
+        }
         // Nobody listens: a write request fails at once with `WriterGone`.
         let (tx, _) = mpsc::unbounded_channel();
         Ok(AuditStore {
@@ -334,7 +368,13 @@ impl AuditStore {
         std::io::copy(&mut std::fs::File::open(path)?, &mut copy)?;
         let backend = redb::backends::FileBackend::new(copy)?;
         let db = builder(true).create_with_backend(backend)?;
-        let store = AuditStore::start(db, path, &StoreOptions::default())?;
+        // The original's journal, read and applied to the copy only.
+        super::writer::replay(&db, &Journal::read(&journal::path_for(path))?)?;
+        let options = StoreOptions {
+            journal_size: 0,
+            ..StoreOptions::default()
+        };
+        let store = AuditStore::start(db, path, &options)?;
         Ok((store, true))
     }
 
@@ -506,14 +546,15 @@ impl AuditStore {
     pub fn events(&self, range: impl RangeBounds<u64>) -> Result<Vec<ChainedEvent>, AuditError> {
         let txn = self.read()?;
         let table = txn.open_table(EVENTS)?;
+        let texts = open_texts(&txn)?;
         let mut out = Vec::new();
         for entry in
             table.range::<u64>((range.start_bound().cloned(), range.end_bound().cloned()))?
         {
             let (_, value) = entry?;
-            let (hash, bytes) = value.value();
+            let (hash, row) = value.value();
             out.push(ChainedEvent {
-                event: serde_json::from_slice(bytes)?,
+                event: serde_json::from_slice(&expand(row, texts.as_ref())?)?,
                 hash,
             });
         }
@@ -574,17 +615,18 @@ impl AuditStore {
     pub fn checkpoint_events(&self) -> Result<Vec<SignedHead>, AuditError> {
         let txn = self.read()?;
         let table = txn.open_table(EVENTS)?;
+        let texts = open_texts(&txn)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
             let (_, value) = entry?;
-            let bytes = value.value().1;
-            if !is_checkpoint(bytes) {
+            let row = value.value().1;
+            if !is_checkpoint(row) {
                 continue;
             }
             if let Ok(Event {
                 kind: EventKind::Checkpoint(c),
                 ..
-            }) = serde_json::from_slice(bytes)
+            }) = serde_json::from_slice(&expand(row, texts.as_ref())?)
             {
                 out.push(c.head);
             }
@@ -618,10 +660,12 @@ impl AuditStore {
     ) -> Result<(), AuditError> {
         let txn = self.read()?;
         let table = txn.open_table(EVENTS)?;
+        let texts = open_texts(&txn)?;
         let mut sessions = Sessions::new(&txn);
         for entry in table.range(filter.from_seq.unwrap_or(0)..)? {
             let (_, value) = entry?;
-            let Ok(event) = serde_json::from_slice::<Event>(value.value().1) else {
+            let bytes = expand(value.value().1, texts.as_ref())?;
+            let Ok(event) = serde_json::from_slice::<Event>(&bytes) else {
                 continue;
             };
             let context = sessions.context(&event)?;
@@ -705,6 +749,8 @@ fn ensure_tables(db: &Database) -> Result<(), AuditError> {
         table_missing(txn.open_table(APPROVALS))?,
         table_missing(txn.open_table(RECORDINGS))?,
         table_missing(txn.open_table(META))?,
+        table_missing(txn.open_table(TEXTS))?,
+        table_missing(txn.open_table(TEXT_LAST))?,
     ];
     drop(txn);
     if !missing.contains(&true) {
@@ -716,6 +762,8 @@ fn ensure_tables(db: &Database) -> Result<(), AuditError> {
     txn.open_table(APPROVALS)?;
     txn.open_table(RECORDINGS)?;
     txn.open_table(META)?;
+    txn.open_table(TEXTS)?;
+    txn.open_table(TEXT_LAST)?;
     txn.commit()?;
     Ok(())
 }
@@ -818,7 +866,7 @@ fn all_json<T: for<'de> serde::Deserialize<'de>>(
 
 /// The audit trail is readable by the gateway's user only (0600), whatever the umask: created
 /// so, or narrowed when it was not (a file someone else owns is left as it is, with a warning).
-fn private_file(path: &Path) -> Result<(), AuditError> {
+pub(crate) fn private_file(path: &Path) -> Result<(), AuditError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let created = std::fs::OpenOptions::new()
         .write(true)

@@ -2,10 +2,14 @@
 //! channel; the writer takes everything queued (up to a bound), chains and writes it in one
 //! transaction, commits once with `Durability::Immediate`, and only then answers each appender.
 //!
-//! Why a thread and not a task: a redb commit is a blocking fsync, and redb allows one write
+//! Why a thread and not a task: a commit ends in a blocking fsync, and redb allows one write
 //! transaction at a time anyway, so a dedicated thread is the honest shape. Why it helps: an
 //! fsync costs the same for one event or five hundred, so N sessions logging at once pay for
 //! about one fsync each round instead of N.
+//!
+//! With a journal (the gateway's default, `journal.rs`) the redb commit is not durable itself:
+//! the batch's records are appended to the journal and synced, and that sync is what the
+//! appenders wait for. Batches that prune commit durably in redb instead.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,9 +21,11 @@ use super::AuditError;
 use super::chain::{Hash, canonical_bytes, chain_hash};
 use super::checkpoint::Checkpointer;
 use super::event::{CheckpointEvent, Event, EventKind, NewEvent, RecordingChunk, Timestamp};
+use super::journal::{Journal, Record};
 use super::records::{TableIndex, index_event};
 use super::retention;
-use super::schema::{APPROVALS, EVENTS, HEAD, META, RECORDINGS, SESSIONS};
+use super::schema::{APPROVALS, EVENTS, HEAD, META, RECORDINGS, SESSIONS, TEXT_LAST, TEXTS};
+use super::texts;
 
 /// Something to make durable.
 pub(crate) enum Op {
@@ -79,6 +85,8 @@ pub(crate) struct Counters {
     pub events: AtomicU64,
     pub largest_batch: AtomicU64,
     pub failed_commits: AtomicU64,
+    pub journal_syncs: AtomicU64,
+    pub flushes: AtomicU64,
 }
 
 /// A snapshot of the writer's counters.
@@ -93,6 +101,10 @@ pub struct WriterStats {
     pub largest_batch: u64,
     /// Commits that failed; every request in them was answered with an error.
     pub failed_commits: u64,
+    /// Batches made durable by a journal write and fdatasync.
+    pub journal_syncs: u64,
+    /// Durable redb commits that emptied the journal.
+    pub flushes: u64,
 }
 
 impl Counters {
@@ -103,6 +115,8 @@ impl Counters {
             events: self.events.load(Ordering::Relaxed),
             largest_batch: self.largest_batch.load(Ordering::Relaxed),
             failed_commits: self.failed_commits.load(Ordering::Relaxed),
+            journal_syncs: self.journal_syncs.load(Ordering::Relaxed),
+            flushes: self.flushes.load(Ordering::Relaxed),
         }
     }
 }
@@ -123,6 +137,8 @@ pub(crate) struct Writer {
     pub checkpointer: Option<Arc<Checkpointer>>,
     /// The `seq` of the last checkpoint event this writer appended.
     pub last_checkpoint: u64,
+    /// Where batches are made durable; `None`: by durable redb commits.
+    pub journal: Option<Journal>,
 }
 
 impl Writer {
@@ -138,8 +154,58 @@ impl Writer {
                 }
             }
             self.commit_batch(&mut batch);
+            if self.journal.as_ref().is_some_and(Journal::half_full) {
+                // After the answers, so no appender waits for it.
+                if let Err(err) = self.flush() {
+                    tracing::error!(error = %err, "durable audit commit failed");
+                }
+            }
+        }
+        // Leave the database durable on its own and the journal empty: a clean stop needs no
+        // replay, and offline readers of the file need no recovery.
+        if let Err(err) = self.flush() {
+            tracing::error!(error = %err, "final durable audit commit failed");
         }
         tracing::debug!(head = self.head.seq, "audit writer stopped");
+    }
+
+    /// One durable redb commit (which makes every earlier non-durable one durable too), then a
+    /// new journal generation.
+    fn flush(&mut self) -> Result<(), AuditError> {
+        let Some(journal) = &mut self.journal else {
+            return Ok(());
+        };
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        journal.reset()
+    }
+
+    /// Make a committed batch durable through the journal: one write and one fdatasync. A
+    /// batch too big for the space left, or a journal that cannot be written, is made durable
+    /// by a durable redb commit instead.
+    fn make_durable(&mut self, records: &[Record]) -> Result<(), AuditError> {
+        let Some(journal) = &mut self.journal else {
+            return Ok(());
+        };
+        for record in records {
+            journal.push(record);
+        }
+        if !journal.fits() {
+            journal.discard();
+            return self.flush();
+        }
+        match journal.sync() {
+            Ok(()) => {
+                self.counters.journal_syncs.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "audit journal write failed: committing durably instead");
+                self.flush()
+            }
+        }
     }
 
     fn commit_batch(&mut self, batch: &mut Vec<Request>) {
@@ -157,8 +223,9 @@ impl Writer {
                 }
             }
             Err(err) => {
-                // Nothing of the batch was committed and the head did not move: every appender
-                // hears the failure, and the next batch chains from the old head.
+                // Nothing of the batch is durable: every appender hears the failure. (The next
+                // batch chains from the head the database has: the old one if the commit
+                // failed, this batch's if only the journal and the durable fallback did.)
                 tracing::error!(error = %err, batch = size, "audit commit failed");
                 self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
                 let message = err.to_string();
@@ -174,14 +241,23 @@ impl Writer {
     /// Write the whole batch in one transaction. A request that cannot be encoded fails alone
     /// (before anything of it is written); a storage failure fails the batch.
     fn write(&mut self, batch: &[Request]) -> Result<Committed, AuditError> {
+        // Retention removes more than a journal record can say: such a batch commits durably,
+        // which also makes everything journaled before it durable.
+        let journaled =
+            self.journal.is_some() && !batch.iter().any(|r| matches!(r.op, Op::Prune(_)));
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        txn.set_durability(if journaled {
+            Durability::None
+        } else {
+            Durability::Immediate
+        })?;
         let mut head = self.head;
         let mut events = 0;
         let mut results = Vec::with_capacity(batch.len());
         let mut checkpointed = None;
+        let records;
         {
-            let mut tables = Tables::open(&txn)?;
+            let mut tables = Tables::open(&txn, journaled)?;
             for request in batch {
                 let result = match &request.op {
                     Op::Append(new) => {
@@ -238,10 +314,24 @@ impl Writer {
             if head.seq != self.head.seq {
                 tables.meta.insert(HEAD, (head.seq, head.hash))?;
             }
+            records = tables.records.take().unwrap_or_default();
         }
         txn.commit()?;
         if let Some(seq) = checkpointed {
             self.last_checkpoint = seq;
+        }
+        if journaled {
+            if let Err(err) = self.make_durable(&records) {
+                // In the database but not durable: the appenders hear it failed. The head moves
+                // on (the events are there for readers and the next batch chains from them).
+                self.head = head;
+                return Err(err);
+            }
+        } else if let Some(journal) = &mut self.journal {
+            // A durable commit: what the journal held is in the database now.
+            if let Err(err) = journal.reset() {
+                tracing::error!(error = %err, "audit journal not reset");
+            }
         }
         Ok(Committed {
             results,
@@ -266,16 +356,23 @@ pub(crate) struct Tables<'txn> {
     pub approvals: redb::Table<'txn, &'static str, &'static [u8]>,
     pub recordings: redb::Table<'txn, (&'static str, u64), &'static [u8]>,
     pub meta: redb::Table<'txn, &'static str, (u64, Hash)>,
+    pub texts: redb::Table<'txn, Hash, &'static [u8]>,
+    pub text_last: redb::Table<'txn, Hash, u64>,
+    /// What this batch wrote, for the journal; `None` when it is not journaled.
+    records: Option<Vec<Record>>,
 }
 
 impl<'txn> Tables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Tables<'txn>, AuditError> {
+    fn open(txn: &'txn WriteTransaction, journaled: bool) -> Result<Tables<'txn>, AuditError> {
         Ok(Tables {
             events: txn.open_table(EVENTS)?,
             sessions: txn.open_table(SESSIONS)?,
             approvals: txn.open_table(APPROVALS)?,
             recordings: txn.open_table(RECORDINGS)?,
             meta: txn.open_table(META)?,
+            texts: txn.open_table(TEXTS)?,
+            text_last: txn.open_table(TEXT_LAST)?,
+            records: journaled.then(Vec::new),
         })
     }
 
@@ -300,21 +397,52 @@ impl<'txn> Tables<'txn> {
         };
         let bytes = canonical_bytes(&event)?;
         let hash = chain_hash(&head.hash, &bytes);
-        self.events.insert(seq, (hash, bytes.as_slice()))?;
-        let mut index = TableIndex {
-            sessions: &mut self.sessions,
-            approvals: &mut self.approvals,
-        };
-        match index_event(&event, &mut index) {
-            // The indexes are conveniences derived from the chain: an undecodable old record
-            // must not stop the evidence from being written.
-            Err(AuditError::Encoding(err)) => {
-                tracing::error!(seq, error = %err, "audit index not updated");
-            }
-            other => other?,
-        }
+        self.put(Some(&event), seq, hash, bytes)?;
         *head = ChainHead { seq, hash };
         Ok(seq)
+    }
+
+    /// Store one chained event and update the indexes derived from it (`event` is its decoded
+    /// form, `None` for a kind this build cannot read: stored, not indexed).
+    fn put(
+        &mut self,
+        event: Option<&Event>,
+        seq: u64,
+        hash: Hash,
+        bytes: Vec<u8>,
+    ) -> Result<(), AuditError> {
+        match texts::long_text(&bytes) {
+            Some(range) => {
+                let (row, digest) = texts::compact(&bytes, range.clone());
+                if self.texts.get(digest)?.is_none() {
+                    let stored = texts::store_text(&bytes[range])?;
+                    self.texts.insert(digest, stored.as_slice())?;
+                }
+                self.text_last.insert(digest, seq)?;
+                self.events.insert(seq, (hash, row.as_slice()))?;
+            }
+            None => {
+                self.events.insert(seq, (hash, bytes.as_slice()))?;
+            }
+        }
+        if let Some(event) = event {
+            let mut index = TableIndex {
+                sessions: &mut self.sessions,
+                approvals: &mut self.approvals,
+            };
+            match index_event(event, &mut index) {
+                // The indexes are conveniences derived from the chain: an undecodable old
+                // record must not stop the evidence from being written.
+                Err(AuditError::Encoding(err)) => {
+                    tracing::error!(seq, error = %err, "audit index not updated");
+                }
+                other => other?,
+            }
+        }
+        if let Some(records) = &mut self.records {
+            records.push(Record::Event { seq, hash, bytes });
+        }
+        Ok(())
     }
 
     /// Store a recording chunk after the session's last one, and chain its digest.
@@ -333,9 +461,97 @@ impl<'txn> Tables<'txn> {
             bytes: chunk.bytes,
             sha256: chunk.sha256.clone(),
         });
-        self.append_kind(head, Some(chunk.session.clone()), kind)?;
+        let seq = self.append_kind(head, Some(chunk.session.clone()), kind)?;
         self.recordings
             .insert((session, next), chunk.stored.as_slice())?;
+        if let Some(records) = &mut self.records {
+            records.push(Record::Chunk {
+                seq,
+                session: chunk.session.clone(),
+                chunk: next,
+                stored: chunk.stored.clone(),
+            });
+        }
         Ok(next)
     }
+}
+
+/// Put back what a journal holds beyond the database's last durable commit (after a crash),
+/// in one durable commit; returns how many events were restored. Every event must continue
+/// the chain from the database's head, and those the database already has must be the same:
+/// a journal that disagrees (another database's, or a database rolled back under it) is
+/// refused, and nothing is applied.
+pub(crate) fn replay(db: &Database, records: &[Record]) -> Result<u64, AuditError> {
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let mut restored = 0;
+    {
+        let mut tables = Tables::open(&txn, false)?;
+        let mut head = match tables.meta.get(HEAD)?.map(|g| g.value()) {
+            Some((seq, hash)) => ChainHead { seq, hash },
+            None => match tables.events.last()? {
+                Some((key, value)) => ChainHead {
+                    seq: key.value(),
+                    hash: value.value().0,
+                },
+                None => ChainHead {
+                    seq: 0,
+                    hash: super::chain::GENESIS,
+                },
+            },
+        };
+        let durable = head.seq;
+        let disagree = |seq: u64, what: &str| {
+            AuditError::Corrupt(format!(
+                "the audit journal does not continue this database at event {seq} ({what});                  nothing was restored from it. If the database was replaced on purpose, move                  the journal aside"
+            ))
+        };
+        for record in records {
+            match record {
+                Record::Event { seq, hash, .. } if *seq <= durable => {
+                    let stored = tables.events.get(*seq)?.map(|g| g.value().0);
+                    if stored != Some(*hash) {
+                        return Err(disagree(*seq, "a different event is stored there"));
+                    }
+                }
+                Record::Event { seq, hash, bytes } => {
+                    if *seq != head.seq + 1 {
+                        return Err(disagree(*seq, "not the next event"));
+                    }
+                    if chain_hash(&head.hash, bytes) != *hash {
+                        return Err(disagree(*seq, "its hash does not chain"));
+                    }
+                    let event: Option<Event> = serde_json::from_slice(bytes).ok();
+                    tables.put(event.as_ref(), *seq, *hash, bytes.clone())?;
+                    head = ChainHead {
+                        seq: *seq,
+                        hash: *hash,
+                    };
+                    restored += 1;
+                }
+                Record::Chunk { seq, .. } if *seq <= durable => {}
+                Record::Chunk {
+                    seq,
+                    session,
+                    chunk,
+                    stored,
+                } => {
+                    if *seq != head.seq {
+                        return Err(disagree(*seq, "a recording chunk without its event"));
+                    }
+                    tables
+                        .recordings
+                        .insert((session.as_str(), *chunk), stored.as_slice())?;
+                }
+            }
+        }
+        if head.seq != durable {
+            tables.meta.insert(HEAD, (head.seq, head.hash))?;
+        }
+    }
+    txn.commit()?;
+    Ok(restored)
 }

@@ -35,6 +35,8 @@ pub struct Extra<'a> {
     pub identity: &'a str,
     /// More `[audit]` lines (`min_free = "1GiB"`).
     pub audit: &'a str,
+    /// More `[admin]` lines (`tls_cert = ...`).
+    pub admin: &'a str,
 }
 
 impl Default for Extra<'_> {
@@ -47,6 +49,7 @@ impl Default for Extra<'_> {
             plaintext: true,
             identity: "",
             audit: "",
+            admin: "",
         }
     }
 }
@@ -128,6 +131,7 @@ mask_batch_rows = 3
 listen = "127.0.0.1:0"
 approver_groups = ["approvers"]
 approval_timeout = "{timeout}"
+{admin}
 "#,
             timeout = extra.approval_timeout,
             cache = super::compile_cache().display(),
@@ -135,6 +139,7 @@ approval_timeout = "{timeout}"
             listener = extra.listener,
             identity = extra.identity,
             audit = extra.audit,
+            admin = extra.admin,
         );
         config.push_str(&target(
             "payments",
@@ -244,10 +249,17 @@ pub fn psql(conninfo: &str, sql: &str, extra: &[&str]) -> (bool, String, String)
 /// store keeps recordings compressed, so a clear card number in one would not show in the raw
 /// bytes. Works while the gateway holds the file open.
 pub fn file_contains(path: &Path, needle: &str) -> bool {
+    // The audit store's journal holds what was acknowledged since its last durable commit:
+    // it is part of the store, and scanned with it.
+    let journal = PathBuf::from(format!("{}.journal", path.display()));
+    bytes_contain(&std::fs::read(path).unwrap(), needle)
+        || std::fs::read(journal).is_ok_and(|bytes| bytes_contain(&bytes, needle))
+}
+
+fn bytes_contain(bytes: &[u8], needle: &str) -> bool {
     use std::io::Read;
-    let bytes = std::fs::read(path).unwrap();
     let found = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
-    if found(&bytes) {
+    if found(bytes) {
         return true;
     }
     const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
