@@ -1548,12 +1548,30 @@ fn acknowledged_events_survive_a_crash_through_the_journal() {
     crash_copy(&path, &crashed);
     store.close().unwrap();
 
-    // The database file alone is behind what was acknowledged: the journal made it durable.
+    // The database file alone is behind what was acknowledged: the journal made it durable,
+    // and without it the file is refused rather than read as complete.
     let bare = dir.path().join("bare.redb");
     std::fs::copy(&crashed, &bare).unwrap();
-    let (alone, _) = AuditStore::open_evidence(&bare).unwrap();
-    assert!(alone.head().unwrap().0 < acknowledged);
-    drop(alone);
+    let err = AuditStore::open_evidence(&bare).unwrap_err().to_string();
+    assert!(err.contains("is missing"), "{err}");
+    let (code, out) = warden(&["audit", "verify", "--db", bare.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    // An operator who accepts the loss reads what there is, and is told.
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "verify", "--db", bare.to_str().unwrap()])
+        .env("WARDEN_ACCEPT_JOURNAL_LOSS", "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        !stdout.contains(&format!("{acknowledged} events")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("is missing"), "{stderr}");
 
     // Offline reads of what the crash left see every acknowledged event, and change nothing.
     let digests = || (digest(&crashed), digest(&journal_of(&crashed)));
@@ -1586,8 +1604,69 @@ fn acknowledged_events_survive_a_crash_through_the_journal() {
     assert_eq!(alone.head().unwrap().0, acknowledged + 1);
 }
 
+const OPEN_ENV: &str = "WARDEN_TEST_OPEN_STORE";
+
+/// Not a test on its own: opens the store named by `OPEN_ENV` as the gateway would, in a
+/// process of its own (so its environment is its own), and closes it.
 #[test]
-fn a_journal_that_does_not_continue_the_database_is_refused() {
+fn child_opens_a_store() {
+    let Some(path) = std::env::var_os(OPEN_ENV) else {
+        return;
+    };
+    AuditStore::open(PathBuf::from(path))
+        .unwrap()
+        .close()
+        .unwrap();
+}
+
+#[test]
+fn a_gateway_accepting_a_lost_journal_records_the_loss_in_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = AuditStore::open(&path).unwrap();
+    for i in 0..5 {
+        store.append_blocking(note(format!("n{i}"))).unwrap();
+    }
+    let crashed = dir.path().join("crashed.redb");
+    std::fs::copy(&path, &crashed).unwrap();
+    store.close().unwrap();
+    let open = |accept: bool| {
+        let mut child = Command::new(std::env::current_exe().unwrap());
+        child
+            .args(["--exact", "child_opens_a_store", "--nocapture"])
+            .env(OPEN_ENV, &crashed)
+            .env_remove("WARDEN_ACCEPT_JOURNAL_LOSS");
+        if accept {
+            child.env("WARDEN_ACCEPT_JOURNAL_LOSS", "1");
+        }
+        child.output().unwrap()
+    };
+    let refused = open(false);
+    assert!(!refused.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(said.contains("is missing"), "{said}");
+    assert!(open(true).status.success());
+    let (store, _) = AuditStore::open_evidence(&crashed).unwrap();
+    assert!(store.verify().unwrap().is_ok());
+    let notes: Vec<_> = store
+        .events(..)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.event.kind {
+            EventKind::Note(n) if n.topic == "audit-journal-lost" => Some(n.message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("is missing"), "{}", notes[0]);
+}
+
+#[test]
+fn a_journal_the_database_did_not_write_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);
     let store = AuditStore::open(&path).unwrap();
@@ -1596,18 +1675,102 @@ fn a_journal_that_does_not_continue_the_database_is_refused() {
     }
     let crashed = dir.path().join("crashed.redb");
     crash_copy(&path, &crashed);
+    // A copy of this database that went on on its own (a fork): its journal, beside the
+    // original's database, continues the same chain but is not the one the original wrote.
+    let fork = dir.path().join("fork.redb");
+    crash_copy(&crashed, &fork);
+    let forked = AuditStore::open(&fork).unwrap();
+    for i in 0..3 {
+        forked.append_blocking(note(format!("forked {i}"))).unwrap();
+    }
+    let fork_crashed = dir.path().join("fork-crashed.redb");
+    crash_copy(&fork, &fork_crashed);
+    forked.close().unwrap();
     store.close().unwrap();
-    // Another database put in its place (or one rolled back), under the crashed one's journal.
-    let (_other_dir, other) = closed_db_with(3);
-    std::fs::copy(&other, &crashed).unwrap();
+    let original_journal = std::fs::read(journal_of(&crashed)).unwrap();
+    std::fs::copy(journal_of(&fork_crashed), journal_of(&crashed)).unwrap();
     let err = AuditStore::open(&crashed).unwrap_err().to_string();
-    assert!(err.contains("does not continue this database"), "{err}");
+    assert!(
+        err.contains("not the journal this database was writing"),
+        "{err}"
+    );
     let err = AuditStore::open_evidence(&crashed).unwrap_err().to_string();
-    assert!(err.contains("does not continue this database"), "{err}");
-    // Nothing of it was applied.
-    std::fs::rename(journal_of(&crashed), dir.path().join("aside")).unwrap();
+    assert!(
+        err.contains("not the journal this database was writing"),
+        "{err}"
+    );
+    // Missing, emptied or zeroed: refused as well, while the database needs it.
+    for replacement in [None, Some(Vec::new()), Some(vec![0u8; 1 << 16])] {
+        match replacement {
+            None => std::fs::remove_file(journal_of(&crashed)).unwrap(),
+            Some(bytes) => std::fs::write(journal_of(&crashed), bytes).unwrap(),
+        }
+        let err = AuditStore::open_evidence(&crashed).unwrap_err().to_string();
+        assert!(err.contains("is missing, empty or unreadable"), "{err}");
+    }
+    // A device in its place: refused at once, not read forever.
+    std::fs::remove_file(journal_of(&crashed)).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", journal_of(&crashed)).unwrap();
+    let started = Instant::now();
+    let (code, out) = warden(&["audit", "verify", "--db", crashed.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(out.contains("not a regular file") || started.elapsed() < Duration::from_secs(20));
+    // Its own journal back: every event.
+    std::fs::remove_file(journal_of(&crashed)).unwrap();
+    std::fs::write(journal_of(&crashed), original_journal).unwrap();
     let (store, _) = AuditStore::open_evidence(&crashed).unwrap();
+    assert_eq!(store.head().unwrap().0, 5);
+    drop(store);
+
+    // A database stopped cleanly needs no journal, and refuses one holding events it never had.
+    let (_other_dir, other) = closed_db_with(3);
+    std::fs::copy(journal_of(&fork_crashed), journal_of(&other)).unwrap();
+    let err = AuditStore::open(&other).unwrap_err().to_string();
+    assert!(err.contains("never had"), "{err}");
+    std::fs::remove_file(journal_of(&other)).unwrap();
+    let (store, recovered) = AuditStore::open_evidence(&other).unwrap();
+    assert!(!recovered);
     assert_eq!(store.head().unwrap().0, 3);
+}
+
+#[test]
+fn an_older_copy_of_the_journal_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let options = StoreOptions {
+        journal_size: 16 << 10,
+        ..StoreOptions::default()
+    };
+    let store = AuditStore::open_with(&path, &options).unwrap();
+    store.append_blocking(note("first")).unwrap();
+    let old = std::fs::read(journal_of(&path)).unwrap();
+    // Past a durable commit or two, then events only the current journal holds.
+    let mut n = 0;
+    while store.stats().flushes < 2 {
+        n += 1;
+        store
+            .append_blocking(note(format!("n{n} {}", "x".repeat(200))))
+            .unwrap();
+    }
+    for i in 0..3 {
+        store.append_blocking(note(format!("latest {i}"))).unwrap();
+    }
+    let crashed = dir.path().join("crashed.redb");
+    crash_copy(&path, &crashed);
+    let head = store.head().unwrap().0;
+    store.close().unwrap();
+    let current = std::fs::read(journal_of(&crashed)).unwrap();
+    std::fs::write(journal_of(&crashed), &old).unwrap();
+    let err = AuditStore::open_evidence(&crashed).unwrap_err().to_string();
+    assert!(
+        err.contains("not the journal this database was writing"),
+        "{err}"
+    );
+    let (code, _) = warden(&["audit", "verify", "--db", crashed.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    std::fs::write(journal_of(&crashed), &current).unwrap();
+    let (store, _) = AuditStore::open_evidence(&crashed).unwrap();
+    assert_eq!(store.head().unwrap().0, head);
 }
 
 #[test]

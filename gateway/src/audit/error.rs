@@ -40,6 +40,10 @@ pub enum AuditError {
     /// command can find the store unable to write.
     #[error("audit disk nearly full: {0}")]
     DiskFull(String),
+    /// The write-ahead journal beside the database: unreadable, damaged, or not the one the
+    /// database was writing (acknowledged events may be missing).
+    #[error("audit journal {0}")]
+    Journal(String),
     /// `close` was called while other handles to the store were still alive.
     #[error("audit store is still in use by {0} other handle(s)")]
     InUse(usize),

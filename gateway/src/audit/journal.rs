@@ -11,14 +11,23 @@
 //! journal's content redundant and it starts over under a new generation.
 //!
 //! After a crash redb comes back at its last durable commit, and [`super::writer::replay`] puts
-//! back the journal's records beyond it before anything else reads or writes. Each event must
-//! continue the chain exactly (the next `seq`, the hash of the previous hash and its bytes), so
-//! a journal that does not belong to the database is refused, never applied.
+//! back the journal's records beyond it before anything else reads or writes. Which journal the
+//! database needs is recorded in the database: every durable commit that starts the journal
+//! over writes the new generation (a random number) to `meta`, and a clean stop removes it. A
+//! journal that is missing, emptied, an older copy, or another database's (a copy of this one
+//! included) is refused by [`load`], never read as "nothing to restore"; and each event must
+//! continue the chain exactly. Starting over is two steps: the header first names the new
+//! generation *and* the current one, then the durable commit names the new one in `meta`; a
+//! crash between the two leaves a header whose previous generation is the database's, and the
+//! current frames are still read.
 //!
-//! Layout: bytes 0..4096 are the header, `WARDENJ1 ‖ generation (u64 LE) ‖ crc32`; records
-//! follow, each `length (u32 LE) ‖ crc32(generation ‖ body) (u32 LE) ‖ body`. Reading stops at
-//! the first record whose length or checksum does not hold: one torn by the crash (never
-//! acknowledged), or the first of an older generation.
+//! Layout: bytes 0..4096 are the header, `WARDENJ2 ‖ generation ‖ previous generation ‖ crc32`.
+//! Each sync writes one frame, padded to 16 bytes: `length (u32 LE) ‖ !length ‖
+//! crc32(generation ‖ body) ‖ body`, the body being the batch's records, each `length (u32 LE) ‖
+//! record`. Reading stops at the first frame that does not hold: the last one, torn by the
+//! crash (never acknowledged), or the first of an older generation. A frame that does not hold
+//! with a valid frame of the same generation after it is damage to what was acknowledged, and
+//! is refused.
 
 use std::fs::File;
 use std::io::Read;
@@ -39,11 +48,17 @@ pub(crate) fn path_for(db: &Path) -> PathBuf {
 /// durable redb commits.
 pub(crate) const DEFAULT_SIZE: u64 = 32 << 20;
 
-const MAGIC: &[u8; 8] = b"WARDENJ1";
-/// Records start after one header block.
+/// Set to `1` to go on when the journal a database needs is missing or not its own: the loss
+/// is then recorded in the chain (by the gateway) or printed (by offline reads).
+pub(crate) const ACCEPT_LOSS_ENV: &str = "WARDEN_ACCEPT_JOURNAL_LOSS";
+
+const MAGIC: &[u8; 8] = b"WARDENJ2";
+/// Frames start after one header block.
 const HEADER: u64 = 4096;
-/// Bytes before each record's body: length and checksum.
-const FRAME: usize = 8;
+/// Bytes before each frame's body: length, its complement, checksum.
+const FRAME: usize = 12;
+/// Frames start at multiples of this, so a damaged frame's successors can be found.
+const ALIGN: usize = 16;
 
 const EVENT: u8 = 1;
 const CHUNK: u8 = 2;
@@ -139,72 +154,204 @@ fn record_crc(generation: u64, body: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-fn header_bytes(generation: u64) -> Vec<u8> {
+fn header_bytes(generation: u64, previous: u64) -> Vec<u8> {
     let mut header = vec![0u8; HEADER as usize];
     header[..8].copy_from_slice(MAGIC);
     header[8..16].copy_from_slice(&generation.to_le_bytes());
-    let crc = crc32fast::hash(&header[..16]);
-    header[16..20].copy_from_slice(&crc.to_le_bytes());
+    header[16..24].copy_from_slice(&previous.to_le_bytes());
+    let crc = crc32fast::hash(&header[..24]);
+    header[24..28].copy_from_slice(&crc.to_le_bytes());
     header
 }
 
-/// The generation a valid header names.
-fn read_generation(bytes: &[u8]) -> Option<u64> {
-    let magic = bytes.get(..8)?;
-    let generation = u64::from_le_bytes(*bytes.get(8..16)?.first_chunk::<8>()?);
-    let crc = u32::from_le_bytes(*bytes.get(16..20)?.first_chunk::<4>()?);
-    (magic == MAGIC && crc == crc32fast::hash(&bytes[..16])).then_some(generation)
+/// A valid header's generation and previous generation.
+fn read_header(bytes: &[u8]) -> Option<(u64, u64)> {
+    let header = bytes.get(..28)?;
+    let word = |at: usize| {
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&header[at..at + 8]);
+        u64::from_le_bytes(n)
+    };
+    let crc = u32::from_le_bytes([header[24], header[25], header[26], header[27]]);
+    (&header[..8] == MAGIC && crc == crc32fast::hash(&header[..24])).then(|| (word(8), word(16)))
 }
 
-/// The records of the current generation, and where the next one goes.
-fn parse(bytes: &[u8]) -> (Option<u64>, Vec<Record>, u64) {
-    let Some(generation) = read_generation(bytes) else {
-        return (None, Vec::new(), HEADER);
-    };
+/// A frame at `at`: its body and the offset after it (padded), if it holds for `generation`.
+fn frame(bytes: &[u8], at: usize, generation: u64) -> Option<(&[u8], usize)> {
+    let head = bytes.get(at..at + FRAME)?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    let not = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    let crc = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+    if len == 0 || not != !len {
+        return None;
+    }
+    let body = bytes.get(at + FRAME..at + FRAME + len as usize)?;
+    (crc == record_crc(generation, body)).then(|| (body, padded(at + FRAME + len as usize)))
+}
+
+fn padded(at: usize) -> usize {
+    at.div_ceil(ALIGN) * ALIGN
+}
+
+fn records_in(body: &[u8]) -> Option<Vec<Record>> {
+    let mut records = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (len, after) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        records.push(Record::decode(after.get(..len)?)?);
+        rest = &after[len..];
+    }
+    Some(records)
+}
+
+/// The records of `generation`'s frames. A frame that does not hold is the end (a torn last
+/// write, or an older generation's data) unless a valid frame of this generation follows it:
+/// then what was acknowledged is damaged, and that is an error, not a shorter journal.
+fn frames(bytes: &[u8], generation: u64) -> Result<Vec<Record>, String> {
     let mut records = Vec::new();
     let mut at = HEADER as usize;
-    while let Some(frame) = bytes.get(at..at + FRAME) {
-        let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
-        let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
-        let Some(body) = bytes.get(at + FRAME..at + FRAME + len) else {
-            break;
-        };
-        if len == 0 || crc != record_crc(generation, body) {
-            break;
-        }
-        let Some(record) = Record::decode(body) else {
-            break;
-        };
-        records.push(record);
-        at += FRAME + len;
+    while let Some((body, next)) = frame(bytes, at, generation) {
+        let found = records_in(body)
+            .ok_or_else(|| format!("the frame at byte {at} holds an unreadable record"))?;
+        records.extend(found);
+        at = next;
     }
-    (Some(generation), records, at as u64)
+    let mut later = padded(at + 1);
+    while later + FRAME <= bytes.len() {
+        if frame(bytes, later, generation).is_some() {
+            return Err(format!(
+                "is damaged at byte {at}, with acknowledged events after it (at byte {later})"
+            ));
+        }
+        later += ALIGN;
+    }
+    Ok(records)
+}
+
+/// What the database says about its journal: the generation it is writing, `None` after a
+/// clean stop (it needs no journal).
+pub(crate) type Expected = Option<u64>;
+
+/// The records a journal's bytes hold for a database that `expected` this journal and whose
+/// last durable event is `head`. A journal the database cannot vouch for is an error naming
+/// what is wrong: acknowledged events may be lost, or foreign ones offered.
+pub(crate) fn load(
+    bytes: &[u8],
+    path: &Path,
+    expected: Expected,
+    head: u64,
+) -> Result<Vec<Record>, AuditError> {
+    let refuse = |problem: &str| {
+        AuditError::Journal(format!(
+            "{} {problem}: events acknowledged after the database's last durable commit (event \
+             {head}) may be missing. Put back the journal written with this database; if it is \
+             lost, set {ACCEPT_LOSS_ENV}=1 to go on (the gateway records the loss in the chain)",
+            path.display()
+        ))
+    };
+    let damaged = |problem: String| AuditError::Journal(format!("{} {problem}", path.display()));
+    let header = read_header(bytes);
+    let generation = match (expected, header) {
+        (None, None) => return Ok(Vec::new()),
+        (None, Some((generation, _))) => {
+            let records = frames(bytes, generation).map_err(damaged)?;
+            if records.iter().any(|r| r.seq() > head) {
+                return Err(refuse(
+                    "holds events this database never had (it was stopped cleanly): it \
+                     belongs to another database, or to a copy of this one",
+                ));
+            }
+            return Ok(records);
+        }
+        (Some(_), None) => {
+            return Err(refuse(
+                "is missing, empty or unreadable while the database was not stopped cleanly",
+            ));
+        }
+        (Some(e), Some((generation, _))) if e == generation => e,
+        // The header was rewritten for a next generation the database does not name yet (a
+        // crash between the two steps of starting over): the current frames are still there,
+        // unless the journal has moved on and written under the next one.
+        (Some(e), Some((generation, previous)))
+            if e == previous && frame(bytes, HEADER as usize, generation).is_none() =>
+        {
+            e
+        }
+        (Some(_), Some(_)) => {
+            return Err(refuse(
+                "is not the journal this database was writing (an older copy, or another \
+                 database's)",
+            ));
+        }
+    };
+    frames(bytes, generation).map_err(damaged)
+}
+
+/// A new random generation: no stale or foreign journal carries it by chance.
+pub(crate) fn new_generation() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        // No system randomness: the clock still differs from any earlier generation.
+        return std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+    }
+    u64::from_le_bytes(bytes)
+}
+
+/// Whether `WARDEN_ACCEPT_JOURNAL_LOSS=1` was given.
+pub(crate) fn accept_loss() -> bool {
+    std::env::var_os(ACCEPT_LOSS_ENV).is_some_and(|v| v == "1")
+}
+
+/// Read the file at `path`: a regular file, read no further than its length (a journal
+/// replaced by a device or a pipe is refused, not read forever). `None` when there is none.
+pub(crate) fn read_file(path: &Path) -> Result<Option<Vec<u8>>, AuditError> {
+    let failed = |what: String| AuditError::Journal(format!("{}: {what}", path.display()));
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(failed(e.to_string())),
+    };
+    let meta = file.metadata().map_err(|e| failed(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(failed("not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    file.take(meta.len())
+        .read_to_end(&mut bytes)
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(Some(bytes))
 }
 
 /// The journal file, owned by the writer thread.
 pub(crate) struct Journal {
     file: File,
     path: PathBuf,
+    /// The generation frames are written under.
     generation: u64,
-    /// Where the next record goes.
+    /// Where the next frame goes.
     offset: u64,
     size: u64,
-    /// Encoded records not yet written.
+    /// The batch being built: a frame's head, then its records.
     pending: Vec<u8>,
 }
 
 impl Journal {
     /// Open the journal at `path`, creating it (0600, `size` bytes of zeros, synced) when
-    /// missing, and read the records of its current generation for replay.
-    pub(crate) fn open(path: &Path, size: u64) -> Result<(Journal, Vec<Record>), AuditError> {
+    /// missing; returns it with the bytes it held, for [`load`]. Frames are written only after
+    /// [`Self::begin_reset`] and [`Self::finish_reset`].
+    pub(crate) fn open(path: &Path, size: u64) -> Result<(Journal, Vec<u8>), AuditError> {
+        let failed = |e: std::io::Error| AuditError::Journal(format!("{}: {e}", path.display()));
+        let bytes = read_file(path)?.unwrap_or_default();
         super::store::private_file(path)?;
-        let mut file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .open(path)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let (generation, records, offset) = parse(&bytes);
+            .open(path)
+            .map_err(failed)?;
         let size = size.max(HEADER * 2);
         if (bytes.len() as u64) < size {
             // Zeros written, not a hole or fallocate's unwritten extents: the appends then
@@ -213,58 +360,44 @@ impl Journal {
             let mut at = bytes.len() as u64;
             while at < size {
                 let n = (size - at).min(zeros.len() as u64) as usize;
-                file.write_all_at(&zeros[..n], at)?;
+                file.write_all_at(&zeros[..n], at).map_err(failed)?;
                 at += n as u64;
             }
-            file.sync_all()?;
+            file.sync_all().map_err(failed)?;
             sync_dir(path)?;
         }
-        let size = size.max(bytes.len() as u64);
-        let mut journal = Journal {
+        let journal = Journal {
             file,
             path: path.to_path_buf(),
-            // A journal without a valid header starts at a generation no stale record can
-            // carry by chance.
-            generation: generation.unwrap_or_else(fresh_generation),
-            offset,
-            size,
+            generation: read_header(&bytes).map_or(0, |(g, _)| g),
+            offset: HEADER,
+            size: size.max(bytes.len() as u64),
             pending: Vec::new(),
         };
-        if generation.is_none() {
-            journal.write_header()?;
-        }
-        Ok((journal, records))
+        Ok((journal, bytes))
     }
 
-    /// The records of the journal beside a database, without writing anything (offline reads
-    /// of evidence). None when there is no journal.
-    pub(crate) fn read(path: &Path) -> Result<Vec<Record>, AuditError> {
-        match std::fs::read(path) {
-            Ok(bytes) => Ok(parse(&bytes).1),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    /// The generation whose frames were read for the database (its `meta`), which a new header
+    /// names as the previous one.
+    pub(crate) fn adopt(&mut self, generation: u64) {
+        self.generation = generation;
     }
 
     /// Queue a record for the next [`Self::sync`].
     pub(crate) fn push(&mut self, record: &Record) {
+        if self.pending.is_empty() {
+            self.pending.extend_from_slice(&[0; FRAME]);
+        }
         let start = self.pending.len();
-        self.pending.extend_from_slice(&[0; FRAME]);
+        self.pending.extend_from_slice(&[0; 4]);
         record.encode(&mut self.pending);
-        let body = &self.pending[start + FRAME..];
-        let len = body.len() as u32;
-        let crc = record_crc(self.generation, body);
+        let len = (self.pending.len() - start - 4) as u32;
         self.pending[start..start + 4].copy_from_slice(&len.to_le_bytes());
-        self.pending[start + 4..start + FRAME].copy_from_slice(&crc.to_le_bytes());
     }
 
     /// Would what is queued fit in the space left?
     pub(crate) fn fits(&self) -> bool {
-        self.offset + self.pending.len() as u64 <= self.size
+        self.offset + padded(self.pending.len()) as u64 <= self.size
     }
 
     /// Past half its space: time for a durable redb commit and a new generation.
@@ -277,43 +410,46 @@ impl Journal {
         self.pending.clear();
     }
 
-    /// Write what is queued and `fdatasync` it: when this returns, it survives a crash.
+    /// Write what is queued as one frame and `fdatasync` it: when this returns, it survives a
+    /// crash.
     pub(crate) fn sync(&mut self) -> Result<(), AuditError> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        let len = (self.pending.len() - FRAME) as u32;
+        let crc = record_crc(self.generation, &self.pending[FRAME..]);
+        self.pending[..4].copy_from_slice(&len.to_le_bytes());
+        self.pending[4..8].copy_from_slice(&(!len).to_le_bytes());
+        self.pending[8..FRAME].copy_from_slice(&crc.to_le_bytes());
+        self.pending.resize(padded(self.pending.len()), 0);
         let written = self
             .file
             .write_all_at(&self.pending, self.offset)
             .and_then(|()| self.file.sync_data());
         // Whether or not the write reached the disk, the space is not reused within this
         // generation: a failed write may have left part of it, which must not be read back as
-        // the start of a later record.
+        // the start of a later frame.
         self.offset += self.pending.len() as u64;
         self.pending.clear();
-        Ok(written?)
+        written.map_err(|e| AuditError::Journal(format!("{}: {e}", self.path.display())))
     }
 
-    /// Start over (everything journaled so far is durable in redb): a new generation, so the
-    /// old records no longer read as current.
-    pub(crate) fn reset(&mut self) -> Result<(), AuditError> {
-        self.generation = self.generation.wrapping_add(1);
+    /// Step one of starting over: the header names `next` and the current generation, synced.
+    /// The current frames stay readable until the database names `next` (a durable commit);
+    /// then [`Self::finish_reset`].
+    pub(crate) fn begin_reset(&mut self, next: u64) -> Result<(), AuditError> {
+        self.file
+            .write_all_at(&header_bytes(next, self.generation), 0)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| AuditError::Journal(format!("{}: {e}", self.path.display())))
+    }
+
+    /// Step two: the database names `next`; frames are written under it from the start.
+    pub(crate) fn finish_reset(&mut self, next: u64) {
+        self.generation = next;
         self.pending.clear();
         self.offset = HEADER;
-        self.write_header()
     }
-
-    fn write_header(&mut self) -> Result<(), AuditError> {
-        self.file.write_all_at(&header_bytes(self.generation), 0)?;
-        self.file.sync_data()?;
-        Ok(())
-    }
-}
-
-fn fresh_generation() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
 }
 
 /// A new file's directory entry must survive a crash too.
@@ -348,12 +484,24 @@ mod tests {
         }
     }
 
+    /// A journal under generation 7 (after a reset from nothing).
+    fn fresh(path: &Path, size: u64) -> Journal {
+        let (mut journal, _) = Journal::open(path, size).unwrap();
+        journal.begin_reset(7).unwrap();
+        journal.finish_reset(7);
+        journal
+    }
+
+    fn records(path: &Path, expected: Expected, head: u64) -> Result<Vec<Record>, AuditError> {
+        let bytes = read_file(path).unwrap().unwrap_or_default();
+        load(&bytes, path, expected, head)
+    }
+
     #[test]
-    fn records_written_are_read_back_after_reopening() {
+    fn records_written_are_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.redb.journal");
-        let (mut journal, found) = Journal::open(&path, 1 << 16).unwrap();
-        assert!(found.is_empty());
+        let mut journal = fresh(&path, 1 << 16);
         for record in [event(1), chunk(1), event(2)] {
             journal.push(&record);
         }
@@ -362,11 +510,9 @@ mod tests {
         journal.sync().unwrap();
         drop(journal);
         assert_eq!(
-            Journal::read(&path).unwrap(),
+            records(&path, Some(7), 0).unwrap(),
             vec![event(1), chunk(1), event(2), event(3)]
         );
-        let (_, found) = Journal::open(&path, 1 << 16).unwrap();
-        assert_eq!(found.len(), 4);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
@@ -374,52 +520,96 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_tail_and_older_generations_are_not_read() {
+    fn a_torn_last_frame_is_the_end_but_damage_before_acknowledged_frames_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
-        let (mut journal, _) = Journal::open(&path, 1 << 16).unwrap();
+        let mut journal = fresh(&path, 1 << 16);
         for seq in 1..=3 {
             journal.push(&event(seq));
+            journal.sync().unwrap();
         }
-        journal.sync().unwrap();
-        // A crash in the middle of the third record's write.
-        let mut bytes = std::fs::read(&path).unwrap();
-        let end = parse(&bytes).2 as usize;
-        bytes[end - 3] ^= 0xff;
-        std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(Journal::read(&path).unwrap(), vec![event(1), event(2)]);
-
-        // After a reset the old records are still on disk, and not read.
-        let (mut journal, _) = Journal::open(&path, 1 << 16).unwrap();
-        journal.reset().unwrap();
-        assert!(Journal::read(&path).unwrap().is_empty());
-        journal.push(&event(9));
-        journal.sync().unwrap();
-        assert_eq!(Journal::read(&path).unwrap(), vec![event(9)]);
+        let clean = std::fs::read(&path).unwrap();
+        let frame_at = |n: usize| {
+            let mut at = HEADER as usize;
+            for _ in 0..n {
+                at = frame(&clean, at, 7).unwrap().1;
+            }
+            at
+        };
+        // A crash in the middle of the third frame's write: the first two are what was
+        // acknowledged.
+        let mut torn = clean.clone();
+        torn[frame_at(2) + FRAME + 3] ^= 0xff;
+        std::fs::write(&path, &torn).unwrap();
+        assert_eq!(
+            records(&path, Some(7), 0).unwrap(),
+            vec![event(1), event(2)]
+        );
+        // The second frame damaged while the third holds: refused, not cut short.
+        let mut damaged = clean.clone();
+        damaged[frame_at(1) + FRAME + 3] ^= 0x01;
+        std::fs::write(&path, &damaged).unwrap();
+        let err = records(&path, Some(7), 0).unwrap_err().to_string();
+        assert!(err.contains("acknowledged events after it"), "{err}");
+        // Its length damaged: the same.
+        let mut damaged = clean.clone();
+        damaged[frame_at(1)] ^= 0x04;
+        std::fs::write(&path, &damaged).unwrap();
+        assert!(records(&path, Some(7), 0).is_err());
     }
 
     #[test]
-    fn a_damaged_header_reads_as_empty_and_is_rewritten() {
+    fn only_the_journal_the_database_names_is_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
-        let (mut journal, _) = Journal::open(&path, 1 << 16).unwrap();
+        let mut journal = fresh(&path, 1 << 16);
+        journal.push(&event(5));
+        journal.sync().unwrap();
+        // Another generation, missing, emptied, zeroed: refused while the database needs it.
+        let err = records(&path, Some(8), 4).unwrap_err().to_string();
+        assert!(
+            err.contains("not the journal this database was writing"),
+            "{err}"
+        );
+        let missing = dir.path().join("none");
+        let err = records(&missing, Some(7), 4).unwrap_err().to_string();
+        assert!(err.contains("is missing"), "{err}");
+        std::fs::write(dir.path().join("zeros"), vec![0; 8192]).unwrap();
+        assert!(records(&dir.path().join("zeros"), Some(7), 4).is_err());
+        // After a clean stop none is needed, and one holding newer events is foreign.
+        assert!(records(&missing, None, 4).unwrap().is_empty());
+        let err = records(&path, None, 4).unwrap_err().to_string();
+        assert!(err.contains("never had"), "{err}");
+        assert_eq!(records(&path, None, 5).unwrap(), vec![event(5)]);
+        // A device in its place is refused, not read forever.
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("dev")).unwrap();
+        assert!(read_file(&dir.path().join("dev")).is_err());
+    }
+
+    #[test]
+    fn starting_over_keeps_the_current_frames_until_the_database_names_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut journal = fresh(&path, 1 << 16);
         journal.push(&event(1));
         journal.sync().unwrap();
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[9] ^= 1;
-        std::fs::write(&path, &bytes).unwrap();
-        assert!(Journal::read(&path).unwrap().is_empty());
-        let (mut journal, found) = Journal::open(&path, 1 << 16).unwrap();
-        assert!(found.is_empty());
+        journal.begin_reset(9).unwrap();
+        // A crash here: the database still names 7, and its frames are read.
+        assert_eq!(records(&path, Some(7), 0).unwrap(), vec![event(1)]);
+        // The database named 9: nothing of 9 yet, and 7's frames are not 9's.
+        assert!(records(&path, Some(9), 1).unwrap().is_empty());
+        journal.finish_reset(9);
         journal.push(&event(2));
         journal.sync().unwrap();
-        assert_eq!(Journal::read(&path).unwrap(), vec![event(2)]);
+        assert_eq!(records(&path, Some(9), 1).unwrap(), vec![event(2)]);
+        // An older generation is not the database's any more.
+        assert!(records(&path, Some(7), 1).is_err());
     }
 
     #[test]
     fn space_is_accounted() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, _) = Journal::open(&dir.path().join("j"), 3 * HEADER).unwrap();
+        let mut journal = fresh(&dir.path().join("j"), 3 * HEADER);
         assert!(journal.fits() && !journal.half_full());
         journal.push(&Record::Chunk {
             seq: 1,
@@ -430,7 +620,7 @@ mod tests {
         assert!(journal.fits());
         journal.sync().unwrap();
         assert!(journal.half_full());
-        journal.push(&event(2).clone());
+        journal.push(&event(2));
         journal.push(&Record::Chunk {
             seq: 2,
             session: "s".into(),
@@ -439,8 +629,8 @@ mod tests {
         });
         assert!(!journal.fits());
         journal.discard();
-        journal.reset().unwrap();
+        journal.begin_reset(8).unwrap();
+        journal.finish_reset(8);
         assert!(journal.fits() && !journal.half_full());
-        assert!(Journal::read(journal.path()).unwrap().is_empty());
     }
 }

@@ -34,6 +34,11 @@ pub const META: TableDefinition<&str, (u64, Hash)> = TableDefinition::new("meta"
 /// events, so an event removed from the tail later shows up as a head pointing past the end.
 pub const HEAD: &str = "head";
 
+/// Key in [`META`]: the generation of the journal the database is writing (`journal.rs`), and
+/// the previous one's in the first 8 bytes of the hash slot. Absent after a clean stop: the
+/// database then needs no journal.
+pub const JOURNAL: &str = "journal";
+
 /// Key in [`META`]: where the chain starts after retention removed its beginning: the last
 /// removed event's `seq` and hash. Absent until the first pruning.
 pub const BASE: &str = "base";

@@ -17,12 +17,14 @@ use tokio::sync::{mpsc, oneshot};
 use super::blob;
 use super::chain::{GENESIS, Hash};
 use super::checkpoint::Checkpointer;
-use super::event::{Event, EventKind, NewEvent, Pruned, SignedHead, Timestamp};
+use super::event::{Event, EventKind, NewEvent, Note, Pruned, SignedHead, Timestamp};
 use super::export::{ExportOptions, export_events};
 use super::journal::{self, Journal};
 use super::query::{ExportFilter, SessionContext, Sessions};
 use super::records::{ApprovalRecord, SessionRecord, get_json};
-use super::schema::{APPROVALS, BASE, EVENTS, HEAD, META, RECORDINGS, SESSIONS, TEXT_LAST, TEXTS};
+use super::schema::{
+    APPROVALS, BASE, EVENTS, HEAD, JOURNAL, META, RECORDINGS, SESSIONS, TEXT_LAST, TEXTS,
+};
 use super::texts::{expand, open_texts};
 use super::verify::{VerifyReport, verify_chain};
 use super::writer::{ChainHead, Counters, Op, Reply, Request, Writer, WriterStats};
@@ -227,21 +229,29 @@ impl AuditStore {
     /// beyond the last durable commit (a crash).
     fn start(db: Database, path: &Path, options: &StoreOptions) -> Result<AuditStore, AuditError> {
         ensure_tables(&db)?;
-        let journal = if options.journal_size > 0 {
-            let (mut journal, records) =
-                Journal::open(&journal::path_for(path), options.journal_size)?;
-            let restored = super::writer::replay(&db, &records)?;
+        let (journal, lost) = if options.journal_size > 0 {
+            let path = journal::path_for(path);
+            let (mut journal, bytes) = Journal::open(&path, options.journal_size)?;
+            let needed = journal_records(&path, &bytes, &db.begin_read()?)?;
+            if let Some(generation) = needed.generation {
+                journal.adopt(generation);
+            }
+            // The header names the next generation first, then the durable commit of what is
+            // put back names it in the database.
+            let next = journal::new_generation();
+            journal.begin_reset(next)?;
+            let restored = super::writer::replay(&db, &needed.records, Some(next))?;
+            journal.finish_reset(next);
             if restored > 0 {
                 tracing::warn!(
                     restored,
-                    journal = %journal.path().display(),
+                    journal = %path.display(),
                     "audit events restored from the journal after an unclean stop"
                 );
             }
-            journal.reset()?;
-            Some(journal)
+            (Some(journal), needed.lost)
         } else {
-            None
+            (None, None)
         };
         let head = load_head(&db)?;
         let db = Arc::new(db);
@@ -260,7 +270,7 @@ impl AuditStore {
         let handle = std::thread::Builder::new()
             .name("warden-audit-writer".into())
             .spawn(move || writer.run())?;
-        Ok(AuditStore {
+        let store = AuditStore {
             inner: Arc::new(Inner {
                 db: Db::Writable(db),
                 tx,
@@ -271,7 +281,18 @@ impl AuditStore {
                 text_cap: options.text_cap.max(64),
                 min_free: options.min_free,
             }),
-        })
+        };
+        if let Some(message) = lost {
+            // Accepted by the operator: the chain says so, for every later reader.
+            store.append_blocking(NewEvent::global(EventKind::Note(Note {
+                topic: "audit-journal-lost".into(),
+                message: format!(
+                    "started without the journal's events ({}=1): {message}",
+                    journal::ACCEPT_LOSS_ENV
+                ),
+            })))?;
+        }
+        Ok(store)
     }
 
     /// Open an existing database without writing to it: not a byte of the file changes (its
@@ -297,10 +318,12 @@ impl AuditStore {
             }
         };
         // Events acknowledged after the file's last durable commit are in the journal (the
-        // gateway stopped without closing): reading them needs a recovered copy.
-        let head = read_head(&db.begin_read()?)?.map_or(0, |h| h.seq);
+        // gateway stopped without closing): reading them needs a recovered copy. A journal the
+        // database needs and cannot have is refused here too.
         let journal = journal::path_for(path);
-        if Journal::read(&journal)?.iter().any(|r| r.seq() > head) {
+        let bytes = journal::read_file(&journal)?.unwrap_or_default();
+        let needed = journal_records(&journal, &bytes, &db.begin_read()?)?;
+        if needed.records.iter().any(|r| r.seq() > needed.head) {
             return Err(AuditError::NeedsRecovery(format!(
                 "{} (its journal holds newer events)",
                 path.display()
@@ -369,7 +392,10 @@ impl AuditStore {
         let backend = redb::backends::FileBackend::new(copy)?;
         let db = builder(true).create_with_backend(backend)?;
         // The original's journal, read and applied to the copy only.
-        super::writer::replay(&db, &Journal::read(&journal::path_for(path))?)?;
+        let journal = journal::path_for(path);
+        let bytes = journal::read_file(&journal)?.unwrap_or_default();
+        let needed = journal_records(&journal, &bytes, &db.begin_read()?)?;
+        super::writer::replay(&db, &needed.records, None)?;
         let options = StoreOptions {
             journal_size: 0,
             ..StoreOptions::default()
@@ -773,6 +799,50 @@ fn table_missing<T>(opened: Result<T, TableError>) -> Result<bool, AuditError> {
         Ok(_) => Ok(false),
         Err(TableError::TableDoesNotExist(_)) => Ok(true),
         Err(err) => Err(err.into()),
+    }
+}
+
+/// What a database needs from its journal.
+struct Needed {
+    records: Vec<journal::Record>,
+    /// The generation read (the database's), to name as the previous one.
+    generation: Option<u64>,
+    /// The database's last durable event.
+    head: u64,
+    /// Why the journal could not be used, when the operator accepted that.
+    lost: Option<String>,
+}
+
+/// The journal records the database at `txn` needs put back, or the refusal (see
+/// [`journal::load`]). With `WARDEN_ACCEPT_JOURNAL_LOSS=1` a refusal is logged and nothing is
+/// put back.
+fn journal_records(path: &Path, bytes: &[u8], txn: &ReadTransaction) -> Result<Needed, AuditError> {
+    let expected = match txn.open_table(META) {
+        Ok(meta) => meta.get(JOURNAL)?.map(|g| g.value().0),
+        Err(TableError::TableDoesNotExist(_)) => None,
+        Err(err) => return Err(err.into()),
+    };
+    let head = read_head(txn)?.map_or(0, |h| h.seq);
+    match journal::load(bytes, path, expected, head) {
+        Ok(records) => Ok(Needed {
+            records,
+            generation: expected,
+            head,
+            lost: None,
+        }),
+        Err(AuditError::Journal(message)) if journal::accept_loss() => {
+            tracing::error!(
+                "audit journal {message} (going on without it: {}=1)",
+                journal::ACCEPT_LOSS_ENV
+            );
+            Ok(Needed {
+                records: Vec::new(),
+                generation: expected,
+                head,
+                lost: Some(message),
+            })
+        }
+        Err(err) => Err(err),
     }
 }
 

@@ -101,9 +101,9 @@ where
         .flatten()
         .ok_or_else(|| damaged(&format!("{} is missing", hex::encode(digest))))?;
     let mut text = Vec::with_capacity(len);
-    zstd::stream::read::Decoder::new(stored.value())?
-        .take(len as u64 + 1)
-        .read_to_end(&mut text)?;
+    zstd::stream::read::Decoder::new(stored.value())
+        .and_then(|d| d.take(len as u64 + 1).read_to_end(&mut text))
+        .map_err(|e| damaged(&format!("{} cannot be read: {e}", hex::encode(digest))))?;
     if text.len() != len {
         return Err(damaged("does not have its recorded length"));
     }

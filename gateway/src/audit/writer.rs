@@ -21,10 +21,12 @@ use super::AuditError;
 use super::chain::{Hash, canonical_bytes, chain_hash};
 use super::checkpoint::Checkpointer;
 use super::event::{CheckpointEvent, Event, EventKind, NewEvent, RecordingChunk, Timestamp};
-use super::journal::{Journal, Record};
+use super::journal::{self, Journal, Record};
 use super::records::{TableIndex, index_event};
 use super::retention;
-use super::schema::{APPROVALS, EVENTS, HEAD, META, RECORDINGS, SESSIONS, TEXT_LAST, TEXTS};
+use super::schema::{
+    APPROVALS, EVENTS, HEAD, JOURNAL, META, RECORDINGS, SESSIONS, TEXT_LAST, TEXTS,
+};
 use super::texts;
 
 /// Something to make durable.
@@ -156,30 +158,42 @@ impl Writer {
             self.commit_batch(&mut batch);
             if self.journal.as_ref().is_some_and(Journal::half_full) {
                 // After the answers, so no appender waits for it.
-                if let Err(err) = self.flush() {
+                if let Err(err) = self.flush(false) {
                     tracing::error!(error = %err, "durable audit commit failed");
                 }
             }
         }
-        // Leave the database durable on its own and the journal empty: a clean stop needs no
-        // replay, and offline readers of the file need no recovery.
-        if let Err(err) = self.flush() {
+        // Leave the database durable on its own and marked as needing no journal: a clean stop
+        // needs no replay, and offline readers of the file need no recovery.
+        if let Err(err) = self.flush(true) {
             tracing::error!(error = %err, "final durable audit commit failed");
         }
         tracing::debug!(head = self.head.seq, "audit writer stopped");
     }
 
-    /// One durable redb commit (which makes every earlier non-durable one durable too), then a
-    /// new journal generation.
-    fn flush(&mut self) -> Result<(), AuditError> {
+    /// One durable redb commit (which makes every earlier non-durable one durable too) naming
+    /// the journal's next generation (`clean`: naming none, at a clean stop), then the journal
+    /// starts over under it.
+    fn flush(&mut self, clean: bool) -> Result<(), AuditError> {
         let Some(journal) = &mut self.journal else {
             return Ok(());
         };
+        let next = journal::new_generation();
+        journal.begin_reset(next)?;
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            if clean {
+                meta.remove(JOURNAL)?;
+            } else {
+                meta.insert(JOURNAL, journal_meta(next))?;
+            }
+        }
         txn.commit()?;
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
-        journal.reset()
+        journal.finish_reset(next);
+        Ok(())
     }
 
     /// Make a committed batch durable through the journal: one write and one fdatasync. A
@@ -194,7 +208,7 @@ impl Writer {
         }
         if !journal.fits() {
             journal.discard();
-            return self.flush();
+            return self.flush(false);
         }
         match journal.sync() {
             Ok(()) => {
@@ -203,7 +217,7 @@ impl Writer {
             }
             Err(err) => {
                 tracing::error!(error = %err, "audit journal write failed: committing durably instead");
-                self.flush()
+                self.flush(false)
             }
         }
     }
@@ -256,8 +270,20 @@ impl Writer {
         let mut results = Vec::with_capacity(batch.len());
         let mut checkpointed = None;
         let records;
+        // A durable commit starts the journal over, naming its next generation.
+        let next = match &mut self.journal {
+            Some(journal) if !journaled => {
+                let next = journal::new_generation();
+                journal.begin_reset(next)?;
+                Some(next)
+            }
+            _ => None,
+        };
         {
             let mut tables = Tables::open(&txn, journaled)?;
+            if let Some(next) = next {
+                tables.meta.insert(JOURNAL, journal_meta(next))?;
+            }
             for request in batch {
                 let result = match &request.op {
                     Op::Append(new) => {
@@ -327,11 +353,9 @@ impl Writer {
                 self.head = head;
                 return Err(err);
             }
-        } else if let Some(journal) = &mut self.journal {
+        } else if let (Some(journal), Some(next)) = (&mut self.journal, next) {
             // A durable commit: what the journal held is in the database now.
-            if let Err(err) = journal.reset() {
-                tracing::error!(error = %err, "audit journal not reset");
-            }
+            journal.finish_reset(next);
         }
         Ok(Committed {
             results,
@@ -476,13 +500,22 @@ impl<'txn> Tables<'txn> {
     }
 }
 
+/// How [`JOURNAL`] is stored: the generation, in a `(u64, Hash)` slot.
+pub(crate) fn journal_meta(generation: u64) -> (u64, Hash) {
+    (generation, [0; 32])
+}
+
 /// Put back what a journal holds beyond the database's last durable commit (after a crash),
-/// in one durable commit; returns how many events were restored. Every event must continue
-/// the chain from the database's head, and those the database already has must be the same:
-/// a journal that disagrees (another database's, or a database rolled back under it) is
+/// in one durable commit that also names the journal's `next` generation, if given; returns
+/// how many events were restored. Every event must continue the chain from the database's
+/// head, and those the database already has must be the same: a journal that disagrees is
 /// refused, and nothing is applied.
-pub(crate) fn replay(db: &Database, records: &[Record]) -> Result<u64, AuditError> {
-    if records.is_empty() {
+pub(crate) fn replay(
+    db: &Database,
+    records: &[Record],
+    next: Option<u64>,
+) -> Result<u64, AuditError> {
+    if records.is_empty() && next.is_none() {
         return Ok(0);
     }
     let mut txn = db.begin_write()?;
@@ -505,8 +538,9 @@ pub(crate) fn replay(db: &Database, records: &[Record]) -> Result<u64, AuditErro
         };
         let durable = head.seq;
         let disagree = |seq: u64, what: &str| {
-            AuditError::Corrupt(format!(
-                "the audit journal does not continue this database at event {seq} ({what});                  nothing was restored from it. If the database was replaced on purpose, move                  the journal aside"
+            AuditError::Journal(format!(
+                "does not continue this database at event {seq} ({what}); nothing was \
+                 restored from it"
             ))
         };
         for record in records {
@@ -550,6 +584,9 @@ pub(crate) fn replay(db: &Database, records: &[Record]) -> Result<u64, AuditErro
         }
         if head.seq != durable {
             tables.meta.insert(HEAD, (head.seq, head.hash))?;
+        }
+        if let Some(next) = next {
+            tables.meta.insert(JOURNAL, journal_meta(next))?;
         }
     }
     txn.commit()?;

@@ -226,10 +226,11 @@ pub async fn request(
         match &endpoint.tls {
             None => exchange(stream, request).await,
             Some((connector, name)) => {
-                let stream = connector
-                    .connect(name.clone(), stream)
-                    .await
-                    .context("TLS with the admin API")?;
+                let stream = connector.connect(name.clone(), stream).await.context(
+                    "TLS with the admin API failed: is --admin-ca the CA that signed its \
+                         certificate (not the certificate itself), and is the certificate issued \
+                         to this host name or address?",
+                )?;
                 exchange(stream, request).await
             }
         }
