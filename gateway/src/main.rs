@@ -34,13 +34,6 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    // A panic that a session contains is one log line, not a backtrace per malformed message
-    // (WARDEN_BACKTRACE=1 brings the default report back, for debugging).
-    if std::env::var_os("WARDEN_BACKTRACE").is_none() {
-        std::panic::set_hook(Box::new(|info| {
-            tracing::error!("panic: {info}");
-        }));
-    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
@@ -49,6 +42,19 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // A panic that a session contains is one log line, not a backtrace per malformed message
+    // (WARDEN_BACKTRACE=1 brings the default report back, for debugging).
+    if std::env::var_os("WARDEN_BACKTRACE").is_none() {
+        // A command whose output was piped into something that stopped reading (`| head`) ends
+        // quietly, as a shell tool does, instead of reporting a panic.
+        let serving = matches!(args.command, Cmd::Serve(_));
+        std::panic::set_hook(Box::new(move |info| {
+            if !serving && info.to_string().contains("Broken pipe") {
+                std::process::exit(141);
+            }
+            tracing::error!("panic: {info}");
+        }));
+    }
     let result = match args.command {
         Cmd::Serve(args) => cli::serve::run(args),
         Cmd::Approvals(args) => cli::approvals::run(args),

@@ -21,7 +21,14 @@
 //! crash between the two leaves a header whose previous generation is the database's, and the
 //! current frames are still read.
 //!
-//! Layout: bytes 0..4096 are the header, `WARDENJ2 ‖ generation ‖ previous generation ‖ crc32`.
+//! What the database cannot see: a journal rolled back within its generation (frames zeroed or
+//! cut, or an older copy of the same generation put back), or frames forged with recomputed
+//! checksums, by someone who can write the file. The same holds for the database itself; the
+//! signed checkpoints bound what can go unnoticed (see docs/audit.md). A journal shorter than
+//! the size its header says it was created with is refused.
+//!
+//! Layout: bytes 0..4096 are the header, `WARDENJ2 ‖ generation ‖ previous generation ‖ size ‖
+//! crc32`.
 //! Each sync writes one frame, padded to 16 bytes: `length (u32 LE) ‖ !length ‖
 //! crc32(generation ‖ body) ‖ body`, the body being the batch's records, each `length (u32 LE) ‖
 //! record`. Reading stops at the first frame that does not hold: the last one, torn by the
@@ -57,8 +64,12 @@ const MAGIC: &[u8; 8] = b"WARDENJ2";
 const HEADER: u64 = 4096;
 /// Bytes before each frame's body: length, its complement, checksum.
 const FRAME: usize = 12;
-/// Frames start at multiples of this, so a damaged frame's successors can be found.
-const ALIGN: usize = 16;
+/// Frames start at page boundaries: a new frame never rewrites the page holding an
+/// acknowledged one (a torn write on hardware without power-safe overwrite cannot damage it),
+/// and a damaged frame's successors can be found.
+const ALIGN: usize = 4096;
+/// Largest journal file read: far above any the gateway writes; a bigger one is not a journal.
+const MAX_FILE: u64 = 256 << 20;
 
 const EVENT: u8 = 1;
 const CHUNK: u8 = 2;
@@ -154,26 +165,28 @@ fn record_crc(generation: u64, body: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-fn header_bytes(generation: u64, previous: u64) -> Vec<u8> {
+fn header_bytes(generation: u64, previous: u64, size: u64) -> Vec<u8> {
     let mut header = vec![0u8; HEADER as usize];
     header[..8].copy_from_slice(MAGIC);
     header[8..16].copy_from_slice(&generation.to_le_bytes());
     header[16..24].copy_from_slice(&previous.to_le_bytes());
-    let crc = crc32fast::hash(&header[..24]);
-    header[24..28].copy_from_slice(&crc.to_le_bytes());
+    header[24..32].copy_from_slice(&size.to_le_bytes());
+    let crc = crc32fast::hash(&header[..32]);
+    header[32..36].copy_from_slice(&crc.to_le_bytes());
     header
 }
 
-/// A valid header's generation and previous generation.
-fn read_header(bytes: &[u8]) -> Option<(u64, u64)> {
-    let header = bytes.get(..28)?;
+/// A valid header's generation, previous generation and the file's size when it was made.
+fn read_header(bytes: &[u8]) -> Option<(u64, u64, u64)> {
+    let header = bytes.get(..36)?;
     let word = |at: usize| {
         let mut n = [0u8; 8];
         n.copy_from_slice(&header[at..at + 8]);
         u64::from_le_bytes(n)
     };
-    let crc = u32::from_le_bytes([header[24], header[25], header[26], header[27]]);
-    (&header[..8] == MAGIC && crc == crc32fast::hash(&header[..24])).then(|| (word(8), word(16)))
+    let crc = u32::from_le_bytes([header[32], header[33], header[34], header[35]]);
+    (&header[..8] == MAGIC && crc == crc32fast::hash(&header[..32]))
+        .then(|| (word(8), word(16), word(24)))
 }
 
 /// A frame at `at`: its body and the offset after it (padded), if it holds for `generation`.
@@ -205,28 +218,61 @@ fn records_in(body: &[u8]) -> Option<Vec<Record>> {
     Some(records)
 }
 
-/// The records of `generation`'s frames. A frame that does not hold is the end (a torn last
-/// write, or an older generation's data) unless a valid frame of this generation follows it:
-/// then what was acknowledged is damaged, and that is an error, not a shorter journal.
-fn frames(bytes: &[u8], generation: u64) -> Result<Vec<Record>, String> {
+/// The records of `generation`'s frames, and what is wrong after them if anything. A frame
+/// that does not hold is the end (a torn last write, or an older generation's data) unless a
+/// valid frame of this generation follows it: then what was acknowledged is damaged, and that
+/// is a problem, not a shorter journal. The records before the damage are returned either way.
+fn frames(bytes: &[u8], generation: u64) -> (Vec<Record>, Option<String>) {
     let mut records = Vec::new();
     let mut at = HEADER as usize;
     while let Some((body, next)) = frame(bytes, at, generation) {
-        let found = records_in(body)
-            .ok_or_else(|| format!("the frame at byte {at} holds an unreadable record"))?;
+        let Some(found) = records_in(body) else {
+            return (
+                records,
+                Some(format!(
+                    "holds an unreadable record in the frame at byte {at}"
+                )),
+            );
+        };
         records.extend(found);
         at = next;
     }
+    // Every page after the end is checked for a frame of this generation. A forged file could
+    // make each check hash up to its whole length: the work is bounded, and past the bound the
+    // journal is treated as damaged.
+    let mut budget = 4 * bytes.len() as u64 + (64 << 20);
     let mut later = padded(at + 1);
     while later + FRAME <= bytes.len() {
-        if frame(bytes, later, generation).is_some() {
-            return Err(format!(
-                "is damaged at byte {at}, with acknowledged events after it (at byte {later})"
-            ));
+        let head = &bytes[later..later + FRAME];
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as u64;
+        if budget < len {
+            return (
+                records,
+                Some(format!(
+                    "cannot be read past byte {at} (too many frame-like pages)"
+                )),
+            );
         }
+        if frame(bytes, later, generation).is_some() {
+            return (
+                records,
+                Some(format!(
+                    "is damaged at byte {at}, with acknowledged events after it (at byte {later})"
+                )),
+            );
+        }
+        budget -= len.min(budget);
         later += ALIGN;
     }
-    Ok(records)
+    (records, None)
+}
+
+/// Why [`load`] refused a journal, with the records it could read before the problem (what an
+/// operator who accepts the loss gets back).
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub error: AuditError,
+    pub usable: Vec<Record>,
 }
 
 /// What the database says about its journal: the generation it is writing, `None` after a
@@ -241,39 +287,56 @@ pub(crate) fn load(
     path: &Path,
     expected: Expected,
     head: u64,
-) -> Result<Vec<Record>, AuditError> {
-    let refuse = |problem: &str| {
-        AuditError::Journal(format!(
+) -> Result<Vec<Record>, Refused> {
+    let refuse = |problem: &str, usable: Vec<Record>| Refused {
+        error: AuditError::Journal(format!(
             "{} {problem}: events acknowledged after the database's last durable commit (event \
              {head}) may be missing. Put back the journal written with this database; if it is \
              lost, set {ACCEPT_LOSS_ENV}=1 to go on (the gateway records the loss in the chain)",
             path.display()
-        ))
+        )),
+        usable,
     };
-    let damaged = |problem: String| AuditError::Journal(format!("{} {problem}", path.display()));
     let header = read_header(bytes);
+    if let Some((_, _, size)) = header
+        && (bytes.len() as u64) < size
+    {
+        return Err(refuse(
+            &format!(
+                "was cut short ({} bytes of the {size} it was made with)",
+                bytes.len()
+            ),
+            Vec::new(),
+        ));
+    }
     let generation = match (expected, header) {
         (None, None) => return Ok(Vec::new()),
-        (None, Some((generation, _))) => {
-            let records = frames(bytes, generation).map_err(damaged)?;
+        (None, Some((generation, _, _))) => {
+            let (records, _) = frames(bytes, generation);
             if records.iter().any(|r| r.seq() > head) {
-                return Err(refuse(
-                    "holds events this database never had (it was stopped cleanly): it \
-                     belongs to another database, or to a copy of this one",
-                ));
+                return Err(Refused {
+                    error: AuditError::Journal(format!(
+                        "{} holds events this database never had (it was stopped cleanly at \
+                         event {head}): it belongs to another database, or to a copy of this \
+                         one. Move it aside",
+                        path.display()
+                    )),
+                    usable: Vec::new(),
+                });
             }
-            return Ok(records);
+            return Ok(Vec::new());
         }
         (Some(_), None) => {
             return Err(refuse(
                 "is missing, empty or unreadable while the database was not stopped cleanly",
+                Vec::new(),
             ));
         }
-        (Some(e), Some((generation, _))) if e == generation => e,
+        (Some(e), Some((generation, _, _))) if e == generation => e,
         // The header was rewritten for a next generation the database does not name yet (a
         // crash between the two steps of starting over): the current frames are still there,
         // unless the journal has moved on and written under the next one.
-        (Some(e), Some((generation, previous)))
+        (Some(e), Some((generation, previous, _)))
             if e == previous && frame(bytes, HEADER as usize, generation).is_none() =>
         {
             e
@@ -282,10 +345,14 @@ pub(crate) fn load(
             return Err(refuse(
                 "is not the journal this database was writing (an older copy, or another \
                  database's)",
+                Vec::new(),
             ));
         }
     };
-    frames(bytes, generation).map_err(damaged)
+    match frames(bytes, generation) {
+        (records, None) => Ok(records),
+        (usable, Some(problem)) => Err(refuse(&problem, usable)),
+    }
 }
 
 /// A new random generation: no stale or foreign journal carries it by chance.
@@ -306,18 +373,23 @@ pub(crate) fn accept_loss() -> bool {
     std::env::var_os(ACCEPT_LOSS_ENV).is_some_and(|v| v == "1")
 }
 
-/// Read the file at `path`: a regular file, read no further than its length (a journal
-/// replaced by a device or a pipe is refused, not read forever). `None` when there is none.
+/// Read the file at `path`: a regular file (not a link, device or pipe: those are refused
+/// before they are opened), and no bigger than any journal is. `None` when there is none.
 pub(crate) fn read_file(path: &Path) -> Result<Option<Vec<u8>>, AuditError> {
     let failed = |what: String| AuditError::Journal(format!("{}: {what}", path.display()));
-    let file = match File::open(path) {
-        Ok(file) => file,
+    match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(failed(e.to_string())),
-    };
+        Ok(meta) if !meta.is_file() => return Err(failed("not a regular file".into())),
+        Ok(meta) if meta.len() > MAX_FILE => {
+            return Err(failed(format!("{} bytes: not a journal", meta.len())));
+        }
+        Ok(_) => {}
+    }
+    let file = File::open(path).map_err(|e| failed(e.to_string()))?;
     let meta = file.metadata().map_err(|e| failed(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(failed("not a regular file".into()));
+    if !meta.is_file() || meta.len() > MAX_FILE {
+        return Err(failed("not a regular file of a journal's size".into()));
     }
     let mut bytes = Vec::new();
     file.take(meta.len())
@@ -340,12 +412,12 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
-    /// Open the journal at `path`, creating it (0600, `size` bytes of zeros, synced) when
-    /// missing; returns it with the bytes it held, for [`load`]. Frames are written only after
-    /// [`Self::begin_reset`] and [`Self::finish_reset`].
-    pub(crate) fn open(path: &Path, size: u64) -> Result<(Journal, Vec<u8>), AuditError> {
+    /// Open the journal at `path` for writing, creating it (0600, `size` bytes of zeros,
+    /// synced) when missing. Call it after [`load`] accepted what the file held (`bytes`, as
+    /// [`read_file`] read them), so a journal that is refused is left as it is. Frames are
+    /// written only after [`Self::begin_reset`] and [`Self::finish_reset`].
+    pub(crate) fn open(path: &Path, bytes: &[u8], size: u64) -> Result<Journal, AuditError> {
         let failed = |e: std::io::Error| AuditError::Journal(format!("{}: {e}", path.display()));
-        let bytes = read_file(path)?.unwrap_or_default();
         super::store::private_file(path)?;
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -366,15 +438,14 @@ impl Journal {
             file.sync_all().map_err(failed)?;
             sync_dir(path)?;
         }
-        let journal = Journal {
+        Ok(Journal {
             file,
             path: path.to_path_buf(),
-            generation: read_header(&bytes).map_or(0, |(g, _)| g),
+            generation: read_header(bytes).map_or(0, |(g, _, _)| g),
             offset: HEADER,
             size: size.max(bytes.len() as u64),
             pending: Vec::new(),
-        };
-        Ok((journal, bytes))
+        })
     }
 
     /// The generation whose frames were read for the database (its `meta`), which a new header
@@ -439,7 +510,7 @@ impl Journal {
     /// then [`Self::finish_reset`].
     pub(crate) fn begin_reset(&mut self, next: u64) -> Result<(), AuditError> {
         self.file
-            .write_all_at(&header_bytes(next, self.generation), 0)
+            .write_all_at(&header_bytes(next, self.generation, self.size), 0)
             .and_then(|()| self.file.sync_data())
             .map_err(|e| AuditError::Journal(format!("{}: {e}", self.path.display())))
     }
@@ -486,7 +557,7 @@ mod tests {
 
     /// A journal under generation 7 (after a reset from nothing).
     fn fresh(path: &Path, size: u64) -> Journal {
-        let (mut journal, _) = Journal::open(path, size).unwrap();
+        let mut journal = Journal::open(path, &[], size).unwrap();
         journal.begin_reset(7).unwrap();
         journal.finish_reset(7);
         journal
@@ -494,7 +565,7 @@ mod tests {
 
     fn records(path: &Path, expected: Expected, head: u64) -> Result<Vec<Record>, AuditError> {
         let bytes = read_file(path).unwrap().unwrap_or_default();
-        load(&bytes, path, expected, head)
+        load(&bytes, path, expected, head).map_err(|refused| refused.error)
     }
 
     #[test]
@@ -580,10 +651,25 @@ mod tests {
         assert!(records(&missing, None, 4).unwrap().is_empty());
         let err = records(&path, None, 4).unwrap_err().to_string();
         assert!(err.contains("never had"), "{err}");
-        assert_eq!(records(&path, None, 5).unwrap(), vec![event(5)]);
+        assert!(records(&path, None, 5).unwrap().is_empty());
         // A device in its place is refused, not read forever.
         std::os::unix::fs::symlink("/dev/zero", dir.path().join("dev")).unwrap();
         assert!(read_file(&dir.path().join("dev")).is_err());
+    }
+
+    #[test]
+    fn a_journal_cut_short_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut journal = fresh(&path, 1 << 16);
+        journal.push(&event(1));
+        journal.sync().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        for len in [36, 4096, 8192, (1 << 16) - 1] {
+            std::fs::write(&path, &bytes[..len]).unwrap();
+            let err = records(&path, Some(7), 0).unwrap_err().to_string();
+            assert!(err.contains("cut short"), "{len}: {err}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::blob;
 use super::chain::{GENESIS, Hash};
 use super::checkpoint::Checkpointer;
-use super::event::{Event, EventKind, NewEvent, Note, Pruned, SignedHead, Timestamp};
+use super::event::{Event, EventKind, NewEvent, Pruned, SignedHead, Timestamp};
 use super::export::{ExportOptions, export_events};
 use super::journal::{self, Journal};
 use super::query::{ExportFilter, SessionContext, Sessions};
@@ -27,7 +27,7 @@ use super::schema::{
 };
 use super::texts::{expand, open_texts};
 use super::verify::{VerifyReport, verify_chain};
-use super::writer::{ChainHead, Counters, Op, Reply, Request, Writer, WriterStats};
+use super::writer::{ChainHead, Counters, Op, Replay, Reply, Request, Writer, WriterStats};
 use super::{AuditConfig, AuditError};
 
 /// How to open a store. [`AuditConfig`] gives the gateway's; the CLI opens existing files only.
@@ -209,7 +209,9 @@ impl AuditStore {
     ) -> Result<AuditStore, AuditError> {
         let path = path.as_ref();
         let builder = builder(options.check_integrity);
-        let opened = if options.create {
+        let opened = if options.create && !path.exists() {
+            create_new(&builder, path)
+        } else if options.create {
             private_file(path)?;
             builder.create(path)
         } else {
@@ -229,10 +231,11 @@ impl AuditStore {
     /// beyond the last durable commit (a crash).
     fn start(db: Database, path: &Path, options: &StoreOptions) -> Result<AuditStore, AuditError> {
         ensure_tables(&db)?;
-        let (journal, lost) = if options.journal_size > 0 {
+        let journal = if options.journal_size > 0 {
             let path = journal::path_for(path);
-            let (mut journal, bytes) = Journal::open(&path, options.journal_size)?;
+            let bytes = journal::read_file(&path)?.unwrap_or_default();
             let needed = journal_records(&path, &bytes, &db.begin_read()?)?;
+            let mut journal = Journal::open(&path, &bytes, options.journal_size)?;
             if let Some(generation) = needed.generation {
                 journal.adopt(generation);
             }
@@ -240,7 +243,15 @@ impl AuditStore {
             // put back names it in the database.
             let next = journal::new_generation();
             journal.begin_reset(next)?;
-            let restored = super::writer::replay(&db, &needed.records, Some(next))?;
+            let restored = super::writer::replay(
+                &db,
+                Replay {
+                    records: &needed.records,
+                    next: Some(next),
+                    lost: needed.lost,
+                    record_loss: true,
+                },
+            )?;
             journal.finish_reset(next);
             if restored > 0 {
                 tracing::warn!(
@@ -249,9 +260,9 @@ impl AuditStore {
                     "audit events restored from the journal after an unclean stop"
                 );
             }
-            (Some(journal), needed.lost)
+            Some(journal)
         } else {
-            (None, None)
+            None
         };
         let head = load_head(&db)?;
         let db = Arc::new(db);
@@ -266,11 +277,12 @@ impl AuditStore {
             checkpointer: options.checkpointer.clone(),
             last_checkpoint: last_checkpoint(&db)?,
             journal,
+            needs_durable: false,
         };
         let handle = std::thread::Builder::new()
             .name("warden-audit-writer".into())
             .spawn(move || writer.run())?;
-        let store = AuditStore {
+        Ok(AuditStore {
             inner: Arc::new(Inner {
                 db: Db::Writable(db),
                 tx,
@@ -281,18 +293,7 @@ impl AuditStore {
                 text_cap: options.text_cap.max(64),
                 min_free: options.min_free,
             }),
-        };
-        if let Some(message) = lost {
-            // Accepted by the operator: the chain says so, for every later reader.
-            store.append_blocking(NewEvent::global(EventKind::Note(Note {
-                topic: "audit-journal-lost".into(),
-                message: format!(
-                    "started without the journal's events ({}=1): {message}",
-                    journal::ACCEPT_LOSS_ENV
-                ),
-            })))?;
-        }
-        Ok(store)
+        })
     }
 
     /// Open an existing database without writing to it: not a byte of the file changes (its
@@ -395,7 +396,15 @@ impl AuditStore {
         let journal = journal::path_for(path);
         let bytes = journal::read_file(&journal)?.unwrap_or_default();
         let needed = journal_records(&journal, &bytes, &db.begin_read()?)?;
-        super::writer::replay(&db, &needed.records, None)?;
+        super::writer::replay(
+            &db,
+            Replay {
+                records: &needed.records,
+                next: None,
+                lost: needed.lost,
+                record_loss: false,
+            },
+        )?;
         let options = StoreOptions {
             journal_size: 0,
             ..StoreOptions::default()
@@ -755,6 +764,36 @@ impl AuditStore {
     }
 }
 
+/// A new database, made whole under a temporary name and then renamed into place: a crash
+/// while redb writes its first pages leaves no half-made file where the database goes (which
+/// every later start would refuse as "not a redb database").
+fn create_new(builder: &redb::Builder, path: &Path) -> Result<Database, DatabaseError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".creating");
+    let creating = PathBuf::from(name);
+    let io = |e: std::io::Error| DatabaseError::Storage(redb::StorageError::Io(e));
+    match std::fs::remove_file(&creating) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
+    private_file(&creating).map_err(|e| match e {
+        AuditError::Io(e) => io(e),
+        other => io(std::io::Error::other(other.to_string())),
+    })?;
+    let db = builder.create(&creating)?;
+    ensure_tables(&db).map_err(|e| io(std::io::Error::other(e.to_string())))?;
+    // The open file keeps its lock across the rename.
+    std::fs::rename(&creating, path).map_err(io)?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(db)
+}
+
 /// How every store opens its file.
 fn builder(check_integrity: bool) -> redb::Builder {
     let mut builder = Database::builder();
@@ -830,19 +869,21 @@ fn journal_records(path: &Path, bytes: &[u8], txn: &ReadTransaction) -> Result<N
             head,
             lost: None,
         }),
-        Err(AuditError::Journal(message)) if journal::accept_loss() => {
+        Err(refused) if journal::accept_loss() => {
+            let message = refused.error.to_string();
             tracing::error!(
-                "audit journal {message} (going on without it: {}=1)",
+                "{message} (going on with the {} records before the problem: {}=1)",
+                refused.usable.len(),
                 journal::ACCEPT_LOSS_ENV
             );
             Ok(Needed {
-                records: Vec::new(),
+                records: refused.usable,
                 generation: expected,
                 head,
                 lost: Some(message),
             })
         }
-        Err(err) => Err(err),
+        Err(refused) => Err(refused.error),
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::AuditError;
 use super::chain::{Hash, canonical_bytes, chain_hash};
 use super::checkpoint::Checkpointer;
-use super::event::{CheckpointEvent, Event, EventKind, NewEvent, RecordingChunk, Timestamp};
+use super::event::{CheckpointEvent, Event, EventKind, NewEvent, Note, RecordingChunk, Timestamp};
 use super::journal::{self, Journal, Record};
 use super::records::{TableIndex, index_event};
 use super::retention;
@@ -141,6 +141,10 @@ pub(crate) struct Writer {
     pub last_checkpoint: u64,
     /// Where batches are made durable; `None`: by durable redb commits.
     pub journal: Option<Journal>,
+    /// A batch committed to redb could not be made durable: until a durable redb commit
+    /// succeeds, every batch is one (the journal must not hold events that chain from events
+    /// it lacks).
+    pub needs_durable: bool,
 }
 
 impl Writer {
@@ -257,8 +261,9 @@ impl Writer {
     fn write(&mut self, batch: &[Request]) -> Result<Committed, AuditError> {
         // Retention removes more than a journal record can say: such a batch commits durably,
         // which also makes everything journaled before it durable.
-        let journaled =
-            self.journal.is_some() && !batch.iter().any(|r| matches!(r.op, Op::Prune(_)));
+        let journaled = self.journal.is_some()
+            && !self.needs_durable
+            && !batch.iter().any(|r| matches!(r.op, Op::Prune(_)));
         let mut txn = self.db.begin_write()?;
         txn.set_durability(if journaled {
             Durability::None
@@ -349,13 +354,19 @@ impl Writer {
         if journaled {
             if let Err(err) = self.make_durable(&records) {
                 // In the database but not durable: the appenders hear it failed. The head moves
-                // on (the events are there for readers and the next batch chains from them).
+                // on (the events are there for readers and the next batch chains from them),
+                // and the next batches commit durably until one succeeds, which makes these
+                // durable too (evidence of commands refused because the audit failed).
                 self.head = head;
+                self.needs_durable = true;
                 return Err(err);
             }
-        } else if let (Some(journal), Some(next)) = (&mut self.journal, next) {
-            // A durable commit: what the journal held is in the database now.
-            journal.finish_reset(next);
+        } else {
+            if let (Some(journal), Some(next)) = (&mut self.journal, next) {
+                // A durable commit: what the journal held is in the database now.
+                journal.finish_reset(next);
+            }
+            self.needs_durable = false;
         }
         Ok(Committed {
             results,
@@ -505,17 +516,32 @@ pub(crate) fn journal_meta(generation: u64) -> (u64, Hash) {
     (generation, [0; 32])
 }
 
+/// How a replay goes.
+pub(crate) struct Replay<'a> {
+    pub records: &'a [Record],
+    /// The journal generation the durable commit names, if any.
+    pub next: Option<u64>,
+    /// The operator accepted a journal loss (`WARDEN_ACCEPT_JOURNAL_LOSS=1`): records that do
+    /// not continue the chain end the replay instead of refusing it, and `lost` (why) goes into
+    /// the chain as an `audit-journal-lost` note in the same commit (when `record_loss`: the
+    /// gateway's database, not an auditor's private copy).
+    pub lost: Option<String>,
+    pub record_loss: bool,
+}
+
 /// Put back what a journal holds beyond the database's last durable commit (after a crash),
-/// in one durable commit that also names the journal's `next` generation, if given; returns
+/// in one durable commit that also names the journal's next generation, if given; returns
 /// how many events were restored. Every event must continue the chain from the database's
 /// head, and those the database already has must be the same: a journal that disagrees is
-/// refused, and nothing is applied.
-pub(crate) fn replay(
-    db: &Database,
-    records: &[Record],
-    next: Option<u64>,
-) -> Result<u64, AuditError> {
-    if records.is_empty() && next.is_none() {
+/// refused, and nothing is applied (unless a loss was accepted: see [`Replay::lost`]).
+pub(crate) fn replay(db: &Database, replay: Replay<'_>) -> Result<u64, AuditError> {
+    let Replay {
+        records,
+        next,
+        mut lost,
+        record_loss,
+    } = replay;
+    if records.is_empty() && next.is_none() && lost.is_none() {
         return Ok(0);
     }
     let mut txn = db.begin_write()?;
@@ -544,20 +570,19 @@ pub(crate) fn replay(
             ))
         };
         for record in records {
-            match record {
+            let problem = match record {
                 Record::Event { seq, hash, .. } if *seq <= durable => {
                     let stored = tables.events.get(*seq)?.map(|g| g.value().0);
-                    if stored != Some(*hash) {
-                        return Err(disagree(*seq, "a different event is stored there"));
-                    }
+                    (stored != Some(*hash))
+                        .then(|| disagree(*seq, "a different event is stored there"))
+                }
+                Record::Event { seq, .. } if *seq != head.seq + 1 => {
+                    Some(disagree(*seq, "not the next event"))
+                }
+                Record::Event { seq, hash, bytes } if chain_hash(&head.hash, bytes) != *hash => {
+                    Some(disagree(*seq, "its hash does not chain"))
                 }
                 Record::Event { seq, hash, bytes } => {
-                    if *seq != head.seq + 1 {
-                        return Err(disagree(*seq, "not the next event"));
-                    }
-                    if chain_hash(&head.hash, bytes) != *hash {
-                        return Err(disagree(*seq, "its hash does not chain"));
-                    }
                     let event: Option<Event> = serde_json::from_slice(bytes).ok();
                     tables.put(event.as_ref(), *seq, *hash, bytes.clone())?;
                     head = ChainHead {
@@ -565,22 +590,46 @@ pub(crate) fn replay(
                         hash: *hash,
                     };
                     restored += 1;
+                    None
                 }
-                Record::Chunk { seq, .. } if *seq <= durable => {}
+                Record::Chunk { seq, .. } if *seq <= durable => None,
+                Record::Chunk { seq, .. } if *seq != head.seq => {
+                    Some(disagree(*seq, "a recording chunk without its event"))
+                }
                 Record::Chunk {
-                    seq,
                     session,
                     chunk,
                     stored,
+                    ..
                 } => {
-                    if *seq != head.seq {
-                        return Err(disagree(*seq, "a recording chunk without its event"));
-                    }
                     tables
                         .recordings
                         .insert((session.as_str(), *chunk), stored.as_slice())?;
+                    None
+                }
+            };
+            if let Some(err) = problem {
+                match &mut lost {
+                    // Accepted loss: keep what chained, stop at the first that does not.
+                    Some(why) => {
+                        why.push_str(&format!("; restoring stopped: {err}"));
+                        break;
+                    }
+                    None => return Err(err),
                 }
             }
+        }
+        if let Some(why) = lost.as_ref().filter(|_| record_loss) {
+            // In the same durable commit as what was restored: the loss is in the chain
+            // before anything else is appended.
+            let note = Note {
+                topic: "audit-journal-lost".into(),
+                message: format!(
+                    "started without the journal's events ({}=1): {why}",
+                    journal::ACCEPT_LOSS_ENV
+                ),
+            };
+            tables.append_kind(&mut head, None, EventKind::Note(note))?;
         }
         if head.seq != durable {
             tables.meta.insert(HEAD, (head.seq, head.hash))?;
