@@ -419,16 +419,10 @@ fn statements_run_before_a_sigkill_are_in_the_audit_offline_and_after_restart() 
     }
     let db = gw.audit_path();
     let export = || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["audit", "export", "--db", db.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let (ok, out, err) =
+            gateway::warden_as("", &["audit", "export", "--db", db.to_str().unwrap()]);
+        assert!(ok, "{err}");
+        out
     };
     let offline = export();
     for marker in &markers {

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::gateway::{self, Extra, GATEWAY_PASSWORD, GATEWAY_ROLE, Gateway, connect, psql};
+use common::gateway::{
+    self, Extra, GATEWAY_PASSWORD, GATEWAY_ROLE, Gateway, connect, psql, warden_as,
+};
 use common::pg::PgServer;
 use std::time::Duration;
 
@@ -581,21 +583,6 @@ async fn long_statements_are_stored_as_head_and_digest_and_a_full_disk_turns_ses
     let (ok, _, stderr) = psql(&gw.conninfo("open", &token), "SELECT 1", &[]);
     assert!(!ok && stderr.contains("disk is nearly full"), "{stderr}");
     gw.stop();
-}
-
-/// `warden ARGS` with `WARDEN_TOKEN`: (success, stdout, stderr).
-fn warden_as(token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(args)
-        .env("WARDEN_TOKEN", token)
-        .env_remove("WARDEN_ADMIN")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

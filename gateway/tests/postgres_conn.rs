@@ -102,21 +102,8 @@ fn the_admin_api_serves_https_verified_against_its_ca() {
     assert!(ok, "{err}");
     let url = format!("https://127.0.0.1:{}", gw.admin_port);
     let warden = |args: &[&str], token: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(args)
-            .env("WARDEN_TOKEN", token)
-            .env_remove("WARDEN_ADMIN")
-            .env_remove("WARDEN_ADMIN_CA")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        let (ok, out, err) = gateway::warden_as(token, args);
+        (ok, format!("{out}{err}"))
     };
     let auditor = gw.token("erin", &[], &["auditors"]);
     let ca_arg = ca.to_str().unwrap();

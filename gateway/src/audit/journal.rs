@@ -436,7 +436,7 @@ impl Journal {
                 at += n as u64;
             }
             file.sync_all().map_err(failed)?;
-            sync_dir(path)?;
+            super::store::sync_dir(path)?;
         }
         Ok(Journal {
             file,
@@ -521,16 +521,6 @@ impl Journal {
         self.pending.clear();
         self.offset = HEADER;
     }
-}
-
-/// A new file's directory entry must survive a crash too.
-fn sync_dir(path: &Path) -> Result<(), AuditError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -209,9 +209,11 @@ impl AuditStore {
     ) -> Result<AuditStore, AuditError> {
         let path = path.as_ref();
         let builder = builder(options.check_integrity);
-        let opened = if options.create && !path.exists() {
-            create_new(&builder, path)
-        } else if options.create {
+        if options.create && !path.exists() {
+            let db = create_new(&builder, path)?;
+            return AuditStore::start(db, path, options);
+        }
+        let opened = if options.create {
             private_file(path)?;
             builder.create(path)
         } else {
@@ -232,9 +234,8 @@ impl AuditStore {
     fn start(db: Database, path: &Path, options: &StoreOptions) -> Result<AuditStore, AuditError> {
         ensure_tables(&db)?;
         let journal = if options.journal_size > 0 {
+            let (needed, bytes) = journal_needed(path, &db.begin_read()?)?;
             let path = journal::path_for(path);
-            let bytes = journal::read_file(&path)?.unwrap_or_default();
-            let needed = journal_records(&path, &bytes, &db.begin_read()?)?;
             let mut journal = Journal::open(&path, &bytes, options.journal_size)?;
             if let Some(generation) = needed.generation {
                 journal.adopt(generation);
@@ -321,9 +322,7 @@ impl AuditStore {
         // Events acknowledged after the file's last durable commit are in the journal (the
         // gateway stopped without closing): reading them needs a recovered copy. A journal the
         // database needs and cannot have is refused here too.
-        let journal = journal::path_for(path);
-        let bytes = journal::read_file(&journal)?.unwrap_or_default();
-        let needed = journal_records(&journal, &bytes, &db.begin_read()?)?;
+        let (needed, _) = journal_needed(path, &db.begin_read()?)?;
         if needed.records.iter().any(|r| r.seq() > needed.head) {
             return Err(AuditError::NeedsRecovery(format!(
                 "{} (its journal holds newer events)",
@@ -393,9 +392,7 @@ impl AuditStore {
         let backend = redb::backends::FileBackend::new(copy)?;
         let db = builder(true).create_with_backend(backend)?;
         // The original's journal, read and applied to the copy only.
-        let journal = journal::path_for(path);
-        let bytes = journal::read_file(&journal)?.unwrap_or_default();
-        let needed = journal_records(&journal, &bytes, &db.begin_read()?)?;
+        let (needed, _) = journal_needed(path, &db.begin_read()?)?;
         super::writer::replay(
             &db,
             Replay {
@@ -436,11 +433,7 @@ impl AuditStore {
         if self.inner.min_free == 0 {
             return Ok(());
         }
-        let dir = match self.inner.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let stat = rustix::fs::statvfs(dir)
+        let stat = rustix::fs::statvfs(dir_of(&self.inner.path))
             .map_err(|e| AuditError::Io(std::io::Error::from_raw_os_error(e.raw_os_error())))?;
         let free = stat.f_bavail.saturating_mul(stat.f_frsize);
         if free < self.inner.min_free {
@@ -767,31 +760,35 @@ impl AuditStore {
 /// A new database, made whole under a temporary name and then renamed into place: a crash
 /// while redb writes its first pages leaves no half-made file where the database goes (which
 /// every later start would refuse as "not a redb database").
-fn create_new(builder: &redb::Builder, path: &Path) -> Result<Database, DatabaseError> {
+fn create_new(builder: &redb::Builder, path: &Path) -> Result<Database, AuditError> {
     let mut name = path.as_os_str().to_owned();
     name.push(".creating");
     let creating = PathBuf::from(name);
-    let io = |e: std::io::Error| DatabaseError::Storage(redb::StorageError::Io(e));
     match std::fs::remove_file(&creating) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
         _ => {}
     }
-    private_file(&creating).map_err(|e| match e {
-        AuditError::Io(e) => io(e),
-        other => io(std::io::Error::other(other.to_string())),
-    })?;
+    private_file(&creating)?;
     let db = builder.create(&creating)?;
-    ensure_tables(&db).map_err(|e| io(std::io::Error::other(e.to_string())))?;
+    ensure_tables(&db)?;
     // The open file keeps its lock across the rename.
-    std::fs::rename(&creating, path).map_err(io)?;
-    let dir = match path.parent() {
+    std::fs::rename(&creating, path)?;
+    sync_dir(path)?;
+    Ok(db)
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
-    };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)?;
-    Ok(db)
+    }
+}
+
+/// A new file's directory entry must survive a crash too.
+pub(crate) fn sync_dir(path: &Path) -> Result<(), AuditError> {
+    std::fs::File::open(dir_of(path))?.sync_all()?;
+    Ok(())
 }
 
 /// How every store opens its file.
@@ -852,9 +849,16 @@ struct Needed {
     lost: Option<String>,
 }
 
-/// The journal records the database at `txn` needs put back, or the refusal (see
-/// [`journal::load`]). With `WARDEN_ACCEPT_JOURNAL_LOSS=1` a refusal is logged and nothing is
-/// put back.
+/// The journal records the database at `db` (read through `txn`) needs put back, or the
+/// refusal (see [`journal::load`]), with the journal's bytes. With
+/// `WARDEN_ACCEPT_JOURNAL_LOSS=1` a refusal is logged and what chains before it is kept.
+fn journal_needed(db: &Path, txn: &ReadTransaction) -> Result<(Needed, Vec<u8>), AuditError> {
+    let path = journal::path_for(db);
+    let bytes = journal::read_file(&path)?.unwrap_or_default();
+    let needed = journal_records(&path, &bytes, txn)?;
+    Ok((needed, bytes))
+}
+
 fn journal_records(path: &Path, bytes: &[u8], txn: &ReadTransaction) -> Result<Needed, AuditError> {
     let expected = match txn.open_table(META) {
         Ok(meta) => meta.get(JOURNAL)?.map(|g| g.value().0),

@@ -229,6 +229,23 @@ impl Drop for Gateway {
     }
 }
 
+/// `warden ARGS` with `WARDEN_TOKEN` set to `token` and no `WARDEN_ADMIN`/`WARDEN_ADMIN_CA`
+/// from the environment: (success, stdout, stderr).
+pub fn warden_as(token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .env("WARDEN_TOKEN", token)
+        .env_remove("WARDEN_ADMIN")
+        .env_remove("WARDEN_ADMIN_CA")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Run `psql` with a conninfo and SQL; returns (success, stdout, stderr).
 pub fn psql(conninfo: &str, sql: &str, extra: &[&str]) -> (bool, String, String) {
     let out = Command::new("psql")
