@@ -268,6 +268,7 @@ impl Approvals {
             self.restore(entry);
             return Err(err.into());
         }
+        crate::metrics::approval_decided(if approve { "granted" } else { "denied" });
         let approver = approver.subject.clone();
         let outcome = if approve {
             ApprovalOutcome::Approved { approver, reason }
@@ -511,6 +512,7 @@ impl Waiter {
             Some(Resolution::Decided(outcome)) => outcome,
             // `None`: timed out here, or (never expected) the sender vanished: fail closed.
             Some(Resolution::Expired) | None => {
+                crate::metrics::approval_decided("expired");
                 self.record_timeout().await;
                 ApprovalOutcome::TimedOut
             }

@@ -114,6 +114,10 @@ pub struct AdminConfig {
     /// Token groups allowed to read the audit trail through the admin API (sessions,
     /// recordings, exports, verification, reports).
     pub auditor_groups: Vec<String>,
+    /// Who may scrape `GET /metrics`: absent, anyone who reaches the admin listener (labels
+    /// hold only names from this file, never a principal or a command); set, a bearer token
+    /// in one of these groups.
+    pub metrics_groups: Option<Vec<String>>,
     /// How long a held command waits for a decision before it is refused.
     #[serde(with = "humantime_serde")]
     pub approval_timeout: std::time::Duration,
@@ -127,6 +131,7 @@ impl Default for AdminConfig {
             tls_key: None,
             approver_groups: vec!["approvers".to_string()],
             auditor_groups: vec!["auditors".to_string()],
+            metrics_groups: None,
             approval_timeout: std::time::Duration::from_secs(300),
         }
     }
@@ -141,6 +146,20 @@ pub struct PolicyEntry {
     /// Passed to the module's `init`: a string as is, a table or array as JSON.
     #[serde(default)]
     pub config: Option<toml::Value>,
+    /// `enforce` (the default) or `shadow`: a shadow policy is asked about every command and
+    /// its verdict audited beside the enforced one, but it never changes what the client gets
+    /// (its failures are recorded, never a deny). Switching modes is picked up by hot reload.
+    #[serde(default)]
+    pub mode: PolicyMode,
+}
+
+/// How a chain entry's verdict counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyMode {
+    #[default]
+    Enforce,
+    Shadow,
 }
 
 impl PolicyEntry {
@@ -157,6 +176,7 @@ impl PolicyEntry {
         PolicyRef {
             module: self.module.clone(),
             config: Arc::from(self.config_string()),
+            shadow: self.mode == PolicyMode::Shadow,
         }
     }
 }
@@ -284,6 +304,15 @@ impl Config {
             if target.protocol == Protocol::Postgres && target.postgres.is_none() {
                 return Err(format!(
                     "target `{name}`: a postgres target needs [targets.{name}.postgres]"
+                ));
+            }
+            if !target.policies.is_empty()
+                && target.policies.iter().all(|p| p.mode == PolicyMode::Shadow)
+            {
+                return Err(format!(
+                    "target `{name}`: every policy is mode = \"shadow\", so nothing is enforced \
+                     and every command would be denied; enforce at least one (allow-all to \
+                     enforce nothing)"
                 ));
             }
             for entry in &target.policies {

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod identity;
+pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;

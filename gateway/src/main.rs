@@ -34,14 +34,26 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    // `warden serve` says what it does (sessions, refusals, reloads) at `info`; the other
+    // commands print their own results and log only warnings. WARDEN_LOG overrides either.
+    let (default, json) = match &args.command {
+        Cmd::Serve(serve) => (
+            "warn,warden=info",
+            serve.log_format == cli::serve::LogFormat::Json,
+        ),
+        _ => ("warn", false),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        logs.init();
+    }
     // A panic that a session contains is one log line, not a backtrace per malformed message
     // (WARDEN_BACKTRACE=1 brings the default report back, for debugging).
     if std::env::var_os("WARDEN_BACKTRACE").is_none() {

@@ -54,6 +54,7 @@ async fn harness(timeout: Duration) -> Harness {
         tls_key: None,
         approver_groups: vec!["approvers".into()],
         auditor_groups: vec!["auditors".into()],
+        metrics_groups: None,
         approval_timeout: timeout,
     };
     let approvals = Approvals::new(audit.clone(), &config);
@@ -62,6 +63,8 @@ async fn harness(timeout: Duration) -> Harness {
         verifier: verifier.clone(),
         audit: audit.clone(),
         auditors: Arc::new(config.auditor_groups.clone()),
+        metrics_groups: None,
+        gateway: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(admin::serve(listener, state, None, async {

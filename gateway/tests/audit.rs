@@ -40,7 +40,10 @@ fn command(session: &str, text: &str, verdict: AuditVerdict) -> NewEvent {
                 reason: None,
                 latency_us: 17,
                 error: None,
+                shadow: false,
             }],
+            shadow_verdict: None,
+            shadow_reason: None,
         }),
     )
 }

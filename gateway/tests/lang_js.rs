@@ -130,6 +130,7 @@ fn pref(module: &str, config: &str) -> PolicyRef {
     PolicyRef {
         module: module.into(),
         config: config.into(),
+        shadow: false,
     }
 }
 

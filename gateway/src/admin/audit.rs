@@ -13,7 +13,7 @@
 //! | `GET /v1/sessions/{id}/recording`       | its recording's JSON lines                      |
 //!
 //! Export query keys: `format`, `from_seq`, `from`, `to` (RFC 3339), `session`, `actor`,
-//! `target`, `verdict`, `type` (repeatable), `raw` (no CSV formula guard).
+//! `target`, `verdict`, `type` (repeatable), `shadow_diff`, `raw` (no CSV formula guard).
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -185,6 +185,7 @@ fn export_options(query: &str) -> Result<ExportOptions, Failure> {
             "target" => f.target = Some(value),
             "verdict" => f.verdict = Some(value),
             "type" => f.kinds.push(value),
+            "shadow_diff" => f.shadow_diff = value != "0",
             other => return Err(Failure::Bad(format!("unknown query key `{other}`"))),
         }
     }

@@ -4,6 +4,7 @@
 //! | route                              | who                        | answer                      |
 //! |------------------------------------|----------------------------|-----------------------------|
 //! | `GET /v1/health`                   | anyone                     | `{"status":"ok"}`           |
+//! | `GET /metrics`                     | anyone, or `metrics_groups` | OpenMetrics text (`metrics.rs`) |
 //! | `GET /v1/approvals`                | approvers                  | `{"approvals":[PendingInfo]}` |
 //! | `POST /v1/approvals/{id}/approve`  | approvers, not the parties | `{"id",..,"decision"}`      |
 //! | `POST /v1/approvals/{id}/deny`     | approvers, not the parties | `{"id",..,"decision"}`      |
@@ -66,6 +67,11 @@ pub struct AdminState {
     pub audit: AuditStore,
     /// `[admin] auditor_groups`.
     pub auditors: Arc<Vec<String>>,
+    /// `[admin] metrics_groups`: `None` serves `/metrics` without a token (its labels hold
+    /// only names from warden.toml), `Some` asks for a token in one of these groups.
+    pub metrics_groups: Option<Arc<Vec<String>>>,
+    /// Values read at scrape time: idle instances per module (none when not serving).
+    pub gateway: Option<Arc<crate::session::Gateway>>,
 }
 
 /// Why the admin API could not start.
@@ -228,6 +234,7 @@ type Reply = Response<Full<Bytes>>;
 
 enum Route<'a> {
     Health,
+    Metrics,
     List,
     Decide { id: &'a str, approve: bool },
     Audit(AuditRoute<'a>),
@@ -249,6 +256,9 @@ async fn handle(state: &AdminState, req: Request<Incoming>, trusted: &AtomicBool
     if let Route::Health = route {
         return reply(StatusCode::OK, &json!({"status": "ok"}));
     }
+    if let (Route::Metrics, None) = (&route, &state.metrics_groups) {
+        return metrics(state);
+    }
     let principal = match authenticate(&state.verifier, req.headers()) {
         Ok(principal) => principal,
         Err(message) => {
@@ -264,6 +274,17 @@ async fn handle(state: &AdminState, req: Request<Incoming>, trusted: &AtomicBool
     }
     match route {
         Route::Health => reply(StatusCode::OK, &json!({"status": "ok"})),
+        Route::Metrics => {
+            let groups = state.metrics_groups.as_deref().map_or(&[][..], Vec::as_slice);
+            if principal.groups.iter().any(|g| groups.contains(g)) {
+                metrics(state)
+            } else {
+                error(
+                    StatusCode::FORBIDDEN,
+                    "metrics are for [admin] metrics_groups only",
+                )
+            }
+        }
         Route::List => list(state, &principal),
         Route::Decide { id, approve } => decide(state, &principal, id, approve, req).await,
         Route::Audit(read) => audit::handle(state, &principal, read, req.uri().query()).await,
@@ -281,6 +302,7 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, RouteError> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (route, allowed) = match segments.as_slice() {
         ["v1", "health"] => (Route::Health, Method::GET),
+        ["metrics"] => (Route::Metrics, Method::GET),
         ["v1", "approvals"] => (Route::List, Method::GET),
         ["v1", "approvals", id, "approve"] if !id.is_empty() => {
             (Route::Decide { id, approve: true }, Method::POST)
@@ -327,6 +349,21 @@ fn authenticate(verifier: &Verifier, headers: &HeaderMap) -> Result<Principal, S
     verifier
         .verify(token)
         .map_err(|err| format!("token rejected: {err}"))
+}
+
+fn metrics(state: &AdminState) -> Reply {
+    let idle = state
+        .gateway
+        .as_ref()
+        .map(|gw| gw.engine().idle_instances())
+        .unwrap_or_default();
+    let text = crate::metrics::render(idle, state.approvals.pending().len());
+    let mut answer = Response::new(Full::new(Bytes::from(text)));
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    answer
 }
 
 fn list(state: &AdminState, principal: &Principal) -> Reply {

@@ -165,9 +165,17 @@ pub struct CommandEvent {
     /// The winning policy's reason, if it gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Every policy of the chain, in chain order, with its own verdict.
+    /// Every policy of the chain, in chain order, with its own verdict (shadow policies
+    /// marked `shadow`).
     #[serde(default)]
     pub policies: Vec<PolicyDecision>,
+    /// Set when a shadow policy (`mode = "shadow"`) would have changed the verdict had it been
+    /// enforced: the verdict the client would then have got. Never what was enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_verdict: Option<AuditVerdict>,
+    /// The shadow policy's reason for [`Self::shadow_verdict`], as `policy: reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_reason: Option<String>,
 }
 
 /// One policy's answer within a [`CommandEvent`].
@@ -184,9 +192,12 @@ pub struct PolicyDecision {
     /// Wall time of the call, in microseconds.
     pub latency_us: u64,
     /// Why the policy failed closed (trap, deadline, memory cap, missing, ...); `verdict` is
-    /// then `deny`.
+    /// then `deny` (for a shadow policy, only recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A shadow policy (`mode = "shadow"`): its verdict was recorded, not enforced.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 /// The requester of an approval: who, and through which chain of agents.
@@ -421,7 +432,10 @@ mod tests {
                     reason: None,
                     latency_us: 12,
                     error: Some("deadline".into()),
+                    shadow: false,
                 }],
+                shadow_verdict: None,
+                shadow_reason: None,
             }),
             EventKind::ApprovalRequested(ApprovalRequested {
                 approval_id: "ap-1".into(),

@@ -29,6 +29,8 @@ pub struct ExportFilter {
     pub verdict: Option<String>,
     /// Event types (`command`, `session_start`, ...); empty: all.
     pub kinds: Vec<String>,
+    /// Only commands a shadow policy would have judged more strictly than the chain did.
+    pub shadow_diff: bool,
 }
 
 impl ExportFilter {
@@ -101,6 +103,12 @@ impl ExportFilter {
             && context.is_none_or(|c| &c.target != target)
         {
             return false;
+        }
+        if self.shadow_diff {
+            match &event.kind {
+                EventKind::Command(c) if c.shadow_verdict.is_some_and(|s| s != c.verdict) => {}
+                _ => return false,
+            }
         }
         if let Some(verdict) = &self.verdict {
             match &event.kind {

@@ -533,6 +533,7 @@ impl AuditStore {
     }
 
     async fn request(&self, op: Op) -> Result<u64, AuditError> {
+        let started = std::time::Instant::now();
         let (tx, rx) = oneshot::channel();
         self.inner
             .tx
@@ -541,7 +542,9 @@ impl AuditStore {
                 reply: Reply::Async(tx),
             })
             .map_err(|_| AuditError::WriterGone)?;
-        rx.await.map_err(|_| AuditError::WriterGone)?
+        let answer = rx.await.map_err(|_| AuditError::WriterGone)?;
+        crate::metrics::audit_append(started.elapsed());
+        answer
     }
 
     fn request_blocking(&self, op: Op) -> Result<u64, AuditError> {

@@ -236,6 +236,7 @@ impl Writer {
                 c.requests.fetch_add(size, Ordering::Relaxed);
                 c.events.fetch_add(committed.events, Ordering::Relaxed);
                 c.largest_batch.fetch_max(size, Ordering::Relaxed);
+                crate::metrics::audit_commit(size, true);
                 for (request, result) in batch.drain(..).zip(committed.results) {
                     request.reply.send(result);
                 }
@@ -246,6 +247,7 @@ impl Writer {
                 // failed, this batch's if only the journal and the durable fallback did.)
                 tracing::error!(error = %err, batch = size, "audit commit failed");
                 self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::audit_commit(size, false);
                 let message = err.to_string();
                 for request in batch.drain(..) {
                     request

@@ -41,6 +41,10 @@ pub struct SelectArgs {
     /// approval_requested, approval_decided, masked, recording, checkpoint, pruned, note.
     #[arg(long = "type", value_name = "TYPE")]
     pub kinds: Vec<String>,
+    /// Only commands whose verdict a shadow policy (`mode = "shadow"`) would have changed had
+    /// it been enforced: each line's `shadow_verdict` and `shadow_reason` say to what and why.
+    #[arg(long)]
+    pub shadow_diff: bool,
 }
 
 impl SelectArgs {
@@ -54,6 +58,7 @@ impl SelectArgs {
             target: self.target.clone(),
             verdict: self.verdict.clone(),
             kinds: self.kinds.clone(),
+            shadow_diff: self.shadow_diff,
         }
     }
 }
@@ -179,6 +184,9 @@ pub fn export_query(args: &ExportArgs) -> String {
     }
     for kind in &s.kinds {
         query.append_pair("type", kind);
+    }
+    if s.shadow_diff {
+        query.append_pair("shadow_diff", "1");
     }
     query.finish()
 }

@@ -32,6 +32,16 @@ pub struct ServeArgs {
     /// The configuration file.
     #[arg(long, default_value = "warden.toml")]
     pub config: PathBuf,
+    /// How log lines on standard error are written: `text` for people, `json` (one object
+    /// per line: time, level, target, fields, message) for log pipelines.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -40,10 +50,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .thread_stack_size(crate::command::sql::READER_STACK)
         .build()?;
-    rt.block_on(serve(config))
+    rt.block_on(serve(config, args.config))
 }
 
-async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+async fn serve(config: Config, path: PathBuf) -> anyhow::Result<ExitCode> {
     let engine = PolicyEngine::start(&config.policy, &config.all_policy_refs()).await?;
     let audit = AuditStore::from_config(&config.audit)?;
     // Sessions a crashed gateway left open get their audited end before anyone connects.
@@ -137,6 +147,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             }
         })
     };
+    let reload = tokio::spawn(watch_config(gw.clone(), path));
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -167,6 +178,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         verifier: Arc::new(Verifier::from_config(&gw.config().identity)?),
         audit: audit.clone(),
         auditors: Arc::new(gw.config().admin.auditor_groups.clone()),
+        metrics_groups: gw.config().admin.metrics_groups.clone().map(Arc::new),
+        gateway: Some(gw.clone()),
     };
     let admin_stop = stopped(stop_rx.clone());
     tasks.spawn(async move {
@@ -197,6 +210,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         task.abort();
     }
     counts.abort();
+    reload.abort();
     gw.note_refusal_counts().await;
     if let Some(task) = checkpoints {
         task.abort();
@@ -212,6 +226,89 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         tracing::warn!("audit store not closed cleanly ({e}): it is recovered on next open");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reload the targets' policy chains when the config file changes (polled at the policy
+/// directory's `reload_interval`) or on SIGHUP. A file that does not load is refused and the
+/// running chains stay; either way the outcome is audited.
+async fn watch_config(gw: Arc<Gateway>, path: PathBuf) {
+    let stamp = |p: &PathBuf| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    let interval = gw.config().policy.reload_interval;
+    let mut seen = stamp(&path);
+    #[cfg(unix)]
+    let mut hup =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let poll = async {
+            if interval.is_zero() {
+                std::future::pending::<()>().await
+            } else {
+                tokio::time::sleep(interval).await
+            }
+        };
+        #[cfg(unix)]
+        let hangup = async {
+            match &mut hup {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let forced = tokio::select! {
+            () = poll => false,
+            () = hangup => true,
+        };
+        let now = stamp(&path);
+        if !forced && now == seen {
+            continue;
+        }
+        seen = now;
+        reload_chains(&gw, &path).await;
+    }
+}
+
+async fn reload_chains(gw: &Gateway, path: &std::path::Path) {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("config not reloaded, the running chains stay: {e}");
+            gw.note("config-reload", format!("refused, the running chains stay: {e}"))
+                .await;
+            return;
+        }
+    };
+    let running: Vec<&String> = gw.config().targets.keys().collect();
+    if config.targets.keys().collect::<Vec<_>>() != running {
+        tracing::warn!("targets added or removed in the config take effect at restart");
+    }
+    let changed = gw.reload_chains(&config);
+    if changed.is_empty() {
+        return;
+    }
+    let mut lines = Vec::new();
+    for target in &changed {
+        let chain = gw.chain(target);
+        for r in chain.iter() {
+            if gw.engine().module(&r.module).is_none() {
+                tracing::error!(policy = %r.module, %target, "policy used by a target is not loaded: its target denies everything");
+            }
+        }
+        let entries: Vec<String> = chain
+            .iter()
+            .map(|r| format!("{} ({})", r.module, if r.shadow { "shadow" } else { "enforce" }))
+            .collect();
+        lines.push(format!("{target}: {}", entries.join(", ")));
+    }
+    let message = format!("policy chains reloaded: {}", lines.join("; "));
+    tracing::info!("{message}");
+    gw.note("config-reload", message).await;
 }
 
 async fn shutdown_signal() {

@@ -111,6 +111,8 @@ impl PolicyConfig {
 pub struct PolicyRef {
     pub module: String,
     pub config: Arc<str>,
+    /// `mode = "shadow"`: asked like the others and audited, never enforced.
+    pub shadow: bool,
 }
 
 /// What masking did to a result, for the audit trail: counts per column and rule, no values.
@@ -196,6 +198,7 @@ impl PolicyEngine {
         let reference = PolicyRef {
             module: name.clone(),
             config: policy_config.into(),
+            shadow: false,
         };
         let configs = HashMap::from([(name.clone(), BTreeSet::from([reference.config.clone()]))]);
         let cache = cache::ArtifactCache::new(config.effective_cache_dir());
@@ -226,12 +229,22 @@ impl PolicyEngine {
         self.registry.scan().await
     }
 
+    /// Idle instances per loaded module (for metrics).
+    pub fn idle_instances(&self) -> Vec<(String, usize)> {
+        self.registry
+            .modules()
+            .iter()
+            .map(|(name, m)| (name.clone(), m.idle_total()))
+            .collect()
+    }
+
     /// The loaded version of a module, if any.
     pub fn module(&self, name: &str) -> Option<Arc<PolicyModule>> {
         self.registry.modules().get(name).cloned()
     }
 
-    /// Ask every policy of `chain`, in order, about one command and combine their verdicts.
+    /// Ask every policy of `chain`, in order, about one command and combine the enforced
+    /// verdicts; shadow policies' verdicts ride beside the decision, never in it.
     pub async fn check(
         &self,
         chain: &[PolicyRef],
@@ -240,6 +253,7 @@ impl PolicyEngine {
     ) -> Decision {
         let modules = self.registry.modules();
         let mut verdicts = Vec::with_capacity(chain.len());
+        let mut shadow = Vec::new();
         for r in chain {
             let started = Instant::now();
             let (sha256, result, module) = match modules.get(&r.module) {
@@ -267,7 +281,7 @@ impl PolicyEngine {
                 Verdict::MaskWithin(b) => (Verdict::Mask, Some(b)),
                 v => (v, None),
             };
-            verdicts.push(PolicyVerdict {
+            let answer = PolicyVerdict {
                 policy: r.module.clone(),
                 sha256,
                 verdict,
@@ -275,9 +289,17 @@ impl PolicyEngine {
                 latency: started.elapsed(),
                 failure,
                 module,
-            });
+            };
+            crate::metrics::policy_call(&session.target, r, &answer);
+            if r.shadow {
+                shadow.push(answer);
+            } else {
+                verdicts.push(answer);
+            }
         }
-        Decision::combine(verdicts)
+        let mut decision = Decision::combine(verdicts);
+        decision.shadow = shadow;
+        decision
     }
 
     /// Check every statement of one message; the strictest decision stands for the message.
@@ -300,6 +322,7 @@ impl PolicyEngine {
         let modules = self.registry.modules();
         let verdicts = chain
             .iter()
+            .filter(|r| !r.shadow)
             .filter_map(|r| modules.get(&r.module).map(|m| (r, m)))
             .map(|(r, m)| PolicyVerdict {
                 policy: r.module.clone(),

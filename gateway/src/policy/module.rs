@@ -164,6 +164,14 @@ impl PolicyModule {
             .unwrap_or(0)
     }
 
+    /// Idle instances over every config (for metrics).
+    pub fn idle_total(&self) -> usize {
+        self.pools
+            .lock()
+            .map(|p| p.values().map(Vec::len).sum())
+            .unwrap_or(0)
+    }
+
     /// Linear memory in bytes of each idle instance for `config`, most recently used last
     /// (for tests, benchmarks and metrics).
     pub fn idle_memory(&self, config: &str) -> Vec<usize> {

@@ -73,6 +73,9 @@ pub struct Decision {
     pub decided_by: Option<String>,
     /// Every policy's own verdict, in chain order.
     pub policies: Vec<PolicyVerdict>,
+    /// What the chain's shadow policies (`mode = "shadow"`) said, in chain order: audited,
+    /// never enforced. A shadow policy that failed is here as a `Deny` with its `failure`.
+    pub shadow: Vec<PolicyVerdict>,
 }
 
 impl Budget {
@@ -175,13 +178,29 @@ impl Decision {
                 verdict: policies[w].verdict.clone(),
                 decided_by: Some(policies[w].policy.clone()),
                 policies,
+                shadow: Vec::new(),
             },
             None => Decision {
                 verdict: Verdict::Deny("no policy is configured for this target".to_string()),
                 decided_by: None,
                 policies,
+                shadow: Vec::new(),
             },
         }
+    }
+
+    /// What the client would get if the shadow policies were enforced too: the strictest of
+    /// the enforced verdict and every shadow verdict (the first of equal strictness names the
+    /// policy). `None` when the chain has no shadow policy or none would change the verdict.
+    pub fn shadow_change(&self) -> Option<&PolicyVerdict> {
+        let mut best: Option<&PolicyVerdict> = None;
+        for p in &self.shadow {
+            let rank = best.map_or(self.verdict.rank(), |b| b.verdict.rank());
+            if p.verdict.rank() > rank {
+                best = Some(p);
+            }
+        }
+        best
     }
 
     /// Combine the decisions for several statements of one message (a multi-statement query):
@@ -213,6 +232,20 @@ impl Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shadow_verdicts_never_change_the_decision() {
+        let mut d = Decision::combine(vec![pv("a", Verdict::Mask)]);
+        assert!(d.shadow_change().is_none());
+        d.shadow = vec![pv("s1", Verdict::Allow), pv("s2", Verdict::Mask)];
+        assert!(d.shadow_change().is_none(), "as strict as enforced: no change");
+        d.shadow.push(pv("s3", Verdict::RequireApproval("x".into())));
+        d.shadow.push(pv("s4", Verdict::Deny("no".into())));
+        d.shadow.push(pv("s5", Verdict::Deny("later".into())));
+        assert_eq!(d.shadow_change().map(|p| p.policy.as_str()), Some("s4"));
+        assert_eq!(d.verdict, Verdict::Mask);
+        assert_eq!(Decision::combine_all(&[d]).verdict, Verdict::Mask);
+    }
 
     fn pv(name: &str, verdict: Verdict) -> PolicyVerdict {
         PolicyVerdict {

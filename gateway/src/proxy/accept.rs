@@ -242,6 +242,12 @@ impl FrontDoor {
                     ),
                 };
                 tracing::info!(client = %addr, protocol, "connection refused: {why}");
+                let cap = match which {
+                    Cap::Global => "gateway-cap",
+                    Cap::Listener => "listener-cap",
+                    Cap::Address => "address-cap",
+                };
+                crate::metrics::connection_refused(protocol, cap);
                 match self.refusing.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let adapter = adapter.clone();

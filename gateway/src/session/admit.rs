@@ -69,6 +69,19 @@ pub enum RefusalKind {
     Unavailable,
 }
 
+impl RefusalKind {
+    /// A fixed word for metrics and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RefusalKind::Credential => "credential",
+            RefusalKind::UnknownTarget => "unknown-target",
+            RefusalKind::NotPermitted => "not-permitted",
+            RefusalKind::TooManySessions => "too-many-sessions",
+            RefusalKind::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// A refused login: what to tell the client. The same text is audited.
 #[derive(Debug, Clone)]
 pub struct Refusal {
@@ -259,6 +272,7 @@ impl Gateway {
     pub async fn authenticate(self: &Arc<Self>, login: Login<'_>) -> Result<Session, Refusal> {
         let result = self.admit(&login).await;
         if let Err(refusal) = &result {
+            crate::metrics::login_refused(login.protocol.as_str(), refusal.kind.as_str());
             tracing::info!(
                 client = %login.client_addr,
                 target = %shown(login.target),

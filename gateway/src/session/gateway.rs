@@ -7,7 +7,13 @@ use crate::approvals::Approvals;
 use crate::audit::AuditStore;
 use crate::config::Config;
 use crate::identity::Verifier;
-use crate::policy::PolicyEngine;
+use crate::policy::{PolicyEngine, PolicyRef};
+use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Each target's policy chain, as the config last loaded says (hot reload swaps it whole).
+pub type Chains = BTreeMap<String, Arc<[PolicyRef]>>;
 
 /// Everything sessions share. Adapters reach it through [`super::Session`] and
 /// [`Gateway::authenticate`]; its parts are private to the session path.
@@ -20,6 +26,9 @@ pub struct Gateway {
     pub(super) lifecycle: Lifecycle,
     pub(super) slots: Slots,
     pub(super) refusals: super::admit::RefusalLog,
+    /// The chains commands are judged by. Read per command, so a reloaded chain (a policy
+    /// switched from shadow to enforce) applies to open sessions at their next command.
+    chains: ArcSwap<Chains>,
 }
 
 impl Gateway {
@@ -31,7 +40,9 @@ impl Gateway {
         approvals: Approvals,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Gateway {
+        let chains = ArcSwap::from_pointee(chains_of(&config));
         Gateway {
+            chains,
             config,
             engine,
             audit,
@@ -52,6 +63,42 @@ impl Gateway {
         &self.lifecycle
     }
 
+    /// The policy engine (for metrics read at scrape time).
+    pub fn engine(&self) -> &PolicyEngine {
+        &self.engine
+    }
+
+    /// `target`'s chain as it stands now (empty for an unknown target: it denies).
+    pub fn chain(&self, target: &str) -> Arc<[PolicyRef]> {
+        self.chains
+            .load()
+            .get(target)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+
+    /// Take the chains of a reloaded config for the targets this gateway serves; returns the
+    /// targets whose chain changed. Targets added or removed need a restart (their listeners,
+    /// upstreams and admission rules are not reloaded), so they are left as they are.
+    pub fn reload_chains(&self, config: &Config) -> Vec<String> {
+        let fresh = chains_of(config);
+        let current = self.chains.load_full();
+        let mut next = Chains::clone(&current);
+        let mut changed = Vec::new();
+        for (target, chain) in next.iter_mut() {
+            if let Some(new) = fresh.get(target)
+                && new != chain
+            {
+                *chain = new.clone();
+                changed.push(target.clone());
+            }
+        }
+        if !changed.is_empty() {
+            self.chains.store(Arc::new(next));
+        }
+        changed
+    }
+
     /// A gateway-wide audit note (a refused login, a refused connection), durable before this
     /// returns; failures are logged, never raised: a refusal stands either way.
     pub async fn note(&self, topic: &str, message: String) {
@@ -64,6 +111,14 @@ impl Gateway {
             tracing::error!("cannot audit a {topic} note: {e}");
         }
     }
+}
+
+fn chains_of(config: &Config) -> Chains {
+    config
+        .targets
+        .iter()
+        .map(|(name, t)| (name.clone(), Arc::from(t.chain())))
+        .collect()
 }
 
 /// Shutdown without losing the end of a session: adapters watch [`Lifecycle::stopping`], end

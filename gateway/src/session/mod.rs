@@ -13,7 +13,7 @@ use crate::audit::{
 };
 use crate::identity::Principal;
 use crate::policy::{
-    self, Column, Command, Decision, MaskFailure, PolicyRef, Protocol, Row, Verdict,
+    self, Column, Command, Decision, MaskFailure, Protocol, Row, Verdict,
 };
 use crate::recording::Recorder;
 use std::collections::BTreeMap;
@@ -109,7 +109,6 @@ pub struct Session {
     /// What policies see.
     pub info: policy::Session,
     pub principal: Principal,
-    chain: Vec<PolicyRef>,
     recorder: Recorder,
     /// Counters and pending masked-cell counts, shared by the connection's tasks (SSH
     /// channels run concurrently; HTTP keep-alive and Kubernetes watches will too). Held only
@@ -155,7 +154,6 @@ impl Session {
                 protocol: protocol.as_str(),
             });
         }
-        let chain = t.chain();
         let id = new_session_id();
         let info = policy::Session {
             id: id.clone(),
@@ -176,6 +174,16 @@ impl Session {
         // From here on the session counts as open: a failure below still ends it (Drop).
         let recorder = Recorder::start(gw.audit.clone(), &id);
         gw.lifecycle.opened();
+        crate::metrics::session_opened(protocol.as_str(), target);
+        tracing::info!(
+            session = %id,
+            protocol = protocol.as_str(),
+            target,
+            subject = %principal.subject,
+            actors = %principal.actors.join(" > "),
+            client = %info.client_addr,
+            "session started"
+        );
         let ends_at = (principal.expires_at != u64::MAX).then(|| {
             let leeway = gw.config.identity.leeway;
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(principal.expires_at) + leeway
@@ -184,7 +192,6 @@ impl Session {
             gw,
             info,
             principal,
-            chain,
             recorder,
             state: std::sync::Mutex::new(State::default()),
             ends_at,
@@ -226,10 +233,11 @@ impl Session {
     /// `text` is the message as the client sent it (scrubbed of PANs before it is stored).
     pub async fn decide(&self, text: &str, commands: &[Command]) -> Result<Ruling, SessionError> {
         self.flush_masked().await?;
+        let chain = self.gw.chain(&self.info.target);
         let per_command = self
             .gw
             .engine
-            .check_all(&self.chain, &self.info, commands)
+            .check_all(&chain, &self.info, commands)
             .await;
         let kind = commands
             .iter()
@@ -261,9 +269,12 @@ impl Session {
         let decision = Decision::combine_all(&per_command);
         let policies = per_command
             .iter()
-            .flat_map(|d| d.policies.iter())
-            .map(policy_decision)
+            .flat_map(|d| {
+                let enforced = d.policies.iter().map(|p| policy_decision(p, false));
+                enforced.chain(d.shadow.iter().map(|p| policy_decision(p, true)))
+            })
             .collect();
+        let shadow = self.shadow_change(&decision, &per_command);
         let event = CommandEvent {
             command: self.gw.audit.cap(&scrub(text)).into_owned(),
             kind,
@@ -273,6 +284,12 @@ impl Session {
                 .reason()
                 .map(|_| scrub(&decision.display_reason())),
             policies,
+            shadow_verdict: shadow.map(|p| audit_verdict(&p.verdict)),
+            shadow_reason: shadow.and_then(|p| {
+                p.verdict
+                    .reason()
+                    .map(|r| scrub(&format!("{}: {r}", p.policy)))
+            }),
         };
         let shown = match &decision.verdict {
             Verdict::Mask => decision.decided_by.clone(),
@@ -286,6 +303,29 @@ impl Session {
         })
     }
 
+    /// The strictest shadow verdict that would have changed the message's verdict had it been
+    /// enforced (counted per shadow policy that would have); `None` when none would.
+    fn shadow_change<'d>(
+        &self,
+        decision: &Decision,
+        per_command: &'d [Decision],
+    ) -> Option<&'d policy::PolicyVerdict> {
+        let enforced = decision.verdict.rank();
+        let mut stricter: Vec<&policy::PolicyVerdict> = per_command
+            .iter()
+            .flat_map(|d| &d.shadow)
+            .filter(|p| p.verdict.rank() > enforced)
+            .collect();
+        let mut counted = std::collections::BTreeSet::new();
+        for p in &stricter {
+            if counted.insert(p.policy.as_str()) {
+                crate::metrics::shadow_disagreement(&self.info.target, &p.policy);
+            }
+        }
+        stricter.sort_by_key(|p| std::cmp::Reverse(p.verdict.rank()));
+        stricter.first().copied()
+    }
+
     /// Refuse a command the gateway itself cannot let through (an editing sequence it could
     /// not follow, an extension it cannot check), without asking the chain; audited like a
     /// policy's deny, with `warden` as the one deciding.
@@ -297,6 +337,8 @@ impl Session {
             verdict: AuditVerdict::Deny,
             reason: Some(scrub(reason)),
             policies: Vec::new(),
+            shadow_verdict: None,
+            shadow_reason: None,
         };
         self.record_command(text, event, Some(reason)).await
     }
@@ -310,11 +352,37 @@ impl Session {
         shown: Option<&str>,
     ) -> Result<u64, SessionError> {
         let verdict = event.verdict;
+        let kind = event.kind.clone();
+        let decided_by = event
+            .policies
+            .iter()
+            .find(|p| !p.shadow && p.verdict == verdict)
+            .map_or("warden", |p| p.policy.as_str())
+            .to_string();
         let seq = self
             .gw
             .audit
             .append(NewEvent::session(self.id(), EventKind::Command(event)))
             .await?;
+        crate::metrics::command(
+            self.info.protocol.as_str(),
+            &self.info.target,
+            verdict,
+            &decided_by,
+        );
+        if matches!(verdict, AuditVerdict::Deny | AuditVerdict::RequireApproval) {
+            // No command text or reason: either may carry what the client typed (a password
+            // in an ALTER ROLE, a token in a curl line). The audit event has both.
+            tracing::info!(
+                session = %self.info.id,
+                target = %self.info.target,
+                kind = %kind,
+                verdict = verdict.as_str(),
+                decided_by = %decided_by,
+                seq,
+                "command refused"
+            );
+        }
         {
             let counts = &mut self.state().counts;
             counts.commands += 1;
@@ -390,6 +458,7 @@ impl Session {
             .mask_rows(decision, &self.info, columns, rows)
             .await?;
         if !summary.cells.is_empty() {
+            crate::metrics::masked_cells(&self.info.target, summary.cells.values().sum());
             let mut state = self.state();
             let per_command = state.masked.entry(seq).or_default();
             for (key, n) in summary.cells {
@@ -443,6 +512,16 @@ impl Session {
             reason: reason.to_string(),
             counts: self.state().counts,
         };
+        tracing::info!(
+            session = %self.info.id,
+            target = %self.info.target,
+            reason = %scrub(reason),
+            commands = end.counts.commands,
+            denied = end.counts.denied,
+            masked = end.counts.masked,
+            approvals = end.counts.approvals,
+            "session ended"
+        );
         if let Err(e) = self
             .gw
             .audit
@@ -451,6 +530,12 @@ impl Session {
         {
             tracing::error!(session = %self.info.id, "cannot write session end: {e}");
         }
+        self.ended();
+    }
+
+    /// The session no longer counts as open (once, from `close` or `Drop`).
+    fn ended(&self) {
+        crate::metrics::session_closed(self.info.protocol.as_str(), &self.info.target);
         self.gw.lifecycle.ended();
     }
 }
@@ -466,6 +551,7 @@ impl Drop for Session {
         if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
+        crate::metrics::session_closed(self.info.protocol.as_str(), &self.info.target);
         let gw = self.gw.clone();
         let id = self.info.id.clone();
         let end = SessionEnd {
@@ -503,8 +589,9 @@ fn new_session_id() -> String {
     format!("ses-{n:016x}")
 }
 
-fn policy_decision(p: &policy::PolicyVerdict) -> PolicyDecision {
+fn policy_decision(p: &policy::PolicyVerdict, shadow: bool) -> PolicyDecision {
     PolicyDecision {
+        shadow,
         policy: p.policy.clone(),
         module_sha256: (!p.sha256.is_empty()).then(|| p.sha256.clone()),
         verdict: audit_verdict(&p.verdict),

@@ -107,6 +107,7 @@ pub fn pref(module: &str, config: &str) -> PolicyRef {
     PolicyRef {
         module: module.into(),
         config: config.into(),
+        shadow: false,
     }
 }
 

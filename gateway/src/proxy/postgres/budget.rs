@@ -437,6 +437,7 @@ impl Relay {
             verdict: Verdict::RequireApproval(reason.to_string()),
             decided_by: Some("write budget".into()),
             policies: Vec::new(),
+            shadow: Vec::new(),
         };
         let decided = self.session.decide_as(text, "sql", decision).await;
         Ok(self.carry(text, decided).await?.is_some())

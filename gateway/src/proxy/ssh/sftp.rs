@@ -975,6 +975,7 @@ mod tests {
                 verdict: crate::policy::Verdict::Mask,
                 decided_by: None,
                 policies: Vec::new(),
+                shadow: Vec::new(),
             },
         ))
     }
