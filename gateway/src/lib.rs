@@ -21,3 +21,4 @@ pub mod proxy;
 pub mod recording;
 pub mod session;
 pub mod units;
+pub mod whatif;

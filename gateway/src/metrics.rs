@@ -290,11 +290,11 @@ mod tests {
         session_opened("postgres", "unit-target");
         login_refused("ssh", "credential");
         let text = render([("pci-mask".to_string(), 3)], 2);
-        assert!(
-            text.contains("warden_sessions_opened_total{protocol=\"postgres\",target=\"unit-target\"}")
-        );
+        assert!(text.contains(
+            "warden_sessions_opened_total{protocol=\"postgres\",target=\"unit-target\"}"
+        ));
         assert!(text.contains("warden_policy_instances_idle{policy=\"pci-mask\"} 3"));
-        assert!(text.contains("# TYPE warden_policy_call_seconds histogram"));
+        assert!(text.contains("# TYPE warden_audit_append_seconds histogram"));
         assert!(text.contains("warden_approvals_pending 2"));
         assert!(text.trim_end().ends_with("# EOF"));
     }

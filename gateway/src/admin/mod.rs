@@ -275,7 +275,10 @@ async fn handle(state: &AdminState, req: Request<Incoming>, trusted: &AtomicBool
     match route {
         Route::Health => reply(StatusCode::OK, &json!({"status": "ok"})),
         Route::Metrics => {
-            let groups = state.metrics_groups.as_deref().map_or(&[][..], Vec::as_slice);
+            let groups = state
+                .metrics_groups
+                .as_deref()
+                .map_or(&[][..], Vec::as_slice);
             if principal.groups.iter().any(|g| groups.contains(g)) {
                 metrics(state)
             } else {

@@ -86,6 +86,11 @@ pub fn cap_text(text: &str, cap: usize) -> std::borrow::Cow<'_, str> {
     .into()
 }
 
+/// Whether `text` carries [`cap_text`]'s marker: the store kept only its head and tail.
+pub fn is_capped(text: &str) -> bool {
+    text.contains(" … [warden: ") && text.contains(" bytes in all, the ")
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {

@@ -104,7 +104,7 @@ pub struct AuditPrincipal {
 }
 
 /// A verdict, as policies and the combined chain give it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuditVerdict {
     Allow,

@@ -36,7 +36,7 @@ mod writer;
 use serde::Deserialize;
 use std::path::PathBuf;
 
-pub use blob::{cap_text, sha256_hex};
+pub use blob::{cap_text, is_capped, sha256_hex};
 pub use chain::{GENESIS, Hash, canonical_bytes, chain_hash, parse_hash};
 pub use error::AuditError;
 pub use event::{

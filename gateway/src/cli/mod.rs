@@ -13,3 +13,4 @@ pub mod scaffold;
 pub mod serve;
 pub mod sessions;
 pub mod token;
+pub mod whatif;

@@ -40,6 +40,12 @@ pub enum PolicyCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Replay a target's recorded commands (from --db or --admin) through its chain with a
+    /// candidate module added (or swapped in with --replace) and print what would change:
+    /// verdicts by rule with counts, principals and examples, and columns newly masked in
+    /// recorded rows. Exits 1 when a command the chain lets through now would be refused or
+    /// held.
+    Whatif(super::whatif::WhatifArgs),
     /// Load the policy directory of a config and print every module with its sha256, and each
     /// target's chain.
     List {
@@ -49,6 +55,10 @@ pub enum PolicyCmd {
 }
 
 pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
+    let cmd = match cmd {
+        PolicyCmd::Whatif(args) => return super::whatif::run(args),
+        other => other,
+    };
     if let PolicyCmd::New { lang, name, dir } = &cmd {
         let dir = dir.clone().unwrap_or_else(|| PathBuf::from(name));
         super::scaffold::create(&dir, name, *lang)?;
@@ -93,7 +103,7 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
                     ExitCode::SUCCESS
                 })
             }
-            PolicyCmd::New { .. } => Ok(ExitCode::SUCCESS),
+            PolicyCmd::New { .. } | PolicyCmd::Whatif(_) => Ok(ExitCode::SUCCESS),
             PolicyCmd::List { config } => {
                 let config = Config::load(&config)?;
                 let refs = config.all_policy_refs();
@@ -104,8 +114,11 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
                 for (name, target) in &config.targets {
                     println!("target {name} ({:?})", target.protocol);
                     for r in target.chain() {
+                        let mode = if r.shadow { " (shadow)" } else { "" };
                         match engine.module(&r.module) {
-                            Some(m) => println!("  {:<24} sha256 {}", r.module, m.sha256()),
+                            Some(m) => {
+                                println!("  {:<24} sha256 {}{mode}", r.module, m.sha256())
+                            }
                             None => {
                                 missing = true;
                                 println!(

@@ -240,8 +240,7 @@ async fn watch_config(gw: Arc<Gateway>, path: PathBuf) {
     let interval = gw.config().policy.reload_interval;
     let mut seen = stamp(&path);
     #[cfg(unix)]
-    let mut hup =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         let poll = async {
             if interval.is_zero() {
@@ -279,8 +278,11 @@ async fn reload_chains(gw: &Gateway, path: &std::path::Path) {
         Ok(config) => config,
         Err(e) => {
             tracing::error!("config not reloaded, the running chains stay: {e}");
-            gw.note("config-reload", format!("refused, the running chains stay: {e}"))
-                .await;
+            gw.note(
+                "config-reload",
+                format!("refused, the running chains stay: {e}"),
+            )
+            .await;
             return;
         }
     };
@@ -302,7 +304,13 @@ async fn reload_chains(gw: &Gateway, path: &std::path::Path) {
         }
         let entries: Vec<String> = chain
             .iter()
-            .map(|r| format!("{} ({})", r.module, if r.shadow { "shadow" } else { "enforce" }))
+            .map(|r| {
+                format!(
+                    "{} ({})",
+                    r.module,
+                    if r.shadow { "shadow" } else { "enforce" }
+                )
+            })
             .collect();
         lines.push(format!("{target}: {}", entries.join(", ")));
     }

@@ -219,6 +219,13 @@ impl PolicyEngine {
         ))
     }
 
+    /// Load one more module file under `name`, beside the directory's (`warden policy
+    /// whatif` loads its candidate this way). Returns its sha256.
+    pub async fn add_module(&self, name: &str, path: &Path) -> Result<String, PolicyError> {
+        let module = self.registry.load_single(name, path).await?;
+        Ok(module.sha256().to_string())
+    }
+
     /// What the first scan of the policy directory loaded, served from cache, or rejected.
     pub fn startup_report(&self) -> &ScanReport {
         &self.startup

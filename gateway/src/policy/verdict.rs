@@ -238,8 +238,12 @@ mod tests {
         let mut d = Decision::combine(vec![pv("a", Verdict::Mask)]);
         assert!(d.shadow_change().is_none());
         d.shadow = vec![pv("s1", Verdict::Allow), pv("s2", Verdict::Mask)];
-        assert!(d.shadow_change().is_none(), "as strict as enforced: no change");
-        d.shadow.push(pv("s3", Verdict::RequireApproval("x".into())));
+        assert!(
+            d.shadow_change().is_none(),
+            "as strict as enforced: no change"
+        );
+        d.shadow
+            .push(pv("s3", Verdict::RequireApproval("x".into())));
         d.shadow.push(pv("s4", Verdict::Deny("no".into())));
         d.shadow.push(pv("s5", Verdict::Deny("later".into())));
         assert_eq!(d.shadow_change().map(|p| p.policy.as_str()), Some("s4"));

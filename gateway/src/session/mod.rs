@@ -12,9 +12,7 @@ use crate::audit::{
     NewEvent, PolicyDecision, SessionCounts, SessionEnd, SessionStart,
 };
 use crate::identity::Principal;
-use crate::policy::{
-    self, Column, Command, Decision, MaskFailure, Protocol, Row, Verdict,
-};
+use crate::policy::{self, Column, Command, Decision, MaskFailure, Protocol, Row, Verdict};
 use crate::recording::Recorder;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -234,11 +232,7 @@ impl Session {
     pub async fn decide(&self, text: &str, commands: &[Command]) -> Result<Ruling, SessionError> {
         self.flush_masked().await?;
         let chain = self.gw.chain(&self.info.target);
-        let per_command = self
-            .gw
-            .engine
-            .check_all(&chain, &self.info, commands)
-            .await;
+        let per_command = self.gw.engine.check_all(&chain, &self.info, commands).await;
         let kind = commands
             .iter()
             .map(Command::kind)

@@ -37,6 +37,8 @@ pub struct Extra<'a> {
     pub audit: &'a str,
     /// More `[admin]` lines (`tls_cert = ...`).
     pub admin: &'a str,
+    /// Serve with `--log-format json` at the default level, the log in `gateway.log`.
+    pub json_log: bool,
 }
 
 impl Default for Extra<'_> {
@@ -50,6 +52,7 @@ impl Default for Extra<'_> {
             identity: "",
             audit: "",
             admin: "",
+            json_log: false,
         }
     }
 }
@@ -152,7 +155,11 @@ approval_timeout = "{timeout}"
         let config_path = dir.path().join("warden.toml");
         std::fs::write(&config_path, config).unwrap();
 
-        let (child, ports) = super::serve::start(&config_path);
+        let (child, ports) = if extra.json_log {
+            super::serve::start_json(&config_path, &dir.path().join("gateway.log"))
+        } else {
+            super::serve::start(&config_path)
+        };
         let (pg_port, admin_port) = (ports["postgres"], ports["admin"]);
         Gateway {
             dir,

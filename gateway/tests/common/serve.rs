@@ -37,12 +37,29 @@ pub fn start_limited(config_path: &Path, nofile: u64, log: &Path) -> (Child, Has
     start_command(cmd)
 }
 
+/// [`start`] with `--log-format json` at the gateway's default level (no `WARDEN_LOG`), its
+/// log written to `log`.
+pub fn start_json(config_path: &Path, log: &Path) -> (Child, HashMap<String, u16>) {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("exec \"$0\" serve --config \"$1\" --log-format json 2>\"$2\"")
+        .arg(env!("CARGO_BIN_EXE_warden"))
+        .arg(config_path)
+        .arg(log)
+        .env_remove("WARDEN_LOG");
+    spawn(cmd)
+}
+
 fn start_command(mut cmd: Command) -> (Child, HashMap<String, u16>) {
+    cmd.env(
+        "WARDEN_LOG",
+        std::env::var("WARDEN_LOG").unwrap_or_else(|_| "warn".into()),
+    );
+    spawn(cmd)
+}
+
+fn spawn(mut cmd: Command) -> (Child, HashMap<String, u16>) {
     let mut child = cmd
-        .env(
-            "WARDEN_LOG",
-            std::env::var("WARDEN_LOG").unwrap_or_else(|_| "warn".into()),
-        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

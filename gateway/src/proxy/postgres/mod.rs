@@ -9,6 +9,7 @@
 
 mod budget;
 mod cells;
+pub(crate) use cells::type_name;
 pub mod config;
 mod copy;
 mod decode;

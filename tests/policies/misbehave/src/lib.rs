@@ -3,7 +3,9 @@
 //! `loop` (spin forever), `alloc` (grow memory without bound), `trap` (panic), `recurse`
 //! (unbounded recursion), `huge` (an oversized answer), `error` (return an error), `bad-edit`
 //! (an edit outside the batch), `sandbox` (probe files, environment, clock and randomness and
-//! report what it got as a deny reason). Anything else answers allow / mask with no edits.
+//! report what it got as a deny reason), `redact=COLUMN` (mask phase: replace every cell of
+//! that column with `[redacted]`, rule `redact`). Anything else answers allow / mask with no
+//! edits.
 //! Never ship this.
 
 use warden_policy::{CellEdit, Column, Command, Policy, Row, Session, Verdict, export_policy};
@@ -92,7 +94,12 @@ impl Policy for Misbehave {
         }
     }
 
-    fn mask_rows(&self, _: &Session, _: &[Column], rows: &[Row]) -> Result<Vec<CellEdit>, String> {
+    fn mask_rows(
+        &self,
+        _: &Session,
+        columns: &[Column],
+        rows: &[Row],
+    ) -> Result<Vec<CellEdit>, String> {
         if self.phase == "mask" && self.behaviour == "bad-edit" {
             return Ok(vec![CellEdit {
                 row: rows.len() as u32,
@@ -109,6 +116,19 @@ impl Policy for Misbehave {
                 rule: "huge".into(),
             };
             return Ok(vec![edit; 1024]);
+        }
+        if let Some(column) = self.behaviour.strip_prefix("redact=") {
+            let Some(c) = columns.iter().position(|c| c.name == column) else {
+                return Ok(Vec::new());
+            };
+            return Ok((0..rows.len())
+                .map(|row| CellEdit {
+                    row: row as u32,
+                    column: c as u32,
+                    value: Some("[redacted]".into()),
+                    rule: "redact".into(),
+                })
+                .collect());
         }
         match self.act("mask") {
             Some(message) => Err(message),
