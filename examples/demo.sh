@@ -793,6 +793,34 @@ else
     warn "no evidence report"; FAILED+=("audit report")
 fi
 
+step "11. Rollout: what a stricter policy would have done to this traffic"
+# A security engineer asks: what if cardholder reads of more than one row needed an approver?
+# The candidate (here cardholder-approval with max_limit = 1) is replayed against every recorded
+# command of payments, beside the chain as it is; nothing is enforced. Exit status 1 means
+# something the chain lets through would now be refused or held.
+CANDIDATE='{"tables":["cards"],"max_limit":1}'
+show "WARDEN_TOKEN=<erin> warden policy whatif --config $CFG --target payments --module $RUN/policies/cardholder-approval.wasm --replace cardholder-approval --module-config '$CANDIDATE' --admin $ADMIN"
+whatif_rc=0
+whatif=$(WARDEN_TOKEN=$ERIN_TOKEN timeout 120 "$WARDEN" policy whatif --config "$CFG" --target payments \
+    --module "$RUN/policies/cardholder-approval.wasm" --replace cardholder-approval \
+    --module-config "$CANDIDATE" --admin "$ADMIN" 2>&1) || whatif_rc=$?
+printf '%s\n' "$whatif" | indent
+if ((whatif_rc == 1)) && grep -q 'mask → require-approval  cardholder-approval@candidate' <<<"$whatif"; then
+    ok "step 2's read of five cards would wait for an approver (exit status $whatif_rc: a CI gate for policy changes)"
+else
+    warn "expected the candidate to hold step 2's read (exit status $whatif_rc)"; FAILED+=("what-if")
+fi
+
+step "12. Metrics for the operator"
+show "curl -s $ADMIN/metrics | grep -E '^warden_(sessions_opened|commands)_total'"
+metrics=$(curl -s --max-time 10 "$ADMIN/metrics" 2>&1 || true)
+grep -E '^warden_(sessions_opened|commands)_total' <<<"$metrics" | indent || true
+if grep -q '^warden_commands_total{.*verdict="deny"' <<<"$metrics"; then
+    ok "Prometheus text on the admin listener: sessions, verdicts per policy, latencies, approvals, audit appends"
+else
+    warn "no command counts in /metrics"; FAILED+=("metrics")
+fi
+
 step "Summary"
 if ((${#FAILED[@]})); then
     warn "steps that did not behave as described: ${FAILED[*]}"

@@ -16,8 +16,12 @@
 #   2. a large read, --rows rows (default 1,000,000) × 5 columns with card numbers in them,
 #      with psql (text format) and with tokio-postgres (binary format: the `bigread` example,
 #      built with Warden) directly and through Warden (allow-all, and masked by pci-mask);
+#      and (d) sql-guard + pci-mask with cardholder-approval beside them in shadow mode (what
+#      one shadow policy costs);
 #   3. the resident memory of Warden and of PgBouncer holding --idle (default 1,000) idle
 #      authenticated sessions (a small Python client opens them);
+#   4. what-if throughput: once Warden has stopped, `warden policy whatif` replays every command
+#      the runs recorded on (b) through sql-guard, pci-mask and a candidate cardholder-approval;
 # and prints the results as markdown tables (progress goes to stderr).
 #
 # Needs, as root on Debian: PostgreSQL server + pgbench (postgresql, postgresql-contrib on old
@@ -37,7 +41,7 @@ IDLE=1000
 WITH_WARDEN=1
 PROFILE=release
 
-usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
     case $1 in
         -T | --duration) DURATION=$2; shift 2 ;;
@@ -339,6 +343,21 @@ database = "bench"
 user = "bench"
 password_file = "pg-password"
 
+[targets.shadow]
+protocol = "postgres"
+allow_subjects = ["*"]
+# Every pgbench read of pgbench_accounts has no LIMIT: the shadow would hold each one, so every
+# command also records a disagreement.
+policies = [{ module = "sql-guard" }, { module = "pci-mask" },
+    { module = "cardholder-approval", config = { tables = ["pgbench_accounts"], max_limit = 5 }, mode = "shadow" }]
+
+[targets.shadow.postgres]
+host = "127.0.0.1"
+port = $PGPORT
+database = "bench"
+user = "bench"
+password_file = "pg-password"
+
 [admin]
 listen = "127.0.0.1:$APORT"
 EOF
@@ -359,7 +378,8 @@ fi
 PATHS=("direct|$PGPORT|bench|bench|$BENCH_PW" "pgbouncer|$BPORT|bench|bench|")
 if ((WITH_WARDEN)); then
     PATHS+=("warden allow-all|$WPORT|allow|bench|$ALLOW_TOKEN" "warden sql-guard+pci-mask|$WPORT|guard|bench|$GUARD_TOKEN"
-        "warden sql-guard+pci-mask, no write budget|$WPORT|nobudget|bench|$GUARD_TOKEN")
+        "warden sql-guard+pci-mask, no write budget|$WPORT|nobudget|bench|$GUARD_TOKEN"
+        "warden sql-guard+pci-mask + shadow cardholder-approval|$WPORT|shadow|bench|$GUARD_TOKEN")
 fi
 
 # Sanity: every path answers before anything is timed.
@@ -559,6 +579,31 @@ if ((WITH_WARDEN)); then
 fi
 
 # ---------------------------------------------------------------------------------------------
+# What-if throughput: the commands the runs recorded on `guard`, replayed offline (Warden
+# stopped, so the database file is free) through its chain plus a candidate.
+WHATIF_LINE=''
+if ((WITH_WARDEN)); then
+    kill -TERM "$WARDEN_PID" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$WARDEN_PID" 2>/dev/null || break; sleep 0.2; done
+    wait "$WARDEN_PID" 2>/dev/null || true
+    WARDEN_PID=''
+    log "warden policy whatif over the recorded guard traffic"
+    start=$(date +%s.%N)
+    rc=0
+    (cd "$W" && timeout 3600 "$WARDEN" policy whatif --config bench.toml --target guard \
+        --module policies/cardholder-approval.wasm --module-config '{"tables":["pgbench_accounts"],"max_limit":5}' \
+        --db audit.redb --json >"$W/whatif.json" 2>"$W/whatif.log") || rc=$?
+    end=$(date +%s.%N)
+    if ((rc <= 1)); then
+        n=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["commands"])' "$W/whatif.json")
+        s=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
+        WHATIF_LINE="| sql-guard, pci-mask + candidate cardholder-approval | $n | $s | $(awk -v n="$n" -v s="$s" 'BEGIN { printf "%.0f", n / s }') |"
+    else
+        log "whatif failed: $(tail -n 3 "$W/whatif.log" | tr '\n' ' ')"
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
 CPU=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)
 cat <<EOF
 
@@ -652,6 +697,34 @@ for name in "${IDLE_NAMES[@]}"; do
 done
 
 if ((WITH_WARDEN)); then
+    cat <<EOF
+
+### One shadow policy: sql-guard + pci-mask with and without cardholder-approval in shadow mode
+
+| script | protocol | clients | TPS without | TPS with shadow | with / without |
+|---|---|---:|---:|---:|---:|
+EOF
+    for script in $SCRIPTS; do
+        for mode in $MODES; do
+            for c in $CLIENTS; do
+                a=${TPS[warden sql-guard+pci-mask|$script|$mode|$c]:-}
+                b=${TPS[warden sql-guard+pci-mask + shadow cardholder-approval|$script|$mode|$c]:-}
+                printf '| %s | %s | %s | %s | %s | %s |\n' "$script" "$mode" "$c" "$(fmt0 "$a")" "$(fmt0 "$b")" "$(ratio "$b" "$a")"
+            done
+        done
+    done
+    if [[ -n $WHATIF_LINE ]]; then
+        cat <<EOF
+
+### What-if replay: recorded commands judged again, offline (warden policy whatif --db)
+
+Each command goes through the chain as it is and the chain with the candidate: two judgements.
+
+| chain | commands | seconds (whole run) | commands/s |
+|---|---:|---:|---:|
+$WHATIF_LINE
+EOF
+    fi
     cat <<EOF
 
 ### Audit space: bytes the audit store grew per byte of traffic
