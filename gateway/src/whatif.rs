@@ -182,8 +182,9 @@ struct Replaying {
     principal: AuditPrincipal,
     /// An `(interactive shell)` was opened: later shell lines are typed at a prompt.
     interactive: bool,
-    /// Each replayed command's text, `seq` and, when the candidate masks it, its decision.
-    commands: Vec<(String, u64, Option<Decision>)>,
+    /// Each replayed command's text (as a hash: a session can hold many), `seq` and, when the
+    /// candidate masks it, the candidate's part of its decision.
+    commands: Vec<(u64, u64, Option<Box<Decision>>)>,
 }
 
 /// The replay: feed it events in `seq` order, then recordings, then take the report.
@@ -271,17 +272,16 @@ impl<'e> WhatIf<'e> {
             .check_all(&self.chains.after, &session.info, &commands)
             .await;
         let after = Decision::combine_all(&per_command);
-        let masks = per_command
-            .iter()
-            .find(|d| {
-                d.policies
-                    .iter()
-                    .any(|p| p.verdict == Verdict::Mask && is_candidate(&p.policy))
-            })
-            .cloned();
+        // Only the candidate's masking runs on recorded rows: the chain's own already did.
+        let masks = per_command.iter().find_map(|d| {
+            let mut d = d.clone();
+            d.policies
+                .retain(|p| p.verdict == Verdict::Mask && is_candidate(&p.policy));
+            (!d.policies.is_empty()).then(|| Box::new(d))
+        });
         session
             .commands
-            .push((command.command.clone(), event.seq, masks));
+            .push((text_hash(&command.command), event.seq, masks));
 
         let report = &mut self.report;
         report.commands += 1;
@@ -354,12 +354,13 @@ impl<'e> WhatIf<'e> {
                 Entry::Command { text, .. } => {
                     current = None;
                     columns.clear();
+                    let hash = text_hash(&text);
                     if let Some(offset) = session.commands[next..]
                         .iter()
-                        .position(|(t, _, _)| *t == *text)
+                        .position(|(t, _, _)| *t == hash)
                     {
                         let (_, seq, masks) = &session.commands[next + offset];
-                        current = masks.as_ref().map(|d| (*seq, d));
+                        current = masks.as_deref().map(|d| (*seq, d));
                         next += offset + 1;
                     }
                 }
@@ -538,6 +539,13 @@ fn rebuild(
         }
         _ => None,
     }
+}
+
+fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 fn verdict(v: &Verdict) -> AuditVerdict {

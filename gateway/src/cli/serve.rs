@@ -290,13 +290,12 @@ async fn reload_chains(gw: &Gateway, path: &std::path::Path) {
     if config.targets.keys().collect::<Vec<_>>() != running {
         tracing::warn!("targets added or removed in the config take effect at restart");
     }
-    let changed = gw.reload_chains(&config);
+    let changed = gw.changed_chains(&config);
     if changed.is_empty() {
         return;
     }
     let mut lines = Vec::new();
-    for target in &changed {
-        let chain = gw.chain(target);
+    for (target, chain) in &changed {
         for r in chain.iter() {
             if gw.engine().module(&r.module).is_none() {
                 tracing::error!(policy = %r.module, %target, "policy used by a target is not loaded: its target denies everything");
@@ -314,9 +313,11 @@ async fn reload_chains(gw: &Gateway, path: &std::path::Path) {
             .collect();
         lines.push(format!("{target}: {}", entries.join(", ")));
     }
+    // Audited before it applies: no command is judged by a chain the trail does not name.
     let message = format!("policy chains reloaded: {}", lines.join("; "));
     tracing::info!("{message}");
     gw.note("config-reload", message).await;
+    gw.set_chains(changed);
 }
 
 async fn shutdown_signal() {

@@ -77,26 +77,28 @@ impl Gateway {
             .unwrap_or_else(|| Arc::from(Vec::new()))
     }
 
-    /// Take the chains of a reloaded config for the targets this gateway serves; returns the
-    /// targets whose chain changed. Targets added or removed need a restart (their listeners,
-    /// upstreams and admission rules are not reloaded), so they are left as they are.
-    pub fn reload_chains(&self, config: &Config) -> Vec<String> {
-        let fresh = chains_of(config);
-        let current = self.chains.load_full();
-        let mut next = Chains::clone(&current);
-        let mut changed = Vec::new();
-        for (target, chain) in next.iter_mut() {
-            if let Some(new) = fresh.get(target)
-                && new != chain
-            {
-                *chain = new.clone();
-                changed.push(target.clone());
+    /// The chains of a reloaded config that differ from the running ones, for the targets this
+    /// gateway serves. Targets added or removed need a restart (their listeners, upstreams and
+    /// admission rules are not reloaded), so they are left out.
+    pub fn changed_chains(&self, config: &Config) -> Chains {
+        let current = self.chains.load();
+        chains_of(config)
+            .into_iter()
+            .filter(|(target, new)| current.get(target).is_some_and(|old| old != new))
+            .collect()
+    }
+
+    /// Put `changed` (from [`Self::changed_chains`]) in force.
+    pub fn set_chains(&self, changed: Chains) {
+        self.chains.rcu(|current| {
+            let mut next = Chains::clone(current);
+            for (target, chain) in &changed {
+                if let Some(slot) = next.get_mut(target) {
+                    *slot = chain.clone();
+                }
             }
-        }
-        if !changed.is_empty() {
-            self.chains.store(Arc::new(next));
-        }
-        changed
+            next
+        });
     }
 
     /// A gateway-wide audit note (a refused login, a refused connection), durable before this

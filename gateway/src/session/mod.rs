@@ -173,12 +173,14 @@ impl Session {
         let recorder = Recorder::start(gw.audit.clone(), &id);
         gw.lifecycle.opened();
         crate::metrics::session_opened(protocol.as_str(), target);
+        // The subject and actors come from a token: escaped, so a newline or a terminal
+        // control in a claim cannot forge a log line or reach an operator's terminal.
         tracing::info!(
             session = %id,
             protocol = protocol.as_str(),
             target,
-            subject = %principal.subject,
-            actors = %principal.actors.join(" > "),
+            subject = %log_safe(&principal.subject),
+            actors = %log_safe(&principal.actors.join(" > ")),
             client = %info.client_addr,
             "session started"
         );
@@ -509,7 +511,7 @@ impl Session {
         tracing::info!(
             session = %self.info.id,
             target = %self.info.target,
-            reason = %scrub(reason),
+            reason = %log_safe(reason),
             commands = end.counts.commands,
             denied = end.counts.denied,
             masked = end.counts.masked,
@@ -570,6 +572,12 @@ impl Drop for Session {
             Err(_) => self.gw.lifecycle.ended(),
         }
     }
+}
+
+/// `text` as one log field: card numbers scrubbed, controls, newlines and bidi overrides
+/// escaped.
+fn log_safe(text: &str) -> String {
+    crate::cli::escape::cell(&scrub(text)).into_owned()
 }
 
 /// Replace every PAN in `text` (defence in depth for audit records and recordings).
