@@ -366,10 +366,19 @@ fn text(report: &Report, before: &str, after: &str, candidate: &str, sha256: &st
             report.drift
         );
     }
-    let _ = writeln!(
-        out,
-        "{} commands the current chain lets through would be refused or held",
-        report.newly_refused
-    );
+    let _ = match report.newly_refused {
+        0 => writeln!(
+            out,
+            "nothing the current chain lets through would be refused or held"
+        ),
+        1 => writeln!(
+            out,
+            "1 command the current chain lets through would be refused or held"
+        ),
+        n => writeln!(
+            out,
+            "{n} commands the current chain lets through would be refused or held"
+        ),
+    };
     out
 }
