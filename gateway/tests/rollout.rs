@@ -813,3 +813,98 @@ fn json_logs_say_who_and_what_without_secrets() {
         assert!(!log.contains(secret), "{secret} in the log");
     }
 }
+
+/// A reload reaches what was prepared before it: a statement prepared under allow-all is
+/// judged again (audited) at its next Bind and masked by the chain now in force; a portal
+/// bound before the reload is refused rather than run under the old verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_reaches_statements_prepared_before_it() {
+    let pg = gateway::card_server();
+    let targets = target("rollout", &pg, r#"{ module = "allow-all" }"#);
+    let gw = Gateway::start(
+        &pg,
+        "payments",
+        Extra {
+            targets: &targets,
+            ..Extra::default()
+        },
+    );
+    let alice = gw.token("alice", &["agent-7"], &["agents"]);
+    let auditor = gw.token("erin", &[], &["auditors"]);
+    let conninfo = gw.conninfo("rollout", &alice);
+    let mut client = connect(&conninfo).await.unwrap();
+    let pan = client
+        .prepare("SELECT pan FROM cards WHERE id = $1")
+        .await
+        .unwrap();
+    let row = client.query_one(&pan, &[&1i32]).await.unwrap();
+    assert_eq!(
+        row.get::<_, String>(0),
+        "4111111111111111",
+        "allow-all: as stored"
+    );
+    let tx = client.transaction().await.unwrap();
+    let portal = tx.bind(&pan, &[&2i32]).await.unwrap();
+
+    let config = std::fs::read_to_string(&gw.config_path).unwrap();
+    let masked = config.replace(
+        r#"policies = [{ module = "allow-all" }]
+allow_subjects = ["*"]
+[targets.rollout.postgres]"#,
+        r#"policies = [{ module = "allow-all" }, { module = "pci-mask" }]
+allow_subjects = ["*"]
+[targets.rollout.postgres]"#,
+    );
+    assert_ne!(masked, config);
+    std::fs::write(&gw.config_path, masked).unwrap();
+    let started = Instant::now();
+    loop {
+        let (ok, out, err) = psql(&conninfo, "SELECT pan FROM cards WHERE id = 1", &["-At"]);
+        assert!(ok, "{err}");
+        if out.trim() == "************1111" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the reload never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The portal bound under the old chain is refused, not run under its old verdict.
+    let refused = tx.query_portal(&portal, 1).await.unwrap_err();
+    let db = refused.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "55000", "{db:?}");
+    assert!(db.message().contains("policies changed"), "{db:?}");
+    drop(tx);
+    // The statement prepared under the old chain is judged again and masked.
+    let row = client.query_one(&pan, &[&1i32]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "************1111");
+    let row = client.query_one(&pan, &[&2i32]).await.unwrap();
+    assert!(
+        row.get::<_, String>(0).starts_with("****"),
+        "still masked on its next use"
+    );
+    let admin = format!("http://127.0.0.1:{}", gw.admin_port);
+    let (code, out, err) = warden(
+        &auditor,
+        &[
+            "audit", "export", "--admin", &admin, "--target", "rollout", "--type", "command",
+            "--type", "note",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .collect();
+    let judged: Vec<&str> = events
+        .iter()
+        .filter(|e| e["command"] == "SELECT pan FROM cards WHERE id = $1")
+        .map(|e| e["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        judged,
+        ["allow", "deny", "mask"],
+        "prepared, portal refused, judged again: {events:#?}"
+    );
+}

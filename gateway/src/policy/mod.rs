@@ -236,6 +236,11 @@ impl PolicyEngine {
         self.registry.scan().await
     }
 
+    /// Bumped by every hot load, replacement or removal of a module.
+    pub fn generation(&self) -> u64 {
+        self.registry.generation()
+    }
+
     /// Idle instances per loaded module (for metrics).
     pub fn idle_instances(&self) -> Vec<(String, usize)> {
         self.registry

@@ -47,6 +47,8 @@ pub(crate) struct Registry {
     configs: HashMap<String, BTreeSet<Arc<str>>>,
     /// What each file looked like when last examined (loaded or rejected).
     seen: Mutex<HashMap<String, Stamp>>,
+    /// Bumped by every change to the module set: a verdict taken before it may be stale.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Registry {
@@ -63,7 +65,13 @@ impl Registry {
             modules: ArcSwap::from_pointee(HashMap::new()),
             configs,
             seen: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many times the module set has changed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The current module set (a snapshot; cheap).
@@ -200,6 +208,8 @@ impl Registry {
             change(&mut next);
             next
         });
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -29,6 +29,17 @@ pub struct Gateway {
     /// The chains commands are judged by. Read per command, so a reloaded chain (a policy
     /// switched from shadow to enforce) applies to open sessions at their next command.
     chains: ArcSwap<Chains>,
+    /// Bumped by every chain reload (see [`Generation`]).
+    chain_generation: std::sync::atomic::AtomicU64,
+}
+
+/// Which policies a verdict was taken under: the chains' reload count and the module set's
+/// change count. A verdict kept for later use (a prepared statement's) is stale once either
+/// moves on, and is taken again before it is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Generation {
+    pub chains: u64,
+    pub modules: u64,
 }
 
 impl Gateway {
@@ -43,6 +54,7 @@ impl Gateway {
         let chains = ArcSwap::from_pointee(chains_of(&config));
         Gateway {
             chains,
+            chain_generation: std::sync::atomic::AtomicU64::new(0),
             config,
             engine,
             audit,
@@ -66,6 +78,16 @@ impl Gateway {
     /// The policy engine (for metrics read at scrape time).
     pub fn engine(&self) -> &PolicyEngine {
         &self.engine
+    }
+
+    /// The policies in force now (see [`Generation`]).
+    pub fn generation(&self) -> Generation {
+        Generation {
+            chains: self
+                .chain_generation
+                .load(std::sync::atomic::Ordering::SeqCst),
+            modules: self.engine.generation(),
+        }
     }
 
     /// `target`'s chain as it stands now (empty for an unknown target: it denies).
@@ -99,6 +121,8 @@ impl Gateway {
             }
             next
         });
+        self.chain_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// A gateway-wide audit note (a refused login, a refused connection), durable before this

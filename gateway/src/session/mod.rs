@@ -22,7 +22,7 @@ mod gateway;
 mod judge;
 
 pub use admit::{Credential, Login, Refusal, RefusalKind, SessionLimits, Slot};
-pub use gateway::{Gateway, Lifecycle};
+pub use gateway::{Gateway, Generation, Lifecycle};
 pub use judge::{Client, Ending, Interrupt, Judged, OneShot, Refused};
 
 /// Why a session could not start or go on.
@@ -57,6 +57,8 @@ pub struct Ruling {
     pub per_command: Vec<Decision>,
     /// The audit event's sequence number, to tie masked-cell counts to it.
     pub seq: u64,
+    /// The policies it was taken under (read before the chain was).
+    pub generation: Generation,
 }
 
 impl Ruling {
@@ -233,6 +235,7 @@ impl Session {
     /// `text` is the message as the client sent it (scrubbed of PANs before it is stored).
     pub async fn decide(&self, text: &str, commands: &[Command]) -> Result<Ruling, SessionError> {
         self.flush_masked().await?;
+        let generation = self.gw.generation();
         let chain = self.gw.chain(&self.info.target);
         let per_command = self.gw.engine.check_all(&chain, &self.info, commands).await;
         let kind = commands
@@ -240,7 +243,14 @@ impl Session {
             .map(Command::kind)
             .collect::<Vec<_>>()
             .join(";");
-        self.record_decision(text, kind, per_command).await
+        self.record_decision(text, kind, per_command, generation)
+            .await
+    }
+
+    /// Whether `ruling` was taken under the policies in force now. A verdict kept for later
+    /// (a prepared statement's) that is not must be taken again before it is used.
+    pub fn is_current(&self, ruling: &Ruling) -> bool {
+        ruling.generation == self.gw.generation()
     }
 
     /// A decision the gateway itself takes about a command that already ran (a write over its
@@ -252,7 +262,8 @@ impl Session {
         decision: Decision,
     ) -> Result<Ruling, SessionError> {
         self.flush_masked().await?;
-        self.record_decision(text, kind.to_string(), vec![decision])
+        let generation = self.gw.generation();
+        self.record_decision(text, kind.to_string(), vec![decision], generation)
             .await
     }
 
@@ -261,6 +272,7 @@ impl Session {
         text: &str,
         kind: String,
         per_command: Vec<Decision>,
+        generation: Generation,
     ) -> Result<Ruling, SessionError> {
         let decision = Decision::combine_all(&per_command);
         let policies = per_command
@@ -296,6 +308,7 @@ impl Session {
             decision,
             per_command,
             seq,
+            generation,
         })
     }
 

@@ -80,8 +80,26 @@ impl Relay {
                 let Some(prepared) = self.statement(&statement).cloned() else {
                     return self.unknown_statement(&statement).await;
                 };
-                let (ruling, stmt) = if prepared.judged {
+                let (ruling, stmt) = if prepared.judged && self.session.is_current(&prepared.ruling)
+                {
                     (prepared.ruling.clone(), prepared.stmt)
+                } else if prepared.judged {
+                    // Prepared before the policies changed (a reloaded chain, a hot-loaded
+                    // module): judged again, audited, under the policies now in force; the
+                    // statement keeps the new verdict for its later uses.
+                    let Some(sql) = prepared.sql.clone() else {
+                        return self.unknown_statement(&statement).await;
+                    };
+                    let text = sql.text.clone();
+                    let Some(r) = self.judge(&text, &[Command::Sql(sql)]).await? else {
+                        return self.refuse_batch().await;
+                    };
+                    let ruling = Arc::new(r);
+                    if let Some(p) = self.statement_mut(&statement) {
+                        p.ruling = ruling.clone();
+                        p.stmt = 0;
+                    }
+                    (ruling, 0)
                 } else {
                     // A SQL-PREPAREd statement bound by the protocol: judged as EXECUTE is.
                     let text = format!("EXECUTE {statement}");
@@ -154,6 +172,18 @@ impl Relay {
                 let Some(portal) = self.portal(&name) else {
                     return self.unknown_statement(&format!("portal {name}")).await;
                 };
+                if !self.session.is_current(&portal.ruling) && portal.ruling.seq != 0 {
+                    // Bound (or declared) before the policies changed: its verdict is not
+                    // the one in force. Refused like a server error; binding again judges it.
+                    let msg = "warden: the gateway's policies changed since this portal was \
+                               bound; bind it (or declare the cursor) again";
+                    let text = portal.text.clone();
+                    if let Err(e) = self.session.refuse(&text, "sql", msg).await {
+                        tracing::error!(session = %self.session.id(), "cannot audit a refusal: {e}");
+                    }
+                    self.refuse(sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE, msg);
+                    return self.refuse_batch().await;
+                }
                 if portal.controls_transaction {
                     if portal.begins && self.batch.budget.is_none() {
                         // A driver that opens its transaction in the batch of the first

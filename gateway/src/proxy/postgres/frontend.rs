@@ -301,6 +301,21 @@ impl Relay {
     }
 
     /// A portal, the same way.
+    /// [`Self::statement`], to change.
+    pub(super) fn statement_mut(&mut self, name: &str) -> Option<&mut Prepared> {
+        let queued = self
+            .expect
+            .iter()
+            .rposition(|e| matches!(e, Expect::Parse(Some((n, _))) if n == name));
+        match queued {
+            Some(i) => match self.expect.get_mut(i) {
+                Some(Expect::Parse(Some((_, p)))) => Some(p),
+                _ => None,
+            },
+            None => self.statements.get_mut(name),
+        }
+    }
+
     pub(super) fn portal(&self, name: &str) -> Option<&Portal> {
         self.expect
             .iter()
@@ -561,6 +576,7 @@ pub(super) fn empty_ruling() -> Ruling {
         decision: crate::policy::Decision::combine_all(&[]),
         per_command: Vec::new(),
         seq: 0,
+        generation: crate::session::Generation::default(),
     }
 }
 
