@@ -180,7 +180,15 @@ impl Approvals {
             approval_id: id.clone(),
             command: req.command.clone(),
             reason: req.reason.clone(),
-            requester: requester.clone(),
+            // Scrubbed for the trail only: the parties check compares the claims as issued.
+            requester: Requester {
+                subject: crate::session::scrub(&requester.subject),
+                actors: requester
+                    .actors
+                    .iter()
+                    .map(|a| crate::session::scrub(a))
+                    .collect(),
+            },
         });
         self.inner
             .audit
@@ -428,11 +436,13 @@ fn decided(
 ) -> NewEvent {
     NewEvent {
         session,
+        // What a person typed, and a token's subject, never reach the trail with a clear
+        // card number in them.
         kind: EventKind::ApprovalDecided(ApprovalDecided {
             approval_id: id.to_owned(),
-            approver: approver.to_owned(),
+            approver: crate::session::scrub(approver),
             approved,
-            reason: Some(reason.to_owned()),
+            reason: Some(crate::session::scrub(reason)),
         }),
     }
 }

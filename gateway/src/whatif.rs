@@ -99,6 +99,15 @@ pub struct Report {
     pub skipped: Skipped,
 }
 
+impl Report {
+    /// Commands a policy would have judged that could not be judged again: the answer does not
+    /// cover them (the exit status says so).
+    pub fn unreplayed(&self) -> u64 {
+        let s = &self.skipped;
+        s.capped + s.unreadable + s.no_session
+    }
+}
+
 /// Commands not replayed, by why.
 #[derive(Debug, Default, Serialize)]
 pub struct Skipped {

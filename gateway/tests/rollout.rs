@@ -109,6 +109,12 @@ fn whatif_shows_what_a_candidate_would_change_on_recorded_psql_traffic() {
         let (ok, _, err) = psql(conninfo, sql, &[]);
         assert!(ok, "{sql}: {err}");
     }
+    // A DROP padded past the store's text cap (16 KiB): kept as head and tail only.
+    let carol = gw.token("carol", &[], &["agents"]);
+    let pad = format!("/*{}*/", "x".repeat(17_000));
+    let padded = format!("DROP TABLE IF EXISTS scratch_c {pad}");
+    let (ok, _, err) = psql(&gw.conninfo("open", &carol), &padded, &[]);
+    assert!(ok, "{err}");
     // Another target's traffic is not replayed.
     let (ok, _, _) = psql(&gw.conninfo("payments", &alice), "DROP TABLE cards", &[]);
     assert!(!ok);
@@ -117,7 +123,7 @@ fn whatif_shows_what_a_candidate_would_change_on_recorded_psql_traffic() {
         .iter()
         .filter(|s| s.starts_with("DROP TABLE IF EXISTS scratch"))
         .count();
-    assert_eq!(drops, 2, "both recorded DROPs ran on the server");
+    assert_eq!(drops, 3, "the recorded DROPs ran on the server");
 
     let config = gw.config_path.clone();
     let guard = common::policy_wasm("sql-guard");
@@ -143,6 +149,27 @@ fn whatif_shows_what_a_candidate_would_change_on_recorded_psql_traffic() {
     assert_eq!(live["newly_refused"], 2);
     assert_eq!(live["commands"], 4);
     assert_eq!(live["sessions"], 4);
+    assert_eq!(
+        live["skipped"]["capped"], 1,
+        "the padded DROP could not be judged again"
+    );
+    // Alone, it cannot pass a gate: exit 3, the answer does not cover it.
+    let (code, padded_only, err) = whatif(
+        &auditor,
+        &config,
+        "open",
+        &guard,
+        &[
+            "--module-config",
+            DENY_DROP,
+            "--admin",
+            &admin,
+            "--actor",
+            "carol",
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(padded_only["commands"], 0);
     let change = &live["changes"][0];
     let examples: Vec<&str> = change["examples"]
         .as_array()
@@ -212,7 +239,7 @@ fn whatif_shows_what_a_candidate_would_change_on_recorded_psql_traffic() {
             &admin,
         ],
     );
-    assert_eq!(code, 0, "masking refuses nothing: {err}");
+    assert_eq!(code, 3, "masking refuses nothing; the padded DROP is not covered: {err}");
     assert_eq!(
         changes(&masked),
         vec![(
@@ -256,7 +283,7 @@ fn whatif_shows_what_a_candidate_would_change_on_recorded_psql_traffic() {
             db,
         ],
     );
-    assert_eq!(code, 0);
+    assert_eq!(code, 3);
     assert_eq!(offline["newly_masked"], masked["newly_masked"]);
     // Time bounds select the traffic: nothing before the epoch's first day.
     let (code, none, _) = whatif(
@@ -529,8 +556,48 @@ async fn shadow_policies_are_audited_never_enforced_and_switch_on_by_reload() {
     assert!(
         notes
             .iter()
-            .any(|m| m.contains("shadowed: allow-all (enforce), misbehave (enforce)")),
-        "{notes:?}"
+            .any(|m| m
+                .contains("shadowed: allow-all (enforce), misbehave (enforce) config check:error")),
+        "the note names each entry's config: {notes:?}"
+    );
+    // A module name with a typo, or a config its policy refuses, is refused whole: the running
+    // chain stays (rather than a target that denies everything).
+    let enforced = std::fs::read_to_string(&gw.config_path).unwrap();
+    let chain = r#"{ module = "allow-all" }, { module = "misbehave", config = "check:error", mode = "enforce" }"#;
+    for broken in [
+        enforced.replace(chain, r#"{ module = "allow-al" }"#),
+        enforced.replace(
+            chain,
+            r#"{ module = "sql-guard", config = { no_such_key = 1 } }"#,
+        ),
+    ] {
+        assert_ne!(broken, enforced);
+        std::fs::write(&gw.config_path, broken).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        let (ok, _, err) = psql(&shadowed, "SELECT 5", &[]);
+        assert!(
+            !ok && err.contains("deliberate error"),
+            "the running chain stays: {err}"
+        );
+    }
+    let notes = export(&["--type", "note"]);
+    let refused: Vec<&str> = notes
+        .iter()
+        .filter(|n| n["topic"] == "config-reload")
+        .filter_map(|n| n["message"].as_str())
+        .filter(|m| m.starts_with("refused"))
+        .collect();
+    assert!(
+        refused
+            .iter()
+            .any(|m| m.contains("allow-al") && m.contains("not loaded")),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|m| m.contains("sql-guard") && m.contains("init")),
+        "{refused:?}"
     );
 }
 
@@ -760,7 +827,29 @@ fn json_logs_say_who_and_what_without_secrets() {
     assert!(!ok, "{err}");
     let (ok, _, _) = psql(&gw.conninfo("payments", "eyJ.not.valid"), "SELECT 1", &[]);
     assert!(!ok);
+    // Client-chosen names and token claims shaped like card numbers.
+    let (ok, _, _) = psql(
+        &gw.conninfo("card4111111111111111", &token),
+        "SELECT 1",
+        &[],
+    );
+    assert!(!ok);
+    let pan_sub = gw.token("5500005555555559", &["6011111111111117"], &["agents"]);
+    let (ok, _, err) = psql(&gw.conninfo("payments", &pan_sub), "SELECT 1", &[]);
+    assert!(ok, "{err}");
     gw.stop();
+    let (code, trail, err) = warden(
+        "",
+        &["audit", "export", "--db", gw.audit_path().to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    for pan in ["4111111111111111", "5500005555555559", "6011111111111117"] {
+        assert!(!trail.contains(pan), "{pan} in the audit trail");
+    }
+    assert!(
+        trail.contains(r#""subject":"************5559""#),
+        "the claim is kept masked"
+    );
     let log = std::fs::read_to_string(gw.dir().join("gateway.log")).unwrap();
     let lines: Vec<Value> = log
         .lines()
@@ -774,7 +863,7 @@ fn json_logs_say_who_and_what_without_secrets() {
             .collect()
     };
     let started = with("session started");
-    assert_eq!(started.len(), 2, "{log}");
+    assert_eq!(started.len(), 3, "{log}");
     let f = &started[0]["fields"];
     assert_eq!(
         (
@@ -797,7 +886,8 @@ fn json_logs_say_who_and_what_without_secrets() {
         ),
         (Some("deny"), Some("sql-guard"), Some("drop"))
     );
-    assert_eq!(with("session ended").len(), 2, "{log}");
+    assert_eq!(with("session ended").len(), 3, "{log}");
+    assert!(!log.contains('\u{1b}'), "no colour codes in a log file");
     assert!(
         lines.iter().any(|l| l["fields"]["message"]
             .as_str()
@@ -809,6 +899,9 @@ fn json_logs_say_who_and_what_without_secrets() {
         &token,
         "eyJ.not.valid",
         GATEWAY_PASSWORD,
+        "4111111111111111",
+        "5500005555555559",
+        "6011111111111117",
     ] {
         assert!(!log.contains(secret), "{secret} in the log");
     }

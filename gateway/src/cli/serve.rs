@@ -15,6 +15,7 @@ use crate::proxy::accept::FrontDoor;
 use crate::proxy::postgres::Postgres;
 use crate::proxy::ssh::Ssh;
 use crate::session::Gateway;
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -274,46 +275,61 @@ async fn watch_config(gw: Arc<Gateway>, path: PathBuf) {
 }
 
 async fn reload_chains(gw: &Gateway, path: &std::path::Path) {
+    let refuse = |why: String| async move {
+        tracing::error!("config not reloaded, the running chains stay: {why}");
+        gw.note(
+            "config-reload",
+            format!("refused, the running chains stay: {why}"),
+        )
+        .await;
+    };
     let config = match Config::load(path) {
         Ok(config) => config,
-        Err(e) => {
-            tracing::error!("config not reloaded, the running chains stay: {e}");
-            gw.note(
-                "config-reload",
-                format!("refused, the running chains stay: {e}"),
-            )
-            .await;
-            return;
-        }
+        Err(e) => return refuse(e.to_string()).await,
     };
-    let running: Vec<&String> = gw.config().targets.keys().collect();
-    if config.targets.keys().collect::<Vec<_>>() != running {
-        tracing::warn!("targets added or removed in the config take effect at restart");
+    let running: BTreeSet<&String> = gw.config().targets.keys().collect();
+    let wanted: BTreeSet<&String> = config.targets.keys().collect();
+    let added: Vec<&str> = wanted.difference(&running).map(|t| t.as_str()).collect();
+    let removed: Vec<&str> = running.difference(&wanted).map(|t| t.as_str()).collect();
+    if !added.is_empty() || !removed.is_empty() {
+        let message = format!(
+            "targets added ({}) or removed ({}) take effect at restart; until then the running \
+             targets stay as they are",
+            added.join(", "),
+            removed.join(", ")
+        );
+        tracing::warn!("{message}");
+        gw.note("config-reload", message).await;
     }
     let changed = gw.changed_chains(&config);
     if changed.is_empty() {
         return;
     }
-    let mut lines = Vec::new();
+    // Every entry must load and accept its config now: a typo or a config its policy refuses
+    // would otherwise turn the target into one that denies everything.
     for (target, chain) in &changed {
         for r in chain.iter() {
-            if gw.engine().module(&r.module).is_none() {
-                tracing::error!(policy = %r.module, %target, "policy used by a target is not loaded: its target denies everything");
+            if let Err(e) = gw.engine().ready(r).await {
+                return refuse(format!("target {target}: {}: {e}", r.module)).await;
             }
         }
+    }
+    let mut lines = Vec::new();
+    for (target, chain) in &changed {
         let entries: Vec<String> = chain
             .iter()
             .map(|r| {
-                format!(
-                    "{} ({})",
-                    r.module,
-                    if r.shadow { "shadow" } else { "enforce" }
-                )
+                let mode = if r.shadow { "shadow" } else { "enforce" };
+                match &*r.config {
+                    "" => format!("{} ({mode})", r.module),
+                    config => format!("{} ({mode}) config {config}", r.module),
+                }
             })
             .collect();
         lines.push(format!("{target}: {}", entries.join(", ")));
     }
-    // Audited before it applies: no command is judged by a chain the trail does not name.
+    // Audited before it applies: no command is judged by a chain the trail does not name,
+    // configs included (a loosened limit shows as what it became).
     let message = format!("policy chains reloaded: {}", lines.join("; "));
     tracing::info!("{message}");
     gw.note("config-reload", message).await;

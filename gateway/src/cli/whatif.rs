@@ -3,7 +3,9 @@
 //! [`crate::whatif`]). Prints the verdict changes grouped by rule with counts, principals and
 //! masked examples, and the columns newly masked; `--json` for tooling. Exit status 1 when a
 //! command the current chain lets through would be refused or held, so a policy repository's
-//! CI can gate on it; 2 on errors.
+//! CI can gate on it; 3 when none would but some recorded commands could not be judged again
+//! (stored capped, unreadable, session gone): the answer does not cover them, and padding a
+//! statement past the cap must not pass a gate; 2 on errors.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -223,6 +225,8 @@ fn replay(args: WhatifArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(if report.newly_refused > 0 {
         ExitCode::FAILURE
+    } else if report.unreplayed() > 0 {
+        ExitCode::from(3)
     } else {
         ExitCode::SUCCESS
     })
@@ -364,6 +368,13 @@ fn text(report: &Report, before: &str, after: &str, candidate: &str, sha256: &st
             out,
             "{} recorded verdicts differ from the current chain's (policies changed since, budgets, approvals)",
             report.drift
+        );
+    }
+    if report.unreplayed() > 0 {
+        let _ = writeln!(
+            out,
+            "{} recorded commands could not be judged again: this answer does not cover them",
+            report.unreplayed()
         );
     }
     let _ = match report.newly_refused {

@@ -148,7 +148,11 @@ impl PolicyEngine {
     ) -> Result<PolicyEngine, PolicyError> {
         let runtime = Runtime::new(config).map_err(|e| PolicyError::Load(format!("{e:#}")))?;
         let mut configs: HashMap<String, BTreeSet<Arc<str>>> = HashMap::new();
+        let mut enforced = BTreeSet::new();
         for r in chains {
+            if !r.shadow {
+                enforced.insert(r.module.clone());
+            }
             configs
                 .entry(r.module.clone())
                 .or_default()
@@ -164,8 +168,13 @@ impl PolicyEngine {
         let report = registry.scan().await;
         let loaded = registry.modules();
         for name in configs.keys() {
-            if !loaded.contains_key(name) {
+            if loaded.contains_key(name) {
+                continue;
+            }
+            if enforced.contains(name) {
                 tracing::error!(policy = %name, "policy used by a target is not loaded: its targets deny everything");
+            } else {
+                tracing::warn!(policy = %name, "shadow policy is not loaded: its calls are recorded as failures");
             }
         }
         tracing::info!(
@@ -239,6 +248,15 @@ impl PolicyEngine {
     /// Bumped by every hot load, replacement or removal of a module.
     pub fn generation(&self) -> u64 {
         self.registry.generation()
+    }
+
+    /// Whether `r` can answer now: its module is loaded and its `init` accepts the config
+    /// (an instance is made and kept idle). A reloaded chain is checked so before it applies.
+    pub async fn ready(&self, r: &PolicyRef) -> Result<(), PolicyError> {
+        match self.module(&r.module) {
+            Some(m) => m.warm(&r.config).await,
+            None => Err(PolicyError::Missing(r.module.clone())),
+        }
     }
 
     /// Idle instances per loaded module (for metrics).

@@ -95,9 +95,9 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// A target name as logs and audit notes quote it: in backquotes, cut short when long, and
-/// withheld when shaped like a token (a client that typed its token into the wrong field must
-/// not have it written down).
+/// A target name as logs and audit notes quote it: in backquotes, cut short when long, card
+/// numbers masked, and withheld when shaped like a token (a client that typed its token into
+/// the wrong field must not have it written down).
 fn shown(name: &str) -> String {
     let parts: Vec<&str> = name.split('.').collect();
     let token_like = parts.len() == 3
@@ -113,8 +113,13 @@ fn shown(name: &str) -> String {
             name.len()
         );
     }
-    let mut s: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
-    if s.len() < name.len() {
+    let scrubbed = super::scrub(name);
+    let mut s: String = scrubbed
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    if s.len() < scrubbed.len() {
         s.push('…');
     }
     format!("`{s}`")

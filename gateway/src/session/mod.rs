@@ -630,11 +630,14 @@ fn audit_verdict(v: &Verdict) -> AuditVerdict {
     }
 }
 
+/// The principal as the trail keeps it: a claim shaped like a card number is masked there
+/// like any other text (the identity provider issued it, but the trail holds no clear PAN).
 fn audit_principal(p: &Principal) -> AuditPrincipal {
+    let all = |v: &[String]| v.iter().map(|s| scrub(s)).collect();
     AuditPrincipal {
-        subject: p.subject.clone(),
-        issuer: p.issuer.clone(),
-        groups: p.groups.clone(),
-        actors: p.actors.clone(),
+        subject: scrub(&p.subject),
+        issuer: scrub(&p.issuer),
+        groups: all(&p.groups),
+        actors: all(&p.actors),
     }
 }
