@@ -196,8 +196,39 @@ impl Endpoint {
     }
 }
 
-/// One request; the answer's status and body.
+/// Tries of a GET that could not get an answer (the connection refused, reset or dropped).
+const GET_TRIES: u32 = 5;
+
+/// One request; the answer's status and body. A GET whose connection fails is tried again a
+/// few times (reads are safe to repeat): the admin API makes room for new connections by
+/// closing the oldest unauthenticated one, so a local flood of anonymous requests (health,
+/// metrics) can close an approver's or auditor's connection before its first request is read.
+/// A decision (POST) is sent once: repeating one the gateway did take would answer with an error.
 pub async fn request(
+    endpoint: &Endpoint,
+    path: &str,
+    method: Method,
+    token: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let tries = if method == Method::GET { GET_TRIES } else { 1 };
+    let mut wait = std::time::Duration::from_millis(50);
+    for _ in 1..tries {
+        match request_once(endpoint, path, method.clone(), token, body.clone()).await {
+            Ok(answer) => return Ok(answer),
+            Err(err) if err.downcast_ref::<tokio::time::error::Elapsed>().is_some() => {
+                return Err(err);
+            }
+            Err(_) => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+    }
+    request_once(endpoint, path, method, token, body).await
+}
+
+async fn request_once(
     endpoint: &Endpoint,
     path: &str,
     method: Method,
