@@ -177,6 +177,9 @@ fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
 /// Everything, in the OpenMetrics text format. `idle` (idle instances per loaded module) and
 /// `pending` (held commands) are read at scrape time.
 pub fn render(idle: impl IntoIterator<Item = (String, usize)>, pending: usize) -> String {
+    // One scrape at a time: the scrape-time gauges are cleared and set, then encoded.
+    static SCRAPE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = SCRAPE.lock().unwrap_or_else(|p| p.into_inner());
     let m = &*METRICS;
     m.approvals_pending
         .set(i64::try_from(pending).unwrap_or(i64::MAX));
@@ -209,7 +212,8 @@ pub fn login_refused(protocol: &str, reason: &str) {
     METRICS.logins_refused.get_or_create(&l).inc();
 }
 
-/// `reason` is a fixed word (`connection-cap`, `address-cap`, ...).
+/// `listener` is the protocol; `reason` a fixed word (`gateway-cap`, `listener-cap`,
+/// `address-cap`).
 pub fn connection_refused(listener: &str, reason: &str) {
     let l = labels([("listener", listener), ("reason", reason)]);
     METRICS.connections_refused.get_or_create(&l).inc();

@@ -52,6 +52,8 @@ impl Chains {
                 for r in after.iter_mut().filter(|r| r.module == name) {
                     found = true;
                     r.module = loaded_as.to_string();
+                    // What-if asks what the candidate would do enforced.
+                    r.shadow = false;
                     if let Some(c) = config {
                         r.config = c.into();
                     }
@@ -499,6 +501,14 @@ fn rebuild(
     match protocol {
         Protocol::Postgres => {
             let statements = crate::command::sql::parse(text).ok()?;
+            // EXECUTE runs a statement prepared earlier, which live judging merges in; the
+            // trail holds only the name: not replayed (and so counted as not covered).
+            if statements
+                .iter()
+                .any(|s| s.sql.statement_type == "ExecuteStmt")
+            {
+                return None;
+            }
             (!statements.is_empty()).then(|| {
                 statements
                     .into_iter()
@@ -647,6 +657,11 @@ mod tests {
             )
             .is_none()
         );
+        let execute = event("execute", "EXECUTE p(1)");
+        assert!(
+            rebuild(Protocol::Postgres, &execute, &mut interactive).is_none(),
+            "EXECUTE needs the statement it runs"
+        );
     }
 
     #[test]
@@ -669,5 +684,12 @@ mod tests {
         assert_eq!(c.after[1].module, "b@candidate");
         assert_eq!(&*c.after[1].config, "y");
         assert!(Chains::new(&chain, "z@candidate", None, Some("z")).is_err());
+        let mut shadowed = chain.clone();
+        shadowed[1].shadow = true;
+        let c = Chains::new(&shadowed, "b@candidate", None, Some("b")).unwrap();
+        assert!(
+            !c.after[1].shadow,
+            "a replaced shadow entry is judged as enforced"
+        );
     }
 }

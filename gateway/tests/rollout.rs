@@ -239,7 +239,10 @@ fn whatif_shows_what_a_candidate_would_change_on_recorded_psql_traffic() {
             &admin,
         ],
     );
-    assert_eq!(code, 3, "masking refuses nothing; the padded DROP is not covered: {err}");
+    assert_eq!(
+        code, 3,
+        "masking refuses nothing; the padded DROP is not covered: {err}"
+    );
     assert_eq!(
         changes(&masked),
         vec![(
@@ -516,9 +519,32 @@ async fn shadow_policies_are_audited_never_enforced_and_switch_on_by_reload() {
     let client = connect(&shadowed).await.unwrap();
     client.simple_query("SELECT 1").await.unwrap();
     let config = std::fs::read_to_string(&gw.config_path).unwrap();
+    // Waits until the gateway has refused one more reload (its audited note).
+    let refusals = || {
+        export(&["--type", "note"])
+            .iter()
+            .filter(|n| n["topic"] == "config-reload")
+            .filter(|n| {
+                n["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("refused"))
+            })
+            .count()
+    };
+    let refused_again = |before: usize| {
+        let started = Instant::now();
+        while refusals() == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the reload was never refused"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
     // First a broken edit: refused, the running chains stay.
+    let before = refusals();
     std::fs::write(&gw.config_path, format!("{config}\n[nonsense\n")).unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    refused_again(before);
     client
         .simple_query("SELECT 2")
         .await
@@ -572,8 +598,9 @@ async fn shadow_policies_are_audited_never_enforced_and_switch_on_by_reload() {
         ),
     ] {
         assert_ne!(broken, enforced);
+        let before = refusals();
         std::fs::write(&gw.config_path, broken).unwrap();
-        std::thread::sleep(Duration::from_millis(600));
+        refused_again(before);
         let (ok, _, err) = psql(&shadowed, "SELECT 5", &[]);
         assert!(
             !ok && err.contains("deliberate error"),
@@ -936,6 +963,16 @@ async fn a_reload_reaches_statements_prepared_before_it() {
         "4111111111111111",
         "allow-all: as stored"
     );
+    // Before the reload: a cursor kept across transactions, a SQL PREPARE of a transformed
+    // card number, and an empty statement.
+    client
+        .batch_execute(
+            "BEGIN; DECLARE hc CURSOR WITH HOLD FOR SELECT pan FROM cards ORDER BY id; COMMIT; \
+             PREPARE rp AS SELECT reverse(pan) FROM cards WHERE id = 1",
+        )
+        .await
+        .unwrap();
+    let empty = client.prepare("").await.unwrap();
     let tx = client.transaction().await.unwrap();
     let portal = tx.bind(&pan, &[&2i32]).await.unwrap();
 
@@ -944,7 +981,7 @@ async fn a_reload_reaches_statements_prepared_before_it() {
         r#"policies = [{ module = "allow-all" }]
 allow_subjects = ["*"]
 [targets.rollout.postgres]"#,
-        r#"policies = [{ module = "allow-all" }, { module = "pci-mask" }]
+        r#"policies = [{ module = "allow-all" }, { module = "pci-mask", config = { sensitive_columns = ["cards.pan"] } }]
 allow_subjects = ["*"]
 [targets.rollout.postgres]"#,
     );
@@ -969,6 +1006,16 @@ allow_subjects = ["*"]
     assert_eq!(db.code().code(), "55000", "{db:?}");
     assert!(db.message().contains("policies changed"), "{db:?}");
     drop(tx);
+    // The cursor declared under the old chain is not read under its old verdict.
+    let refused = client.simple_query("FETCH 1 FROM hc").await.unwrap_err();
+    let db = refused.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "55000", "{db:?}");
+    // EXECUTE of a SQL PREPARE is judged by the query it runs, under the chain now in force.
+    let refused = client.simple_query("EXECUTE rp").await.unwrap_err();
+    let db = refused.as_db_error().unwrap();
+    assert!(db.message().contains("pci-mask"), "{db:?}");
+    // A statement with nothing in it has no verdict to age.
+    client.query(&empty, &[]).await.unwrap();
     // The statement prepared under the old chain is judged again and masked.
     let row = client.query_one(&pan, &[&1i32]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "************1111");

@@ -185,7 +185,13 @@ fn export_options(query: &str) -> Result<ExportOptions, Failure> {
             "target" => f.target = Some(value),
             "verdict" => f.verdict = Some(value),
             "type" => f.kinds.push(value),
-            "shadow_diff" => f.shadow_diff = value != "0",
+            "shadow_diff" => {
+                f.shadow_diff = match &*value {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(Failure::Bad("`shadow_diff` is 1 or 0".into())),
+                }
+            }
             other => return Err(Failure::Bad(format!("unknown query key `{other}`"))),
         }
     }

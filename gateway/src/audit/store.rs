@@ -548,6 +548,7 @@ impl AuditStore {
     }
 
     fn request_blocking(&self, op: Op) -> Result<u64, AuditError> {
+        let started = std::time::Instant::now();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.inner
             .tx
@@ -556,7 +557,9 @@ impl AuditStore {
                 reply: Reply::Blocking(tx),
             })
             .map_err(|_| AuditError::WriterGone)?;
-        rx.recv().map_err(|_| AuditError::WriterGone)?
+        let answer = rx.recv().map_err(|_| AuditError::WriterGone)?;
+        crate::metrics::audit_append(started.elapsed());
+        answer
     }
 
     /// Group-commit counters since open.

@@ -7,6 +7,7 @@ pub mod escape;
 pub mod export;
 pub mod live_audit;
 pub mod policy;
+pub mod reload;
 pub mod replay;
 pub mod report;
 pub mod scaffold;

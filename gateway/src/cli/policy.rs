@@ -103,6 +103,7 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
                     ExitCode::SUCCESS
                 })
             }
+            // Handled above, without this runtime.
             PolicyCmd::New { .. } | PolicyCmd::Whatif(_) => Ok(ExitCode::SUCCESS),
             PolicyCmd::List { config } => {
                 let config = Config::load(&config)?;

@@ -15,7 +15,6 @@ use crate::proxy::accept::FrontDoor;
 use crate::proxy::postgres::Postgres;
 use crate::proxy::ssh::Ssh;
 use crate::session::Gateway;
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,15 +45,22 @@ pub enum LogFormat {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // What the file looked like when loaded: a change made while the gateway starts is picked
+    // up by the first poll.
+    let loaded = super::reload::Loaded::read(&args.config);
     let config = Config::load(&args.config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(crate::command::sql::READER_STACK)
         .build()?;
-    rt.block_on(serve(config, args.config))
+    rt.block_on(serve(config, args.config, loaded))
 }
 
-async fn serve(config: Config, path: PathBuf) -> anyhow::Result<ExitCode> {
+async fn serve(
+    config: Config,
+    path: PathBuf,
+    loaded: super::reload::Loaded,
+) -> anyhow::Result<ExitCode> {
     let engine = PolicyEngine::start(&config.policy, &config.all_policy_refs()).await?;
     let audit = AuditStore::from_config(&config.audit)?;
     // Sessions a crashed gateway left open get their audited end before anyone connects.
@@ -148,7 +154,7 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<ExitCode> {
             }
         })
     };
-    let reload = tokio::spawn(watch_config(gw.clone(), path));
+    let reload = tokio::spawn(super::reload::watch(gw.clone(), path, loaded));
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -227,113 +233,6 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<ExitCode> {
         tracing::warn!("audit store not closed cleanly ({e}): it is recovered on next open");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reload the targets' policy chains when the config file changes (polled at the policy
-/// directory's `reload_interval`) or on SIGHUP. A file that does not load is refused and the
-/// running chains stay; either way the outcome is audited.
-async fn watch_config(gw: Arc<Gateway>, path: PathBuf) {
-    let stamp = |p: &PathBuf| {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| (m.len(), m.modified().ok()))
-    };
-    let interval = gw.config().policy.reload_interval;
-    let mut seen = stamp(&path);
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    loop {
-        let poll = async {
-            if interval.is_zero() {
-                std::future::pending::<()>().await
-            } else {
-                tokio::time::sleep(interval).await
-            }
-        };
-        #[cfg(unix)]
-        let hangup = async {
-            match &mut hup {
-                Some(h) => {
-                    h.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hangup = std::future::pending::<()>();
-        let forced = tokio::select! {
-            () = poll => false,
-            () = hangup => true,
-        };
-        let now = stamp(&path);
-        if !forced && now == seen {
-            continue;
-        }
-        seen = now;
-        reload_chains(&gw, &path).await;
-    }
-}
-
-async fn reload_chains(gw: &Gateway, path: &std::path::Path) {
-    let refuse = |why: String| async move {
-        tracing::error!("config not reloaded, the running chains stay: {why}");
-        gw.note(
-            "config-reload",
-            format!("refused, the running chains stay: {why}"),
-        )
-        .await;
-    };
-    let config = match Config::load(path) {
-        Ok(config) => config,
-        Err(e) => return refuse(e.to_string()).await,
-    };
-    let running: BTreeSet<&String> = gw.config().targets.keys().collect();
-    let wanted: BTreeSet<&String> = config.targets.keys().collect();
-    let added: Vec<&str> = wanted.difference(&running).map(|t| t.as_str()).collect();
-    let removed: Vec<&str> = running.difference(&wanted).map(|t| t.as_str()).collect();
-    if !added.is_empty() || !removed.is_empty() {
-        let message = format!(
-            "targets added ({}) or removed ({}) take effect at restart; until then the running \
-             targets stay as they are",
-            added.join(", "),
-            removed.join(", ")
-        );
-        tracing::warn!("{message}");
-        gw.note("config-reload", message).await;
-    }
-    let changed = gw.changed_chains(&config);
-    if changed.is_empty() {
-        return;
-    }
-    // Every entry must load and accept its config now: a typo or a config its policy refuses
-    // would otherwise turn the target into one that denies everything.
-    for (target, chain) in &changed {
-        for r in chain.iter() {
-            if let Err(e) = gw.engine().ready(r).await {
-                return refuse(format!("target {target}: {}: {e}", r.module)).await;
-            }
-        }
-    }
-    let mut lines = Vec::new();
-    for (target, chain) in &changed {
-        let entries: Vec<String> = chain
-            .iter()
-            .map(|r| {
-                let mode = if r.shadow { "shadow" } else { "enforce" };
-                match &*r.config {
-                    "" => format!("{} ({mode})", r.module),
-                    config => format!("{} ({mode}) config {config}", r.module),
-                }
-            })
-            .collect();
-        lines.push(format!("{target}: {}", entries.join(", ")));
-    }
-    // Audited before it applies: no command is judged by a chain the trail does not name,
-    // configs included (a loosened limit shows as what it became).
-    let message = format!("policy chains reloaded: {}", lines.join("; "));
-    tracing::info!("{message}");
-    gw.note("config-reload", message).await;
-    gw.set_chains(changed);
 }
 
 async fn shutdown_signal() {

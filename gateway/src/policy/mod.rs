@@ -259,6 +259,25 @@ impl PolicyEngine {
         }
     }
 
+    /// The configs of a reloaded chain: a module replaced later must accept them as well.
+    pub fn add_configs<'a>(&self, refs: impl IntoIterator<Item = &'a PolicyRef>) {
+        for r in refs {
+            self.registry.add_config(&r.module, r.config.clone());
+        }
+    }
+
+    /// Every loaded module with its sha256, by name.
+    pub fn loaded(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .registry
+            .modules()
+            .iter()
+            .map(|(name, m)| (name.clone(), m.sha256().to_string()))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Idle instances per loaded module (for metrics).
     pub fn idle_instances(&self) -> Vec<(String, usize)> {
         self.registry

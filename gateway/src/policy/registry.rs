@@ -44,7 +44,8 @@ pub(crate) struct Registry {
     cache: ArtifactCache,
     modules: ArcSwap<ModuleMap>,
     /// Config strings each module is initialised with, from the targets that use it.
-    configs: HashMap<String, BTreeSet<Arc<str>>>,
+    /// Grows when a reloaded chain brings a new config: a replacement must accept it too.
+    configs: Mutex<HashMap<String, BTreeSet<Arc<str>>>>,
     /// What each file looked like when last examined (loaded or rejected).
     seen: Mutex<HashMap<String, Stamp>>,
     /// Bumped by every change to the module set: a verdict taken before it may be stale.
@@ -63,9 +64,16 @@ impl Registry {
             dir,
             cache,
             modules: ArcSwap::from_pointee(HashMap::new()),
-            configs,
+            configs: Mutex::new(configs),
             seen: Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Remember `config` for module `name`: later replacements are checked against it.
+    pub fn add_config(&self, name: &str, config: Arc<str>) {
+        if let Ok(mut configs) = self.configs.lock() {
+            configs.entry(name.to_string()).or_default().insert(config);
         }
     }
 
@@ -148,7 +156,12 @@ impl Registry {
             return Ok(None);
         }
         let (module, source) = self.compile(name, &bytes, sha256).await?;
-        for config in self.configs.get(name).into_iter().flatten() {
+        let configs: Vec<Arc<str>> = self
+            .configs
+            .lock()
+            .map(|c| c.get(name).into_iter().flatten().cloned().collect())
+            .unwrap_or_default();
+        for config in &configs {
             match module.warm(config).await {
                 Ok(()) => {}
                 // A replacement must work for every target that uses it, or the old one stays.

@@ -189,18 +189,20 @@ impl Decision {
         }
     }
 
-    /// What the client would get if the shadow policies were enforced too: the strictest of
-    /// the enforced verdict and every shadow verdict (the first of equal strictness names the
-    /// policy). `None` when the chain has no shadow policy or none would change the verdict.
-    pub fn shadow_change(&self) -> Option<&PolicyVerdict> {
-        let mut best: Option<&PolicyVerdict> = None;
-        for p in &self.shadow {
-            let rank = best.map_or(self.verdict.rank(), |b| b.verdict.rank());
-            if p.verdict.rank() > rank {
-                best = Some(p);
-            }
-        }
-        best
+    /// The shadow verdicts of `decisions` (a message's statements) stricter than the enforced
+    /// `verdict`: what would have changed for the client had they been enforced. Strictest
+    /// first; the first of equal strictness, in chain order, leads.
+    pub fn stricter_shadows<'d>(
+        verdict: &Verdict,
+        decisions: &'d [Decision],
+    ) -> Vec<&'d PolicyVerdict> {
+        let mut stricter: Vec<&PolicyVerdict> = decisions
+            .iter()
+            .flat_map(|d| &d.shadow)
+            .filter(|p| p.verdict.rank() > verdict.rank())
+            .collect();
+        stricter.sort_by_key(|p| std::cmp::Reverse(p.verdict.rank()));
+        stricter
     }
 
     /// Combine the decisions for several statements of one message (a multi-statement query):
@@ -236,17 +238,20 @@ mod tests {
     #[test]
     fn shadow_verdicts_never_change_the_decision() {
         let mut d = Decision::combine(vec![pv("a", Verdict::Mask)]);
-        assert!(d.shadow_change().is_none());
+        let names = |d: &Decision| -> Vec<String> {
+            Decision::stricter_shadows(&d.verdict, std::slice::from_ref(d))
+                .iter()
+                .map(|p| p.policy.clone())
+                .collect()
+        };
+        assert!(names(&d).is_empty());
         d.shadow = vec![pv("s1", Verdict::Allow), pv("s2", Verdict::Mask)];
-        assert!(
-            d.shadow_change().is_none(),
-            "as strict as enforced: no change"
-        );
+        assert!(names(&d).is_empty(), "as strict as enforced: no change");
         d.shadow
             .push(pv("s3", Verdict::RequireApproval("x".into())));
         d.shadow.push(pv("s4", Verdict::Deny("no".into())));
         d.shadow.push(pv("s5", Verdict::Deny("later".into())));
-        assert_eq!(d.shadow_change().map(|p| p.policy.as_str()), Some("s4"));
+        assert_eq!(names(&d), ["s4", "s5", "s3"]);
         assert_eq!(d.verdict, Verdict::Mask);
         assert_eq!(Decision::combine_all(&[d]).verdict, Verdict::Mask);
     }

@@ -283,7 +283,7 @@ impl Gateway {
                 target = %shown(login.target),
                 "{} login refused: {}",
                 login.protocol.as_str(),
-                refusal.message
+                super::log_safe(&refusal.message)
             );
             // Each refusal is audited, up to a rate per address: past it, refusals are counted
             // and the count goes into the address's next note, so a flood of bad logins cannot

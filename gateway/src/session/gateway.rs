@@ -4,7 +4,7 @@
 
 use super::admit::Slots;
 use crate::approvals::Approvals;
-use crate::audit::AuditStore;
+use crate::audit::{AuditError, AuditStore};
 use crate::config::Config;
 use crate::identity::Verifier;
 use crate::policy::{PolicyEngine, PolicyRef};
@@ -128,14 +128,19 @@ impl Gateway {
     /// A gateway-wide audit note (a refused login, a refused connection), durable before this
     /// returns; failures are logged, never raised: a refusal stands either way.
     pub async fn note(&self, topic: &str, message: String) {
-        let note = crate::audit::Note {
-            topic: topic.to_string(),
-            message: super::scrub(&message),
-        };
-        let event = crate::audit::NewEvent::global(crate::audit::EventKind::Note(note));
-        if let Err(e) = self.audit.append(event).await {
+        if let Err(e) = self.record_note(topic, &message).await {
             tracing::error!("cannot audit a {topic} note: {e}");
         }
+    }
+
+    /// [`Self::note`] for a change that may take effect only once it is recorded.
+    pub async fn record_note(&self, topic: &str, message: &str) -> Result<u64, AuditError> {
+        let note = crate::audit::Note {
+            topic: topic.to_string(),
+            message: super::scrub(message),
+        };
+        let event = crate::audit::NewEvent::global(crate::audit::EventKind::Note(note));
+        self.audit.append(event).await
     }
 }
 

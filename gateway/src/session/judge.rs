@@ -113,6 +113,30 @@ impl Session {
         self.refused(client, Refused::Denied, &refusal).await
     }
 
+    /// An approved command runs under the policies in force when it runs: when they changed
+    /// during the wait (a reload, a hot-loaded module), it is judged again, audited. A deny
+    /// then stands over the approval; a hold does not ask again (this text was approved); an
+    /// allow or mask runs under the new ruling.
+    async fn approved<C: Client>(&self, text: &str, ruling: Ruling, client: &mut C) -> Judged {
+        if self.is_current(&ruling) || ruling.commands.is_empty() {
+            return Judged::Forward(ruling);
+        }
+        let commands = ruling.commands.clone();
+        let again = match self.decide(text, &commands).await {
+            Ok(again) => again,
+            Err(e) => return self.undecided(e, client).await,
+        };
+        let reason = again.decision.display_reason();
+        let refusal = match &again.decision.verdict {
+            Verdict::Deny(_) => format!("warden: denied by {reason} (the policies changed)"),
+            Verdict::Mask | Verdict::MaskWithin(_) if !client.can_mask() => {
+                format!("warden: {reason} asked to mask this, which cannot be masked here")
+            }
+            _ => return Judged::Forward(again),
+        };
+        self.refused(client, Refused::Denied, &refusal).await
+    }
+
     /// The client records what it was shown, in its recording's form.
     async fn refused<C: Client>(&self, client: &mut C, why: Refused, message: &str) -> Judged {
         client.refused(why, message).await;
@@ -163,10 +187,13 @@ impl Session {
                         None,
                     )
                     .await;
-                Judged::Forward(ruling)
+                self.approved(text, ruling, client).await
             }
             ApprovalOutcome::Denied { approver, reason } => {
-                let msg = format!("warden: approval {id} denied by {approver}: {reason}");
+                // What the approver typed reaches the agent as the trail keeps it: no clear PAN.
+                let msg = super::scrub(&format!(
+                    "warden: approval {id} denied by {approver}: {reason}"
+                ));
                 self.refused(client, Refused::Denied, &msg).await
             }
             ApprovalOutcome::TimedOut => {

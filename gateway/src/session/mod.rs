@@ -59,6 +59,9 @@ pub struct Ruling {
     pub seq: u64,
     /// The policies it was taken under (read before the chain was).
     pub generation: Generation,
+    /// The commands judged, to judge them again should the policies change before the
+    /// ruling is used (an approval granted after a reload).
+    pub commands: Arc<[Command]>,
 }
 
 impl Ruling {
@@ -122,6 +125,9 @@ pub struct Session {
     /// Set by [`Session::close`]; a session dropped without it (a panicking task) still gets
     /// an audited end from `Drop`.
     closed: std::sync::atomic::AtomicBool,
+    /// Set once the session stopped counting as open ([`Session::ended`]), whichever of
+    /// `close` and `Drop` got there: a `close` cancelled half-way still ends it in `Drop`.
+    ended: std::sync::atomic::AtomicBool,
 }
 
 /// What a session counts while it runs.
@@ -199,6 +205,7 @@ impl Session {
             ends_at,
             _slot: slot,
             closed: std::sync::atomic::AtomicBool::new(false),
+            ended: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -243,8 +250,11 @@ impl Session {
             .map(Command::kind)
             .collect::<Vec<_>>()
             .join(";");
-        self.record_decision(text, kind, per_command, generation)
-            .await
+        let mut ruling = self
+            .record_decision(text, kind, per_command, generation)
+            .await?;
+        ruling.commands = commands.into();
+        Ok(ruling)
     }
 
     /// Whether `ruling` was taken under the policies in force now. A verdict kept for later
@@ -282,7 +292,8 @@ impl Session {
                 enforced.chain(d.shadow.iter().map(|p| policy_decision(p, true)))
             })
             .collect();
-        let shadow = self.shadow_change(&decision, &per_command);
+        let stricter = Decision::stricter_shadows(&decision.verdict, &per_command);
+        let shadow = stricter.first().copied();
         let event = CommandEvent {
             command: self.gw.audit.cap(&scrub(text)).into_owned(),
             kind,
@@ -303,36 +314,24 @@ impl Session {
             Verdict::Mask => decision.decided_by.clone(),
             v => v.reason().map(|_| decision.display_reason()),
         };
-        let seq = self.record_command(text, event, shown.as_deref()).await?;
+        let decided_by = decision.decided_by.as_deref().unwrap_or("warden");
+        let seq = self
+            .record_command(text, event, shown.as_deref(), decided_by)
+            .await?;
+        // Counted once the event is durable, once per shadow policy that disagreed.
+        let mut counted = std::collections::BTreeSet::new();
+        for p in stricter {
+            if counted.insert(p.policy.as_str()) {
+                crate::metrics::shadow_disagreement(&self.info.target, &p.policy);
+            }
+        }
         Ok(Ruling {
             decision,
             per_command,
             seq,
             generation,
+            commands: Arc::from(Vec::new()),
         })
-    }
-
-    /// The strictest shadow verdict that would have changed the message's verdict had it been
-    /// enforced (counted per shadow policy that would have); `None` when none would.
-    fn shadow_change<'d>(
-        &self,
-        decision: &Decision,
-        per_command: &'d [Decision],
-    ) -> Option<&'d policy::PolicyVerdict> {
-        let enforced = decision.verdict.rank();
-        let mut stricter: Vec<&policy::PolicyVerdict> = per_command
-            .iter()
-            .flat_map(|d| &d.shadow)
-            .filter(|p| p.verdict.rank() > enforced)
-            .collect();
-        let mut counted = std::collections::BTreeSet::new();
-        for p in &stricter {
-            if counted.insert(p.policy.as_str()) {
-                crate::metrics::shadow_disagreement(&self.info.target, &p.policy);
-            }
-        }
-        stricter.sort_by_key(|p| std::cmp::Reverse(p.verdict.rank()));
-        stricter.first().copied()
     }
 
     /// Refuse a command the gateway itself cannot let through (an editing sequence it could
@@ -349,7 +348,8 @@ impl Session {
             shadow_verdict: None,
             shadow_reason: None,
         };
-        self.record_command(text, event, Some(reason)).await
+        self.record_command(text, event, Some(reason), "warden")
+            .await
     }
 
     /// Append a command's event (durable before this returns), count its verdict, and put it
@@ -359,15 +359,10 @@ impl Session {
         text: &str,
         event: CommandEvent,
         shown: Option<&str>,
+        decided_by: &str,
     ) -> Result<u64, SessionError> {
         let verdict = event.verdict;
         let kind = event.kind.clone();
-        let decided_by = event
-            .policies
-            .iter()
-            .find(|p| !p.shadow && p.verdict == verdict)
-            .map_or("warden", |p| p.policy.as_str())
-            .to_string();
         let seq = self
             .gw
             .audit
@@ -377,7 +372,7 @@ impl Session {
             self.info.protocol.as_str(),
             &self.info.target,
             verdict,
-            &decided_by,
+            decided_by,
         );
         if matches!(verdict, AuditVerdict::Deny | AuditVerdict::RequireApproval) {
             // No command text or reason: either may carry what the client typed (a password
@@ -542,10 +537,12 @@ impl Session {
         self.ended();
     }
 
-    /// The session no longer counts as open (once, from `close` or `Drop`).
+    /// The session no longer counts as open: once, from `close` or `Drop`.
     fn ended(&self) {
-        crate::metrics::session_closed(self.info.protocol.as_str(), &self.info.target);
-        self.gw.lifecycle.ended();
+        if !self.ended.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            crate::metrics::session_closed(self.info.protocol.as_str(), &self.info.target);
+            self.gw.lifecycle.ended();
+        }
     }
 }
 
@@ -558,6 +555,11 @@ impl Drop for Session {
     /// open and `warden serve` does not wait for it at shutdown.
     fn drop(&mut self) {
         if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            // A close that was cancelled before it finished still stops counting.
+            self.ended();
+            return;
+        }
+        if self.ended.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return;
         }
         crate::metrics::session_closed(self.info.protocol.as_str(), &self.info.target);
@@ -589,7 +591,7 @@ impl Drop for Session {
 
 /// `text` as one log field: card numbers scrubbed, controls, newlines and bidi overrides
 /// escaped.
-fn log_safe(text: &str) -> String {
+pub fn log_safe(text: &str) -> String {
     crate::cli::escape::cell(&scrub(text)).into_owned()
 }
 

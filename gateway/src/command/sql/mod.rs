@@ -32,6 +32,8 @@ pub struct Statement {
     pub inner: Option<Sql>,
     /// The cursor (portal) DECLARE opens or CLOSE closes; empty for CLOSE ALL.
     pub cursor: Option<String>,
+    /// The cursor FETCH or MOVE reads.
+    pub fetches: Option<String>,
     /// A `COPY ... TO STDOUT`: the query of its columns and its line format.
     pub copy_out: Option<CopyOut>,
 }
@@ -131,6 +133,7 @@ fn statement(text: &str) -> Result<Statement, Unreadable> {
         prepared: sv.prepared,
         inner,
         cursor: sv.cursor,
+        fetches: sv.fetches,
         copy_out: sv.copy_out,
     })
 }

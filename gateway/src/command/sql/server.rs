@@ -40,6 +40,8 @@ pub struct ServerStatement {
     /// The SQL cursor (a portal, in the protocol's one namespace) that DECLARE opens or CLOSE
     /// closes; empty for CLOSE ALL.
     pub cursor: Option<String>,
+    /// The SQL cursor FETCH or MOVE reads from.
+    pub fetches: Option<String>,
     /// A `COPY ... TO STDOUT`: the query of its columns and its line format.
     pub copy_out: Option<super::copy::CopyOut>,
     /// Every INSERT / UPDATE / DELETE / MERGE in the tree (kind, table, has WHERE), when the
@@ -351,6 +353,9 @@ fn top_level(tree: &Value, out: &mut ServerStatement) {
         }
         "DeclareCursorStmt" | "ClosePortalStmt" => {
             out.cursor = Some(str_field("portalname").to_string());
+        }
+        "FetchStmt" => {
+            out.fetches = Some(str_field("portalname").to_string());
         }
         "DeallocateStmt" => {
             out.prepared = if stmt.get("isall").and_then(Value::as_bool) == Some(true) {

@@ -80,8 +80,9 @@ impl Relay {
                 let Some(prepared) = self.statement(&statement).cloned() else {
                     return self.unknown_statement(&statement).await;
                 };
-                let (ruling, stmt) = if prepared.judged && self.session.is_current(&prepared.ruling)
-                {
+                // A statement with nothing to judge (empty, only comments) has no verdict to age.
+                let current = prepared.sql.is_none() || self.session.is_current(&prepared.ruling);
+                let (ruling, stmt) = if prepared.judged && current {
                     (prepared.ruling.clone(), prepared.stmt)
                 } else if prepared.judged {
                     // Prepared before the policies changed (a reloaded chain, a hot-loaded
@@ -172,16 +173,9 @@ impl Relay {
                 let Some(portal) = self.portal(&name) else {
                     return self.unknown_statement(&format!("portal {name}")).await;
                 };
-                if !self.session.is_current(&portal.ruling) && portal.ruling.seq != 0 {
-                    // Bound (or declared) before the policies changed: its verdict is not
-                    // the one in force. Refused like a server error; binding again judges it.
-                    let msg = "warden: the gateway's policies changed since this portal was \
-                               bound; bind it (or declare the cursor) again";
+                if let Err(u) = self.check_cursor(&name) {
                     let text = portal.text.clone();
-                    if let Err(e) = self.session.refuse(&text, "sql", msg).await {
-                        tracing::error!(session = %self.session.id(), "cannot audit a refusal: {e}");
-                    }
-                    self.refuse(sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE, msg);
+                    self.refuse_unreadable(&text, &u).await?;
                     return self.refuse_batch().await;
                 }
                 if portal.controls_transaction {

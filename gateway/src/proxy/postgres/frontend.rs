@@ -254,6 +254,9 @@ impl Relay {
         let mut earlier: HashMap<String, Sql> = HashMap::new();
         for s in &mut statements {
             super::params::check_statement(&s.sql)?;
+            if let Some(name) = &s.fetches {
+                self.check_cursor(name)?;
+            }
             match &s.prepared {
                 PreparedOp::Prepare(_) if parse.is_some() => {
                     return Err(Unreadable {
@@ -300,7 +303,6 @@ impl Relay {
             .or_else(|| self.statements.get(name))
     }
 
-    /// A portal, the same way.
     /// [`Self::statement`], to change.
     pub(super) fn statement_mut(&mut self, name: &str) -> Option<&mut Prepared> {
         let queued = self
@@ -316,6 +318,25 @@ impl Relay {
         }
     }
 
+    /// A cursor (or portal) declared before the policies changed (a reloaded chain, a
+    /// hot-loaded module) is not read under its old verdict: FETCH, MOVE and Execute of it are
+    /// refused (55000), audited; declaring it again judges it under the policies in force.
+    pub(super) fn check_cursor(&self, name: &str) -> Result<(), Unreadable> {
+        match self.portal(name) {
+            Some(p) if p.ruling.seq != 0 && !self.session.is_current(&p.ruling) => {
+                Err(Unreadable {
+                    code: sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    reason: format!(
+                        "warden: the gateway's policies changed since \"{name}\" was bound; \
+                         declare the cursor (or bind the portal) again"
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A portal, the same way.
     pub(super) fn portal(&self, name: &str) -> Option<&Portal> {
         self.expect
             .iter()
@@ -568,6 +589,14 @@ pub(super) fn runs(sql: &mut Sql, inner: &Sql) {
     sql::join(&mut sql.tables, &inner.tables);
     sql::join(&mut sql.functions, &inner.functions);
     sql.writes.extend(inner.writes.iter().cloned());
+    // What the prepared query does with each column (sent as is, transformed, used to filter):
+    // a policy that reads lineage judges EXECUTE by the query it runs, whenever it was
+    // prepared (a chain reloaded since the PREPARE judges it now).
+    for c in &inner.columns {
+        if !sql.columns.contains(c) {
+            sql.columns.push(c.clone());
+        }
+    }
 }
 
 /// The ruling of an empty statement: nothing to mask.
@@ -577,6 +606,7 @@ pub(super) fn empty_ruling() -> Ruling {
         per_command: Vec::new(),
         seq: 0,
         generation: crate::session::Generation::default(),
+        commands: std::sync::Arc::from(Vec::new()),
     }
 }
 
