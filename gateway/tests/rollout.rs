@@ -626,6 +626,25 @@ async fn shadow_policies_are_audited_never_enforced_and_switch_on_by_reload() {
             .any(|m| m.contains("sql-guard") && m.contains("init")),
         "{refused:?}"
     );
+    // An edit outside the chains is said to wait for a restart, not silently dropped.
+    assert!(enforced.contains(r#"approval_timeout = "30s""#));
+    std::fs::write(
+        &gw.config_path,
+        enforced.replace(r#"approval_timeout = "30s""#, r#"approval_timeout = "31s""#),
+    )
+    .unwrap();
+    let started = Instant::now();
+    while !export(&["--type", "note"]).iter().any(|n| {
+        n["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("changes outside the targets' policies ([admin])"))
+    }) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no restart-only note"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `/metrics` parsed by the Prometheus client library's OpenMetrics parser: `{name{labels}:

@@ -423,7 +423,7 @@ async fn decide(
                     "id": id,
                     "decision": decision,
                     "approver": principal.subject,
-                    "reason": reason,
+                    "reason": crate::session::scrub(&reason),
                 }),
             )
         }
