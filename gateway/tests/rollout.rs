@@ -1029,6 +1029,27 @@ allow_subjects = ["*"]
     let refused = client.simple_query("FETCH 1 FROM hc").await.unwrap_err();
     let db = refused.as_db_error().unwrap();
     assert_eq!(db.code().code(), "55000", "{db:?}");
+    // A DECLARE of the same name that the server refuses does not re-arm it, and a cursor the
+    // gateway never saw declared (a function's) is not read unjudged.
+    let failed = client
+        .simple_query("DECLARE hc CURSOR WITH HOLD FOR SELECT 1")
+        .await
+        .unwrap_err();
+    assert_eq!(failed.as_db_error().unwrap().code().code(), "42P03");
+    for fetch in ["FETCH 1 FROM hc", "FETCH 1 FROM never_declared"] {
+        let refused = client.simple_query(fetch).await.unwrap_err();
+        let code = refused.as_db_error().unwrap().code().code().to_string();
+        assert!(
+            ["55000", "34000"].contains(&code.as_str()),
+            "{fetch}: {refused:?}"
+        );
+    }
+    assert!(
+        !pg.statements_logged()
+            .iter()
+            .any(|s| s.starts_with("FETCH")),
+        "no FETCH reached the server"
+    );
     // EXECUTE of a SQL PREPARE is judged by the query it runs, under the chain now in force.
     let refused = client.simple_query("EXECUTE rp").await.unwrap_err();
     let db = refused.as_db_error().unwrap();

@@ -252,9 +252,15 @@ impl Relay {
         parse: Option<&str>,
     ) -> Result<Vec<Statement>, Unreadable> {
         let mut earlier: HashMap<String, Sql> = HashMap::new();
+        let mut declared: Vec<String> = Vec::new();
         for s in &mut statements {
             super::params::check_statement(&s.sql)?;
-            if let Some(name) = &s.fetches {
+            if let Some(name) = s.cursor.as_ref().filter(|_| declares(s)) {
+                declared.push(name.clone());
+            }
+            if let Some(name) = &s.fetches
+                && !declared.contains(name)
+            {
                 self.check_cursor(name)?;
             }
             match &s.prepared {
@@ -318,9 +324,13 @@ impl Relay {
         }
     }
 
-    /// A cursor (or portal) declared before the policies changed (a reloaded chain, a
-    /// hot-loaded module) is not read under its old verdict: FETCH, MOVE and Execute of it are
-    /// refused (55000), audited; declaring it again judges it under the policies in force.
+    /// Rows read through a cursor (FETCH, MOVE, a protocol Execute) are judged by the query
+    /// that declared it, so that query must be one this gateway judged under the policies in
+    /// force:
+    /// - declared before the policies changed (a reloaded chain, a hot-loaded module): refused
+    ///   (55000), audited; declaring it again judges it anew;
+    /// - never seen declared: refused (34000). A cursor a function opened, or one a failed
+    ///   DECLARE or CLOSE left the gateway unsure of, would otherwise be read unjudged.
     pub(super) fn check_cursor(&self, name: &str) -> Result<(), Unreadable> {
         match self.portal(name) {
             Some(p) if p.ruling.seq != 0 && !self.session.is_current(&p.ruling) => {
@@ -332,7 +342,22 @@ impl Relay {
                     ),
                 })
             }
-            _ => Ok(()),
+            Some(_) => Ok(()),
+            // Declared by a statement still in flight (pipelined), judged just now.
+            None if self.expect.iter().any(|e| match e {
+                Expect::Query(r) | Expect::Execute(r) => r.declares.iter().any(|d| d.1 == name),
+                _ => false,
+            }) =>
+            {
+                Ok(())
+            }
+            None => Err(Unreadable {
+                code: sqlstate::INVALID_CURSOR_NAME,
+                reason: format!(
+                    "warden: cursor \"{name}\" was not declared through this gateway (or its \
+                     DECLARE failed): only a cursor whose query the gateway judged can be read"
+                ),
+            }),
         }
     }
 
