@@ -253,6 +253,22 @@ pub fn warden_as(token: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `warden ARGS` with `WARDEN_TOKEN`: (exit code, stdout, stderr).
+pub fn warden_code(token: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .env("WARDEN_TOKEN", token)
+        .env_remove("WARDEN_ADMIN")
+        .env_remove("WARDEN_ADMIN_CA")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Run `psql` with a conninfo and SQL; returns (success, stdout, stderr).
 pub fn psql(conninfo: &str, sql: &str, extra: &[&str]) -> (bool, String, String) {
     let out = Command::new("psql")
