@@ -253,7 +253,11 @@ impl Session {
         let mut ruling = self
             .record_decision(text, kind, per_command, generation)
             .await?;
-        ruling.commands = commands.into();
+        // Kept only for a hold: an approval granted after a policy change judges them again.
+        // Copying every command's record on the per-command path would serve nothing else.
+        if matches!(ruling.decision.verdict, Verdict::RequireApproval(_)) {
+            ruling.commands = commands.into();
+        }
         Ok(ruling)
     }
 

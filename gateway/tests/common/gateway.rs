@@ -239,21 +239,11 @@ impl Drop for Gateway {
 /// `warden ARGS` with `WARDEN_TOKEN` set to `token` and no `WARDEN_ADMIN`/`WARDEN_ADMIN_CA`
 /// from the environment: (success, stdout, stderr).
 pub fn warden_as(token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(args)
-        .env("WARDEN_TOKEN", token)
-        .env_remove("WARDEN_ADMIN")
-        .env_remove("WARDEN_ADMIN_CA")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (code, out, err) = warden_code(token, args);
+    (code == 0, out, err)
 }
 
-/// `warden ARGS` with `WARDEN_TOKEN`: (exit code, stdout, stderr).
+/// [`warden_as`] with the exit code: (exit code, stdout, stderr).
 pub fn warden_code(token: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(args)
